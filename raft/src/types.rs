@@ -1,0 +1,139 @@
+//! The types every part of the replicated store agrees on: node identity,
+//! the openraft type configuration, and the key-value requests and responses
+//! that travel through the Raft log.
+
+use std::fmt;
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+/// A node's stable identity. It is written in the node's certificate and never
+/// changes, whatever addresses the node has over its life.
+pub type NodeId = u64;
+
+/// What the cluster knows about a member besides its id: a human name and the
+/// last address it announced (the address may change; the id does not).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerNode {
+    pub name: String,
+    /// `ip:port` of the node's QUIC endpoint.
+    pub addr: String,
+}
+
+impl fmt::Display for PeerNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.name, self.addr)
+    }
+}
+
+openraft::declare_raft_types!(
+    /// openraft's type configuration for edgectl.
+    pub TypeConfig:
+        D = KvRequest,
+        R = KvResponse,
+        NodeId = NodeId,
+        Node = PeerNode,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+/// A write to the key-value state machine. Persisted in the Raft log:
+/// variants are append-only, never reordered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvRequest {
+    /// Apply `success` if every compare holds, else `failure`. A plain put is
+    /// a transaction with no compares.
+    Txn(Txn),
+}
+
+impl fmt::Display for KvRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KvRequest::Txn(txn) => write!(
+                f,
+                "txn(compares={}, success={}, failure={})",
+                txn.compares.len(),
+                txn.success.len(),
+                txn.failure.len()
+            ),
+        }
+    }
+}
+
+/// An etcd-style transaction guarded by compare-and-swap on revisions.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Txn {
+    pub compares: Vec<Compare>,
+    pub success: Vec<KvOp>,
+    pub failure: Vec<KvOp>,
+}
+
+impl Txn {
+    pub fn put(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
+        Txn {
+            success: vec![KvOp::Put { key: key.into(), value: value.into() }],
+            ..Txn::default()
+        }
+    }
+
+    pub fn delete(key: impl Into<Vec<u8>>) -> Self {
+        Txn { success: vec![KvOp::Delete { key: key.into() }], ..Txn::default() }
+    }
+}
+
+/// One mutation inside a transaction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvOp {
+    Put { key: Vec<u8>, value: Vec<u8> },
+    Delete { key: Vec<u8> },
+    DeletePrefix { prefix: Vec<u8> },
+}
+
+/// Holds when `key`'s current mod revision equals `mod_revision`;
+/// `mod_revision == 0` means "the key does not exist".
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compare {
+    pub key: Vec<u8>,
+    pub mod_revision: u64,
+}
+
+/// The outcome of one applied request.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvResponse {
+    /// The store's revision after this request (unchanged if nothing was written).
+    pub revision: u64,
+    /// Whether the compares held (always true for a transaction with none).
+    pub succeeded: bool,
+}
+
+/// A key with its value and revision bookkeeping, as etcd keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyValue {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    /// Revision of the write that created the key (since its last deletion).
+    pub create_revision: u64,
+    /// Revision of the last write to the key.
+    pub mod_revision: u64,
+    /// Number of writes since creation (1 on creation).
+    pub version: u64,
+}
+
+/// What happened to a key at a revision; delivered to watchers in revision order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WatchEvent {
+    Put(KeyValue),
+    /// The key as it was deleted, with `mod_revision` set to the deleting revision.
+    Delete(KeyValue),
+}
+
+impl WatchEvent {
+    pub fn kv(&self) -> &KeyValue {
+        match self {
+            WatchEvent::Put(kv) | WatchEvent::Delete(kv) => kv,
+        }
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.kv().mod_revision
+    }
+}

@@ -1,0 +1,1 @@
+//! edgectl's node runtime: images and containers on one node (being written).
