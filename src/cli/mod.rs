@@ -1,0 +1,3 @@
+//! The `edgectl` command line: argument types and one handler per verb.
+
+pub mod local;
