@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# bench-raft.sh: replicated durable writes, edgectl vs etcd vs the fsync floor.
+#
+# Starts a 3-member etcd cluster on 127.0.0.1 (temporary data dirs), builds
+# and runs benches/src/bin/raft_write.rs in release, and tears everything
+# down on exit, even on failure or Ctrl-C.
+#
+# Usage: scripts/bench-raft.sh [raft_write options...]
+#   e.g. scripts/bench-raft.sh --ops 500 --concurrent-ops 3200
+# Environment:
+#   BENCH_DIR       parent of the temporary data dirs (default /var/tmp: a
+#                   disk-backed filesystem; /tmp may be tmpfs on some hosts,
+#                   which would make the fsync floor meaningless)
+#   BENCH_TARGETS   targets to measure (default "etcd"; "etcd,edgectl" once
+#                   edgectl's WriteTarget exists and a cluster is started below)
+#   BENCH_JSON_OUT  also write the JSON result line to this file
+#   CARGO_TARGET_DIR as usual (default: target/ in the repository)
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+bench_parent=${BENCH_DIR:-/var/tmp}
+targets=${BENCH_TARGETS:-etcd}
+target_dir=${CARGO_TARGET_DIR:-$repo/target}
+
+# Members of the etcd cluster; raft needs a majority, 3 is the usual size.
+ETCD_MEMBERS=3
+# Seconds to wait for the cluster to become healthy.
+ETCD_HEALTH_TIMEOUT=30
+
+log() { echo "bench-raft: $*" >&2; }
+
+need_packages() {
+    local missing=()
+    command -v etcd >/dev/null || missing+=(etcd-server)
+    command -v etcdctl >/dev/null || missing+=(etcd-client)
+    command -v protoc >/dev/null || missing+=(protobuf-compiler)
+    if ((${#missing[@]})); then
+        log "installing ${missing[*]}"
+        [[ $(id -u) == 0 ]] || { log "need root to install ${missing[*]}"; exit 1; }
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+# port_is_free PORT: nothing listens on 127.0.0.1:PORT (TCP).
+port_is_free() {
+    ! ss -Htln "sport = :$1" 2>/dev/null | grep -q .
+}
+
+# pick_ports: sets PORT_BASE so that PORT_BASE .. PORT_BASE+2*members-1 are
+# free (client ports first, then peer ports), from a random start so that
+# two runs at once (or another helper's etcd) do not collide.
+pick_ports() {
+    local attempt base offset ok
+    for ((attempt = 0; attempt < 50; attempt++)); do
+        base=$((20000 + RANDOM % 20000))
+        ok=1
+        for ((offset = 0; offset < 2 * ETCD_MEMBERS; offset++)); do
+            port_is_free $((base + offset)) || { ok=0; break; }
+        done
+        if ((ok)); then
+            PORT_BASE=$base
+            return 0
+        fi
+    done
+    log "found no free range of $((2 * ETCD_MEMBERS)) ports"
+    exit 1
+}
+
+etcd_pids=()
+work_dir=""
+
+# running PID: true while PID runs (a finished child is a zombie until it is
+# reaped, and kill -0 would still see it).
+running() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [[ "${stat%% *}" != Z ]]
+}
+
+cleanup() {
+    local pid tenths
+    if ((${#etcd_pids[@]})); then
+        kill -s TERM "${etcd_pids[@]}" 2>/dev/null || true
+        for pid in "${etcd_pids[@]}"; do
+            for ((tenths = 0; tenths < 100; tenths++)); do
+                running "$pid" || break
+                sleep 0.1
+            done
+            # Ignored TERM for 10 s. Still our unreaped child, so the pid
+            # cannot have been reused by another process.
+            running "$pid" && kill -s KILL "$pid" 2>/dev/null
+            wait "$pid" 2>/dev/null || true
+        done
+    fi
+    if [[ -n "$work_dir" && -d "$work_dir" ]]; then
+        rm -rf "$work_dir"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+start_etcd() {
+    local i cluster="" client_urls="" name client peer
+    pick_ports
+    for ((i = 1; i <= ETCD_MEMBERS; i++)); do
+        peer=$((PORT_BASE + ETCD_MEMBERS + i - 1))
+        cluster+="${cluster:+,}m$i=http://127.0.0.1:$peer"
+    done
+    for ((i = 1; i <= ETCD_MEMBERS; i++)); do
+        name=m$i
+        client=$((PORT_BASE + i - 1))
+        peer=$((PORT_BASE + ETCD_MEMBERS + i - 1))
+        client_urls+="${client_urls:+,}http://127.0.0.1:$client"
+        # Defaults otherwise (heartbeat 100 ms, election 1000 ms): the write
+        # path does not depend on them.
+        etcd --name "$name" \
+            --data-dir "$work_dir/etcd-$name" \
+            --listen-client-urls "http://127.0.0.1:$client" \
+            --advertise-client-urls "http://127.0.0.1:$client" \
+            --listen-peer-urls "http://127.0.0.1:$peer" \
+            --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+            --initial-cluster "$cluster" \
+            --initial-cluster-token "bench-raft-$$" \
+            --initial-cluster-state new \
+            --logger zap --log-outputs stderr \
+            >"$work_dir/etcd-$name.log" 2>&1 &
+        etcd_pids+=($!)
+    done
+    ETCD_ENDPOINTS=$client_urls
+    local waited
+    for ((waited = 0; waited < ETCD_HEALTH_TIMEOUT * 2; waited++)); do
+        if ETCDCTL_API=3 etcdctl --endpoints "$ETCD_ENDPOINTS" --dial-timeout 1s \
+            endpoint health >/dev/null 2>&1; then
+            log "etcd $(etcd --version | head -1 | awk '{print $3}') up: $ETCD_ENDPOINTS"
+            return 0
+        fi
+        for pid in "${etcd_pids[@]}"; do
+            kill -0 "$pid" 2>/dev/null || { log "an etcd member died:"; tail -n 20 "$work_dir"/etcd-*.log >&2; exit 1; }
+        done
+        sleep 0.5
+    done
+    log "etcd not healthy after ${ETCD_HEALTH_TIMEOUT}s:"
+    tail -n 20 "$work_dir"/etcd-*.log >&2
+    exit 1
+}
+
+main() {
+    need_packages
+    log "building raft_write (release) in $target_dir"
+    (cd "$repo" && CARGO_TARGET_DIR="$target_dir" cargo build --release -p benches --bin raft_write)
+    mkdir -p "$bench_parent"
+    work_dir=$(mktemp -d "$bench_parent/edgectl-bench-raft.XXXXXX")
+    log "data dirs in $work_dir ($(df -T "$work_dir" | awk 'NR==2 {print $2}'))"
+    start_etcd
+    # Hook for edgectl: when BENCH_TARGETS names edgectl, start a 3-node
+    # edgectl cluster here (data dirs under $work_dir, loopback addresses),
+    # add its pids to etcd_pids (or a list of its own for cleanup) and pass
+    # its endpoints to raft_write.
+    local output
+    output=$("$target_dir/release/raft_write" \
+        --targets "$targets" \
+        --etcd-endpoints "$ETCD_ENDPOINTS" \
+        --fsync-dir "$work_dir" \
+        "$@")
+    echo "$output"
+    if [[ -n "${BENCH_JSON_OUT:-}" ]]; then
+        tail -n 1 <<<"$output" >"$BENCH_JSON_OUT"
+    fi
+}
+
+main "$@"

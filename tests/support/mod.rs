@@ -1,0 +1,469 @@
+//! Test support: a multi-node cluster of network namespaces, driven through
+//! `scripts/netns-harness.sh`, for the end-to-end tests of the root package.
+//!
+//! Include it with `#[path = "../support/mod.rs"] mod support;` (or
+//! `#[path = "support/mod.rs"]` from a file directly under `tests/`).
+//!
+//! This is not a library: failures of the harness itself (a namespace that
+//! cannot be created, a process that cannot be started) panic with the
+//! script's own error, which is how a test should fail on them. Everything a
+//! test wants to assert on (a command's exit status, a process's status, a
+//! log) is returned as a value instead.
+//!
+//! The tests that use it need root. They panic with a clear message when not
+//! run as root rather than skipping silently.
+
+// Each test binary that includes this module uses only part of it.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// Where the harness keeps its state (logs, pids) for each cluster.
+pub const HARNESS_STATE_ROOT: &str = "/run/edgectl-harness";
+
+/// How often `wait_until` probes: often enough that a test is not slowed
+/// noticeably, rarely enough that a probe running a command does not load
+/// the two cores everything shares.
+const WAIT_POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// How many trailing lines of each process log `Drop` prints when the test
+/// is failing.
+const LOG_TAIL_LINES_ON_PANIC: usize = 40;
+
+/// The harness script of this repository.
+pub fn harness_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/netns-harness.sh")
+}
+
+/// The `edgectl` binary under test. Only integration tests of the root
+/// package have `CARGO_BIN_EXE_edgectl`, so the caller passes it:
+/// `edgectl_bin(env!("CARGO_BIN_EXE_edgectl"))`.
+pub fn edgectl_bin(path_from_cargo: &str) -> PathBuf {
+    let path = PathBuf::from(path_from_cargo);
+    assert!(
+        path.is_file(),
+        "edgectl binary {} does not exist (was it built?)",
+        path.display()
+    );
+    path
+}
+
+/// Panics unless the test runs as root: namespaces and iptables need it, and
+/// a root-only test must fail loudly, never pass by doing nothing.
+pub fn require_root(what: &str) {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_else(|err| panic!("cannot read /proc/self/status: {err}"));
+    // Line "Uid:\treal\teffective\tsaved\tfs"; what counts is the effective id.
+    let effective_uid = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .unwrap_or_else(|| panic!("no Uid line in /proc/self/status"));
+    assert!(
+        effective_uid == "0",
+        "{what} needs root (network namespaces, veths, iptables); run the tests as root \
+         (e.g. `sudo -E cargo test`), effective uid is {effective_uid}"
+    );
+}
+
+/// What the harness knows of a process started with [`NetnsCluster::start`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessStatus {
+    /// Still running, with this pid.
+    Running(u32),
+    /// Ended with this status (128 + signal number when killed by a signal).
+    Exited(i32),
+    /// Ended with no recorded status (killed together with its supervisor).
+    Gone,
+}
+
+/// A cluster of `n` node namespaces on one bridge. Dropping it tears
+/// everything down (processes, namespaces, state), even when the test panics.
+pub struct NetnsCluster {
+    prefix: String,
+    addrs: Vec<Ipv4Addr>,
+    script: PathBuf,
+    started: Vec<String>,
+    is_down: bool,
+}
+
+impl NetnsCluster {
+    /// Builds the cluster, replacing any leftovers of an earlier run with the
+    /// same prefix. `prefix`: a lowercase letter then up to 9 lowercase
+    /// letters or digits, distinct for every cluster that may run at the same
+    /// time (tests in one binary run in parallel).
+    pub fn up(prefix: &str, n: usize) -> NetnsCluster {
+        NetnsCluster::up_with_subnet(prefix, n, None)
+    }
+
+    /// Like [`NetnsCluster::up`], with node `i` at `subnet.i` (e.g.
+    /// `Some("10.213.9")`) instead of the subnet derived from the prefix.
+    pub fn up_with_subnet(prefix: &str, n: usize, subnet: Option<&str>) -> NetnsCluster {
+        require_root("NetnsCluster");
+        let mut cluster = NetnsCluster {
+            prefix: prefix.to_string(),
+            addrs: Vec::new(),
+            script: harness_script(),
+            started: Vec::new(),
+            is_down: false,
+        };
+        let n_text = n.to_string();
+        let mut args = vec!["up"];
+        if let Some(subnet) = subnet {
+            args.extend(["--subnet", subnet]);
+        }
+        args.extend([prefix, n_text.as_str()]);
+        // From here on `cluster` exists, so a failure below still runs `down`.
+        let stdout = cluster.harness_ok(&args);
+        // One line per node: "PREFIX-nI ADDRESS".
+        for line in stdout.lines() {
+            let addr_text = line
+                .split_whitespace()
+                .last()
+                .unwrap_or_else(|| panic!("harness up printed an empty line"));
+            let addr: Ipv4Addr = addr_text
+                .parse()
+                .unwrap_or_else(|err| panic!("harness up printed {line:?}: {err}"));
+            cluster.addrs.push(addr);
+        }
+        assert_eq!(
+            cluster.addrs.len(),
+            n,
+            "harness up printed {} addresses for {n} nodes:\n{stdout}",
+            cluster.addrs.len()
+        );
+        cluster
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Number of nodes; nodes are numbered 1..=nodes().
+    pub fn nodes(&self) -> usize {
+        self.addrs.len()
+    }
+
+    /// Node `i`'s address on the cluster bridge (`i` from 1).
+    pub fn addr(&self, i: usize) -> Ipv4Addr {
+        self.check_node(i);
+        self.addrs[i - 1]
+    }
+
+    /// Name of node `i`'s network namespace (for `ip netns exec`).
+    pub fn node_ns(&self, i: usize) -> String {
+        self.check_node(i);
+        format!("{}-n{i}", self.prefix)
+    }
+
+    /// The harness's state directory of this cluster (logs, pid files).
+    pub fn state_dir(&self) -> PathBuf {
+        Path::new(HARNESS_STATE_ROOT).join(&self.prefix)
+    }
+
+    /// Runs a command in node `i`'s namespace and waits for it. A non-zero
+    /// exit is not a panic: it is in the returned `Output`.
+    pub fn exec<I, S>(&self, i: usize, command: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.check_node(i);
+        let mut process = Command::new("bash");
+        process
+            .arg(&self.script)
+            .args(["exec", &self.prefix, &i.to_string(), "--"])
+            .args(command);
+        process
+            .output()
+            .unwrap_or_else(|err| panic!("cannot run {process:?}: {err}"))
+    }
+
+    /// Like [`NetnsCluster::exec`], but panics unless the command succeeds,
+    /// and returns its stdout.
+    pub fn exec_ok<I, S>(&self, i: usize, command: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let command: Vec<S> = command.into_iter().collect();
+        let shown: Vec<String> = command
+            .iter()
+            .map(|arg| arg.as_ref().to_string_lossy().into_owned())
+            .collect();
+        let output = self.exec(i, command);
+        assert!(
+            output.status.success(),
+            "{shown:?} on node {i} failed ({}):\nstdout: {}\nstderr: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Starts a command in the background in node `i`'s namespace under
+    /// `name` (stdout and stderr to its log); returns its pid. A name can be
+    /// started again once its process has ended (the log is appended to).
+    pub fn start<I, S>(&mut self, i: usize, name: &str, command: I) -> u32
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.check_node(i);
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "start".into(),
+            self.prefix.clone().into(),
+            i.to_string().into(),
+            name.into(),
+            "--".into(),
+        ];
+        args.extend(command.into_iter().map(|arg| arg.as_ref().to_os_string()));
+        let stdout = self.harness_ok(&args);
+        if !self.started.iter().any(|known| known == name) {
+            self.started.push(name.to_string());
+        }
+        let pid_text = stdout.trim();
+        pid_text
+            .parse()
+            .unwrap_or_else(|err| panic!("harness start printed {pid_text:?}: {err}"))
+    }
+
+    /// The pid of process `name` if it is running.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        match self.status(name) {
+            ProcessStatus::Running(pid) => Some(pid),
+            ProcessStatus::Exited(_) | ProcessStatus::Gone => None,
+        }
+    }
+
+    pub fn status(&self, name: &str) -> ProcessStatus {
+        let stdout = self.harness_ok(&["status", &self.prefix, name]);
+        let mut words = stdout.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("running"), Some(pid)) => ProcessStatus::Running(
+                pid.parse()
+                    .unwrap_or_else(|err| panic!("harness status printed {stdout:?}: {err}")),
+            ),
+            (Some("exited"), Some(code)) => ProcessStatus::Exited(
+                code.parse()
+                    .unwrap_or_else(|err| panic!("harness status printed {stdout:?}: {err}")),
+            ),
+            (Some("gone"), None) => ProcessStatus::Gone,
+            _ => panic!("harness status printed {stdout:?}"),
+        }
+    }
+
+    /// SIGKILL to process `name` (only that process, not its children:
+    /// this is how a crash of a node daemon is simulated); returns once it
+    /// is gone. Panics if it is not running.
+    pub fn kill(&self, name: &str) {
+        self.signal(name, "KILL");
+    }
+
+    /// Sends `signal` (e.g. "TERM", "STOP", "CONT", "HUP") to process `name`.
+    pub fn signal(&self, name: &str, signal: &str) {
+        self.harness_ok(&["kill", &self.prefix, name, signal]);
+    }
+
+    /// SIGTERM, then SIGKILL after the grace (10 s, or
+    /// `HARNESS_STOP_GRACE`); returns once the process is gone.
+    pub fn stop(&self, name: &str) {
+        self.harness_ok(&["stop", &self.prefix, name]);
+    }
+
+    /// Cuts node `i` off from every other node: everything in and out of its
+    /// eth0 is dropped silently (the link stays up).
+    pub fn partition(&self, i: usize) {
+        self.harness_ok(&["partition", &self.prefix, &i.to_string()]);
+    }
+
+    pub fn heal(&self, i: usize) {
+        self.harness_ok(&["heal", &self.prefix, &i.to_string()]);
+    }
+
+    /// Cuts only the link between nodes `i` and `j`.
+    pub fn partition_pair(&self, i: usize, j: usize) {
+        self.harness_ok(&["partition-pair", &self.prefix, &i.to_string(), &j.to_string()]);
+    }
+
+    pub fn heal_pair(&self, i: usize, j: usize) {
+        self.harness_ok(&["heal-pair", &self.prefix, &i.to_string(), &j.to_string()]);
+    }
+
+    /// Drops `percent`% of node `i`'s packets in each direction (0 removes it).
+    pub fn loss(&self, i: usize, percent: u8) {
+        self.harness_ok(&["loss", &self.prefix, &i.to_string(), &percent.to_string()]);
+    }
+
+    /// Everything process `name` wrote to stdout and stderr, across restarts.
+    pub fn log(&self, name: &str) -> String {
+        self.harness_ok(&["log", &self.prefix, name])
+    }
+
+    /// Kills every process in the cluster's namespaces, deletes them and the
+    /// state dir. Also done by `Drop`; calling it twice is harmless.
+    pub fn down(&mut self) {
+        if self.is_down {
+            return;
+        }
+        self.harness_ok(&["down", &self.prefix]);
+        self.is_down = true;
+    }
+
+    fn check_node(&self, i: usize) {
+        assert!(
+            (1..=self.addrs.len()).contains(&i),
+            "node {i} does not exist: cluster {} has nodes 1..={}",
+            self.prefix,
+            self.addrs.len()
+        );
+    }
+
+    /// Runs the harness with `args`, returns its stdout, panics on failure.
+    fn harness_ok<S: AsRef<OsStr>>(&self, args: &[S]) -> String {
+        let mut process = Command::new("bash");
+        process.arg(&self.script).args(args);
+        let output = process
+            .output()
+            .unwrap_or_else(|err| panic!("cannot run {process:?}: {err}"));
+        assert!(
+            output.status.success(),
+            "{process:?} failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn print_log_tails(&self) {
+        for name in &self.started {
+            let path = self.state_dir().join(format!("{name}.log"));
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES_ON_PANIC)..];
+            eprintln!(
+                "---- {} (last {} lines) ----\n{}",
+                path.display(),
+                tail.len(),
+                tail.join("\n")
+            );
+        }
+    }
+}
+
+impl Drop for NetnsCluster {
+    fn drop(&mut self) {
+        if self.is_down {
+            return;
+        }
+        if std::thread::panicking() {
+            // The test failed: what the processes said is the best clue.
+            self.print_log_tails();
+        }
+        // No panic here: a panic while unwinding would abort the test binary.
+        match Command::new("bash")
+            .arg(&self.script)
+            .args(["down", &self.prefix])
+            .output()
+        {
+            Ok(output) if output.status.success() => {}
+            Ok(output) => eprintln!(
+                "netns cluster {}: down failed ({}): {}",
+                self.prefix,
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ),
+            Err(err) => eprintln!("netns cluster {}: cannot run down: {err}", self.prefix),
+        }
+    }
+}
+
+/// What one probe of [`wait_until`] saw: done, or not yet and why.
+pub trait Observation {
+    type Value;
+    /// `Ok` when the condition holds, `Err(what was seen)` otherwise.
+    fn into_result(self) -> Result<Self::Value, String>;
+}
+
+impl Observation for bool {
+    type Value = ();
+    fn into_result(self) -> Result<(), String> {
+        if self {
+            Ok(())
+        } else {
+            Err("condition was false".to_string())
+        }
+    }
+}
+
+impl<T> Observation for Option<T> {
+    type Value = T;
+    fn into_result(self) -> Result<T, String> {
+        self.ok_or_else(|| "nothing yet (None)".to_string())
+    }
+}
+
+impl<T, E: fmt::Debug> Observation for Result<T, E> {
+    type Value = T;
+    fn into_result(self) -> Result<T, String> {
+        self.map_err(|err| format!("{err:?}"))
+    }
+}
+
+/// [`wait_until`] gave up.
+#[derive(Debug)]
+pub struct WaitTimeout {
+    pub what: String,
+    pub timeout: Duration,
+    pub probes: u32,
+    pub last_observation: String,
+}
+
+impl fmt::Display for WaitTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "timed out after {:?} waiting for {} ({} probes); last observation: {}",
+            self.timeout, self.what, self.probes, self.last_observation
+        )
+    }
+}
+
+impl std::error::Error for WaitTimeout {}
+
+/// Probes every 50 ms until `probe` says done (`true`, `Some`, `Ok`) and
+/// returns its value; after `timeout`, an error naming `what` and the last
+/// thing the probe saw. The probe always runs at least once.
+pub fn wait_until<O: Observation>(
+    timeout: Duration,
+    what: &str,
+    mut probe: impl FnMut() -> O,
+) -> Result<O::Value, WaitTimeout> {
+    let deadline = Instant::now() + timeout;
+    let mut probes = 0;
+    loop {
+        probes += 1;
+        let last_observation = match probe().into_result() {
+            Ok(value) => return Ok(value),
+            Err(observation) => observation,
+        };
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(WaitTimeout {
+                what: what.to_string(),
+                timeout,
+                probes,
+                last_observation,
+            });
+        }
+        std::thread::sleep(WAIT_POLL_INTERVAL.min(deadline - now));
+    }
+}
