@@ -1,37 +1,60 @@
-//! `edgectl`: one binary for the node daemon and the command line.
+//! `edgectl`: one binary for the node daemon and the command line. Parses
+//! arguments and dispatches to a handler in `cli/`; no logic lives here.
 
 mod cli;
 
-use std::path::PathBuf;
+use anyhow::Context;
+use clap::Parser;
+use cli::args::{Cli, Command};
 
-use clap::{Parser, Subcommand};
-
-#[derive(Debug, Parser)]
-#[command(name = "edgectl", version, about = "A lightweight container orchestrator for edge fleets")]
-struct Cli {
-    /// Node data directory.
-    #[arg(long, global = true, env = "EDGECTL_DATA_DIR", default_value = "/var/lib/edgectl")]
-    data_dir: PathBuf,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Manage images in this node's store.
-    #[command(subcommand)]
-    Image(cli::local::ImageCommand),
-    /// Run one container from a local image (debugging aid) and print its output.
-    Run(cli::local::RunArgs),
-}
-
-fn main() -> anyhow::Result<()> {
+fn main() {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Image(command) => cli::local::image(command, &cli.data_dir),
-        Command::Run(args) => {
-            let code = cli::local::run(args, &cli.data_dir)?;
-            std::process::exit(code)
+    init_logging();
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
         }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EDGECTL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,quinn=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    // Node-local container commands stay off the async runtime: libcontainer
+    // forks, and these commands own the process.
+    match &cli.command {
+        Command::Image(_) | Command::Run(_) => return run_local(cli),
+        _ => {}
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        match &cli.command {
+            Command::Init(args) => cli::daemon::init(&cli.data_dir, args.clone()).await?,
+            Command::Join(args) => cli::daemon::join(&cli.data_dir, args.clone()).await?,
+            Command::Serve(args) => cli::daemon::serve(&cli.data_dir, args.clone()).await?,
+            Command::Token(command) => cli::admin::token(&cli, command).await?,
+            Command::Node(command) => cli::admin::node(&cli, command).await?,
+            Command::Cluster(command) => cli::admin::cluster(&cli, command).await?,
+            Command::Kv(command) => cli::admin::kv(&cli, command).await?,
+            Command::Image(_) | Command::Run(_) => unreachable!("handled above"),
+        }
+        Ok(0)
+    })
+}
+
+fn run_local(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Image(command) => cli::local::image(command, &cli.data_dir).map(|()| 0),
+        Command::Run(args) => cli::local::run(args, &cli.data_dir),
+        _ => unreachable!("only local commands reach here"),
     }
 }

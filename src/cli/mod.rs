@@ -1,3 +1,8 @@
-//! The `edgectl` command line: argument types and one handler per verb.
+//! The `edgectl` command line: argument types (args), one handler module per
+//! group of verbs, and output formatting.
 
+pub mod admin;
+pub mod args;
+pub mod daemon;
 pub mod local;
+pub mod output;

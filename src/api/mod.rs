@@ -1,0 +1,124 @@
+//! The client API: the requests `edgectl` sends to a node over QUIC (ALPN
+//! `edgectl/api/1`, mutual TLS with an admin or node certificate), and the
+//! client that sends them.
+
+pub mod client;
+
+use serde::{Deserialize, Serialize};
+
+pub use raft::{KeyValue, KvRequest, KvResponse};
+
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadConsistency {
+    /// Confirmed with a quorum through the leader: sees every acknowledged write.
+    Linearizable,
+    /// Served from the contacted node's own replica (learners too); may lag.
+    Stale,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ApiRequest {
+    Write(KvRequest),
+    Get { key: Vec<u8>, consistency: ReadConsistency },
+    Range { prefix: Vec<u8>, consistency: ReadConsistency },
+    TokenCreate { ttl_secs: u64, description: String },
+    TokenList,
+    TokenRevoke { id: String },
+    NodeList,
+    ClusterStatus,
+}
+
+impl ApiRequest {
+    /// Whether only the leader can answer it (other nodes forward it).
+    pub fn needs_leader(&self) -> bool {
+        match self {
+            ApiRequest::Get { consistency, .. } | ApiRequest::Range { consistency, .. } => {
+                *consistency == ReadConsistency::Linearizable
+            }
+            ApiRequest::TokenList => false,
+            ApiRequest::Write(_)
+            | ApiRequest::TokenCreate { .. }
+            | ApiRequest::TokenRevoke { .. }
+            | ApiRequest::NodeList
+            | ApiRequest::ClusterStatus => true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ApiResponse {
+    Written(KvResponse),
+    Value { kv: Option<KeyValue>, revision: u64 },
+    Range { kvs: Vec<KeyValue>, revision: u64 },
+    TokenCreated { token: String, info: TokenInfo },
+    Tokens(Vec<TokenInfo>),
+    TokenRevoked,
+    Nodes(Vec<NodeStatus>),
+    Status(ClusterStatus),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub created_unix: u64,
+    pub expires_unix: u64,
+    pub revoked: bool,
+    pub description: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RaftRole {
+    Voter,
+    Learner,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub id: u64,
+    pub name: String,
+    pub address: String,
+    pub role: RaftRole,
+    pub leader: bool,
+    /// Milliseconds since the leader last heard from it (None: never, since it took office).
+    pub last_heartbeat_ms: Option<u64>,
+    pub healthy: bool,
+    pub matched_index: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub cluster_id: String,
+    pub leader_id: u64,
+    pub leader_name: String,
+    pub term: u64,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    pub target_voters: usize,
+    pub last_log_index: u64,
+    pub last_applied_index: u64,
+    pub revision: u64,
+    pub healthy_nodes: usize,
+    pub total_nodes: usize,
+}
+
+/// Why a request failed, in words an operator can act on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("no leader is reachable right now ({0}); the cluster may be electing one or may have lost its majority: retry, and check `edgectl node ls --stale`")]
+    NoLeader(String),
+    #[error("the write may or may not have been applied ({0}); read the key before retrying")]
+    OutcomeUnknown(String),
+    #[error("permission denied: {0}")]
+    Forbidden(String),
+    #[error("join refused: {0}")]
+    JoinRefused(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type ApiResult = Result<ApiResponse, ApiError>;

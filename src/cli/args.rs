@@ -1,0 +1,195 @@
+//! Argument types only; behaviour lives in the handlers.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use super::local::{ImageCommand, RunArgs};
+
+#[derive(Debug, Parser)]
+#[command(name = "edgectl", version, about = "A lightweight container orchestrator for edge fleets", propagate_version = true)]
+pub struct Cli {
+    /// Node data directory (also where a node's own credentials are found).
+    #[arg(long, global = true, env = "EDGECTL_DATA_DIR", default_value = "/var/lib/edgectl")]
+    pub data_dir: PathBuf,
+    /// Admin client configuration (default: the node in --data-dir, else ~/.config/edgectl/config.json).
+    #[arg(long, global = true, env = "EDGECTL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new cluster with this machine as its first node, print a join token, and run the node.
+    Init(InitArgs),
+    /// Join an existing cluster with a token, and run the node.
+    Join(JoinArgs),
+    /// Run the node of an existing data dir (after a reboot or a stop); needs no token.
+    Serve(ServeArgs),
+    /// Manage join tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Inspect the cluster's nodes.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Inspect the cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Read and write keys of the replicated store (for scripts and debugging).
+    #[command(subcommand)]
+    Kv(KvCommand),
+    /// Manage images in this node's store.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Run one container from a local image (debugging aid) and print its output.
+    Run(RunArgs),
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct InitArgs {
+    /// UDP address the node's QUIC endpoint binds, e.g. 0.0.0.0:7440.
+    #[arg(long, default_value = "0.0.0.0:7440")]
+    pub listen: String,
+    /// Address other nodes dial (default: --listen, which must then be a specific address).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Node name (default: the host name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Lifetime of the printed join token (0 = never expires).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "24h")]
+    pub token_ttl: Duration,
+    #[command(flatten)]
+    pub tuning: TuningArgs,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct JoinArgs {
+    /// Address of any node of the cluster.
+    pub peer: String,
+    /// Join token from `edgectl init` or `edgectl token create`.
+    #[arg(long, env = "EDGECTL_TOKEN")]
+    pub token: String,
+    #[arg(long, default_value = "0.0.0.0:7440")]
+    pub listen: String,
+    #[arg(long)]
+    pub advertise: Option<String>,
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub tuning: TuningArgs,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct ServeArgs {
+    /// Bind another address than the stored one.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Announce another address than the stored one (the device moved).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    #[command(flatten)]
+    pub tuning: TuningArgs,
+}
+
+/// Knobs of a running node; the defaults suit a small site.
+#[derive(Clone, Debug, Args)]
+pub struct TuningArgs {
+    /// Voters autopilot keeps (1, 3 or 5); every other node is a learner.
+    #[arg(long, default_value_t = 3, value_parser = parse_target_voters)]
+    pub target_voters: usize,
+    /// A voter silent this long is replaced by a healthy learner.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub dead_after: Duration,
+    /// A learner silent this long leaves the membership (0 = never).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "24h")]
+    pub remove_after: Duration,
+    /// Interval of the heartbeats nodes send the leader.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "500ms")]
+    pub heartbeat: Duration,
+    /// Raft heartbeat interval in ms.
+    #[arg(long, default_value_t = 50)]
+    pub raft_heartbeat_ms: u64,
+    /// Raft election timeout, lower bound in ms.
+    #[arg(long, default_value_t = 150)]
+    pub election_min_ms: u64,
+    /// Raft election timeout, upper bound in ms.
+    #[arg(long, default_value_t = 300)]
+    pub election_max_ms: u64,
+    /// Snapshot and compact the log after this many entries.
+    #[arg(long, default_value_t = 10_000)]
+    pub snapshot_after: u64,
+    /// Entries kept after a snapshot for followers slightly behind.
+    #[arg(long, default_value_t = 1_000)]
+    pub keep_after_snapshot: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a join token.
+    Create {
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "24h")]
+        ttl: Duration,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List join tokens (never their secrets).
+    Ls,
+    /// Revoke a join token by id.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// List nodes: name, address, raft role, leader, last heartbeat, health.
+    Ls,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Leader, term, voters and learners, log and store positions.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KvCommand {
+    /// Write a key.
+    Put { key: String, value: String },
+    /// Read a key.
+    Get {
+        key: String,
+        /// Serve from the contacted node's replica instead of through the leader.
+        #[arg(long)]
+        stale: bool,
+    },
+    /// List keys under a prefix.
+    Ls {
+        #[arg(default_value = "/")]
+        prefix: String,
+        #[arg(long)]
+        stale: bool,
+    },
+    /// Delete a key.
+    Del { key: String },
+}
+
+fn parse_target_voters(text: &str) -> Result<usize, String> {
+    match text {
+        "1" => Ok(1),
+        "3" => Ok(3),
+        "5" => Ok(5),
+        _ => Err(format!("{text:?}: the number of voters must be 1, 3 or 5 (an odd number keeps a majority)")),
+    }
+}

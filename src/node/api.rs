@@ -1,0 +1,229 @@
+//! Client requests: served locally when they may be, otherwise executed on
+//! the leader (this node, or forwarded over the peer ALPN).
+
+use std::time::{Duration, Instant};
+
+use raft::{KvOp, KvRequest, Txn};
+use tracing::debug;
+
+use super::peer::{PeerRequest, PeerResponse, FORWARD_TIMEOUT};
+use super::Node;
+use crate::api::{ApiError, ApiRequest, ApiResponse, ApiResult, ReadConsistency, TokenInfo};
+use crate::cluster::keys;
+use crate::cluster::records::{now_unix, TokenRecord};
+use crate::cluster::token::JoinToken;
+
+/// How long a request waits for a leader to appear before giving up.
+const LEADER_WAIT: Duration = Duration::from_secs(8);
+const LEADER_POLL: Duration = Duration::from_millis(50);
+
+impl Node {
+    /// A client request made in this process (e.g. by `edgectl init`).
+    pub async fn request(&self, request: ApiRequest) -> ApiResult {
+        self.handle_api(request).await
+    }
+
+    pub(crate) async fn handle_api(&self, request: ApiRequest) -> ApiResult {
+        if let ApiRequest::Write(write) = &request {
+            reject_system_keys(write)?;
+        }
+        if request.needs_leader() {
+            self.execute_on_leader(request).await
+        } else {
+            self.execute_local(request).await
+        }
+    }
+
+    /// Runs `request` on the leader, waiting through an election and following
+    /// leadership changes. A request that may have reached a leader that then
+    /// vanished is not replayed (it could apply twice): the caller is told.
+    pub(crate) async fn execute_on_leader(&self, request: ApiRequest) -> ApiResult {
+        let deadline = Instant::now() + LEADER_WAIT;
+        let mut last_problem = String::from("no leader elected");
+        loop {
+            if Instant::now() >= deadline {
+                return Err(ApiError::NoLeader(last_problem));
+            }
+            match self.current_leader() {
+                Some(leader) if leader == self.id() => match self.execute_local(request.clone()).await {
+                    Err(ApiError::NoLeader(why)) => last_problem = why,
+                    other => return other,
+                },
+                Some(leader) => {
+                    let Some(addr) = self.member_addr(leader) else {
+                        last_problem = format!("leader {leader} has no known address");
+                        tokio::time::sleep(LEADER_POLL).await;
+                        continue;
+                    };
+                    let forward = PeerRequest::Forward(request.clone());
+                    match self.inner.peers.call(&self.inner.endpoint, leader, &addr, &forward, FORWARD_TIMEOUT).await {
+                        Ok(PeerResponse::Forwarded(Err(ApiError::NoLeader(why)))) => last_problem = why,
+                        Ok(PeerResponse::Forwarded(result)) => return result,
+                        Ok(other) => return Err(ApiError::Internal(format!("unexpected peer response {other:?}"))),
+                        Err(e) if e.maybe_delivered && is_write(&request) => {
+                            return Err(ApiError::OutcomeUnknown(e.message))
+                        }
+                        Err(e) => {
+                            debug!("forward to leader {leader}: {}", e.message);
+                            last_problem = e.message;
+                        }
+                    }
+                }
+                None => {}
+            }
+            tokio::time::sleep(LEADER_POLL).await;
+        }
+    }
+
+    /// Executes on this node. Leader-only requests fail with `NoLeader` when
+    /// this node is not (or no longer) the leader, so the caller can retry.
+    pub(crate) async fn execute_local(&self, request: ApiRequest) -> ApiResult {
+        match request {
+            ApiRequest::Write(write) => self.write(write).await.map(ApiResponse::Written),
+            ApiRequest::Get { key, consistency } => {
+                self.read_barrier(consistency).await?;
+                let kv = self.inner.kv.get(&key).map_err(internal)?;
+                Ok(ApiResponse::Value { kv, revision: self.inner.kv.revision() })
+            }
+            ApiRequest::Range { prefix, consistency } => {
+                self.read_barrier(consistency).await?;
+                let (kvs, revision) = self.inner.kv.range(&prefix).map_err(internal)?;
+                Ok(ApiResponse::Range { kvs, revision })
+            }
+            ApiRequest::TokenCreate { ttl_secs, description } => self.create_token(ttl_secs, &description).await,
+            ApiRequest::TokenList => {
+                let (kvs, _) = self.inner.kv.range(keys::TOKENS_PREFIX.as_bytes()).map_err(internal)?;
+                let mut tokens = Vec::new();
+                for kv in kvs {
+                    let record: TokenRecord = serde_json::from_slice(&kv.value).map_err(internal)?;
+                    tokens.push(token_info(&record));
+                }
+                Ok(ApiResponse::Tokens(tokens))
+            }
+            ApiRequest::TokenRevoke { id } => self.revoke_token(&id).await,
+            ApiRequest::NodeList => {
+                self.ensure_leader()?;
+                Ok(ApiResponse::Nodes(self.node_statuses()))
+            }
+            ApiRequest::ClusterStatus => {
+                self.ensure_leader()?;
+                self.cluster_status().map(ApiResponse::Status)
+            }
+        }
+    }
+
+    fn ensure_leader(&self) -> Result<(), ApiError> {
+        if self.is_leader() {
+            Ok(())
+        } else {
+            Err(ApiError::NoLeader(format!("node {} is not the leader", self.id())))
+        }
+    }
+
+    pub(crate) async fn read_barrier(&self, consistency: ReadConsistency) -> Result<(), ApiError> {
+        if consistency == ReadConsistency::Stale {
+            return Ok(());
+        }
+        self.inner
+            .raft
+            .ensure_linearizable()
+            .await
+            .map(|_| ())
+            .map_err(|e| ApiError::NoLeader(format!("node {} cannot confirm leadership: {e}", self.id())))
+    }
+
+    /// Proposes a write through Raft on this node, which must be the leader.
+    pub(crate) async fn write(&self, request: KvRequest) -> Result<raft::KvResponse, ApiError> {
+        use raft::openraft::error::{ClientWriteError, RaftError};
+        match self.inner.raft.client_write(request).await {
+            Ok(response) => Ok(response.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(ApiError::NoLeader(format!(
+                "node {} is not the leader (leader: {:?})",
+                self.id(),
+                f.leader_id
+            ))),
+            Err(e) => Err(ApiError::Internal(format!("raft write failed: {e}"))),
+        }
+    }
+
+    async fn create_token(&self, ttl_secs: u64, description: &str) -> ApiResult {
+        let ca_fingerprint = self.ca_fingerprint()?;
+        let token = JoinToken::generate(&ca_fingerprint);
+        let record = token.record(now_unix(), ttl_secs, description);
+        let value = serde_json::to_vec(&record).map_err(internal)?;
+        self.write(KvRequest::Txn(Txn::put(keys::token(&token.id), value))).await?;
+        Ok(ApiResponse::TokenCreated { token: token.to_string(), info: token_info(&record) })
+    }
+
+    async fn revoke_token(&self, id: &str) -> ApiResult {
+        self.read_barrier(ReadConsistency::Linearizable).await?;
+        let key = keys::token(id);
+        let kv = self
+            .inner
+            .kv
+            .get(key.as_bytes())
+            .map_err(internal)?
+            .ok_or_else(|| ApiError::NotFound(format!("token {id}; `edgectl token ls` lists the tokens")))?;
+        let mut record: TokenRecord = serde_json::from_slice(&kv.value).map_err(internal)?;
+        record.revoked = true;
+        let value = serde_json::to_vec(&record).map_err(internal)?;
+        let txn = Txn {
+            compares: vec![raft::Compare { key: key.clone().into_bytes(), mod_revision: kv.mod_revision }],
+            success: vec![KvOp::Put { key: key.into_bytes(), value }],
+            failure: vec![],
+        };
+        let response = self.write(KvRequest::Txn(txn)).await?;
+        if !response.succeeded {
+            return Err(ApiError::Internal(format!("token {id} changed while being revoked; retry")));
+        }
+        Ok(ApiResponse::TokenRevoked)
+    }
+
+    pub(crate) fn ca_fingerprint(&self) -> Result<String, ApiError> {
+        let ca_pem = self
+            .inner
+            .config
+            .data_dir
+            .read_text(&self.inner.config.data_dir.ca_cert())
+            .map_err(internal)?;
+        raft::transport::pki::fingerprint_of_pem(&ca_pem).map_err(internal)
+    }
+}
+
+fn is_write(request: &ApiRequest) -> bool {
+    matches!(request, ApiRequest::Write(_) | ApiRequest::TokenCreate { .. } | ApiRequest::TokenRevoke { .. })
+}
+
+fn reject_system_keys(request: &KvRequest) -> Result<(), ApiError> {
+    let KvRequest::Txn(txn) = request;
+    let system = keys::SYSTEM_PREFIX.as_bytes();
+    for op in txn.success.iter().chain(&txn.failure) {
+        let (key, touches_system) = match op {
+            KvOp::Put { key, .. } | KvOp::Delete { key } => (key, key.starts_with(system)),
+            // A prefix that covers /sys/ would delete the cluster's own records.
+            KvOp::DeletePrefix { prefix } => (prefix, prefix.starts_with(system) || system.starts_with(prefix)),
+        };
+        if touches_system {
+            return Err(ApiError::Forbidden(format!(
+                "key {:?} is under {} which edgectl keeps for itself",
+                String::from_utf8_lossy(key),
+                keys::SYSTEM_PREFIX
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn token_info(record: &TokenRecord) -> TokenInfo {
+    TokenInfo {
+        id: record.id.clone(),
+        created_unix: record.created_unix,
+        expires_unix: record.expires_unix,
+        revoked: record.revoked,
+        description: record.description.clone(),
+    }
+}
+
+pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(e.to_string())
+}

@@ -1,0 +1,120 @@
+//! `edgectl init`: a new cluster's CA, the first node's and the admin's
+//! certificates, and the first entries of the replicated state.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use raft::transport::pki::ClusterCa;
+use raft::{Compare, KvOp, KvRequest, PeerNode, Txn};
+use rand::RngCore;
+use tracing::info;
+
+use super::{Node, NodeError};
+use crate::api::client::{AdminConfig, ADMIN_CONFIG_FILE};
+use crate::cluster::keys;
+use crate::cluster::records::{now_unix, to_json, ClusterRecord, NodeRecord};
+use crate::paths::{write_file_atomic, DataDir, NodeIdentity, DATA_DIR_FORMAT};
+
+/// The first node's id; later ones are handed out by the leader.
+pub const FIRST_NODE_ID: u64 = 1;
+const LEADERSHIP_WAIT: Duration = Duration::from_secs(10);
+
+pub struct InitOutcome {
+    pub identity: NodeIdentity,
+    pub admin_config: PathBuf,
+}
+
+/// Creates the CA and certificates and writes the node's identity, marked
+/// `bootstrap_pending` until [`finish`] has written the cluster's first
+/// records through Raft.
+pub fn init_data_dir(data_dir: &DataDir, name: &str, listen: &str, advertise: &str) -> Result<InitOutcome, NodeError> {
+    data_dir.ensure_unused()?;
+    let mut id_bytes = [0u8; 8];
+    rand::thread_rng().fill_bytes(&mut id_bytes);
+    let cluster_id = hex::encode(id_bytes);
+
+    let tls_error = |e: raft::transport::TransportError| NodeError::Tls { path: data_dir.tls_dir(), reason: e.to_string() };
+    let ca = ClusterCa::generate(&cluster_id).map_err(tls_error)?;
+    let node_cert = ca.issue_node(FIRST_NODE_ID, name).map_err(tls_error)?;
+    let admin_cert = ca.issue_client("admin").map_err(tls_error)?;
+
+    write_file_atomic(&data_dir.ca_cert(), ca.cert_pem().as_bytes(), 0o644)?;
+    write_file_atomic(&data_dir.tls_dir().join("ca.key"), ca.key_pem().as_bytes(), 0o600)?;
+    write_file_atomic(&data_dir.node_cert(), node_cert.cert_pem.as_bytes(), 0o644)?;
+    write_file_atomic(&data_dir.node_key(), node_cert.key_pem.as_bytes(), 0o600)?;
+
+    let admin_dir = data_dir.admin_dir();
+    write_file_atomic(&admin_dir.join("ca.pem"), ca.cert_pem().as_bytes(), 0o644)?;
+    write_file_atomic(&admin_dir.join("admin.pem"), admin_cert.cert_pem.as_bytes(), 0o644)?;
+    write_file_atomic(&admin_dir.join("admin.key"), admin_cert.key_pem.as_bytes(), 0o600)?;
+    let admin_config = AdminConfig {
+        cluster_id: cluster_id.clone(),
+        endpoints: vec![(FIRST_NODE_ID, advertise.to_string())],
+        ca_cert: admin_dir.join("ca.pem"),
+        cert: admin_dir.join("admin.pem"),
+        key: admin_dir.join("admin.key"),
+    };
+    let admin_config_path = admin_dir.join(ADMIN_CONFIG_FILE);
+    admin_config.save(&admin_config_path).map_err(|e| NodeError::Bootstrap(e.to_string()))?;
+
+    let identity = NodeIdentity {
+        format: DATA_DIR_FORMAT,
+        cluster_id,
+        node_id: FIRST_NODE_ID,
+        name: name.to_string(),
+        listen: listen.to_string(),
+        advertise: advertise.to_string(),
+        bootstrap_pending: true,
+    };
+    data_dir.write_identity(&identity)?;
+    Ok(InitOutcome { identity, admin_config: admin_config_path })
+}
+
+/// Makes the first node a one-voter cluster and writes the cluster's records.
+/// Idempotent: a crash anywhere in here is finished at the next start.
+pub(super) async fn finish(node: &Node) -> Result<(), NodeError> {
+    let data_dir = &node.inner.config.data_dir;
+    let identity = &node.inner.identity;
+    let raft = &node.inner.raft;
+    let initialized = raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))?;
+    if !initialized {
+        let members: BTreeMap<u64, PeerNode> =
+            [(identity.node_id, PeerNode { name: identity.name.clone(), addr: identity.advertise.clone() })].into();
+        raft.initialize(members).await.map_err(|e| NodeError::Raft(format!("cannot initialize the cluster: {e}")))?;
+    }
+    raft.wait(Some(LEADERSHIP_WAIT))
+        .current_leader(identity.node_id, "first node leads")
+        .await
+        .map_err(|e| NodeError::Bootstrap(format!("the first node did not become leader: {e}")))?;
+
+    let ca_key_path = data_dir.tls_dir().join("ca.key");
+    if ca_key_path.exists() {
+        let ca_cert_pem = data_dir.read_text(&data_dir.ca_cert())?;
+        let ca_key_pem = data_dir.read_text(&ca_key_path)?;
+        let cluster = ClusterRecord { cluster_id: identity.cluster_id.clone(), created_unix: now_unix(), ca_cert_pem };
+        let first = NodeRecord { id: identity.node_id, name: identity.name.clone(), joined_unix: now_unix() };
+        let txn = Txn {
+            compares: vec![Compare { key: keys::CLUSTER.as_bytes().to_vec(), mod_revision: 0 }],
+            success: vec![
+                KvOp::Put { key: keys::CLUSTER.into(), value: to_json(&cluster) },
+                KvOp::Put { key: keys::CA_KEY.into(), value: ca_key_pem.into_bytes() },
+                KvOp::Put {
+                    key: keys::NEXT_NODE_ID.into(),
+                    value: (identity.node_id + 1).to_string().into_bytes(),
+                },
+                KvOp::Put { key: keys::node(identity.node_id).into_bytes(), value: to_json(&first) },
+            ],
+            failure: vec![],
+        };
+        node.write(KvRequest::Txn(txn))
+            .await
+            .map_err(|e| NodeError::Bootstrap(format!("cannot write the cluster's first records: {e}")))?;
+        std::fs::remove_file(&ca_key_path).map_err(|e| NodeError::Bootstrap(format!("cannot remove {}: {e}", ca_key_path.display())))?;
+    }
+    let mut done = identity.clone();
+    done.bootstrap_pending = false;
+    data_dir.write_identity(&done)?;
+    info!(cluster = %identity.cluster_id, "cluster bootstrapped");
+    Ok(())
+}

@@ -1,0 +1,205 @@
+//! Joining: the new node's side (`edgectl join`) and the leader's side.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use raft::transport::{pki, rpc, Endpoint};
+use raft::{Compare, KvOp, KvRequest, PeerNode, Txn};
+use tracing::info;
+
+use super::api::internal;
+use super::peer::{JoinRequest, JoinResponse, PeerRequest, PeerResponse, FORWARD_TIMEOUT};
+use super::{Node, NodeError};
+use crate::api::{ApiError, ReadConsistency};
+use crate::cluster::keys;
+use crate::cluster::records::{now_unix, to_json, ClusterRecord, NodeRecord, TokenRecord};
+use crate::cluster::token::{self, JoinToken};
+use crate::paths::{write_file_atomic, DataDir, NodeIdentity, DATA_DIR_FORMAT};
+
+const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
+const ID_ALLOCATION_ATTEMPTS: usize = 16;
+
+/// The new node's side: checks the cluster's CA against the token before it
+/// sends the secret, has its CSR signed, and writes its identity. The caller
+/// then starts the node, which the leader has added as a learner.
+pub async fn join_data_dir(
+    data_dir: &DataDir,
+    peer: &str,
+    token_text: &str,
+    name: &str,
+    listen: &str,
+    advertise: &str,
+) -> Result<NodeIdentity, NodeError> {
+    data_dir.ensure_unused()?;
+    let token = JoinToken::parse(token_text).map_err(|e| NodeError::Bootstrap(e.to_string()))?;
+    let peer_addr: SocketAddr =
+        peer.parse().map_err(|e: std::net::AddrParseError| NodeError::Address { addr: peer.into(), reason: e.to_string() })?;
+    let (key_pem, csr_pem) = pki::generate_node_key_and_csr(name)
+        .map_err(|e| NodeError::Tls { path: data_dir.tls_dir(), reason: e.to_string() })?;
+
+    // The pinned verifier refuses any server whose chain lacks the token's CA,
+    // so nothing below is sent to an impostor.
+    let (connection, ca_cert_pem) = tokio::time::timeout(JOIN_TIMEOUT, Endpoint::connect_join(peer_addr, &token.ca_fingerprint))
+        .await
+        .map_err(|_| NodeError::Bootstrap(format!("no answer from {peer} within {JOIN_TIMEOUT:?}; is a cluster node listening there?")))?
+        .map_err(|e| NodeError::Bootstrap(format!("cannot reach a node of the token's cluster at {peer}: {e}")))?;
+    let request = JoinRequest {
+        token_id: token.id.clone(),
+        secret: token.secret.clone(),
+        name: name.to_string(),
+        advertise: advertise.to_string(),
+        csr_pem,
+    };
+    let response: Result<JoinResponse, ApiError> = rpc::call(&connection, &request, JOIN_TIMEOUT)
+        .await
+        .map_err(|e| NodeError::Bootstrap(format!("join request to {peer} failed: {e}")))?;
+    connection.close(quinn::VarInt::from_u32(0), b"joined");
+    let response = response.map_err(|e| NodeError::Bootstrap(e.to_string()))?;
+    let presented = pki::fingerprint_of_pem(&response.ca_cert_pem).map_err(|e| NodeError::Bootstrap(e.to_string()))?;
+    if presented != token.ca_fingerprint || pki::fingerprint_of_pem(&ca_cert_pem).ok().as_deref() != Some(presented.as_str()) {
+        return Err(NodeError::Bootstrap("the cluster answered with a CA that does not match the token".into()));
+    }
+
+    write_file_atomic(&data_dir.ca_cert(), response.ca_cert_pem.as_bytes(), 0o644)?;
+    write_file_atomic(&data_dir.node_cert(), response.cert_pem.as_bytes(), 0o644)?;
+    write_file_atomic(&data_dir.node_key(), key_pem.as_bytes(), 0o600)?;
+    let identity = NodeIdentity {
+        format: DATA_DIR_FORMAT,
+        cluster_id: response.cluster_id,
+        node_id: response.node_id,
+        name: name.to_string(),
+        listen: listen.to_string(),
+        advertise: advertise.to_string(),
+        bootstrap_pending: false,
+    };
+    data_dir.write_identity(&identity)?;
+    info!(node_id = identity.node_id, cluster = %identity.cluster_id, "joined");
+    Ok(identity)
+}
+
+impl Node {
+    /// A join request arriving on the join ALPN: handled by the leader.
+    pub(crate) async fn handle_join(&self, request: JoinRequest) -> Result<JoinResponse, ApiError> {
+        let deadline = Instant::now() + JOIN_TIMEOUT;
+        loop {
+            match self.current_leader() {
+                Some(leader) if leader == self.id() => return self.join_as_leader(request).await,
+                Some(leader) => {
+                    if let Some(addr) = self.member_addr(leader) {
+                        let forward = PeerRequest::Join(request.clone());
+                        match self.inner.peers.call(&self.inner.endpoint, leader, &addr, &forward, FORWARD_TIMEOUT).await {
+                            Ok(PeerResponse::Joined(Err(ApiError::NoLeader(_)))) => {}
+                            Ok(PeerResponse::Joined(result)) => return result,
+                            Ok(other) => return Err(ApiError::Internal(format!("unexpected peer response {other:?}"))),
+                            Err(e) if e.maybe_delivered => return Err(ApiError::OutcomeUnknown(e.message)),
+                            Err(_) => {}
+                        }
+                    }
+                }
+                None => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(ApiError::NoLeader("no leader to admit the node".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub(crate) async fn join_as_leader(&self, request: JoinRequest) -> Result<JoinResponse, ApiError> {
+        if !self.is_leader() {
+            return Err(ApiError::NoLeader(format!("node {} is not the leader", self.id())));
+        }
+        validate_name(&request.name)?;
+        let _: SocketAddr = request
+            .advertise
+            .parse()
+            .map_err(|e| ApiError::Invalid(format!("advertise address {:?}: {e}", request.advertise)))?;
+        self.read_barrier(ReadConsistency::Linearizable).await?;
+
+        let kv = &self.inner.kv;
+        let token_record: Option<TokenRecord> = match kv.get(keys::token(&request.token_id).as_bytes()).map_err(internal)? {
+            Some(kv) => Some(serde_json::from_slice(&kv.value).map_err(internal)?),
+            None => None,
+        };
+        token::check(token_record.as_ref(), &request.token_id, &request.secret, now_unix())
+            .map_err(|e| ApiError::JoinRefused(e.to_string()))?;
+
+        let (existing, _) = kv.range(keys::NODES_PREFIX.as_bytes()).map_err(internal)?;
+        for kv in existing {
+            let record: NodeRecord = serde_json::from_slice(&kv.value).map_err(internal)?;
+            if record.name == request.name {
+                return Err(ApiError::JoinRefused(format!(
+                    "the name {:?} is taken by node {}; pick another --name",
+                    request.name, record.id
+                )));
+            }
+        }
+
+        let cluster: ClusterRecord = match kv.get(keys::CLUSTER.as_bytes()).map_err(internal)? {
+            Some(kv) => serde_json::from_slice(&kv.value).map_err(internal)?,
+            None => return Err(ApiError::Internal("the cluster record is missing".into())),
+        };
+        let ca_key = kv
+            .get(keys::CA_KEY.as_bytes())
+            .map_err(internal)?
+            .ok_or_else(|| ApiError::Internal("the CA key is missing from the cluster state".into()))?;
+        let ca_key_pem = String::from_utf8(ca_key.value).map_err(internal)?;
+        let ca = pki::ClusterCa::from_pem(&cluster.ca_cert_pem, &ca_key_pem).map_err(internal)?;
+
+        let node_id = self.allocate_node_id(&request.name).await?;
+        let cert_pem = ca
+            .sign_node_csr(&request.csr_pem, node_id, &request.name)
+            .map_err(|e| ApiError::Invalid(format!("certificate signing request: {e}")))?;
+        let peer = PeerNode { name: request.name.clone(), addr: request.advertise.clone() };
+        self.inner
+            .raft
+            .add_learner(node_id, peer, false)
+            .await
+            .map_err(|e| ApiError::Internal(format!("cannot add node {node_id} as a learner: {e}")))?;
+        info!(node_id, name = %request.name, addr = %request.advertise, "node joined as a learner");
+        Ok(JoinResponse { cluster_id: cluster.cluster_id, node_id, cert_pem, ca_cert_pem: cluster.ca_cert_pem })
+    }
+
+    /// Takes the next node id with a compare-and-swap, and records the node.
+    async fn allocate_node_id(&self, name: &str) -> Result<u64, ApiError> {
+        for _ in 0..ID_ALLOCATION_ATTEMPTS {
+            let current = self
+                .inner
+                .kv
+                .get(keys::NEXT_NODE_ID.as_bytes())
+                .map_err(internal)?
+                .ok_or_else(|| ApiError::Internal("next node id is missing".into()))?;
+            let next: u64 = std::str::from_utf8(&current.value)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| ApiError::Internal("next node id is corrupt".into()))?;
+            let record = NodeRecord { id: next, name: name.to_string(), joined_unix: now_unix() };
+            let txn = Txn {
+                compares: vec![Compare { key: keys::NEXT_NODE_ID.into(), mod_revision: current.mod_revision }],
+                success: vec![
+                    KvOp::Put { key: keys::NEXT_NODE_ID.into(), value: (next + 1).to_string().into_bytes() },
+                    KvOp::Put { key: keys::node(next).into_bytes(), value: to_json(&record) },
+                ],
+                failure: vec![],
+            };
+            if self.write(KvRequest::Txn(txn)).await?.succeeded {
+                return Ok(next);
+            }
+        }
+        Err(ApiError::Internal("could not allocate a node id; retry".into()))
+    }
+}
+
+fn validate_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !name.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::Invalid(format!(
+            "node name {name:?}: use 1-63 letters, digits and '-', not starting with '-'"
+        )))
+    }
+}

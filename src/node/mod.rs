@@ -1,0 +1,421 @@
+//! The node daemon: assembles the replicated store, the QUIC endpoint and
+//! openraft, and serves the Raft, peer, join and client ALPNs. Runs the
+//! leader-only loops (autopilot) and every node's heartbeat.
+//!
+//! Decisions live elsewhere (cluster::autopilot, cluster::token); this module
+//! is the IO edge that executes them.
+
+mod api;
+mod bootstrap;
+mod join;
+pub mod peer;
+mod status;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use raft::store::{KvReader, StoreOptions};
+use raft::transport::{Accepted, Endpoint, PeerIdentity, TlsIdentity, ALPN_API, ALPN_JOIN, ALPN_PEER, ALPN_RAFT};
+use raft::typ;
+use raft::{NodeId, PeerNode};
+use thiserror::Error;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::cluster::autopilot::AutopilotConfig;
+use crate::paths::{DataDir, DataDirError, NodeIdentity};
+use peer::PeerPool;
+
+pub use bootstrap::{init_data_dir, InitOutcome};
+pub use join::join_data_dir;
+
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    #[error("cannot open the replicated store in {path}: {source}")]
+    Store { path: std::path::PathBuf, source: raft::store::StoreError },
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: String, reason: String },
+    #[error("invalid address {addr:?}: {reason}")]
+    Address { addr: String, reason: String },
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("tls material in {path} is unusable: {reason}")]
+    Tls { path: std::path::PathBuf, reason: String },
+    #[error("{0}")]
+    Bootstrap(String),
+}
+
+/// Raft timing. The defaults elect a new leader well under a second after
+/// the old one dies (FACTS.md: ~0.5 s with these figures).
+#[derive(Clone, Debug)]
+pub struct RaftTuning {
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot (and compact the log) after this many entries.
+    pub snapshot_after_entries: u64,
+    /// Entries kept in the log after a snapshot, for slow followers.
+    pub logs_kept_after_snapshot: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        RaftTuning {
+            heartbeat_ms: 50,
+            election_timeout_min_ms: 150,
+            election_timeout_max_ms: 300,
+            snapshot_after_entries: 10_000,
+            logs_kept_after_snapshot: 1_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub data_dir: DataDir,
+    pub raft: RaftTuning,
+    pub autopilot: AutopilotConfig,
+    pub heartbeat_interval: Duration,
+    /// Replace the stored advertise address (the device moved).
+    pub advertise_override: Option<String>,
+    pub listen_override: Option<String>,
+}
+
+impl NodeConfig {
+    pub fn new(data_dir: DataDir) -> Self {
+        NodeConfig {
+            data_dir,
+            raft: RaftTuning::default(),
+            autopilot: AutopilotConfig::default(),
+            heartbeat_interval: Duration::from_millis(500),
+            advertise_override: None,
+            listen_override: None,
+        }
+    }
+}
+
+/// A running node. Cheap to clone.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<NodeInner>,
+}
+
+struct NodeInner {
+    identity: NodeIdentity,
+    config: NodeConfig,
+    raft: typ::Raft,
+    kv: KvReader,
+    endpoint: Endpoint,
+    peers: PeerPool,
+    /// Leader-side: when each member was last heard from. In memory only, as
+    /// in Nomad: a new leader starts everyone with the same grace.
+    heartbeats: Mutex<HashMap<NodeId, Instant>>,
+    /// (term, since) of this node's current leadership.
+    leadership: Mutex<Option<(u64, Instant)>>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Node {
+    /// Starts a node from an initialized data dir.
+    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        let data_dir = config.data_dir.clone();
+        let mut identity = data_dir.read_identity()?;
+        let mut identity_changed = false;
+        if let Some(advertise) = &config.advertise_override {
+            if *advertise != identity.advertise {
+                info!(old = %identity.advertise, new = %advertise, "advertise address changed");
+                identity.advertise = advertise.clone();
+                identity_changed = true;
+            }
+        }
+        if let Some(listen) = &config.listen_override {
+            if *listen != identity.listen {
+                identity.listen = listen.clone();
+                identity_changed = true;
+            }
+        }
+        if identity_changed {
+            data_dir.write_identity(&identity)?;
+        }
+
+        let tls = load_tls(&data_dir)?;
+        let store = raft::store::open(&data_dir.raft_dir(), StoreOptions::default())
+            .map_err(|source| NodeError::Store { path: data_dir.raft_dir(), source })?;
+        let (log_store, state_machine, kv) = store.into_parts();
+
+        let listen: SocketAddr = identity
+            .listen
+            .parse()
+            .map_err(|e: std::net::AddrParseError| NodeError::Address { addr: identity.listen.clone(), reason: e.to_string() })?;
+        let endpoint = Endpoint::bind(listen, tls)
+            .map_err(|e| NodeError::Listen { addr: identity.listen.clone(), reason: e.to_string() })?;
+
+        let raft_config = openraft_config(&identity.cluster_id, &config.raft)?;
+        let network = raft::transport::RaftNetwork::new(endpoint.clone());
+        let raft = typ::Raft::new(identity.node_id, raft_config, network, log_store, state_machine)
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
+
+        let (shutdown, _) = watch::channel(false);
+        let node = Node {
+            inner: Arc::new(NodeInner {
+                identity,
+                config,
+                raft,
+                kv,
+                endpoint,
+                peers: PeerPool::new(),
+                heartbeats: Mutex::new(HashMap::new()),
+                leadership: Mutex::new(None),
+                shutdown,
+            }),
+        };
+        tokio::spawn(node.clone().accept_loop());
+        tokio::spawn(node.clone().heartbeat_loop());
+        tokio::spawn(node.clone().leader_loop());
+        if node.inner.identity.bootstrap_pending {
+            bootstrap::finish(&node).await?;
+        }
+        info!(
+            node_id = node.inner.identity.node_id,
+            name = %node.inner.identity.name,
+            listen = %node.inner.identity.listen,
+            cluster = %node.inner.identity.cluster_id,
+            "node started"
+        );
+        Ok(node)
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.inner.identity.node_id
+    }
+
+    pub fn identity(&self) -> &NodeIdentity {
+        &self.inner.identity
+    }
+
+    pub fn raft(&self) -> &typ::Raft {
+        &self.inner.raft
+    }
+
+    pub fn kv(&self) -> &KvReader {
+        &self.inner.kv
+    }
+
+    /// Stops serving, then stops Raft.
+    pub async fn shutdown(&self) {
+        let _ = self.inner.shutdown.send(true);
+        self.inner.endpoint.close();
+        if let Err(e) = self.inner.raft.shutdown().await {
+            warn!("raft shutdown: {e}");
+        }
+    }
+
+    fn metrics(&self) -> typ::RaftMetrics {
+        self.inner.raft.metrics().borrow().clone()
+    }
+
+    fn current_leader(&self) -> Option<NodeId> {
+        self.inner.raft.metrics().borrow().current_leader
+    }
+
+    fn is_leader(&self) -> bool {
+        self.current_leader() == Some(self.id())
+    }
+
+    fn member_addr(&self, id: NodeId) -> Option<String> {
+        let metrics = self.inner.raft.metrics();
+        let metrics = metrics.borrow();
+        metrics.membership_config.membership().get_node(&id).map(|n: &PeerNode| n.addr.clone())
+    }
+
+    async fn accept_loop(self) {
+        let mut shutdown = self.inner.shutdown.subscribe();
+        loop {
+            let accepted = tokio::select! {
+                accepted = self.inner.endpoint.accept() => accepted,
+                _ = shutdown.changed() => return,
+            };
+            let Some(accepted) = accepted else { return };
+            let node = self.clone();
+            tokio::spawn(async move { node.serve(accepted).await });
+        }
+    }
+
+    async fn serve(self, accepted: Accepted) {
+        let Accepted { alpn, peer, connection } = accepted;
+        let remote = connection.remote_address();
+        match (alpn.as_slice(), &peer) {
+            (a, Some(PeerIdentity::Node(_))) if a == ALPN_RAFT => {
+                raft::transport::serve_raft_connection(connection, self.inner.raft.clone()).await;
+            }
+            (a, Some(PeerIdentity::Node(from))) if a == ALPN_PEER => {
+                let from = *from;
+                let node = self.clone();
+                rpc_serve(connection, move |request: peer::PeerRequest| {
+                    let node = node.clone();
+                    async move { node.handle_peer(from, request).await }
+                })
+                .await;
+            }
+            (a, Some(_)) if a == ALPN_API => {
+                let node = self.clone();
+                rpc_serve(connection, move |request: crate::api::ApiRequest| {
+                    let node = node.clone();
+                    async move { node.handle_api(request).await }
+                })
+                .await;
+            }
+            (a, _) if a == ALPN_JOIN => {
+                let node = self.clone();
+                rpc_serve(connection, move |request: peer::JoinRequest| {
+                    let node = node.clone();
+                    async move { node.handle_join(request).await }
+                })
+                .await;
+            }
+            _ => {
+                debug!(%remote, alpn = %String::from_utf8_lossy(&alpn), ?peer, "refused connection: identity not allowed on this ALPN");
+                connection.close(quinn::VarInt::from_u32(403), b"identity not allowed on this protocol");
+            }
+        }
+    }
+
+    async fn handle_peer(&self, from: NodeId, request: peer::PeerRequest) -> peer::PeerResponse {
+        match request {
+            peer::PeerRequest::Forward(api) => peer::PeerResponse::Forwarded(self.execute_on_leader(api).await),
+            peer::PeerRequest::Heartbeat(hb) => {
+                if hb.node_id != from {
+                    warn!(from, claimed = hb.node_id, "heartbeat for another node refused");
+                } else {
+                    self.record_heartbeat(&hb);
+                }
+                peer::PeerResponse::HeartbeatAck
+            }
+            peer::PeerRequest::Join(join) => peer::PeerResponse::Joined(self.join_as_leader(join).await),
+        }
+    }
+
+    /// Every node tells the leader it is alive (the leader notes itself).
+    async fn heartbeat_loop(self) {
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let mut ticker = tokio::time::interval(self.inner.config.heartbeat_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let heartbeat = peer::Heartbeat {
+                node_id: self.id(),
+                name: self.inner.identity.name.clone(),
+                advertise: self.inner.identity.advertise.clone(),
+            };
+            match self.current_leader() {
+                Some(leader) if leader == self.id() => self.record_heartbeat(&heartbeat),
+                Some(leader) => {
+                    let Some(addr) = self.member_addr(leader) else { continue };
+                    let request = peer::PeerRequest::Heartbeat(heartbeat);
+                    if let Err(e) = self
+                        .inner
+                        .peers
+                        .call(&self.inner.endpoint, leader, &addr, &request, peer::HEARTBEAT_TIMEOUT)
+                        .await
+                    {
+                        debug!("heartbeat to leader {leader}: {}", e.message);
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn record_heartbeat(&self, heartbeat: &peer::Heartbeat) {
+        self.inner
+            .heartbeats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(heartbeat.node_id, Instant::now());
+        if heartbeat.node_id == self.id() {
+            return;
+        }
+        // A device that moved announces its new address; the membership follows.
+        let known = self.member_addr(heartbeat.node_id);
+        if known.is_some() && known.as_deref() != Some(heartbeat.advertise.as_str()) {
+            let node = self.clone();
+            let id = heartbeat.node_id;
+            let peer = PeerNode { name: heartbeat.name.clone(), addr: heartbeat.advertise.clone() };
+            tokio::spawn(async move {
+                info!(node = id, addr = %peer.addr, "member address changed; updating membership");
+                let change = openraft::ChangeMembers::SetNodes([(id, peer)].into_iter().collect());
+                if let Err(e) = node.inner.raft.change_membership(change, true).await {
+                    warn!(node = id, "cannot update member address: {e}");
+                }
+            });
+        }
+    }
+
+    /// Leader-only duties, on a one-second tick: autopilot.
+    async fn leader_loop(self) {
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let metrics = self.metrics();
+            if metrics.current_leader != Some(self.id()) {
+                *self.inner.leadership.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                continue;
+            }
+            {
+                let mut leadership = self.inner.leadership.lock().unwrap_or_else(|e| e.into_inner());
+                match *leadership {
+                    Some((term, _)) if term == metrics.current_term => {}
+                    _ => *leadership = Some((metrics.current_term, Instant::now())),
+                }
+            }
+            self.run_autopilot(&metrics).await;
+        }
+    }
+}
+
+use raft::openraft;
+
+fn openraft_config(cluster_id: &str, tuning: &RaftTuning) -> Result<Arc<openraft::Config>, NodeError> {
+    let config = openraft::Config {
+        cluster_name: cluster_id.to_string(),
+        heartbeat_interval: tuning.heartbeat_ms,
+        election_timeout_min: tuning.election_timeout_min_ms,
+        election_timeout_max: tuning.election_timeout_max_ms,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(tuning.snapshot_after_entries),
+        max_in_snapshot_log_to_keep: tuning.logs_kept_after_snapshot,
+        ..Default::default()
+    };
+    config.validate().map(Arc::new).map_err(|e| NodeError::Raft(format!("invalid raft configuration: {e}")))
+}
+
+fn load_tls(data_dir: &DataDir) -> Result<TlsIdentity, NodeError> {
+    Ok(TlsIdentity {
+        ca_cert_pem: data_dir.read_text(&data_dir.ca_cert())?,
+        cert_pem: data_dir.read_text(&data_dir.node_cert())?,
+        key_pem: data_dir.read_text(&data_dir.node_key())?,
+    })
+}
+
+/// Serves request/response streams on one connection with `handler`.
+async fn rpc_serve<Req, Resp, F, Fut>(connection: quinn::Connection, handler: F)
+where
+    Req: serde::de::DeserializeOwned + Send + 'static,
+    Resp: serde::Serialize + Send + 'static,
+    F: Fn(Req) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Resp> + Send + 'static,
+{
+    raft::transport::rpc::serve_connection(connection, handler).await;
+}
