@@ -52,6 +52,10 @@ fn a_dead_voter_is_replaced_by_a_healthy_learner_only_after_the_grace() {
 #[test]
 fn a_lagging_or_dead_learner_is_no_candidate() {
     let mut lagging = view(1, &[1, 2, 3], &[4], &[(3, 30)]);
+    lagging.last_log_index = 1_000;
+    for health in lagging.health.values_mut() {
+        health.matched_index = Some(1_000);
+    }
     lagging.health.get_mut(&4).unwrap().matched_index = Some(10);
     // No candidate: shrink onto the two... which is even, so onto the leader alone.
     check(lagging, Some(AutopilotAction::SetVoters(set(&[1]))));
