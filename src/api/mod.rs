@@ -97,6 +97,10 @@ pub struct ClusterStatus {
     pub target_voters: usize,
     pub last_log_index: u64,
     pub last_applied_index: u64,
+    /// Last log index covered by the latest snapshot.
+    pub snapshot_index: Option<u64>,
+    /// Log entries up to here have been compacted away.
+    pub purged_index: Option<u64>,
     pub revision: u64,
     pub healthy_nodes: usize,
     pub total_nodes: usize,

@@ -16,6 +16,9 @@ use crate::cluster::token::JoinToken;
 /// How long a request waits for a leader to appear before giving up.
 const LEADER_WAIT: Duration = Duration::from_secs(8);
 const LEADER_POLL: Duration = Duration::from_millis(50);
+/// A write not committed by then is reported as of unknown outcome: the
+/// leader may be cut off from its majority.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Node {
     /// A client request made in this process (e.g. by `edgectl init`).
@@ -135,7 +138,14 @@ impl Node {
     /// Proposes a write through Raft on this node, which must be the leader.
     pub(crate) async fn write(&self, request: KvRequest) -> Result<raft::KvResponse, ApiError> {
         use raft::openraft::error::{ClientWriteError, RaftError};
-        match self.inner.raft.client_write(request).await {
+        let proposed = tokio::time::timeout(WRITE_TIMEOUT, self.inner.raft.client_write(request)).await;
+        let Ok(result) = proposed else {
+            return Err(ApiError::OutcomeUnknown(format!(
+                "not committed within {WRITE_TIMEOUT:?}: node {} may have lost its majority",
+                self.id()
+            )));
+        };
+        match result {
             Ok(response) => Ok(response.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(ApiError::NoLeader(format!(
                 "node {} is not the leader (leader: {:?})",

@@ -80,6 +80,7 @@ pub async fn join_data_dir(
 impl Node {
     /// A join request arriving on the join ALPN: handled by the leader.
     pub(crate) async fn handle_join(&self, request: JoinRequest) -> Result<JoinResponse, ApiError> {
+        info!(name = %request.name, advertise = %request.advertise, token = %request.token_id, "join request");
         let deadline = Instant::now() + JOIN_TIMEOUT;
         loop {
             match self.current_leader() {

@@ -98,6 +98,8 @@ impl Node {
             target_voters: self.inner.config.autopilot.target_voters,
             last_log_index: metrics.last_log_index.unwrap_or(0),
             last_applied_index: metrics.last_applied.map(|l| l.index).unwrap_or(0),
+            snapshot_index: metrics.snapshot.map(|l| l.index),
+            purged_index: metrics.purged.map(|l| l.index),
             revision: self.inner.kv.revision(),
             healthy_nodes: nodes.iter().filter(|n| n.healthy).count(),
             total_nodes: nodes.len(),

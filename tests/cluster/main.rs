@@ -1,0 +1,213 @@
+//! End-to-end tests of the cluster core: real `edgectl` processes, each in a
+//! network namespace of its own (scripts/netns-harness.sh), real RocksDB,
+//! real QUIC with mutual TLS. Needs root.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod bad_input;
+mod failover;
+mod formation;
+mod membership;
+mod partition;
+mod restart;
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+
+use edgectl::api::{ClusterStatus, NodeStatus, RaftRole};
+use serde::de::DeserializeOwned;
+use support::{edgectl_bin, wait_until, NetnsCluster};
+
+/// Generous: the machine has two cores shared by every test.
+pub const CONVERGE: Duration = Duration::from_secs(30);
+pub const PORT: u16 = 7440;
+
+/// A cluster of edgectl nodes, one per namespace. Drop order matters: the
+/// namespaces (and every process in them) go before the data dirs.
+pub struct EdgeCluster {
+    pub net: NetnsCluster,
+    pub dirs: tempfile::TempDir,
+    bin: PathBuf,
+    token: Option<String>,
+    /// Extra flags for every `init`/`join`/`serve`.
+    node_flags: Vec<String>,
+}
+
+impl EdgeCluster {
+    pub fn new(prefix: &str, nodes: usize) -> EdgeCluster {
+        Self::with_flags(prefix, nodes, &[])
+    }
+
+    pub fn with_flags(prefix: &str, nodes: usize, flags: &[&str]) -> EdgeCluster {
+        let net = NetnsCluster::up(prefix, nodes);
+        let dirs = tempfile::Builder::new().prefix(&format!("edgectl-it-{prefix}-")).tempdir().expect("temp dir");
+        EdgeCluster {
+            net,
+            dirs,
+            bin: edgectl_bin(env!("CARGO_BIN_EXE_edgectl")),
+            token: None,
+            node_flags: flags.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dirs.path().join(format!("n{i}"))
+    }
+
+    pub fn listen(&self, i: usize) -> String {
+        format!("{}:{PORT}", self.net.addr(i))
+    }
+
+    pub fn name(i: usize) -> String {
+        format!("node{i}")
+    }
+
+    pub fn token(&self) -> &str {
+        self.token.as_deref().expect("cluster initialized")
+    }
+
+    fn node_command(&self, i: usize, verb: &[String]) -> Vec<String> {
+        let mut command = vec![self.bin.display().to_string(), "--data-dir".into(), self.data_dir(i).display().to_string()];
+        command.extend(verb.iter().cloned());
+        command.extend(self.node_flags.iter().cloned());
+        command
+    }
+
+    /// Starts node `i` as the first node and waits for its join token.
+    pub fn init(&mut self, i: usize) {
+        let verb = vec!["init".into(), "--listen".into(), self.listen(i), "--name".into(), Self::name(i)];
+        let command = self.node_command(i, &verb);
+        self.net.start(i, &Self::name(i), command);
+        let name = Self::name(i);
+        let token = wait_until(CONVERGE, "the join token printed by init", || {
+            self.net.log(&name).lines().find_map(|l| l.strip_prefix("join token: ").map(str::to_string))
+        })
+        .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", self.net.log(&name)));
+        self.token = Some(token);
+    }
+
+    /// Starts node `i` joining through node `via` with the cluster's token.
+    pub fn join(&mut self, i: usize, via: usize) {
+        let token = self.token().to_string();
+        self.join_with_token(i, via, &token);
+        self.wait_member(i);
+    }
+
+    pub fn join_with_token(&mut self, i: usize, via: usize, token: &str) {
+        let verb = vec![
+            "join".into(),
+            self.listen(via),
+            "--token".into(),
+            token.into(),
+            "--listen".into(),
+            self.listen(i),
+            "--name".into(),
+            Self::name(i),
+        ];
+        let command = self.node_command(i, &verb);
+        self.net.start(i, &Self::name(i), command);
+    }
+
+    /// Restarts node `i` from its data dir.
+    pub fn serve(&mut self, i: usize) {
+        let command = self.node_command(i, &["serve".to_string()]);
+        self.net.start(i, &Self::name(i), command);
+    }
+
+    pub fn kill(&self, i: usize) {
+        self.net.kill(&Self::name(i));
+    }
+
+    /// Runs `edgectl --data-dir <node i> ARGS` inside node `i`'s namespace.
+    pub fn cli(&self, i: usize, args: &[&str]) -> Output {
+        let mut command = vec![self.bin.display().to_string(), "--data-dir".into(), self.data_dir(i).display().to_string()];
+        command.extend(args.iter().map(|s| s.to_string()));
+        self.net.exec(i, command)
+    }
+
+    pub fn cli_ok(&self, i: usize, args: &[&str]) -> String {
+        let output = self.cli(i, args);
+        assert!(
+            output.status.success(),
+            "edgectl {args:?} on node {i} failed:\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// `edgectl ARGS -o json`, parsed; Err holds stderr.
+    pub fn cli_json<T: DeserializeOwned>(&self, i: usize, args: &[&str]) -> Result<T, String> {
+        let mut args = args.to_vec();
+        args.extend(["-o", "json"]);
+        let output = self.cli(i, &args);
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        serde_json::from_slice(&output.stdout).map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&output.stdout)))
+    }
+
+    pub fn nodes(&self, via: usize) -> Result<Vec<NodeStatus>, String> {
+        self.cli_json(via, &["node", "ls"])
+    }
+
+    pub fn status(&self, via: usize) -> Result<ClusterStatus, String> {
+        self.cli_json(via, &["cluster", "status"])
+    }
+
+    pub fn put(&self, via: usize, key: &str, value: &str) -> Output {
+        self.cli(via, &["kv", "put", key, value])
+    }
+
+    pub fn get(&self, via: usize, key: &str, stale: bool) -> Option<String> {
+        let mut args = vec!["kv", "get", key];
+        if stale {
+            args.push("--stale");
+        }
+        let output = self.cli(via, &args);
+        output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+    }
+
+    /// Waits until node `i` is in the membership as seen by the leader.
+    pub fn wait_member(&self, i: usize) {
+        let name = Self::name(i);
+        wait_until(CONVERGE, &format!("{name} in the membership"), || {
+            self.nodes(i).map(|nodes| nodes.iter().any(|n| n.name == name)).unwrap_or(false)
+        })
+        .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", self.net.log(&name)));
+    }
+
+    /// Waits until the leader (asked through `via`) reports `voters` voters,
+    /// every listed node healthy, and returns its view.
+    pub fn wait_voters(&self, via: usize, voters: usize, total: usize) -> Vec<NodeStatus> {
+        wait_until(CONVERGE, &format!("{voters} voters among {total} healthy nodes"), || {
+            let nodes = self.nodes(via)?;
+            let voter_count = nodes.iter().filter(|n| n.role == RaftRole::Voter).count();
+            let healthy = nodes.iter().filter(|n| n.healthy).count();
+            if voter_count == voters && nodes.len() == total && healthy == total {
+                Ok(nodes)
+            } else {
+                Err(format!("{nodes:?}"))
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The leader's node number (1-based index = node id order of joining is
+    /// not assumed: the name tells).
+    pub fn leader_index(&self, via: usize) -> Result<usize, String> {
+        let nodes = self.nodes(via)?;
+        let leader = nodes.iter().find(|n| n.leader).ok_or("no leader")?;
+        leader.name.strip_prefix("node").and_then(|s| s.parse().ok()).ok_or_else(|| format!("odd name {}", leader.name))
+    }
+
+    /// Forms a cluster of nodes 1..=n: init on 1, join the rest through 1.
+    pub fn form(&mut self, n: usize) {
+        self.init(1);
+        for i in 2..=n {
+            self.join(i, 1);
+        }
+    }
+}
