@@ -1,1 +1,24 @@
-//! (being written)
+//! How edgectl nodes talk to each other: only QUIC, only mutual TLS with
+//! certificates from the cluster's own CA.
+//!
+//! - [`pki`]: the cluster CA, node and client certificates, identities in SANs.
+//! - [`tls`]: rustls/quinn configurations, ALPNs and transport limits.
+//! - [`endpoint`]: one QUIC endpoint per node; dialling by node id and the
+//!   accept rules (no client certificate only on the join ALPN).
+//! - [`rpc`]: one-stream-per-call request/response framing.
+//! - [`raft_network`]: openraft's network on top of all that.
+//!
+//! Nothing here decides *what* nodes say to each other beyond Raft; the
+//! orchestrator puts its own protocols on the other ALPNs.
+
+pub mod endpoint;
+pub mod pki;
+pub mod raft_network;
+pub mod rpc;
+pub mod tls;
+
+pub use endpoint::{Accepted, Endpoint, EndpointError, PeerIdentityExpectation};
+pub use pki::{CertifiedKey, ClusterCa, PeerIdentity, PkiError};
+pub use raft_network::{serve_raft_connection, QuicRaftNetworkFactory};
+pub use rpc::{RpcError, MAX_FRAME_BYTES};
+pub use tls::{TlsError, TlsIdentity, ALPN_API, ALPN_JOIN, ALPN_PEER, ALPN_RAFT};

@@ -1,0 +1,241 @@
+//! openraft's network over the QUIC endpoint, on ALPN [`ALPN_RAFT`].
+//!
+//! The client side keeps one connection per target node id, dialled at the
+//! address the membership last recorded for it, and accepted only if the
+//! server's certificate names that node id. A failed connection is dropped
+//! from the cache and dialled again on the next RPC. Each RPC is one
+//! `rpc::call` (its own stream), bounded by openraft's hard TTL.
+//!
+//! The server side is [`serve_raft_connection`]: it hands each request to
+//! the local `openraft::Raft` and sends back its result, errors included.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use super::endpoint::{Endpoint, EndpointError, PeerIdentityExpectation};
+use super::rpc::{self, RpcError};
+use super::tls::ALPN_RAFT;
+use crate::typ;
+use crate::{NodeId, PeerNode, TypeConfig};
+
+/// A Raft RPC as it travels on the wire. Persisted nowhere, but both ends
+/// must agree: variants are append-only.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RaftRequest {
+    AppendEntries(typ::AppendEntriesRequest),
+    Vote(typ::VoteRequest),
+    InstallSnapshot(typ::InstallSnapshotRequest),
+}
+
+/// The answer to a [`RaftRequest`], carrying the remote Raft's own error.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RaftResponse {
+    AppendEntries(Result<typ::AppendEntriesResponse, typ::RaftError>),
+    Vote(Result<typ::VoteResponse, typ::RaftError>),
+    InstallSnapshot(Result<typ::InstallSnapshotResponse, typ::RaftError<InstallSnapshotError>>),
+}
+
+/// Errors of one Raft RPC before openraft's error types are chosen.
+#[derive(Debug, thiserror::Error)]
+pub enum RaftNetworkError {
+    #[error("node {target} has an unusable address {addr:?}")]
+    BadAddress { target: NodeId, addr: String },
+    #[error("node {target}: {source}")]
+    Rpc { target: NodeId, source: RpcError },
+    #[error("node {target} answered a {sent} request with a {received} response")]
+    MismatchedResponse { target: NodeId, sent: &'static str, received: &'static str },
+}
+
+type ConnectionCache = Arc<Mutex<HashMap<NodeId, quinn::Connection>>>;
+
+/// Creates a [`QuicRaftClient`] per target; all share one connection cache.
+#[derive(Clone)]
+pub struct QuicRaftNetworkFactory {
+    self_id: NodeId,
+    endpoint: Endpoint,
+    connections: ConnectionCache,
+}
+
+impl QuicRaftNetworkFactory {
+    /// `self_id` is this node's id (openraft's timeout errors name it).
+    pub fn new(self_id: NodeId, endpoint: Endpoint) -> Self {
+        QuicRaftNetworkFactory { self_id, endpoint, connections: Arc::default() }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for QuicRaftNetworkFactory {
+    type Network = QuicRaftClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &PeerNode) -> Self::Network {
+        QuicRaftClient {
+            self_id: self.self_id,
+            target,
+            addr: node.addr.clone(),
+            endpoint: self.endpoint.clone(),
+            connections: self.connections.clone(),
+        }
+    }
+}
+
+/// Sends Raft RPCs to one target node.
+pub struct QuicRaftClient {
+    self_id: NodeId,
+    target: NodeId,
+    addr: String,
+    endpoint: Endpoint,
+    connections: ConnectionCache,
+}
+
+impl QuicRaftClient {
+    async fn connection(&self) -> Result<quinn::Connection, RaftNetworkError> {
+        {
+            let cache = self.connections.lock().await;
+            if let Some(connection) = cache.get(&self.target) {
+                if connection.close_reason().is_none() {
+                    return Ok(connection.clone());
+                }
+            }
+        }
+        let addr: SocketAddr = self
+            .addr
+            .parse()
+            .map_err(|_| RaftNetworkError::BadAddress { target: self.target, addr: self.addr.clone() })?;
+        let connection = self
+            .endpoint
+            .connect(addr, PeerIdentityExpectation::Node(self.target), ALPN_RAFT)
+            .await
+            .map_err(|source: EndpointError| RaftNetworkError::Rpc {
+                target: self.target,
+                source: RpcError::Unreachable { source },
+            })?;
+        // The lock is not held while dialling, so two RPCs may both dial;
+        // the later one wins the cache and the other connection is simply
+        // used once and dropped.
+        self.connections.lock().await.insert(self.target, connection.clone());
+        Ok(connection)
+    }
+
+    async fn forget_connection(&self, failed: &quinn::Connection) {
+        let mut cache = self.connections.lock().await;
+        if cache.get(&self.target).is_some_and(|cached| cached.stable_id() == failed.stable_id()) {
+            cache.remove(&self.target);
+        }
+    }
+
+    /// Dials if needed and makes one call, all within `timeout`.
+    async fn send(&self, request: RaftRequest, timeout: Duration) -> Result<RaftResponse, RaftNetworkError> {
+        let attempt = async {
+            let connection = self.connection().await?;
+            let result = rpc::call::<RaftRequest, RaftResponse>(&connection, &request, timeout).await;
+            if let Err(RpcError::ConnectionLost { .. } | RpcError::Timeout { .. }) = &result {
+                // A timed-out connection may be half dead: dial afresh next time.
+                self.forget_connection(&connection).await;
+            }
+            result.map_err(|source| RaftNetworkError::Rpc { target: self.target, source })
+        };
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(RaftNetworkError::Rpc { target: self.target, source: RpcError::Timeout { timeout } }),
+        }
+    }
+
+    /// Maps a transport failure onto openraft's kinds: `Unreachable` makes
+    /// openraft back off, `Timeout` and `Network` make it retry.
+    fn rpc_error<E: std::error::Error>(&self, action: RPCTypes, err: RaftNetworkError) -> RPCError<NodeId, PeerNode, E> {
+        match &err {
+            RaftNetworkError::Rpc { source: RpcError::Unreachable { .. } | RpcError::ConnectionLost { .. }, .. }
+            | RaftNetworkError::BadAddress { .. } => RPCError::Unreachable(Unreachable::new(&err)),
+            RaftNetworkError::Rpc { source: RpcError::Timeout { timeout }, .. } => {
+                RPCError::Timeout(Timeout { action, id: self.self_id, target: self.target, timeout: *timeout })
+            }
+            _ => RPCError::Network(NetworkError::new(&err)),
+        }
+    }
+
+    fn mismatched<E: std::error::Error>(&self, sent: &'static str, received: &RaftResponse) -> RPCError<NodeId, PeerNode, E> {
+        let received = match received {
+            RaftResponse::AppendEntries(_) => "append_entries",
+            RaftResponse::Vote(_) => "vote",
+            RaftResponse::InstallSnapshot(_) => "install_snapshot",
+        };
+        let err = RaftNetworkError::MismatchedResponse { target: self.target, sent, received };
+        RPCError::Network(NetworkError::new(&err))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for QuicRaftClient {
+    async fn append_entries(
+        &mut self,
+        request: typ::AppendEntriesRequest,
+        option: RPCOption,
+    ) -> Result<typ::AppendEntriesResponse, RPCError<NodeId, PeerNode, typ::RaftError>> {
+        let response = self
+            .send(RaftRequest::AppendEntries(request), option.hard_ttl())
+            .await
+            .map_err(|err| self.rpc_error(RPCTypes::AppendEntries, err))?;
+        match response {
+            RaftResponse::AppendEntries(result) => {
+                result.map_err(|err| RPCError::RemoteError(RemoteError::new(self.target, err)))
+            }
+            other => Err(self.mismatched("append_entries", &other)),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        request: typ::InstallSnapshotRequest,
+        option: RPCOption,
+    ) -> Result<typ::InstallSnapshotResponse, RPCError<NodeId, PeerNode, RaftError<NodeId, InstallSnapshotError>>>
+    {
+        let response = self
+            .send(RaftRequest::InstallSnapshot(request), option.hard_ttl())
+            .await
+            .map_err(|err| self.rpc_error(RPCTypes::InstallSnapshot, err))?;
+        match response {
+            RaftResponse::InstallSnapshot(result) => {
+                result.map_err(|err| RPCError::RemoteError(RemoteError::new(self.target, err)))
+            }
+            other => Err(self.mismatched("install_snapshot", &other)),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        request: typ::VoteRequest,
+        option: RPCOption,
+    ) -> Result<typ::VoteResponse, RPCError<NodeId, PeerNode, typ::RaftError>> {
+        let response = self
+            .send(RaftRequest::Vote(request), option.hard_ttl())
+            .await
+            .map_err(|err| self.rpc_error(RPCTypes::Vote, err))?;
+        match response {
+            RaftResponse::Vote(result) => result.map_err(|err| RPCError::RemoteError(RemoteError::new(self.target, err))),
+            other => Err(self.mismatched("vote", &other)),
+        }
+    }
+}
+
+/// Serves Raft RPCs arriving on `connection` (an accepted [`ALPN_RAFT`]
+/// connection) with the local `raft`, until the connection closes.
+pub async fn serve_raft_connection(connection: quinn::Connection, raft: openraft::Raft<TypeConfig>) {
+    rpc::serve_connection(connection, move |request: RaftRequest| {
+        let raft = raft.clone();
+        async move {
+            match request {
+                RaftRequest::AppendEntries(request) => RaftResponse::AppendEntries(raft.append_entries(request).await),
+                RaftRequest::Vote(request) => RaftResponse::Vote(raft.vote(request).await),
+                RaftRequest::InstallSnapshot(request) => {
+                    RaftResponse::InstallSnapshot(raft.install_snapshot(request).await)
+                }
+            }
+        }
+    })
+    .await;
+}

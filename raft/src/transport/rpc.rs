@@ -1,0 +1,215 @@
+//! Request/response calls over QUIC bidirectional streams.
+//!
+//! One stream per call, so a slow call (a snapshot chunk) never holds up a
+//! quick one (a heartbeat): QUIC multiplexes streams without head-of-line
+//! blocking. Each direction carries exactly one frame: a `u32` big-endian
+//! length, then a bincode 2 (serde) body, then the end of the stream.
+//! A receiver refuses a frame longer than its limit before reading the body.
+//!
+//! This module knows nothing of Raft; `raft_network` puts Raft on it.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use super::endpoint::EndpointError;
+
+/// Largest frame accepted or sent. Raft batches and snapshot chunks
+/// (openraft sends snapshots in chunks of a few MiB) stay well below it;
+/// anything bigger is a bug or an attack, not a request.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
+
+/// Calls served at once on one connection. The transport already caps open
+/// streams ([`super::tls::MAX_CONCURRENT_BIDI_STREAMS`]); this is the same
+/// bound on the server's tasks.
+pub const MAX_CONCURRENT_CALLS_PER_CONNECTION: usize = super::tls::MAX_CONCURRENT_BIDI_STREAMS as usize;
+
+/// Stream error code: the request frame was larger than [`MAX_FRAME_BYTES`].
+pub const STREAM_CODE_TOO_LARGE: u32 = 0x20;
+/// Stream error code: the request frame could not be read or decoded.
+pub const STREAM_CODE_BAD_FRAME: u32 = 0x21;
+
+/// Why a call failed. Raft maps these onto its own error kinds.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    #[error("peer unreachable: {source}")]
+    Unreachable { source: EndpointError },
+    #[error("no answer within {timeout:?}")]
+    Timeout { timeout: Duration },
+    #[error("connection lost mid-call: {source}")]
+    ConnectionLost { source: quinn::ConnectionError },
+    #[error("peer ended the stream mid-call ({detail})")]
+    StreamClosed { detail: String },
+    #[error("peer refused the call with stream code {code}")]
+    Refused { code: u64 },
+    #[error("bad frame: {reason}")]
+    BadFrame { reason: String },
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+    #[error("encoding the message: {source}")]
+    Encode { source: bincode::error::EncodeError },
+}
+
+type Result<T, E = RpcError> = std::result::Result<T, E>;
+
+fn bincode_config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// Serializes `message` as one frame body.
+pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>> {
+    let body = bincode::serde::encode_to_vec(message, bincode_config()).map_err(|source| RpcError::Encode { source })?;
+    if body.len() > MAX_FRAME_BYTES {
+        return Err(RpcError::TooLarge { len: body.len(), max: MAX_FRAME_BYTES });
+    }
+    Ok(body)
+}
+
+/// Deserializes one frame body; trailing bytes are a bad frame.
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    let (message, read) = bincode::serde::decode_from_slice(body, bincode_config())
+        .map_err(|err| RpcError::BadFrame { reason: err.to_string() })?;
+    if read != body.len() {
+        return Err(RpcError::BadFrame { reason: format!("{} trailing bytes", body.len() - read) });
+    }
+    Ok(message)
+}
+
+/// Writes one frame (length prefix and body) and ends the stream.
+pub async fn write_frame(send: &mut quinn::SendStream, body: &[u8]) -> Result<()> {
+    let len = u32::try_from(body.len())
+        .ok()
+        .filter(|len| *len as usize <= MAX_FRAME_BYTES)
+        .ok_or(RpcError::TooLarge { len: body.len(), max: MAX_FRAME_BYTES })?;
+    send.write_all(&len.to_be_bytes()).await.map_err(write_error)?;
+    send.write_all(body).await.map_err(write_error)?;
+    send.finish().map_err(|_| RpcError::StreamClosed { detail: "stream already closed".to_string() })?;
+    Ok(())
+}
+
+/// Reads one frame, refusing (before reading the body) any longer than `max_bytes`.
+pub async fn read_frame(recv: &mut quinn::RecvStream, max_bytes: usize) -> Result<Vec<u8>> {
+    let mut len_bytes = [0u8; 4];
+    recv.read_exact(&mut len_bytes).await.map_err(read_error)?;
+    let len = u32::from_be_bytes(len_bytes) as usize;
+    if len > max_bytes {
+        return Err(RpcError::TooLarge { len, max: max_bytes });
+    }
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body).await.map_err(read_error)?;
+    Ok(body)
+}
+
+fn write_error(err: quinn::WriteError) -> RpcError {
+    match err {
+        quinn::WriteError::ConnectionLost(source) => RpcError::ConnectionLost { source },
+        quinn::WriteError::Stopped(code) => RpcError::Refused { code: code.into_inner() },
+        other => RpcError::StreamClosed { detail: other.to_string() },
+    }
+}
+
+fn read_error(err: quinn::ReadExactError) -> RpcError {
+    match err {
+        quinn::ReadExactError::FinishedEarly(read) => {
+            RpcError::StreamClosed { detail: format!("stream finished after {read} bytes of a frame") }
+        }
+        quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(source)) => {
+            RpcError::ConnectionLost { source }
+        }
+        quinn::ReadExactError::ReadError(quinn::ReadError::Reset(code)) => {
+            RpcError::Refused { code: code.into_inner() }
+        }
+        quinn::ReadExactError::ReadError(other) => RpcError::StreamClosed { detail: other.to_string() },
+    }
+}
+
+/// Sends `request` on a new stream of `connection` and waits for the
+/// response, for at most `timeout` in all. Concurrent calls on one
+/// connection each get their own stream.
+pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+    connection: &quinn::Connection,
+    request: &Req,
+    timeout: Duration,
+) -> Result<Resp> {
+    let body = encode(request)?;
+    match tokio::time::timeout(timeout, call_body(connection, &body)).await {
+        Ok(result) => decode(&result?),
+        Err(_) => Err(RpcError::Timeout { timeout }),
+    }
+}
+
+async fn call_body(connection: &quinn::Connection, body: &[u8]) -> Result<Vec<u8>> {
+    let (mut send, mut recv) = connection.open_bi().await.map_err(|source| RpcError::ConnectionLost { source })?;
+    write_frame(&mut send, body).await?;
+    read_frame(&mut recv, MAX_FRAME_BYTES).await
+}
+
+/// Serves calls on `connection` until it closes: every incoming stream gets
+/// its own task, which reads one request, runs `handler` and writes its
+/// response. A request that is too large or does not decode has its stream
+/// reset with [`STREAM_CODE_TOO_LARGE`] or [`STREAM_CODE_BAD_FRAME`].
+pub async fn serve_connection<Req, Resp, Handler, Fut>(connection: quinn::Connection, handler: Handler)
+where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+    Handler: Fn(Req) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Resp> + Send + 'static,
+{
+    let calls = Arc::new(Semaphore::new(MAX_CONCURRENT_CALLS_PER_CONNECTION));
+    loop {
+        let (send, recv) = match connection.accept_bi().await {
+            Ok(streams) => streams,
+            Err(err) => {
+                tracing::debug!(remote = %connection.remote_address(), error = %err, "connection ended");
+                return;
+            }
+        };
+        let Ok(permit) = calls.clone().acquire_owned().await else { return };
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            serve_stream(send, recv, handler).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_stream<Req, Resp, Handler, Fut>(mut send: quinn::SendStream, mut recv: quinn::RecvStream, handler: Handler)
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+    Handler: Fn(Req) -> Fut,
+    Fut: Future<Output = Resp>,
+{
+    let request = match read_frame(&mut recv, MAX_FRAME_BYTES).await.and_then(|body| decode::<Req>(&body)) {
+        Ok(request) => request,
+        Err(err) => {
+            let code = match err {
+                RpcError::TooLarge { .. } => STREAM_CODE_TOO_LARGE,
+                _ => STREAM_CODE_BAD_FRAME,
+            };
+            tracing::debug!(error = %err, "refusing request");
+            // Both directions: the caller sees the code whether it is still
+            // writing or already reading. Errors here mean the stream is
+            // already gone, which is what we want anyway.
+            let _ = recv.stop(code.into());
+            let _ = send.reset(code.into());
+            return;
+        }
+    };
+    let response = handler(request).await;
+    match encode(&response) {
+        Ok(body) => {
+            if let Err(err) = write_frame(&mut send, &body).await {
+                tracing::debug!(error = %err, "writing response");
+            }
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "encoding response");
+            let _ = send.reset(STREAM_CODE_BAD_FRAME.into());
+        }
+    }
+}
