@@ -50,6 +50,8 @@ pub enum EndpointError {
     WrongPeer { addr: SocketAddr, expected: PeerIdentity, actual: String },
     #[error("peer at {addr} presented no certificate")]
     NoPeerCertificate { addr: SocketAddr },
+    #[error("this endpoint has no certificate yet (not enrolled); only the join handshake is possible")]
+    NotEnrolled,
     #[error("peer at {addr} did not present the pinned ca")]
     PinnedCaMissing { addr: SocketAddr },
 }
@@ -94,7 +96,8 @@ pub struct Endpoint {
 
 struct Inner {
     quinn: quinn::Endpoint,
-    identity: RwLock<Arc<TlsIdentity>>,
+    /// `None` until the node has a certificate (a node that is joining).
+    identity: RwLock<Option<Arc<TlsIdentity>>>,
     accepted: Mutex<mpsc::Receiver<Accepted>>,
 }
 
@@ -105,15 +108,29 @@ impl Endpoint {
         let server_config = tls::server_config(&identity)?;
         let quinn = quinn::Endpoint::server(server_config, listen)
             .map_err(|source| EndpointError::Bind { addr: listen, source })?;
+        Ok(Endpoint::start(quinn, Some(identity)))
+    }
+
+    /// Binds an endpoint for a node that has no certificate yet: it can only
+    /// [`connect_join`](Self::connect_join) and accepts nothing until
+    /// [`set_identity`](Self::set_identity) gives it a certificate (the node
+    /// then keeps the same port). Must be called inside a tokio runtime.
+    pub fn bind_unenrolled(listen: SocketAddr) -> Result<Endpoint> {
+        let quinn =
+            quinn::Endpoint::client(listen).map_err(|source| EndpointError::Bind { addr: listen, source })?;
+        Ok(Endpoint::start(quinn, None))
+    }
+
+    fn start(quinn: quinn::Endpoint, identity: Option<TlsIdentity>) -> Endpoint {
         let (accepted_tx, accepted_rx) = mpsc::channel(ACCEPT_QUEUE_LEN);
         tokio::spawn(run_acceptor(quinn.clone(), accepted_tx));
-        Ok(Endpoint {
+        Endpoint {
             inner: Arc::new(Inner {
                 quinn,
-                identity: RwLock::new(Arc::new(identity)),
+                identity: RwLock::new(identity.map(Arc::new)),
                 accepted: Mutex::new(accepted_rx),
             }),
-        })
+        }
     }
 
     /// The bound address (the real port when bound to port 0).
@@ -121,7 +138,7 @@ impl Endpoint {
         self.inner.quinn.local_addr()
     }
 
-    fn identity(&self) -> Arc<TlsIdentity> {
+    fn identity(&self) -> Option<Arc<TlsIdentity>> {
         // A poisoned lock only means a writer panicked mid-swap of an Arc,
         // which cannot leave it half-written: keep using the value.
         match self.inner.identity.read() {
@@ -140,7 +157,7 @@ impl Endpoint {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        *guard = Arc::new(identity);
+        *guard = Some(Arc::new(identity));
         Ok(())
     }
 
@@ -153,7 +170,7 @@ impl Endpoint {
         expected: PeerIdentityExpectation,
         alpn: &[u8],
     ) -> Result<quinn::Connection> {
-        let identity = self.identity();
+        let identity = self.identity().ok_or(EndpointError::NotEnrolled)?;
         let config = tls::client_config(&identity.ca_cert_pem, Some(&identity), alpn)?;
         let server_name = expected.server_name();
         let connection = self
