@@ -14,6 +14,8 @@
 #   BENCH_TARGETS   targets to measure (default "etcd"; "etcd,edgectl" once
 #                   edgectl's WriteTarget exists and a cluster is started below)
 #   BENCH_JSON_OUT  also write the JSON result line to this file
+#   BENCH_PROFILE   cargo profile of the harness (default release; "dev" for
+#                   a quick check of the script itself, not for figures)
 #   CARGO_TARGET_DIR as usual (default: target/ in the repository)
 set -euo pipefail
 
@@ -21,6 +23,10 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 bench_parent=${BENCH_DIR:-/var/tmp}
 targets=${BENCH_TARGETS:-etcd}
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
+profile=${BENCH_PROFILE:-release}
+# cargo puts the dev profile's output under debug/.
+profile_dir=$profile
+[[ "$profile" == dev ]] && profile_dir=debug
 
 # Members of the etcd cluster; raft needs a majority, 3 is the usual size.
 ETCD_MEMBERS=3
@@ -148,8 +154,8 @@ start_etcd() {
 
 main() {
     need_packages
-    log "building raft_write (release) in $target_dir"
-    (cd "$repo" && CARGO_TARGET_DIR="$target_dir" cargo build --release -p benches --bin raft_write)
+    log "building raft_write ($profile) in $target_dir"
+    (cd "$repo" && CARGO_TARGET_DIR="$target_dir" cargo build --profile "$profile" -p benches --bin raft_write)
     mkdir -p "$bench_parent"
     work_dir=$(mktemp -d "$bench_parent/edgectl-bench-raft.XXXXXX")
     log "data dirs in $work_dir ($(df -T "$work_dir" | awk 'NR==2 {print $2}'))"
@@ -159,7 +165,7 @@ main() {
     # add its pids to etcd_pids (or a list of its own for cleanup) and pass
     # its endpoints to raft_write.
     local output
-    output=$("$target_dir/release/raft_write" \
+    output=$("$target_dir/$profile_dir/raft_write" \
         --targets "$targets" \
         --etcd-endpoints "$ETCD_ENDPOINTS" \
         --fsync-dir "$work_dir" \
