@@ -17,7 +17,9 @@ use rustls::pki_types::CertificateDer;
 use tokio::sync::{mpsc, Mutex, Semaphore};
 
 use super::pki::{self, PeerIdentity};
-use super::tls::{self, TlsError, TlsIdentity, ALPN_API, ALPN_JOIN, ALPN_PEER, ALPN_RAFT, JOIN_SERVER_NAME};
+use super::tls::{
+    self, TlsError, TlsIdentity, ALPN_API, ALPN_JOIN, ALPN_PEER, ALPN_RAFT, JOIN_SERVER_NAME,
+};
 use crate::NodeId;
 
 /// Handshakes in progress at once; more wait (and QUIC retransmits) rather
@@ -39,18 +41,33 @@ pub const CLOSE_SHUTDOWN: u32 = 0x0;
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
     #[error("binding the quic endpoint on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("starting a connection to {addr}: {source}")]
-    Connect { addr: SocketAddr, source: quinn::ConnectError },
+    Connect {
+        addr: SocketAddr,
+        source: quinn::ConnectError,
+    },
     #[error("handshake with {addr} failed: {source}")]
-    Handshake { addr: SocketAddr, source: quinn::ConnectionError },
+    Handshake {
+        addr: SocketAddr,
+        source: quinn::ConnectionError,
+    },
     #[error("peer at {addr} is {actual}, expected {expected}")]
-    WrongPeer { addr: SocketAddr, expected: PeerIdentity, actual: String },
+    WrongPeer {
+        addr: SocketAddr,
+        expected: PeerIdentity,
+        actual: String,
+    },
     #[error("peer at {addr} presented no certificate")]
     NoPeerCertificate { addr: SocketAddr },
-    #[error("this endpoint has no certificate yet (not enrolled); only the join handshake is possible")]
+    #[error(
+        "this endpoint has no certificate yet (not enrolled); only the join handshake is possible"
+    )]
     NotEnrolled,
     #[error("peer at {addr} did not present the pinned ca")]
     PinnedCaMissing { addr: SocketAddr },
@@ -106,8 +123,12 @@ impl Endpoint {
     /// called inside a tokio runtime.
     pub fn bind(listen: SocketAddr, identity: TlsIdentity) -> Result<Endpoint> {
         let server_config = tls::server_config(&identity)?;
-        let quinn = quinn::Endpoint::server(server_config, listen)
-            .map_err(|source| EndpointError::Bind { addr: listen, source })?;
+        let quinn = quinn::Endpoint::server(server_config, listen).map_err(|source| {
+            EndpointError::Bind {
+                addr: listen,
+                source,
+            }
+        })?;
         Ok(Endpoint::start(quinn, Some(identity)))
     }
 
@@ -116,8 +137,10 @@ impl Endpoint {
     /// [`set_identity`](Self::set_identity) gives it a certificate (the node
     /// then keeps the same port). Must be called inside a tokio runtime.
     pub fn bind_unenrolled(listen: SocketAddr) -> Result<Endpoint> {
-        let quinn =
-            quinn::Endpoint::client(listen).map_err(|source| EndpointError::Bind { addr: listen, source })?;
+        let quinn = quinn::Endpoint::client(listen).map_err(|source| EndpointError::Bind {
+            addr: listen,
+            source,
+        })?;
         Ok(Endpoint::start(quinn, None))
     }
 
@@ -187,11 +210,19 @@ impl Endpoint {
             Some(Ok(actual)) if actual == expected_identity => Ok(connection),
             Some(Ok(actual)) => {
                 connection.close(CLOSE_UNAUTHENTICATED.into(), b"unexpected peer identity");
-                Err(EndpointError::WrongPeer { addr, expected: expected_identity, actual: actual.to_string() })
+                Err(EndpointError::WrongPeer {
+                    addr,
+                    expected: expected_identity,
+                    actual: actual.to_string(),
+                })
             }
             Some(Err(err)) => {
                 connection.close(CLOSE_UNAUTHENTICATED.into(), b"unexpected peer identity");
-                Err(EndpointError::WrongPeer { addr, expected: expected_identity, actual: err.to_string() })
+                Err(EndpointError::WrongPeer {
+                    addr,
+                    expected: expected_identity,
+                    actual: err.to_string(),
+                })
             }
             None => {
                 connection.close(CLOSE_UNAUTHENTICATED.into(), b"no certificate");
@@ -204,7 +235,11 @@ impl Endpoint {
     /// the server only if it presents the CA with `ca_fingerprint`. Returns
     /// the connection and that CA certificate (PEM), to be stored as the
     /// cluster's trust anchor.
-    pub async fn connect_join(&self, addr: SocketAddr, ca_fingerprint: &str) -> Result<(quinn::Connection, String)> {
+    pub async fn connect_join(
+        &self,
+        addr: SocketAddr,
+        ca_fingerprint: &str,
+    ) -> Result<(quinn::Connection, String)> {
         let config = tls::join_client_config(ca_fingerprint)?;
         let connection = self
             .inner
@@ -214,8 +249,11 @@ impl Endpoint {
             .await
             .map_err(|source| EndpointError::Handshake { addr, source })?;
         let fingerprint = ca_fingerprint.trim().to_ascii_lowercase();
-        let ca = peer_certificates(&connection)
-            .and_then(|certs| certs.into_iter().find(|cert| pki::fingerprint_of_der(cert) == fingerprint));
+        let ca = peer_certificates(&connection).and_then(|certs| {
+            certs
+                .into_iter()
+                .find(|cert| pki::fingerprint_of_der(cert) == fingerprint)
+        });
         match ca {
             Some(ca) => Ok((connection, der_to_pem(&ca))),
             None => {
@@ -247,7 +285,9 @@ impl Endpoint {
 async fn run_acceptor(quinn: quinn::Endpoint, accepted_tx: mpsc::Sender<Accepted>) {
     let handshakes = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
     while let Some(incoming) = quinn.accept().await {
-        let Ok(permit) = handshakes.clone().acquire_owned().await else { break };
+        let Ok(permit) = handshakes.clone().acquire_owned().await else {
+            break;
+        };
         let accepted_tx = accepted_tx.clone();
         tokio::spawn(async move {
             let remote = incoming.remote_address();
@@ -295,7 +335,11 @@ fn classify(connection: quinn::Connection) -> Option<Accepted> {
         connection.close(CLOSE_UNAUTHENTICATED.into(), b"client certificate required");
         return None;
     }
-    Some(Accepted { alpn, peer, connection })
+    Some(Accepted {
+        alpn,
+        peer,
+        connection,
+    })
 }
 
 /// The ALPN the handshake settled on.
@@ -308,11 +352,17 @@ pub fn connection_alpn(connection: &quinn::Connection) -> Option<Vec<u8>> {
 }
 
 fn peer_certificates(connection: &quinn::Connection) -> Option<Vec<CertificateDer<'static>>> {
-    connection.peer_identity()?.downcast::<Vec<CertificateDer<'static>>>().ok().map(|certs| *certs)
+    connection
+        .peer_identity()?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .ok()
+        .map(|certs| *certs)
 }
 
 /// The identity in the peer's leaf certificate: `None` if it presented none.
-pub fn connection_peer_identity(connection: &quinn::Connection) -> Option<Result<PeerIdentity, pki::PkiError>> {
+pub fn connection_peer_identity(
+    connection: &quinn::Connection,
+) -> Option<Result<PeerIdentity, pki::PkiError>> {
     let certs = peer_certificates(connection)?;
     let leaf = certs.first()?;
     Some(pki::peer_identity(leaf))
@@ -335,12 +385,24 @@ fn base64_encode(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         out.push(ALPHABET[(n >> 18) as usize & 63] as char);
         out.push(ALPHABET[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 { ALPHABET[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if chunk.len() > 2 { ALPHABET[n as usize & 63] as char } else { '=' });
+        out.push(if chunk.len() > 1 {
+            ALPHABET[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            ALPHABET[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
     out
 }

@@ -15,8 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
-    SerialNumber,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
@@ -58,19 +57,27 @@ pub enum PkiError {
     #[error("parsing the certificate signing request (signature must verify, no unknown extensions): {source}")]
     ParseCsr { source: rcgen::Error },
     #[error("building the {what} certificate: {source}")]
-    BuildCertificate { what: &'static str, source: rcgen::Error },
+    BuildCertificate {
+        what: &'static str,
+        source: rcgen::Error,
+    },
     #[error("invalid name {name:?}: {reason}")]
     InvalidName { name: String, reason: &'static str },
     #[error("no certificate found in pem input")]
     NoCertificateInPem,
     #[error("reading certificate pem: {source}")]
-    ReadPem { source: rustls::pki_types::pem::Error },
+    ReadPem {
+        source: rustls::pki_types::pem::Error,
+    },
     #[error("parsing x509 certificate: {reason}")]
     ParseCertificate { reason: String },
     #[error("certificate names no edgectl identity (no node or client san)")]
     NoIdentity,
     #[error("certificate names conflicting identities: {first} and {second}")]
-    ConflictingIdentities { first: PeerIdentity, second: PeerIdentity },
+    ConflictingIdentities {
+        first: PeerIdentity,
+        second: PeerIdentity,
+    },
     #[error("malformed edgectl identity san {san:?}")]
     MalformedIdentity { san: String },
 }
@@ -130,7 +137,9 @@ pub struct ClusterCa {
 impl std::fmt::Debug for ClusterCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the key.
-        f.debug_struct("ClusterCa").field("fingerprint", &self.fingerprint()).finish()
+        f.debug_struct("ClusterCa")
+            .field("fingerprint", &self.fingerprint())
+            .finish()
     }
 }
 
@@ -141,7 +150,10 @@ impl ClusterCa {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, cluster_name);
-        dn.push(DnType::CommonName, format!("edgectl cluster ca {cluster_name}"));
+        dn.push(
+            DnType::CommonName,
+            format!("edgectl cluster ca {cluster_name}"),
+        );
         params.distinguished_name = dn;
         // Path length 0: this CA signs leaves only, never another CA.
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -158,7 +170,11 @@ impl ClusterCa {
         let cert_pem = cert.pem();
         let key_pem = key.serialize_pem();
         let issuer = Issuer::new(params, key);
-        Ok(ClusterCa { cert_pem, key_pem, issuer })
+        Ok(ClusterCa {
+            cert_pem,
+            key_pem,
+            issuer,
+        })
     }
 
     /// Loads a CA saved earlier with [`ClusterCa::cert_pem`] and [`ClusterCa::key_pem`].
@@ -167,14 +183,21 @@ impl ClusterCa {
         let cert_der = first_cert_der(cert_pem)?;
         // A key that does not belong to the certificate would issue
         // certificates nobody can verify: refuse it up front.
-        let (_, parsed) = x509_parser::parse_x509_certificate(&cert_der)
-            .map_err(|err| PkiError::ParseCertificate { reason: err.to_string() })?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(&cert_der).map_err(|err| {
+            PkiError::ParseCertificate {
+                reason: err.to_string(),
+            }
+        })?;
         if parsed.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
             return Err(PkiError::CaKeyMismatch);
         }
-        let issuer =
-            Issuer::from_ca_cert_der(&cert_der, key).map_err(|source| PkiError::ParseCa { source })?;
-        Ok(ClusterCa { cert_pem: cert_pem.to_string(), key_pem: key_pem.to_string(), issuer })
+        let issuer = Issuer::from_ca_cert_der(&cert_der, key)
+            .map_err(|source| PkiError::ParseCa { source })?;
+        Ok(ClusterCa {
+            cert_pem: cert_pem.to_string(),
+            key_pem: key_pem.to_string(),
+            issuer,
+        })
     }
 
     pub fn cert_pem(&self) -> &str {
@@ -201,7 +224,10 @@ impl ClusterCa {
         let params = node_params(node_id, node_name)?;
         let cert = params
             .signed_by(&csr.public_key, &self.issuer)
-            .map_err(|source| PkiError::BuildCertificate { what: "node", source })?;
+            .map_err(|source| PkiError::BuildCertificate {
+                what: "node",
+                source,
+            })?;
         Ok(cert.pem())
     }
 
@@ -233,7 +259,10 @@ impl ClusterCa {
         let cert = params
             .signed_by(&key, &self.issuer)
             .map_err(|source| PkiError::BuildCertificate { what, source })?;
-        Ok(CertifiedKey { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+        Ok(CertifiedKey {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
     }
 }
 
@@ -245,11 +274,16 @@ fn node_params(node_id: NodeId, node_name: &str) -> Result<CertificateParams> {
     // is in the SANs.
     dn.push(DnType::CommonName, node_name);
     params.distinguished_name = dn;
-    params.subject_alt_names = vec![dns_san(node_dns_name(node_id))?, uri_san(node_uri(node_id))?];
+    params.subject_alt_names = vec![
+        dns_san(node_dns_name(node_id))?,
+        uri_san(node_uri(node_id))?,
+    ];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     // A node is a server to its peers and a client when it dials them.
-    params.extended_key_usages =
-        vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
     set_validity(&mut params, LEAF_VALIDITY);
     params.serial_number = Some(random_serial());
     params.use_authority_key_identifier_extension = true;
@@ -270,26 +304,36 @@ fn random_serial() -> SerialNumber {
 }
 
 fn dns_san(name: String) -> Result<SanType> {
-    let value = name
-        .clone()
-        .try_into()
-        .map_err(|_| PkiError::InvalidName { name, reason: "not ia5 text" })?;
+    let value = name.clone().try_into().map_err(|_| PkiError::InvalidName {
+        name,
+        reason: "not ia5 text",
+    })?;
     Ok(SanType::DnsName(value))
 }
 
 fn uri_san(uri: String) -> Result<SanType> {
-    let value =
-        uri.clone().try_into().map_err(|_| PkiError::InvalidName { name: uri, reason: "not ia5 text" })?;
+    let value = uri.clone().try_into().map_err(|_| PkiError::InvalidName {
+        name: uri,
+        reason: "not ia5 text",
+    })?;
     Ok(SanType::URI(value))
 }
 
 /// Names become DNS labels in certificates, so they follow DNS label rules.
 fn check_name(name: &str) -> Result<()> {
-    let invalid = |reason| Err(PkiError::InvalidName { name: name.to_string(), reason });
+    let invalid = |reason| {
+        Err(PkiError::InvalidName {
+            name: name.to_string(),
+            reason,
+        })
+    };
     if name.is_empty() || name.len() > NAME_LEN_MAX {
         return invalid("must be 1 to 63 characters");
     }
-    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
         return invalid("only lowercase letters, digits and '-' are allowed");
     }
     if name.starts_with('-') || name.ends_with('-') {
@@ -309,8 +353,14 @@ pub fn generate_node_key_and_csr(name: &str) -> Result<(String, String)> {
     params.distinguished_name = dn;
     let csr = params
         .serialize_request(&key)
-        .map_err(|source| PkiError::BuildCertificate { what: "csr", source })?;
-    let csr_pem = csr.pem().map_err(|source| PkiError::BuildCertificate { what: "csr", source })?;
+        .map_err(|source| PkiError::BuildCertificate {
+            what: "csr",
+            source,
+        })?;
+    let csr_pem = csr.pem().map_err(|source| PkiError::BuildCertificate {
+        what: "csr",
+        source,
+    })?;
     Ok((key.serialize_pem(), csr_pem))
 }
 
@@ -336,11 +386,16 @@ pub fn fingerprint_of_pem(cert_pem: &str) -> Result<String> {
 /// Reads the edgectl identity from a certificate's SANs. The DNS and URI
 /// SANs must agree; a certificate naming two different identities is refused.
 pub fn peer_identity(cert_der: &[u8]) -> Result<PeerIdentity> {
-    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
-        .map_err(|err| PkiError::ParseCertificate { reason: err.to_string() })?;
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).map_err(|err| {
+        PkiError::ParseCertificate {
+            reason: err.to_string(),
+        }
+    })?;
     let san = cert
         .subject_alternative_name()
-        .map_err(|err| PkiError::ParseCertificate { reason: err.to_string() })?
+        .map_err(|err| PkiError::ParseCertificate {
+            reason: err.to_string(),
+        })?
         .ok_or(PkiError::NoIdentity)?;
     let mut found: Option<PeerIdentity> = None;
     for name in &san.value.general_names {
@@ -354,7 +409,10 @@ pub fn peer_identity(cert_der: &[u8]) -> Result<PeerIdentity> {
             None => found = Some(identity),
             Some(first) if *first == identity => {}
             Some(first) => {
-                return Err(PkiError::ConflictingIdentities { first: first.clone(), second: identity })
+                return Err(PkiError::ConflictingIdentities {
+                    first: first.clone(),
+                    second: identity,
+                })
             }
         }
     }
@@ -365,12 +423,16 @@ fn identity_from_dns(dns: &str) -> Result<Option<PeerIdentity>> {
     if let Some(label) = dns.strip_suffix(NODE_DNS_SUFFIX) {
         let id = label
             .strip_prefix('n')
-            .and_then(|digits| parse_node_id(digits))
-            .ok_or_else(|| PkiError::MalformedIdentity { san: dns.to_string() })?;
+            .and_then(parse_node_id)
+            .ok_or_else(|| PkiError::MalformedIdentity {
+                san: dns.to_string(),
+            })?;
         return Ok(Some(PeerIdentity::Node(id)));
     }
     if let Some(name) = dns.strip_suffix(CLIENT_DNS_SUFFIX) {
-        check_name(name).map_err(|_| PkiError::MalformedIdentity { san: dns.to_string() })?;
+        check_name(name).map_err(|_| PkiError::MalformedIdentity {
+            san: dns.to_string(),
+        })?;
         return Ok(Some(PeerIdentity::Client(name.to_string())));
     }
     Ok(None)
@@ -378,12 +440,15 @@ fn identity_from_dns(dns: &str) -> Result<Option<PeerIdentity>> {
 
 fn identity_from_uri(uri: &str) -> Result<Option<PeerIdentity>> {
     if let Some(digits) = uri.strip_prefix(NODE_URI_PREFIX) {
-        let id = parse_node_id(digits)
-            .ok_or_else(|| PkiError::MalformedIdentity { san: uri.to_string() })?;
+        let id = parse_node_id(digits).ok_or_else(|| PkiError::MalformedIdentity {
+            san: uri.to_string(),
+        })?;
         return Ok(Some(PeerIdentity::Node(id)));
     }
     if let Some(name) = uri.strip_prefix(CLIENT_URI_PREFIX) {
-        check_name(name).map_err(|_| PkiError::MalformedIdentity { san: uri.to_string() })?;
+        check_name(name).map_err(|_| PkiError::MalformedIdentity {
+            san: uri.to_string(),
+        })?;
         return Ok(Some(PeerIdentity::Client(name.to_string())));
     }
     Ok(None)
@@ -402,8 +467,11 @@ fn parse_node_id(digits: &str) -> Option<NodeId> {
 
 /// The node name (subject common name) of a certificate, if it has one.
 pub fn subject_name(cert_der: &[u8]) -> Result<Option<String>> {
-    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
-        .map_err(|err| PkiError::ParseCertificate { reason: err.to_string() })?;
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).map_err(|err| {
+        PkiError::ParseCertificate {
+            reason: err.to_string(),
+        }
+    })?;
     let name = cert
         .subject()
         .iter_common_name()
@@ -416,8 +484,10 @@ pub fn subject_name(cert_der: &[u8]) -> Result<Option<String>> {
 /// When the first certificate in `cert_pem` expires.
 pub fn not_after(cert_pem: &str) -> Result<SystemTime> {
     let der = first_cert_der(cert_pem)?;
-    let (_, cert) = x509_parser::parse_x509_certificate(&der)
-        .map_err(|err| PkiError::ParseCertificate { reason: err.to_string() })?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(&der).map_err(|err| PkiError::ParseCertificate {
+            reason: err.to_string(),
+        })?;
     let seconds = cert.validity().not_after.timestamp();
     let since_epoch = Duration::from_secs(seconds.max(0).unsigned_abs());
     Ok(UNIX_EPOCH + since_epoch)

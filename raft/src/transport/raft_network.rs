@@ -14,7 +14,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+};
 use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -50,7 +52,11 @@ pub enum RaftNetworkError {
     #[error("node {target}: {source}")]
     Rpc { target: NodeId, source: RpcError },
     #[error("node {target} answered a {sent} request with a {received} response")]
-    MismatchedResponse { target: NodeId, sent: &'static str, received: &'static str },
+    MismatchedResponse {
+        target: NodeId,
+        sent: &'static str,
+        received: &'static str,
+    },
 }
 
 type ConnectionCache = Arc<Mutex<HashMap<NodeId, quinn::Connection>>>;
@@ -66,7 +72,11 @@ pub struct QuicRaftNetworkFactory {
 impl QuicRaftNetworkFactory {
     /// `self_id` is this node's id (openraft's timeout errors name it).
     pub fn new(self_id: NodeId, endpoint: Endpoint) -> Self {
-        QuicRaftNetworkFactory { self_id, endpoint, connections: Arc::default() }
+        QuicRaftNetworkFactory {
+            self_id,
+            endpoint,
+            connections: Arc::default(),
+        }
     }
 }
 
@@ -106,7 +116,10 @@ impl QuicRaftClient {
         let addr: SocketAddr = self
             .addr
             .parse()
-            .map_err(|_| RaftNetworkError::BadAddress { target: self.target, addr: self.addr.clone() })?;
+            .map_err(|_| RaftNetworkError::BadAddress {
+                target: self.target,
+                addr: self.addr.clone(),
+            })?;
         let connection = self
             .endpoint
             .connect(addr, PeerIdentityExpectation::Node(self.target), ALPN_RAFT)
@@ -118,54 +131,92 @@ impl QuicRaftClient {
         // The lock is not held while dialling, so two RPCs may both dial;
         // the later one wins the cache and the other connection is simply
         // used once and dropped.
-        self.connections.lock().await.insert(self.target, connection.clone());
+        self.connections
+            .lock()
+            .await
+            .insert(self.target, connection.clone());
         Ok(connection)
     }
 
     async fn forget_connection(&self, failed: &quinn::Connection) {
         let mut cache = self.connections.lock().await;
-        if cache.get(&self.target).is_some_and(|cached| cached.stable_id() == failed.stable_id()) {
+        if cache
+            .get(&self.target)
+            .is_some_and(|cached| cached.stable_id() == failed.stable_id())
+        {
             cache.remove(&self.target);
         }
     }
 
     /// Dials if needed and makes one call, all within `timeout`.
-    async fn send(&self, request: RaftRequest, timeout: Duration) -> Result<RaftResponse, RaftNetworkError> {
+    async fn send(
+        &self,
+        request: RaftRequest,
+        timeout: Duration,
+    ) -> Result<RaftResponse, RaftNetworkError> {
         let attempt = async {
             let connection = self.connection().await?;
-            let result = rpc::call::<RaftRequest, RaftResponse>(&connection, &request, timeout).await;
+            let result =
+                rpc::call::<RaftRequest, RaftResponse>(&connection, &request, timeout).await;
             if let Err(RpcError::ConnectionLost { .. } | RpcError::Timeout { .. }) = &result {
                 // A timed-out connection may be half dead: dial afresh next time.
                 self.forget_connection(&connection).await;
             }
-            result.map_err(|source| RaftNetworkError::Rpc { target: self.target, source })
+            result.map_err(|source| RaftNetworkError::Rpc {
+                target: self.target,
+                source,
+            })
         };
         match tokio::time::timeout(timeout, attempt).await {
             Ok(result) => result,
-            Err(_) => Err(RaftNetworkError::Rpc { target: self.target, source: RpcError::Timeout { timeout } }),
+            Err(_) => Err(RaftNetworkError::Rpc {
+                target: self.target,
+                source: RpcError::Timeout { timeout },
+            }),
         }
     }
 
     /// Maps a transport failure onto openraft's kinds: `Unreachable` makes
     /// openraft back off, `Timeout` and `Network` make it retry.
-    fn rpc_error<E: std::error::Error>(&self, action: RPCTypes, err: RaftNetworkError) -> RPCError<NodeId, PeerNode, E> {
+    fn rpc_error<E: std::error::Error>(
+        &self,
+        action: RPCTypes,
+        err: RaftNetworkError,
+    ) -> RPCError<NodeId, PeerNode, E> {
         match &err {
-            RaftNetworkError::Rpc { source: RpcError::Unreachable { .. } | RpcError::ConnectionLost { .. }, .. }
-            | RaftNetworkError::BadAddress { .. } => RPCError::Unreachable(Unreachable::new(&err)),
-            RaftNetworkError::Rpc { source: RpcError::Timeout { timeout }, .. } => {
-                RPCError::Timeout(Timeout { action, id: self.self_id, target: self.target, timeout: *timeout })
+            RaftNetworkError::Rpc {
+                source: RpcError::Unreachable { .. } | RpcError::ConnectionLost { .. },
+                ..
             }
+            | RaftNetworkError::BadAddress { .. } => RPCError::Unreachable(Unreachable::new(&err)),
+            RaftNetworkError::Rpc {
+                source: RpcError::Timeout { timeout },
+                ..
+            } => RPCError::Timeout(Timeout {
+                action,
+                id: self.self_id,
+                target: self.target,
+                timeout: *timeout,
+            }),
             _ => RPCError::Network(NetworkError::new(&err)),
         }
     }
 
-    fn mismatched<E: std::error::Error>(&self, sent: &'static str, received: &RaftResponse) -> RPCError<NodeId, PeerNode, E> {
+    fn mismatched<E: std::error::Error>(
+        &self,
+        sent: &'static str,
+        received: &RaftResponse,
+    ) -> RPCError<NodeId, PeerNode, E> {
         let received = match received {
             RaftResponse::AppendEntries(_) => "append_entries",
             RaftResponse::Vote(_) => "vote",
             RaftResponse::InstallSnapshot(_) => "install_snapshot",
         };
-        let err = RaftNetworkError::MismatchedResponse { target: self.target, sent, received };
+        let err = RaftNetworkError::MismatchedResponse {
+            target: self.target,
+            sent,
+            received,
+        };
         RPCError::Network(NetworkError::new(&err))
     }
 }
@@ -192,8 +243,10 @@ impl RaftNetwork<TypeConfig> for QuicRaftClient {
         &mut self,
         request: typ::InstallSnapshotRequest,
         option: RPCOption,
-    ) -> Result<typ::InstallSnapshotResponse, RPCError<NodeId, PeerNode, RaftError<NodeId, InstallSnapshotError>>>
-    {
+    ) -> Result<
+        typ::InstallSnapshotResponse,
+        RPCError<NodeId, PeerNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
         let response = self
             .send(RaftRequest::InstallSnapshot(request), option.hard_ttl())
             .await
@@ -216,7 +269,9 @@ impl RaftNetwork<TypeConfig> for QuicRaftClient {
             .await
             .map_err(|err| self.rpc_error(RPCTypes::Vote, err))?;
         match response {
-            RaftResponse::Vote(result) => result.map_err(|err| RPCError::RemoteError(RemoteError::new(self.target, err))),
+            RaftResponse::Vote(result) => {
+                result.map_err(|err| RPCError::RemoteError(RemoteError::new(self.target, err)))
+            }
             other => Err(self.mismatched("vote", &other)),
         }
     }
@@ -224,12 +279,17 @@ impl RaftNetwork<TypeConfig> for QuicRaftClient {
 
 /// Serves Raft RPCs arriving on `connection` (an accepted [`ALPN_RAFT`]
 /// connection) with the local `raft`, until the connection closes.
-pub async fn serve_raft_connection(connection: quinn::Connection, raft: openraft::Raft<TypeConfig>) {
+pub async fn serve_raft_connection(
+    connection: quinn::Connection,
+    raft: openraft::Raft<TypeConfig>,
+) {
     rpc::serve_connection(connection, move |request: RaftRequest| {
         let raft = raft.clone();
         async move {
             match request {
-                RaftRequest::AppendEntries(request) => RaftResponse::AppendEntries(raft.append_entries(request).await),
+                RaftRequest::AppendEntries(request) => {
+                    RaftResponse::AppendEntries(raft.append_entries(request).await)
+                }
                 RaftRequest::Vote(request) => RaftResponse::Vote(raft.vote(request).await),
                 RaftRequest::InstallSnapshot(request) => {
                     RaftResponse::InstallSnapshot(raft.install_snapshot(request).await)

@@ -26,7 +26,8 @@ pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
 /// Calls served at once on one connection. The transport already caps open
 /// streams ([`super::tls::MAX_CONCURRENT_BIDI_STREAMS`]); this is the same
 /// bound on the server's tasks.
-pub const MAX_CONCURRENT_CALLS_PER_CONNECTION: usize = super::tls::MAX_CONCURRENT_BIDI_STREAMS as usize;
+pub const MAX_CONCURRENT_CALLS_PER_CONNECTION: usize =
+    super::tls::MAX_CONCURRENT_BIDI_STREAMS as usize;
 
 /// Stream error code: the request frame was larger than [`MAX_FRAME_BYTES`].
 pub const STREAM_CODE_TOO_LARGE: u32 = 0x20;
@@ -62,19 +63,29 @@ fn bincode_config() -> bincode::config::Configuration {
 
 /// Serializes `message` as one frame body.
 pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>> {
-    let body = bincode::serde::encode_to_vec(message, bincode_config()).map_err(|source| RpcError::Encode { source })?;
+    let body = bincode::serde::encode_to_vec(message, bincode_config())
+        .map_err(|source| RpcError::Encode { source })?;
     if body.len() > MAX_FRAME_BYTES {
-        return Err(RpcError::TooLarge { len: body.len(), max: MAX_FRAME_BYTES });
+        return Err(RpcError::TooLarge {
+            len: body.len(),
+            max: MAX_FRAME_BYTES,
+        });
     }
     Ok(body)
 }
 
 /// Deserializes one frame body; trailing bytes are a bad frame.
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
-    let (message, read) = bincode::serde::decode_from_slice(body, bincode_config())
-        .map_err(|err| RpcError::BadFrame { reason: err.to_string() })?;
+    let (message, read) =
+        bincode::serde::decode_from_slice(body, bincode_config()).map_err(|err| {
+            RpcError::BadFrame {
+                reason: err.to_string(),
+            }
+        })?;
     if read != body.len() {
-        return Err(RpcError::BadFrame { reason: format!("{} trailing bytes", body.len() - read) });
+        return Err(RpcError::BadFrame {
+            reason: format!("{} trailing bytes", body.len() - read),
+        });
     }
     Ok(message)
 }
@@ -84,10 +95,17 @@ pub async fn write_frame(send: &mut quinn::SendStream, body: &[u8]) -> Result<()
     let len = u32::try_from(body.len())
         .ok()
         .filter(|len| *len as usize <= MAX_FRAME_BYTES)
-        .ok_or(RpcError::TooLarge { len: body.len(), max: MAX_FRAME_BYTES })?;
-    send.write_all(&len.to_be_bytes()).await.map_err(write_error)?;
+        .ok_or(RpcError::TooLarge {
+            len: body.len(),
+            max: MAX_FRAME_BYTES,
+        })?;
+    send.write_all(&len.to_be_bytes())
+        .await
+        .map_err(write_error)?;
     send.write_all(body).await.map_err(write_error)?;
-    send.finish().map_err(|_| RpcError::StreamClosed { detail: "stream already closed".to_string() })?;
+    send.finish().map_err(|_| RpcError::StreamClosed {
+        detail: "stream already closed".to_string(),
+    })?;
     Ok(())
 }
 
@@ -97,7 +115,10 @@ pub async fn read_frame(recv: &mut quinn::RecvStream, max_bytes: usize) -> Resul
     recv.read_exact(&mut len_bytes).await.map_err(read_error)?;
     let len = u32::from_be_bytes(len_bytes) as usize;
     if len > max_bytes {
-        return Err(RpcError::TooLarge { len, max: max_bytes });
+        return Err(RpcError::TooLarge {
+            len,
+            max: max_bytes,
+        });
     }
     let mut body = vec![0u8; len];
     recv.read_exact(&mut body).await.map_err(read_error)?;
@@ -107,23 +128,29 @@ pub async fn read_frame(recv: &mut quinn::RecvStream, max_bytes: usize) -> Resul
 fn write_error(err: quinn::WriteError) -> RpcError {
     match err {
         quinn::WriteError::ConnectionLost(source) => RpcError::ConnectionLost { source },
-        quinn::WriteError::Stopped(code) => RpcError::Refused { code: code.into_inner() },
-        other => RpcError::StreamClosed { detail: other.to_string() },
+        quinn::WriteError::Stopped(code) => RpcError::Refused {
+            code: code.into_inner(),
+        },
+        other => RpcError::StreamClosed {
+            detail: other.to_string(),
+        },
     }
 }
 
 fn read_error(err: quinn::ReadExactError) -> RpcError {
     match err {
-        quinn::ReadExactError::FinishedEarly(read) => {
-            RpcError::StreamClosed { detail: format!("stream finished after {read} bytes of a frame") }
-        }
+        quinn::ReadExactError::FinishedEarly(read) => RpcError::StreamClosed {
+            detail: format!("stream finished after {read} bytes of a frame"),
+        },
         quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(source)) => {
             RpcError::ConnectionLost { source }
         }
-        quinn::ReadExactError::ReadError(quinn::ReadError::Reset(code)) => {
-            RpcError::Refused { code: code.into_inner() }
-        }
-        quinn::ReadExactError::ReadError(other) => RpcError::StreamClosed { detail: other.to_string() },
+        quinn::ReadExactError::ReadError(quinn::ReadError::Reset(code)) => RpcError::Refused {
+            code: code.into_inner(),
+        },
+        quinn::ReadExactError::ReadError(other) => RpcError::StreamClosed {
+            detail: other.to_string(),
+        },
     }
 }
 
@@ -143,7 +170,10 @@ pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
 }
 
 async fn call_body(connection: &quinn::Connection, body: &[u8]) -> Result<Vec<u8>> {
-    let (mut send, mut recv) = connection.open_bi().await.map_err(|source| RpcError::ConnectionLost { source })?;
+    let (mut send, mut recv) = connection
+        .open_bi()
+        .await
+        .map_err(|source| RpcError::ConnectionLost { source })?;
     write_frame(&mut send, body).await?;
     read_frame(&mut recv, MAX_FRAME_BYTES).await
 }
@@ -152,8 +182,10 @@ async fn call_body(connection: &quinn::Connection, body: &[u8]) -> Result<Vec<u8
 /// its own task, which reads one request, runs `handler` and writes its
 /// response. A request that is too large or does not decode has its stream
 /// reset with [`STREAM_CODE_TOO_LARGE`] or [`STREAM_CODE_BAD_FRAME`].
-pub async fn serve_connection<Req, Resp, Handler, Fut>(connection: quinn::Connection, handler: Handler)
-where
+pub async fn serve_connection<Req, Resp, Handler, Fut>(
+    connection: quinn::Connection,
+    handler: Handler,
+) where
     Req: DeserializeOwned + Send + 'static,
     Resp: Serialize + Send + 'static,
     Handler: Fn(Req) -> Fut + Clone + Send + Sync + 'static,
@@ -168,7 +200,9 @@ where
                 return;
             }
         };
-        let Ok(permit) = calls.clone().acquire_owned().await else { return };
+        let Ok(permit) = calls.clone().acquire_owned().await else {
+            return;
+        };
         let handler = handler.clone();
         tokio::spawn(async move {
             serve_stream(send, recv, handler).await;
@@ -177,14 +211,20 @@ where
     }
 }
 
-async fn serve_stream<Req, Resp, Handler, Fut>(mut send: quinn::SendStream, mut recv: quinn::RecvStream, handler: Handler)
-where
+async fn serve_stream<Req, Resp, Handler, Fut>(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    handler: Handler,
+) where
     Req: DeserializeOwned,
     Resp: Serialize,
     Handler: Fn(Req) -> Fut,
     Fut: Future<Output = Resp>,
 {
-    let request = match read_frame(&mut recv, MAX_FRAME_BYTES).await.and_then(|body| decode::<Req>(&body)) {
+    let request = match read_frame(&mut recv, MAX_FRAME_BYTES)
+        .await
+        .and_then(|body| decode::<Req>(&body))
+    {
         Ok(request) => request,
         Err(err) => {
             let code = match err {

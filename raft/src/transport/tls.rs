@@ -60,17 +60,27 @@ pub const MAX_CONCURRENT_UNI_STREAMS: u32 = 16;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("reading the {what} pem: {source}")]
-    Pem { what: &'static str, source: rustls::pki_types::pem::Error },
+    Pem {
+        what: &'static str,
+        source: rustls::pki_types::pem::Error,
+    },
     #[error("the {what} pem holds no certificate")]
     NoCertificate { what: &'static str },
     #[error("the ca certificate is not a usable trust anchor: {source}")]
     TrustAnchor { source: rustls::Error },
     #[error("building the client certificate verifier: {source}")]
-    ClientVerifier { source: rustls::server::VerifierBuilderError },
+    ClientVerifier {
+        source: rustls::server::VerifierBuilderError,
+    },
     #[error("building the server certificate verifier: {source}")]
-    ServerVerifier { source: rustls::server::VerifierBuilderError },
+    ServerVerifier {
+        source: rustls::server::VerifierBuilderError,
+    },
     #[error("building the tls {side} config: {source}")]
-    Config { side: &'static str, source: rustls::Error },
+    Config {
+        side: &'static str,
+        source: rustls::Error,
+    },
     #[error("the tls config cannot carry quic: {reason}")]
     Quic { reason: String },
     #[error("invalid ca fingerprint {fingerprint:?}: expected 64 hex digits")]
@@ -114,13 +124,18 @@ fn certs_from_pem(pem: &str, what: &'static str) -> Result<Vec<CertificateDer<'s
 }
 
 fn key_from_pem(pem: &str) -> Result<PrivateKeyDer<'static>> {
-    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|source| TlsError::Pem { what: "private key", source })
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|source| TlsError::Pem {
+        what: "private key",
+        source,
+    })
 }
 
 fn roots_from_pem(ca_cert_pem: &str) -> Result<Arc<RootCertStore>> {
     let mut roots = RootCertStore::empty();
     for cert in certs_from_pem(ca_cert_pem, "ca certificate")? {
-        roots.add(cert).map_err(|source| TlsError::TrustAnchor { source })?;
+        roots
+            .add(cert)
+            .map_err(|source| TlsError::TrustAnchor { source })?;
     }
     Ok(Arc::new(roots))
 }
@@ -162,14 +177,22 @@ pub fn server_config(identity: &TlsIdentity) -> Result<quinn::ServerConfig> {
             .map_err(|source| TlsError::ClientVerifier { source })?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|source| TlsError::Config { side: "server", source })?
+        .map_err(|source| TlsError::Config {
+            side: "server",
+            source,
+        })?
         .with_client_cert_verifier(client_verifier)
         .with_single_cert(presented_chain(identity)?, key_from_pem(&identity.key_pem)?)
-        .map_err(|source| TlsError::Config { side: "server", source })?;
+        .map_err(|source| TlsError::Config {
+            side: "server",
+            source,
+        })?;
     tls.alpn_protocols = ALPNS.iter().map(|alpn| alpn.to_vec()).collect();
     // 0-RTT data can be replayed; Raft and API requests must not be.
     tls.max_early_data_size = 0;
-    let quic = QuicServerConfig::try_from(tls).map_err(|err| TlsError::Quic { reason: err.to_string() })?;
+    let quic = QuicServerConfig::try_from(tls).map_err(|err| TlsError::Quic {
+        reason: err.to_string(),
+    })?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
     config.transport_config(Arc::new(transport_config()));
     // Nodes change addresses (DHCP, new uplink): let a connection follow.
@@ -189,17 +212,27 @@ pub fn client_config(
 ) -> Result<quinn::ClientConfig> {
     let provider = provider();
     let roots = roots_from_pem(ca_cert_pem)?;
-    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-        .build()
-        .map_err(|source| TlsError::ServerVerifier { source })?;
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .map_err(|source| TlsError::ServerVerifier { source })?;
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|source| TlsError::Config { side: "client", source })?
+        .map_err(|source| TlsError::Config {
+            side: "client",
+            source,
+        })?
         .with_webpki_verifier(verifier);
     let mut tls = match client_identity {
         Some(identity) => builder
-            .with_client_auth_cert(certs_from_pem(&identity.cert_pem, "certificate")?, key_from_pem(&identity.key_pem)?)
-            .map_err(|source| TlsError::Config { side: "client", source })?,
+            .with_client_auth_cert(
+                certs_from_pem(&identity.cert_pem, "certificate")?,
+                key_from_pem(&identity.key_pem)?,
+            )
+            .map_err(|source| TlsError::Config {
+                side: "client",
+                source,
+            })?,
         None => builder.with_no_client_auth(),
     };
     tls.alpn_protocols = vec![alpn.to_vec()];
@@ -211,13 +244,21 @@ pub fn client_config(
 pub fn join_client_config(ca_fingerprint: &str) -> Result<quinn::ClientConfig> {
     let fingerprint = ca_fingerprint.trim().to_ascii_lowercase();
     if fingerprint.len() != 64 || !fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(TlsError::BadFingerprint { fingerprint: ca_fingerprint.to_string() });
+        return Err(TlsError::BadFingerprint {
+            fingerprint: ca_fingerprint.to_string(),
+        });
     }
     let provider = provider();
-    let verifier = Arc::new(PinnedCaVerifier { fingerprint, provider: provider.clone() });
+    let verifier = Arc::new(PinnedCaVerifier {
+        fingerprint,
+        provider: provider.clone(),
+    });
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|source| TlsError::Config { side: "join client", source })?
+        .map_err(|source| TlsError::Config {
+            side: "join client",
+            source,
+        })?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
@@ -228,7 +269,9 @@ pub fn join_client_config(ca_fingerprint: &str) -> Result<quinn::ClientConfig> {
 fn quic_client_config(mut tls: rustls::ClientConfig) -> Result<quinn::ClientConfig> {
     // 0-RTT data can be replayed; never send requests before the handshake ends.
     tls.enable_early_data = false;
-    let quic = QuicClientConfig::try_from(tls).map_err(|err| TlsError::Quic { reason: err.to_string() })?;
+    let quic = QuicClientConfig::try_from(tls).map_err(|err| TlsError::Quic {
+        reason: err.to_string(),
+    })?;
     let mut config = quinn::ClientConfig::new(Arc::new(quic));
     config.transport_config(Arc::new(transport_config()));
     Ok(config)
@@ -272,7 +315,9 @@ impl ServerCertVerifier for PinnedCaVerifier {
         // Any member may answer a join, but it must be a member.
         match pki::peer_identity(end_entity) {
             Ok(PeerIdentity::Node(_)) => Ok(ServerCertVerified::assertion()),
-            _ => Err(rustls::Error::General("join server certificate is not a node certificate".to_string())),
+            _ => Err(rustls::Error::General(
+                "join server certificate is not a node certificate".to_string(),
+            )),
         }
     }
 
@@ -282,7 +327,12 @@ impl ServerCertVerifier for PinnedCaVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -291,10 +341,17 @@ impl ServerCertVerifier for PinnedCaVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use raft::transport::endpoint::{connection_peer_identity, CLOSE_UNAUTHENTICATED};
 use raft::transport::pki::{self, ClusterCa, PeerIdentity};
-use raft::transport::rpc::{self, RpcError, MAX_FRAME_BYTES, STREAM_CODE_BAD_FRAME, STREAM_CODE_TOO_LARGE};
+use raft::transport::rpc::{
+    self, RpcError, MAX_FRAME_BYTES, STREAM_CODE_BAD_FRAME, STREAM_CODE_TOO_LARGE,
+};
 use raft::transport::tls::{self, TlsIdentity, ALPN_API, ALPN_JOIN, ALPN_PEER, ALPN_RAFT};
 use raft::transport::{Accepted, Endpoint, EndpointError, PeerIdentityExpectation};
 use tokio::sync::{mpsc, Notify};
@@ -20,12 +22,20 @@ fn loopback() -> std::net::SocketAddr {
 
 fn node_identity(ca: &ClusterCa, id: u64) -> TlsIdentity {
     let issued = ca.issue_node(id, &format!("node-{id}")).unwrap();
-    TlsIdentity { ca_cert_pem: ca.cert_pem().to_string(), cert_pem: issued.cert_pem, key_pem: issued.key_pem }
+    TlsIdentity {
+        ca_cert_pem: ca.cert_pem().to_string(),
+        cert_pem: issued.cert_pem,
+        key_pem: issued.key_pem,
+    }
 }
 
 fn client_identity(ca: &ClusterCa, name: &str) -> TlsIdentity {
     let issued = ca.issue_client(name).unwrap();
-    TlsIdentity { ca_cert_pem: ca.cert_pem().to_string(), cert_pem: issued.cert_pem, key_pem: issued.key_pem }
+    TlsIdentity {
+        ca_cert_pem: ca.cert_pem().to_string(),
+        cert_pem: issued.cert_pem,
+        key_pem: issued.key_pem,
+    }
 }
 
 fn bind_node(ca: &ClusterCa, id: u64) -> Endpoint {
@@ -54,10 +64,13 @@ fn spawn_echo_server(endpoint: &Endpoint) {
     tokio::spawn(async move {
         while let Some(accepted) = endpoint.accept().await {
             let peer = format!("{:?}", accepted.peer);
-            tokio::spawn(rpc::serve_connection(accepted.connection, move |request: String| {
-                let peer = peer.clone();
-                async move { (request, peer) }
-            }));
+            tokio::spawn(rpc::serve_connection(
+                accepted.connection,
+                move |request: String| {
+                    let peer = peer.clone();
+                    async move { (request, peer) }
+                },
+            ));
         }
     });
 }
@@ -70,12 +83,21 @@ async fn mtls_round_trip_between_nodes() {
     spawn_echo_server(&node2);
 
     let connection = node1
-        .connect(node2.local_addr().unwrap(), PeerIdentityExpectation::Node(2), ALPN_RAFT)
+        .connect(
+            node2.local_addr().unwrap(),
+            PeerIdentityExpectation::Node(2),
+            ALPN_RAFT,
+        )
         .await
         .unwrap();
-    assert_eq!(connection_peer_identity(&connection).unwrap().unwrap(), PeerIdentity::Node(2));
+    assert_eq!(
+        connection_peer_identity(&connection).unwrap().unwrap(),
+        PeerIdentity::Node(2)
+    );
     let (echo, seen_by_server): (String, String) =
-        rpc::call(&connection, &"hello".to_string(), CALL_TIMEOUT).await.unwrap();
+        rpc::call(&connection, &"hello".to_string(), CALL_TIMEOUT)
+            .await
+            .unwrap();
     assert_eq!(echo, "hello");
     assert_eq!(seen_by_server, format!("{:?}", Some(PeerIdentity::Node(1))));
 }
@@ -86,8 +108,14 @@ async fn server_sees_alpn_and_caller_identity() {
     let node1 = bind_node(&ca, 1);
     let node2 = bind_node(&ca, 2);
     let mut accepted = spawn_accept_loop(&node2);
-    let _connection =
-        node1.connect(node2.local_addr().unwrap(), PeerIdentityExpectation::Node(2), ALPN_PEER).await.unwrap();
+    let _connection = node1
+        .connect(
+            node2.local_addr().unwrap(),
+            PeerIdentityExpectation::Node(2),
+            ALPN_PEER,
+        )
+        .await
+        .unwrap();
     let first = accepted.recv().await.unwrap();
     assert_eq!(first.alpn, ALPN_PEER);
     assert_eq!(first.peer, Some(PeerIdentity::Node(1)));
@@ -105,23 +133,35 @@ async fn client_with_cert_from_another_ca_is_refused() {
     let rogue_cert = rogue_ca.issue_node(1, "node-1").unwrap();
     let rogue = Endpoint::bind(
         loopback(),
-        TlsIdentity { ca_cert_pem: ca.cert_pem().to_string(), cert_pem: rogue_cert.cert_pem, key_pem: rogue_cert.key_pem },
+        TlsIdentity {
+            ca_cert_pem: ca.cert_pem().to_string(),
+            cert_pem: rogue_cert.cert_pem,
+            key_pem: rogue_cert.key_pem,
+        },
     )
     .unwrap();
     let addr = server.local_addr().unwrap();
     // In TLS 1.3 the client may finish its side before the server checks
     // the client certificate: the refusal then arrives as a closed connection.
-    let outcome = match rogue.connect(addr, PeerIdentityExpectation::Node(2), ALPN_RAFT).await {
+    let outcome = match rogue
+        .connect(addr, PeerIdentityExpectation::Node(2), ALPN_RAFT)
+        .await
+    {
         Err(err) => Err(err.to_string()),
-        Ok(connection) => rpc::call::<String, (String, String)>(&connection, &"x".to_string(), CALL_TIMEOUT)
-            .await
-            .map_err(|err| err.to_string()),
+        Ok(connection) => {
+            rpc::call::<String, (String, String)>(&connection, &"x".to_string(), CALL_TIMEOUT)
+                .await
+                .map_err(|err| err.to_string())
+        }
     };
     assert!(outcome.is_err(), "rogue client got through: {outcome:?}");
 
     // The first connection the server accepts is the legitimate one.
     let node1 = bind_node(&ca, 1);
-    let _good = node1.connect(addr, PeerIdentityExpectation::Node(2), ALPN_RAFT).await.unwrap();
+    let _good = node1
+        .connect(addr, PeerIdentityExpectation::Node(2), ALPN_RAFT)
+        .await
+        .unwrap();
     let first = accepted.recv().await.unwrap();
     assert_eq!(first.peer, Some(PeerIdentity::Node(1)));
 }
@@ -134,11 +174,22 @@ async fn server_with_cert_from_another_ca_is_refused() {
     let rogue_server = bind_node(&rogue_ca, 2);
     spawn_echo_server(&rogue_server);
     let node1 = bind_node(&ca, 1);
-    let result = node1.connect(rogue_server.local_addr().unwrap(), PeerIdentityExpectation::Node(2), ALPN_RAFT).await;
+    let result = node1
+        .connect(
+            rogue_server.local_addr().unwrap(),
+            PeerIdentityExpectation::Node(2),
+            ALPN_RAFT,
+        )
+        .await;
     match result {
         Err(EndpointError::Handshake { source, .. }) => {
             // Same cluster name, so the issuer name matches but the signature does not.
-            assert!(source.to_string().contains("invalid peer certificate: BadSignature"), "unexpected handshake error: {source}")
+            assert!(
+                source
+                    .to_string()
+                    .contains("invalid peer certificate: BadSignature"),
+                "unexpected handshake error: {source}"
+            )
         }
         other => panic!("expected a handshake failure, got {other:?}"),
     }
@@ -151,10 +202,21 @@ async fn server_naming_another_node_is_refused() {
     let node2 = bind_node(&ca, 2);
     spawn_echo_server(&node2);
     // Node 3's last known address now belongs to node 2.
-    let result = node1.connect(node2.local_addr().unwrap(), PeerIdentityExpectation::Node(3), ALPN_RAFT).await;
+    let result = node1
+        .connect(
+            node2.local_addr().unwrap(),
+            PeerIdentityExpectation::Node(3),
+            ALPN_RAFT,
+        )
+        .await;
     match result {
         Err(EndpointError::Handshake { source, .. }) => {
-            assert!(source.to_string().contains("not valid for name \"n3.node.edgectl\""), "unexpected handshake error: {source}")
+            assert!(
+                source
+                    .to_string()
+                    .contains("not valid for name \"n3.node.edgectl\""),
+                "unexpected handshake error: {source}"
+            )
         }
         other => panic!("expected a handshake failure, got {other:?}"),
     }
@@ -167,11 +229,16 @@ async fn join_with_pinned_fingerprint_connects_and_learns_the_ca() {
     spawn_echo_server(&server);
     let joiner = Endpoint::bind_unenrolled(loopback()).unwrap();
 
-    let (connection, ca_pem) = joiner.connect_join(server.local_addr().unwrap(), &ca.fingerprint()).await.unwrap();
+    let (connection, ca_pem) = joiner
+        .connect_join(server.local_addr().unwrap(), &ca.fingerprint())
+        .await
+        .unwrap();
     assert_eq!(pki::fingerprint_of_pem(&ca_pem).unwrap(), ca.fingerprint());
     assert_eq!(tls::ALPNS.len(), 4);
     let (echo, seen_by_server): (String, String) =
-        rpc::call(&connection, &"secret".to_string(), CALL_TIMEOUT).await.unwrap();
+        rpc::call(&connection, &"secret".to_string(), CALL_TIMEOUT)
+            .await
+            .unwrap();
     assert_eq!(echo, "secret");
     assert_eq!(seen_by_server, "None", "a join client has no certificate");
 }
@@ -189,12 +256,18 @@ async fn join_with_wrong_fingerprint_fails_in_the_handshake() {
     // application has nothing to send the secret on.
     match joiner.connect_join(addr, &other_ca.fingerprint()).await {
         Err(EndpointError::Handshake { source, .. }) => {
-            assert!(source.to_string().contains("pinned cluster ca"), "unexpected handshake error: {source}")
+            assert!(
+                source.to_string().contains("pinned cluster ca"),
+                "unexpected handshake error: {source}"
+            )
         }
         other => panic!("expected a handshake failure, got {other:?}"),
     }
     // A malformed pin never dials at all.
-    assert!(matches!(joiner.connect_join(addr, "abc").await, Err(EndpointError::Tls(_))));
+    assert!(matches!(
+        joiner.connect_join(addr, "abc").await,
+        Err(EndpointError::Tls(_))
+    ));
 
     // The server never handed the failed attempt to the application.
     let (_good, _) = joiner.connect_join(addr, &ca.fingerprint()).await.unwrap();
@@ -205,18 +278,31 @@ async fn join_with_wrong_fingerprint_fails_in_the_handshake() {
 
 /// Dials with a raw quinn endpoint and a config of the test's choosing and
 /// returns the close code the server sent, if it closed the connection.
-async fn close_code_for(server: &Endpoint, server_id: u64, client: Option<&TlsIdentity>, ca_pem: &str, alpn: &[u8]) -> Option<u64> {
+async fn close_code_for(
+    server: &Endpoint,
+    server_id: u64,
+    client: Option<&TlsIdentity>,
+    ca_pem: &str,
+    alpn: &[u8],
+) -> Option<u64> {
     let raw = quinn::Endpoint::client(loopback()).unwrap();
     let config = tls::client_config(ca_pem, client, alpn).unwrap();
     let connection = raw
-        .connect_with(config, server.local_addr().unwrap(), &pki::node_dns_name(server_id))
+        .connect_with(
+            config,
+            server.local_addr().unwrap(),
+            &pki::node_dns_name(server_id),
+        )
         .unwrap()
         .await
         .unwrap();
     // Either the server closes it, or it stays open and a call succeeds.
-    let call = rpc::call::<String, (String, String)>(&connection, &"ping".to_string(), CALL_TIMEOUT).await;
+    let call =
+        rpc::call::<String, (String, String)>(&connection, &"ping".to_string(), CALL_TIMEOUT).await;
     let code = match (call, connection.close_reason()) {
-        (Err(_), Some(quinn::ConnectionError::ApplicationClosed(close))) => Some(close.error_code.into_inner()),
+        (Err(_), Some(quinn::ConnectionError::ApplicationClosed(close))) => {
+            Some(close.error_code.into_inner())
+        }
         (Ok(_), _) => None,
         (Err(err), reason) => panic!("unexpected failure {err} ({reason:?})"),
     };
@@ -239,7 +325,10 @@ async fn no_client_certificate_is_refused_except_on_join() {
             String::from_utf8_lossy(alpn)
         );
     }
-    assert_eq!(close_code_for(&server, 2, None, ca.cert_pem(), ALPN_JOIN).await, None);
+    assert_eq!(
+        close_code_for(&server, 2, None, ca.cert_pem(), ALPN_JOIN).await,
+        None
+    );
 }
 
 #[tokio::test]
@@ -248,7 +337,10 @@ async fn admin_client_may_use_the_api_but_not_raft() {
     let server = bind_node(&ca, 2);
     spawn_echo_server(&server);
     let admin = client_identity(&ca, "admin");
-    assert_eq!(close_code_for(&server, 2, Some(&admin), ca.cert_pem(), ALPN_API).await, None);
+    assert_eq!(
+        close_code_for(&server, 2, Some(&admin), ca.cert_pem(), ALPN_API).await,
+        None
+    );
     for alpn in [ALPN_RAFT, ALPN_PEER] {
         assert_eq!(
             close_code_for(&server, 2, Some(&admin), ca.cert_pem(), alpn).await,
@@ -264,13 +356,16 @@ fn spawn_parking_server(endpoint: &Endpoint, arrived: Arc<Notify>) {
     tokio::spawn(async move {
         while let Some(accepted) = endpoint.accept().await {
             let arrived = arrived.clone();
-            tokio::spawn(rpc::serve_connection(accepted.connection, move |_request: String| {
-                let arrived = arrived.clone();
-                async move {
-                    arrived.notify_one();
-                    std::future::pending::<String>().await
-                }
-            }));
+            tokio::spawn(rpc::serve_connection(
+                accepted.connection,
+                move |_request: String| {
+                    let arrived = arrived.clone();
+                    async move {
+                        arrived.notify_one();
+                        std::future::pending::<String>().await
+                    }
+                },
+            ));
         }
     });
 }
@@ -282,10 +377,18 @@ async fn peer_vanishing_mid_call_gives_connection_lost() {
     let node2 = bind_node(&ca, 2);
     let arrived = Arc::new(Notify::new());
     spawn_parking_server(&node2, arrived.clone());
-    let connection =
-        node1.connect(node2.local_addr().unwrap(), PeerIdentityExpectation::Node(2), ALPN_RAFT).await.unwrap();
+    let connection = node1
+        .connect(
+            node2.local_addr().unwrap(),
+            PeerIdentityExpectation::Node(2),
+            ALPN_RAFT,
+        )
+        .await
+        .unwrap();
 
-    let call = tokio::spawn(async move { rpc::call::<String, String>(&connection, &"x".to_string(), CALL_TIMEOUT).await });
+    let call = tokio::spawn(async move {
+        rpc::call::<String, String>(&connection, &"x".to_string(), CALL_TIMEOUT).await
+    });
     arrived.notified().await;
     node2.close();
     match call.await.unwrap() {
@@ -300,8 +403,14 @@ async fn silent_peer_gives_timeout() {
     let node1 = bind_node(&ca, 1);
     let node2 = bind_node(&ca, 2);
     spawn_parking_server(&node2, Arc::new(Notify::new()));
-    let connection =
-        node1.connect(node2.local_addr().unwrap(), PeerIdentityExpectation::Node(2), ALPN_RAFT).await.unwrap();
+    let connection = node1
+        .connect(
+            node2.local_addr().unwrap(),
+            PeerIdentityExpectation::Node(2),
+            ALPN_RAFT,
+        )
+        .await
+        .unwrap();
     let timeout = Duration::from_millis(200);
     match rpc::call::<String, String>(&connection, &"x".to_string(), timeout).await {
         Err(RpcError::Timeout { timeout: reported }) => assert_eq!(reported, timeout),
@@ -315,9 +424,18 @@ async fn dialling_nobody_fails_as_unreachable_within_idle_timeout() {
     let node1 = bind_node(&ca, 1);
     // A bound UDP socket that never answers.
     let silent = std::net::UdpSocket::bind(loopback()).unwrap();
-    let result = node1.connect(silent.local_addr().unwrap(), PeerIdentityExpectation::Node(2), ALPN_RAFT).await;
+    let result = node1
+        .connect(
+            silent.local_addr().unwrap(),
+            PeerIdentityExpectation::Node(2),
+            ALPN_RAFT,
+        )
+        .await;
     match result {
-        Err(EndpointError::Handshake { source: quinn::ConnectionError::TimedOut, .. }) => {}
+        Err(EndpointError::Handshake {
+            source: quinn::ConnectionError::TimedOut,
+            ..
+        }) => {}
         other => panic!("expected a handshake timeout, got {other:?}"),
     }
 }
@@ -328,8 +446,14 @@ async fn oversized_and_garbled_frames_are_refused() {
     let node1 = bind_node(&ca, 1);
     let node2 = bind_node(&ca, 2);
     spawn_echo_server(&node2);
-    let connection =
-        node1.connect(node2.local_addr().unwrap(), PeerIdentityExpectation::Node(2), ALPN_RAFT).await.unwrap();
+    let connection = node1
+        .connect(
+            node2.local_addr().unwrap(),
+            PeerIdentityExpectation::Node(2),
+            ALPN_RAFT,
+        )
+        .await
+        .unwrap();
 
     // A length prefix over the limit: refused before any body is read.
     let (mut send, mut recv) = connection.open_bi().await.unwrap();
@@ -342,7 +466,9 @@ async fn oversized_and_garbled_frames_are_refused() {
 
     // A well-sized frame that is not a valid request.
     let (mut send, mut recv) = connection.open_bi().await.unwrap();
-    rpc::write_frame(&mut send, &[0xff, 0xff, 0xff]).await.unwrap();
+    rpc::write_frame(&mut send, &[0xff, 0xff, 0xff])
+        .await
+        .unwrap();
     match rpc::read_frame(&mut recv, MAX_FRAME_BYTES).await {
         Err(RpcError::Refused { code }) => assert_eq!(code, u64::from(STREAM_CODE_BAD_FRAME)),
         other => panic!("expected the stream to be refused, got {other:?}"),
@@ -350,11 +476,22 @@ async fn oversized_and_garbled_frames_are_refused() {
 
     // A reader's own limit applies to responses too.
     let (mut send, mut recv) = connection.open_bi().await.unwrap();
-    rpc::write_frame(&mut send, &rpc::encode(&"a fairly long request".to_string()).unwrap()).await.unwrap();
-    assert!(matches!(rpc::read_frame(&mut recv, 8).await, Err(RpcError::TooLarge { max: 8, .. })));
+    rpc::write_frame(
+        &mut send,
+        &rpc::encode(&"a fairly long request".to_string()).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        rpc::read_frame(&mut recv, 8).await,
+        Err(RpcError::TooLarge { max: 8, .. })
+    ));
 
     // The connection is still good for normal calls afterwards.
-    let (echo, _): (String, String) = rpc::call(&connection, &"still here".to_string(), CALL_TIMEOUT).await.unwrap();
+    let (echo, _): (String, String) =
+        rpc::call(&connection, &"still here".to_string(), CALL_TIMEOUT)
+            .await
+            .unwrap();
     assert_eq!(echo, "still here");
 }
 
@@ -376,31 +513,44 @@ async fn concurrent_calls_on_one_connection_do_not_queue() {
             while let Some(accepted) = endpoint.accept().await {
                 let first_arrived = first_arrived.clone();
                 let second_handled = second_handled.clone();
-                tokio::spawn(rpc::serve_connection(accepted.connection, move |request: String| {
-                    let first_arrived = first_arrived.clone();
-                    let second_handled = second_handled.clone();
-                    async move {
-                        if request == "first" {
-                            first_arrived.notify_one();
-                            second_handled.notified().await;
-                        } else if request == "second" {
-                            second_handled.notify_one();
+                tokio::spawn(rpc::serve_connection(
+                    accepted.connection,
+                    move |request: String| {
+                        let first_arrived = first_arrived.clone();
+                        let second_handled = second_handled.clone();
+                        async move {
+                            if request == "first" {
+                                first_arrived.notify_one();
+                                second_handled.notified().await;
+                            } else if request == "second" {
+                                second_handled.notify_one();
+                            }
+                            format!("done {request}")
                         }
-                        format!("done {request}")
-                    }
-                }));
+                    },
+                ));
             }
         });
     }
-    let connection =
-        node1.connect(node2.local_addr().unwrap(), PeerIdentityExpectation::Node(2), ALPN_RAFT).await.unwrap();
+    let connection = node1
+        .connect(
+            node2.local_addr().unwrap(),
+            PeerIdentityExpectation::Node(2),
+            ALPN_RAFT,
+        )
+        .await
+        .unwrap();
     let first = {
         let connection = connection.clone();
-        tokio::spawn(async move { rpc::call::<String, String>(&connection, &"first".to_string(), CALL_TIMEOUT).await })
+        tokio::spawn(async move {
+            rpc::call::<String, String>(&connection, &"first".to_string(), CALL_TIMEOUT).await
+        })
     };
     // "first" is now parked on the server, holding its stream.
     first_arrived.notified().await;
-    let second: String = rpc::call(&connection, &"second".to_string(), CALL_TIMEOUT).await.unwrap();
+    let second: String = rpc::call(&connection, &"second".to_string(), CALL_TIMEOUT)
+        .await
+        .unwrap();
     assert_eq!(second, "done second");
     assert_eq!(first.await.unwrap().unwrap(), "done first");
 
@@ -408,7 +558,9 @@ async fn concurrent_calls_on_one_connection_do_not_queue() {
     let calls: Vec<_> = (0..100)
         .map(|i| {
             let connection = connection.clone();
-            tokio::spawn(async move { rpc::call::<String, String>(&connection, &format!("call {i}"), CALL_TIMEOUT).await })
+            tokio::spawn(async move {
+                rpc::call::<String, String>(&connection, &format!("call {i}"), CALL_TIMEOUT).await
+            })
         })
         .collect();
     for (i, call) in calls.into_iter().enumerate() {
@@ -427,13 +579,19 @@ async fn rotated_identity_is_presented_to_new_connections() {
     let rotated_der = pki::first_cert_der(&rotated.cert_pem).unwrap();
     node2.set_identity(rotated).unwrap();
 
-    let connection = node1.connect(addr, PeerIdentityExpectation::Node(2), ALPN_RAFT).await.unwrap();
+    let connection = node1
+        .connect(addr, PeerIdentityExpectation::Node(2), ALPN_RAFT)
+        .await
+        .unwrap();
     let presented = connection
         .peer_identity()
         .unwrap()
         .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
         .unwrap();
     assert_eq!(presented[0], rotated_der);
-    let (echo, _): (String, String) = rpc::call(&connection, &"after rotation".to_string(), CALL_TIMEOUT).await.unwrap();
+    let (echo, _): (String, String) =
+        rpc::call(&connection, &"after rotation".to_string(), CALL_TIMEOUT)
+            .await
+            .unwrap();
     assert_eq!(echo, "after rotation");
 }

@@ -8,8 +8,14 @@ fn der(pem: &str) -> Vec<u8> {
 fn node_certificate_names_its_id_and_name() {
     let ca = ClusterCa::generate("lab").unwrap();
     let node = ca.issue_node(42, "edge-a").unwrap();
-    assert_eq!(peer_identity(&der(&node.cert_pem)).unwrap(), PeerIdentity::Node(42));
-    assert_eq!(subject_name(&der(&node.cert_pem)).unwrap().as_deref(), Some("edge-a"));
+    assert_eq!(
+        peer_identity(&der(&node.cert_pem)).unwrap(),
+        PeerIdentity::Node(42)
+    );
+    assert_eq!(
+        subject_name(&der(&node.cert_pem)).unwrap().as_deref(),
+        Some("edge-a")
+    );
 }
 
 #[test]
@@ -30,11 +36,18 @@ fn csr_names_are_ignored_and_ca_decides() {
     let params = CertificateParams::new(vec![node_dns_name(1)]).unwrap();
     let csr_pem = params.serialize_request(&key).unwrap().pem().unwrap();
     let cert_pem = ca.sign_node_csr(&csr_pem, 7, "edge-b").unwrap();
-    assert_eq!(peer_identity(&der(&cert_pem)).unwrap(), PeerIdentity::Node(7));
+    assert_eq!(
+        peer_identity(&der(&cert_pem)).unwrap(),
+        PeerIdentity::Node(7)
+    );
     let cert_der = der(&cert_pem);
     let (_, parsed) = x509_parser::parse_x509_certificate(&cert_der).unwrap();
     let sans = parsed.subject_alternative_name().unwrap().unwrap();
-    assert_eq!(sans.value.general_names.len(), 2, "only the two SANs the CA chose");
+    assert_eq!(
+        sans.value.general_names.len(),
+        2,
+        "only the two SANs the CA chose"
+    );
 }
 
 #[test]
@@ -45,7 +58,10 @@ fn generated_csr_is_signed_for_its_key() {
     let key = KeyPair::from_pem(&key_pem).unwrap();
     let cert_der = der(&cert_pem);
     let (_, parsed) = x509_parser::parse_x509_certificate(&cert_der).unwrap();
-    assert_eq!(parsed.public_key().subject_public_key.data.as_ref(), key.public_key_raw());
+    assert_eq!(
+        parsed.public_key().subject_public_key.data.as_ref(),
+        key.public_key_raw()
+    );
 }
 
 #[test]
@@ -63,7 +79,10 @@ fn tampered_csr_is_refused() {
     let replacement = if old == b'A' { "B" } else { "A" };
     line.replace_range(pos..pos + 1, replacement);
     let tampered = lines.join("\n") + "\n";
-    assert!(matches!(ca.sign_node_csr(&tampered, 3, "edge-c"), Err(PkiError::ParseCsr { .. })));
+    assert!(matches!(
+        ca.sign_node_csr(&tampered, 3, "edge-c"),
+        Err(PkiError::ParseCsr { .. })
+    ));
 }
 
 #[test]
@@ -85,8 +104,14 @@ fn validity_is_ten_years_for_ca_and_one_year_for_leaves() {
     let ca = ClusterCa::generate("lab").unwrap();
     let node = ca.issue_node(1, "edge-a").unwrap();
     let now = SystemTime::now();
-    let ca_left = not_after(ca.cert_pem()).unwrap().duration_since(now).unwrap();
-    let node_left = not_after(&node.cert_pem).unwrap().duration_since(now).unwrap();
+    let ca_left = not_after(ca.cert_pem())
+        .unwrap()
+        .duration_since(now)
+        .unwrap();
+    let node_left = not_after(&node.cert_pem)
+        .unwrap()
+        .duration_since(now)
+        .unwrap();
     let day = Duration::from_secs(24 * 3600);
     assert!(ca_left > CA_VALIDITY - day && ca_left <= CA_VALIDITY);
     assert!(node_left > LEAF_VALIDITY - day && node_left <= LEAF_VALIDITY);
@@ -105,7 +130,10 @@ fn bad_names_are_refused() {
 
 #[test]
 fn identity_parsing_is_strict() {
-    assert_eq!(identity_from_dns("n12.node.edgectl").unwrap(), Some(PeerIdentity::Node(12)));
+    assert_eq!(
+        identity_from_dns("n12.node.edgectl").unwrap(),
+        Some(PeerIdentity::Node(12))
+    );
     assert_eq!(identity_from_dns("example.org").unwrap(), None);
     assert!(identity_from_dns("n012.node.edgectl").is_err());
     assert!(identity_from_dns("nx.node.edgectl").is_err());
@@ -119,8 +147,14 @@ fn identity_parsing_is_strict() {
 #[test]
 fn certificate_without_identity_is_refused() {
     let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["example.org".to_string()]).unwrap().self_signed(&key).unwrap();
-    assert!(matches!(peer_identity(cert.der()), Err(PkiError::NoIdentity)));
+    let cert = CertificateParams::new(vec!["example.org".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    assert!(matches!(
+        peer_identity(cert.der()),
+        Err(PkiError::NoIdentity)
+    ));
 }
 
 #[test]
@@ -132,5 +166,8 @@ fn conflicting_sans_are_refused() {
         uri_san(node_uri(2)).unwrap(),
     ];
     let cert = params.self_signed(&key).unwrap();
-    assert!(matches!(peer_identity(cert.der()), Err(PkiError::ConflictingIdentities { .. })));
+    assert!(matches!(
+        peer_identity(cert.der()),
+        Err(PkiError::ConflictingIdentities { .. })
+    ));
 }
