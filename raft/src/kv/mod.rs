@@ -84,7 +84,13 @@ pub struct KvCore<'a, B: KvRead> {
 impl<'a, B: KvRead> KvCore<'a, B> {
     /// Starts a batch over `base`, whose state is at `revision`.
     pub fn new(base: &'a B, revision: u64, compacted_revision: u64) -> Self {
-        KvCore { base, pending: BTreeMap::new(), revision, compacted_revision, history: Vec::new() }
+        KvCore {
+            base,
+            pending: BTreeMap::new(),
+            revision,
+            compacted_revision,
+            history: Vec::new(),
+        }
     }
 
     /// The revision after the requests applied so far.
@@ -102,10 +108,16 @@ impl<'a, B: KvRead> KvCore<'a, B> {
 
     /// Keys under `prefix` as the requests applied so far left them, sorted.
     pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, B::Error> {
-        let mut merged: BTreeMap<Vec<u8>, KeyValue> =
-            self.base.scan_prefix(prefix)?.into_iter().map(|kv| (kv.key.clone(), kv)).collect();
-        for (key, pending) in
-            self.pending.range(prefix.to_vec()..).take_while(|(key, _)| key.starts_with(prefix))
+        let mut merged: BTreeMap<Vec<u8>, KeyValue> = self
+            .base
+            .scan_prefix(prefix)?
+            .into_iter()
+            .map(|kv| (kv.key.clone(), kv))
+            .collect();
+        for (key, pending) in self
+            .pending
+            .range(prefix.to_vec()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
         {
             match pending {
                 Some(kv) => merged.insert(key.clone(), kv.clone()),
@@ -125,7 +137,11 @@ impl<'a, B: KvRead> KvCore<'a, B> {
 
     fn apply_txn(&mut self, txn: &Txn) -> Result<KvResponse, B::Error> {
         let succeeded = self.compares_hold(&txn.compares)?;
-        let ops = if succeeded { &txn.success } else { &txn.failure };
+        let ops = if succeeded {
+            &txn.success
+        } else {
+            &txn.failure
+        };
         // Every op of the transaction shares the next revision; it becomes
         // the store's revision only if some op actually wrote.
         let write_revision = self.revision + 1;
@@ -153,7 +169,10 @@ impl<'a, B: KvRead> KvCore<'a, B> {
             self.revision = write_revision;
             self.history.push((write_revision, events));
         }
-        Ok(KvResponse { revision: self.revision, succeeded })
+        Ok(KvResponse {
+            revision: self.revision,
+            succeeded,
+        })
     }
 
     fn compares_hold(&self, compares: &[Compare]) -> Result<bool, B::Error> {
@@ -203,8 +222,11 @@ impl<'a, B: KvRead> KvCore<'a, B> {
     pub fn finish(self, history_retention: u64) -> Changes {
         let compacted_revision =
             compaction_target(self.revision, self.compacted_revision, history_retention);
-        let history =
-            self.history.into_iter().filter(|(revision, _)| *revision > compacted_revision).collect();
+        let history = self
+            .history
+            .into_iter()
+            .filter(|(revision, _)| *revision > compacted_revision)
+            .collect();
         Changes {
             writes: self.pending,
             history,
@@ -281,7 +303,11 @@ impl MemKv {
             };
         }
         self.history.extend(changes.history);
-        while self.history.front().is_some_and(|(rev, _)| *rev <= changes.compacted_revision) {
+        while self
+            .history
+            .front()
+            .is_some_and(|(rev, _)| *rev <= changes.compacted_revision)
+        {
             self.history.pop_front();
         }
         self.revision = changes.revision;

@@ -14,21 +14,38 @@ fn delete(key: &str) -> KvRequest {
 
 fn delete_prefix(prefix: &str) -> KvRequest {
     KvRequest::Txn(Txn {
-        success: vec![KvOp::DeletePrefix { prefix: prefix.into() }],
+        success: vec![KvOp::DeletePrefix {
+            prefix: prefix.into(),
+        }],
         ..Txn::default()
     })
 }
 
 fn cas(key: &str, mod_revision: u64, on_success: &str, on_failure: &str) -> KvRequest {
     KvRequest::Txn(Txn {
-        compares: vec![Compare { key: key.into(), mod_revision }],
-        success: vec![KvOp::Put { key: key.into(), value: on_success.into() }],
-        failure: vec![KvOp::Put { key: format!("{key}/conflict").into(), value: on_failure.into() }],
+        compares: vec![Compare {
+            key: key.into(),
+            mod_revision,
+        }],
+        success: vec![KvOp::Put {
+            key: key.into(),
+            value: on_success.into(),
+        }],
+        failure: vec![KvOp::Put {
+            key: format!("{key}/conflict").into(),
+            value: on_failure.into(),
+        }],
     })
 }
 
 fn kv(key: &str, value: &str, create_revision: u64, mod_revision: u64, version: u64) -> KeyValue {
-    KeyValue { key: key.into(), value: value.into(), create_revision, mod_revision, version }
+    KeyValue {
+        key: key.into(),
+        value: value.into(),
+        create_revision,
+        mod_revision,
+        version,
+    }
 }
 
 fn check(requests: &[KvRequest], expected_responses: &[(u64, bool)], expected_kvs: &[KeyValue]) {
@@ -55,50 +72,88 @@ fn put_bumps_revision_and_version() {
 
 #[test]
 fn delete_of_missing_key_writes_nothing() {
-    check(&[delete("a"), put("a", "1"), delete("zz")], &[(0, true), (1, true), (1, true)], &[kv(
-        "a", "1", 1, 1, 1,
-    )]);
+    check(
+        &[delete("a"), put("a", "1"), delete("zz")],
+        &[(0, true), (1, true), (1, true)],
+        &[kv("a", "1", 1, 1, 1)],
+    );
 }
 
 #[test]
 fn recreated_key_restarts_create_revision_and_version() {
-    check(&[put("a", "1"), delete("a"), put("a", "2")], &[(1, true), (2, true), (3, true)], &[kv(
-        "a", "2", 3, 3, 1,
-    )]);
+    check(
+        &[put("a", "1"), delete("a"), put("a", "2")],
+        &[(1, true), (2, true), (3, true)],
+        &[kv("a", "2", 3, 3, 1)],
+    );
 }
 
 #[test]
 fn cas_on_missing_key_and_on_mod_revision() {
     check(
-        &[cas("a", 0, "created", "x"), cas("a", 0, "again", "lost"), cas("a", 1, "updated", "y")],
+        &[
+            cas("a", 0, "created", "x"),
+            cas("a", 0, "again", "lost"),
+            cas("a", 1, "updated", "y"),
+        ],
         &[(1, true), (2, false), (3, true)],
-        &[kv("a", "updated", 1, 3, 2), kv("a/conflict", "lost", 2, 2, 1)],
+        &[
+            kv("a", "updated", 1, 3, 2),
+            kv("a/conflict", "lost", 2, 2, 1),
+        ],
     );
 }
 
 #[test]
 fn failed_txn_with_no_failure_ops_leaves_revision() {
     let txn = KvRequest::Txn(Txn {
-        compares: vec![Compare { key: b"a".to_vec(), mod_revision: 7 }],
-        success: vec![KvOp::Put { key: b"a".to_vec(), value: b"v".to_vec() }],
+        compares: vec![Compare {
+            key: b"a".to_vec(),
+            mod_revision: 7,
+        }],
+        success: vec![KvOp::Put {
+            key: b"a".to_vec(),
+            value: b"v".to_vec(),
+        }],
         failure: vec![],
     });
-    check(&[put("b", "1"), txn], &[(1, true), (1, false)], &[kv("b", "1", 1, 1, 1)]);
+    check(
+        &[put("b", "1"), txn],
+        &[(1, true), (1, false)],
+        &[kv("b", "1", 1, 1, 1)],
+    );
 }
 
 #[test]
 fn delete_prefix_deletes_all_at_one_revision() {
     let mut store = MemKv::new(100);
-    for request in [put("a/1", "x"), put("a/2", "y"), put("ab", "z"), put("b", "w")] {
+    for request in [
+        put("a/1", "x"),
+        put("a/2", "y"),
+        put("ab", "z"),
+        put("b", "w"),
+    ] {
         store.apply(&request);
     }
     let response = store.apply(&delete_prefix("a/"));
-    assert_eq!(response, KvResponse { revision: 5, succeeded: true });
-    assert_eq!(store.range(b"").0, vec![kv("ab", "z", 3, 3, 1), kv("b", "w", 4, 4, 1)]);
-    assert_eq!(store.events_since(b"a/", 5).unwrap(), vec![
-        WatchEvent::Delete(kv("a/1", "x", 1, 5, 1)),
-        WatchEvent::Delete(kv("a/2", "y", 2, 5, 1)),
-    ]);
+    assert_eq!(
+        response,
+        KvResponse {
+            revision: 5,
+            succeeded: true
+        }
+    );
+    assert_eq!(
+        store.range(b"").0,
+        vec![kv("ab", "z", 3, 3, 1), kv("b", "w", 4, 4, 1)]
+    );
+    assert_eq!(
+        store.events_since(b"a/", 5).unwrap(),
+        vec![
+            WatchEvent::Delete(kv("a/1", "x", 1, 5, 1)),
+            WatchEvent::Delete(kv("a/2", "y", 2, 5, 1)),
+        ]
+    );
     // Nothing left under the prefix: a second delete writes nothing.
     assert_eq!(store.apply(&delete_prefix("a/")).revision, 5);
 }
@@ -107,22 +162,45 @@ fn delete_prefix_deletes_all_at_one_revision() {
 fn ops_of_one_txn_share_a_revision_and_see_each_other() {
     let txn = KvRequest::Txn(Txn {
         success: vec![
-            KvOp::Put { key: b"k".to_vec(), value: b"1".to_vec() },
-            KvOp::Put { key: b"k".to_vec(), value: b"2".to_vec() },
-            KvOp::Delete { key: b"gone".to_vec() },
-            KvOp::Put { key: b"j".to_vec(), value: b"3".to_vec() },
+            KvOp::Put {
+                key: b"k".to_vec(),
+                value: b"1".to_vec(),
+            },
+            KvOp::Put {
+                key: b"k".to_vec(),
+                value: b"2".to_vec(),
+            },
+            KvOp::Delete {
+                key: b"gone".to_vec(),
+            },
+            KvOp::Put {
+                key: b"j".to_vec(),
+                value: b"3".to_vec(),
+            },
         ],
         ..Txn::default()
     });
-    check(&[txn], &[(1, true)], &[kv("j", "3", 1, 1, 1), kv("k", "2", 1, 1, 2)]);
+    check(
+        &[txn],
+        &[(1, true)],
+        &[kv("j", "3", 1, 1, 1), kv("k", "2", 1, 1, 2)],
+    );
 }
 
 #[test]
 fn batch_sees_earlier_requests_of_the_batch() {
     let mut store = MemKv::new(100);
-    let requests = [put("a", "1"), cas("a", 1, "2", "no"), delete_prefix(""), cas("a", 0, "3", "no")];
+    let requests = [
+        put("a", "1"),
+        cas("a", 1, "2", "no"),
+        delete_prefix(""),
+        cas("a", 0, "3", "no"),
+    ];
     let responses = store.apply_batch(&requests);
-    let got: Vec<(u64, bool)> = responses.iter().map(|r| (r.revision, r.succeeded)).collect();
+    let got: Vec<(u64, bool)> = responses
+        .iter()
+        .map(|r| (r.revision, r.succeeded))
+        .collect();
     assert_eq!(got, vec![(1, true), (2, true), (3, true), (4, true)]);
     assert_eq!(store.range(b"").0, vec![kv("a", "3", 4, 4, 1)]);
 }
@@ -135,9 +213,19 @@ fn history_is_compacted_to_retention() {
     }
     assert_eq!(store.revision(), 10);
     assert_eq!(store.compacted_revision(), 7);
-    assert_eq!(store.events_since(b"", 7), Err(CompactedError { requested: 7, compacted: 7 }));
-    let revisions: Vec<u64> =
-        store.events_since(b"", 8).unwrap().iter().map(WatchEvent::revision).collect();
+    assert_eq!(
+        store.events_since(b"", 7),
+        Err(CompactedError {
+            requested: 7,
+            compacted: 7
+        })
+    );
+    let revisions: Vec<u64> = store
+        .events_since(b"", 8)
+        .unwrap()
+        .iter()
+        .map(WatchEvent::revision)
+        .collect();
     assert_eq!(revisions, vec![8, 9, 10]);
 }
 
@@ -164,7 +252,11 @@ impl Model {
             .compares
             .iter()
             .all(|c| self.kvs.get(&c.key).map_or(0, |entry| entry.2) == c.mod_revision);
-        let ops = if succeeded { &txn.success } else { &txn.failure };
+        let ops = if succeeded {
+            &txn.success
+        } else {
+            &txn.failure
+        };
         let next = self.revision + 1;
         let mut wrote = false;
         for op in ops {
@@ -179,9 +271,12 @@ impl Model {
                     continue;
                 }
                 KvOp::Delete { key } => vec![key.clone()],
-                KvOp::DeletePrefix { prefix } => {
-                    self.kvs.keys().filter(|k| k.starts_with(prefix)).cloned().collect()
-                }
+                KvOp::DeletePrefix { prefix } => self
+                    .kvs
+                    .keys()
+                    .filter(|k| k.starts_with(prefix))
+                    .cloned()
+                    .collect(),
             };
             for key in keys {
                 if self.kvs.remove(&key).is_some() {
@@ -193,9 +288,15 @@ impl Model {
         if wrote {
             self.revision = next;
         }
-        KvResponse { revision: self.revision, succeeded }
+        KvResponse {
+            revision: self.revision,
+            succeeded,
+        }
     }
 }
+
+/// A key value as a plain tuple, to compare with the model.
+type Flat = (Vec<u8>, Vec<u8>, u64, u64, u64);
 
 const KEYS: [&str; 5] = ["a", "a/1", "a/2", "b", "b/1"];
 const PREFIXES: [&str; 4] = ["", "a", "a/", "b"];
@@ -222,7 +323,13 @@ fn arb_request() -> impl Strategy<Value = KvRequest> {
         prop::collection::vec(arb_op(), 0..4),
         prop::collection::vec(arb_op(), 0..3),
     )
-        .prop_map(|(compares, success, failure)| KvRequest::Txn(Txn { compares, success, failure }))
+        .prop_map(|(compares, success, failure)| {
+            KvRequest::Txn(Txn {
+                compares,
+                success,
+                failure,
+            })
+        })
 }
 
 proptest! {
@@ -243,13 +350,13 @@ proptest! {
             prop_assert!(got.revision == last_revision || got.revision == last_revision + 1);
             last_revision = got.revision;
         }
-        let got: Vec<(Vec<u8>, Vec<u8>, u64, u64, u64)> = store
+        let got: Vec<Flat> = store
             .range(b"")
             .0
             .into_iter()
             .map(|kv| (kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version))
             .collect();
-        let want: Vec<(Vec<u8>, Vec<u8>, u64, u64, u64)> = model
+        let want: Vec<Flat> = model
             .kvs
             .iter()
             .map(|(k, (v, c, m, ver))| (k.clone(), v.clone(), *c, *m, *ver))

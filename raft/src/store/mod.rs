@@ -1,1 +1,332 @@
-//! (being written)
+//! openraft's storage on one RocksDB instance: the Raft log and vote
+//! ([`LogStore`]), the key-value state machine with its snapshots
+//! ([`StateMachineStore`]) and local reads and watches ([`KvReader`]).
+//!
+//! What it is not: the KV rules themselves, which live in the pure
+//! [`crate::kv`] core; this module only feeds it committed entries and
+//! persists what it returns.
+//!
+//! Layout, one column family each:
+//! - `meta`: format marker, vote, committed log id, last purged log id.
+//! - `log`: Raft log entries keyed by big-endian index, so RocksDB order is log order.
+//! - `kv`: live keys, the key as is, the value an encoded [`KeyValue`].
+//! - `events`: watch history keyed by big-endian revision, one encoded
+//!   `Vec<WatchEvent>` per revision that wrote.
+//! - `sm`: last applied log id, last membership, revision, compacted
+//!   revision, and the current snapshot.
+//!
+//! Durability: log appends and the vote are synced; state machine writes are
+//! not, because all column families share one WAL, so the log's next synced
+//! write makes them durable too, and after a crash openraft re-applies the
+//! committed entries above the last applied one (apply skips those already
+//! applied). Purge syncs the WAL before deleting entries.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamilyDescriptor, Options, DB};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::types::{KeyValue, NodeId};
+
+mod log;
+mod reader;
+mod state_machine;
+
+pub use log::{LogReader, LogStore};
+pub use reader::{KvReader, WatchError, Watcher};
+pub use state_machine::{SnapshotBuilder, StateMachineStore};
+
+/// Bumped whenever the on-disk layout changes incompatibly.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Written once on creation; a directory without it is not ours.
+const FORMAT_MARKER_KEY: &[u8] = b"format";
+const FORMAT_MARKER_MAGIC: &[u8] = b"edgectl-raft-store";
+
+const CF_META: &str = "meta";
+const CF_LOG: &str = "log";
+const CF_KV: &str = "kv";
+const CF_EVENTS: &str = "events";
+const CF_SM: &str = "sm";
+const COLUMN_FAMILIES: [&str; 5] = [CF_META, CF_LOG, CF_KV, CF_EVENTS, CF_SM];
+
+/// Revisions of watch history kept by default: enough for a watcher that
+/// was away for a few seconds of a busy cluster to catch up without a full
+/// re-list.
+pub const DEFAULT_HISTORY_RETENTION: u64 = 10_000;
+
+/// How a store is opened.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Revisions of watch history to keep (at least 1). Compaction runs inside
+    /// apply from the revision alone, so replicas with the same setting keep
+    /// the same history.
+    pub history_retention: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            history_retention: DEFAULT_HISTORY_RETENTION,
+        }
+    }
+}
+
+/// What can go wrong with the store on disk.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot read data directory {path}")]
+    ReadDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not empty and is not a RocksDB database: refusing to use it as a store")]
+    NotADatabase { path: PathBuf },
+    #[error("{path} is a RocksDB database but not an edgectl store: {reason}")]
+    ForeignDatabase { path: PathBuf, reason: String },
+    #[error("{path} holds store format {found}, this build reads format {expected}")]
+    UnsupportedFormat {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+    #[error("cannot open RocksDB at {path}")]
+    Open {
+        path: PathBuf,
+        source: rocksdb::Error,
+    },
+    #[error("rocksdb failed to {operation}")]
+    Rocks {
+        operation: &'static str,
+        source: rocksdb::Error,
+    },
+    #[error("cannot encode {what}")]
+    Encode {
+        what: &'static str,
+        source: bincode::error::EncodeError,
+    },
+    #[error("cannot decode {what}")]
+    Decode {
+        what: &'static str,
+        source: bincode::error::DecodeError,
+    },
+    #[error("corrupt {what}: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+    #[error("store task failed: {detail}")]
+    Task { detail: String },
+}
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// An opened store, to be split by the caller: the log store and the state
+/// machine go to openraft, the reader to whoever serves local reads.
+pub struct Store {
+    pub log: LogStore,
+    pub state_machine: StateMachineStore,
+    pub reader: KvReader,
+}
+
+/// Opens the store in `dir`, creating it if `dir` is missing or empty.
+///
+/// A directory holding anything else (not RocksDB, a RocksDB of someone else,
+/// or another format version) is refused with a clear error and left untouched.
+/// Every handle (log, state machine, readers, watchers) must be dropped before
+/// the same directory can be opened again.
+pub fn open(dir: &Path, options: StoreOptions) -> Result<Store> {
+    let db = Arc::new(open_db(dir)?);
+    let history_retention = options.history_retention.max(1);
+    let log = LogStore::new(db.clone())?;
+    let (state_machine, reader) = StateMachineStore::new(db, history_retention)?;
+    Ok(Store {
+        log,
+        state_machine,
+        reader,
+    })
+}
+
+fn db_options() -> Options {
+    let mut options = Options::default();
+    options.create_if_missing(false);
+    options.create_missing_column_families(false);
+    options
+}
+
+fn open_db(dir: &Path) -> Result<DB> {
+    let is_empty = match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => true,
+        Err(source) => {
+            return Err(StoreError::ReadDir {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    if is_empty {
+        return create_db(dir);
+    }
+    // RocksDB's CURRENT names the live manifest: without it this is not a
+    // database, and opening with create_if_missing would litter someone
+    // else's directory.
+    if !dir.join("CURRENT").is_file() {
+        return Err(StoreError::NotADatabase {
+            path: dir.to_path_buf(),
+        });
+    }
+    let existing = DB::list_cf(&db_options(), dir).map_err(|source| StoreError::Open {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let missing: Vec<&str> = COLUMN_FAMILIES
+        .iter()
+        .copied()
+        .filter(|name| !existing.iter().any(|have| have == name))
+        .collect();
+    if !missing.is_empty() {
+        return Err(StoreError::ForeignDatabase {
+            path: dir.to_path_buf(),
+            reason: format!("missing column families {missing:?}"),
+        });
+    }
+    let descriptors = existing
+        .iter()
+        .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+    let db = DB::open_cf_descriptors(&db_options(), dir, descriptors).map_err(|source| {
+        StoreError::Open {
+            path: dir.to_path_buf(),
+            source,
+        }
+    })?;
+    check_format_marker(&db, dir)?;
+    Ok(db)
+}
+
+fn create_db(dir: &Path) -> Result<DB> {
+    let mut options = db_options();
+    options.create_if_missing(true);
+    options.create_missing_column_families(true);
+    let descriptors = COLUMN_FAMILIES
+        .iter()
+        .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+    let db =
+        DB::open_cf_descriptors(&options, dir, descriptors).map_err(|source| StoreError::Open {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    let mut marker = FORMAT_MARKER_MAGIC.to_vec();
+    marker.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
+    let mut write_options = rocksdb::WriteOptions::default();
+    write_options.set_sync(true);
+    db.put_cf_opt(cf(&db, CF_META)?, FORMAT_MARKER_KEY, marker, &write_options)
+        .map_err(|source| StoreError::Rocks {
+            operation: "write the format marker",
+            source,
+        })?;
+    Ok(db)
+}
+
+fn check_format_marker(db: &DB, dir: &Path) -> Result<()> {
+    let marker = db
+        .get_cf(cf(db, CF_META)?, FORMAT_MARKER_KEY)
+        .map_err(|source| StoreError::Rocks {
+            operation: "read the format marker",
+            source,
+        })?;
+    let Some(marker) = marker else {
+        return Err(StoreError::ForeignDatabase {
+            path: dir.to_path_buf(),
+            reason: "no format marker".to_string(),
+        });
+    };
+    let Some(version) = marker.strip_prefix(FORMAT_MARKER_MAGIC) else {
+        return Err(StoreError::ForeignDatabase {
+            path: dir.to_path_buf(),
+            reason: "unknown format marker".to_string(),
+        });
+    };
+    let found = <[u8; 4]>::try_from(version)
+        .map(u32::from_be_bytes)
+        .map_err(|_| StoreError::ForeignDatabase {
+            path: dir.to_path_buf(),
+            reason: "malformed format marker".to_string(),
+        })?;
+    if found != FORMAT_VERSION {
+        return Err(StoreError::UnsupportedFormat {
+            path: dir.to_path_buf(),
+            found,
+            expected: FORMAT_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// A column family handle; they all exist once [`open_db`] succeeded.
+fn cf<'a>(db: &'a DB, name: &'static str) -> Result<&'a rocksdb::ColumnFamily> {
+    db.cf_handle(name).ok_or(StoreError::Corrupt {
+        what: "column families",
+        detail: format!("column family {name} is missing"),
+    })
+}
+
+fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard())
+        .map_err(|source| StoreError::Encode { what, source })
+}
+
+fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T> {
+    let (value, read) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map_err(|source| StoreError::Decode { what, source })?;
+    if read != bytes.len() {
+        return Err(StoreError::Corrupt {
+            what,
+            detail: format!("{} trailing bytes", bytes.len() - read),
+        });
+    }
+    Ok(value)
+}
+
+fn decode_u64_be(what: &'static str, bytes: &[u8]) -> Result<u64> {
+    <[u8; 8]>::try_from(bytes)
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt {
+            what,
+            detail: format!("expected 8 bytes, found {}", bytes.len()),
+        })
+}
+
+/// Runs blocking RocksDB work (synced writes) off the async executor.
+async fn blocking<T, F>(work: F) -> Result<T>
+where
+    F: FnOnce() -> Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| StoreError::Task {
+            detail: error.to_string(),
+        })?
+}
+
+/// openraft wants its own error type at the trait boundary; the detail stays
+/// in the message chain.
+fn storage_error(
+    subject: openraft::ErrorSubject<NodeId>,
+    verb: openraft::ErrorVerb,
+    error: StoreError,
+) -> openraft::StorageError<NodeId> {
+    openraft::StorageIOError::new(subject, verb, openraft::AnyError::new(&error)).into()
+}
+
+/// Decodes a stored [`KeyValue`] and checks it belongs to the key it is stored under.
+fn decode_kv(key: &[u8], bytes: &[u8]) -> Result<KeyValue> {
+    let kv: KeyValue = decode("key value", bytes)?;
+    if kv.key != key {
+        return Err(StoreError::Corrupt {
+            what: "key value",
+            detail: "stored under a different key".to_string(),
+        });
+    }
+    Ok(kv)
+}

@@ -1,0 +1,258 @@
+//! Reads and watches served from the local replica, on any node, leader,
+//! follower or learner alike. Reads see what this replica has applied,
+//! which may lag the leader.
+//!
+//! A watcher pulls from the `events` column family, the single source of
+//! truth for history: it reads the revisions after the last one it delivered
+//! from a RocksDB snapshot (so compaction cannot race it), and sleeps on a
+//! revision channel when it has caught up. History and live events are
+//! therefore one ordered stream with no gap and no duplicate, and a watcher
+//! too slow for the retention sees `Compacted`, never silence.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rocksdb::{Direction, IteratorMode, SnapshotWithThreadMode, DB};
+use tokio::sync::watch;
+
+use super::{cf, decode, decode_kv, decode_u64_be, Result, StoreError, CF_EVENTS, CF_KV, CF_SM};
+use crate::types::{KeyValue, WatchEvent};
+
+pub(super) const REVISION_KEY: &[u8] = b"revision";
+pub(super) const COMPACTED_KEY: &[u8] = b"compacted";
+
+/// Revisions a watcher reads from disk at once: bounds its memory when it
+/// catches up on a long history.
+const WATCH_READ_REVISIONS_MAX: u64 = 256;
+
+/// The replica's revisions, published by the state machine after each write
+/// so readers need not touch the disk for them.
+#[derive(Debug, Default)]
+pub(super) struct ReplicaRevisions {
+    pub(super) revision: AtomicU64,
+    pub(super) compacted_revision: AtomicU64,
+}
+
+/// Why a watch ended.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// The events the watcher needs are no longer kept: re-list with
+    /// [`KvReader::range`] and watch again from the revision it returns + 1.
+    #[error("revision {requested} is compacted (history kept only after revision {compacted})")]
+    Compacted { requested: u64, compacted: u64 },
+    /// The state machine was dropped: no event will come any more.
+    #[error("the store is closed")]
+    Closed,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Local reads and watches; cheap to clone, shareable across tasks.
+#[derive(Clone)]
+pub struct KvReader {
+    db: Arc<DB>,
+    revisions: Arc<ReplicaRevisions>,
+    changes: watch::Receiver<u64>,
+}
+
+impl KvReader {
+    pub(super) fn new(
+        db: Arc<DB>,
+        revisions: Arc<ReplicaRevisions>,
+        changes: watch::Receiver<u64>,
+    ) -> Self {
+        KvReader {
+            db,
+            revisions,
+            changes,
+        }
+    }
+
+    /// The live version of `key` on this replica.
+    pub fn get(&self, key: &[u8]) -> Result<Option<KeyValue>> {
+        let bytes = self
+            .db
+            .get_cf(cf(&self.db, CF_KV)?, key)
+            .map_err(|source| StoreError::Rocks {
+                operation: "read a key",
+                source,
+            })?;
+        bytes.map(|bytes| decode_kv(key, &bytes)).transpose()
+    }
+
+    /// Every live key under `prefix`, sorted by key, and the revision they
+    /// were read at (one consistent point in time).
+    pub fn range(&self, prefix: &[u8]) -> Result<(Vec<KeyValue>, u64)> {
+        let snapshot = self.db.snapshot();
+        let revision = read_u64(&self.db, &snapshot, REVISION_KEY, "revision")?;
+        let iter = snapshot.iterator_cf(
+            cf(&self.db, CF_KV)?,
+            IteratorMode::From(prefix, Direction::Forward),
+        );
+        Ok((collect_prefix(iter, prefix)?, revision))
+    }
+
+    /// The revision of the last write applied on this replica.
+    pub fn revision(&self) -> u64 {
+        self.revisions.revision.load(Ordering::Acquire)
+    }
+
+    /// Watch history at or below this revision is no longer kept.
+    pub fn compacted_revision(&self) -> u64 {
+        self.revisions.compacted_revision.load(Ordering::Acquire)
+    }
+
+    /// Watches keys under `prefix` from `from_revision` (inclusive);
+    /// `from_revision = 0` means from the next write on.
+    pub fn watch(&self, prefix: &[u8], from_revision: u64) -> Result<Watcher, WatchError> {
+        let next_revision = if from_revision == 0 {
+            self.revision() + 1
+        } else {
+            from_revision
+        };
+        let compacted = self.compacted_revision();
+        if next_revision <= compacted {
+            return Err(WatchError::Compacted {
+                requested: next_revision,
+                compacted,
+            });
+        }
+        Ok(Watcher {
+            db: self.db.clone(),
+            prefix: prefix.to_vec(),
+            next_revision,
+            buffer: VecDeque::new(),
+            changes: self.changes.clone(),
+        })
+    }
+}
+
+/// An ordered stream of the events under a prefix; see [`KvReader::watch`].
+pub struct Watcher {
+    db: Arc<DB>,
+    prefix: Vec<u8>,
+    /// The first revision not yet read from disk.
+    next_revision: u64,
+    buffer: VecDeque<WatchEvent>,
+    changes: watch::Receiver<u64>,
+}
+
+impl Watcher {
+    /// The next event, waiting for one if the watcher has caught up.
+    /// Cancel-safe: an event is removed from the stream only when returned.
+    pub async fn next(&mut self) -> Result<WatchEvent, WatchError> {
+        loop {
+            if let Some(event) = self.buffer.pop_front() {
+                return Ok(event);
+            }
+            // Mark the current change as seen before reading, so a write
+            // landing after the read wakes the wait below.
+            self.changes.borrow_and_update();
+            self.read_more()?;
+            if !self.buffer.is_empty() {
+                continue;
+            }
+            if self.changes.changed().await.is_err() {
+                // The state machine is gone; deliver what it wrote last.
+                self.read_more()?;
+                if self.buffer.is_empty() {
+                    return Err(WatchError::Closed);
+                }
+            }
+        }
+    }
+
+    /// Reads the next revisions' events from one consistent snapshot.
+    fn read_more(&mut self) -> Result<(), WatchError> {
+        let snapshot = self.db.snapshot();
+        let compacted = read_u64(&self.db, &snapshot, COMPACTED_KEY, "compacted revision")?;
+        let revision = read_u64(&self.db, &snapshot, REVISION_KEY, "revision")?;
+        if self.next_revision <= compacted {
+            return Err(WatchError::Compacted {
+                requested: self.next_revision,
+                compacted,
+            });
+        }
+        if self.next_revision > revision {
+            return Ok(());
+        }
+        let last = revision.min(self.next_revision + WATCH_READ_REVISIONS_MAX - 1);
+        let start = self.next_revision.to_be_bytes();
+        let iter = snapshot.iterator_cf(
+            cf(&self.db, CF_EVENTS)?,
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        let mut expected = self.next_revision;
+        for item in iter {
+            let (key, value) = item.map_err(|source| StoreError::Rocks {
+                operation: "read watch history",
+                source,
+            })?;
+            let event_revision = decode_u64_be("event revision", &key)?;
+            if event_revision > last {
+                break;
+            }
+            // Every revision above the compacted one wrote something, so
+            // history is contiguous; a hole would be a silent gap.
+            if event_revision != expected {
+                return Err(StoreError::Corrupt {
+                    what: "watch history",
+                    detail: format!("expected revision {expected}, found {event_revision}"),
+                }
+                .into());
+            }
+            let events: Vec<WatchEvent> = decode("watch events", &value)?;
+            self.buffer.extend(
+                events
+                    .into_iter()
+                    .filter(|event| event.kv().key.starts_with(&self.prefix)),
+            );
+            expected += 1;
+        }
+        if expected != last + 1 {
+            return Err(StoreError::Corrupt {
+                what: "watch history",
+                detail: format!("revisions {expected}..={last} are missing"),
+            }
+            .into());
+        }
+        self.next_revision = last + 1;
+        Ok(())
+    }
+}
+
+fn read_u64(
+    db: &DB,
+    snapshot: &SnapshotWithThreadMode<'_, DB>,
+    key: &[u8],
+    what: &'static str,
+) -> Result<u64> {
+    let bytes = snapshot
+        .get_cf(cf(db, CF_SM)?, key)
+        .map_err(|source| StoreError::Rocks {
+            operation: "read the state machine's revisions",
+            source,
+        })?;
+    bytes.map_or(Ok(0), |bytes| decode_u64_be(what, &bytes))
+}
+
+/// Collects the key values an iterator positioned at `prefix` yields while
+/// keys start with `prefix`.
+pub(super) fn collect_prefix(
+    iter: impl Iterator<Item = std::result::Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>>,
+    prefix: &[u8],
+) -> Result<Vec<KeyValue>> {
+    let mut kvs = Vec::new();
+    for item in iter {
+        let (key, value) = item.map_err(|source| StoreError::Rocks {
+            operation: "scan keys",
+            source,
+        })?;
+        if !key.starts_with(prefix) {
+            break;
+        }
+        kvs.push(decode_kv(&key, &value)?);
+    }
+    Ok(kvs)
+}
