@@ -1,0 +1,718 @@
+//! Import of an image archive into the store, as one all-or-nothing step:
+//! 1. the archive is extracted into a private staging directory (names
+//!    checked, digests computed while writing);
+//! 2. the format is recognised (OCI layout or `docker save`) and every
+//!    manifest, config and layer blob is checked against its digest and size;
+//! 3. blobs move into the store and new layers are unpacked (each layer's
+//!    uncompressed digest checked against the config's `diff_ids`);
+//! 4. `index.json` is replaced atomically.
+//!
+//! A failure at any step drops the `Txn`, which deletes what steps 3 added.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use flate2::read::GzDecoder;
+
+use super::oci::{self, ConfigFile, Descriptor, DockerManifestEntry, Index, Manifest, ManifestKind};
+use super::unpack::unpack_layer;
+use super::ImageStore;
+use crate::digest::{Digest, HashingReader};
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::{self, normalize_relative};
+
+/// Largest JSON document (index, manifest, config) read into memory.
+const JSON_SIZE_MAX: u64 = 4 * 1024 * 1024;
+/// How many symlinks inside an archive are followed before giving up.
+const ARCHIVE_LINK_HOPS_MAX: usize = 16;
+
+static UNIQUE: AtomicU64 = AtomicU64::new(0);
+
+/// Paths added to the store by an import that has not committed yet.
+struct Txn {
+    added: Vec<PathBuf>,
+    committed: bool,
+}
+
+impl Drop for Txn {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        for path in self.added.iter().rev() {
+            let result = if path.is_dir() {
+                fs::remove_dir_all(path)
+            } else {
+                fs::remove_file(path)
+            };
+            if let Err(e) = result {
+                tracing::warn!(path = %path.display(), error = %e, "rollback of a failed import");
+            }
+        }
+    }
+}
+
+/// The archive's files: either a staging copy we extracted, or a directory.
+struct Source {
+    archive: PathBuf,
+    root: PathBuf,
+    staged: bool,
+    links: HashMap<PathBuf, PathBuf>,
+    digests: HashMap<PathBuf, (Digest, u64)>,
+}
+
+impl Source {
+    fn bad(&self, reason: impl Into<String>) -> Error {
+        Error::BadArchive {
+            path: self.archive.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Resolves a name inside the archive to a relative path, following the
+    /// archive's own symlinks (docker save links layers to shared blobs).
+    fn resolve(&self, name: &str) -> Result<PathBuf> {
+        let mut relative = normalize_relative(Path::new(name))
+            .ok_or_else(|| self.bad(format!("name {name:?} escapes the archive")))?;
+        for _ in 0..ARCHIVE_LINK_HOPS_MAX {
+            match self.links.get(&relative) {
+                Some(target) => relative = target.clone(),
+                None => return Ok(relative),
+            }
+        }
+        Err(self.bad(format!("too many symlinks resolving {name:?}")))
+    }
+
+    /// The absolute path of a regular file in the archive.
+    fn file(&self, name: &str) -> Result<PathBuf> {
+        let relative = self.resolve(name)?;
+        let path = self.root.join(&relative);
+        let missing = || Error::MissingBlob {
+            what: name.to_owned(),
+        };
+        if !self.staged {
+            // A layout directory may hold symlinks of its own: they must not
+            // lead outside it.
+            let real = fs::canonicalize(&path).map_err(|_| missing())?;
+            let root = fs::canonicalize(&self.root).ctx("resolve", &self.root)?;
+            if !real.starts_with(&root) {
+                return Err(self.bad(format!("{name:?} points outside the layout")));
+            }
+        }
+        match fs::metadata(&path) {
+            Ok(m) if m.is_file() => Ok(path),
+            _ => Err(missing()),
+        }
+    }
+
+    fn read_json<T: serde::de::DeserializeOwned>(&self, name: &str, what: &str) -> Result<T> {
+        let path = self.file(name)?;
+        let mut bytes = Vec::new();
+        File::open(&path)
+            .ctx("open", &path)?
+            .take(JSON_SIZE_MAX + 1)
+            .read_to_end(&mut bytes)
+            .ctx("read", &path)?;
+        if bytes.len() as u64 > JSON_SIZE_MAX {
+            return Err(self.bad(format!("{what} is larger than {JSON_SIZE_MAX} bytes")));
+        }
+        serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+            what: format!("{what} in {}", self.archive.display()),
+            source,
+        })
+    }
+
+    /// Digest and size of a file, computed while staging or now.
+    fn digest_of(&self, name: &str) -> Result<(PathBuf, Digest, u64)> {
+        let path = self.file(name)?;
+        let relative = self.resolve(name)?;
+        if let Some((digest, size)) = self.digests.get(&relative) {
+            return Ok((path, digest.clone(), *size));
+        }
+        let file = File::open(&path).ctx("open", &path)?;
+        let (digest, size) = Digest::of_reader(BufReader::new(file)).ctx("read", &path)?;
+        Ok((path, digest, size))
+    }
+}
+
+fn blob_name(digest: &Digest) -> String {
+    format!("blobs/sha256/{}", digest.hex())
+}
+
+fn unique_name(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        UNIQUE.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs an import; the caller holds the store lock.
+pub(super) fn import(store: &ImageStore, path: &Path) -> Result<Vec<Digest>> {
+    let meta = fs::metadata(path).ctx("stat", path)?;
+    let staging = store.tmp_dir().join(unique_name("import"));
+    let _staging_guard = StagingGuard(staging.clone());
+    let source = if meta.is_dir() {
+        Source {
+            archive: path.to_owned(),
+            root: path.to_owned(),
+            staged: false,
+            links: HashMap::new(),
+            digests: HashMap::new(),
+        }
+    } else {
+        fs::create_dir(&staging).ctx("create directory", &staging)?;
+        extract_archive(path, &staging)?
+    };
+    let mut txn = Txn {
+        added: Vec::new(),
+        committed: false,
+    };
+    let images = if source.root.join("index.json").is_file() {
+        collect_oci(&source)?
+    } else if source.root.join("manifest.json").is_file() {
+        collect_docker(&source)?
+    } else {
+        return Err(source.bad("neither an OCI layout (index.json) nor a docker save archive (manifest.json)"));
+    };
+    if images.is_empty() {
+        return Err(source.bad("the archive names no image"));
+    }
+    for image in &images {
+        for blob in &image.blobs {
+            ingest_blob(store, &source, blob, &mut txn)?;
+        }
+        unpack_layers(store, image, &mut txn)?;
+    }
+    let mut index = store.read_index()?;
+    for image in &images {
+        add_to_index(&mut index, image);
+    }
+    store.write_index(&index)?;
+    txn.committed = true;
+    Ok(images.into_iter().map(|i| i.id).collect())
+}
+
+struct StagingGuard(PathBuf);
+
+impl Drop for StagingGuard {
+    fn drop(&mut self) {
+        let _ = fsutil::remove_dir_all_if_exists(&self.0);
+    }
+}
+
+/// A blob to copy into the store: where it is in the archive and what it
+/// must hash to.
+struct PendingBlob {
+    name: String,
+    digest: Digest,
+    size: Option<u64>,
+    what: String,
+    /// For blobs we wrote ourselves (a docker manifest converted to OCI).
+    content: Option<Vec<u8>>,
+}
+
+/// One image found in the archive, verified but not yet stored.
+struct PendingImage {
+    id: Digest,
+    manifest_size: u64,
+    refs: Vec<String>,
+    manifest: Manifest,
+    config: ConfigFile,
+    blobs: Vec<PendingBlob>,
+}
+
+fn extract_archive(path: &Path, staging: &Path) -> Result<Source> {
+    let file = File::open(path).ctx("open", path)?;
+    let mut buffered = BufReader::with_capacity(256 * 1024, file);
+    let head = buffered.fill_buf().ctx("read", path)?;
+    let is_gzip = head.len() >= 2 && head[0] == 0x1f && head[1] == 0x8b;
+    let reader: Box<dyn Read> = if is_gzip {
+        Box::new(GzDecoder::new(buffered))
+    } else {
+        Box::new(buffered)
+    };
+    let mut source = Source {
+        archive: path.to_owned(),
+        root: staging.to_owned(),
+        staged: true,
+        links: HashMap::new(),
+        digests: HashMap::new(),
+    };
+    let bad = |e: io::Error| Error::BadArchive {
+        path: path.to_owned(),
+        reason: format!("not a readable tar archive: {e}"),
+    };
+    let mut archive = tar::Archive::new(reader);
+    let mut entries_seen = 0usize;
+    for entry in archive.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        entries_seen += 1;
+        let raw = entry.path().map_err(bad)?.into_owned();
+        let relative = normalize_relative(&raw)
+            .ok_or_else(|| source.bad(format!("entry {} escapes the archive", raw.display())))?;
+        if relative.as_os_str().is_empty() {
+            continue;
+        }
+        let target = staging.join(&relative);
+        match entry.header().entry_type() {
+            tar::EntryType::Directory => {
+                fs::create_dir_all(&target).ctx("create directory", &target)?;
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                if let Some(parent) = target.parent() {
+                    fs::create_dir_all(parent).ctx("create directory", parent)?;
+                }
+                let mut out = File::create(&target).ctx("create", &target)?;
+                let mut hashing = HashingReader::new(&mut entry);
+                io::copy(&mut hashing, &mut out).map_err(|e| {
+                    if e.kind() == io::ErrorKind::UnexpectedEof {
+                        bad(e)
+                    } else {
+                        Error::Io {
+                            action: "write",
+                            path: target.clone(),
+                            source: e,
+                        }
+                    }
+                })?;
+                let (digest, size) = hashing.finish();
+                if size != entry.size() {
+                    return Err(source.bad(format!("entry {} is truncated", raw.display())));
+                }
+                source.digests.insert(relative, (digest, size));
+            }
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                let link = entry
+                    .link_name()
+                    .map_err(bad)?
+                    .ok_or_else(|| source.bad("link without a target"))?
+                    .into_owned();
+                let is_symlink = entry.header().entry_type() == tar::EntryType::Symlink;
+                let joined = if is_symlink && link.is_relative() {
+                    relative.parent().unwrap_or(Path::new("")).join(&link)
+                } else {
+                    link.strip_prefix("/").unwrap_or(&link).to_owned()
+                };
+                let resolved = normalize_relative(&joined).ok_or_else(|| {
+                    source.bad(format!("link {} points outside the archive", raw.display()))
+                })?;
+                source.links.insert(relative, resolved);
+            }
+            _ => {}
+        }
+    }
+    if entries_seen == 0 {
+        return Err(source.bad("the archive is empty"));
+    }
+    Ok(source)
+}
+
+fn verify(what: &str, expected: &Digest, actual: &Digest, size: Option<u64>, actual_size: u64) -> Result<()> {
+    if expected != actual {
+        return Err(Error::DigestMismatch {
+            what: what.to_owned(),
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+        });
+    }
+    if let Some(size) = size {
+        if size != actual_size {
+            return Err(Error::SizeMismatch {
+                what: what.to_owned(),
+                expected: size,
+                actual: actual_size,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Reads and verifies a JSON blob named by a descriptor.
+fn read_verified<T: serde::de::DeserializeOwned>(source: &Source, descriptor: &Descriptor, what: &str) -> Result<T> {
+    let name = blob_name(&descriptor.digest);
+    let (_, digest, size) = source.digest_of(&name).map_err(|e| match e {
+        Error::MissingBlob { .. } => Error::MissingBlob {
+            what: format!("{what} {}", descriptor.digest),
+        },
+        other => other,
+    })?;
+    verify(what, &descriptor.digest, &digest, Some(descriptor.size), size)?;
+    source.read_json(&name, what)
+}
+
+fn host_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        other => other,
+    }
+}
+
+fn refs_of(source: &Source, descriptor: &Descriptor) -> Vec<String> {
+    let Some(annotations) = &descriptor.annotations else {
+        return Vec::new();
+    };
+    if let Some(full) = annotations.get(oci::ANNOTATION_CONTAINERD_NAME) {
+        return vec![super::normalize_ref(full)];
+    }
+    match annotations.get(oci::ANNOTATION_REF_NAME) {
+        Some(name) if name.contains(':') || name.contains('/') => vec![super::normalize_ref(name)],
+        Some(tag) => {
+            // A bare tag: name the image after the archive file.
+            let stem = source
+                .archive
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "image".to_owned());
+            vec![format!("{stem}:{tag}")]
+        }
+        None => Vec::new(),
+    }
+}
+
+fn collect_oci(source: &Source) -> Result<Vec<PendingImage>> {
+    let layout: serde_json::Value = source.read_json("oci-layout", "oci-layout")?;
+    if layout.get("imageLayoutVersion").and_then(|v| v.as_str()).is_none() {
+        return Err(source.bad("oci-layout has no imageLayoutVersion"));
+    }
+    let index: Index = source.read_json("index.json", "index.json")?;
+    let mut images = Vec::new();
+    for top in &index.manifests {
+        let refs = refs_of(source, top);
+        let mut descriptor = top.clone();
+        // Follow nested indexes (multi-platform images) to this host's manifest.
+        for _depth in 0..4 {
+            match oci::manifest_kind(&descriptor.media_type) {
+                Some(ManifestKind::Manifest) => break,
+                Some(ManifestKind::Index) => {
+                    let nested: Index = read_verified(source, &descriptor, "image index")?;
+                    let arch = host_architecture();
+                    let pick = nested
+                        .manifests
+                        .iter()
+                        .find(|d| d.platform.as_ref().is_some_and(|p| p.os == "linux" && p.architecture == arch))
+                        .or_else(|| nested.manifests.iter().find(|d| d.platform.is_none()))
+                        .ok_or_else(|| source.bad(format!("no manifest for linux/{arch} in {}", descriptor.digest)))?;
+                    descriptor = pick.clone();
+                }
+                None => {
+                    return Err(Error::UnknownMediaType {
+                        what: format!("manifest {}", descriptor.digest),
+                        media_type: descriptor.media_type.clone(),
+                    })
+                }
+            }
+        }
+        let manifest: Manifest = read_verified(source, &descriptor, "manifest")?;
+        let image = pending_from_manifest(source, descriptor.digest.clone(), descriptor.size, refs, manifest, None)?;
+        images.push(image);
+    }
+    Ok(images)
+}
+
+/// Checks media types, verifies the config, and lists the blobs to store.
+fn pending_from_manifest(
+    source: &Source,
+    id: Digest,
+    manifest_size: u64,
+    refs: Vec<String>,
+    manifest: Manifest,
+    manifest_bytes: Option<Vec<u8>>,
+) -> Result<PendingImage> {
+    if !oci::is_config_media(&manifest.config.media_type) {
+        return Err(Error::UnknownMediaType {
+            what: format!("config {}", manifest.config.digest),
+            media_type: manifest.config.media_type.clone(),
+        });
+    }
+    let config: ConfigFile = read_verified(source, &manifest.config, "config")?;
+    if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        return Err(source.bad(format!(
+            "image {id}: config lists {} diff ids for {} layers",
+            config.rootfs.diff_ids.len(),
+            manifest.layers.len()
+        )));
+    }
+    let mut blobs = vec![PendingBlob {
+        name: blob_name(&id),
+        digest: id.clone(),
+        size: Some(manifest_size),
+        what: "manifest".to_owned(),
+        content: manifest_bytes,
+    }];
+    blobs.push(PendingBlob {
+        name: blob_name(&manifest.config.digest),
+        digest: manifest.config.digest.clone(),
+        size: Some(manifest.config.size),
+        what: "config".to_owned(),
+        content: None,
+    });
+    for (i, layer) in manifest.layers.iter().enumerate() {
+        if !oci::is_layer_media(&layer.media_type) {
+            return Err(Error::UnknownMediaType {
+                what: format!("layer {i} {}", layer.digest),
+                media_type: layer.media_type.clone(),
+            });
+        }
+        blobs.push(PendingBlob {
+            name: blob_name(&layer.digest),
+            digest: layer.digest.clone(),
+            size: Some(layer.size),
+            what: format!("layer {i}"),
+            content: None,
+        });
+    }
+    Ok(PendingImage {
+        id,
+        manifest_size,
+        refs,
+        manifest,
+        config,
+        blobs,
+    })
+}
+
+fn is_gzip_file(path: &Path) -> Result<bool> {
+    let mut head = [0u8; 2];
+    let mut file = File::open(path).ctx("open", path)?;
+    let n = file.read(&mut head).ctx("read", path)?;
+    Ok(n == 2 && head == [0x1f, 0x8b])
+}
+
+fn collect_docker(source: &Source) -> Result<Vec<PendingImage>> {
+    let entries: Vec<DockerManifestEntry> = source.read_json("manifest.json", "manifest.json")?;
+    let mut images = Vec::new();
+    for (n, entry) in entries.iter().enumerate() {
+        let (config_path, config_digest, config_size) = source.digest_of(&entry.config)?;
+        // The config's file name is its digest (`<hex>.json` or
+        // `blobs/sha256/<hex>`): hold the content to that name.
+        let stem = Path::new(&entry.config)
+            .file_name()
+            .map(|s| s.to_string_lossy().trim_end_matches(".json").to_owned())
+            .unwrap_or_default();
+        if stem.len() == 64 {
+            let named: Digest = format!("sha256:{stem}").parse()?;
+            verify(&format!("config of image {n}"), &named, &config_digest, None, config_size)?;
+        }
+        let _ = config_path;
+        let mut layers = Vec::new();
+        for (i, layer_name) in entry.layers.iter().enumerate() {
+            let (path, digest, size) = source.digest_of(layer_name)?;
+            let media_type = if is_gzip_file(&path)? {
+                oci::MEDIA_LAYER_GZIP
+            } else {
+                oci::MEDIA_LAYER_TAR
+            };
+            let _ = i;
+            layers.push(Descriptor {
+                media_type: media_type.to_owned(),
+                digest,
+                size,
+                annotations: None,
+                platform: None,
+            });
+        }
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(oci::MEDIA_MANIFEST.to_owned()),
+            config: Descriptor {
+                media_type: oci::MEDIA_CONFIG.to_owned(),
+                digest: config_digest.clone(),
+                size: config_size,
+                annotations: None,
+                platform: None,
+            },
+            layers,
+        };
+        let bytes = serde_json::to_vec(&manifest).map_err(|source| Error::Json {
+            what: "converted manifest".to_owned(),
+            source,
+        })?;
+        let id = Digest::of_bytes(&bytes);
+        let refs = entry
+            .repo_tags
+            .clone()
+            .unwrap_or_default()
+            .iter()
+            .map(|t| super::normalize_ref(t))
+            .collect();
+        // Docker names blobs by path, not digest: point each pending blob at
+        // the file it came from.
+        let mut image = pending_from_manifest_docker(source, id, bytes, refs, manifest, entry)?;
+        image.manifest_size = image.blobs[0].content.as_ref().map_or(0, |c| c.len() as u64);
+        images.push(image);
+    }
+    Ok(images)
+}
+
+fn pending_from_manifest_docker(
+    source: &Source,
+    id: Digest,
+    manifest_bytes: Vec<u8>,
+    refs: Vec<String>,
+    manifest: Manifest,
+    entry: &DockerManifestEntry,
+) -> Result<PendingImage> {
+    let config: ConfigFile = source.read_json(&entry.config, "config")?;
+    if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        return Err(source.bad(format!(
+            "image {id}: config lists {} diff ids for {} layers",
+            config.rootfs.diff_ids.len(),
+            manifest.layers.len()
+        )));
+    }
+    let mut blobs = vec![PendingBlob {
+        name: String::new(),
+        digest: id.clone(),
+        size: Some(manifest_bytes.len() as u64),
+        what: "manifest".to_owned(),
+        content: Some(manifest_bytes),
+    }];
+    blobs.push(PendingBlob {
+        name: entry.config.clone(),
+        digest: manifest.config.digest.clone(),
+        size: Some(manifest.config.size),
+        what: "config".to_owned(),
+        content: None,
+    });
+    for (i, (layer, name)) in manifest.layers.iter().zip(entry.layers.iter()).enumerate() {
+        blobs.push(PendingBlob {
+            name: name.clone(),
+            digest: layer.digest.clone(),
+            size: Some(layer.size),
+            what: format!("layer {i}"),
+            content: None,
+        });
+    }
+    Ok(PendingImage {
+        id,
+        manifest_size: 0,
+        refs,
+        manifest,
+        config,
+        blobs,
+    })
+}
+
+fn ingest_blob(store: &ImageStore, source: &Source, blob: &PendingBlob, txn: &mut Txn) -> Result<()> {
+    let dest = store.blob_path(&blob.digest);
+    if let Some(content) = &blob.content {
+        if !dest.exists() {
+            fsutil::write_atomic(&dest, content)?;
+            txn.added.push(dest);
+        }
+        return Ok(());
+    }
+    let (path, digest, size) = source.digest_of(&blob.name).map_err(|e| match e {
+        Error::MissingBlob { .. } => Error::MissingBlob {
+            what: format!("{} {}", blob.what, blob.digest),
+        },
+        other => other,
+    })?;
+    verify(&blob.what, &blob.digest, &digest, blob.size, size)?;
+    if dest.exists() {
+        return Ok(());
+    }
+    let tmp = store.tmp_dir().join(unique_name("blob"));
+    if source.staged {
+        // Staged files are ours and were hashed while written: a rename is
+        // enough. Copy when the same file backs two blobs names (links).
+        if fs::rename(&path, &tmp).is_err() {
+            fs::copy(&path, &tmp).ctx("copy blob", &tmp)?;
+        }
+    } else {
+        // Hash again while copying so that what lands in the store is what
+        // was verified, even if the source directory changes meanwhile.
+        let input = File::open(&path).ctx("open", &path)?;
+        let mut hashing = HashingReader::new(BufReader::new(input));
+        let mut out = File::create(&tmp).ctx("create", &tmp)?;
+        let copied = io::copy(&mut hashing, &mut out).ctx("copy blob", &tmp);
+        let flushed = out.flush().ctx("write", &tmp);
+        let (copied_digest, copied_size) = hashing.finish();
+        let checked = copied
+            .and(flushed)
+            .and_then(|_| verify(&blob.what, &blob.digest, &copied_digest, blob.size, copied_size));
+        if let Err(e) = checked {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+    }
+    if let Err(e) = fs::rename(&tmp, &dest) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).ctx("move blob into store", &dest);
+    }
+    txn.added.push(dest);
+    Ok(())
+}
+
+fn unpack_layers(store: &ImageStore, image: &PendingImage, txn: &mut Txn) -> Result<()> {
+    for (i, (layer, diff_id)) in image
+        .manifest
+        .layers
+        .iter()
+        .zip(image.config.rootfs.diff_ids.iter())
+        .enumerate()
+    {
+        let dest = store.layer_path(&layer.digest);
+        if dest.is_dir() {
+            continue;
+        }
+        let tmp = store.tmp_dir().join(unique_name("layer"));
+        fs::create_dir(&tmp).ctx("create directory", &tmp)?;
+        let result = unpack_layer(&store.blob_path(&layer.digest), &tmp, &layer.digest).and_then(|actual| {
+            verify(&format!("layer {i} diff id"), diff_id, &actual, None, 0)
+        });
+        if let Err(e) = result {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        if let Err(e) = fs::rename(&tmp, &dest) {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e).ctx("move layer into store", &dest);
+        }
+        txn.added.push(dest);
+    }
+    Ok(())
+}
+
+fn add_to_index(index: &mut Index, image: &PendingImage) {
+    let descriptor = |name: Option<&String>| Descriptor {
+        media_type: oci::MEDIA_MANIFEST.to_owned(),
+        digest: image.id.clone(),
+        size: image.manifest_size,
+        annotations: name.map(|n| {
+            let mut map = std::collections::BTreeMap::new();
+            map.insert(oci::ANNOTATION_REF_NAME.to_owned(), n.clone());
+            map
+        }),
+        platform: None,
+    };
+    for name in &image.refs {
+        // A name points at one image: importing it again moves the name.
+        let (moved, kept): (Vec<Descriptor>, Vec<Descriptor>) =
+            index.manifests.drain(..).partition(|d| {
+                d.annotations
+                    .as_ref()
+                    .and_then(|a| a.get(oci::ANNOTATION_REF_NAME))
+                    == Some(name)
+            });
+        index.manifests = kept;
+        for mut old in moved {
+            // The image that lost its name stays in the store, unnamed, so
+            // that gc never removes the layers of a container still using it.
+            if old.digest != image.id && !index.manifests.iter().any(|d| d.digest == old.digest) {
+                old.annotations = None;
+                index.manifests.push(old);
+            }
+        }
+        index.manifests.push(descriptor(Some(name)));
+    }
+    if image.refs.is_empty() && !index.manifests.iter().any(|d| d.digest == image.id) {
+        index.manifests.push(descriptor(None));
+    }
+}

@@ -1,0 +1,385 @@
+//! What a caller asks for (`ContainerSpec`, serialisable so the orchestrator
+//! can keep it in the Raft store) and the pure translation of that plus an
+//! image config into an OCI runtime spec. No IO happens here: paths that need
+//! the filesystem (rootfs, volume directories, user lookups) come in resolved.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+use crate::image::ImageConfig;
+
+/// Smallest memory limit accepted: below this the container's init cannot
+/// even be set up (the kernel charges page tables, the exec and libcontainer's
+/// own work to the cgroup) and it would die of OOM before running anything.
+pub const MEMORY_BYTES_MIN: u64 = 4 * 1024 * 1024;
+
+/// The default PATH when neither image nor spec sets one.
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// One container, as the orchestrator describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    /// Unique on the node: 1-64 of `[A-Za-z0-9_.-]`, starting alphanumeric.
+    pub id: String,
+    /// Image reference (`name:tag`, `sha256:...` or a short id).
+    pub image: String,
+    /// Replaces the image's `Entrypoint` when set.
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    /// Replaces the image's `Cmd` when set.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// Added to (and overriding) the image's environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Replaces the image's `WorkingDir` when set.
+    #[serde(default)]
+    pub workdir: Option<String>,
+    /// Replaces the image's `User` when set (`uid[:gid]` or a name).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Hostname inside the container (default: the id).
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// cgroup limits.
+    #[serde(default)]
+    pub resources: Resources,
+    /// Extra mounts.
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+    /// Network mode.
+    #[serde(default)]
+    pub network: NetworkMode,
+    /// Free-form labels, kept with the container.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// cgroup limits; `None` means unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// Relative CPU weight (v1 `cpu.shares`, 2-262144; mapped to v2 weight).
+    #[serde(default)]
+    pub cpu_shares: Option<u64>,
+    /// CPU time allowed per period, in microseconds.
+    #[serde(default)]
+    pub cpu_quota_us: Option<i64>,
+    /// The period of `cpu_quota_us` (default 100000).
+    #[serde(default)]
+    pub cpu_period_us: Option<u64>,
+    /// Hard memory limit in bytes (at least `MEMORY_BYTES_MIN`).
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+    /// Most processes/threads at once.
+    #[serde(default)]
+    pub pids_max: Option<i64>,
+}
+
+/// A mount added to the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Mount {
+    /// A host path bound into the container.
+    Bind {
+        /// Absolute host path.
+        source: PathBuf,
+        /// Absolute path in the container.
+        target: String,
+        /// Mount read-only.
+        #[serde(default)]
+        read_only: bool,
+    },
+    /// A named local volume: a directory under the data dir, created on demand.
+    Volume {
+        /// `[A-Za-z0-9_.-]+`.
+        name: String,
+        /// Absolute path in the container.
+        target: String,
+        /// Mount read-only.
+        #[serde(default)]
+        read_only: bool,
+    },
+    /// A tmpfs.
+    Tmpfs {
+        /// Absolute path in the container.
+        target: String,
+        /// Size limit in bytes.
+        #[serde(default)]
+        size_bytes: Option<u64>,
+    },
+    /// A host device node passed through (e.g. `/dev/ttyUSB0`).
+    Device {
+        /// The host device node.
+        host_path: PathBuf,
+        /// Path in the container (default: the same as on the host).
+        #[serde(default)]
+        container_path: Option<String>,
+    },
+}
+
+/// How the container reaches the network.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum NetworkMode {
+    /// Its own network namespace with only loopback.
+    #[default]
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+/// Checks what can be checked without the filesystem.
+pub fn validate(spec: &ContainerSpec) -> Result<()> {
+    if !valid_id(&spec.id) {
+        return Err(Error::InvalidContainerId { id: spec.id.clone() });
+    }
+    if let Some(memory) = spec.resources.memory_bytes {
+        if memory < MEMORY_BYTES_MIN {
+            return Err(Error::MemoryLimitTooSmall {
+                requested: memory,
+                minimum: MEMORY_BYTES_MIN,
+            });
+        }
+    }
+    if let Some(shares) = spec.resources.cpu_shares {
+        if !(2..=262_144).contains(&shares) {
+            return Err(Error::InvalidSpec(format!("cpu_shares {shares} is outside 2..=262144")));
+        }
+    }
+    if let Some(pids) = spec.resources.pids_max {
+        if pids < 1 {
+            return Err(Error::InvalidSpec(format!("pids_max {pids} must be at least 1")));
+        }
+    }
+    for mount in &spec.mounts {
+        match mount {
+            Mount::Bind { source, target, .. } => {
+                check_target(target)?;
+                if !source.is_absolute() {
+                    return Err(Error::InvalidSpec(format!("bind source {} is not absolute", source.display())));
+                }
+            }
+            Mount::Volume { name, target, .. } => {
+                check_target(target)?;
+                if !valid_volume_name(name) {
+                    return Err(Error::InvalidSpec(format!("volume name {name:?} is not [A-Za-z0-9_.-]+")));
+                }
+            }
+            Mount::Tmpfs { target, .. } => check_target(target)?,
+            Mount::Device {
+                host_path,
+                container_path,
+            } => {
+                if !host_path.is_absolute() {
+                    return Err(Error::InvalidSpec(format!("device {} is not absolute", host_path.display())));
+                }
+                if let Some(p) = container_path {
+                    check_target(p)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_target(target: &str) -> Result<()> {
+    let ok = target.starts_with('/') && !target.split('/').any(|part| part == "..");
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidSpec(format!("mount target {target:?} must be absolute without ..")))
+    }
+}
+
+/// Container ids become directory and cgroup names: keep them boring.
+pub fn valid_id(id: &str) -> bool {
+    let first_ok = id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    first_ok
+        && id.len() <= 64
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+pub(crate) fn valid_volume_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.len() <= 128
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// The process a container runs, after merging image and spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProcessPlan {
+    pub(crate) args: Vec<String>,
+    pub(crate) env: Vec<String>,
+    pub(crate) cwd: String,
+    /// The user string to resolve against the rootfs, if any.
+    pub(crate) user: Option<String>,
+}
+
+/// Merges the image's defaults with the spec's overrides, Docker's way: an
+/// overridden entrypoint drops the image's cmd too.
+pub(crate) fn plan_process(spec: &ContainerSpec, image: &ImageConfig) -> Result<ProcessPlan> {
+    let entrypoint = spec.entrypoint.clone().unwrap_or_else(|| image.entrypoint.clone());
+    let cmd = match (&spec.command, &spec.entrypoint) {
+        (Some(cmd), _) => cmd.clone(),
+        (None, Some(_)) => Vec::new(),
+        (None, None) => image.cmd.clone(),
+    };
+    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if args.is_empty() {
+        return Err(Error::NoCommand {
+            image: spec.image.clone(),
+        });
+    }
+    let mut env: Vec<String> = Vec::new();
+    let mut set = |entry: String| {
+        let key = entry.split('=').next().unwrap_or("").to_owned();
+        env.retain(|e| e.split('=').next() != Some(key.as_str()));
+        env.push(entry);
+    };
+    set(DEFAULT_PATH.to_owned());
+    for entry in &image.env {
+        set(entry.clone());
+    }
+    for (key, value) in &spec.env {
+        set(format!("{key}={value}"));
+    }
+    let hostname = spec.hostname.clone().unwrap_or_else(|| spec.id.clone());
+    set(format!("HOSTNAME={hostname}"));
+    let cwd = spec
+        .workdir
+        .clone()
+        .or_else(|| image.working_dir.clone())
+        .unwrap_or_else(|| "/".to_owned());
+    if !cwd.starts_with('/') {
+        return Err(Error::InvalidSpec(format!("working directory {cwd:?} is not absolute")));
+    }
+    let user = spec.user.clone().or_else(|| image.user.clone());
+    Ok(ProcessPlan { args, env, cwd, user })
+}
+
+/// Everything the OCI spec needs that came from the filesystem.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved<'a> {
+    pub(crate) rootfs: &'a Path,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) cgroups_path: String,
+    /// Host directory of each `Mount::Volume`, in the order of `spec.mounts`.
+    pub(crate) volume_dirs: Vec<PathBuf>,
+    /// (major, minor, char?) of each `Mount::Device`, in order.
+    pub(crate) devices: Vec<(i64, i64, bool)>,
+    /// Files bind-mounted read-only over the image's (resolv.conf, hosts).
+    pub(crate) etc_files: Vec<(PathBuf, &'static str)>,
+}
+
+/// Builds the OCI runtime spec (config.json) for a container.
+pub(crate) fn build_oci_spec(spec: &ContainerSpec, plan: &ProcessPlan, resolved: &Resolved<'_>) -> Result<oci_spec::runtime::Spec> {
+    let mut value = serde_json::to_value(oci_spec::runtime::Spec::default()).map_err(|source| Error::Json {
+        what: "default oci spec".to_owned(),
+        source,
+    })?;
+    value["root"] = json!({ "path": resolved.rootfs, "readonly": false });
+    value["hostname"] = json!(spec.hostname.clone().unwrap_or_else(|| spec.id.clone()));
+    value["process"]["args"] = json!(plan.args);
+    value["process"]["env"] = json!(plan.env);
+    value["process"]["cwd"] = json!(plan.cwd);
+    value["process"]["user"] = json!({ "uid": resolved.uid, "gid": resolved.gid });
+    value["process"]["terminal"] = json!(false);
+    value["linux"]["cgroupsPath"] = json!(resolved.cgroups_path);
+
+    let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"})];
+    match spec.network {
+        NetworkMode::None => namespaces.push(json!({"type": "network"})),
+        NetworkMode::Host => {}
+    }
+    value["linux"]["namespaces"] = Value::Array(namespaces);
+
+    let mut resources = json!({ "devices": [ { "allow": false, "access": "rwm" } ] });
+    let r = &spec.resources;
+    if let Some(memory) = r.memory_bytes {
+        // Swap equal to the limit: no swap beyond it, so an OOM is an OOM.
+        resources["memory"] = json!({ "limit": memory, "swap": memory });
+    }
+    let mut cpu = serde_json::Map::new();
+    if let Some(shares) = r.cpu_shares {
+        cpu.insert("shares".into(), json!(shares));
+    }
+    if let Some(quota) = r.cpu_quota_us {
+        cpu.insert("quota".into(), json!(quota));
+        cpu.insert("period".into(), json!(r.cpu_period_us.unwrap_or(100_000)));
+    }
+    if !cpu.is_empty() {
+        resources["cpu"] = Value::Object(cpu);
+    }
+    if let Some(pids) = r.pids_max {
+        resources["pids"] = json!({ "limit": pids });
+    }
+
+    let mut mounts = value["mounts"].as_array().cloned().unwrap_or_default();
+    let mut linux_devices = Vec::new();
+    let mut volume_dirs = resolved.volume_dirs.iter();
+    let mut devices = resolved.devices.iter();
+    for mount in &spec.mounts {
+        match mount {
+            Mount::Bind { source, target, read_only } => {
+                mounts.push(bind(source, target, *read_only));
+            }
+            Mount::Volume { target, read_only, name } => {
+                let dir = volume_dirs
+                    .next()
+                    .ok_or_else(|| Error::InvalidSpec(format!("volume {name} was not resolved")))?;
+                mounts.push(bind(dir, target, *read_only));
+            }
+            Mount::Tmpfs { target, size_bytes } => {
+                let mut options = vec!["nosuid".to_owned(), "nodev".to_owned(), "mode=1777".to_owned()];
+                if let Some(size) = size_bytes {
+                    options.push(format!("size={size}"));
+                }
+                mounts.push(json!({ "destination": target, "type": "tmpfs", "source": "tmpfs", "options": options }));
+            }
+            Mount::Device { host_path, container_path } => {
+                let (major, minor, is_char) = *devices
+                    .next()
+                    .ok_or_else(|| Error::InvalidSpec(format!("device {} was not resolved", host_path.display())))?;
+                let kind = if is_char { "c" } else { "b" };
+                let path = container_path.clone().unwrap_or_else(|| host_path.display().to_string());
+                linux_devices.push(json!({
+                    "path": path, "type": kind, "major": major, "minor": minor,
+                    "fileMode": 0o660, "uid": 0, "gid": 0
+                }));
+                if let Some(rules) = resources["devices"].as_array_mut() {
+                    rules.push(json!({ "allow": true, "type": kind, "major": major, "minor": minor, "access": "rwm" }));
+                }
+            }
+        }
+    }
+    for (host_file, target) in &resolved.etc_files {
+        mounts.push(bind(host_file, target, true));
+    }
+    value["mounts"] = Value::Array(mounts);
+    value["linux"]["resources"] = resources;
+    if !linux_devices.is_empty() {
+        value["linux"]["devices"] = Value::Array(linux_devices);
+    }
+    serde_json::from_value(value).map_err(|source| Error::Json {
+        what: "generated oci spec".to_owned(),
+        source,
+    })
+}
+
+fn bind(source: &Path, target: &str, read_only: bool) -> Value {
+    let mut options = vec!["rbind", "rprivate"];
+    if read_only {
+        options.push("ro");
+    }
+    json!({ "destination": target, "type": "bind", "source": source, "options": options })
+}
+
+#[cfg(test)]
+mod tests;
