@@ -63,7 +63,10 @@ fn namespaces_with_prefix(prefix: &str) -> Vec<String> {
 fn pid_is_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
-            let state = stat.rsplit(") ").next().and_then(|rest| rest.chars().next());
+            let state = stat
+                .rsplit(") ")
+                .next()
+                .and_then(|rest| rest.chars().next());
             !matches!(state, Some('Z') | Some('X') | None)
         }
         Err(_) => false,
@@ -125,7 +128,11 @@ fn nodes_reach_each_other_and_partitions_cut_and_heal() {
     start_echo(&mut cluster, 1, "echo1");
     wait_reachable(&cluster, 2, 1);
     let log = cluster.log("echo1");
-    assert_eq!(log.matches("netns-harness: start on node 1").count(), 2, "{log}");
+    assert_eq!(
+        log.matches("netns-harness: start on node 1").count(),
+        2,
+        "{log}"
+    );
 
     // stop: TERM is enough for nc; its exit status says so.
     cluster.stop("echo3");
@@ -197,7 +204,10 @@ fn wait_until_reports_the_last_observation() {
     .unwrap_err();
     let message = err.to_string();
     assert!(message.contains("the answer"), "{message}");
-    assert!(message.contains(&format!("attempt {attempts} saw 41")), "{message}");
+    assert!(
+        message.contains(&format!("attempt {attempts} saw 41")),
+        "{message}"
+    );
 
     let mut calls = 0;
     let value = wait_until(Duration::from_secs(5), "the third call", || {

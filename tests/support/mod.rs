@@ -289,7 +289,12 @@ impl NetnsCluster {
 
     /// Cuts only the link between nodes `i` and `j`.
     pub fn partition_pair(&self, i: usize, j: usize) {
-        self.harness_ok(&["partition-pair", &self.prefix, &i.to_string(), &j.to_string()]);
+        self.harness_ok(&[
+            "partition-pair",
+            &self.prefix,
+            &i.to_string(),
+            &j.to_string(),
+        ]);
     }
 
     pub fn heal_pair(&self, i: usize, j: usize) {
