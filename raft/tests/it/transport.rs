@@ -595,3 +595,250 @@ async fn rotated_identity_is_presented_to_new_connections() {
             .unwrap();
     assert_eq!(echo, "after rotation");
 }
+
+// ---------------------------------------------------------------------------
+// A 3-node openraft cluster over real QUIC on loopback with the RocksDB store.
+
+mod cluster {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use raft::store::{self, KvReader, StoreOptions};
+    use raft::transport::pki::ClusterCa;
+    use raft::transport::tls::ALPN_RAFT;
+    use raft::transport::{serve_raft_connection, Endpoint, QuicRaftNetworkFactory};
+    use raft::{typ, KvRequest, NodeId, PeerNode, Txn};
+
+    use super::bind_node;
+
+    /// Bound on every wait: only reached if the cluster is broken.
+    const WAIT: Duration = Duration::from_secs(30);
+
+    pub(super) struct TestNode {
+        pub(super) id: NodeId,
+        pub(super) raft: typ::Raft,
+        pub(super) endpoint: Endpoint,
+        pub(super) reader: KvReader,
+        _dir: tempfile::TempDir,
+    }
+
+    impl TestNode {
+        pub(super) fn peer(&self) -> PeerNode {
+            PeerNode {
+                name: format!("node-{}", self.id),
+                addr: self.endpoint.local_addr().unwrap().to_string(),
+            }
+        }
+
+        /// Stops Raft and closes the endpoint: to its peers the node is gone.
+        pub(super) async fn kill(self) {
+            self.raft.shutdown().await.unwrap();
+            self.endpoint.close();
+        }
+    }
+
+    pub(super) fn raft_config() -> Arc<openraft::Config> {
+        let config = openraft::Config {
+            cluster_name: "transport-test".to_string(),
+            heartbeat_interval: 50,
+            election_timeout_min: 150,
+            election_timeout_max: 300,
+            ..Default::default()
+        };
+        Arc::new(config.validate().unwrap())
+    }
+
+    pub(super) async fn start_node(
+        ca: &ClusterCa,
+        id: NodeId,
+        config: Arc<openraft::Config>,
+    ) -> TestNode {
+        let endpoint = bind_node(ca, id);
+        let dir = tempfile::tempdir().unwrap();
+        let opened = store::open(dir.path(), StoreOptions::default()).unwrap();
+        let network = QuicRaftNetworkFactory::new(id, endpoint.clone());
+        let raft = openraft::Raft::new(id, config, network, opened.log, opened.state_machine)
+            .await
+            .unwrap();
+        {
+            let endpoint = endpoint.clone();
+            let raft = raft.clone();
+            tokio::spawn(async move {
+                while let Some(accepted) = endpoint.accept().await {
+                    if accepted.alpn == ALPN_RAFT {
+                        tokio::spawn(serve_raft_connection(accepted.connection, raft.clone()));
+                    }
+                }
+            });
+        }
+        TestNode {
+            id,
+            raft,
+            endpoint,
+            reader: opened.reader,
+            _dir: dir,
+        }
+    }
+
+    async fn wait_for_leader(node: &TestNode, not: Option<NodeId>) -> NodeId {
+        let metrics = node
+            .raft
+            .wait(Some(WAIT))
+            .metrics(
+                |m| m.current_leader.is_some() && m.current_leader != not,
+                "a leader other than the excluded one",
+            )
+            .await
+            .unwrap();
+        metrics.current_leader.unwrap()
+    }
+
+    async fn put_through(leader: &TestNode, key: &str, value: &str) -> u64 {
+        let response = leader
+            .raft
+            .client_write(KvRequest::Txn(Txn::put(key, value)))
+            .await
+            .unwrap();
+        response.log_id.index
+    }
+
+    async fn assert_replicated(nodes: &[&TestNode], index: u64, key: &str, value: &str) {
+        for node in nodes {
+            node.raft
+                .wait(Some(WAIT))
+                .applied_index_at_least(Some(index), "write applied")
+                .await
+                .unwrap();
+            let kv = node.reader.get(key.as_bytes()).unwrap();
+            assert_eq!(
+                kv.map(|kv| kv.value),
+                Some(value.as_bytes().to_vec()),
+                "node {} misses {key}",
+                node.id
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn three_nodes_elect_replicate_and_survive_the_leader() {
+        let ca = ClusterCa::generate("lab").unwrap();
+        let config = raft_config();
+        let mut nodes = Vec::new();
+        for id in 1..=3 {
+            nodes.push(start_node(&ca, id, config.clone()).await);
+        }
+        let members: BTreeMap<NodeId, PeerNode> = nodes.iter().map(|n| (n.id, n.peer())).collect();
+        nodes[0].raft.initialize(members).await.unwrap();
+
+        let leader_id = wait_for_leader(&nodes[0], None).await;
+        let leader = nodes.iter().find(|n| n.id == leader_id).unwrap();
+        let index = put_through(leader, "greeting", "hello").await;
+        assert_replicated(
+            &nodes.iter().collect::<Vec<_>>(),
+            index,
+            "greeting",
+            "hello",
+        )
+        .await;
+
+        // Kill the leader: the other two elect a new one and keep accepting writes.
+        let position = nodes.iter().position(|n| n.id == leader_id).unwrap();
+        nodes.remove(position).kill().await;
+        let new_leader_id = wait_for_leader(&nodes[0], Some(leader_id)).await;
+        assert_ne!(new_leader_id, leader_id);
+        let new_leader = nodes.iter().find(|n| n.id == new_leader_id).unwrap();
+        let index = put_through(new_leader, "after-failover", "still writable").await;
+        assert_replicated(
+            &nodes.iter().collect::<Vec<_>>(),
+            index,
+            "after-failover",
+            "still writable",
+        )
+        .await;
+        assert_replicated(
+            &nodes.iter().collect::<Vec<_>>(),
+            index,
+            "greeting",
+            "hello",
+        )
+        .await;
+
+        for node in nodes {
+            node.kill().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn late_learner_catches_up_through_a_snapshot_over_quic() {
+        let ca = ClusterCa::generate("lab").unwrap();
+        // Snapshot often and keep no log behind it, so that a newcomer can
+        // only catch up through InstallSnapshot.
+        let config = {
+            let config = openraft::Config {
+                cluster_name: "transport-test".to_string(),
+                heartbeat_interval: 50,
+                election_timeout_min: 150,
+                election_timeout_max: 300,
+                snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10),
+                max_in_snapshot_log_to_keep: 0,
+                purge_batch_size: 1,
+                ..Default::default()
+            };
+            Arc::new(config.validate().unwrap())
+        };
+        let first = start_node(&ca, 1, config.clone()).await;
+        first
+            .raft
+            .initialize(BTreeMap::from([(1, first.peer())]))
+            .await
+            .unwrap();
+        wait_for_leader(&first, None).await;
+        let mut last_index = 0;
+        for i in 0..40 {
+            last_index = put_through(&first, &format!("key-{i:02}"), &format!("value-{i}")).await;
+        }
+        first
+            .raft
+            .wait(Some(WAIT))
+            .metrics(
+                |m| m.purged.is_some_and(|p| p.index > 0),
+                "log purged behind a snapshot",
+            )
+            .await
+            .unwrap();
+
+        let second = start_node(&ca, 2, config.clone()).await;
+        first
+            .raft
+            .add_learner(2, second.peer(), true)
+            .await
+            .unwrap();
+        second
+            .raft
+            .wait(Some(WAIT))
+            .applied_index_at_least(Some(last_index), "caught up")
+            .await
+            .unwrap();
+        let snapshot_index = second.raft.metrics().borrow().snapshot.map(|s| s.index);
+        assert!(
+            snapshot_index.is_some(),
+            "the learner should have installed a snapshot"
+        );
+        let (kvs, _) = second.reader.range(b"key-").unwrap();
+        assert_eq!(kvs.len(), 40);
+        assert_eq!(kvs[39].value, b"value-39".to_vec());
+
+        // And it is a full member afterwards: promote it and write again.
+        first
+            .raft
+            .change_membership(BTreeSet::from([1, 2]), false)
+            .await
+            .unwrap();
+        let index = put_through(&first, "after-join", "yes").await;
+        assert_replicated(&[&first, &second], index, "after-join", "yes").await;
+
+        second.kill().await;
+        first.kill().await;
+    }
+}
