@@ -143,6 +143,31 @@ alive() {
     [[ "$start" == 0 || "$(proc_starttime "$pid")" == "$start" ]]
 }
 
+# descendants PID...: every live descendant of the given processes.
+descendants() {
+    local stat rest pid ppid child
+    local -A children=()
+    for stat in /proc/[0-9]*/stat; do
+        stat=$(cat "$stat" 2>/dev/null) || continue
+        pid=${stat%% *}
+        rest=${stat##*) }
+        # rest: state ppid ...
+        ppid=${rest#* }
+        ppid=${ppid%% *}
+        children[$ppid]+=" $pid"
+    done
+    local queue=("$@") found=()
+    while ((${#queue[@]})); do
+        pid=${queue[0]}
+        queue=("${queue[@]:1}")
+        for child in ${children[$pid]:-}; do
+            found+=("$child")
+            queue+=("$child")
+        done
+    done
+    echo "${found[@]:-}"
+}
+
 # read_pidfile PREFIX NAME: sets PID, START, NODE; fails if unknown.
 read_pidfile() {
     local file
@@ -342,17 +367,23 @@ cmd_down() {
     local prefix=$1 state file pid start node ns pids round
     check_prefix "$prefix"
     state=$(state_dir "$prefix")
-    # Recorded processes first, with their process groups: this also reaches
-    # children that left the node's network namespace (e.g. a container in a
-    # namespace of its own).
+    # Recorded processes first, with their process groups and every
+    # descendant: this also reaches children that left the node's network
+    # namespace (e.g. a container in a namespace and session of its own).
+    local roots=()
     for file in "$state"/*.pid; do
         [[ -e "$file" ]] || continue
         read -r pid start node <"$file" || continue
-        if alive "$pid" "$start"; then
+        alive "$pid" "$start" && roots+=("$pid")
+    done
+    if ((${#roots[@]})); then
+        # Stop them first so that none forks a child we would not see.
+        kill -s STOP "${roots[@]}" 2>/dev/null || true
+        for pid in $(descendants "${roots[@]}") "${roots[@]}"; do
             kill -s KILL -- "-$pid" 2>/dev/null || true
             kill -s KILL "$pid" 2>/dev/null || true
-        fi
-    done
+        done
+    fi
     for ns in $(ns_list "$prefix"); do
         # A namespace lives on while a process is in it: empty it first.
         for ((round = 0; round < 50; round++)); do

@@ -143,12 +143,17 @@ fn nodes_reach_each_other_and_partitions_cut_and_heal() {
 fn down_leaves_no_namespace_and_no_process() {
     let mut cluster = NetnsCluster::up("hdown", 2);
     assert_eq!(namespaces_with_prefix("hdown").len(), 3, "bridge + 2 nodes");
-    // A process with a child of its own in another process group, plus one
-    // that ignores TERM: down must get them all.
+    // A process with a child in another session and another network
+    // namespace (as a container would be), plus one that ignores TERM: down
+    // must get them all.
     let parent = cluster.start(
         1,
         "tree",
-        ["bash", "-c", "setsid sleep 1000 & echo child $!; wait"],
+        [
+            "bash",
+            "-c",
+            "setsid unshare --net sleep 1000 & echo child $!; wait",
+        ],
     );
     let stubborn = cluster.start(2, "stubborn", ["bash", "-c", "trap '' TERM; sleep 1000"]);
     let child: u32 = wait_until(REACH_TIMEOUT, "the child's pid in the log", || {
@@ -161,6 +166,20 @@ fn down_leaves_no_namespace_and_no_process() {
     for pid in [parent, stubborn, child] {
         assert!(pid_is_alive(pid), "pid {pid} should be running");
     }
+    let net_ns = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
+    wait_until(
+        REACH_TIMEOUT,
+        "the child in a network namespace of its own",
+        || {
+            let (parent_ns, child_ns) = (net_ns(parent), net_ns(child));
+            if parent_ns.is_some() && child_ns.is_some() && parent_ns != child_ns {
+                Ok(())
+            } else {
+                Err(format!("parent in {parent_ns:?}, child in {child_ns:?}"))
+            }
+        },
+    )
+    .unwrap();
     let state_dir = cluster.state_dir();
     assert!(state_dir.is_dir());
 
