@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use serde::{Deserialize, Serialize};
@@ -227,10 +228,25 @@ impl RaftNetwork<TypeConfig> for QuicRaftClient {
         request: typ::AppendEntriesRequest,
         option: RPCOption,
     ) -> Result<typ::AppendEntriesResponse, RPCError<NodeId, PeerNode, typ::RaftError>> {
-        let response = self
+        let entries = request.entries.len();
+        let response = match self
             .send(RaftRequest::AppendEntries(request), option.hard_ttl())
             .await
-            .map_err(|err| self.rpc_error(RPCTypes::AppendEntries, err))?;
+        {
+            Ok(response) => response,
+            // Too many entries for one frame: tell openraft to send fewer
+            // (it retries with the hint) instead of failing forever.
+            Err(RaftNetworkError::Rpc {
+                source: RpcError::TooLarge { len, max },
+                ..
+            }) if entries > 1 => {
+                let hint = entries_hint(entries, len, max);
+                return Err(RPCError::PayloadTooLarge(
+                    PayloadTooLarge::new_entries_hint(hint),
+                ));
+            }
+            Err(err) => return Err(self.rpc_error(RPCTypes::AppendEntries, err)),
+        };
         match response {
             RaftResponse::AppendEntries(result) => {
                 result.map_err(|err| RPCError::RemoteError(RemoteError::new(self.target, err)))
@@ -277,6 +293,16 @@ impl RaftNetwork<TypeConfig> for QuicRaftClient {
     }
 }
 
+/// How many of `entries` entries would fit in a frame of `max` bytes, when
+/// all of them took `len` bytes: proportional, with a tenth kept as margin
+/// for uneven entries, and at least one.
+fn entries_hint(entries: usize, len: usize, max: usize) -> u64 {
+    let fitting = (entries as u128 * max as u128 * 9) / (len.max(1) as u128 * 10);
+    u64::try_from(fitting)
+        .unwrap_or(u64::MAX)
+        .clamp(1, entries as u64)
+}
+
 /// Serves Raft RPCs arriving on `connection` (an accepted [`ALPN_RAFT`]
 /// connection) with the local `raft`, until the connection closes.
 pub async fn serve_raft_connection(
@@ -299,3 +325,6 @@ pub async fn serve_raft_connection(
     })
     .await;
 }
+
+#[cfg(test)]
+mod tests;

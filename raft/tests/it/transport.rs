@@ -744,8 +744,27 @@ mod cluster {
 
         // Kill the leader: the other two elect a new one and keep accepting writes.
         let position = nodes.iter().position(|n| n.id == leader_id).unwrap();
+        // Printed, not asserted: a figure for the report (run with --nocapture).
+        let mut latencies = Vec::new();
+        for i in 0..200 {
+            let started = std::time::Instant::now();
+            put_through(leader, &format!("bulk-{i}"), "x").await;
+            latencies.push(started.elapsed());
+        }
+        latencies.sort();
+        eprintln!(
+            "sequential writes through the leader over QUIC: p50 {:?} p99 {:?}",
+            latencies[latencies.len() / 2],
+            latencies[latencies.len() * 99 / 100]
+        );
+
+        let killed_at = std::time::Instant::now();
         nodes.remove(position).kill().await;
         let new_leader_id = wait_for_leader(&nodes[0], Some(leader_id)).await;
+        eprintln!(
+            "leader killed -> new leader seen after {:?}",
+            killed_at.elapsed()
+        );
         assert_ne!(new_leader_id, leader_id);
         let new_leader = nodes.iter().find(|n| n.id == new_leader_id).unwrap();
         let index = put_through(new_leader, "after-failover", "still writable").await;
