@@ -75,26 +75,11 @@ pub enum EndpointError {
 
 type Result<T, E = EndpointError> = std::result::Result<T, E>;
 
-/// Whom a dialler expects to reach. Servers are always nodes today; the enum
-/// leaves room for more without changing `connect`'s signature.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PeerIdentityExpectation {
-    Node(NodeId),
-}
-
-impl PeerIdentityExpectation {
-    fn server_name(&self) -> String {
-        match self {
-            PeerIdentityExpectation::Node(id) => pki::node_dns_name(*id),
-        }
-    }
-
-    fn identity(&self) -> PeerIdentity {
-        match self {
-            PeerIdentityExpectation::Node(id) => PeerIdentity::Node(*id),
-        }
-    }
-}
+/// Whom a dialler expects to reach: the server's certificate must name
+/// exactly this identity. Servers are nodes, so in practice this is
+/// `Node(id)`; a `Client(..)` expectation can never be met, because client
+/// certificates are not valid for serving.
+pub type PeerIdentityExpectation = PeerIdentity;
 
 /// A connection that passed the ALPN/identity rules.
 #[derive(Debug)]
@@ -142,6 +127,24 @@ impl Endpoint {
             source,
         })?;
         Ok(Endpoint::start(quinn, None))
+    }
+
+    /// Binds an endpoint that only dials, e.g. the CLI with an admin
+    /// certificate: an ephemeral UDP port, accepting nothing. Must be called
+    /// inside a tokio runtime.
+    pub fn client(identity: TlsIdentity) -> Result<Endpoint> {
+        // A bad certificate or key fails here rather than at the first dial.
+        tls::client_config(&identity.ca_cert_pem, Some(&identity), ALPN_API)?;
+        // Dual-stack when the host has IPv6 (quinn maps IPv4 peers), else IPv4.
+        let any_v6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
+        let any_v4 = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0));
+        let quinn = quinn::Endpoint::client(any_v6)
+            .or_else(|_| quinn::Endpoint::client(any_v4))
+            .map_err(|source| EndpointError::Bind {
+                addr: any_v4,
+                source,
+            })?;
+        Ok(Endpoint::start(quinn, Some(identity)))
     }
 
     fn start(quinn: quinn::Endpoint, identity: Option<TlsIdentity>) -> Endpoint {
@@ -195,7 +198,7 @@ impl Endpoint {
     ) -> Result<quinn::Connection> {
         let identity = self.identity().ok_or(EndpointError::NotEnrolled)?;
         let config = tls::client_config(&identity.ca_cert_pem, Some(&identity), alpn)?;
-        let server_name = expected.server_name();
+        let server_name = expected.dns_name();
         let connection = self
             .inner
             .quinn
@@ -205,7 +208,7 @@ impl Endpoint {
             .map_err(|source| EndpointError::Handshake { addr, source })?;
         // TLS already matched the server name; check the parsed identity too
         // so that a CA mistake (a cert with two identities) cannot slip by.
-        let expected_identity = expected.identity();
+        let expected_identity = expected;
         match connection_peer_identity(&connection) {
             Some(Ok(actual)) if actual == expected_identity => Ok(connection),
             Some(Ok(actual)) => {

@@ -17,6 +17,19 @@ pub mod raft_network;
 pub mod rpc;
 pub mod tls;
 
+/// Any transport error, for callers that do not need to tell the layers apart.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+}
+
 pub use endpoint::{Accepted, Endpoint, EndpointError, PeerIdentityExpectation};
 pub use pki::{CertifiedKey, ClusterCa, PeerIdentity, PkiError};
 pub use raft_network::{serve_raft_connection, QuicRaftNetworkFactory};

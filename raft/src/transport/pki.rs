@@ -102,6 +102,17 @@ impl std::fmt::Display for PeerIdentity {
     }
 }
 
+impl PeerIdentity {
+    /// The DNS SAN that names this identity in its certificate; dialers use
+    /// it as the TLS server name.
+    pub fn dns_name(&self) -> String {
+        match self {
+            PeerIdentity::Node(id) => node_dns_name(*id),
+            PeerIdentity::Client(name) => client_dns_name(name),
+        }
+    }
+}
+
 /// The DNS name written into node `id`'s certificate; dialers use it as the
 /// TLS server name so that the handshake itself checks the node id.
 pub fn node_dns_name(id: NodeId) -> String {

@@ -867,3 +867,31 @@ mod cluster {
         first.kill().await;
     }
 }
+
+#[tokio::test]
+async fn admin_client_endpoint_reaches_the_api() {
+    let ca = ClusterCa::generate("lab").unwrap();
+    let server = bind_node(&ca, 1);
+    spawn_echo_server(&server);
+    let cli = Endpoint::client(client_identity(&ca, "admin")).unwrap();
+    let connection = cli
+        .connect(
+            server.local_addr().unwrap(),
+            PeerIdentity::Node(1),
+            ALPN_API,
+        )
+        .await
+        .unwrap();
+    let (echo, seen_by_server): (String, String) =
+        rpc::call(&connection, &"status".to_string(), CALL_TIMEOUT)
+            .await
+            .unwrap();
+    assert_eq!(echo, "status");
+    assert_eq!(
+        seen_by_server,
+        format!("{:?}", Some(PeerIdentity::Client("admin".to_string())))
+    );
+    // A client-only endpoint accepts nothing and closes cleanly.
+    cli.close();
+    assert!(cli.accept().await.is_none());
+}
