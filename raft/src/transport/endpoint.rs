@@ -20,7 +20,6 @@ use super::pki::{self, PeerIdentity};
 use super::tls::{
     self, TlsError, TlsIdentity, ALPN_API, ALPN_JOIN, ALPN_PEER, ALPN_RAFT, JOIN_SERVER_NAME,
 };
-use crate::NodeId;
 
 /// Handshakes in progress at once; more wait (and QUIC retransmits) rather
 /// than letting a flood of half-open connections use unbounded memory.
