@@ -15,7 +15,7 @@ use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, LogState, RaftLogReader, StorageError};
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
 
-use super::{blocking, cf, decode, encode, storage_error, Result, StoreError, CF_LOG, CF_META};
+use super::{blocking, cf, decode, encode, storage_error, Db, Result, StoreError, CF_LOG, CF_META};
 use crate::typ::{Entry, LogId, Vote};
 use crate::types::{NodeId, TypeConfig};
 
@@ -36,7 +36,7 @@ fn write_options(sync: bool) -> WriteOptions {
 /// Reads log entries; cheap to clone, handed to openraft's replication tasks.
 #[derive(Clone)]
 pub struct LogReader {
-    db: Arc<DB>,
+    db: Arc<Db>,
 }
 
 impl LogReader {
@@ -129,7 +129,7 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    pub(super) fn new(db: Arc<DB>) -> Result<Self> {
+    pub(super) fn new(db: Arc<Db>) -> Result<Self> {
         let syncer = Syncer::start(db.clone())?;
         Ok(LogStore {
             reader: LogReader { db },
@@ -137,7 +137,7 @@ impl LogStore {
         })
     }
 
-    fn db(&self) -> &Arc<DB> {
+    fn db(&self) -> &Arc<Db> {
         &self.reader.db
     }
 }
@@ -319,7 +319,7 @@ struct Syncer {
 }
 
 impl Syncer {
-    fn start(db: Arc<DB>) -> Result<Self> {
+    fn start(db: Arc<Db>) -> Result<Self> {
         let (sender, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("raft-log-sync".to_string())

@@ -126,16 +126,60 @@ pub struct Store {
     pub log: LogStore,
     pub state_machine: StateMachineStore,
     pub reader: KvReader,
+    /// Resolves once every handle is dropped and RocksDB is closed.
+    pub closed: StoreClosed,
+}
+
+/// The database, raising [`StoreClosed`] once RocksDB itself is closed.
+pub(crate) struct Db {
+    // Declared first so it is dropped (RocksDB closed, its lock released)
+    // before the guard signals.
+    db: DB,
+    _closed: ClosedGuard,
+}
+
+impl std::ops::Deref for Db {
+    type Target = DB;
+
+    fn deref(&self) -> &DB {
+        &self.db
+    }
+}
+
+struct ClosedGuard(tokio::sync::watch::Sender<bool>);
+
+impl Drop for ClosedGuard {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// Tells when a store's directory can be opened again. openraft drops the
+/// log store and state machine from its own tasks, some time after
+/// `Raft::shutdown` returns; a restart in the same process waits on this.
+pub struct StoreClosed(tokio::sync::watch::Receiver<bool>);
+
+impl StoreClosed {
+    /// Waits until the last handle on the database is dropped.
+    pub async fn wait(mut self) {
+        // An error means the guard is gone, which also means closed.
+        let _ = self.0.wait_for(|closed| *closed).await;
+    }
 }
 
 /// Opens the store in `dir`, creating it if `dir` is missing or empty.
 ///
 /// A directory holding anything else (not RocksDB, a RocksDB of someone else,
 /// or another format version) is refused with a clear error and left untouched.
-/// Every handle (log, state machine, readers, watchers) must be dropped before
-/// the same directory can be opened again.
+/// Every handle (log, state machine, readers, watchers, snapshot builders)
+/// must be dropped before the same directory can be opened again: await
+/// [`Store::closed`] for that.
 pub fn open(dir: &Path, options: StoreOptions) -> Result<Store> {
-    let db = Arc::new(open_db(dir)?);
+    let (closed_sender, closed_receiver) = tokio::sync::watch::channel(false);
+    let db = Arc::new(Db {
+        db: open_db(dir)?,
+        _closed: ClosedGuard(closed_sender),
+    });
     let history_retention = options.history_retention.max(1);
     let log = LogStore::new(db.clone())?;
     let (state_machine, reader) = StateMachineStore::new(db, history_retention)?;
@@ -143,6 +187,7 @@ pub fn open(dir: &Path, options: StoreOptions) -> Result<Store> {
         log,
         state_machine,
         reader,
+        closed: StoreClosed(closed_receiver),
     })
 }
 

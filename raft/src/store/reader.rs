@@ -16,7 +16,9 @@ use std::sync::Arc;
 use rocksdb::{Direction, IteratorMode, SnapshotWithThreadMode, DB};
 use tokio::sync::watch;
 
-use super::{cf, decode, decode_kv, decode_u64_be, Result, StoreError, CF_EVENTS, CF_KV, CF_SM};
+use super::{
+    cf, decode, decode_kv, decode_u64_be, Db, Result, StoreError, CF_EVENTS, CF_KV, CF_SM,
+};
 use crate::types::{KeyValue, WatchEvent};
 
 pub(super) const REVISION_KEY: &[u8] = b"revision";
@@ -51,14 +53,14 @@ pub enum WatchError {
 /// Local reads and watches; cheap to clone, shareable across tasks.
 #[derive(Clone)]
 pub struct KvReader {
-    db: Arc<DB>,
+    db: Arc<Db>,
     revisions: Arc<ReplicaRevisions>,
     changes: watch::Receiver<u64>,
 }
 
 impl KvReader {
     pub(super) fn new(
-        db: Arc<DB>,
+        db: Arc<Db>,
         revisions: Arc<ReplicaRevisions>,
         changes: watch::Receiver<u64>,
     ) -> Self {
@@ -130,7 +132,7 @@ impl KvReader {
 
 /// An ordered stream of the events under a prefix; see [`KvReader::watch`].
 pub struct Watcher {
-    db: Arc<DB>,
+    db: Arc<Db>,
     prefix: Vec<u8>,
     /// The first revision not yet read from disk.
     next_revision: u64,

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use super::reader::{collect_prefix, ReplicaRevisions, COMPACTED_KEY, REVISION_KEY};
 use super::{
-    blocking, cf, decode, decode_kv, decode_u64_be, encode, storage_error, KvReader, Result,
+    blocking, cf, decode, decode_kv, decode_u64_be, encode, storage_error, Db, KvReader, Result,
     StoreError, CF_EVENTS, CF_KV, CF_SM,
 };
 use crate::kv::{KvCore, KvRead};
@@ -114,7 +114,7 @@ fn read_stored_snapshot(db: &DB) -> Result<Option<StoredSnapshot>> {
 
 /// The state machine, to hand to `openraft::Raft::new`.
 pub struct StateMachineStore {
-    db: Arc<DB>,
+    db: Arc<Db>,
     history_retention: u64,
     last_applied: Option<LogId>,
     last_membership: StoredMembership,
@@ -128,7 +128,7 @@ pub struct StateMachineStore {
 }
 
 impl StateMachineStore {
-    pub(super) fn new(db: Arc<DB>, history_retention: u64) -> Result<(Self, KvReader)> {
+    pub(super) fn new(db: Arc<Db>, history_retention: u64) -> Result<(Self, KvReader)> {
         // Stored as an `Option`, as openraft hands it over.
         let last_applied: Option<LogId> =
             read_sm::<Option<LogId>>(&db, LAST_APPLIED_KEY, "last applied log id")?.flatten();
@@ -412,7 +412,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
 /// Builds a snapshot from a consistent RocksDB snapshot while apply goes on.
 pub struct SnapshotBuilder {
-    db: Arc<DB>,
+    db: Arc<Db>,
     snapshot_lock: Arc<Mutex<()>>,
 }
 

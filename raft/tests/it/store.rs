@@ -80,6 +80,7 @@ async fn apply_gives_etcd_revisions_and_reads() {
         log: _log,
         mut state_machine,
         reader,
+        ..
     } = open(dir.path(), 100);
     let cas = KvRequest::Txn(Txn {
         compares: vec![Compare {
@@ -178,6 +179,7 @@ async fn restart_keeps_vote_log_and_state_and_reapply_is_idempotent() {
             mut log,
             mut state_machine,
             reader: _,
+            ..
         } = open(dir.path(), 100);
         log.save_vote(&vote).await.unwrap();
         log.blocking_append(entries.clone()).await.unwrap();
@@ -189,6 +191,7 @@ async fn restart_keeps_vote_log_and_state_and_reapply_is_idempotent() {
         mut log,
         mut state_machine,
         reader,
+        ..
     } = open(dir.path(), 100);
     assert_eq!(log.read_vote().await.unwrap(), Some(vote));
     assert_eq!(log.read_committed().await.unwrap(), Some(log_id(1, 1, 4)));
@@ -243,6 +246,7 @@ async fn watch_delivers_history_then_live_in_order() {
         log: _log,
         mut state_machine,
         reader,
+        ..
     } = open(dir.path(), 100);
     state_machine
         .apply([
@@ -307,6 +311,7 @@ async fn watch_of_compacted_history_errors() {
         log: _log,
         mut state_machine,
         reader,
+        ..
     } = open(dir.path(), 3);
     state_machine
         .apply((1..=5).map(|i| put(i, "k", &i.to_string())))
@@ -350,6 +355,7 @@ async fn watchers_see_the_store_close() {
         log,
         mut state_machine,
         reader,
+        ..
     } = open(dir.path(), 100);
     let mut watcher = reader.watch(b"", 0).unwrap();
     state_machine.apply([put(1, "k", "v")]).await.unwrap();
@@ -374,6 +380,7 @@ async fn snapshot_installs_on_a_fresh_store_with_identical_reads() {
         log: _l,
         state_machine: mut leader,
         reader: leader_reader,
+        ..
     } = open(leader_dir.path(), 3);
     leader
         .apply([
@@ -400,6 +407,7 @@ async fn snapshot_installs_on_a_fresh_store_with_identical_reads() {
         log: _f,
         state_machine: mut follower,
         reader,
+        ..
     } = open(follower_dir.path(), 3);
     follower
         .apply([put(1, "stale", "x"), put(2, "stale2", "y")])
