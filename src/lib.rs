@@ -6,10 +6,7 @@
 //! - [`node`]: the node daemon (IO edge): Raft, QUIC, join, heartbeats.
 //! - [`api`]: the client protocol and client.
 
-// Gated until raft::store and raft::transport land (written in parallel).
-#[cfg(feature = "wip-cluster")]
 pub mod api;
 pub mod cluster;
-#[cfg(feature = "wip-cluster")]
 pub mod node;
 pub mod paths;

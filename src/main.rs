@@ -36,12 +36,6 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    #[cfg(not(feature = "wip-cluster"))]
-    {
-        drop(runtime);
-        anyhow::bail!("cluster commands are not built yet")
-    }
-    #[cfg(feature = "wip-cluster")]
     runtime.block_on(async {
         match &cli.command {
             Command::Init(args) => cli::daemon::init(&cli.data_dir, args.clone()).await?,

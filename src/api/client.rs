@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use raft::transport::{rpc, Endpoint, PeerIdentity, TlsIdentity, ALPN_API};
+use raft::transport::{rpc, Endpoint, PeerIdentityExpectation, TlsIdentity, ALPN_API};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -96,10 +96,9 @@ impl Client {
             std::fs::read_to_string(p).map_err(|e| ClientError::Config { path: p.into(), reason: e.to_string() })
         };
         let identity = TlsIdentity { ca_cert_pem: read(&config.ca_cert)?, cert_pem: read(&config.cert)?, key_pem: read(&config.key)? };
-        let endpoint = Endpoint::client(identity).map_err(|e| ClientError::Config {
-            path: config.cert.clone(),
-            reason: e.to_string(),
-        })?;
+        let config_error = |e: raft::transport::EndpointError| ClientError::Config { path: config.cert.clone(), reason: e.to_string() };
+        let endpoint = Endpoint::bind_unenrolled(([0, 0, 0, 0], 0).into()).map_err(config_error)?;
+        endpoint.set_identity(identity).map_err(config_error)?;
         let mut last_error = None;
         for (node_id, addr) in &config.endpoints {
             let connect_error = |reason: String| ClientError::Connect { node_id: *node_id, addr: addr.clone(), reason };
@@ -110,7 +109,7 @@ impl Client {
                     continue;
                 }
             };
-            match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect(socket, PeerIdentity::Node(*node_id), ALPN_API)).await {
+            match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect(socket, PeerIdentityExpectation::Node(*node_id), ALPN_API)).await {
                 Ok(Ok(connection)) => return Ok(Client { endpoint, connection, node_id: *node_id }),
                 Ok(Err(e)) => last_error = Some(connect_error(e.to_string())),
                 Err(_) => last_error = Some(connect_error(format!("no answer within {CONNECT_TIMEOUT:?}"))),

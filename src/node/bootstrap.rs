@@ -34,7 +34,7 @@ pub fn init_data_dir(data_dir: &DataDir, name: &str, listen: &str, advertise: &s
     rand::thread_rng().fill_bytes(&mut id_bytes);
     let cluster_id = hex::encode(id_bytes);
 
-    let tls_error = |e: raft::transport::TransportError| NodeError::Tls { path: data_dir.tls_dir(), reason: e.to_string() };
+    let tls_error = |e: raft::transport::PkiError| NodeError::Tls { path: data_dir.tls_dir(), reason: e.to_string() };
     let ca = ClusterCa::generate(&cluster_id).map_err(tls_error)?;
     let node_cert = ca.issue_node(FIRST_NODE_ID, name).map_err(tls_error)?;
     let admin_cert = ca.issue_client("admin").map_err(tls_error)?;

@@ -39,7 +39,9 @@ pub async fn join_data_dir(
 
     // The pinned verifier refuses any server whose chain lacks the token's CA,
     // so nothing below is sent to an impostor.
-    let (connection, ca_cert_pem) = tokio::time::timeout(JOIN_TIMEOUT, Endpoint::connect_join(peer_addr, &token.ca_fingerprint))
+    let unspecified: SocketAddr = if peer_addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
+    let endpoint = Endpoint::bind_unenrolled(unspecified).map_err(|e| NodeError::Bootstrap(format!("cannot open a QUIC endpoint: {e}")))?;
+    let (connection, ca_cert_pem) = tokio::time::timeout(JOIN_TIMEOUT, endpoint.connect_join(peer_addr, &token.ca_fingerprint))
         .await
         .map_err(|_| NodeError::Bootstrap(format!("no answer from {peer} within {JOIN_TIMEOUT:?}; is a cluster node listening there?")))?
         .map_err(|e| NodeError::Bootstrap(format!("cannot reach a node of the token's cluster at {peer}: {e}")))?;
@@ -54,6 +56,7 @@ pub async fn join_data_dir(
         .await
         .map_err(|e| NodeError::Bootstrap(format!("join request to {peer} failed: {e}")))?;
     connection.close(quinn::VarInt::from_u32(0), b"joined");
+    endpoint.wait_idle().await;
     let response = response.map_err(|e| NodeError::Bootstrap(e.to_string()))?;
     let presented = pki::fingerprint_of_pem(&response.ca_cert_pem).map_err(|e| NodeError::Bootstrap(e.to_string()))?;
     if presented != token.ca_fingerprint || pki::fingerprint_of_pem(&ca_cert_pem).ok().as_deref() != Some(presented.as_str()) {

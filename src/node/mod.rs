@@ -145,7 +145,7 @@ impl Node {
         let tls = load_tls(&data_dir)?;
         let store = raft::store::open(&data_dir.raft_dir(), StoreOptions::default())
             .map_err(|source| NodeError::Store { path: data_dir.raft_dir(), source })?;
-        let (log_store, state_machine, kv) = store.into_parts();
+        let raft::store::Store { log: log_store, state_machine, reader: kv, closed: _ } = store;
 
         let listen: SocketAddr = identity
             .listen
@@ -155,7 +155,7 @@ impl Node {
             .map_err(|e| NodeError::Listen { addr: identity.listen.clone(), reason: e.to_string() })?;
 
         let raft_config = openraft_config(&identity.cluster_id, &config.raft)?;
-        let network = raft::transport::RaftNetwork::new(endpoint.clone());
+        let network = raft::transport::QuicRaftNetworkFactory::new(identity.node_id, endpoint.clone());
         let raft = typ::Raft::new(identity.node_id, raft_config, network, log_store, state_machine)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use raft::transport::{rpc, Endpoint, PeerIdentity, ALPN_PEER};
+use raft::transport::{rpc, Endpoint, PeerIdentityExpectation, RpcError, ALPN_PEER};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{ApiError, ApiRequest, ApiResult};
@@ -111,7 +111,7 @@ impl PeerPool {
                     maybe_delivered: false,
                     message: format!("node {node_id} has an unusable address {addr:?}: {e}"),
                 })?;
-                let conn = tokio::time::timeout(timeout, endpoint.connect(socket, PeerIdentity::Node(node_id), ALPN_PEER))
+                let conn = tokio::time::timeout(timeout, endpoint.connect(socket, PeerIdentityExpectation::Node(node_id), ALPN_PEER))
                     .await
                     .map_err(|_| PeerCallError {
                         maybe_delivered: false,
@@ -132,7 +132,7 @@ impl PeerPool {
             if conn.close_reason().is_some() {
                 self.connections.lock().unwrap_or_else(|e| e.into_inner()).remove(&node_id);
             }
-            PeerCallError { maybe_delivered: e.maybe_delivered(), message: format!("node {node_id} at {addr}: {e}") }
+            PeerCallError { maybe_delivered: maybe_delivered(&e), message: format!("node {node_id} at {addr}: {e}") }
         })
     }
 }
@@ -141,4 +141,9 @@ impl Default for PeerPool {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Whether a failed call may have reached the peer (and so may have acted).
+fn maybe_delivered(error: &RpcError) -> bool {
+    !matches!(error, RpcError::Unreachable { .. } | RpcError::Encode { .. } | RpcError::TooLarge { .. })
 }
