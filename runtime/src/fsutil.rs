@@ -22,7 +22,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// An exclusive `flock` on a file, held until drop. It serialises the CLI and
 /// the daemon when both touch the same store.
 pub(crate) struct FileLock {
-    _file: File,
+    file: File,
 }
 
 impl FileLock {
@@ -38,7 +38,17 @@ impl FileLock {
         if rc != 0 {
             return Err(std::io::Error::last_os_error()).ctx("lock", path);
         }
-        Ok(FileLock { _file: file })
+        Ok(FileLock { file })
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        // Unlock explicitly rather than by closing: a container init cloned
+        // while we held the lock shares this open file description until it
+        // execs, and closing our descriptor alone would leave it locked.
+        // SAFETY: flock on a valid, owned descriptor.
+        unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
     }
 }
 

@@ -1,0 +1,53 @@
+use std::time::Duration;
+
+use runtime::{ContainerState, Runtime};
+
+use crate::support::Env;
+
+#[test]
+fn a_restarted_runtime_adopts_running_containers() {
+    let mut env = Env::new("adopt");
+    env.import_busybox();
+    let ticker = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.05; done";
+    {
+        let rt = env.rt();
+        rt.create(env.spec("ticker", &["/bin/sh", "-c", ticker])).unwrap();
+        rt.start("ticker").unwrap();
+        rt.create(env.spec("short", &["/bin/sh", "-c", "sleep 0.3; exit 4"])).unwrap();
+        rt.start("short").unwrap();
+        assert!(!rt.info("ticker").unwrap().adopted);
+    }
+    let pid_before = env.rt().info("ticker").unwrap().pid.unwrap();
+    // The "daemon" goes away; its containers keep running.
+    drop(env.rt.take());
+    std::thread::sleep(Duration::from_millis(500));
+    let rt = Runtime::open(env.dir.path(), env.options()).unwrap();
+    let list = rt.list().unwrap();
+    assert_eq!(list.len(), 2, "no duplicates, no losses");
+    let ticker_info = list.iter().find(|c| c.id == "ticker").unwrap();
+    assert_eq!(ticker_info.state, ContainerState::Running);
+    assert!(ticker_info.adopted);
+    assert_eq!(ticker_info.pid, Some(pid_before), "the same process, not a new one");
+    // The one that exited while no runtime watched has its code (it is
+    // still our zombie child in this process).
+    let short = list.iter().find(|c| c.id == "short").unwrap();
+    assert_eq!(short.state, ContainerState::Exited);
+    assert_eq!(rt.wait("short").unwrap().code, Some(4));
+    // Creating the same id again is refused.
+    assert!(matches!(
+        rt.create(env.spec("ticker", &["/bin/true"])),
+        Err(runtime::Error::ContainerExists { .. })
+    ));
+    // Logs keep flowing through the new runtime.
+    let before = rt.logs("ticker").unwrap().len();
+    std::thread::sleep(Duration::from_millis(400));
+    let after = rt.logs("ticker").unwrap();
+    assert!(after.len() > before, "no new log lines after adoption");
+    let numbers: Vec<u64> = after.iter().map(|l| l.text[5..].parse().unwrap()).collect();
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "lines lost or duplicated across the restart");
+    // And it can be stopped and deleted.
+    let status = rt.stop("ticker", Duration::from_millis(200)).unwrap();
+    assert_eq!(status.signal, Some(9));
+    env.rt = Some(rt);
+    env.finish();
+}
