@@ -31,7 +31,9 @@ impl CgroupLayout {
         let mut hierarchies = Vec::new();
         let mut unified = None;
         for line in text.lines() {
-            let Some((left, right)) = line.split_once(" - ") else { continue };
+            let Some((left, right)) = line.split_once(" - ") else {
+                continue;
+            };
             let mount_point = left.split(' ').nth(4).unwrap_or("");
             let mut right_fields = right.split(' ');
             let fs_type = right_fields.next().unwrap_or("");
@@ -89,7 +91,9 @@ impl CgroupLayout {
     pub fn all_dirs(&self, cgroup_path: &str) -> Vec<PathBuf> {
         let relative = cgroup_path.trim_start_matches('/');
         match self {
-            CgroupLayout::V1 { hierarchies } => hierarchies.iter().map(|(_, m)| m.join(relative)).collect(),
+            CgroupLayout::V1 { hierarchies } => {
+                hierarchies.iter().map(|(_, m)| m.join(relative)).collect()
+            }
             CgroupLayout::V2 { root } => vec![root.join(relative)],
         }
     }

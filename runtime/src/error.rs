@@ -179,7 +179,7 @@ pub enum Error {
         action: &'static str,
         /// libcontainer's error.
         #[source]
-        source: libcontainer::error::LibcontainerError,
+        source: Box<libcontainer::error::LibcontainerError>,
     },
     /// Building the OCI runtime spec failed.
     #[error("building the oci runtime spec: {0}")]

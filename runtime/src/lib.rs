@@ -35,7 +35,9 @@ pub use error::{Error, Result};
 pub use image::{GcReport, ImageConfig, ImageInfo, ImageStore, LayerInfo};
 pub use logs::{LogLine, Stream};
 pub use monitor::ExitStatus;
-pub use spec::{valid_id, validate, ContainerSpec, Mount, NetworkMode, Resources, MEMORY_BYTES_MIN};
+pub use spec::{
+    valid_id, validate, ContainerSpec, Mount, NetworkMode, Resources, MEMORY_BYTES_MIN,
+};
 pub use {libcontainer, oci_spec};
 
 use error::IoContext;
@@ -82,7 +84,10 @@ impl Runtime {
     pub fn open(data_dir: &Path, options: RuntimeOptions) -> Result<Runtime> {
         if !data_dir.is_absolute() {
             // libcontainer chdirs the process: a relative path would move.
-            return Err(Error::InvalidSpec(format!("data dir {} must be absolute", data_dir.display())));
+            return Err(Error::InvalidSpec(format!(
+                "data dir {} must be absolute",
+                data_dir.display()
+            )));
         }
         let root = data_dir.join("runtime");
         for dir in ["containers", "state", "volumes"] {

@@ -58,7 +58,11 @@ pub(crate) struct RotatingLog {
 
 impl RotatingLog {
     pub(crate) fn open(path: &Path, size_max_bytes: u64, files_max: u32) -> Result<RotatingLog> {
-        let file = OpenOptions::new().create(true).append(true).open(path).ctx("open log", path)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ctx("open log", path)?;
         let size = file.metadata().ctx("stat log", path)?.len();
         Ok(RotatingLog {
             path: path.to_owned(),
@@ -100,7 +104,10 @@ impl RotatingLog {
             let _ = fs::rename(rotated(n), rotated(n + 1));
         }
         fs::rename(&self.path, rotated(1))?;
-        self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
         self.size = 0;
         Ok(())
     }
@@ -124,7 +131,8 @@ pub(crate) fn read_logs(path: &Path, files_max: u32) -> Result<Vec<LogLine>> {
             let raw = raw.ctx("read log", &file)?;
             let text = String::from_utf8_lossy(&raw);
             let mut parts = text.splitn(3, ' ');
-            let (Some(time), Some(stream), rest) = (parts.next(), parts.next(), parts.next()) else {
+            let (Some(time), Some(stream), rest) = (parts.next(), parts.next(), parts.next())
+            else {
                 continue;
             };
             let stream = match stream {
@@ -175,7 +183,10 @@ mod tests {
     #[test]
     fn formats_known_instants() {
         let check = |secs: u64, expected: &str| {
-            assert_eq!(format_time(UNIX_EPOCH + Duration::from_secs(secs)), expected);
+            assert_eq!(
+                format_time(UNIX_EPOCH + Duration::from_secs(secs)),
+                expected
+            );
         };
         check(0, "1970-01-01T00:00:00.000000000Z");
         check(951_782_400, "2000-02-29T00:00:00.000000000Z");
@@ -188,7 +199,8 @@ mod tests {
         let path = dir.path().join("container.log");
         let mut log = RotatingLog::open(&path, 1024, 3).unwrap();
         for i in 0..100 {
-            log.write_line(Stream::Stdout, format!("line {i:03}").as_bytes()).unwrap();
+            log.write_line(Stream::Stdout, format!("line {i:03}").as_bytes())
+                .unwrap();
         }
         assert!(path.with_extension("log.1").exists());
         assert!(path.with_extension("log.2").exists());
@@ -199,7 +211,10 @@ mod tests {
         let lines = read_logs(&path, 3).unwrap();
         assert_eq!(lines.last().unwrap().text, "line 099");
         let numbers: Vec<u32> = lines.iter().map(|l| l.text[5..].parse().unwrap()).collect();
-        assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "lines out of order");
+        assert!(
+            numbers.windows(2).all(|w| w[1] == w[0] + 1),
+            "lines out of order"
+        );
         assert!(numbers[0] > 0, "oldest lines were rotated away");
     }
 }

@@ -153,7 +153,11 @@ impl Monitor {
             }
             match deadline {
                 None => {
-                    exits = self.shared.exited.wait(exits).unwrap_or_else(|p| p.into_inner());
+                    exits = self
+                        .shared
+                        .exited
+                        .wait(exits)
+                        .unwrap_or_else(|p| p.into_inner());
                 }
                 Some(deadline) => {
                     let now = Instant::now();
@@ -248,7 +252,10 @@ fn log_line(watch: &mut Watch, stream: Stream, line: &[u8]) {
 
 fn reap(pid: i32) -> (Option<i32>, Option<i32>) {
     loop {
-        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
+        match waitpid(
+            Pid::from_raw(pid),
+            Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG),
+        ) {
             Ok(WaitStatus::Exited(_, code)) => return (Some(code), None),
             Ok(WaitStatus::Signaled(_, signal, _)) => return (None, Some(signal as i32)),
             // The pidfd said it exited; a zombie is reapable at once, but be
@@ -315,7 +322,9 @@ fn run(shared: Arc<Shared>, wake: OwnedFd, layout: Option<CgroupLayout>) {
         for (i, id) in ids.iter().enumerate() {
             let base = 1 + i * 3;
             let exited = pollfds[base].revents != 0;
-            let Some(w) = watched.get_mut(id) else { continue };
+            let Some(w) = watched.get_mut(id) else {
+                continue;
+            };
             if pollfds[base + 1].revents != 0 || exited {
                 w.drain(Stream::Stdout);
             }

@@ -135,7 +135,9 @@ pub enum NetworkMode {
 /// Checks what can be checked without the filesystem.
 pub fn validate(spec: &ContainerSpec) -> Result<()> {
     if !valid_id(&spec.id) {
-        return Err(Error::InvalidContainerId { id: spec.id.clone() });
+        return Err(Error::InvalidContainerId {
+            id: spec.id.clone(),
+        });
     }
     if let Some(memory) = spec.resources.memory_bytes {
         if memory < MEMORY_BYTES_MIN {
@@ -147,12 +149,16 @@ pub fn validate(spec: &ContainerSpec) -> Result<()> {
     }
     if let Some(shares) = spec.resources.cpu_shares {
         if !(2..=262_144).contains(&shares) {
-            return Err(Error::InvalidSpec(format!("cpu_shares {shares} is outside 2..=262144")));
+            return Err(Error::InvalidSpec(format!(
+                "cpu_shares {shares} is outside 2..=262144"
+            )));
         }
     }
     if let Some(pids) = spec.resources.pids_max {
         if pids < 1 {
-            return Err(Error::InvalidSpec(format!("pids_max {pids} must be at least 1")));
+            return Err(Error::InvalidSpec(format!(
+                "pids_max {pids} must be at least 1"
+            )));
         }
     }
     for mount in &spec.mounts {
@@ -160,13 +166,18 @@ pub fn validate(spec: &ContainerSpec) -> Result<()> {
             Mount::Bind { source, target, .. } => {
                 check_target(target)?;
                 if !source.is_absolute() {
-                    return Err(Error::InvalidSpec(format!("bind source {} is not absolute", source.display())));
+                    return Err(Error::InvalidSpec(format!(
+                        "bind source {} is not absolute",
+                        source.display()
+                    )));
                 }
             }
             Mount::Volume { name, target, .. } => {
                 check_target(target)?;
                 if !valid_volume_name(name) {
-                    return Err(Error::InvalidSpec(format!("volume name {name:?} is not [A-Za-z0-9_.-]+")));
+                    return Err(Error::InvalidSpec(format!(
+                        "volume name {name:?} is not [A-Za-z0-9_.-]+"
+                    )));
                 }
             }
             Mount::Tmpfs { target, .. } => check_target(target)?,
@@ -175,7 +186,10 @@ pub fn validate(spec: &ContainerSpec) -> Result<()> {
                 container_path,
             } => {
                 if !host_path.is_absolute() {
-                    return Err(Error::InvalidSpec(format!("device {} is not absolute", host_path.display())));
+                    return Err(Error::InvalidSpec(format!(
+                        "device {} is not absolute",
+                        host_path.display()
+                    )));
                 }
                 if let Some(p) = container_path {
                     check_target(p)?;
@@ -191,7 +205,9 @@ fn check_target(target: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::InvalidSpec(format!("mount target {target:?} must be absolute without ..")))
+        Err(Error::InvalidSpec(format!(
+            "mount target {target:?} must be absolute without .."
+        )))
     }
 }
 
@@ -200,7 +216,9 @@ pub fn valid_id(id: &str) -> bool {
     let first_ok = id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
     first_ok
         && id.len() <= 64
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 pub(crate) fn valid_volume_name(name: &str) -> bool {
@@ -208,7 +226,9 @@ pub(crate) fn valid_volume_name(name: &str) -> bool {
         && name != "."
         && name != ".."
         && name.len() <= 128
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 /// The process a container runs, after merging image and spec.
@@ -224,7 +244,10 @@ pub(crate) struct ProcessPlan {
 /// Merges the image's defaults with the spec's overrides, Docker's way: an
 /// overridden entrypoint drops the image's cmd too.
 pub(crate) fn plan_process(spec: &ContainerSpec, image: &ImageConfig) -> Result<ProcessPlan> {
-    let entrypoint = spec.entrypoint.clone().unwrap_or_else(|| image.entrypoint.clone());
+    let entrypoint = spec
+        .entrypoint
+        .clone()
+        .unwrap_or_else(|| image.entrypoint.clone());
     let cmd = match (&spec.command, &spec.entrypoint) {
         (Some(cmd), _) => cmd.clone(),
         (None, Some(_)) => Vec::new(),
@@ -257,10 +280,17 @@ pub(crate) fn plan_process(spec: &ContainerSpec, image: &ImageConfig) -> Result<
         .or_else(|| image.working_dir.clone())
         .unwrap_or_else(|| "/".to_owned());
     if !cwd.starts_with('/') {
-        return Err(Error::InvalidSpec(format!("working directory {cwd:?} is not absolute")));
+        return Err(Error::InvalidSpec(format!(
+            "working directory {cwd:?} is not absolute"
+        )));
     }
     let user = spec.user.clone().or_else(|| image.user.clone());
-    Ok(ProcessPlan { args, env, cwd, user })
+    Ok(ProcessPlan {
+        args,
+        env,
+        cwd,
+        user,
+    })
 }
 
 /// Everything the OCI spec needs that came from the filesystem.
@@ -279,11 +309,16 @@ pub(crate) struct Resolved<'a> {
 }
 
 /// Builds the OCI runtime spec (config.json) for a container.
-pub(crate) fn build_oci_spec(spec: &ContainerSpec, plan: &ProcessPlan, resolved: &Resolved<'_>) -> Result<oci_spec::runtime::Spec> {
-    let mut value = serde_json::to_value(oci_spec::runtime::Spec::default()).map_err(|source| Error::Json {
-        what: "default oci spec".to_owned(),
-        source,
-    })?;
+pub(crate) fn build_oci_spec(
+    spec: &ContainerSpec,
+    plan: &ProcessPlan,
+    resolved: &Resolved<'_>,
+) -> Result<oci_spec::runtime::Spec> {
+    let mut value =
+        serde_json::to_value(oci_spec::runtime::Spec::default()).map_err(|source| Error::Json {
+            what: "default oci spec".to_owned(),
+            source,
+        })?;
     value["root"] = json!({ "path": resolved.rootfs, "readonly": false });
     value["hostname"] = json!(spec.hostname.clone().unwrap_or_else(|| spec.id.clone()));
     value["process"]["args"] = json!(plan.args);
@@ -293,7 +328,12 @@ pub(crate) fn build_oci_spec(spec: &ContainerSpec, plan: &ProcessPlan, resolved:
     value["process"]["terminal"] = json!(false);
     value["linux"]["cgroupsPath"] = json!(resolved.cgroups_path);
 
-    let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"})];
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+    ];
     match spec.network {
         NetworkMode::None => namespaces.push(json!({"type": "network"})),
         NetworkMode::Host => {}
@@ -327,28 +367,45 @@ pub(crate) fn build_oci_spec(spec: &ContainerSpec, plan: &ProcessPlan, resolved:
     let mut devices = resolved.devices.iter();
     for mount in &spec.mounts {
         match mount {
-            Mount::Bind { source, target, read_only } => {
+            Mount::Bind {
+                source,
+                target,
+                read_only,
+            } => {
                 mounts.push(bind(source, target, *read_only));
             }
-            Mount::Volume { target, read_only, name } => {
+            Mount::Volume {
+                target,
+                read_only,
+                name,
+            } => {
                 let dir = volume_dirs
                     .next()
                     .ok_or_else(|| Error::InvalidSpec(format!("volume {name} was not resolved")))?;
                 mounts.push(bind(dir, target, *read_only));
             }
             Mount::Tmpfs { target, size_bytes } => {
-                let mut options = vec!["nosuid".to_owned(), "nodev".to_owned(), "mode=1777".to_owned()];
+                let mut options = vec![
+                    "nosuid".to_owned(),
+                    "nodev".to_owned(),
+                    "mode=1777".to_owned(),
+                ];
                 if let Some(size) = size_bytes {
                     options.push(format!("size={size}"));
                 }
                 mounts.push(json!({ "destination": target, "type": "tmpfs", "source": "tmpfs", "options": options }));
             }
-            Mount::Device { host_path, container_path } => {
-                let (major, minor, is_char) = *devices
-                    .next()
-                    .ok_or_else(|| Error::InvalidSpec(format!("device {} was not resolved", host_path.display())))?;
+            Mount::Device {
+                host_path,
+                container_path,
+            } => {
+                let (major, minor, is_char) = *devices.next().ok_or_else(|| {
+                    Error::InvalidSpec(format!("device {} was not resolved", host_path.display()))
+                })?;
                 let kind = if is_char { "c" } else { "b" };
-                let path = container_path.clone().unwrap_or_else(|| host_path.display().to_string());
+                let path = container_path
+                    .clone()
+                    .unwrap_or_else(|| host_path.display().to_string());
                 linux_devices.push(json!({
                     "path": path, "type": kind, "major": major, "minor": minor,
                     "fileMode": 0o660, "uid": 0, "gid": 0

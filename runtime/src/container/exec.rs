@@ -101,7 +101,7 @@ impl Runtime {
         let pid = built.map_err(|source| Error::Libcontainer {
             id: id.to_owned(),
             action: "exec in",
-            source,
+            source: Box::new(source),
         })?;
         let (code, signal) = loop {
             match waitpid(pid, Some(WaitPidFlag::__WALL)) {

@@ -19,7 +19,7 @@ impl Runtime {
         Container::load(self.state_root().join(id)).map_err(|source| Error::Libcontainer {
             id: id.to_owned(),
             action: "load",
-            source,
+            source: Box::new(source),
         })
     }
 
@@ -46,7 +46,7 @@ impl Runtime {
             container.start().map_err(|source| Error::Libcontainer {
                 id: id.to_owned(),
                 action: "start",
-                source,
+                source: Box::new(source),
             })?;
         }
         record.started = true;
@@ -64,20 +64,23 @@ impl Runtime {
             });
         }
         let mut container = self.load_container(id)?;
-        container.kill(signal, false).map_err(|source| Error::Libcontainer {
-            id: id.to_owned(),
-            action: "kill",
-            source,
-        })
+        container
+            .kill(signal, false)
+            .map_err(|source| Error::Libcontainer {
+                id: id.to_owned(),
+                action: "kill",
+                source: Box::new(source),
+            })
     }
 
     /// Blocks until the container's init exits.
     pub fn wait(&self, id: &str) -> Result<ExitStatus> {
-        self.wait_timeout(id, None)?.ok_or_else(|| Error::InvalidState {
-            id: id.to_owned(),
-            state: "running".to_owned(),
-            action: "wait",
-        })
+        self.wait_timeout(id, None)?
+            .ok_or_else(|| Error::InvalidState {
+                id: id.to_owned(),
+                state: "running".to_owned(),
+                action: "wait",
+            })
     }
 
     /// Waits at most `timeout` (forever with `None`); `Ok(None)` if it is

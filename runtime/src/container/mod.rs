@@ -101,7 +101,10 @@ impl Runtime {
         self.container_dir(id).join("container.log")
     }
     pub(crate) fn containers_lock(&self) -> Result<(std::sync::MutexGuard<'_, ()>, FileLock)> {
-        let guard = self.containers_mutex.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = self
+            .containers_mutex
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let file_lock = FileLock::acquire(&self.containers_dir().join(".lock"))?;
         Ok((guard, file_lock))
     }
@@ -129,7 +132,10 @@ impl Runtime {
             what: "container record".to_owned(),
             source,
         })?;
-        fsutil::write_atomic(&self.container_dir(&record.spec.id).join("record.json"), &bytes)
+        fsutil::write_atomic(
+            &self.container_dir(&record.spec.id).join("record.json"),
+            &bytes,
+        )
     }
 
     fn read_exit_file(&self, id: &str) -> Option<ExitStatus> {
@@ -175,13 +181,21 @@ impl Runtime {
     /// Details of one container.
     pub fn info(&self, id: &str) -> Result<ContainerInfo> {
         let record = self.read_record(id)?;
-        let created_here = self.created_here.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let created_here = self
+            .created_here
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         Ok(self.info_from_record(record, &created_here))
     }
 
     /// Every container of this data dir, adopted ones included, by id.
     pub fn list(&self) -> Result<Vec<ContainerInfo>> {
-        let created_here = self.created_here.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let created_here = self
+            .created_here
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut out = Vec::new();
         let dir = self.containers_dir();
         for entry in fs::read_dir(&dir).ctx("list", &dir)?.flatten() {
@@ -250,15 +264,24 @@ impl Runtime {
         let stdout_fifo = dir.join("stdout.fifo");
         let stderr_fifo = dir.join("stderr.fifo");
         for fifo in [&stdout_fifo, &stderr_fifo] {
-            nix::unistd::mkfifo(fifo.as_path(), nix::sys::stat::Mode::from_bits_truncate(0o600))
-                .map_err(|e| io::Error::from_raw_os_error(e as i32))
-                .ctx("create fifo", fifo)?;
+            nix::unistd::mkfifo(
+                fifo.as_path(),
+                nix::sys::stat::Mode::from_bits_truncate(0o600),
+            )
+            .map_err(|e| io::Error::from_raw_os_error(e as i32))
+            .ctx("create fifo", fifo)?;
         }
         // The daemon's ends are opened first and read/write: the FIFO then
         // always has a reader, so a container never gets SIGPIPE while the
         // daemon restarts (its writes block once the pipe buffer is full).
-        let (monitor_out, monitor_err) = (open_fifo(&stdout_fifo, true)?, open_fifo(&stderr_fifo, true)?);
-        let (container_out, container_err) = (open_fifo(&stdout_fifo, false)?, open_fifo(&stderr_fifo, false)?);
+        let (monitor_out, monitor_err) = (
+            open_fifo(&stdout_fifo, true)?,
+            open_fifo(&stderr_fifo, true)?,
+        );
+        let (container_out, container_err) = (
+            open_fifo(&stdout_fifo, false)?,
+            open_fifo(&stderr_fifo, false)?,
+        );
         let dev_null = File::open("/dev/null").ctx("open", "/dev/null")?;
 
         let record = Record {
@@ -284,18 +307,26 @@ impl Runtime {
                     .with_stderr(container_err)
                     .validate_id()
             })
-            .and_then(|b| b.as_init(&dir).with_systemd(false).with_detach(true).build())
+            .and_then(|b| {
+                b.as_init(&dir)
+                    .with_systemd(false)
+                    .with_detach(true)
+                    .build()
+            })
         };
         let container = built.map_err(|source| Error::Libcontainer {
             id: id.clone(),
             action: "create",
-            source,
+            source: Box::new(source),
         })?;
-        let pid = container.pid().map(|p| p.as_raw()).ok_or_else(|| Error::InvalidState {
-            id: id.clone(),
-            state: "without a pid".to_owned(),
-            action: "create",
-        })?;
+        let pid = container
+            .pid()
+            .map(|p| p.as_raw())
+            .ok_or_else(|| Error::InvalidState {
+                id: id.clone(),
+                state: "without a pid".to_owned(),
+                action: "create",
+            })?;
         let ticks = process_start_ticks(pid);
         let pidfd = pidfd_open(pid).ctx("pidfd_open", format!("/proc/{pid}"))?;
         let record = Record {
@@ -304,7 +335,11 @@ impl Runtime {
             ..record
         };
         self.write_record(&record)?;
-        let log = RotatingLog::open(&self.log_path(&id), self.options.log_size_max_bytes, self.options.log_files_max)?;
+        let log = RotatingLog::open(
+            &self.log_path(&id),
+            self.options.log_size_max_bytes,
+            self.options.log_files_max,
+        )?;
         self.monitor.watch(Watch {
             id: id.clone(),
             pid,
@@ -316,7 +351,10 @@ impl Runtime {
             exit_file: dir.join("exit.json"),
         });
         undo.armed = false;
-        self.created_here.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone());
+        self.created_here
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone());
         Ok(id)
     }
 
@@ -332,7 +370,11 @@ impl Runtime {
         Ok(dirs)
     }
 
-    fn write_etc_files(&self, spec: &ContainerSpec, dir: &Path) -> Result<Vec<(PathBuf, &'static str)>> {
+    fn write_etc_files(
+        &self,
+        spec: &ContainerSpec,
+        dir: &Path,
+    ) -> Result<Vec<(PathBuf, &'static str)>> {
         let hostname = spec.hostname.clone().unwrap_or_else(|| spec.id.clone());
         let hosts = format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n");
         let hosts_path = dir.join("hosts");
@@ -344,7 +386,10 @@ impl Runtime {
             NetworkMode::None => Vec::new(),
         };
         fsutil::write_atomic(&resolv_path, &resolv)?;
-        Ok(vec![(hosts_path, "/etc/hosts"), (resolv_path, "/etc/resolv.conf")])
+        Ok(vec![
+            (hosts_path, "/etc/hosts"),
+            (resolv_path, "/etc/resolv.conf"),
+        ])
     }
 
     /// Tears down whatever exists of a container: libcontainer state (which
@@ -379,7 +424,10 @@ impl Runtime {
         }
         fsutil::remove_dir_all_if_exists(&dir)?;
         self.monitor.forget(id);
-        self.created_here.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        self.created_here
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
         Ok(())
     }
 
@@ -390,7 +438,10 @@ impl Runtime {
             .unwrap_or(true);
         if !any_left {
             if let Some(layout) = &self.layout {
-                layout.remove_if_empty(&format!("/{}", self.options.cgroup_parent.trim_matches('/')));
+                layout.remove_if_empty(&format!(
+                    "/{}",
+                    self.options.cgroup_parent.trim_matches('/')
+                ));
             }
         }
     }
@@ -451,8 +502,15 @@ impl Runtime {
                 continue;
             }
             let dir = self.container_dir(&id);
-            let (stdout, stderr) = (open_fifo(&dir.join("stdout.fifo"), true)?, open_fifo(&dir.join("stderr.fifo"), true)?);
-            let log = RotatingLog::open(&self.log_path(&id), self.options.log_size_max_bytes, self.options.log_files_max)?;
+            let (stdout, stderr) = (
+                open_fifo(&dir.join("stdout.fifo"), true)?,
+                open_fifo(&dir.join("stderr.fifo"), true)?,
+            );
+            let log = RotatingLog::open(
+                &self.log_path(&id),
+                self.options.log_size_max_bytes,
+                self.options.log_files_max,
+            )?;
             self.monitor.watch(Watch {
                 id: id.clone(),
                 pid,
@@ -496,13 +554,19 @@ fn now_ms() -> u64 {
 fn is_zombie(pid: i32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rfind(')').map(|i| s[i + 1..].trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rfind(')')
+                .map(|i| s[i + 1..].trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
 fn reap_now(pid: i32) -> (Option<i32>, Option<i32>) {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
+    match waitpid(
+        nix::unistd::Pid::from_raw(pid),
+        Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG),
+    ) {
         Ok(WaitStatus::Exited(_, code)) => (Some(code), None),
         Ok(WaitStatus::Signaled(_, signal, _)) => (None, Some(signal as i32)),
         _ => (None, None),
@@ -526,7 +590,11 @@ fn open_fifo(path: &Path, daemon_end: bool) -> Result<OwnedFd> {
 }
 
 fn mount_overlay(layer_dirs: &[PathBuf], dir: &Path) -> Result<()> {
-    let mut lower: Vec<String> = layer_dirs.iter().rev().map(|p| p.display().to_string()).collect();
+    let mut lower: Vec<String> = layer_dirs
+        .iter()
+        .rev()
+        .map(|p| p.display().to_string())
+        .collect();
     if lower.is_empty() {
         let empty = dir.join("empty");
         fs::create_dir_all(&empty).ctx("create directory", &empty)?;
@@ -575,7 +643,10 @@ fn check_command(rootfs: &Path, plan: &spec::ProcessPlan, image: &str) -> Result
             .rev()
             .find_map(|e| e.strip_prefix("PATH="))
             .unwrap_or("/bin:/usr/bin");
-        !argv0.is_empty() && path_var.split(':').any(|dir| exists_in_rootfs(rootfs, &format!("{dir}/{argv0}")))
+        !argv0.is_empty()
+            && path_var
+                .split(':')
+                .any(|dir| exists_in_rootfs(rootfs, &format!("{dir}/{argv0}")))
     };
     if found {
         Ok(())
@@ -592,7 +663,12 @@ fn check_command(rootfs: &Path, plan: &spec::ProcessPlan, image: &str) -> Result
 fn read_image_file(rootfs: &Path, path: &str) -> Option<String> {
     let full = rootfs.join(path);
     let meta = fs::symlink_metadata(&full).ok()?;
-    if !meta.is_file() || fs::symlink_metadata(rootfs.join("etc")).ok()?.file_type().is_symlink() {
+    if !meta.is_file()
+        || fs::symlink_metadata(rootfs.join("etc"))
+            .ok()?
+            .file_type()
+            .is_symlink()
+    {
         return None;
     }
     fs::read_to_string(full).ok()
@@ -601,7 +677,9 @@ fn read_image_file(rootfs: &Path, path: &str) -> Option<String> {
 fn lookup_id(rootfs: &Path, file: &str, name: &str, field: usize) -> Option<u32> {
     read_image_file(rootfs, file)?.lines().find_map(|line| {
         let fields: Vec<&str> = line.split(':').collect();
-        (fields.first() == Some(&name)).then(|| fields.get(field)?.parse().ok()).flatten()
+        (fields.first() == Some(&name))
+            .then(|| fields.get(field)?.parse().ok())
+            .flatten()
     })
 }
 
@@ -612,7 +690,9 @@ fn resolve_user(rootfs: &Path, user: Option<&str>) -> Result<(u32, u32)> {
         Some((u, g)) => (u, Some(g)),
         None => (user, None),
     };
-    let not_found = || Error::UserNotFound { user: user.to_owned() };
+    let not_found = || Error::UserNotFound {
+        user: user.to_owned(),
+    };
     let uid = match user_part.parse::<u32>() {
         Ok(uid) => uid,
         Err(_) => lookup_id(rootfs, "etc/passwd", user_part, 2).ok_or_else(not_found)?,
@@ -635,7 +715,10 @@ fn device_numbers(spec: &ContainerSpec) -> Result<Vec<(i64, i64, bool)>> {
             let meta = fs::metadata(host_path).ctx("stat device", host_path)?;
             let kind = meta.file_type();
             if !kind.is_char_device() && !kind.is_block_device() {
-                return Err(Error::InvalidSpec(format!("{} is not a device node", host_path.display())));
+                return Err(Error::InvalidSpec(format!(
+                    "{} is not a device node",
+                    host_path.display()
+                )));
             }
             let rdev = meta.rdev();
             out.push((

@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use flate2::read::GzDecoder;
 
-use super::oci::{self, ConfigFile, Descriptor, DockerManifestEntry, Index, Manifest, ManifestKind};
+use super::oci::{
+    self, ConfigFile, Descriptor, DockerManifestEntry, Index, Manifest, ManifestKind,
+};
 use super::unpack::unpack_layer;
 use super::ImageStore;
 use crate::digest::{Digest, HashingReader};
@@ -176,7 +178,8 @@ pub(super) fn import(store: &ImageStore, path: &Path) -> Result<Vec<Digest>> {
     } else if source.root.join("manifest.json").is_file() {
         collect_docker(&source)?
     } else {
-        return Err(source.bad("neither an OCI layout (index.json) nor a docker save archive (manifest.json)"));
+        return Err(source
+            .bad("neither an OCI layout (index.json) nor a docker save archive (manifest.json)"));
     };
     if images.is_empty() {
         return Err(source.bad("the archive names no image"));
@@ -311,7 +314,13 @@ fn extract_archive(path: &Path, staging: &Path) -> Result<Source> {
     Ok(source)
 }
 
-fn verify(what: &str, expected: &Digest, actual: &Digest, size: Option<u64>, actual_size: u64) -> Result<()> {
+fn verify(
+    what: &str,
+    expected: &Digest,
+    actual: &Digest,
+    size: Option<u64>,
+    actual_size: u64,
+) -> Result<()> {
     if expected != actual {
         return Err(Error::DigestMismatch {
             what: what.to_owned(),
@@ -332,7 +341,11 @@ fn verify(what: &str, expected: &Digest, actual: &Digest, size: Option<u64>, act
 }
 
 /// Reads and verifies a JSON blob named by a descriptor.
-fn read_verified<T: serde::de::DeserializeOwned>(source: &Source, descriptor: &Descriptor, what: &str) -> Result<T> {
+fn read_verified<T: serde::de::DeserializeOwned>(
+    source: &Source,
+    descriptor: &Descriptor,
+    what: &str,
+) -> Result<T> {
     let name = blob_name(&descriptor.digest);
     let (_, digest, size) = source.digest_of(&name).map_err(|e| match e {
         Error::MissingBlob { .. } => Error::MissingBlob {
@@ -340,7 +353,13 @@ fn read_verified<T: serde::de::DeserializeOwned>(source: &Source, descriptor: &D
         },
         other => other,
     })?;
-    verify(what, &descriptor.digest, &digest, Some(descriptor.size), size)?;
+    verify(
+        what,
+        &descriptor.digest,
+        &digest,
+        Some(descriptor.size),
+        size,
+    )?;
     source.read_json(&name, what)
 }
 
@@ -377,7 +396,11 @@ fn refs_of(source: &Source, descriptor: &Descriptor) -> Vec<String> {
 
 fn collect_oci(source: &Source) -> Result<Vec<PendingImage>> {
     let layout: serde_json::Value = source.read_json("oci-layout", "oci-layout")?;
-    if layout.get("imageLayoutVersion").and_then(|v| v.as_str()).is_none() {
+    if layout
+        .get("imageLayoutVersion")
+        .and_then(|v| v.as_str())
+        .is_none()
+    {
         return Err(source.bad("oci-layout has no imageLayoutVersion"));
     }
     let index: Index = source.read_json("index.json", "index.json")?;
@@ -395,9 +418,18 @@ fn collect_oci(source: &Source) -> Result<Vec<PendingImage>> {
                     let pick = nested
                         .manifests
                         .iter()
-                        .find(|d| d.platform.as_ref().is_some_and(|p| p.os == "linux" && p.architecture == arch))
+                        .find(|d| {
+                            d.platform
+                                .as_ref()
+                                .is_some_and(|p| p.os == "linux" && p.architecture == arch)
+                        })
                         .or_else(|| nested.manifests.iter().find(|d| d.platform.is_none()))
-                        .ok_or_else(|| source.bad(format!("no manifest for linux/{arch} in {}", descriptor.digest)))?;
+                        .ok_or_else(|| {
+                            source.bad(format!(
+                                "no manifest for linux/{arch} in {}",
+                                descriptor.digest
+                            ))
+                        })?;
                     descriptor = pick.clone();
                 }
                 None => {
@@ -409,7 +441,14 @@ fn collect_oci(source: &Source) -> Result<Vec<PendingImage>> {
             }
         }
         let manifest: Manifest = read_verified(source, &descriptor, "manifest")?;
-        let image = pending_from_manifest(source, descriptor.digest.clone(), descriptor.size, refs, manifest, None)?;
+        let image = pending_from_manifest(
+            source,
+            descriptor.digest.clone(),
+            descriptor.size,
+            refs,
+            manifest,
+            None,
+        )?;
         images.push(image);
     }
     Ok(images)
@@ -497,7 +536,13 @@ fn collect_docker(source: &Source) -> Result<Vec<PendingImage>> {
             .unwrap_or_default();
         if stem.len() == 64 {
             let named: Digest = format!("sha256:{stem}").parse()?;
-            verify(&format!("config of image {n}"), &named, &config_digest, None, config_size)?;
+            verify(
+                &format!("config of image {n}"),
+                &named,
+                &config_digest,
+                None,
+                config_size,
+            )?;
         }
         let _ = config_path;
         let mut layers = Vec::new();
@@ -544,7 +589,10 @@ fn collect_docker(source: &Source) -> Result<Vec<PendingImage>> {
         // Docker names blobs by path, not digest: point each pending blob at
         // the file it came from.
         let mut image = pending_from_manifest_docker(source, id, bytes, refs, manifest, entry)?;
-        image.manifest_size = image.blobs[0].content.as_ref().map_or(0, |c| c.len() as u64);
+        image.manifest_size = image.blobs[0]
+            .content
+            .as_ref()
+            .map_or(0, |c| c.len() as u64);
         images.push(image);
     }
     Ok(images)
@@ -599,7 +647,12 @@ fn pending_from_manifest_docker(
     })
 }
 
-fn ingest_blob(store: &ImageStore, source: &Source, blob: &PendingBlob, txn: &mut Txn) -> Result<()> {
+fn ingest_blob(
+    store: &ImageStore,
+    source: &Source,
+    blob: &PendingBlob,
+    txn: &mut Txn,
+) -> Result<()> {
     let dest = store.blob_path(&blob.digest);
     if let Some(content) = &blob.content {
         if !dest.exists() {
@@ -634,9 +687,15 @@ fn ingest_blob(store: &ImageStore, source: &Source, blob: &PendingBlob, txn: &mu
         let copied = io::copy(&mut hashing, &mut out).ctx("copy blob", &tmp);
         let flushed = out.flush().ctx("write", &tmp);
         let (copied_digest, copied_size) = hashing.finish();
-        let checked = copied
-            .and(flushed)
-            .and_then(|_| verify(&blob.what, &blob.digest, &copied_digest, blob.size, copied_size));
+        let checked = copied.and(flushed).and_then(|_| {
+            verify(
+                &blob.what,
+                &blob.digest,
+                &copied_digest,
+                blob.size,
+                copied_size,
+            )
+        });
         if let Err(e) = checked {
             let _ = fs::remove_file(&tmp);
             return Err(e);
@@ -664,9 +723,8 @@ fn unpack_layers(store: &ImageStore, image: &PendingImage, txn: &mut Txn) -> Res
         }
         let tmp = store.tmp_dir().join(unique_name("layer"));
         fs::create_dir(&tmp).ctx("create directory", &tmp)?;
-        let result = unpack_layer(&store.blob_path(&layer.digest), &tmp, &layer.digest).and_then(|actual| {
-            verify(&format!("layer {i} diff id"), diff_id, &actual, None, 0)
-        });
+        let result = unpack_layer(&store.blob_path(&layer.digest), &tmp, &layer.digest)
+            .and_then(|actual| verify(&format!("layer {i} diff id"), diff_id, &actual, None, 0));
         if let Err(e) = result {
             let _ = fs::remove_dir_all(&tmp);
             return Err(e);

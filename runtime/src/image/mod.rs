@@ -234,7 +234,12 @@ impl ImageStore {
             .manifests
             .iter()
             .filter(|d| &d.digest == id)
-            .filter_map(|d| d.annotations.as_ref()?.get(oci::ANNOTATION_REF_NAME).cloned())
+            .filter_map(|d| {
+                d.annotations
+                    .as_ref()?
+                    .get(oci::ANNOTATION_REF_NAME)
+                    .cloned()
+            })
             .collect();
         let manifest_size = fs::metadata(self.blob_path(id))
             .ctx("stat blob", self.blob_path(id))?
@@ -285,11 +290,7 @@ impl ImageStore {
             .manifests
             .iter()
             .any(|d| ref_name(d).as_deref() == Some(normalize_ref(reference).as_str()));
-        let names_left = index
-            .manifests
-            .iter()
-            .filter(|d| d.digest == id)
-            .count();
+        let names_left = index.manifests.iter().filter(|d| d.digest == id).count();
         let removes_image = !by_name || names_left <= 1;
         if removes_image {
             if let Some(container) = crate::container::container_using_image(&self.root, &id)? {
@@ -301,7 +302,9 @@ impl ImageStore {
             index.manifests.retain(|d| d.digest != id);
         } else {
             let wanted = normalize_ref(reference);
-            index.manifests.retain(|d| ref_name(d).as_deref() != Some(wanted.as_str()));
+            index
+                .manifests
+                .retain(|d| ref_name(d).as_deref() != Some(wanted.as_str()));
         }
         self.write_index(&index)?;
         self.gc_unlocked()
@@ -339,7 +342,10 @@ impl ImageStore {
             }
         }
         let layers_dir = self.layers_dir();
-        for entry in fs::read_dir(&layers_dir).ctx("list", &layers_dir)?.flatten() {
+        for entry in fs::read_dir(&layers_dir)
+            .ctx("list", &layers_dir)?
+            .flatten()
+        {
             let name = entry.file_name().to_string_lossy().into_owned();
             if !keep_blobs.contains(&name) {
                 fsutil::remove_dir_all_if_exists(&entry.path())?;
@@ -401,8 +407,10 @@ fn resolve_in(index: &Index, reference: &str) -> Result<Digest> {
     {
         return Ok(d.digest.clone());
     }
-    let is_hex_prefix =
-        reference.len() >= 4 && reference.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let is_hex_prefix = reference.len() >= 4
+        && reference
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     if is_hex_prefix {
         let matches: BTreeMap<&str, &Digest> = index
             .manifests

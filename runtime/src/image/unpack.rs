@@ -72,7 +72,9 @@ fn checked_relative(layer: &Digest, raw: &Path) -> Result<PathBuf> {
         match component {
             Component::Normal(part) => out.push(part),
             Component::CurDir => {}
-            Component::ParentDir => return Err(unsafe_entry(layer, raw, "contains a .. component")),
+            Component::ParentDir => {
+                return Err(unsafe_entry(layer, raw, "contains a .. component"))
+            }
             Component::RootDir | Component::Prefix(_) => {
                 return Err(unsafe_entry(layer, raw, "is an absolute path"))
             }
@@ -142,15 +144,7 @@ fn set_opaque(dir: &Path) -> Result<()> {
     let name = c"trusted.overlay.opaque";
     // SAFETY: both pointers are valid NUL-terminated strings and the value
     // pointer/length describe a live one-byte buffer.
-    let rc = unsafe {
-        libc::lsetxattr(
-            c_path.as_ptr(),
-            name.as_ptr(),
-            b"y".as_ptr().cast(),
-            1,
-            0,
-        )
-    };
+    let rc = unsafe { libc::lsetxattr(c_path.as_ptr(), name.as_ptr(), b"y".as_ptr().cast(), 1, 0) };
     if rc != 0 {
         return Err(io::Error::last_os_error()).ctx("mark directory opaque", dir);
     }

@@ -22,7 +22,11 @@ fn merges_entrypoint_and_cmd_like_docker() {
         image: "i".into(),
         ..Default::default()
     };
-    check(base.clone(), image(&["/bin/sh", "-c"], &["echo hi"]), &["/bin/sh", "-c", "echo hi"]);
+    check(
+        base.clone(),
+        image(&["/bin/sh", "-c"], &["echo hi"]),
+        &["/bin/sh", "-c", "echo hi"],
+    );
     check(
         ContainerSpec {
             command: Some(vec!["echo bye".into()]),
@@ -39,7 +43,10 @@ fn merges_entrypoint_and_cmd_like_docker() {
         image(&["/bin/sh", "-c"], &["echo hi"]),
         &["/bin/true"],
     );
-    assert!(matches!(plan_process(&base, &image(&[], &[])), Err(Error::NoCommand { .. })));
+    assert!(matches!(
+        plan_process(&base, &image(&[], &[])),
+        Err(Error::NoCommand { .. })
+    ));
 }
 
 #[test]
@@ -64,10 +71,19 @@ fn validate_refuses_bad_ids_and_tiny_memory() {
         image: "i".into(),
         ..Default::default()
     };
-    assert!(matches!(validate(&spec), Err(Error::InvalidContainerId { .. })));
+    assert!(matches!(
+        validate(&spec),
+        Err(Error::InvalidContainerId { .. })
+    ));
     spec.id = "ok-1".into();
     spec.resources.memory_bytes = Some(4096);
-    assert!(matches!(validate(&spec), Err(Error::MemoryLimitTooSmall { requested: 4096, .. })));
+    assert!(matches!(
+        validate(&spec),
+        Err(Error::MemoryLimitTooSmall {
+            requested: 4096,
+            ..
+        })
+    ));
     spec.resources.memory_bytes = Some(MEMORY_BYTES_MIN);
     validate(&spec).unwrap();
     spec.mounts.push(Mount::Volume {
@@ -121,10 +137,18 @@ fn oci_spec_carries_limits_and_mounts() {
     assert_eq!(v["linux"]["resources"]["cpu"]["period"], 100_000);
     assert_eq!(v["linux"]["resources"]["pids"]["limit"], 32);
     let namespaces = v["linux"]["namespaces"].as_array().unwrap();
-    assert!(!namespaces.iter().any(|n| n["type"] == "network"), "host mode keeps the host netns");
+    assert!(
+        !namespaces.iter().any(|n| n["type"] == "network"),
+        "host mode keeps the host netns"
+    );
     let mounts = v["mounts"].as_array().unwrap();
-    assert!(mounts.iter().any(|m| m["destination"] == "/scratch" && m["type"] == "tmpfs"));
     assert!(mounts
         .iter()
-        .any(|m| m["destination"] == "/data" && m["source"] == "/vol/data" && m["options"].as_array().unwrap().contains(&serde_json::json!("ro"))));
+        .any(|m| m["destination"] == "/scratch" && m["type"] == "tmpfs"));
+    assert!(mounts.iter().any(|m| m["destination"] == "/data"
+        && m["source"] == "/vol/data"
+        && m["options"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("ro"))));
 }

@@ -11,9 +11,11 @@ fn a_restarted_runtime_adopts_running_containers() {
     let ticker = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.05; done";
     {
         let rt = env.rt();
-        rt.create(env.spec("ticker", &["/bin/sh", "-c", ticker])).unwrap();
+        rt.create(env.spec("ticker", &["/bin/sh", "-c", ticker]))
+            .unwrap();
         rt.start("ticker").unwrap();
-        rt.create(env.spec("short", &["/bin/sh", "-c", "sleep 0.3; exit 4"])).unwrap();
+        rt.create(env.spec("short", &["/bin/sh", "-c", "sleep 0.3; exit 4"]))
+            .unwrap();
         rt.start("short").unwrap();
         assert!(!rt.info("ticker").unwrap().adopted);
     }
@@ -27,7 +29,11 @@ fn a_restarted_runtime_adopts_running_containers() {
     let ticker_info = list.iter().find(|c| c.id == "ticker").unwrap();
     assert_eq!(ticker_info.state, ContainerState::Running);
     assert!(ticker_info.adopted);
-    assert_eq!(ticker_info.pid, Some(pid_before), "the same process, not a new one");
+    assert_eq!(
+        ticker_info.pid,
+        Some(pid_before),
+        "the same process, not a new one"
+    );
     // The one that exited while no runtime watched has its code (it is
     // still our zombie child in this process).
     let short = list.iter().find(|c| c.id == "short").unwrap();
@@ -44,7 +50,10 @@ fn a_restarted_runtime_adopts_running_containers() {
     let after = rt.logs("ticker").unwrap();
     assert!(after.len() > before, "no new log lines after adoption");
     let numbers: Vec<u64> = after.iter().map(|l| l.text[5..].parse().unwrap()).collect();
-    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "lines lost or duplicated across the restart");
+    assert!(
+        numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "lines lost or duplicated across the restart"
+    );
     // And it can be stopped and deleted.
     let status = rt.stop("ticker", Duration::from_millis(200)).unwrap();
     assert_eq!(status.signal, Some(9));

@@ -24,8 +24,16 @@ fn refused(env: &Env, path: &Path, check: impl Fn(&Error) -> bool) {
     let err = env.rt().images().import(path).unwrap_err();
     assert!(check(&err), "unexpected error: {err}");
     assert!(!err.to_string().is_empty());
-    assert_eq!(support::store_snapshot(env.rt()), before, "store changed after: {err}");
-    assert_eq!(fs::read_dir(env.rt().root().join("tmp")).unwrap().count(), 0, "staging left after: {err}");
+    assert_eq!(
+        support::store_snapshot(env.rt()),
+        before,
+        "store changed after: {err}"
+    );
+    assert_eq!(
+        fs::read_dir(env.rt().root().join("tmp")).unwrap().count(),
+        0,
+        "staging left after: {err}"
+    );
 }
 
 #[test]
@@ -37,18 +45,31 @@ fn bad_archives_are_refused_and_leave_the_store_alone() {
 
     let truncated = work.path().join("truncated.tar");
     fs::write(&truncated, &good[..good.len() / 2 + 100]).unwrap();
-    refused(&env, &truncated, |e| matches!(e, Error::BadArchive { .. } | Error::MissingBlob { .. }));
+    refused(&env, &truncated, |e| {
+        matches!(e, Error::BadArchive { .. } | Error::MissingBlob { .. })
+    });
 
     let garbage = work.path().join("garbage.tar");
-    fs::write(&garbage, b"this is not a tar archive at all, not even close..........").unwrap();
+    fs::write(
+        &garbage,
+        b"this is not a tar archive at all, not even close..........",
+    )
+    .unwrap();
     refused(&env, &garbage, |e| matches!(e, Error::BadArchive { .. }));
 
     // A layer whose bytes do not match its digest.
     let dir = work.path().join("corrupt");
-    let layout = layout_with(&dir, vec![support::layer_tar(&[Entry::File("f", b"hello")])], "application/vnd.oci.image.layer.v1.tar");
-    let index: serde_json::Value = serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let layout = layout_with(
+        &dir,
+        vec![support::layer_tar(&[Entry::File("f", b"hello")])],
+        "application/vnd.oci.image.layer.v1.tar",
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
     let manifest_hex = index["manifests"][0]["digest"].as_str().unwrap()[7..].to_owned();
-    let manifest: serde_json::Value = serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(&manifest_hex)).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(&manifest_hex)).unwrap())
+            .unwrap();
     let layer_hex = manifest["layers"][0]["digest"].as_str().unwrap()[7..].to_owned();
     let layer_path = layout.join("blobs/sha256").join(&layer_hex);
     let mut bytes = fs::read(&layer_path).unwrap();
@@ -65,8 +86,14 @@ fn bad_archives_are_refused_and_leave_the_store_alone() {
 
     // Unknown layer media type.
     let dir = work.path().join("zstd");
-    let layout = layout_with(&dir, vec![support::layer_tar(&[Entry::File("f", b"x")])], "application/vnd.oci.image.layer.v1.tar+zstd");
-    refused(&env, &layout, |e| matches!(e, Error::UnknownMediaType { .. }));
+    let layout = layout_with(
+        &dir,
+        vec![support::layer_tar(&[Entry::File("f", b"x")])],
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+    );
+    refused(&env, &layout, |e| {
+        matches!(e, Error::UnknownMediaType { .. })
+    });
     env.finish();
 }
 
@@ -77,15 +104,39 @@ fn layer_entries_escaping_the_rootfs_are_refused() {
     let victim = work.path().join("victim");
     fs::create_dir_all(&victim).unwrap();
     let cases: Vec<(&str, Vec<Entry<'_>>)> = vec![
-        ("dotdot", vec![Entry::File("../../../../../../../tmp/edgectl-escape", b"x")]),
-        ("absolute", vec![Entry::File("/tmp/edgectl-escape-abs", b"x")]),
-        ("symlink-parent", vec![Entry::Symlink("link", victim.to_str().unwrap()), Entry::File("link/pwned", b"x")]),
-        ("symlink-dotdot", vec![Entry::Symlink("up", "../../../../.."), Entry::File("up/tmp/edgectl-escape-up", b"x")]),
+        (
+            "dotdot",
+            vec![Entry::File("../../../../../../../tmp/edgectl-escape", b"x")],
+        ),
+        (
+            "absolute",
+            vec![Entry::File("/tmp/edgectl-escape-abs", b"x")],
+        ),
+        (
+            "symlink-parent",
+            vec![
+                Entry::Symlink("link", victim.to_str().unwrap()),
+                Entry::File("link/pwned", b"x"),
+            ],
+        ),
+        (
+            "symlink-dotdot",
+            vec![
+                Entry::Symlink("up", "../../../../.."),
+                Entry::File("up/tmp/edgectl-escape-up", b"x"),
+            ],
+        ),
     ];
     for (name, entries) in cases {
         let dir = work.path().join(name);
-        let layout = layout_with(&dir, vec![support::layer_tar(&entries)], "application/vnd.oci.image.layer.v1.tar");
-        refused(&env, &layout, |e| matches!(e, Error::UnsafeLayerEntry { .. }));
+        let layout = layout_with(
+            &dir,
+            vec![support::layer_tar(&entries)],
+            "application/vnd.oci.image.layer.v1.tar",
+        );
+        refused(&env, &layout, |e| {
+            matches!(e, Error::UnsafeLayerEntry { .. })
+        });
     }
     assert!(!Path::new("/tmp/edgectl-escape").exists());
     assert!(!Path::new("/tmp/edgectl-escape-abs").exists());
@@ -99,9 +150,13 @@ fn bad_container_specs_are_refused_without_leftovers() {
     let env = Env::new("badspec");
     env.import_busybox();
     let rt = env.rt();
-    let err = rt.create(env.spec("nocmd", &["/bin/does-not-exist"])).unwrap_err();
+    let err = rt
+        .create(env.spec("nocmd", &["/bin/does-not-exist"]))
+        .unwrap_err();
     assert!(matches!(err, Error::CommandNotFound { .. }), "{err}");
-    let err = rt.create(env.spec("nocmd2", &["no-such-applet"])).unwrap_err();
+    let err = rt
+        .create(env.spec("nocmd2", &["no-such-applet"]))
+        .unwrap_err();
     assert!(matches!(err, Error::CommandNotFound { .. }), "{err}");
 
     let mut tiny = env.spec("tiny", &["/bin/true"]);
@@ -111,16 +166,25 @@ fn bad_container_specs_are_refused_without_leftovers() {
 
     let mut missing = env.spec("noimg", &["/bin/true"]);
     missing.image = "nope:latest".into();
-    assert!(matches!(rt.create(missing), Err(Error::ImageNotFound { .. })));
+    assert!(matches!(
+        rt.create(missing),
+        Err(Error::ImageNotFound { .. })
+    ));
 
     rt.create(env.spec("dup", &["/bin/sleep", "30"])).unwrap();
     let err = rt.create(env.spec("dup", &["/bin/true"])).unwrap_err();
     assert!(matches!(err, Error::ContainerExists { .. }), "{err}");
     // The first container is unharmed by the refused duplicate.
     rt.start("dup").unwrap();
-    assert_eq!(rt.info("dup").unwrap().state, runtime::ContainerState::Running);
+    assert_eq!(
+        rt.info("dup").unwrap().state,
+        runtime::ContainerState::Running
+    );
 
-    assert!(matches!(rt.create(env.spec("../x", &["/bin/true"])), Err(Error::InvalidContainerId { .. })));
+    assert!(matches!(
+        rt.create(env.spec("../x", &["/bin/true"])),
+        Err(Error::InvalidContainerId { .. })
+    ));
     let ids: Vec<String> = rt.list().unwrap().into_iter().map(|c| c.id).collect();
     assert_eq!(ids, vec!["dup".to_string()]);
     env.finish();

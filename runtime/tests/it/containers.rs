@@ -10,19 +10,29 @@ fn exit_codes_and_signals() {
     let env = Env::new("exit");
     env.import_busybox();
     let (status, _) = env.run(env.spec("ok", &["/bin/true"]));
-    assert_eq!((status.code, status.signal, status.oom_killed), (Some(0), None, false));
+    assert_eq!(
+        (status.code, status.signal, status.oom_killed),
+        (Some(0), None, false)
+    );
     let (status, _) = env.run(env.spec("seven", &["/bin/sh", "-c", "exit 7"]));
     assert_eq!(status.code, Some(7));
     // The container's own init cannot SIGKILL itself (PID 1): kill it from outside.
-    env.rt().create(env.spec("killed", &["/bin/sleep", "100"])).unwrap();
+    env.rt()
+        .create(env.spec("killed", &["/bin/sleep", "100"]))
+        .unwrap();
     env.rt().start("killed").unwrap();
-    env.rt().kill("killed", nix::sys::signal::Signal::SIGKILL).unwrap();
+    env.rt()
+        .kill("killed", nix::sys::signal::Signal::SIGKILL)
+        .unwrap();
     let status = env.rt().wait("killed").unwrap();
     assert_eq!((status.code, status.signal), (None, Some(9)));
     assert_eq!(status.shell_code(), 137);
     // Waiting again returns the same status (it was persisted).
     assert_eq!(env.rt().wait("seven").unwrap().code, Some(7));
-    assert_eq!(env.rt().info("seven").unwrap().state, ContainerState::Exited);
+    assert_eq!(
+        env.rt().info("seven").unwrap().state,
+        ContainerState::Exited
+    );
     env.finish();
 }
 
@@ -40,7 +50,13 @@ fn env_args_workdir_user_and_etc_files() {
     spec.hostname = Some("edge-box".into());
     let (status, out) = env.run(spec);
     assert_eq!(status.code, Some(0));
-    assert_eq!(out, vec!["bar baz|first|second|/tmp|65534:65534|edge-box".to_string(), "2".to_string()]);
+    assert_eq!(
+        out,
+        vec![
+            "bar baz|first|second|/tmp|65534:65534|edge-box".to_string(),
+            "2".to_string()
+        ]
+    );
     env.finish();
 }
 
@@ -60,11 +76,17 @@ fn cgroup_limits_are_applied() {
     let path = rt.cgroup_path("limits");
     let read = |controller: &str, file: &str| {
         let dir = layout.controller_dir(controller, &path).unwrap();
-        fs::read_to_string(dir.join(file)).unwrap().trim().to_owned()
+        fs::read_to_string(dir.join(file))
+            .unwrap()
+            .trim()
+            .to_owned()
     };
     match layout {
         runtime::CgroupLayout::V1 { .. } => {
-            assert_eq!(read("memory", "memory.limit_in_bytes"), (64 * 1024 * 1024).to_string());
+            assert_eq!(
+                read("memory", "memory.limit_in_bytes"),
+                (64 * 1024 * 1024).to_string()
+            );
             assert_eq!(read("pids", "pids.max"), "32");
             assert_eq!(read("cpu", "cpu.shares"), "512");
             assert_eq!(read("cpu", "cpu.cfs_quota_us"), "50000");
@@ -79,7 +101,10 @@ fn cgroup_limits_are_applied() {
     // The container's init is in that cgroup.
     let pid = rt.info("limits").unwrap().pid.unwrap();
     let procs = read("pids", "cgroup.procs");
-    assert!(procs.lines().any(|l| l == pid.to_string()), "init {pid} not in {procs}");
+    assert!(
+        procs.lines().any(|l| l == pid.to_string()),
+        "init {pid} not in {procs}"
+    );
     env.finish();
 }
 
@@ -87,7 +112,14 @@ fn cgroup_limits_are_applied() {
 fn oom_kill_is_reported() {
     let env = Env::new("oom");
     env.import_busybox();
-    let mut spec = env.spec("oom", &["/bin/sh", "-c", "dd if=/dev/zero of=/dev/null bs=64M count=1; echo survived"]);
+    let mut spec = env.spec(
+        "oom",
+        &[
+            "/bin/sh",
+            "-c",
+            "dd if=/dev/zero of=/dev/null bs=64M count=1; echo survived",
+        ],
+    );
     spec.resources.memory_bytes = Some(16 * 1024 * 1024);
     let (status, out) = env.run(spec);
     assert!(status.oom_killed, "{status:?} {out:?}");
@@ -103,13 +135,20 @@ fn logs_are_captured_with_timestamps_and_rotated() {
         o.log_files_max = 3;
     });
     env.import_busybox();
-    let script = "i=0; while [ $i -lt 1000 ]; do echo line $i; i=$((i+1)); done; echo oops >&2; printf tail";
+    let script =
+        "i=0; while [ $i -lt 1000 ]; do echo line $i; i=$((i+1)); done; echo oops >&2; printf tail";
     let (status, _) = env.run(env.spec("logs", &["/bin/sh", "-c", script]));
     assert_eq!(status.code, Some(0));
     let lines = env.rt().logs("logs").unwrap();
-    let last = lines.iter().rev().find(|l| l.stream == Stream::Stdout).unwrap();
+    let last = lines
+        .iter()
+        .rev()
+        .find(|l| l.stream == Stream::Stdout)
+        .unwrap();
     assert_eq!(last.text, "tail", "an unterminated last line is kept");
-    assert!(lines.iter().any(|l| l.stream == Stream::Stderr && l.text == "oops"));
+    assert!(lines
+        .iter()
+        .any(|l| l.stream == Stream::Stderr && l.text == "oops"));
     assert!(lines.iter().any(|l| l.text == "line 999"));
     // Rotation dropped the oldest lines and kept every file bounded.
     assert!(!lines.iter().any(|l| l.text == "line 0"));
@@ -120,7 +159,9 @@ fn logs_are_captured_with_timestamps_and_rotated() {
     }
     assert!(!dir.join("container.log.3").exists());
     // RFC 3339 UTC timestamps, in order.
-    assert!(lines.iter().all(|l| l.time.len() == 30 && l.time.ends_with('Z') && l.time.as_bytes()[10] == b'T'));
+    assert!(lines
+        .iter()
+        .all(|l| l.time.len() == 30 && l.time.ends_with('Z') && l.time.as_bytes()[10] == b'T'));
     assert!(lines.windows(2).all(|w| w[0].time <= w[1].time));
     env.finish();
 }
@@ -133,17 +174,35 @@ fn exec_runs_inside_the_container() {
     let mut spec = env.spec("exec", &["/bin/sleep", "60"]);
     spec.hostname = Some("inside".into());
     rt.create(spec).unwrap();
-    assert!(matches!(rt.exec("exec", &["/bin/true".into()]), Err(runtime::Error::InvalidState { .. })), "not started yet");
+    assert!(
+        matches!(
+            rt.exec("exec", &["/bin/true".into()]),
+            Err(runtime::Error::InvalidState { .. })
+        ),
+        "not started yet"
+    );
     rt.start("exec").unwrap();
     let out = rt
-        .exec("exec", &["/bin/sh".into(), "-c".into(), "hostname; echo err >&2; exit 3".into()])
+        .exec(
+            "exec",
+            &[
+                "/bin/sh".into(),
+                "-c".into(),
+                "hostname; echo err >&2; exit 3".into(),
+            ],
+        )
         .unwrap();
     assert_eq!(out.code, Some(3));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "inside\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
     // It shares the init's pid namespace: pid 1 is the sleep.
-    let out = rt.exec("exec", &["/bin/cat".into(), "/proc/1/cmdline".into()]).unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "/bin/sleep\u{0}60\u{0}");
+    let out = rt
+        .exec("exec", &["/bin/cat".into(), "/proc/1/cmdline".into()])
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "/bin/sleep\u{0}60\u{0}"
+    );
     assert_eq!(rt.info("exec").unwrap().state, ContainerState::Running);
     env.finish();
 }
@@ -154,20 +213,36 @@ fn stop_sends_term_then_kill_after_grace() {
     env.import_busybox();
     let rt = env.rt();
     // PID 1 with no handler ignores SIGTERM: only SIGKILL ends it.
-    rt.create(env.spec("stubborn", &["/bin/sleep", "600"])).unwrap();
+    rt.create(env.spec("stubborn", &["/bin/sleep", "600"]))
+        .unwrap();
     rt.start("stubborn").unwrap();
     let status = rt.stop("stubborn", Duration::from_millis(300)).unwrap();
     assert_eq!(status.signal, Some(9));
     // A process that handles SIGTERM exits by itself with its own code.
-    rt.create(env.spec("polite", &["/bin/sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.05; done"]))
-        .unwrap();
+    rt.create(env.spec(
+        "polite",
+        &[
+            "/bin/sh",
+            "-c",
+            "trap 'exit 42' TERM; while true; do sleep 0.05; done",
+        ],
+    ))
+    .unwrap();
     rt.start("polite").unwrap();
     // Give the shell time to install its trap; stop's result shows whether it did.
     std::thread::sleep(Duration::from_millis(200));
     let status = rt.stop("polite", Duration::from_secs(30)).unwrap();
     assert_eq!(status.code, Some(42));
     // kill() with another signal.
-    rt.create(env.spec("hup", &["/bin/sh", "-c", "trap 'exit 5' HUP; while true; do sleep 0.05; done"])).unwrap();
+    rt.create(env.spec(
+        "hup",
+        &[
+            "/bin/sh",
+            "-c",
+            "trap 'exit 5' HUP; while true; do sleep 0.05; done",
+        ],
+    ))
+    .unwrap();
     rt.start("hup").unwrap();
     std::thread::sleep(Duration::from_millis(200));
     rt.kill("hup", nix::sys::signal::Signal::SIGHUP).unwrap();
@@ -207,7 +282,13 @@ fn mounts_bind_volume_tmpfs() {
     ];
     let (status, out) = env.run(spec);
     assert_eq!(status.code, Some(0), "{out:?}");
-    assert_eq!(out, vec!["from host".to_string(), "ro".to_string(), "1".to_string()]);
-    assert_eq!(fs::read_to_string(env.rt().root().join("volumes/vol1/out.txt")).unwrap(), "saved\n");
+    assert_eq!(
+        out,
+        vec!["from host".to_string(), "ro".to_string(), "1".to_string()]
+    );
+    assert_eq!(
+        fs::read_to_string(env.rt().root().join("volumes/vol1/out.txt")).unwrap(),
+        "saved\n"
+    );
     env.finish();
 }

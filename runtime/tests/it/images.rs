@@ -11,32 +11,65 @@ fn import_list_inspect_remove_gc() {
     assert_eq!(busybox.config.cmd, vec!["/bin/sh".to_string()]);
     let httpd = rt.images().import(&support::httpd_tar()).unwrap().remove(0);
     // Importing again changes nothing and returns the same id.
-    let again = rt.images().import(&support::busybox_tar()).unwrap().remove(0);
+    let again = rt
+        .images()
+        .import(&support::busybox_tar())
+        .unwrap()
+        .remove(0);
     assert_eq!(again.id, busybox.id);
     let list = rt.images().list().unwrap();
-    assert_eq!(list.iter().map(|i| i.refs[0].as_str()).collect::<Vec<_>>(), ["busybox:latest", "httpd:latest"]);
+    assert_eq!(
+        list.iter().map(|i| i.refs[0].as_str()).collect::<Vec<_>>(),
+        ["busybox:latest", "httpd:latest"]
+    );
     // The two images share the busybox layer: one unpacked copy.
     assert_eq!(httpd.layers[0].digest, busybox.layers[0].digest);
     assert_eq!(fs::read_dir(rt.root().join("layers")).unwrap().count(), 2);
     assert_eq!(rt.images().inspect("busybox").unwrap().id, busybox.id);
-    assert_eq!(rt.images().inspect(&busybox.id.to_string()).unwrap().id, busybox.id);
-    assert_eq!(rt.images().inspect(&busybox.id.hex()[..12]).unwrap().id, busybox.id);
-    assert!(rt.root().join("layers").join(busybox.layers[0].digest.hex()).join("bin/busybox").is_file());
+    assert_eq!(
+        rt.images().inspect(&busybox.id.to_string()).unwrap().id,
+        busybox.id
+    );
+    assert_eq!(
+        rt.images().inspect(&busybox.id.hex()[..12]).unwrap().id,
+        busybox.id
+    );
+    assert!(rt
+        .root()
+        .join("layers")
+        .join(busybox.layers[0].digest.hex())
+        .join("bin/busybox")
+        .is_file());
 
     // Removing httpd frees only its own layer and blobs.
     let report = rt.images().remove("httpd:latest").unwrap();
     assert_eq!(report.layers_removed, 1);
     assert_eq!(report.blobs_removed, 3, "manifest, config, www layer");
-    assert!(rt.root().join("layers").join(busybox.layers[0].digest.hex()).is_dir());
-    assert!(matches!(rt.images().inspect("httpd"), Err(runtime::Error::ImageNotFound { .. })));
+    assert!(rt
+        .root()
+        .join("layers")
+        .join(busybox.layers[0].digest.hex())
+        .is_dir());
+    assert!(matches!(
+        rt.images().inspect("httpd"),
+        Err(runtime::Error::ImageNotFound { .. })
+    ));
 
     // Refused while a container uses it, allowed after.
     rt.create(env.spec("user", &["/bin/true"])).unwrap();
-    assert!(matches!(rt.images().remove("busybox"), Err(runtime::Error::ImageInUse { .. })));
+    assert!(matches!(
+        rt.images().remove("busybox"),
+        Err(runtime::Error::ImageInUse { .. })
+    ));
     rt.delete("user").unwrap();
     rt.images().remove("busybox").unwrap();
     assert!(rt.images().list().unwrap().is_empty());
-    assert_eq!(fs::read_dir(rt.root().join("images/blobs/sha256")).unwrap().count(), 0);
+    assert_eq!(
+        fs::read_dir(rt.root().join("images/blobs/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
     assert_eq!(fs::read_dir(rt.root().join("layers")).unwrap().count(), 0);
     env.finish();
 }

@@ -13,10 +13,17 @@ use sha2::{Digest as _, Sha256};
 pub fn images_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        assert!(nix::unistd::geteuid().is_root(), "runtime integration tests need root (real containers)");
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "runtime integration tests need root (real containers)"
+        );
         let out = std::env::temp_dir().join(format!("edgectl-rt-images-{}", std::process::id()));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-images.sh");
-        let status = std::process::Command::new("bash").arg(script).arg(&out).status().unwrap();
+        let status = std::process::Command::new("bash")
+            .arg(script)
+            .arg(&out)
+            .status()
+            .unwrap();
         assert!(status.success(), "build-images.sh failed");
         out
     })
@@ -43,7 +50,10 @@ impl Env {
 
     pub fn with_options(name: &str, tweak: impl FnOnce(&mut RuntimeOptions)) -> Env {
         images_dir();
-        let dir = tempfile::Builder::new().prefix(&format!("edgectl-rt-{name}-")).tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("edgectl-rt-{name}-"))
+            .tempdir()
+            .unwrap();
         let cgroup_parent = format!("edgectl-test-{name}-{}", std::process::id());
         let mut options = RuntimeOptions {
             cgroup_parent: cgroup_parent.clone(),
@@ -133,13 +143,21 @@ impl Drop for Env {
                 }
             }
         }
-        for hierarchy in fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        for hierarchy in fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let _ = fs::remove_dir(hierarchy.path().join(&self.cgroup_parent));
         }
     }
 }
 
-pub fn assert_no_leftovers(dir: &Path, cgroup_parent: &str, layout: Option<&runtime::CgroupLayout>) {
+pub fn assert_no_leftovers(
+    dir: &Path,
+    cgroup_parent: &str,
+    layout: Option<&runtime::CgroupLayout>,
+) {
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
     let dir_str = dir.display().to_string();
     assert!(
@@ -159,7 +177,11 @@ pub fn assert_no_leftovers(dir: &Path, cgroup_parent: &str, layout: Option<&runt
         .map(|e| e.file_name())
         .collect();
     assert!(left.is_empty(), "container dirs left: {left:?}");
-    let state: Vec<_> = fs::read_dir(dir.join("runtime/state")).unwrap().flatten().map(|e| e.file_name()).collect();
+    let state: Vec<_> = fs::read_dir(dir.join("runtime/state"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
     assert!(state.is_empty(), "libcontainer state left: {state:?}");
 }
 
@@ -168,14 +190,16 @@ pub fn assert_no_leftovers(dir: &Path, cgroup_parent: &str, layout: Option<&runt
 pub fn store_snapshot(rt: &Runtime) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for sub in ["images", "layers"] {
-        walk(&rt.root().join(sub), &rt.root().to_path_buf(), &mut out);
+        walk(&rt.root().join(sub), rt.root(), &mut out);
     }
     out.sort();
     out
 }
 
 fn walk(dir: &Path, root: &Path, out: &mut Vec<(String, String)>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         let rel = p.strip_prefix(root).unwrap().display().to_string();
