@@ -14,19 +14,40 @@ pub const DATA_DIR_FORMAT: u32 = 1;
 #[derive(Debug, Error)]
 pub enum DataDirError {
     #[error("data dir {path} already holds node {node_name} (id {node_id}) of cluster {cluster_id}; restart it with `edgectl serve --data-dir {path}` or choose another --data-dir")]
-    AlreadyInitialized { path: PathBuf, node_name: String, node_id: u64, cluster_id: String },
+    AlreadyInitialized {
+        path: PathBuf,
+        node_name: String,
+        node_id: u64,
+        cluster_id: String,
+    },
     #[error("data dir {path} is not empty and holds no edgectl node ({found}); choose an empty or new --data-dir")]
     Foreign { path: PathBuf, found: String },
-    #[error("data dir {path} holds no edgectl node; create one with `edgectl init` or `edgectl join`")]
+    #[error(
+        "data dir {path} holds no edgectl node; create one with `edgectl init` or `edgectl join`"
+    )]
     NotInitialized { path: PathBuf },
     #[error("data dir {path} is corrupt: {file} cannot be read: {reason}")]
-    Corrupt { path: PathBuf, file: PathBuf, reason: String },
+    Corrupt {
+        path: PathBuf,
+        file: PathBuf,
+        reason: String,
+    },
     #[error("data dir {path} was written by a newer edgectl (format {found}, this build reads {supported})")]
-    NewerFormat { path: PathBuf, found: u32, supported: u32 },
+    NewerFormat {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 type Result<T> = std::result::Result<T, DataDirError>;
@@ -117,7 +138,9 @@ impl DataDir {
         let bytes = match fs::read(&file) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(DataDirError::NotInitialized { path: self.root.clone() })
+                return Err(DataDirError::NotInitialized {
+                    path: self.root.clone(),
+                })
             }
             Err(source) => return Err(DataDirError::Read { path: file, source }),
         };
@@ -152,7 +175,10 @@ impl DataDir {
                 file: path.to_path_buf(),
                 reason: "missing".into(),
             },
-            _ => DataDirError::Read { path: path.to_path_buf(), source: e },
+            _ => DataDirError::Read {
+                path: path.to_path_buf(),
+                source: e,
+            },
         })
     }
 }
@@ -161,7 +187,10 @@ impl DataDir {
 /// old file or the new one, never half of either.
 pub fn write_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let wrap = |source| DataDirError::Write { path: path.to_path_buf(), source };
+    let wrap = |source| DataDirError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(wrap)?;
     }

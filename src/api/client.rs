@@ -23,7 +23,11 @@ pub enum ClientError {
     #[error("no client credentials found: pass --data-dir of a node on this machine, or --config (written by `edgectl init` to <data-dir>/admin/config.json and ~/.config/edgectl/config.json)")]
     NoCredentials,
     #[error("cannot reach node {node_id} at {addr}: {reason}")]
-    Connect { node_id: u64, addr: String, reason: String },
+    Connect {
+        node_id: u64,
+        addr: String,
+        reason: String,
+    },
     #[error("request to node {node_id} failed: {reason}")]
     Call { node_id: u64, reason: String },
     #[error(transparent)]
@@ -44,19 +48,34 @@ pub struct AdminConfig {
 
 impl AdminConfig {
     pub fn load(path: &Path) -> Result<Self, ClientError> {
-        let bytes = std::fs::read(path).map_err(|e| ClientError::Config { path: path.into(), reason: e.to_string() })?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Config { path: path.into(), reason: e.to_string() })
+        let bytes = std::fs::read(path).map_err(|e| ClientError::Config {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Config {
+            path: path.into(),
+            reason: e.to_string(),
+        })
     }
 
     pub fn save(&self, path: &Path) -> Result<(), ClientError> {
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| ClientError::Config { path: path.into(), reason: e.to_string() })?;
-        crate::paths::write_file_atomic(path, &bytes, 0o600)
-            .map_err(|e| ClientError::Config { path: path.into(), reason: e.to_string() })
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| ClientError::Config {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
+        crate::paths::write_file_atomic(path, &bytes, 0o600).map_err(|e| ClientError::Config {
+            path: path.into(),
+            reason: e.to_string(),
+        })
     }
 
     /// The default location: `~/.config/edgectl/config.json`.
     pub fn default_path() -> Option<PathBuf> {
-        std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config/edgectl").join(ADMIN_CONFIG_FILE))
+        std::env::var_os("HOME").map(|home| {
+            PathBuf::from(home)
+                .join(".config/edgectl")
+                .join(ADMIN_CONFIG_FILE)
+        })
     }
 
     /// Credentials of a node on this machine: its own certificate, talking to itself.
@@ -67,7 +86,10 @@ impl AdminConfig {
         })?;
         Ok(AdminConfig {
             cluster_id: identity.cluster_id,
-            endpoints: vec![(identity.node_id, local_dial_addr(&identity.listen, &identity.advertise))],
+            endpoints: vec![(
+                identity.node_id,
+                local_dial_addr(&identity.listen, &identity.advertise),
+            )],
             ca_cert: data_dir.ca_cert(),
             cert: data_dir.node_cert(),
             key: data_dir.node_key(),
@@ -93,15 +115,29 @@ pub struct Client {
 impl Client {
     pub async fn connect(config: &AdminConfig) -> Result<Client, ClientError> {
         let read = |p: &Path| {
-            std::fs::read_to_string(p).map_err(|e| ClientError::Config { path: p.into(), reason: e.to_string() })
+            std::fs::read_to_string(p).map_err(|e| ClientError::Config {
+                path: p.into(),
+                reason: e.to_string(),
+            })
         };
-        let identity = TlsIdentity { ca_cert_pem: read(&config.ca_cert)?, cert_pem: read(&config.cert)?, key_pem: read(&config.key)? };
-        let config_error = |e: raft::transport::EndpointError| ClientError::Config { path: config.cert.clone(), reason: e.to_string() };
+        let identity = TlsIdentity {
+            ca_cert_pem: read(&config.ca_cert)?,
+            cert_pem: read(&config.cert)?,
+            key_pem: read(&config.key)?,
+        };
+        let config_error = |e: raft::transport::EndpointError| ClientError::Config {
+            path: config.cert.clone(),
+            reason: e.to_string(),
+        };
         let endpoint = Endpoint::bind_unenrolled(([0, 0, 0, 0], 0).into()).map_err(config_error)?;
         endpoint.set_identity(identity).map_err(config_error)?;
         let mut last_error = None;
         for (node_id, addr) in &config.endpoints {
-            let connect_error = |reason: String| ClientError::Connect { node_id: *node_id, addr: addr.clone(), reason };
+            let connect_error = |reason: String| ClientError::Connect {
+                node_id: *node_id,
+                addr: addr.clone(),
+                reason,
+            };
             let socket: SocketAddr = match addr.parse() {
                 Ok(socket) => socket,
                 Err(e) => {
@@ -109,10 +145,25 @@ impl Client {
                     continue;
                 }
             };
-            match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect(socket, PeerIdentityExpectation::Node(*node_id), ALPN_API)).await {
-                Ok(Ok(connection)) => return Ok(Client { endpoint, connection, node_id: *node_id }),
+            match tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                endpoint.connect(socket, PeerIdentityExpectation::Node(*node_id), ALPN_API),
+            )
+            .await
+            {
+                Ok(Ok(connection)) => {
+                    return Ok(Client {
+                        endpoint,
+                        connection,
+                        node_id: *node_id,
+                    })
+                }
                 Ok(Err(e)) => last_error = Some(connect_error(e.to_string())),
-                Err(_) => last_error = Some(connect_error(format!("no answer within {CONNECT_TIMEOUT:?}"))),
+                Err(_) => {
+                    last_error = Some(connect_error(format!(
+                        "no answer within {CONNECT_TIMEOUT:?}"
+                    )))
+                }
             }
         }
         Err(last_error.unwrap_or(ClientError::NoCredentials))
@@ -123,9 +174,13 @@ impl Client {
     }
 
     pub async fn call(&self, request: ApiRequest) -> Result<ApiResponse, ClientError> {
-        let result: Result<ApiResponse, ApiError> = rpc::call(&self.connection, &request, CALL_TIMEOUT)
-            .await
-            .map_err(|e| ClientError::Call { node_id: self.node_id, reason: e.to_string() })?;
+        let result: Result<ApiResponse, ApiError> =
+            rpc::call(&self.connection, &request, CALL_TIMEOUT)
+                .await
+                .map_err(|e| ClientError::Call {
+                    node_id: self.node_id,
+                    reason: e.to_string(),
+                })?;
         Ok(result?)
     }
 

@@ -20,11 +20,22 @@ pub enum ReadConsistency {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ApiRequest {
     Write(KvRequest),
-    Get { key: Vec<u8>, consistency: ReadConsistency },
-    Range { prefix: Vec<u8>, consistency: ReadConsistency },
-    TokenCreate { ttl_secs: u64, description: String },
+    Get {
+        key: Vec<u8>,
+        consistency: ReadConsistency,
+    },
+    Range {
+        prefix: Vec<u8>,
+        consistency: ReadConsistency,
+    },
+    TokenCreate {
+        ttl_secs: u64,
+        description: String,
+    },
     TokenList,
-    TokenRevoke { id: String },
+    TokenRevoke {
+        id: String,
+    },
     NodeList,
     ClusterStatus,
 }

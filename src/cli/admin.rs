@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use edgectl::api::client::{AdminConfig, Client};
-use edgectl::api::{ApiRequest, ApiResponse, ReadConsistency, RaftRole};
+use edgectl::api::{ApiRequest, ApiResponse, RaftRole, ReadConsistency};
 use edgectl::paths::DataDir;
 use raft::{KvOp, KvRequest, Txn};
 use serde::Serialize;
@@ -46,8 +46,13 @@ fn consistency(stale: bool) -> ReadConsistency {
 pub async fn token(cli: &Cli, command: &TokenCommand) -> anyhow::Result<()> {
     match command {
         TokenCommand::Create { ttl, description } => {
-            let request = ApiRequest::TokenCreate { ttl_secs: ttl.as_secs(), description: description.clone() };
-            let ApiResponse::TokenCreated { token, info } = call(cli, request).await? else { bail!("unexpected answer") };
+            let request = ApiRequest::TokenCreate {
+                ttl_secs: ttl.as_secs(),
+                description: description.clone(),
+            };
+            let ApiResponse::TokenCreated { token, info } = call(cli, request).await? else {
+                bail!("unexpected answer")
+            };
             match cli.output {
                 OutputFormat::Table => println!("{token}"),
                 format => {
@@ -57,12 +62,21 @@ pub async fn token(cli: &Cli, command: &TokenCommand) -> anyhow::Result<()> {
                         #[serde(flatten)]
                         info: &'a edgectl::api::TokenInfo,
                     }
-                    output::print(format, &Created { token: &token, info: &info }, |_| table(&[]))?;
+                    output::print(
+                        format,
+                        &Created {
+                            token: &token,
+                            info: &info,
+                        },
+                        |_| table(&[]),
+                    )?;
                 }
             }
         }
         TokenCommand::Ls => {
-            let ApiResponse::Tokens(tokens) = call(cli, ApiRequest::TokenList).await? else { bail!("unexpected answer") };
+            let ApiResponse::Tokens(tokens) = call(cli, ApiRequest::TokenList).await? else {
+                bail!("unexpected answer")
+            };
             output::print(cli.output, &tokens, |tokens| {
                 let mut t = table(&["ID", "CREATED", "EXPIRES", "STATE", "DESCRIPTION"]);
                 let now = edgectl::cluster::records::now_unix();
@@ -96,9 +110,20 @@ pub async fn token(cli: &Cli, command: &TokenCommand) -> anyhow::Result<()> {
 pub async fn node(cli: &Cli, command: &NodeCommand) -> anyhow::Result<()> {
     match command {
         NodeCommand::Ls => {
-            let ApiResponse::Nodes(nodes) = call(cli, ApiRequest::NodeList).await? else { bail!("unexpected answer") };
+            let ApiResponse::Nodes(nodes) = call(cli, ApiRequest::NodeList).await? else {
+                bail!("unexpected answer")
+            };
             output::print(cli.output, &nodes, |nodes| {
-                let mut t = table(&["ID", "NAME", "ADDRESS", "ROLE", "LEADER", "LAST HEARTBEAT", "HEALTH", "MATCHED"]);
+                let mut t = table(&[
+                    "ID",
+                    "NAME",
+                    "ADDRESS",
+                    "ROLE",
+                    "LEADER",
+                    "LAST HEARTBEAT",
+                    "HEALTH",
+                    "MATCHED",
+                ]);
                 for n in nodes {
                     t.add_row(vec![
                         n.id.to_string(),
@@ -110,8 +135,14 @@ pub async fn node(cli: &Cli, command: &NodeCommand) -> anyhow::Result<()> {
                         },
                         if n.leader { "*".into() } else { String::new() },
                         ago_ms(n.last_heartbeat_ms),
-                        if n.healthy { "healthy".into() } else { "unhealthy".into() },
-                        n.matched_index.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
+                        if n.healthy {
+                            "healthy".into()
+                        } else {
+                            "unhealthy".into()
+                        },
+                        n.matched_index
+                            .map(|i| i.to_string())
+                            .unwrap_or_else(|| "-".into()),
                     ]);
                 }
                 t
@@ -124,17 +155,36 @@ pub async fn node(cli: &Cli, command: &NodeCommand) -> anyhow::Result<()> {
 pub async fn cluster(cli: &Cli, command: &ClusterCommand) -> anyhow::Result<()> {
     match command {
         ClusterCommand::Status => {
-            let ApiResponse::Status(status) = call(cli, ApiRequest::ClusterStatus).await? else { bail!("unexpected answer") };
+            let ApiResponse::Status(status) = call(cli, ApiRequest::ClusterStatus).await? else {
+                bail!("unexpected answer")
+            };
             output::print(cli.output, &status, |s| {
                 let mut t = table(&["FIELD", "VALUE"]);
-                let ids = |v: &[u64]| v.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+                let ids = |v: &[u64]| {
+                    v.iter()
+                        .map(|i| i.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
                 t.add_row(vec!["cluster".into(), s.cluster_id.clone()]);
-                t.add_row(vec!["leader".into(), format!("{} ({})", s.leader_name, s.leader_id)]);
+                t.add_row(vec![
+                    "leader".into(),
+                    format!("{} ({})", s.leader_name, s.leader_id),
+                ]);
                 t.add_row(vec!["term".into(), s.term.to_string()]);
-                t.add_row(vec!["voters".into(), format!("{} (target {})", ids(&s.voters), s.target_voters)]);
+                t.add_row(vec![
+                    "voters".into(),
+                    format!("{} (target {})", ids(&s.voters), s.target_voters),
+                ]);
                 t.add_row(vec!["learners".into(), ids(&s.learners)]);
-                t.add_row(vec!["nodes healthy".into(), format!("{}/{}", s.healthy_nodes, s.total_nodes)]);
-                t.add_row(vec!["log index".into(), format!("{} (applied {})", s.last_log_index, s.last_applied_index)]);
+                t.add_row(vec![
+                    "nodes healthy".into(),
+                    format!("{}/{}", s.healthy_nodes, s.total_nodes),
+                ]);
+                t.add_row(vec![
+                    "log index".into(),
+                    format!("{} (applied {})", s.last_log_index, s.last_applied_index),
+                ]);
                 t.add_row(vec!["store revision".into(), s.revision.to_string()]);
                 t
             })?;
@@ -146,23 +196,38 @@ pub async fn cluster(cli: &Cli, command: &ClusterCommand) -> anyhow::Result<()> 
 pub async fn kv(cli: &Cli, command: &KvCommand) -> anyhow::Result<()> {
     match command {
         KvCommand::Put { key, value } => {
-            let request = ApiRequest::Write(KvRequest::Txn(Txn::put(key.as_bytes(), value.as_bytes())));
-            let ApiResponse::Written(response) = call(cli, request).await? else { bail!("unexpected answer") };
+            let request =
+                ApiRequest::Write(KvRequest::Txn(Txn::put(key.as_bytes(), value.as_bytes())));
+            let ApiResponse::Written(response) = call(cli, request).await? else {
+                bail!("unexpected answer")
+            };
             match cli.output {
                 OutputFormat::Table => println!("revision {}", response.revision),
                 format => output::print(format, &response, |_| table(&[]))?,
             }
         }
         KvCommand::Del { key } => {
-            let txn = Txn { success: vec![KvOp::Delete { key: key.as_bytes().to_vec() }], ..Txn::default() };
-            let ApiResponse::Written(response) = call(cli, ApiRequest::Write(KvRequest::Txn(txn))).await? else {
+            let txn = Txn {
+                success: vec![KvOp::Delete {
+                    key: key.as_bytes().to_vec(),
+                }],
+                ..Txn::default()
+            };
+            let ApiResponse::Written(response) =
+                call(cli, ApiRequest::Write(KvRequest::Txn(txn))).await?
+            else {
                 bail!("unexpected answer")
             };
             println!("revision {}", response.revision);
         }
         KvCommand::Get { key, stale } => {
-            let request = ApiRequest::Get { key: key.as_bytes().to_vec(), consistency: consistency(*stale) };
-            let ApiResponse::Value { kv, .. } = call(cli, request).await? else { bail!("unexpected answer") };
+            let request = ApiRequest::Get {
+                key: key.as_bytes().to_vec(),
+                consistency: consistency(*stale),
+            };
+            let ApiResponse::Value { kv, .. } = call(cli, request).await? else {
+                bail!("unexpected answer")
+            };
             let kv = kv.with_context(|| format!("key {key:?} not found"))?;
             match cli.output {
                 OutputFormat::Table => println!("{}", String::from_utf8_lossy(&kv.value)),
@@ -170,13 +235,23 @@ pub async fn kv(cli: &Cli, command: &KvCommand) -> anyhow::Result<()> {
             }
         }
         KvCommand::Ls { prefix, stale } => {
-            let request = ApiRequest::Range { prefix: prefix.as_bytes().to_vec(), consistency: consistency(*stale) };
-            let ApiResponse::Range { kvs, .. } = call(cli, request).await? else { bail!("unexpected answer") };
+            let request = ApiRequest::Range {
+                prefix: prefix.as_bytes().to_vec(),
+                consistency: consistency(*stale),
+            };
+            let ApiResponse::Range { kvs, .. } = call(cli, request).await? else {
+                bail!("unexpected answer")
+            };
             let entries: Vec<Entry> = kvs.iter().map(Entry::from).collect();
             output::print(cli.output, &entries, |entries| {
                 let mut t = table(&["KEY", "VALUE", "MOD REVISION", "VERSION"]);
                 for e in entries {
-                    t.add_row(vec![e.key.clone(), e.value.clone(), e.mod_revision.to_string(), e.version.to_string()]);
+                    t.add_row(vec![
+                        e.key.clone(),
+                        e.value.clone(),
+                        e.mod_revision.to_string(),
+                        e.version.to_string(),
+                    ]);
                 }
                 t
             })?;

@@ -8,10 +8,20 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use super::local::{ImageCommand, RunArgs};
 
 #[derive(Debug, Parser)]
-#[command(name = "edgectl", version, about = "A lightweight container orchestrator for edge fleets", propagate_version = true)]
+#[command(
+    name = "edgectl",
+    version,
+    about = "A lightweight container orchestrator for edge fleets",
+    propagate_version = true
+)]
 pub struct Cli {
     /// Node data directory (also where a node's own credentials are found).
-    #[arg(long, global = true, env = "EDGECTL_DATA_DIR", default_value = "/var/lib/edgectl")]
+    #[arg(
+        long,
+        global = true,
+        env = "EDGECTL_DATA_DIR",
+        default_value = "/var/lib/edgectl"
+    )]
     pub data_dir: PathBuf,
     /// Admin client configuration (default: the node in --data-dir, else ~/.config/edgectl/config.json).
     #[arg(long, global = true, env = "EDGECTL_CONFIG")]
@@ -190,6 +200,8 @@ fn parse_target_voters(text: &str) -> Result<usize, String> {
         "1" => Ok(1),
         "3" => Ok(3),
         "5" => Ok(5),
-        _ => Err(format!("{text:?}: the number of voters must be 1, 3 or 5 (an odd number keeps a majority)")),
+        _ => Err(format!(
+            "{text:?}: the number of voters must be 1, 3 or 5 (an odd number keeps a majority)"
+        )),
     }
 }

@@ -43,14 +43,17 @@ fn default_name() -> String {
 /// The address peers dial: --advertise, else --listen if it names one host.
 fn advertise_addr(listen: &str, advertise: Option<&str>) -> anyhow::Result<String> {
     if let Some(advertise) = advertise {
-        let addr: std::net::SocketAddr =
-            advertise.parse().with_context(|| format!("--advertise {advertise:?} is not an ip:port"))?;
+        let addr: std::net::SocketAddr = advertise
+            .parse()
+            .with_context(|| format!("--advertise {advertise:?} is not an ip:port"))?;
         if addr.ip().is_unspecified() {
             bail!("--advertise {advertise} is not an address other nodes can dial");
         }
         return Ok(advertise.to_string());
     }
-    let addr: std::net::SocketAddr = listen.parse().with_context(|| format!("--listen {listen:?} is not an ip:port"))?;
+    let addr: std::net::SocketAddr = listen
+        .parse()
+        .with_context(|| format!("--listen {listen:?} is not an ip:port"))?;
     if addr.ip().is_unspecified() {
         bail!("--listen {listen} binds every address; say which one other nodes dial with --advertise IP:PORT");
     }
@@ -63,23 +66,37 @@ pub async fn init(data_dir: &Path, args: InitArgs) -> anyhow::Result<()> {
     let data = DataDir::new(data_dir);
     let outcome = node::init_data_dir(&data, &name, &args.listen, &advertise)
         .with_context(|| format!("cannot initialize a cluster in {}", data_dir.display()))?;
-    let node = Node::start(node_config(data_dir, &args.tuning)).await.context("cannot start the node")?;
+    let node = Node::start(node_config(data_dir, &args.tuning))
+        .await
+        .context("cannot start the node")?;
 
     let response = node
-        .request(ApiRequest::TokenCreate { ttl_secs: args.token_ttl.as_secs(), description: "created by init".into() })
+        .request(ApiRequest::TokenCreate {
+            ttl_secs: args.token_ttl.as_secs(),
+            description: "created by init".into(),
+        })
         .await
         .context("cannot create the first join token")?;
-    let ApiResponse::TokenCreated { token, .. } = response else { bail!("unexpected answer creating the join token") };
+    let ApiResponse::TokenCreated { token, .. } = response else {
+        bail!("unexpected answer creating the join token")
+    };
 
     let mut admin_note = format!("admin credentials: {}", outcome.admin_config.display());
     if let Some(user_config) = AdminConfig::default_path() {
         if !user_config.exists() {
             let config = AdminConfig::load(&outcome.admin_config)?;
             config.save(&user_config)?;
-            admin_note = format!("admin credentials: {} (also {})", outcome.admin_config.display(), user_config.display());
+            admin_note = format!(
+                "admin credentials: {} (also {})",
+                outcome.admin_config.display(),
+                user_config.display()
+            );
         }
     }
-    println!("cluster {} initialized; node {} ({}) listening on {}", outcome.identity.cluster_id, name, outcome.identity.node_id, advertise);
+    println!(
+        "cluster {} initialized; node {} ({}) listening on {}",
+        outcome.identity.cluster_id, name, outcome.identity.node_id, advertise
+    );
     println!("{admin_note}");
     println!("join other nodes with:");
     println!("  edgectl join {advertise} --token {token} --listen <IP:PORT>");
@@ -91,11 +108,23 @@ pub async fn join(data_dir: &Path, args: JoinArgs) -> anyhow::Result<()> {
     let name = args.name.clone().unwrap_or_else(default_name);
     let advertise = advertise_addr(&args.listen, args.advertise.as_deref())?;
     let data = DataDir::new(data_dir);
-    let identity = node::join_data_dir(&data, &args.peer, &args.token, &name, &args.listen, &advertise)
+    let identity = node::join_data_dir(
+        &data,
+        &args.peer,
+        &args.token,
+        &name,
+        &args.listen,
+        &advertise,
+    )
+    .await
+    .with_context(|| format!("cannot join the cluster at {}", args.peer))?;
+    println!(
+        "joined cluster {} as node {} ({})",
+        identity.cluster_id, identity.node_id, identity.name
+    );
+    let node = Node::start(node_config(data_dir, &args.tuning))
         .await
-        .with_context(|| format!("cannot join the cluster at {}", args.peer))?;
-    println!("joined cluster {} as node {} ({})", identity.cluster_id, identity.node_id, identity.name);
-    let node = Node::start(node_config(data_dir, &args.tuning)).await.context("cannot start the node")?;
+        .context("cannot start the node")?;
     run_until_signal(node).await
 }
 
@@ -106,13 +135,20 @@ pub async fn serve(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
     let node = Node::start(config)
         .await
         .with_context(|| format!("cannot start the node in {}", data_dir.display()))?;
-    println!("node {} ({}) of cluster {} running", node.identity().node_id, node.identity().name, node.identity().cluster_id);
+    println!(
+        "node {} ({}) of cluster {} running",
+        node.identity().node_id,
+        node.identity().name,
+        node.identity().cluster_id
+    );
     run_until_signal(node).await
 }
 
 async fn run_until_signal(node: Node) -> anyhow::Result<()> {
-    let mut terminate = signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot install a SIGINT handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).context("cannot install a SIGINT handler")?;
     tokio::select! {
         _ = terminate.recv() => {}
         _ = interrupt.recv() => {}

@@ -1,30 +1,261 @@
 //! Node-local commands that drive the runtime crate directly (no cluster):
-//! `edgectl image ...` and the `edgectl run` debug command.
-//! (Stub: being written.)
+//! `edgectl image import|ls|inspect|rm|gc` and the `edgectl run` debug
+//! command. They open the runtime under `--data-dir` themselves, so they
+//! must not run while a daemon owns that data dir... except that the store
+//! is `flock`ed, so concurrent image commands are safe.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use clap::{Args, Subcommand};
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use comfy_table::{presets::NOTHING, Table};
+use runtime::{ContainerSpec, NetworkMode, Resources, Runtime, RuntimeOptions, Stream};
+
+/// Output format of listing commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A human-readable table.
+    Table,
+    /// JSON, for scripts.
+    Json,
+}
 
 /// `edgectl image ...`
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
+    /// Import an image archive: an OCI image archive or layout directory, or a `docker save` tarball.
+    Import {
+        /// The archive (tar, optionally gzipped) or OCI layout directory.
+        file: PathBuf,
+    },
     /// List the images in this node's store.
-    Ls,
+    Ls {
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: OutputFormat,
+    },
+    /// Show one image as JSON.
+    Inspect {
+        /// Name (name:tag), id (sha256:...) or short id.
+        image: String,
+    },
+    /// Remove images (refused while a container uses one).
+    Rm {
+        /// Names or ids.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Delete blobs and unpacked layers no image references.
+    Gc,
 }
 
-/// `edgectl run IMAGE [CMD...]`: run one container and print its output and exit code.
+/// `edgectl run IMAGE [-- CMD...]`: run one container and print its output and exit code.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Image reference (name:tag) or digest.
     pub image: String,
+    /// Command and arguments, replacing the image's CMD.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+    /// Container id (default: generated).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Replace the image's ENTRYPOINT.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Environment variable KEY=VALUE (repeatable).
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Working directory in the container.
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// User (uid[:gid] or name).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Memory limit in bytes.
+    #[arg(long)]
+    pub memory: Option<u64>,
+    /// Max number of processes.
+    #[arg(long)]
+    pub pids: Option<i64>,
+    /// Use the host's network namespace.
+    #[arg(long)]
+    pub host_network: bool,
+    /// Keep the container (and its logs) after it exits.
+    #[arg(long)]
+    pub keep: bool,
 }
 
-pub fn image(_command: ImageCommand, _data_dir: &Path) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+fn open_runtime(data_dir: &Path) -> anyhow::Result<Runtime> {
+    // The runtime needs an absolute path: libcontainer changes directory.
+    let data_dir = if data_dir.is_absolute() {
+        data_dir.to_owned()
+    } else {
+        std::env::current_dir()?.join(data_dir)
+    };
+    Runtime::open(&data_dir, RuntimeOptions::default())
+        .with_context(|| format!("opening the runtime under {}", data_dir.display()))
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Runs an `edgectl image` command.
+pub fn image(command: ImageCommand, data_dir: &Path) -> anyhow::Result<()> {
+    let runtime = open_runtime(data_dir)?;
+    let images = runtime.images();
+    match command {
+        ImageCommand::Import { file } => {
+            let imported = images
+                .import(&file)
+                .with_context(|| format!("importing {}", file.display()))?;
+            for info in imported {
+                let name = if info.refs.is_empty() {
+                    "<none>".to_owned()
+                } else {
+                    info.refs.join(", ")
+                };
+                println!("imported {name} {}", info.id);
+            }
+        }
+        ImageCommand::Ls { output } => {
+            let list = images.list()?;
+            match output {
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&list)?),
+                OutputFormat::Table => {
+                    let mut table = Table::new();
+                    table.load_preset(NOTHING);
+                    table.set_header(vec!["NAME", "ID", "SIZE", "LAYERS", "CREATED"]);
+                    for info in &list {
+                        let names = if info.refs.is_empty() {
+                            vec!["<none>".to_owned()]
+                        } else {
+                            info.refs.clone()
+                        };
+                        for name in names {
+                            table.add_row(vec![
+                                name,
+                                info.id.short().to_owned(),
+                                human_bytes(info.size_bytes),
+                                info.layers.len().to_string(),
+                                info.created.clone().unwrap_or_default(),
+                            ]);
+                        }
+                    }
+                    println!("{table}");
+                }
+            }
+        }
+        ImageCommand::Inspect { image } => {
+            let info = images.inspect(&image)?;
+            println!("{}", serde_json::to_string_pretty(&info)?);
+        }
+        ImageCommand::Rm { images: references } => {
+            for reference in references {
+                let report = images
+                    .remove(&reference)
+                    .with_context(|| format!("removing {reference}"))?;
+                println!(
+                    "removed {reference} ({} blobs, {} layers, {} freed)",
+                    report.blobs_removed,
+                    report.layers_removed,
+                    human_bytes(report.bytes_freed)
+                );
+            }
+        }
+        ImageCommand::Gc => {
+            let report = images.gc()?;
+            println!(
+                "removed {} blobs, {} layers, {} freed",
+                report.blobs_removed,
+                report.layers_removed,
+                human_bytes(report.bytes_freed)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Returns the process exit code edgectl should exit with (the container's).
-pub fn run(_args: RunArgs, _data_dir: &Path) -> anyhow::Result<i32> {
-    anyhow::bail!("not implemented yet")
+pub fn run(args: RunArgs, data_dir: &Path) -> anyhow::Result<i32> {
+    let runtime = open_runtime(data_dir)?;
+    let id = args.name.clone().unwrap_or_else(|| {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        format!("run-{}-{nanos:x}", std::process::id())
+    });
+    let mut env = BTreeMap::new();
+    for entry in &args.env {
+        let (key, value) = entry
+            .split_once('=')
+            .with_context(|| format!("--env {entry:?} is not KEY=VALUE"))?;
+        env.insert(key.to_owned(), value.to_owned());
+    }
+    let spec = ContainerSpec {
+        id: id.clone(),
+        image: args.image.clone(),
+        entrypoint: args.entrypoint.clone().map(|e| vec![e]),
+        command: if args.command.is_empty() {
+            None
+        } else {
+            Some(args.command.clone())
+        },
+        env,
+        workdir: args.workdir.clone(),
+        user: args.user.clone(),
+        resources: Resources {
+            memory_bytes: args.memory,
+            pids_max: args.pids,
+            ..Resources::default()
+        },
+        network: if args.host_network {
+            NetworkMode::Host
+        } else {
+            NetworkMode::None
+        },
+        ..ContainerSpec::default()
+    };
+    runtime.create(spec).context("creating the container")?;
+    let result = runtime
+        .start(&id)
+        .context("starting the container")
+        .and_then(|()| runtime.wait(&id).context("waiting for the container"));
+    // Print what it wrote even when start or wait failed: it explains why.
+    if let Ok(lines) = runtime.logs(&id) {
+        for line in lines {
+            match line.stream {
+                Stream::Stdout => println!("{}", line.text),
+                Stream::Stderr => eprintln!("{}", line.text),
+            }
+        }
+    }
+    if !args.keep {
+        runtime.delete(&id).context("deleting the container")?;
+    }
+    let status = result?;
+    if status.oom_killed {
+        eprintln!("edgectl: container {id} was killed by the OOM killer");
+    }
+    match (status.code, status.signal) {
+        (Some(code), _) => eprintln!("edgectl: container {id} exited with code {code}"),
+        (None, Some(signal)) => eprintln!("edgectl: container {id} was killed by signal {signal}"),
+        (None, None) => eprintln!("edgectl: container {id} exited, code unknown"),
+    }
+    Ok(status.shell_code())
 }

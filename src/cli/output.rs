@@ -6,7 +6,11 @@ use serde::Serialize;
 use super::args::OutputFormat;
 
 /// Prints `value` as JSON or YAML, or as the table `to_table` builds.
-pub fn print<T: Serialize>(format: OutputFormat, value: &T, to_table: impl FnOnce(&T) -> Table) -> anyhow::Result<()> {
+pub fn print<T: Serialize>(
+    format: OutputFormat,
+    value: &T,
+    to_table: impl FnOnce(&T) -> Table,
+) -> anyhow::Result<()> {
     match format {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(value)?),
         OutputFormat::Yaml => print!("{}", serde_yaml::to_string(value)?),
@@ -17,7 +21,10 @@ pub fn print<T: Serialize>(format: OutputFormat, value: &T, to_table: impl FnOnc
 
 pub fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
-    table.load_preset(UTF8_BORDERS_ONLY).set_content_arrangement(ContentArrangement::Dynamic).set_header(header.to_vec());
+    table
+        .load_preset(UTF8_BORDERS_ONLY)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header.to_vec());
     table
 }
 
@@ -33,5 +40,6 @@ pub fn unix_time(secs: u64) -> String {
     if secs == 0 {
         return "never".into();
     }
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
 }

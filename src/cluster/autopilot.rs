@@ -73,11 +73,16 @@ impl ClusterView {
     }
 
     fn is_alive(&self, id: u64, config: &AutopilotConfig) -> bool {
-        self.silent_for(id).is_some_and(|silent| silent < config.dead_after)
+        self.silent_for(id)
+            .is_some_and(|silent| silent < config.dead_after)
     }
 
     fn is_caught_up(&self, id: u64, config: &AutopilotConfig) -> bool {
-        let matched = self.health.get(&id).and_then(|h| h.matched_index).unwrap_or(0);
+        let matched = self
+            .health
+            .get(&id)
+            .and_then(|h| h.matched_index)
+            .unwrap_or(0);
         matched + config.max_lag_entries >= self.last_log_index
     }
 }
@@ -94,7 +99,12 @@ fn largest_odd_at_most(n: usize) -> usize {
 
 /// The one change the leader should make now, if any.
 pub fn plan(view: &ClusterView, config: &AutopilotConfig) -> Option<AutopilotAction> {
-    let healthy_voters: Vec<u64> = view.voters.iter().copied().filter(|id| view.is_alive(*id, config)).collect();
+    let healthy_voters: Vec<u64> = view
+        .voters
+        .iter()
+        .copied()
+        .filter(|id| view.is_alive(*id, config))
+        .collect();
     let candidates: Vec<u64> = view
         .learners
         .iter()
@@ -123,7 +133,10 @@ pub fn plan(view: &ClusterView, config: &AutopilotConfig) -> Option<AutopilotAct
             .learners
             .iter()
             .copied()
-            .filter(|id| view.silent_for(*id).is_some_and(|s| s >= config.remove_after))
+            .filter(|id| {
+                view.silent_for(*id)
+                    .is_some_and(|s| s >= config.remove_after)
+            })
             .collect();
         if !gone.is_empty() {
             return Some(AutopilotAction::RemoveLearners(gone));

@@ -24,7 +24,9 @@ pub enum TokenError {
     Unknown(String),
     #[error("join token {0} has been revoked; create a new one with `edgectl token create`")]
     Revoked(String),
-    #[error("join token {id} expired {ago_secs} s ago; create a new one with `edgectl token create`")]
+    #[error(
+        "join token {id} expired {ago_secs} s ago; create a new one with `edgectl token create`"
+    )]
     Expired { id: String, ago_secs: u64 },
     #[error("join token {0} has the wrong secret")]
     WrongSecret(String),
@@ -41,13 +43,22 @@ pub struct JoinToken {
 impl fmt::Debug for JoinToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print the secret, even in debug logs.
-        write!(f, "JoinToken({}.{})", &self.ca_fingerprint[..8.min(self.ca_fingerprint.len())], self.id)
+        write!(
+            f,
+            "JoinToken({}.{})",
+            &self.ca_fingerprint[..8.min(self.ca_fingerprint.len())],
+            self.id
+        )
     }
 }
 
 impl fmt::Display for JoinToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{PREFIX}.{}.{}.{}", self.ca_fingerprint, self.id, self.secret)
+        write!(
+            f,
+            "{PREFIX}.{}.{}.{}",
+            self.ca_fingerprint, self.id, self.secret
+        )
     }
 }
 
@@ -79,7 +90,9 @@ impl JoinToken {
             return Err(TokenError::Malformed("unknown token version"));
         }
         if !is_hex(parts[1], 64) {
-            return Err(TokenError::Malformed("the CA fingerprint is not 64 hex digits"));
+            return Err(TokenError::Malformed(
+                "the CA fingerprint is not 64 hex digits",
+            ));
         }
         if !is_hex(parts[2], TOKEN_ID_BYTES * 2) {
             return Err(TokenError::Malformed("the token id is not 8 hex digits"));
@@ -100,7 +113,11 @@ impl JoinToken {
             id: self.id.clone(),
             secret_sha256: secret_hash(&self.secret),
             created_unix: now_unix,
-            expires_unix: if ttl_secs == 0 { 0 } else { now_unix + ttl_secs },
+            expires_unix: if ttl_secs == 0 {
+                0
+            } else {
+                now_unix + ttl_secs
+            },
             revoked: false,
             description: description.to_string(),
         }
@@ -112,7 +129,12 @@ pub fn secret_hash(secret: &str) -> String {
 }
 
 /// Whether `secret` presented for token `id` may join now.
-pub fn check(record: Option<&TokenRecord>, id: &str, secret: &str, now_unix: u64) -> Result<(), TokenError> {
+pub fn check(
+    record: Option<&TokenRecord>,
+    id: &str,
+    secret: &str,
+    now_unix: u64,
+) -> Result<(), TokenError> {
     let record = record.ok_or_else(|| TokenError::Unknown(id.to_string()))?;
     // Compare hashes in constant time so the check leaks nothing about the secret.
     let presented = secret_hash(secret);
@@ -129,7 +151,10 @@ pub fn check(record: Option<&TokenRecord>, id: &str, secret: &str, now_unix: u64
         return Err(TokenError::Revoked(id.to_string()));
     }
     if record.expires_unix != 0 && now_unix >= record.expires_unix {
-        return Err(TokenError::Expired { id: id.to_string(), ago_secs: now_unix - record.expires_unix });
+        return Err(TokenError::Expired {
+            id: id.to_string(),
+            ago_secs: now_unix - record.expires_unix,
+        });
     }
     Ok(())
 }
@@ -156,7 +181,10 @@ mod tests {
         };
         check_err("garbage", "4 dot-separated parts");
         check_err(&format!("ec2.{FP}.00000000.{}", "0".repeat(32)), "version");
-        check_err(&format!("ec1.{}.00000000.{}", "zz", "0".repeat(32)), "fingerprint");
+        check_err(
+            &format!("ec1.{}.00000000.{}", "zz", "0".repeat(32)),
+            "fingerprint",
+        );
         check_err(&format!("ec1.{FP}.0000.{}", "0".repeat(32)), "token id");
         check_err(&format!("ec1.{FP}.00000000.{}", "0".repeat(31)), "secret");
     }
@@ -165,19 +193,37 @@ mod tests {
     fn check_accepts_only_a_live_token_with_its_secret() {
         let token = JoinToken::generate(FP);
         let record = token.record(1_000, 60, "");
-        assert_eq!(check(Some(&record), &token.id, &token.secret, 1_010), Ok(()));
-        assert_eq!(check(None, &token.id, &token.secret, 1_010), Err(TokenError::Unknown(token.id.clone())));
+        assert_eq!(
+            check(Some(&record), &token.id, &token.secret, 1_010),
+            Ok(())
+        );
+        assert_eq!(
+            check(None, &token.id, &token.secret, 1_010),
+            Err(TokenError::Unknown(token.id.clone()))
+        );
         assert_eq!(
             check(Some(&record), &token.id, &"0".repeat(32), 1_010),
             Err(TokenError::WrongSecret(token.id.clone()))
         );
         assert_eq!(
             check(Some(&record), &token.id, &token.secret, 1_070),
-            Err(TokenError::Expired { id: token.id.clone(), ago_secs: 10 })
+            Err(TokenError::Expired {
+                id: token.id.clone(),
+                ago_secs: 10
+            })
         );
-        let revoked = TokenRecord { revoked: true, ..record.clone() };
-        assert_eq!(check(Some(&revoked), &token.id, &token.secret, 1_010), Err(TokenError::Revoked(token.id.clone())));
+        let revoked = TokenRecord {
+            revoked: true,
+            ..record.clone()
+        };
+        assert_eq!(
+            check(Some(&revoked), &token.id, &token.secret, 1_010),
+            Err(TokenError::Revoked(token.id.clone()))
+        );
         let forever = token.record(1_000, 0, "");
-        assert_eq!(check(Some(&forever), &token.id, &token.secret, u64::MAX / 2), Ok(()));
+        assert_eq!(
+            check(Some(&forever), &token.id, &token.secret, u64::MAX / 2),
+            Ok(())
+        );
     }
 }

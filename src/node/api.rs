@@ -48,10 +48,12 @@ impl Node {
                 return Err(ApiError::NoLeader(last_problem));
             }
             match self.current_leader() {
-                Some(leader) if leader == self.id() => match self.execute_local(request.clone()).await {
-                    Err(ApiError::NoLeader(why)) => last_problem = why,
-                    other => return other,
-                },
+                Some(leader) if leader == self.id() => {
+                    match self.execute_local(request.clone()).await {
+                        Err(ApiError::NoLeader(why)) => last_problem = why,
+                        other => return other,
+                    }
+                }
                 Some(leader) => {
                     let Some(addr) = self.member_addr(leader) else {
                         last_problem = format!("leader {leader} has no known address");
@@ -59,10 +61,27 @@ impl Node {
                         continue;
                     };
                     let forward = PeerRequest::Forward(request.clone());
-                    match self.inner.peers.call(&self.inner.endpoint, leader, &addr, &forward, FORWARD_TIMEOUT).await {
-                        Ok(PeerResponse::Forwarded(Err(ApiError::NoLeader(why)))) => last_problem = why,
+                    match self
+                        .inner
+                        .peers
+                        .call(
+                            &self.inner.endpoint,
+                            leader,
+                            &addr,
+                            &forward,
+                            FORWARD_TIMEOUT,
+                        )
+                        .await
+                    {
+                        Ok(PeerResponse::Forwarded(Err(ApiError::NoLeader(why)))) => {
+                            last_problem = why
+                        }
                         Ok(PeerResponse::Forwarded(result)) => return result,
-                        Ok(other) => return Err(ApiError::Internal(format!("unexpected peer response {other:?}"))),
+                        Ok(other) => {
+                            return Err(ApiError::Internal(format!(
+                                "unexpected peer response {other:?}"
+                            )))
+                        }
                         Err(e) if e.maybe_delivered && is_write(&request) => {
                             return Err(ApiError::OutcomeUnknown(e.message))
                         }
@@ -86,19 +105,33 @@ impl Node {
             ApiRequest::Get { key, consistency } => {
                 self.read_barrier(consistency).await?;
                 let kv = self.inner.kv.get(&key).map_err(internal)?;
-                Ok(ApiResponse::Value { kv, revision: self.inner.kv.revision() })
+                Ok(ApiResponse::Value {
+                    kv,
+                    revision: self.inner.kv.revision(),
+                })
             }
-            ApiRequest::Range { prefix, consistency } => {
+            ApiRequest::Range {
+                prefix,
+                consistency,
+            } => {
                 self.read_barrier(consistency).await?;
                 let (kvs, revision) = self.inner.kv.range(&prefix).map_err(internal)?;
                 Ok(ApiResponse::Range { kvs, revision })
             }
-            ApiRequest::TokenCreate { ttl_secs, description } => self.create_token(ttl_secs, &description).await,
+            ApiRequest::TokenCreate {
+                ttl_secs,
+                description,
+            } => self.create_token(ttl_secs, &description).await,
             ApiRequest::TokenList => {
-                let (kvs, _) = self.inner.kv.range(keys::TOKENS_PREFIX.as_bytes()).map_err(internal)?;
+                let (kvs, _) = self
+                    .inner
+                    .kv
+                    .range(keys::TOKENS_PREFIX.as_bytes())
+                    .map_err(internal)?;
                 let mut tokens = Vec::new();
                 for kv in kvs {
-                    let record: TokenRecord = serde_json::from_slice(&kv.value).map_err(internal)?;
+                    let record: TokenRecord =
+                        serde_json::from_slice(&kv.value).map_err(internal)?;
                     tokens.push(token_info(&record));
                 }
                 Ok(ApiResponse::Tokens(tokens))
@@ -119,7 +152,10 @@ impl Node {
         if self.is_leader() {
             Ok(())
         } else {
-            Err(ApiError::NoLeader(format!("node {} is not the leader", self.id())))
+            Err(ApiError::NoLeader(format!(
+                "node {} is not the leader",
+                self.id()
+            )))
         }
     }
 
@@ -132,13 +168,16 @@ impl Node {
             .ensure_linearizable()
             .await
             .map(|_| ())
-            .map_err(|e| ApiError::NoLeader(format!("node {} cannot confirm leadership: {e}", self.id())))
+            .map_err(|e| {
+                ApiError::NoLeader(format!("node {} cannot confirm leadership: {e}", self.id()))
+            })
     }
 
     /// Proposes a write through Raft on this node, which must be the leader.
     pub(crate) async fn write(&self, request: KvRequest) -> Result<raft::KvResponse, ApiError> {
         use raft::openraft::error::{ClientWriteError, RaftError};
-        let proposed = tokio::time::timeout(WRITE_TIMEOUT, self.inner.raft.client_write(request)).await;
+        let proposed =
+            tokio::time::timeout(WRITE_TIMEOUT, self.inner.raft.client_write(request)).await;
         let Ok(result) = proposed else {
             return Err(ApiError::OutcomeUnknown(format!(
                 "not committed within {WRITE_TIMEOUT:?}: node {} may have lost its majority",
@@ -147,11 +186,13 @@ impl Node {
         };
         match result {
             Ok(response) => Ok(response.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(ApiError::NoLeader(format!(
-                "node {} is not the leader (leader: {:?})",
-                self.id(),
-                f.leader_id
-            ))),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(ApiError::NoLeader(format!(
+                    "node {} is not the leader (leader: {:?})",
+                    self.id(),
+                    f.leader_id
+                )))
+            }
             Err(e) => Err(ApiError::Internal(format!("raft write failed: {e}"))),
         }
     }
@@ -161,8 +202,12 @@ impl Node {
         let token = JoinToken::generate(&ca_fingerprint);
         let record = token.record(now_unix(), ttl_secs, description);
         let value = serde_json::to_vec(&record).map_err(internal)?;
-        self.write(KvRequest::Txn(Txn::put(keys::token(&token.id), value))).await?;
-        Ok(ApiResponse::TokenCreated { token: token.to_string(), info: token_info(&record) })
+        self.write(KvRequest::Txn(Txn::put(keys::token(&token.id), value)))
+            .await?;
+        Ok(ApiResponse::TokenCreated {
+            token: token.to_string(),
+            info: token_info(&record),
+        })
     }
 
     async fn revoke_token(&self, id: &str) -> ApiResult {
@@ -173,18 +218,28 @@ impl Node {
             .kv
             .get(key.as_bytes())
             .map_err(internal)?
-            .ok_or_else(|| ApiError::NotFound(format!("token {id}; `edgectl token ls` lists the tokens")))?;
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("token {id}; `edgectl token ls` lists the tokens"))
+            })?;
         let mut record: TokenRecord = serde_json::from_slice(&kv.value).map_err(internal)?;
         record.revoked = true;
         let value = serde_json::to_vec(&record).map_err(internal)?;
         let txn = Txn {
-            compares: vec![raft::Compare { key: key.clone().into_bytes(), mod_revision: kv.mod_revision }],
-            success: vec![KvOp::Put { key: key.into_bytes(), value }],
+            compares: vec![raft::Compare {
+                key: key.clone().into_bytes(),
+                mod_revision: kv.mod_revision,
+            }],
+            success: vec![KvOp::Put {
+                key: key.into_bytes(),
+                value,
+            }],
             failure: vec![],
         };
         let response = self.write(KvRequest::Txn(txn)).await?;
         if !response.succeeded {
-            return Err(ApiError::Internal(format!("token {id} changed while being revoked; retry")));
+            return Err(ApiError::Internal(format!(
+                "token {id} changed while being revoked; retry"
+            )));
         }
         Ok(ApiResponse::TokenRevoked)
     }
@@ -201,7 +256,10 @@ impl Node {
 }
 
 fn is_write(request: &ApiRequest) -> bool {
-    matches!(request, ApiRequest::Write(_) | ApiRequest::TokenCreate { .. } | ApiRequest::TokenRevoke { .. })
+    matches!(
+        request,
+        ApiRequest::Write(_) | ApiRequest::TokenCreate { .. } | ApiRequest::TokenRevoke { .. }
+    )
 }
 
 fn reject_system_keys(request: &KvRequest) -> Result<(), ApiError> {
@@ -211,7 +269,10 @@ fn reject_system_keys(request: &KvRequest) -> Result<(), ApiError> {
         let (key, touches_system) = match op {
             KvOp::Put { key, .. } | KvOp::Delete { key } => (key, key.starts_with(system)),
             // A prefix that covers /sys/ would delete the cluster's own records.
-            KvOp::DeletePrefix { prefix } => (prefix, prefix.starts_with(system) || system.starts_with(prefix)),
+            KvOp::DeletePrefix { prefix } => (
+                prefix,
+                prefix.starts_with(system) || system.starts_with(prefix),
+            ),
         };
         if touches_system {
             return Err(ApiError::Forbidden(format!(

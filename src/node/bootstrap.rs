@@ -28,26 +28,46 @@ pub struct InitOutcome {
 /// Creates the CA and certificates and writes the node's identity, marked
 /// `bootstrap_pending` until [`finish`] has written the cluster's first
 /// records through Raft.
-pub fn init_data_dir(data_dir: &DataDir, name: &str, listen: &str, advertise: &str) -> Result<InitOutcome, NodeError> {
+pub fn init_data_dir(
+    data_dir: &DataDir,
+    name: &str,
+    listen: &str,
+    advertise: &str,
+) -> Result<InitOutcome, NodeError> {
     data_dir.ensure_unused()?;
     let mut id_bytes = [0u8; 8];
     rand::thread_rng().fill_bytes(&mut id_bytes);
     let cluster_id = hex::encode(id_bytes);
 
-    let tls_error = |e: raft::transport::PkiError| NodeError::Tls { path: data_dir.tls_dir(), reason: e.to_string() };
+    let tls_error = |e: raft::transport::PkiError| NodeError::Tls {
+        path: data_dir.tls_dir(),
+        reason: e.to_string(),
+    };
     let ca = ClusterCa::generate(&cluster_id).map_err(tls_error)?;
     let node_cert = ca.issue_node(FIRST_NODE_ID, name).map_err(tls_error)?;
     let admin_cert = ca.issue_client("admin").map_err(tls_error)?;
 
     write_file_atomic(&data_dir.ca_cert(), ca.cert_pem().as_bytes(), 0o644)?;
-    write_file_atomic(&data_dir.tls_dir().join("ca.key"), ca.key_pem().as_bytes(), 0o600)?;
+    write_file_atomic(
+        &data_dir.tls_dir().join("ca.key"),
+        ca.key_pem().as_bytes(),
+        0o600,
+    )?;
     write_file_atomic(&data_dir.node_cert(), node_cert.cert_pem.as_bytes(), 0o644)?;
     write_file_atomic(&data_dir.node_key(), node_cert.key_pem.as_bytes(), 0o600)?;
 
     let admin_dir = data_dir.admin_dir();
     write_file_atomic(&admin_dir.join("ca.pem"), ca.cert_pem().as_bytes(), 0o644)?;
-    write_file_atomic(&admin_dir.join("admin.pem"), admin_cert.cert_pem.as_bytes(), 0o644)?;
-    write_file_atomic(&admin_dir.join("admin.key"), admin_cert.key_pem.as_bytes(), 0o600)?;
+    write_file_atomic(
+        &admin_dir.join("admin.pem"),
+        admin_cert.cert_pem.as_bytes(),
+        0o644,
+    )?;
+    write_file_atomic(
+        &admin_dir.join("admin.key"),
+        admin_cert.key_pem.as_bytes(),
+        0o600,
+    )?;
     let admin_config = AdminConfig {
         cluster_id: cluster_id.clone(),
         endpoints: vec![(FIRST_NODE_ID, advertise.to_string())],
@@ -56,7 +76,9 @@ pub fn init_data_dir(data_dir: &DataDir, name: &str, listen: &str, advertise: &s
         key: admin_dir.join("admin.key"),
     };
     let admin_config_path = admin_dir.join(ADMIN_CONFIG_FILE);
-    admin_config.save(&admin_config_path).map_err(|e| NodeError::Bootstrap(e.to_string()))?;
+    admin_config
+        .save(&admin_config_path)
+        .map_err(|e| NodeError::Bootstrap(e.to_string()))?;
 
     let identity = NodeIdentity {
         format: DATA_DIR_FORMAT,
@@ -68,7 +90,10 @@ pub fn init_data_dir(data_dir: &DataDir, name: &str, listen: &str, advertise: &s
         bootstrap_pending: true,
     };
     data_dir.write_identity(&identity)?;
-    Ok(InitOutcome { identity, admin_config: admin_config_path })
+    Ok(InitOutcome {
+        identity,
+        admin_config: admin_config_path,
+    })
 }
 
 /// Makes the first node a one-voter cluster and writes the cluster's records.
@@ -77,11 +102,22 @@ pub(super) async fn finish(node: &Node) -> Result<(), NodeError> {
     let data_dir = &node.inner.config.data_dir;
     let identity = &node.inner.identity;
     let raft = &node.inner.raft;
-    let initialized = raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))?;
+    let initialized = raft
+        .is_initialized()
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
     if !initialized {
-        let members: BTreeMap<u64, PeerNode> =
-            [(identity.node_id, PeerNode { name: identity.name.clone(), addr: identity.advertise.clone() })].into();
-        raft.initialize(members).await.map_err(|e| NodeError::Raft(format!("cannot initialize the cluster: {e}")))?;
+        let members: BTreeMap<u64, PeerNode> = [(
+            identity.node_id,
+            PeerNode {
+                name: identity.name.clone(),
+                addr: identity.advertise.clone(),
+            },
+        )]
+        .into();
+        raft.initialize(members)
+            .await
+            .map_err(|e| NodeError::Raft(format!("cannot initialize the cluster: {e}")))?;
     }
     raft.wait(Some(LEADERSHIP_WAIT))
         .current_leader(identity.node_id, "first node leads")
@@ -92,25 +128,47 @@ pub(super) async fn finish(node: &Node) -> Result<(), NodeError> {
     if ca_key_path.exists() {
         let ca_cert_pem = data_dir.read_text(&data_dir.ca_cert())?;
         let ca_key_pem = data_dir.read_text(&ca_key_path)?;
-        let cluster = ClusterRecord { cluster_id: identity.cluster_id.clone(), created_unix: now_unix(), ca_cert_pem };
-        let first = NodeRecord { id: identity.node_id, name: identity.name.clone(), joined_unix: now_unix() };
+        let cluster = ClusterRecord {
+            cluster_id: identity.cluster_id.clone(),
+            created_unix: now_unix(),
+            ca_cert_pem,
+        };
+        let first = NodeRecord {
+            id: identity.node_id,
+            name: identity.name.clone(),
+            joined_unix: now_unix(),
+        };
         let txn = Txn {
-            compares: vec![Compare { key: keys::CLUSTER.as_bytes().to_vec(), mod_revision: 0 }],
+            compares: vec![Compare {
+                key: keys::CLUSTER.as_bytes().to_vec(),
+                mod_revision: 0,
+            }],
             success: vec![
-                KvOp::Put { key: keys::CLUSTER.into(), value: to_json(&cluster) },
-                KvOp::Put { key: keys::CA_KEY.into(), value: ca_key_pem.into_bytes() },
+                KvOp::Put {
+                    key: keys::CLUSTER.into(),
+                    value: to_json(&cluster),
+                },
+                KvOp::Put {
+                    key: keys::CA_KEY.into(),
+                    value: ca_key_pem.into_bytes(),
+                },
                 KvOp::Put {
                     key: keys::NEXT_NODE_ID.into(),
                     value: (identity.node_id + 1).to_string().into_bytes(),
                 },
-                KvOp::Put { key: keys::node(identity.node_id).into_bytes(), value: to_json(&first) },
+                KvOp::Put {
+                    key: keys::node(identity.node_id).into_bytes(),
+                    value: to_json(&first),
+                },
             ],
             failure: vec![],
         };
-        node.write(KvRequest::Txn(txn))
-            .await
-            .map_err(|e| NodeError::Bootstrap(format!("cannot write the cluster's first records: {e}")))?;
-        std::fs::remove_file(&ca_key_path).map_err(|e| NodeError::Bootstrap(format!("cannot remove {}: {e}", ca_key_path.display())))?;
+        node.write(KvRequest::Txn(txn)).await.map_err(|e| {
+            NodeError::Bootstrap(format!("cannot write the cluster's first records: {e}"))
+        })?;
+        std::fs::remove_file(&ca_key_path).map_err(|e| {
+            NodeError::Bootstrap(format!("cannot remove {}: {e}", ca_key_path.display()))
+        })?;
     }
     let mut done = identity.clone();
     done.bootstrap_pending = false;

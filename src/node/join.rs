@@ -33,18 +33,40 @@ pub async fn join_data_dir(
     data_dir.ensure_unused()?;
     let token = JoinToken::parse(token_text).map_err(|e| NodeError::Bootstrap(e.to_string()))?;
     let peer_addr: SocketAddr =
-        peer.parse().map_err(|e: std::net::AddrParseError| NodeError::Address { addr: peer.into(), reason: e.to_string() })?;
-    let (key_pem, csr_pem) = pki::generate_node_key_and_csr(name)
-        .map_err(|e| NodeError::Tls { path: data_dir.tls_dir(), reason: e.to_string() })?;
+        peer.parse()
+            .map_err(|e: std::net::AddrParseError| NodeError::Address {
+                addr: peer.into(),
+                reason: e.to_string(),
+            })?;
+    let (key_pem, csr_pem) = pki::generate_node_key_and_csr(name).map_err(|e| NodeError::Tls {
+        path: data_dir.tls_dir(),
+        reason: e.to_string(),
+    })?;
 
     // The pinned verifier refuses any server whose chain lacks the token's CA,
     // so nothing below is sent to an impostor.
-    let unspecified: SocketAddr = if peer_addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
-    let endpoint = Endpoint::bind_unenrolled(unspecified).map_err(|e| NodeError::Bootstrap(format!("cannot open a QUIC endpoint: {e}")))?;
-    let (connection, ca_cert_pem) = tokio::time::timeout(JOIN_TIMEOUT, endpoint.connect_join(peer_addr, &token.ca_fingerprint))
-        .await
-        .map_err(|_| NodeError::Bootstrap(format!("no answer from {peer} within {JOIN_TIMEOUT:?}; is a cluster node listening there?")))?
-        .map_err(|e| NodeError::Bootstrap(format!("cannot reach a node of the token's cluster at {peer}: {e}")))?;
+    let unspecified: SocketAddr = if peer_addr.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let endpoint = Endpoint::bind_unenrolled(unspecified)
+        .map_err(|e| NodeError::Bootstrap(format!("cannot open a QUIC endpoint: {e}")))?;
+    let (connection, ca_cert_pem) = tokio::time::timeout(
+        JOIN_TIMEOUT,
+        endpoint.connect_join(peer_addr, &token.ca_fingerprint),
+    )
+    .await
+    .map_err(|_| {
+        NodeError::Bootstrap(format!(
+            "no answer from {peer} within {JOIN_TIMEOUT:?}; is a cluster node listening there?"
+        ))
+    })?
+    .map_err(|e| {
+        NodeError::Bootstrap(format!(
+            "cannot reach a node of the token's cluster at {peer}: {e}"
+        ))
+    })?;
     let request = JoinRequest {
         token_id: token.id.clone(),
         secret: token.secret.clone(),
@@ -58,9 +80,14 @@ pub async fn join_data_dir(
     connection.close(quinn::VarInt::from_u32(0), b"joined");
     endpoint.wait_idle().await;
     let response = response.map_err(|e| NodeError::Bootstrap(e.to_string()))?;
-    let presented = pki::fingerprint_of_pem(&response.ca_cert_pem).map_err(|e| NodeError::Bootstrap(e.to_string()))?;
-    if presented != token.ca_fingerprint || pki::fingerprint_of_pem(&ca_cert_pem).ok().as_deref() != Some(presented.as_str()) {
-        return Err(NodeError::Bootstrap("the cluster answered with a CA that does not match the token".into()));
+    let presented = pki::fingerprint_of_pem(&response.ca_cert_pem)
+        .map_err(|e| NodeError::Bootstrap(e.to_string()))?;
+    if presented != token.ca_fingerprint
+        || pki::fingerprint_of_pem(&ca_cert_pem).ok().as_deref() != Some(presented.as_str())
+    {
+        return Err(NodeError::Bootstrap(
+            "the cluster answered with a CA that does not match the token".into(),
+        ));
     }
 
     write_file_atomic(&data_dir.ca_cert(), response.ca_cert_pem.as_bytes(), 0o644)?;
@@ -91,11 +118,28 @@ impl Node {
                 Some(leader) => {
                     if let Some(addr) = self.member_addr(leader) {
                         let forward = PeerRequest::Join(request.clone());
-                        match self.inner.peers.call(&self.inner.endpoint, leader, &addr, &forward, FORWARD_TIMEOUT).await {
+                        match self
+                            .inner
+                            .peers
+                            .call(
+                                &self.inner.endpoint,
+                                leader,
+                                &addr,
+                                &forward,
+                                FORWARD_TIMEOUT,
+                            )
+                            .await
+                        {
                             Ok(PeerResponse::Joined(Err(ApiError::NoLeader(_)))) => {}
                             Ok(PeerResponse::Joined(result)) => return result,
-                            Ok(other) => return Err(ApiError::Internal(format!("unexpected peer response {other:?}"))),
-                            Err(e) if e.maybe_delivered => return Err(ApiError::OutcomeUnknown(e.message)),
+                            Ok(other) => {
+                                return Err(ApiError::Internal(format!(
+                                    "unexpected peer response {other:?}"
+                                )))
+                            }
+                            Err(e) if e.maybe_delivered => {
+                                return Err(ApiError::OutcomeUnknown(e.message))
+                            }
                             Err(_) => {}
                         }
                     }
@@ -109,24 +153,37 @@ impl Node {
         }
     }
 
-    pub(crate) async fn join_as_leader(&self, request: JoinRequest) -> Result<JoinResponse, ApiError> {
+    pub(crate) async fn join_as_leader(
+        &self,
+        request: JoinRequest,
+    ) -> Result<JoinResponse, ApiError> {
         if !self.is_leader() {
-            return Err(ApiError::NoLeader(format!("node {} is not the leader", self.id())));
+            return Err(ApiError::NoLeader(format!(
+                "node {} is not the leader",
+                self.id()
+            )));
         }
         validate_name(&request.name)?;
-        let _: SocketAddr = request
-            .advertise
-            .parse()
-            .map_err(|e| ApiError::Invalid(format!("advertise address {:?}: {e}", request.advertise)))?;
+        let _: SocketAddr = request.advertise.parse().map_err(|e| {
+            ApiError::Invalid(format!("advertise address {:?}: {e}", request.advertise))
+        })?;
         self.read_barrier(ReadConsistency::Linearizable).await?;
 
         let kv = &self.inner.kv;
-        let token_record: Option<TokenRecord> = match kv.get(keys::token(&request.token_id).as_bytes()).map_err(internal)? {
+        let token_record: Option<TokenRecord> = match kv
+            .get(keys::token(&request.token_id).as_bytes())
+            .map_err(internal)?
+        {
             Some(kv) => Some(serde_json::from_slice(&kv.value).map_err(internal)?),
             None => None,
         };
-        token::check(token_record.as_ref(), &request.token_id, &request.secret, now_unix())
-            .map_err(|e| ApiError::JoinRefused(e.to_string()))?;
+        token::check(
+            token_record.as_ref(),
+            &request.token_id,
+            &request.secret,
+            now_unix(),
+        )
+        .map_err(|e| ApiError::JoinRefused(e.to_string()))?;
 
         let (existing, _) = kv.range(keys::NODES_PREFIX.as_bytes()).map_err(internal)?;
         for kv in existing {
@@ -146,7 +203,9 @@ impl Node {
         let ca_key = kv
             .get(keys::CA_KEY.as_bytes())
             .map_err(internal)?
-            .ok_or_else(|| ApiError::Internal("the CA key is missing from the cluster state".into()))?;
+            .ok_or_else(|| {
+                ApiError::Internal("the CA key is missing from the cluster state".into())
+            })?;
         let ca_key_pem = String::from_utf8(ca_key.value).map_err(internal)?;
         let ca = pki::ClusterCa::from_pem(&cluster.ca_cert_pem, &ca_key_pem).map_err(internal)?;
 
@@ -154,14 +213,24 @@ impl Node {
         let cert_pem = ca
             .sign_node_csr(&request.csr_pem, node_id, &request.name)
             .map_err(|e| ApiError::Invalid(format!("certificate signing request: {e}")))?;
-        let peer = PeerNode { name: request.name.clone(), addr: request.advertise.clone() };
+        let peer = PeerNode {
+            name: request.name.clone(),
+            addr: request.advertise.clone(),
+        };
         self.inner
             .raft
             .add_learner(node_id, peer, false)
             .await
-            .map_err(|e| ApiError::Internal(format!("cannot add node {node_id} as a learner: {e}")))?;
+            .map_err(|e| {
+                ApiError::Internal(format!("cannot add node {node_id} as a learner: {e}"))
+            })?;
         info!(node_id, name = %request.name, addr = %request.advertise, "node joined as a learner");
-        Ok(JoinResponse { cluster_id: cluster.cluster_id, node_id, cert_pem, ca_cert_pem: cluster.ca_cert_pem })
+        Ok(JoinResponse {
+            cluster_id: cluster.cluster_id,
+            node_id,
+            cert_pem,
+            ca_cert_pem: cluster.ca_cert_pem,
+        })
     }
 
     /// Takes the next node id with a compare-and-swap, and records the node.
@@ -177,12 +246,25 @@ impl Node {
                 .ok()
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| ApiError::Internal("next node id is corrupt".into()))?;
-            let record = NodeRecord { id: next, name: name.to_string(), joined_unix: now_unix() };
+            let record = NodeRecord {
+                id: next,
+                name: name.to_string(),
+                joined_unix: now_unix(),
+            };
             let txn = Txn {
-                compares: vec![Compare { key: keys::NEXT_NODE_ID.into(), mod_revision: current.mod_revision }],
+                compares: vec![Compare {
+                    key: keys::NEXT_NODE_ID.into(),
+                    mod_revision: current.mod_revision,
+                }],
                 success: vec![
-                    KvOp::Put { key: keys::NEXT_NODE_ID.into(), value: (next + 1).to_string().into_bytes() },
-                    KvOp::Put { key: keys::node(next).into_bytes(), value: to_json(&record) },
+                    KvOp::Put {
+                        key: keys::NEXT_NODE_ID.into(),
+                        value: (next + 1).to_string().into_bytes(),
+                    },
+                    KvOp::Put {
+                        key: keys::node(next).into_bytes(),
+                        value: to_json(&record),
+                    },
                 ],
                 failure: vec![],
             };
@@ -190,7 +272,9 @@ impl Node {
                 return Ok(next);
             }
         }
-        Err(ApiError::Internal("could not allocate a node id; retry".into()))
+        Err(ApiError::Internal(
+            "could not allocate a node id; retry".into(),
+        ))
     }
 }
 

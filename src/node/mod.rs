@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use raft::store::{KvReader, StoreOptions};
-use raft::transport::{Accepted, Endpoint, PeerIdentity, TlsIdentity, ALPN_API, ALPN_JOIN, ALPN_PEER, ALPN_RAFT};
+use raft::transport::{
+    Accepted, Endpoint, PeerIdentity, TlsIdentity, ALPN_API, ALPN_JOIN, ALPN_PEER, ALPN_RAFT,
+};
 use raft::typ;
 use raft::{NodeId, PeerNode};
 use thiserror::Error;
@@ -36,7 +38,10 @@ pub enum NodeError {
     #[error(transparent)]
     DataDir(#[from] DataDirError),
     #[error("cannot open the replicated store in {path}: {source}")]
-    Store { path: std::path::PathBuf, source: raft::store::StoreError },
+    Store {
+        path: std::path::PathBuf,
+        source: raft::store::StoreError,
+    },
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: String, reason: String },
     #[error("invalid address {addr:?}: {reason}")]
@@ -44,7 +49,10 @@ pub enum NodeError {
     #[error("raft: {0}")]
     Raft(String),
     #[error("tls material in {path} is unusable: {reason}")]
-    Tls { path: std::path::PathBuf, reason: String },
+    Tls {
+        path: std::path::PathBuf,
+        reason: String,
+    },
     #[error("{0}")]
     Bootstrap(String),
 }
@@ -143,22 +151,45 @@ impl Node {
         }
 
         let tls = load_tls(&data_dir)?;
-        let store = raft::store::open(&data_dir.raft_dir(), StoreOptions::default())
-            .map_err(|source| NodeError::Store { path: data_dir.raft_dir(), source })?;
-        let raft::store::Store { log: log_store, state_machine, reader: kv, closed: _ } = store;
+        let store =
+            raft::store::open(&data_dir.raft_dir(), StoreOptions::default()).map_err(|source| {
+                NodeError::Store {
+                    path: data_dir.raft_dir(),
+                    source,
+                }
+            })?;
+        let raft::store::Store {
+            log: log_store,
+            state_machine,
+            reader: kv,
+            closed: _,
+        } = store;
 
-        let listen: SocketAddr = identity
-            .listen
-            .parse()
-            .map_err(|e: std::net::AddrParseError| NodeError::Address { addr: identity.listen.clone(), reason: e.to_string() })?;
-        let endpoint = Endpoint::bind(listen, tls)
-            .map_err(|e| NodeError::Listen { addr: identity.listen.clone(), reason: e.to_string() })?;
+        let listen: SocketAddr =
+            identity
+                .listen
+                .parse()
+                .map_err(|e: std::net::AddrParseError| NodeError::Address {
+                    addr: identity.listen.clone(),
+                    reason: e.to_string(),
+                })?;
+        let endpoint = Endpoint::bind(listen, tls).map_err(|e| NodeError::Listen {
+            addr: identity.listen.clone(),
+            reason: e.to_string(),
+        })?;
 
         let raft_config = openraft_config(&identity.cluster_id, &config.raft)?;
-        let network = raft::transport::QuicRaftNetworkFactory::new(identity.node_id, endpoint.clone());
-        let raft = typ::Raft::new(identity.node_id, raft_config, network, log_store, state_machine)
-            .await
-            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let network =
+            raft::transport::QuicRaftNetworkFactory::new(identity.node_id, endpoint.clone());
+        let raft = typ::Raft::new(
+            identity.node_id,
+            raft_config,
+            network,
+            log_store,
+            state_machine,
+        )
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
 
         let (shutdown, _) = watch::channel(false);
         let node = Node {
@@ -230,7 +261,11 @@ impl Node {
     fn member_addr(&self, id: NodeId) -> Option<String> {
         let metrics = self.inner.raft.metrics();
         let metrics = metrics.borrow();
-        metrics.membership_config.membership().get_node(&id).map(|n: &PeerNode| n.addr.clone())
+        metrics
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n: &PeerNode| n.addr.clone())
     }
 
     async fn accept_loop(self) {
@@ -247,7 +282,11 @@ impl Node {
     }
 
     async fn serve(self, accepted: Accepted) {
-        let Accepted { alpn, peer, connection } = accepted;
+        let Accepted {
+            alpn,
+            peer,
+            connection,
+        } = accepted;
         let remote = connection.remote_address();
         match (alpn.as_slice(), &peer) {
             (a, Some(PeerIdentity::Node(_))) if a == ALPN_RAFT => {
@@ -280,23 +319,34 @@ impl Node {
             }
             _ => {
                 debug!(%remote, alpn = %String::from_utf8_lossy(&alpn), ?peer, "refused connection: identity not allowed on this ALPN");
-                connection.close(quinn::VarInt::from_u32(403), b"identity not allowed on this protocol");
+                connection.close(
+                    quinn::VarInt::from_u32(403),
+                    b"identity not allowed on this protocol",
+                );
             }
         }
     }
 
     async fn handle_peer(&self, from: NodeId, request: peer::PeerRequest) -> peer::PeerResponse {
         match request {
-            peer::PeerRequest::Forward(api) => peer::PeerResponse::Forwarded(self.execute_on_leader(api).await),
+            peer::PeerRequest::Forward(api) => {
+                peer::PeerResponse::Forwarded(self.execute_on_leader(api).await)
+            }
             peer::PeerRequest::Heartbeat(hb) => {
                 if hb.node_id != from {
-                    warn!(from, claimed = hb.node_id, "heartbeat for another node refused");
+                    warn!(
+                        from,
+                        claimed = hb.node_id,
+                        "heartbeat for another node refused"
+                    );
                 } else {
                     self.record_heartbeat(&hb);
                 }
                 peer::PeerResponse::HeartbeatAck
             }
-            peer::PeerRequest::Join(join) => peer::PeerResponse::Joined(self.join_as_leader(join).await),
+            peer::PeerRequest::Join(join) => {
+                peer::PeerResponse::Joined(self.join_as_leader(join).await)
+            }
         }
     }
 
@@ -318,12 +368,20 @@ impl Node {
             match self.current_leader() {
                 Some(leader) if leader == self.id() => self.record_heartbeat(&heartbeat),
                 Some(leader) => {
-                    let Some(addr) = self.member_addr(leader) else { continue };
+                    let Some(addr) = self.member_addr(leader) else {
+                        continue;
+                    };
                     let request = peer::PeerRequest::Heartbeat(heartbeat);
                     if let Err(e) = self
                         .inner
                         .peers
-                        .call(&self.inner.endpoint, leader, &addr, &request, peer::HEARTBEAT_TIMEOUT)
+                        .call(
+                            &self.inner.endpoint,
+                            leader,
+                            &addr,
+                            &request,
+                            peer::HEARTBEAT_TIMEOUT,
+                        )
                         .await
                     {
                         debug!("heartbeat to leader {leader}: {}", e.message);
@@ -348,7 +406,10 @@ impl Node {
         if known.is_some() && known.as_deref() != Some(heartbeat.advertise.as_str()) {
             let node = self.clone();
             let id = heartbeat.node_id;
-            let peer = PeerNode { name: heartbeat.name.clone(), addr: heartbeat.advertise.clone() };
+            let peer = PeerNode {
+                name: heartbeat.name.clone(),
+                addr: heartbeat.advertise.clone(),
+            };
             tokio::spawn(async move {
                 info!(node = id, addr = %peer.addr, "member address changed; updating membership");
                 let change = openraft::ChangeMembers::SetNodes([(id, peer)].into_iter().collect());
@@ -371,11 +432,19 @@ impl Node {
             }
             let metrics = self.metrics();
             if metrics.current_leader != Some(self.id()) {
-                *self.inner.leadership.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                *self
+                    .inner
+                    .leadership
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = None;
                 continue;
             }
             {
-                let mut leadership = self.inner.leadership.lock().unwrap_or_else(|e| e.into_inner());
+                let mut leadership = self
+                    .inner
+                    .leadership
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
                 match *leadership {
                     Some((term, _)) if term == metrics.current_term => {}
                     _ => *leadership = Some((metrics.current_term, Instant::now())),
@@ -388,7 +457,10 @@ impl Node {
 
 use raft::openraft;
 
-fn openraft_config(cluster_id: &str, tuning: &RaftTuning) -> Result<Arc<openraft::Config>, NodeError> {
+fn openraft_config(
+    cluster_id: &str,
+    tuning: &RaftTuning,
+) -> Result<Arc<openraft::Config>, NodeError> {
     let config = openraft::Config {
         cluster_name: cluster_id.to_string(),
         heartbeat_interval: tuning.heartbeat_ms,
@@ -398,7 +470,10 @@ fn openraft_config(cluster_id: &str, tuning: &RaftTuning) -> Result<Arc<openraft
         max_in_snapshot_log_to_keep: tuning.logs_kept_after_snapshot,
         ..Default::default()
     };
-    config.validate().map(Arc::new).map_err(|e| NodeError::Raft(format!("invalid raft configuration: {e}")))
+    config
+        .validate()
+        .map(Arc::new)
+        .map_err(|e| NodeError::Raft(format!("invalid raft configuration: {e}")))
 }
 
 fn load_tls(data_dir: &DataDir) -> Result<TlsIdentity, NodeError> {

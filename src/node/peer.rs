@@ -81,7 +81,9 @@ pub struct PeerCallError {
 
 impl PeerPool {
     pub fn new() -> Self {
-        PeerPool { connections: Mutex::new(HashMap::new()) }
+        PeerPool {
+            connections: Mutex::new(HashMap::new()),
+        }
     }
 
     fn cached(&self, node_id: u64) -> Option<quinn::Connection> {
@@ -111,16 +113,19 @@ impl PeerPool {
                     maybe_delivered: false,
                     message: format!("node {node_id} has an unusable address {addr:?}: {e}"),
                 })?;
-                let conn = tokio::time::timeout(timeout, endpoint.connect(socket, PeerIdentityExpectation::Node(node_id), ALPN_PEER))
-                    .await
-                    .map_err(|_| PeerCallError {
-                        maybe_delivered: false,
-                        message: format!("connecting to node {node_id} at {addr} timed out"),
-                    })?
-                    .map_err(|e| PeerCallError {
-                        maybe_delivered: false,
-                        message: format!("cannot connect to node {node_id} at {addr}: {e}"),
-                    })?;
+                let conn = tokio::time::timeout(
+                    timeout,
+                    endpoint.connect(socket, PeerIdentityExpectation::Node(node_id), ALPN_PEER),
+                )
+                .await
+                .map_err(|_| PeerCallError {
+                    maybe_delivered: false,
+                    message: format!("connecting to node {node_id} at {addr} timed out"),
+                })?
+                .map_err(|e| PeerCallError {
+                    maybe_delivered: false,
+                    message: format!("cannot connect to node {node_id} at {addr}: {e}"),
+                })?;
                 self.connections
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -130,9 +135,15 @@ impl PeerPool {
         };
         rpc::call(&conn, request, timeout).await.map_err(|e| {
             if conn.close_reason().is_some() {
-                self.connections.lock().unwrap_or_else(|e| e.into_inner()).remove(&node_id);
+                self.connections
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&node_id);
             }
-            PeerCallError { maybe_delivered: maybe_delivered(&e), message: format!("node {node_id} at {addr}: {e}") }
+            PeerCallError {
+                maybe_delivered: maybe_delivered(&e),
+                message: format!("node {node_id} at {addr}: {e}"),
+            }
         })
     }
 }
@@ -145,5 +156,8 @@ impl Default for PeerPool {
 
 /// Whether a failed call may have reached the peer (and so may have acted).
 fn maybe_delivered(error: &RpcError) -> bool {
-    !matches!(error, RpcError::Unreachable { .. } | RpcError::Encode { .. } | RpcError::TooLarge { .. })
+    !matches!(
+        error,
+        RpcError::Unreachable { .. } | RpcError::Encode { .. } | RpcError::TooLarge { .. }
+    )
 }

@@ -25,15 +25,27 @@ impl Node {
             .unwrap_or_else(|e| e.into_inner())
             .map(|(_, since)| since)
             .unwrap_or(now);
-        let heartbeats = self.inner.heartbeats.lock().unwrap_or_else(|e| e.into_inner());
+        let heartbeats = self
+            .inner
+            .heartbeats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let metrics = self.metrics();
         metrics
             .membership_config
             .membership()
             .nodes()
             .map(|(id, _)| {
-                let last = heartbeats.get(id).copied().map(|t| t.max(leader_since)).unwrap_or(leader_since);
-                let silent = if *id == self.id() { Duration::ZERO } else { now.saturating_duration_since(last) };
+                let last = heartbeats
+                    .get(id)
+                    .copied()
+                    .map(|t| t.max(leader_since))
+                    .unwrap_or(leader_since);
+                let silent = if *id == self.id() {
+                    Duration::ZERO
+                } else {
+                    now.saturating_duration_since(last)
+                };
                 (*id, silent)
             })
             .collect()
@@ -55,22 +67,37 @@ impl Node {
         let metrics = self.metrics();
         let membership = metrics.membership_config.membership();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
-        let heartbeats = self.inner.heartbeats.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let heartbeats = self
+            .inner
+            .heartbeats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let matched = self.matched_indexes();
         let unhealthy_after = self.inner.config.heartbeat_interval * UNHEALTHY_AFTER_HEARTBEATS;
         let now = Instant::now();
         membership
             .nodes()
             .map(|(id, node)| {
-                let last_heartbeat = heartbeats.get(id).map(|t| now.saturating_duration_since(*t));
+                let last_heartbeat = heartbeats
+                    .get(id)
+                    .map(|t| now.saturating_duration_since(*t));
                 let is_self = *id == self.id();
                 NodeStatus {
                     id: *id,
                     name: node.name.clone(),
                     address: node.addr.clone(),
-                    role: if voters.contains(id) { RaftRole::Voter } else { RaftRole::Learner },
+                    role: if voters.contains(id) {
+                        RaftRole::Voter
+                    } else {
+                        RaftRole::Learner
+                    },
                     leader: metrics.current_leader == Some(*id),
-                    last_heartbeat_ms: if is_self { Some(0) } else { last_heartbeat.map(|d| d.as_millis() as u64) },
+                    last_heartbeat_ms: if is_self {
+                        Some(0)
+                    } else {
+                        last_heartbeat.map(|d| d.as_millis() as u64)
+                    },
                     healthy: is_self || last_heartbeat.is_some_and(|d| d < unhealthy_after),
                     matched_index: matched.get(id).copied().flatten(),
                 }
@@ -84,8 +111,17 @@ impl Node {
         let voters: Vec<u64> = membership.voter_ids().collect();
         let learners: Vec<u64> = membership.learner_ids().collect();
         let nodes = self.node_statuses();
-        let cluster_id = match self.inner.kv.get(keys::CLUSTER.as_bytes()).map_err(super::api::internal)? {
-            Some(kv) => serde_json::from_slice::<ClusterRecord>(&kv.value).map_err(super::api::internal)?.cluster_id,
+        let cluster_id = match self
+            .inner
+            .kv
+            .get(keys::CLUSTER.as_bytes())
+            .map_err(super::api::internal)?
+        {
+            Some(kv) => {
+                serde_json::from_slice::<ClusterRecord>(&kv.value)
+                    .map_err(super::api::internal)?
+                    .cluster_id
+            }
             None => self.inner.identity.cluster_id.clone(),
         };
         Ok(ClusterStatus {
@@ -121,17 +157,30 @@ impl Node {
             health: silences
                 .iter()
                 .map(|(id, silent)| {
-                    (*id, MemberHealth { silent_for: *silent, matched_index: matched.get(id).copied().flatten() })
+                    (
+                        *id,
+                        MemberHealth {
+                            silent_for: *silent,
+                            matched_index: matched.get(id).copied().flatten(),
+                        },
+                    )
                 })
                 .collect(),
             last_log_index: metrics.last_log_index.unwrap_or(0),
         };
-        let Some(action) = autopilot::plan(&view, &self.inner.config.autopilot) else { return };
+        let Some(action) = autopilot::plan(&view, &self.inner.config.autopilot) else {
+            return;
+        };
         info!(?action, voters = ?view.voters, learners = ?view.learners, "autopilot changes the membership");
         let result = match action {
-            AutopilotAction::SetVoters(voters) => self.inner.raft.change_membership(voters, true).await,
+            AutopilotAction::SetVoters(voters) => {
+                self.inner.raft.change_membership(voters, true).await
+            }
             AutopilotAction::RemoveLearners(ids) => {
-                self.inner.raft.change_membership(openraft::ChangeMembers::RemoveNodes(ids), false).await
+                self.inner
+                    .raft
+                    .change_membership(openraft::ChangeMembers::RemoveNodes(ids), false)
+                    .await
             }
         };
         if let Err(e) = result {

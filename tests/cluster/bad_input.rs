@@ -9,12 +9,21 @@ use crate::{EdgeCluster, CONVERGE, PORT};
 fn failed_join(cluster: &mut EdgeCluster, i: usize, token: &str) -> String {
     cluster.join_with_token(i, 1, token);
     let name = EdgeCluster::name(i);
-    wait_until(CONVERGE, "the join to fail", || matches!(cluster.net.status(&name), ProcessStatus::Exited(_)))
-        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.net.log(&name)));
-    assert_eq!(cluster.net.status(&name), ProcessStatus::Exited(1), "join exits with 1");
+    wait_until(CONVERGE, "the join to fail", || {
+        matches!(cluster.net.status(&name), ProcessStatus::Exited(_))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.net.log(&name)));
+    assert_eq!(
+        cluster.net.status(&name),
+        ProcessStatus::Exited(1),
+        "join exits with 1"
+    );
     let log = cluster.net.log(&name);
     assert!(!log.contains("panicked"), "{log}");
-    assert!(!cluster.data_dir(i).join("node.json").exists(), "a refused join leaves no identity behind");
+    assert!(
+        !cluster.data_dir(i).join("node.json").exists(),
+        "a refused join leaves no identity behind"
+    );
     // Start over in an empty dir next time.
     let _ = fs::remove_dir_all(cluster.data_dir(i));
     log
@@ -38,7 +47,10 @@ fn joins_with_wrong_expired_revoked_or_foreign_tokens_are_refused() {
     let log = failed_join(&mut cluster, 2, "ec1.nonsense");
     assert!(log.contains("malformed join token"), "{log}");
 
-    let short = cluster.cli_ok(1, &["token", "create", "--ttl", "1s"]).trim().to_string();
+    let short = cluster
+        .cli_ok(1, &["token", "create", "--ttl", "1s"])
+        .trim()
+        .to_string();
     std::thread::sleep(std::time::Duration::from_millis(2_100));
     let log = failed_join(&mut cluster, 2, &short);
     assert!(log.contains("expired"), "{log}");
@@ -47,7 +59,12 @@ fn joins_with_wrong_expired_revoked_or_foreign_tokens_are_refused() {
     let revoked_id = revoked.split('.').nth(2).unwrap().to_string();
     cluster.cli_ok(1, &["token", "revoke", &revoked_id]);
     let tokens: Vec<serde_json::Value> = cluster.cli_json(1, &["token", "ls"]).unwrap();
-    assert!(tokens.iter().any(|t| t["id"] == revoked_id.as_str() && t["revoked"] == true), "{tokens:?}");
+    assert!(
+        tokens
+            .iter()
+            .any(|t| t["id"] == revoked_id.as_str() && t["revoked"] == true),
+        "{tokens:?}"
+    );
     let log = failed_join(&mut cluster, 2, &revoked);
     assert!(log.contains("revoked"), "{log}");
 
@@ -55,11 +72,19 @@ fn joins_with_wrong_expired_revoked_or_foreign_tokens_are_refused() {
     // it sends the secret (the leader never sees a join request).
     let mut parts: Vec<String> = good.split('.').map(str::to_string).collect();
     parts[1] = "ab".repeat(32);
-    let join_requests = |cluster: &EdgeCluster| cluster.net.log("node1").matches("join request").count();
+    let join_requests =
+        |cluster: &EdgeCluster| cluster.net.log("node1").matches("join request").count();
     let seen_before = join_requests(&cluster);
     let log = failed_join(&mut cluster, 2, &parts.join("."));
-    assert!(log.contains("did not present the pinned cluster ca"), "{log}");
-    assert_eq!(join_requests(&cluster), seen_before, "the leader saw no join request");
+    assert!(
+        log.contains("did not present the pinned cluster ca"),
+        "{log}"
+    );
+    assert_eq!(
+        join_requests(&cluster),
+        seen_before,
+        "the leader saw no join request"
+    );
 
     // After all that, the good token still works and the membership holds just the two.
     cluster.join(2, 1);
@@ -83,16 +108,22 @@ fn used_corrupt_and_foreign_data_dirs_are_refused_with_a_clear_error() {
     let foreign = cluster.dirs.path().join("foreign");
     fs::create_dir_all(&foreign).unwrap();
     fs::write(foreign.join("photo.jpg"), b"not ours").unwrap();
-    let out = cluster.net.exec(1, [
-        env!("CARGO_BIN_EXE_edgectl"),
-        "--data-dir",
-        foreign.to_str().unwrap(),
-        "init",
-        "--listen",
-        &format!("{}:{}", cluster.net.addr(1), PORT + 1),
-    ]);
+    let out = cluster.net.exec(
+        1,
+        [
+            env!("CARGO_BIN_EXE_edgectl"),
+            "--data-dir",
+            foreign.to_str().unwrap(),
+            "init",
+            "--listen",
+            &format!("{}:{}", cluster.net.addr(1), PORT + 1),
+        ],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("not empty"), "{stderr}");
+    assert!(
+        !out.status.success() && stderr.contains("not empty"),
+        "{stderr}"
+    );
     assert!(foreign.join("photo.jpg").exists(), "nothing was touched");
 
     // A corrupt identity file, then a corrupt store: errors, not panics.
@@ -102,7 +133,10 @@ fn used_corrupt_and_foreign_data_dirs_are_refused_with_a_clear_error() {
     fs::write(dir.join("node.json"), b"{ this is not json").unwrap();
     let out = cluster.cli(1, &["serve"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("corrupt") && !stderr.contains("panicked"), "{stderr}");
+    assert!(
+        !out.status.success() && stderr.contains("corrupt") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
 
     fs::write(dir.join("node.json"), identity).unwrap();
     let raft_dir = dir.join("raft");
@@ -111,7 +145,12 @@ fn used_corrupt_and_foreign_data_dirs_are_refused_with_a_clear_error() {
     fs::write(raft_dir.join("CURRENT"), b"garbage\n").unwrap();
     let out = cluster.cli(1, &["serve"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("replicated store") && !stderr.contains("panicked"), "{stderr}");
+    assert!(
+        !out.status.success()
+            && stderr.contains("replicated store")
+            && !stderr.contains("panicked"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -121,17 +160,24 @@ fn clients_and_peers_with_certificates_from_another_cluster_are_refused() {
     // A second, unrelated cluster in node 2's namespace.
     let other_dir = cluster.dirs.path().join("other");
     let other_listen = format!("{}:{}", cluster.net.addr(2), PORT);
-    cluster.net.start(2, "other", [
-        env!("CARGO_BIN_EXE_edgectl"),
-        "--data-dir",
-        other_dir.to_str().unwrap(),
-        "init",
-        "--listen",
-        &other_listen,
-        "--name",
+    cluster.net.start(
+        2,
         "other",
-    ]);
-    wait_until(CONVERGE, "the other cluster's token", || cluster.net.log("other").contains("join token: ")).unwrap();
+        [
+            env!("CARGO_BIN_EXE_edgectl"),
+            "--data-dir",
+            other_dir.to_str().unwrap(),
+            "init",
+            "--listen",
+            &other_listen,
+            "--name",
+            "other",
+        ],
+    );
+    wait_until(CONVERGE, "the other cluster's token", || {
+        cluster.net.log("other").contains("join token: ")
+    })
+    .unwrap();
 
     // The other cluster's admin pointed at this cluster's node.
     let config: serde_json::Value =
@@ -140,33 +186,46 @@ fn clients_and_peers_with_certificates_from_another_cluster_are_refused() {
     forged["endpoints"] = serde_json::json!([[1, cluster.listen(1)]]);
     let forged_path = cluster.dirs.path().join("forged.json");
     fs::write(&forged_path, serde_json::to_vec(&forged).unwrap()).unwrap();
-    let out = cluster.net.exec(2, [
-        env!("CARGO_BIN_EXE_edgectl"),
-        "--data-dir",
-        "/nonexistent",
-        "--config",
-        forged_path.to_str().unwrap(),
-        "kv",
-        "put",
-        "/kv/intruder",
-        "1",
-    ]);
+    let out = cluster.net.exec(
+        2,
+        [
+            env!("CARGO_BIN_EXE_edgectl"),
+            "--data-dir",
+            "/nonexistent",
+            "--config",
+            forged_path.to_str().unwrap(),
+            "kv",
+            "put",
+            "/kv/intruder",
+            "1",
+        ],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("cannot reach node 1"), "{stderr}");
+    assert!(
+        !out.status.success() && stderr.contains("cannot reach node 1"),
+        "{stderr}"
+    );
 
     // The other cluster's node certificate used as a client is refused too.
-    let out = cluster.net.exec(2, [
-        env!("CARGO_BIN_EXE_edgectl"),
-        "--data-dir",
-        other_dir.to_str().unwrap(),
-        "--config",
-        forged_path.to_str().unwrap(),
-        "kv",
-        "get",
-        "/kv/intruder",
-    ]);
+    let out = cluster.net.exec(
+        2,
+        [
+            env!("CARGO_BIN_EXE_edgectl"),
+            "--data-dir",
+            other_dir.to_str().unwrap(),
+            "--config",
+            forged_path.to_str().unwrap(),
+            "kv",
+            "get",
+            "/kv/intruder",
+        ],
+    );
     assert!(!out.status.success());
-    assert_eq!(cluster.get(1, "/kv/intruder", false), None, "nothing was written");
+    assert_eq!(
+        cluster.get(1, "/kv/intruder", false),
+        None,
+        "nothing was written"
+    );
 }
 
 #[test]
@@ -195,5 +254,11 @@ fn a_leader_that_freezes_mid_call_gives_a_clear_error_or_a_new_leader_not_a_hang
         "clear outcome: {stderr}"
     );
     // The cluster carries on.
-    wait_until(CONVERGE, "writes succeed again", || cluster.put(follower, "/kv/after-freeze", "1").status.success()).unwrap();
+    wait_until(CONVERGE, "writes succeed again", || {
+        cluster
+            .put(follower, "/kv/after-freeze", "1")
+            .status
+            .success()
+    })
+    .unwrap();
 }

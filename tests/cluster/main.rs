@@ -42,7 +42,10 @@ impl EdgeCluster {
 
     pub fn with_flags(prefix: &str, nodes: usize, flags: &[&str]) -> EdgeCluster {
         let net = NetnsCluster::up(prefix, nodes);
-        let dirs = tempfile::Builder::new().prefix(&format!("edgectl-it-{prefix}-")).tempdir().expect("temp dir");
+        let dirs = tempfile::Builder::new()
+            .prefix(&format!("edgectl-it-{prefix}-"))
+            .tempdir()
+            .expect("temp dir");
         EdgeCluster {
             net,
             dirs,
@@ -69,7 +72,11 @@ impl EdgeCluster {
     }
 
     fn node_command(&self, i: usize, verb: &[String]) -> Vec<String> {
-        let mut command = vec![self.bin.display().to_string(), "--data-dir".into(), self.data_dir(i).display().to_string()];
+        let mut command = vec![
+            self.bin.display().to_string(),
+            "--data-dir".into(),
+            self.data_dir(i).display().to_string(),
+        ];
         command.extend(verb.iter().cloned());
         command.extend(self.node_flags.iter().cloned());
         command
@@ -77,12 +84,21 @@ impl EdgeCluster {
 
     /// Starts node `i` as the first node and waits for its join token.
     pub fn init(&mut self, i: usize) {
-        let verb = vec!["init".into(), "--listen".into(), self.listen(i), "--name".into(), Self::name(i)];
+        let verb = vec![
+            "init".into(),
+            "--listen".into(),
+            self.listen(i),
+            "--name".into(),
+            Self::name(i),
+        ];
         let command = self.node_command(i, &verb);
         self.net.start(i, &Self::name(i), command);
         let name = Self::name(i);
         let token = wait_until(CONVERGE, "the join token printed by init", || {
-            self.net.log(&name).lines().find_map(|l| l.strip_prefix("join token: ").map(str::to_string))
+            self.net
+                .log(&name)
+                .lines()
+                .find_map(|l| l.strip_prefix("join token: ").map(str::to_string))
         })
         .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", self.net.log(&name)));
         self.token = Some(token);
@@ -122,7 +138,11 @@ impl EdgeCluster {
 
     /// Runs `edgectl --data-dir <node i> ARGS` inside node `i`'s namespace.
     pub fn cli(&self, i: usize, args: &[&str]) -> Output {
-        let mut command = vec![self.bin.display().to_string(), "--data-dir".into(), self.data_dir(i).display().to_string()];
+        let mut command = vec![
+            self.bin.display().to_string(),
+            "--data-dir".into(),
+            self.data_dir(i).display().to_string(),
+        ];
         command.extend(args.iter().map(|s| s.to_string()));
         self.net.exec(i, command)
     }
@@ -146,7 +166,8 @@ impl EdgeCluster {
         if !output.status.success() {
             return Err(String::from_utf8_lossy(&output.stderr).into_owned());
         }
-        serde_json::from_slice(&output.stdout).map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&output.stdout)))
+        serde_json::from_slice(&output.stdout)
+            .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&output.stdout)))
     }
 
     pub fn nodes(&self, via: usize) -> Result<Vec<NodeStatus>, String> {
@@ -167,14 +188,19 @@ impl EdgeCluster {
             args.push("--stale");
         }
         let output = self.cli(via, &args);
-        output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
     }
 
     /// Waits until node `i` is in the membership as seen by the leader.
     pub fn wait_member(&self, i: usize) {
         let name = Self::name(i);
         wait_until(CONVERGE, &format!("{name} in the membership"), || {
-            self.nodes(i).map(|nodes| nodes.iter().any(|n| n.name == name)).unwrap_or(false)
+            self.nodes(i)
+                .map(|nodes| nodes.iter().any(|n| n.name == name))
+                .unwrap_or(false)
         })
         .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", self.net.log(&name)));
     }
@@ -182,16 +208,20 @@ impl EdgeCluster {
     /// Waits until the leader (asked through `via`) reports `voters` voters,
     /// every listed node healthy, and returns its view.
     pub fn wait_voters(&self, via: usize, voters: usize, total: usize) -> Vec<NodeStatus> {
-        wait_until(CONVERGE, &format!("{voters} voters among {total} healthy nodes"), || {
-            let nodes = self.nodes(via)?;
-            let voter_count = nodes.iter().filter(|n| n.role == RaftRole::Voter).count();
-            let healthy = nodes.iter().filter(|n| n.healthy).count();
-            if voter_count == voters && nodes.len() == total && healthy == total {
-                Ok(nodes)
-            } else {
-                Err(format!("{nodes:?}"))
-            }
-        })
+        wait_until(
+            CONVERGE,
+            &format!("{voters} voters among {total} healthy nodes"),
+            || {
+                let nodes = self.nodes(via)?;
+                let voter_count = nodes.iter().filter(|n| n.role == RaftRole::Voter).count();
+                let healthy = nodes.iter().filter(|n| n.healthy).count();
+                if voter_count == voters && nodes.len() == total && healthy == total {
+                    Ok(nodes)
+                } else {
+                    Err(format!("{nodes:?}"))
+                }
+            },
+        )
         .unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -200,7 +230,11 @@ impl EdgeCluster {
     pub fn leader_index(&self, via: usize) -> Result<usize, String> {
         let nodes = self.nodes(via)?;
         let leader = nodes.iter().find(|n| n.leader).ok_or("no leader")?;
-        leader.name.strip_prefix("node").and_then(|s| s.parse().ok()).ok_or_else(|| format!("odd name {}", leader.name))
+        leader
+            .name
+            .strip_prefix("node")
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("odd name {}", leader.name))
     }
 
     /// Forms a cluster of nodes 1..=n: init on 1, join the rest through 1.

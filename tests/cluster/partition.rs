@@ -16,18 +16,31 @@ fn partitioned_minority_cannot_commit_and_everyone_converges_after_healing() {
     cluster.net.partition(minority);
 
     let out = cluster.put(minority, "/kv/p/minority", "lost");
-    assert!(!out.status.success(), "a write on the cut-off minority must not be acknowledged");
+    assert!(
+        !out.status.success(),
+        "a write on the cut-off minority must not be acknowledged"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("leader") || stderr.contains("may or may not"), "clear error: {stderr}");
+    assert!(
+        stderr.contains("leader") || stderr.contains("may or may not"),
+        "clear error: {stderr}"
+    );
 
     let new_leader = wait_until(CONVERGE, "the majority elects a leader", || {
-        cluster.leader_index(majority[0]).ok().filter(|l| *l != minority)
+        cluster
+            .leader_index(majority[0])
+            .ok()
+            .filter(|l| *l != minority)
     })
     .unwrap();
     assert!(majority.contains(&new_leader));
     for (n, i) in majority.iter().enumerate() {
         let out = cluster.put(*i, &format!("/kv/p/majority-{n}"), "kept");
-        assert!(out.status.success(), "majority write: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "majority write: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     cluster.net.heal(minority);

@@ -9,7 +9,10 @@ fn restarting_every_node_keeps_the_state() {
     cluster.form(3);
     let before = cluster.wait_voters(1, 3, 3);
     for k in 0..10 {
-        assert!(cluster.put(1 + k % 3, &format!("/kv/r/{k}"), &format!("{k}")).status.success());
+        assert!(cluster
+            .put(1 + k % 3, &format!("/kv/r/{k}"), &format!("{k}"))
+            .status
+            .success());
     }
     for i in 1..=3 {
         cluster.kill(i);
@@ -23,9 +26,16 @@ fn restarting_every_node_keeps_the_state() {
         v.sort();
         v
     };
-    assert_eq!(ids(&before), ids(&after), "node ids and names survive the restart");
+    assert_eq!(
+        ids(&before),
+        ids(&after),
+        "node ids and names survive the restart"
+    );
     for k in 0..10 {
         let key = format!("/kv/r/{k}");
-        wait_until(CONVERGE, "data after restart", || cluster.get(1 + k % 3, &key, false) == Some(k.to_string())).unwrap();
+        wait_until(CONVERGE, "data after restart", || {
+            cluster.get(1 + k % 3, &key, false) == Some(k.to_string())
+        })
+        .unwrap();
     }
 }
