@@ -895,3 +895,63 @@ async fn admin_client_endpoint_reaches_the_api() {
     cli.close();
     assert!(cli.accept().await.is_none());
 }
+
+#[tokio::test]
+async fn joined_node_serves_on_the_same_port_once_it_has_a_certificate() {
+    let ca = ClusterCa::generate("lab").unwrap();
+    let member = bind_node(&ca, 1);
+    spawn_echo_server(&member);
+    let joiner = Endpoint::bind_unenrolled(loopback()).unwrap();
+    let joiner_addr = joiner.local_addr().unwrap();
+
+    // Before enrolment it can only join.
+    assert!(matches!(
+        joiner
+            .connect(
+                member.local_addr().unwrap(),
+                PeerIdentity::Node(1),
+                ALPN_RAFT
+            )
+            .await,
+        Err(EndpointError::NotEnrolled)
+    ));
+    let (_join, ca_pem) = joiner
+        .connect_join(member.local_addr().unwrap(), &ca.fingerprint())
+        .await
+        .unwrap();
+
+    // The CA signs the joiner's CSR (in real life, through the join RPC).
+    let (key_pem, csr_pem) = pki::generate_node_key_and_csr("node-2").unwrap();
+    let cert_pem = ca.sign_node_csr(&csr_pem, 2, "node-2").unwrap();
+    joiner
+        .set_identity(TlsIdentity {
+            ca_cert_pem: ca_pem,
+            cert_pem,
+            key_pem,
+        })
+        .unwrap();
+    spawn_echo_server(&joiner);
+    assert_eq!(joiner.local_addr().unwrap(), joiner_addr);
+
+    // Now members reach it as node 2, and it reaches them as node 2.
+    let to_joiner = member
+        .connect(joiner_addr, PeerIdentity::Node(2), ALPN_RAFT)
+        .await
+        .unwrap();
+    let (_, seen): (String, String) = rpc::call(&to_joiner, &"hi".to_string(), CALL_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(seen, format!("{:?}", Some(PeerIdentity::Node(1))));
+    let from_joiner = joiner
+        .connect(
+            member.local_addr().unwrap(),
+            PeerIdentity::Node(1),
+            ALPN_RAFT,
+        )
+        .await
+        .unwrap();
+    let (_, seen): (String, String) = rpc::call(&from_joiner, &"hi".to_string(), CALL_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(seen, format!("{:?}", Some(PeerIdentity::Node(2))));
+}
