@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout,
@@ -48,6 +48,12 @@ pub enum RaftResponse {
 /// Errors of one Raft RPC before openraft's error types are chosen.
 #[derive(Debug, thiserror::Error)]
 pub enum RaftNetworkError {
+    #[error("no connection to node {target} at {addr} within {timeout:?}")]
+    ConnectTimeout {
+        target: NodeId,
+        addr: String,
+        timeout: Duration,
+    },
     #[error("node {target} has an unusable address {addr:?}")]
     BadAddress { target: NodeId, addr: String },
     #[error("node {target}: {source}")]
@@ -155,26 +161,30 @@ impl QuicRaftClient {
         request: RaftRequest,
         timeout: Duration,
     ) -> Result<RaftResponse, RaftNetworkError> {
-        let attempt = async {
-            let connection = self.connection().await?;
-            let result =
-                rpc::call::<RaftRequest, RaftResponse>(&connection, &request, timeout).await;
-            if let Err(RpcError::ConnectionLost { .. } | RpcError::Timeout { .. }) = &result {
-                // A timed-out connection may be half dead: dial afresh next time.
-                self.forget_connection(&connection).await;
+        let started = Instant::now();
+        // No connection in time means the peer is unreachable: a dead or
+        // cut-off peer never answers the handshake (QUIC ignores ICMP), so
+        // openraft should back off rather than retry at once.
+        let connection = match tokio::time::timeout(timeout, self.connection()).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(RaftNetworkError::ConnectTimeout {
+                    target: self.target,
+                    addr: self.addr.clone(),
+                    timeout,
+                })
             }
-            result.map_err(|source| RaftNetworkError::Rpc {
-                target: self.target,
-                source,
-            })
         };
-        match tokio::time::timeout(timeout, attempt).await {
-            Ok(result) => result,
-            Err(_) => Err(RaftNetworkError::Rpc {
-                target: self.target,
-                source: RpcError::Timeout { timeout },
-            }),
+        let remaining = timeout.saturating_sub(started.elapsed());
+        let result = rpc::call::<RaftRequest, RaftResponse>(&connection, &request, remaining).await;
+        if let Err(RpcError::ConnectionLost { .. } | RpcError::Timeout { .. }) = &result {
+            // A timed-out connection may be half dead: dial afresh next time.
+            self.forget_connection(&connection).await;
         }
+        result.map_err(|source| RaftNetworkError::Rpc {
+            target: self.target,
+            source,
+        })
     }
 
     /// Maps a transport failure onto openraft's kinds: `Unreachable` makes
@@ -189,6 +199,7 @@ impl QuicRaftClient {
                 source: RpcError::Unreachable { .. } | RpcError::ConnectionLost { .. },
                 ..
             }
+            | RaftNetworkError::ConnectTimeout { .. }
             | RaftNetworkError::BadAddress { .. } => RPCError::Unreachable(Unreachable::new(&err)),
             RaftNetworkError::Rpc {
                 source: RpcError::Timeout { timeout },

@@ -866,6 +866,70 @@ mod cluster {
         second.kill().await;
         first.kill().await;
     }
+
+    #[tokio::test]
+    async fn raft_network_maps_failures_onto_openraft_errors() {
+        use raft::openraft::error::RPCError;
+        use raft::openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+        use raft::openraft::raft::VoteRequest;
+        use raft::openraft::Vote;
+
+        let ca = ClusterCa::generate("lab").unwrap();
+        let node = start_node(&ca, 1, raft_config()).await;
+        let caller = bind_node(&ca, 7);
+        let mut factory = QuicRaftNetworkFactory::new(7, caller.clone());
+        let option = || RPCOption::new(Duration::from_secs(1));
+        let vote = || VoteRequest::new(Vote::new(5, 7), None);
+
+        // A live peer answers with its Raft's own decision.
+        let mut to_node = factory.new_client(1, &node.peer()).await;
+        let response = to_node.vote(vote(), option()).await.unwrap();
+        assert!(
+            response.vote_granted,
+            "a fresh node grants a higher term: {response:?}"
+        );
+
+        // Nobody answers the handshake: unreachable, so openraft backs off.
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let silent_peer = PeerNode {
+            name: "node-2".into(),
+            addr: silent.local_addr().unwrap().to_string(),
+        };
+        let mut to_silent = factory.new_client(2, &silent_peer).await;
+        match to_silent.vote(vote(), option()).await {
+            Err(RPCError::Unreachable(_)) => {}
+            other => panic!("expected unreachable, got {other:?}"),
+        }
+
+        // An address that is not ip:port: unreachable too.
+        let garbled = PeerNode {
+            name: "node-3".into(),
+            addr: "not-an-address".into(),
+        };
+        let mut to_garbled = factory.new_client(3, &garbled).await;
+        assert!(matches!(
+            to_garbled.vote(vote(), option()).await,
+            Err(RPCError::Unreachable(_))
+        ));
+
+        // Node 1's address, but we expect node 4 there: refused in the handshake.
+        let impostor = PeerNode {
+            name: "node-4".into(),
+            addr: node.peer().addr,
+        };
+        let mut to_impostor = factory.new_client(4, &impostor).await;
+        assert!(matches!(
+            to_impostor.vote(vote(), option()).await,
+            Err(RPCError::Unreachable(_))
+        ));
+
+        // The peer is reachable but its Raft has stopped: its error comes back as a remote error.
+        node.raft.shutdown().await.unwrap();
+        match to_node.vote(vote(), option()).await {
+            Err(RPCError::RemoteError(remote)) => assert_eq!(remote.target, 1),
+            other => panic!("expected a remote error, got {other:?}"),
+        }
+    }
 }
 
 #[tokio::test]
@@ -954,4 +1018,115 @@ async fn joined_node_serves_on_the_same_port_once_it_has_a_certificate() {
         .await
         .unwrap();
     assert_eq!(seen, format!("{:?}", Some(PeerIdentity::Node(2))));
+}
+
+/// A UDP relay on loopback that can be cut, to make a peer vanish without a
+/// word (as when it loses power or its link), unlike a clean close.
+struct UdpRelay {
+    addr: std::net::SocketAddr,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl UdpRelay {
+    async fn start(server: std::net::SocketAddr) -> UdpRelay {
+        let socket = tokio::net::UdpSocket::bind(loopback()).await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let task = {
+            let cut = cut.clone();
+            tokio::spawn(async move {
+                let mut client = None;
+                let mut buf = vec![0u8; 65536];
+                while let Ok((len, from)) = socket.recv_from(&mut buf).await {
+                    if cut.load(std::sync::atomic::Ordering::SeqCst) {
+                        continue;
+                    }
+                    let to = if from == server {
+                        match client {
+                            Some(client) => client,
+                            None => continue,
+                        }
+                    } else {
+                        client = Some(from);
+                        server
+                    };
+                    let _ = socket.send_to(&buf[..len], to).await;
+                }
+            })
+        };
+        UdpRelay { addr, cut, task }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for UdpRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn keep_alive_holds_a_quiet_link_and_idle_timeout_detects_a_silent_one() {
+    let ca = ClusterCa::generate("lab").unwrap();
+    let node1 = bind_node(&ca, 1);
+    let node2 = bind_node(&ca, 2);
+    let arrived = Arc::new(Notify::new());
+    {
+        // "park" requests never get an answer; others are echoed.
+        let endpoint = node2.clone();
+        let arrived = arrived.clone();
+        tokio::spawn(async move {
+            while let Some(accepted) = endpoint.accept().await {
+                let arrived = arrived.clone();
+                tokio::spawn(rpc::serve_connection(
+                    accepted.connection,
+                    move |request: String| {
+                        let arrived = arrived.clone();
+                        async move {
+                            if request == "park" {
+                                arrived.notify_one();
+                                std::future::pending::<()>().await;
+                            }
+                            request
+                        }
+                    },
+                ));
+            }
+        });
+    }
+    let relay = UdpRelay::start(node2.local_addr().unwrap()).await;
+    // Dialled through the relay's address: the identity, not the address, is checked.
+    let connection = node1
+        .connect(relay.addr, PeerIdentity::Node(2), ALPN_RAFT)
+        .await
+        .unwrap();
+
+    // Quiet for longer than the idle timeout: keep-alives hold the link open.
+    tokio::time::sleep(tls::IDLE_TIMEOUT + Duration::from_secs(1)).await;
+    let echo: String = rpc::call(&connection, &"still there".to_string(), CALL_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(echo, "still there");
+
+    // The peer goes silent mid-call: the idle timeout (shorter than the
+    // call's own timeout) ends the call with a lost connection.
+    assert!(tls::IDLE_TIMEOUT < CALL_TIMEOUT);
+    let call = {
+        let connection = connection.clone();
+        tokio::spawn(async move {
+            rpc::call::<String, String>(&connection, &"park".to_string(), CALL_TIMEOUT).await
+        })
+    };
+    arrived.notified().await;
+    relay.cut();
+    match call.await.unwrap() {
+        Err(RpcError::ConnectionLost {
+            source: quinn::ConnectionError::TimedOut,
+        }) => {}
+        other => panic!("expected the idle timeout to end the call, got {other:?}"),
+    }
 }
