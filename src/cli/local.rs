@@ -1,25 +1,32 @@
 //! Node-local commands that drive the runtime crate directly (no cluster):
 //! `edgectl image import|ls|inspect|rm|gc` and the `edgectl run` debug
-//! command. They open the runtime under `--data-dir` themselves, so they
-//! must not run while a daemon owns that data dir... except that the store
-//! is `flock`ed, so concurrent image commands are safe.
+//! command. They open the runtime under `--data-dir` themselves; the image
+//! store and the container table are `flock`ed, so they may run beside a
+//! daemon using the same data dir.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use comfy_table::{presets::NOTHING, Table};
 use runtime::{ContainerSpec, NetworkMode, Resources, Runtime, RuntimeOptions, Stream};
 
-/// Output format of listing commands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    /// A human-readable table.
-    Table,
-    /// JSON, for scripts.
-    Json,
+/// Whether the global `-o/--output` asks for JSON (or YAML, which we print
+/// as JSON too: JSON is valid YAML). main.rs does not hand the global flag to
+/// `image()`, so read it back from argv; clap has already validated it.
+fn output_is_structured() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().enumerate().any(|(i, arg)| {
+        let value = match arg.as_str() {
+            "-o" | "--output" => args.get(i + 1).map(String::as_str),
+            other => other
+                .strip_prefix("--output=")
+                .or_else(|| other.strip_prefix("-o")),
+        };
+        matches!(value, Some("json" | "yaml"))
+    })
 }
 
 /// `edgectl image ...`
@@ -30,12 +37,8 @@ pub enum ImageCommand {
         /// The archive (tar, optionally gzipped) or OCI layout directory.
         file: PathBuf,
     },
-    /// List the images in this node's store.
-    Ls {
-        /// Output format.
-        #[arg(short = 'o', long, value_enum, default_value = "table")]
-        output: OutputFormat,
-    },
+    /// List the images in this node's store (a table; `-o json` for JSON).
+    Ls,
     /// Show one image as JSON.
     Inspect {
         /// Name (name:tag), id (sha256:...) or short id.
@@ -132,11 +135,11 @@ pub fn image(command: ImageCommand, data_dir: &Path) -> anyhow::Result<()> {
                 println!("imported {name} {}", info.id);
             }
         }
-        ImageCommand::Ls { output } => {
+        ImageCommand::Ls => {
             let list = images.list()?;
-            match output {
-                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&list)?),
-                OutputFormat::Table => {
+            match output_is_structured() {
+                true => println!("{}", serde_json::to_string_pretty(&list)?),
+                false => {
                     let mut table = Table::new();
                     table.load_preset(NOTHING);
                     table.set_header(vec!["NAME", "ID", "SIZE", "LAYERS", "CREATED"]);

@@ -247,7 +247,7 @@ fn extract_archive(path: &Path, staging: &Path) -> Result<Source> {
     };
     let bad = |e: io::Error| Error::BadArchive {
         path: path.to_owned(),
-        reason: format!("not a readable tar archive: {e}"),
+        reason: format!("not a readable tar archive: {}", clip(&e.to_string())),
     };
     let mut archive = tar::Archive::new(reader);
     let mut entries_seen = 0usize;
@@ -312,6 +312,19 @@ fn extract_archive(path: &Path, staging: &Path) -> Result<Source> {
         return Err(source.bad("the archive is empty"));
     }
     Ok(source)
+}
+
+/// The tar reader quotes header bytes in its errors; a random file would
+/// fill the terminal with them.
+fn clip(message: &str) -> String {
+    const REASON_CHARS_MAX: usize = 120;
+    let first_line = message.lines().next().unwrap_or("");
+    if first_line.chars().count() > REASON_CHARS_MAX || message.contains('\n') {
+        let cut: String = first_line.chars().take(REASON_CHARS_MAX).collect();
+        format!("{cut}...")
+    } else {
+        first_line.to_owned()
+    }
 }
 
 fn verify(
