@@ -100,6 +100,17 @@ struct Inner {
     /// `None` until the node has a certificate (a node that is joining).
     identity: RwLock<Option<Arc<TlsIdentity>>>,
     accepted: Mutex<mpsc::Receiver<Accepted>>,
+    acceptor: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    /// The last handle is gone: stop accepting, as quinn would if it were
+    /// not for the acceptor task's own handle. Connections already handed
+    /// out keep working (quinn's rule), and the socket closes after them.
+    fn drop(&mut self) {
+        self.acceptor.abort();
+        self.quinn.set_server_config(None);
+    }
 }
 
 impl Endpoint {
@@ -148,12 +159,13 @@ impl Endpoint {
 
     fn start(quinn: quinn::Endpoint, identity: Option<TlsIdentity>) -> Endpoint {
         let (accepted_tx, accepted_rx) = mpsc::channel(ACCEPT_QUEUE_LEN);
-        tokio::spawn(run_acceptor(quinn.clone(), accepted_tx));
+        let acceptor = tokio::spawn(run_acceptor(quinn.clone(), accepted_tx));
         Endpoint {
             inner: Arc::new(Inner {
                 quinn,
                 identity: RwLock::new(identity.map(Arc::new)),
                 accepted: Mutex::new(accepted_rx),
+                acceptor,
             }),
         }
     }

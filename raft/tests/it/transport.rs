@@ -1130,3 +1130,33 @@ async fn keep_alive_holds_a_quiet_link_and_idle_timeout_detects_a_silent_one() {
         other => panic!("expected the idle timeout to end the call, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn dropping_the_last_endpoint_handle_stops_accepting_but_keeps_connections() {
+    let ca = ClusterCa::generate("lab").unwrap();
+    let node1 = bind_node(&ca, 1);
+    let node2 = bind_node(&ca, 2);
+    let addr2 = node2.local_addr().unwrap();
+    let connection = node1
+        .connect(addr2, PeerIdentity::Node(2), ALPN_RAFT)
+        .await
+        .unwrap();
+    // Serve the accepted connection without keeping any endpoint handle.
+    let accepted = node2.accept().await.unwrap();
+    tokio::spawn(rpc::serve_connection(
+        accepted.connection,
+        |request: String| async move { request },
+    ));
+    drop(node2);
+
+    // New handshakes to the dropped endpoint fail...
+    match node1.connect(addr2, PeerIdentity::Node(2), ALPN_RAFT).await {
+        Err(EndpointError::Handshake { .. }) => {}
+        other => panic!("expected a failed handshake, got {other:?}"),
+    }
+    // ...while the connection accepted before keeps working.
+    let echo: String = rpc::call(&connection, &"unaffected".to_string(), CALL_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(echo, "unaffected");
+}
