@@ -521,3 +521,93 @@ fn another_format_version_is_refused() {
         "{error}"
     );
 }
+
+mod model {
+    //! The RocksDB state machine against the in-memory reference on the
+    //! same core: same responses, same reads, same watch history, whatever
+    //! the batching, retention and restarts.
+
+    use proptest::prelude::*;
+    use raft::kv::MemKv;
+
+    use super::*;
+
+    fn arb_request() -> impl Strategy<Value = KvRequest> {
+        let key =
+            prop::sample::select(vec!["a", "a/1", "a/2", "b"]).prop_map(|k| k.as_bytes().to_vec());
+        let op = prop_oneof![
+            3 => (key.clone(), prop::collection::vec(any::<u8>(), 0..3))
+                .prop_map(|(key, value)| KvOp::Put { key, value }),
+            1 => key.clone().prop_map(|key| KvOp::Delete { key }),
+            1 => prop::sample::select(vec!["", "a/"])
+                .prop_map(|p| KvOp::DeletePrefix { prefix: p.as_bytes().to_vec() }),
+        ];
+        let compare = (key, 0u64..5).prop_map(|(key, mod_revision)| Compare { key, mod_revision });
+        (
+            prop::collection::vec(compare, 0..2),
+            prop::collection::vec(op.clone(), 0..3),
+            prop::collection::vec(op, 0..2),
+        )
+            .prop_map(|(compares, success, failure)| {
+                KvRequest::Txn(Txn {
+                    compares,
+                    success,
+                    failure,
+                })
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        #[test]
+        fn rocksdb_state_machine_matches_memkv(
+            requests in prop::collection::vec(arb_request(), 1..40),
+            batch in 1usize..6,
+            retention in 1u64..12,
+            restart_after in 0usize..8,
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let dir = TempDir::new().unwrap();
+                let mut store = open(dir.path(), retention);
+                let mut model = MemKv::new(retention);
+                let mut index = 0;
+                for (chunk_number, chunk) in requests.chunks(batch).enumerate() {
+                    if chunk_number == restart_after {
+                        drop(store);
+                        store = open(dir.path(), retention);
+                    }
+                    let entries: Vec<Entry> = chunk
+                        .iter()
+                        .map(|request| {
+                            index += 1;
+                            entry(index, request.clone())
+                        })
+                        .collect();
+                    let got = store.state_machine.apply(entries).await.unwrap();
+                    let want = model.apply_batch(chunk);
+                    assert_eq!(got, want);
+                }
+                assert_eq!(store.reader.range(b"").unwrap(), model.range(b""));
+                assert_eq!(store.reader.revision(), model.revision());
+                assert_eq!(store.reader.compacted_revision(), model.compacted_revision());
+                for prefix in [&b""[..], b"a/", b"b"] {
+                    let from = model.compacted_revision() + 1;
+                    let want = model.events_since(prefix, from).unwrap();
+                    let mut watcher = store.reader.watch(prefix, from).unwrap();
+                    for expected in want {
+                        assert_eq!(next(&mut watcher).await, expected);
+                    }
+                    // Nothing more: the next write is the next event.
+                    store.state_machine.apply([put(index + 1, "zz", "end")]).await.unwrap();
+                    model.apply(&KvRequest::Txn(Txn::put("zz", "end")));
+                    index += 1;
+                    if prefix.is_empty() {
+                        assert_eq!(next(&mut watcher).await.kv().key, b"zz".to_vec());
+                    }
+                }
+            });
+        }
+    }
+}
