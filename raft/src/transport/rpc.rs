@@ -240,7 +240,18 @@ async fn serve_stream<Req, Resp, Handler, Fut>(
             return;
         }
     };
-    let response = handler(request).await;
+    // If the caller gives up (its timeout drops the stream, which stops it)
+    // or the connection dies, stop working on an answer nobody will read:
+    // otherwise a handler stuck on a dead caller would hold its task and a
+    // call permit for ever.
+    let stopped = send.stopped();
+    let response = tokio::select! {
+        response = handler(request) => response,
+        _ = stopped => {
+            tracing::debug!("caller went away before the response");
+            return;
+        }
+    };
     match encode(&response) {
         Ok(body) => {
             if let Err(err) = write_frame(&mut send, &body).await {

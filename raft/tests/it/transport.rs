@@ -1160,3 +1160,55 @@ async fn dropping_the_last_endpoint_handle_stops_accepting_but_keeps_connections
         .unwrap();
     assert_eq!(echo, "unaffected");
 }
+
+/// Signals when dropped: tells a test that a handler's future was cancelled.
+struct DropSignal(Arc<Notify>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
+}
+
+#[tokio::test]
+async fn server_abandons_a_call_its_caller_gave_up_on() {
+    let ca = ClusterCa::generate("lab").unwrap();
+    let node1 = bind_node(&ca, 1);
+    let node2 = bind_node(&ca, 2);
+    let abandoned = Arc::new(Notify::new());
+    {
+        let endpoint = node2.clone();
+        let abandoned = abandoned.clone();
+        tokio::spawn(async move {
+            while let Some(accepted) = endpoint.accept().await {
+                let abandoned = abandoned.clone();
+                tokio::spawn(rpc::serve_connection(
+                    accepted.connection,
+                    move |_request: String| {
+                        let signal = DropSignal(abandoned.clone());
+                        async move {
+                            let _signal = signal;
+                            std::future::pending::<String>().await
+                        }
+                    },
+                ));
+            }
+        });
+    }
+    let connection = node1
+        .connect(
+            node2.local_addr().unwrap(),
+            PeerIdentity::Node(2),
+            ALPN_RAFT,
+        )
+        .await
+        .unwrap();
+    let result =
+        rpc::call::<String, String>(&connection, &"x".to_string(), Duration::from_millis(200))
+            .await;
+    assert!(matches!(result, Err(RpcError::Timeout { .. })));
+    // The handler's future is dropped once the caller's stream is gone.
+    tokio::time::timeout(CALL_TIMEOUT, abandoned.notified())
+        .await
+        .expect("the server kept working on an abandoned call");
+}
