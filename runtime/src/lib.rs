@@ -22,6 +22,7 @@ mod fsutil;
 mod image;
 mod logs;
 mod monitor;
+mod network;
 mod spec;
 
 use std::collections::HashSet;
@@ -35,6 +36,7 @@ pub use error::{Error, Result};
 pub use image::{GcReport, ImageConfig, ImageInfo, ImageStore, LayerInfo};
 pub use logs::{LogLine, Stream};
 pub use monitor::ExitStatus;
+pub use network::host_veth_name;
 pub use spec::{
     valid_id, validate, ContainerSpec, Mount, NetworkMode, Resources, MEMORY_BYTES_MIN,
 };
@@ -123,6 +125,12 @@ impl Runtime {
     /// The cgroup path (`cgroupsPath`) of a container.
     pub fn cgroup_path(&self, id: &str) -> String {
         format!("/{}/{}", self.options.cgroup_parent.trim_matches('/'), id)
+    }
+
+    /// Deletes a bridge created for `NetworkMode::Bridge` once no container
+    /// holds an address on it. Returns false (and keeps it) otherwise.
+    pub fn remove_bridge(&self, bridge: &str) -> Result<bool> {
+        network::remove_bridge(&self.root, bridge)
     }
 
     /// The host's cgroup layout as seen at open.

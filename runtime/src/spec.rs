@@ -130,6 +130,14 @@ pub enum NetworkMode {
     None,
     /// The host's network namespace.
     Host,
+    /// Its own network namespace, with `eth0` on a node bridge (created on
+    /// first use) and an address from `subnet` (the bridge takes the first).
+    Bridge {
+        /// Bridge interface name (at most 15 characters).
+        bridge: String,
+        /// IPv4 subnet in CIDR form, e.g. `10.88.0.0/24`.
+        subnet: String,
+    },
 }
 
 /// Checks what can be checked without the filesystem.
@@ -306,6 +314,8 @@ pub(crate) struct Resolved<'a> {
     pub(crate) devices: Vec<(i64, i64, bool)>,
     /// Files bind-mounted read-only over the image's (resolv.conf, hosts).
     pub(crate) etc_files: Vec<(PathBuf, &'static str)>,
+    /// The pinned network namespace to join (bridge mode).
+    pub(crate) netns: Option<PathBuf>,
 }
 
 /// Builds the OCI runtime spec (config.json) for a container.
@@ -334,9 +344,10 @@ pub(crate) fn build_oci_spec(
         json!({"type": "uts"}),
         json!({"type": "mount"}),
     ];
-    match spec.network {
-        NetworkMode::None => namespaces.push(json!({"type": "network"})),
-        NetworkMode::Host => {}
+    match (&spec.network, &resolved.netns) {
+        (NetworkMode::Host, _) => {}
+        (_, Some(path)) => namespaces.push(json!({"type": "network", "path": path})),
+        (_, None) => namespaces.push(json!({"type": "network"})),
     }
     value["linux"]["namespaces"] = Value::Array(namespaces);
 

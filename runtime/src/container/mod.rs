@@ -31,6 +31,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{self, FileLock};
 use crate::logs::{self, LogLine, RotatingLog};
 use crate::monitor::{pidfd_open, ExitStatus, Watch};
+use crate::network;
 use crate::spec::{self, ContainerSpec, Mount, NetworkMode};
 use crate::Runtime;
 
@@ -85,6 +86,8 @@ pub struct ContainerInfo {
     pub created_unix_ms: u64,
     /// True when an earlier process created it and this one adopted it.
     pub adopted: bool,
+    /// Its address on the bridge (bridge mode only).
+    pub ip: Option<std::net::Ipv4Addr>,
 }
 
 impl Runtime {
@@ -166,7 +169,12 @@ impl Runtime {
             (false, true) => ContainerState::Running,
             (false, false) => ContainerState::Created,
         };
+        let ip = fs::read(self.container_dir(&id).join("network.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<network::Attachment>(&b).ok())
+            .map(|a| a.ip);
         ContainerInfo {
+            ip,
             adopted: !created_here.contains(&id),
             id,
             image_id: record.image_id,
@@ -248,7 +256,13 @@ impl Runtime {
         let (uid, gid) = resolve_user(&rootfs, plan.user.as_deref())?;
         let volume_dirs = self.volume_dirs(&spec)?;
         let devices = device_numbers(&spec)?;
-        let etc_files = self.write_etc_files(&spec, &dir)?;
+        let attachment = match &spec.network {
+            NetworkMode::Bridge { bridge, subnet } => {
+                Some(network::attach(&self.root, &dir, &id, bridge, subnet)?)
+            }
+            NetworkMode::None | NetworkMode::Host => None,
+        };
+        let etc_files = self.write_etc_files(&spec, &dir, attachment.as_ref())?;
         let resolved = spec::Resolved {
             rootfs: &rootfs,
             uid,
@@ -257,6 +271,7 @@ impl Runtime {
             volume_dirs,
             devices,
             etc_files,
+            netns: attachment.as_ref().map(|_| dir.join("netns")),
         };
         let oci = spec::build_oci_spec(&spec, &plan, &resolved)?;
         oci.save(dir.join("config.json"))?;
@@ -374,15 +389,30 @@ impl Runtime {
         &self,
         spec: &ContainerSpec,
         dir: &Path,
+        attachment: Option<&network::Attachment>,
     ) -> Result<Vec<(PathBuf, &'static str)>> {
         let hostname = spec.hostname.clone().unwrap_or_else(|| spec.id.clone());
-        let hosts = format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n");
+        let own_address = attachment.map_or_else(|| "127.0.1.1".to_owned(), |a| a.ip.to_string());
+        let hosts = format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{own_address}\t{hostname}\n"
+        );
         let hosts_path = dir.join("hosts");
         fsutil::write_atomic(&hosts_path, hosts.as_bytes())?;
         let resolv_path = dir.join("resolv.conf");
         let resolv = match spec.network {
             // The host's resolvers are reachable only from the host netns.
             NetworkMode::Host => fs::read("/etc/resolv.conf").unwrap_or_default(),
+            // A loopback resolver (systemd-resolved's 127.0.0.53) is not
+            // reachable from the container's namespace: keep the others.
+            NetworkMode::Bridge { .. } => fs::read_to_string("/etc/resolv.conf")
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| {
+                    !(l.starts_with("nameserver") && (l.contains(" 127.") || l.contains(" ::1")))
+                })
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+                .into_bytes(),
             NetworkMode::None => Vec::new(),
         };
         fsutil::write_atomic(&resolv_path, &resolv)?;
@@ -412,6 +442,7 @@ impl Runtime {
             layout.remove_if_empty(&self.cgroup_path(id));
         }
         let dir = self.container_dir(id);
+        network::detach(&self.root, &dir, id)?;
         let rootfs = dir.join("rootfs");
         match nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH) {
             Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}

@@ -129,6 +129,7 @@ fn oci_spec_carries_limits_and_mounts() {
         volume_dirs: vec![PathBuf::from("/vol/data")],
         devices: vec![],
         etc_files: vec![],
+        netns: None,
     };
     let oci = build_oci_spec(&spec, &plan, &resolved).unwrap();
     let v = serde_json::to_value(&oci).unwrap();

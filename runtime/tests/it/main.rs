@@ -6,4 +6,5 @@ mod adoption;
 mod bad_input;
 mod containers;
 mod images;
+mod network;
 mod support;
