@@ -2,28 +2,34 @@
 //!
 //! Measures, on the same machine and the same filesystem:
 //! - the fsync floor: one 4 KiB write + fdatasync, the least any durable
-//!   write can cost (nothing replicated can be faster than one local sync),
-//!   before and after the targets, since the disk may be shared;
+//!   write can cost (nothing replicated can be faster than one local sync);
 //! - each write target (`--targets`): a 3-member etcd cluster now, edgectl
 //!   once its `WriteTarget` impl is added.
 //!
-//! Workload per target: one writer doing sequential puts (latency p50/p99
-//! over `--ops`, after `--warmup` puts that are not counted), then
-//! `--writers` concurrent writers sharing `--concurrent-ops` puts
-//! (throughput, and latency under load). Values are `--value-bytes` bytes,
-//! every key is distinct (a run id, the phase and a sequence number).
+//! Workload: one writer doing sequential puts (latency p50/p99 over `--ops`,
+//! after `--warmup` puts that are not counted), then `--writers` concurrent
+//! writers sharing `--concurrent-ops` puts (throughput, and latency under
+//! load). Values are `--value-bytes` bytes, every key is distinct (a run id,
+//! the phase and a sequence number).
+//!
+//! The machine's disk and cores may be shared with other work, which moves
+//! latencies by several times from one minute to the next. So the
+//! single-writer phase runs in `--rounds` interleaved rounds (fsync loop,
+//! then each target, then again), and each histogram gathers all its rounds:
+//! every column then saw the same mix of quiet and busy moments.
 //!
 //! Output: a table, the ratios (edgectl p50 / fsync p50, edgectl writes/s /
 //! etcd writes/s), and one JSON line (the last line) for scripts.
 //!
-//! Adding a target: one `impl WriteTarget for YourTarget` and one variant of
-//! `TargetKind` with its arm in `measure_target`. This binary starts nothing:
+//! Adding a target: one `impl WriteTarget for YourTarget`, one variant of
+//! `TargetKind` (with its name) and its arm in `connect_target`. This binary starts nothing:
 //! scripts/bench-raft.sh starts the clusters and passes their endpoints.
 
 use std::fs::File;
 use std::future::Future;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -76,6 +82,11 @@ struct Args {
     #[arg(long, default_value_t = 2000)]
     ops: u64,
 
+    /// Interleaved rounds the single-writer and fsync operations are split
+    /// into (so that all of them see the same machine noise).
+    #[arg(long, default_value_t = 10)]
+    rounds: u64,
+
     /// Operations before measuring (connections, caches, leader lease).
     #[arg(long, default_value_t = 200)]
     warmup: u64,
@@ -113,9 +124,53 @@ enum EtcdRoute {
 }
 
 /// A replicated store that a put can be sent to. A put returns once the
-/// store acknowledges it as committed (durable on a majority).
+/// store acknowledges it as committed (durable on a majority). Implement it
+/// with `async fn put`.
 trait WriteTarget: Send + Sync + 'static {
     fn put(&self, key: Vec<u8>, value: Vec<u8>) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+type PutFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
+
+/// `WriteTarget` as a trait object, so that the targets of one run can sit
+/// in one list. Every `WriteTarget` is one; nobody implements it by hand.
+/// (One box per put: nanoseconds against puts of milliseconds.)
+trait DynWriteTarget: Send + Sync {
+    fn put_boxed(&self, key: Vec<u8>, value: Vec<u8>) -> PutFuture<'_>;
+}
+
+impl<T: WriteTarget> DynWriteTarget for T {
+    fn put_boxed(&self, key: Vec<u8>, value: Vec<u8>) -> PutFuture<'_> {
+        Box::pin(self.put(key, value))
+    }
+}
+
+/// A target, connected: what it is and how to reach it.
+struct ConnectedTarget {
+    name: &'static str,
+    detail: String,
+    target: Arc<dyn DynWriteTarget>,
+}
+
+/// Connects to the target of `kind`, as configured by `args`.
+async fn connect_target(kind: TargetKind, args: &Args) -> anyhow::Result<ConnectedTarget> {
+    let (target, detail): (Arc<dyn DynWriteTarget>, String) = match kind {
+        TargetKind::Etcd => {
+            let (target, endpoints) =
+                EtcdTarget::connect(&args.etcd_endpoints, args.etcd_route).await?;
+            let route = match args.etcd_route {
+                EtcdRoute::Leader => "leader only",
+                EtcdRoute::All => "all members",
+            };
+            let detail = format!("v3 gRPC, {route}: {}", endpoints.join(","));
+            (Arc::new(target), detail)
+        }
+    };
+    Ok(ConnectedTarget {
+        name: kind.name(),
+        detail,
+        target,
+    })
 }
 
 /// etcd through its v3 gRPC API. One HTTP/2 channel; concurrent puts are
@@ -247,47 +302,51 @@ enum FsyncMode {
     Append,
 }
 
-/// The fsync floor: write consecutive 4 KiB blocks to a file in `dir`,
-/// fdatasync after each.
-fn measure_fsync(dir: &Path, mode: FsyncMode, warmup: u64, ops: u64) -> anyhow::Result<Latency> {
-    let file = tempfile::tempfile_in(dir)
-        .with_context(|| format!("create fsync test file in {}", dir.display()))?;
-    if mode == FsyncMode::Overwrite {
-        preallocate(&file)
-            .with_context(|| format!("preallocate fsync test file in {}", dir.display()))?;
-    }
-    let block = vec![0xa5_u8; FSYNC_BLOCK_BYTES];
-    let blocks_in_file = FSYNC_FILE_BYTES / FSYNC_BLOCK_BYTES as u64;
-    let mut histogram = new_histogram()?;
-    for op in 0..warmup + ops {
-        let offset = match mode {
-            FsyncMode::Overwrite => (op % blocks_in_file) * FSYNC_BLOCK_BYTES as u64,
-            FsyncMode::Append => op * FSYNC_BLOCK_BYTES as u64,
-        };
-        let started = Instant::now();
-        file.write_all_at(&block, offset)
-            .context("write fsync test block")?;
-        file.sync_data().context("fdatasync fsync test file")?;
-        if op >= warmup {
-            record(&mut histogram, started.elapsed());
-        }
-    }
-    Ok(Latency::from_histogram(&histogram))
+/// A file in the data dirs' filesystem that 4 KiB blocks are written to,
+/// each followed by fdatasync.
+struct FsyncProbe {
+    file: File,
+    mode: FsyncMode,
+    next_block: u64,
+    block: Vec<u8>,
 }
 
-/// One fsync loop, on a blocking thread (file IO must not stall the async
-/// workers).
-async fn fsync_phase(args: &Args, mode: FsyncMode) -> anyhow::Result<Latency> {
-    eprintln!(
-        "raft_write: fsync {mode:?}: {} x 4 KiB write + fdatasync in {}",
-        args.ops,
-        args.fsync_dir.display()
-    );
-    let dir = args.fsync_dir.clone();
-    let (warmup, ops) = (args.warmup, args.ops);
-    tokio::task::spawn_blocking(move || measure_fsync(&dir, mode, warmup, ops))
-        .await
-        .context("fsync task panicked")?
+impl FsyncProbe {
+    fn create(dir: &Path, mode: FsyncMode) -> anyhow::Result<Self> {
+        let file = tempfile::tempfile_in(dir)
+            .with_context(|| format!("create fsync test file in {}", dir.display()))?;
+        if mode == FsyncMode::Overwrite {
+            preallocate(&file)
+                .with_context(|| format!("preallocate fsync test file in {}", dir.display()))?;
+        }
+        Ok(FsyncProbe {
+            file,
+            mode,
+            next_block: 0,
+            block: vec![0xa5_u8; FSYNC_BLOCK_BYTES],
+        })
+    }
+
+    /// `ops` writes + fdatasync, recorded in `histogram` if given. Blocking.
+    fn run(&mut self, ops: u64, mut histogram: Option<&mut Histogram<u64>>) -> anyhow::Result<()> {
+        let blocks_in_file = FSYNC_FILE_BYTES / FSYNC_BLOCK_BYTES as u64;
+        for _ in 0..ops {
+            let block_index = match self.mode {
+                FsyncMode::Overwrite => self.next_block % blocks_in_file,
+                FsyncMode::Append => self.next_block,
+            };
+            self.next_block += 1;
+            let started = Instant::now();
+            self.file
+                .write_all_at(&self.block, block_index * FSYNC_BLOCK_BYTES as u64)
+                .context("write fsync test block")?;
+            self.file.sync_data().context("fdatasync fsync test file")?;
+            if let Some(histogram) = histogram.as_deref_mut() {
+                record(histogram, started.elapsed());
+            }
+        }
+        Ok(())
+    }
 }
 
 fn preallocate(file: &File) -> std::io::Result<()> {
@@ -312,47 +371,47 @@ fn make_value(sequence: u64, bytes: usize) -> Vec<u8> {
         .collect()
 }
 
-async fn put_with_timeout<T: WriteTarget>(
-    target: &T,
+async fn put_with_timeout(
+    target: &dyn DynWriteTarget,
     key: Vec<u8>,
     value: Vec<u8>,
 ) -> anyhow::Result<()> {
-    match tokio::time::timeout(PUT_TIMEOUT, target.put(key, value)).await {
+    match tokio::time::timeout(PUT_TIMEOUT, target.put_boxed(key, value)).await {
         Ok(result) => result,
         Err(_) => bail!("put took longer than {PUT_TIMEOUT:?}"),
     }
 }
 
-async fn run_sequential<T: WriteTarget>(
-    target: &T,
+/// Sequential puts `sequences` from one writer, recorded in `histogram` if
+/// given (not during warm-up).
+async fn run_sequential(
+    target: &dyn DynWriteTarget,
     args: &Args,
     run_id: &str,
-) -> anyhow::Result<Latency> {
-    let mut histogram = new_histogram()?;
-    for sequence in 0..args.warmup + args.ops {
+    sequences: std::ops::Range<u64>,
+    mut histogram: Option<&mut Histogram<u64>>,
+) -> anyhow::Result<()> {
+    for sequence in sequences {
         let key = make_key(run_id, "seq", sequence);
         let value = make_value(sequence, args.value_bytes);
         let started = Instant::now();
         put_with_timeout(target, key, value)
             .await
             .with_context(|| format!("sequential put {sequence}"))?;
-        if sequence >= args.warmup {
-            record(&mut histogram, started.elapsed());
+        if let Some(histogram) = histogram.as_deref_mut() {
+            record(histogram, started.elapsed());
         }
     }
-    Ok(Latency::from_histogram(&histogram))
+    Ok(())
 }
 
 /// `writers` tasks take sequence numbers from one counter until
 /// `concurrent_ops` are done. Returns latency under load and writes/s.
-async fn run_concurrent<T: WriteTarget>(
-    target: Arc<T>,
+async fn run_concurrent(
+    target: Arc<dyn DynWriteTarget>,
     args: &Args,
     run_id: &str,
 ) -> anyhow::Result<(Latency, f64)> {
-    if args.writers == 0 || args.concurrent_ops == 0 {
-        bail!("--writers and --concurrent-ops must be at least 1");
-    }
     let next_sequence = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -391,53 +450,9 @@ async fn run_concurrent<T: WriteTarget>(
     ))
 }
 
-async fn measure<T: WriteTarget>(
-    name: &'static str,
-    detail: String,
-    target: T,
-    args: &Args,
-    run_id: &str,
-) -> anyhow::Result<TargetResult> {
-    eprintln!(
-        "raft_write: {name}: {} sequential puts after {} warm-up",
-        args.ops, args.warmup
-    );
-    let sequential = run_sequential(&target, args, run_id)
-        .await
-        .with_context(|| format!("{name}: sequential phase"))?;
-    eprintln!(
-        "raft_write: {name}: {} puts from {} writers",
-        args.concurrent_ops, args.writers
-    );
-    let (concurrent, writes_per_sec) = run_concurrent(Arc::new(target), args, run_id)
-        .await
-        .with_context(|| format!("{name}: concurrent phase"))?;
-    Ok(TargetResult {
-        name,
-        detail,
-        sequential,
-        concurrent,
-        writes_per_sec,
-    })
-}
-
-async fn measure_target(
-    kind: TargetKind,
-    args: &Args,
-    run_id: &str,
-) -> anyhow::Result<TargetResult> {
-    match kind {
-        TargetKind::Etcd => {
-            let (target, endpoints) =
-                EtcdTarget::connect(&args.etcd_endpoints, args.etcd_route).await?;
-            let route = match args.etcd_route {
-                EtcdRoute::Leader => "leader only",
-                EtcdRoute::All => "all members",
-            };
-            let detail = format!("v3 gRPC, {route}: {}", endpoints.join(","));
-            measure(kind.name(), detail, target, args, run_id).await
-        }
-    }
+/// Runs blocking file IO without stalling the other async workers.
+fn blocking<R>(work: impl FnOnce() -> R) -> R {
+    tokio::task::block_in_place(work)
 }
 
 fn round3(value: f64) -> f64 {
@@ -452,12 +467,31 @@ fn show_ratio(value: Option<f64>) -> String {
     value.map_or_else(|| "n/a".to_string(), |value| format!("{value:.2}"))
 }
 
+fn check_args(args: &Args) -> anyhow::Result<()> {
+    if args.ops == 0 || args.rounds == 0 || args.writers == 0 || args.concurrent_ops == 0 {
+        bail!("--ops, --rounds, --writers and --concurrent-ops must be at least 1");
+    }
+    if args.rounds > args.ops {
+        bail!(
+            "--rounds ({}) cannot exceed --ops ({})",
+            args.rounds,
+            args.ops
+        );
+    }
+    let mut seen = Vec::new();
+    for kind in &args.targets {
+        if seen.contains(kind) {
+            bail!("target {} named twice in --targets", kind.name());
+        }
+        seen.push(*kind);
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.ops == 0 {
-        bail!("--ops must be at least 1");
-    }
+    check_args(&args)?;
     let run_id = format!(
         "{}-{}",
         SystemTime::now()
@@ -467,28 +501,105 @@ async fn main() -> anyhow::Result<()> {
         std::process::id()
     );
 
-    // The disk is shared with whatever else runs on the machine, so the
-    // floor is measured before and after the targets; the lower p50 is the
-    // floor (noise only ever raises it), and both are shown.
-    let fsync_before = fsync_phase(&args, FsyncMode::Overwrite).await?;
-    let fsync_append = fsync_phase(&args, FsyncMode::Append).await?;
-
-    let mut results = Vec::new();
+    let mut targets = Vec::new();
     for kind in &args.targets {
-        results.push(measure_target(*kind, &args, &run_id).await?);
+        targets.push(connect_target(*kind, &args).await?);
     }
 
-    let fsync_after = fsync_phase(&args, FsyncMode::Overwrite).await?;
-    let fsync = if fsync_after.p50_ms < fsync_before.p50_ms {
-        fsync_after
-    } else {
-        fsync_before
-    };
+    // Reference only: the append variant, once, before everything else.
+    eprintln!("raft_write: fsync append: {} x 4 KiB", args.ops);
+    let mut fsync_append_histogram = new_histogram()?;
+    blocking(|| {
+        let mut probe = FsyncProbe::create(&args.fsync_dir, FsyncMode::Append)?;
+        probe.run(args.warmup, None)?;
+        probe.run(args.ops, Some(&mut fsync_append_histogram))
+    })?;
 
+    // Warm-up, not recorded: connections, caches, the leader's lease.
+    let mut fsync_probe = blocking(|| FsyncProbe::create(&args.fsync_dir, FsyncMode::Overwrite))?;
+    blocking(|| fsync_probe.run(args.warmup, None))?;
+    for connected in &targets {
+        eprintln!(
+            "raft_write: {}: {} warm-up puts",
+            connected.name, args.warmup
+        );
+        run_sequential(
+            connected.target.as_ref(),
+            &args,
+            &run_id,
+            0..args.warmup,
+            None,
+        )
+        .await
+        .with_context(|| format!("{}: warm-up", connected.name))?;
+    }
+
+    // Single writer, interleaved rounds.
+    eprintln!(
+        "raft_write: 1 writer: {} puts per target and {} fsyncs, in {} interleaved rounds",
+        args.ops, args.ops, args.rounds
+    );
+    let mut fsync_histogram = new_histogram()?;
+    let mut sequential_histograms = Vec::new();
+    for _ in &targets {
+        sequential_histograms.push(new_histogram()?);
+    }
+    let mut done = 0;
+    for round in 0..args.rounds {
+        // The last round takes the remainder.
+        let ops = if round + 1 == args.rounds {
+            args.ops - done
+        } else {
+            args.ops / args.rounds
+        };
+        blocking(|| fsync_probe.run(ops, Some(&mut fsync_histogram)))?;
+        for (connected, histogram) in targets.iter().zip(&mut sequential_histograms) {
+            let sequences = args.warmup + done..args.warmup + done + ops;
+            run_sequential(
+                connected.target.as_ref(),
+                &args,
+                &run_id,
+                sequences,
+                Some(histogram),
+            )
+            .await
+            .with_context(|| format!("{}: single-writer round {round}", connected.name))?;
+        }
+        done += ops;
+    }
+
+    // Many writers, one target at a time.
+    let mut results = Vec::new();
+    for (connected, histogram) in targets.iter().zip(&sequential_histograms) {
+        eprintln!(
+            "raft_write: {}: {} puts from {} writers",
+            connected.name, args.concurrent_ops, args.writers
+        );
+        let (concurrent, writes_per_sec) =
+            run_concurrent(Arc::clone(&connected.target), &args, &run_id)
+                .await
+                .with_context(|| format!("{}: concurrent phase", connected.name))?;
+        results.push(TargetResult {
+            name: connected.name,
+            detail: connected.detail.clone(),
+            sequential: Latency::from_histogram(histogram),
+            concurrent,
+            writes_per_sec,
+        });
+    }
+    let fsync = Latency::from_histogram(&fsync_histogram);
+    let fsync_append = Latency::from_histogram(&fsync_append_histogram);
+    report(&args, fsync, fsync_append, &results);
+    Ok(())
+}
+
+fn report(args: &Args, fsync: Latency, fsync_append: Latency, results: &[TargetResult]) {
     println!(
-        "raft_write: 1 writer x {} puts ({} warm-up), {} writers x {} puts, {} B values, fsync dir {}",
+        "raft_write: 1 writer x {} puts ({} warm-up, {} interleaved rounds), {} writers x {} puts, \
+         {} B values, fsync dir {}",
         args.ops,
         args.warmup,
+        args.rounds,
         args.writers,
         args.concurrent_ops,
         args.value_bytes,
@@ -498,17 +609,13 @@ async fn main() -> anyhow::Result<()> {
         "{:<13} {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>10}",
         "target", "p50 ms", "p99 ms", "mean ms", "max ms", "p50 ms*", "p99 ms*", "writes/s*"
     );
-    for (name, latency) in [
-        ("fsync before", fsync_before),
-        ("fsync after", fsync_after),
-        ("fsync append", fsync_append),
-    ] {
+    for (name, latency) in [("fsync floor", fsync), ("fsync append", fsync_append)] {
         println!(
             "{:<13} {:>9.3} {:>9.3} {:>9.3} {:>9.3} | {:>9} {:>9} {:>10}",
             name, latency.p50_ms, latency.p99_ms, latency.mean_ms, latency.max_ms, "-", "-", "-"
         );
     }
-    for result in &results {
+    for result in results {
         println!(
             "{:<13} {:>9.3} {:>9.3} {:>9.3} {:>9.3} | {:>9.3} {:>9.3} {:>10.0}",
             result.name,
@@ -522,18 +629,18 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "(* = with {} concurrent writers. fsync before/after = 4 KiB overwrite of a preallocated \
-         file + fdatasync, before and after the targets; the floor is the lower p50, {:.3} ms. \
-         fsync append = 4 KiB append to a growing file + fdatasync, for reference)",
-        args.writers, fsync.p50_ms
+        "(* = with {} concurrent writers. fsync floor = 4 KiB overwrite of a preallocated file \
+         + fdatasync, interleaved with the single-writer puts; fsync append = 4 KiB append to a \
+         growing file + fdatasync, once, for reference)",
+        args.writers
     );
-    for result in &results {
+    for result in results {
         println!("{}: {}", result.name, result.detail);
     }
 
     let find = |name: &str| results.iter().find(|result| result.name == name);
     let mut ratios = serde_json::Map::new();
-    for result in &results {
+    for result in results {
         let value = ratio(result.sequential.p50_ms, fsync.p50_ms);
         println!(
             "ratio {} p50 / fsync p50: {}",
@@ -542,26 +649,27 @@ async fn main() -> anyhow::Result<()> {
         );
         ratios.insert(format!("{}_p50_over_fsync_p50", result.name), json!(value));
     }
-    let etcd = find("etcd");
-    let edgectl = find("edgectl");
-    let throughput_ratio = match (edgectl, etcd) {
-        (Some(edgectl), Some(etcd)) => ratio(edgectl.writes_per_sec, etcd.writes_per_sec),
-        _ => None,
+    let (edgectl, etcd) = (find("edgectl"), find("etcd"));
+    let (throughput_ratio, p50_ratio) = match (edgectl, etcd) {
+        (Some(edgectl), Some(etcd)) => (
+            ratio(edgectl.writes_per_sec, etcd.writes_per_sec),
+            ratio(edgectl.sequential.p50_ms, etcd.sequential.p50_ms),
+        ),
+        _ => (None, None),
     };
-    let p50_ratio = match (edgectl, etcd) {
-        (Some(edgectl), Some(etcd)) => ratio(edgectl.sequential.p50_ms, etcd.sequential.p50_ms),
-        _ => None,
+    let needs_both = if edgectl.is_some() && etcd.is_some() {
+        ""
+    } else {
+        " (needs both targets)"
     };
     println!(
-        "ratio edgectl writes/s / etcd writes/s: {}{}",
-        show_ratio(throughput_ratio),
-        if throughput_ratio.is_none() {
-            " (needs both targets)"
-        } else {
-            ""
-        }
+        "ratio edgectl writes/s / etcd writes/s: {}{needs_both}",
+        show_ratio(throughput_ratio)
     );
-    println!("ratio edgectl p50 / etcd p50: {}", show_ratio(p50_ratio));
+    println!(
+        "ratio edgectl p50 / etcd p50: {}{needs_both}",
+        show_ratio(p50_ratio)
+    );
     ratios.insert(
         "edgectl_throughput_over_etcd".to_string(),
         json!(throughput_ratio),
@@ -586,16 +694,14 @@ async fn main() -> anyhow::Result<()> {
         "bench": "raft_write",
         "ops": args.ops,
         "warmup": args.warmup,
+        "rounds": args.rounds,
         "writers": args.writers,
         "concurrent_ops": args.concurrent_ops,
         "value_bytes": args.value_bytes,
         "fsync": fsync.to_json(),
-        "fsync_before": fsync_before.to_json(),
-        "fsync_after": fsync_after.to_json(),
         "fsync_append": fsync_append.to_json(),
         "targets": targets,
         "ratios": ratios,
     });
     println!("{report}");
-    Ok(())
 }
