@@ -235,6 +235,9 @@ impl Runtime {
         if dir.exists() || self.state_root().join(&id).exists() {
             return Err(Error::ContainerExists { id });
         }
+        // Held until the record naming the image is on disk, so that an
+        // image removal cannot slip between our resolve and that record.
+        let images_lock = self.images.lock()?;
         let image_id = self.images.resolve(&spec.image)?;
         let image = self.images.inspect(image_id.to_string().as_str())?;
         let layer_dirs = self.images.layer_dirs(&image_id)?;
@@ -308,6 +311,7 @@ impl Runtime {
             started: false,
         };
         self.write_record(&record)?;
+        drop(images_lock);
 
         let built = {
             let _clone_guard = libcontainer_lock();

@@ -146,7 +146,7 @@ impl ImageStore {
     fn index_path(&self) -> PathBuf {
         self.images_dir().join("index.json")
     }
-    fn lock(&self) -> Result<(std::sync::MutexGuard<'_, ()>, FileLock)> {
+    pub(crate) fn lock(&self) -> Result<(std::sync::MutexGuard<'_, ()>, FileLock)> {
         // A poisoned mutex only means another thread panicked mid-operation;
         // the on-disk store is still consistent (atomic renames), so go on.
         let guard = self.mutex.lock().unwrap_or_else(|p| p.into_inner());
