@@ -14,9 +14,10 @@
 //!
 //! The machine's disk and cores may be shared with other work, which moves
 //! latencies by several times from one minute to the next. So the
-//! single-writer phase runs in `--rounds` interleaved rounds (fsync loop,
-//! then each target, then again), and each histogram gathers all its rounds:
-//! every column then saw the same mix of quiet and busy moments.
+//! single-writer phase runs in `--rounds` interleaved rounds (by default one
+//! operation each: an fsync, an fsync append, a put to each target, then
+//! again), and each histogram gathers all its rounds: every column then saw
+//! the same mix of quiet and busy moments.
 //!
 //! Output: a table, the ratios (edgectl p50 / fsync p50, edgectl writes/s /
 //! etcd writes/s), and one JSON line (the last line) for scripts.
@@ -83,9 +84,13 @@ struct Args {
     ops: u64,
 
     /// Interleaved rounds the single-writer and fsync operations are split
-    /// into (so that all of them see the same machine noise).
-    #[arg(long, default_value_t = 10)]
-    rounds: u64,
+    /// into, so that all of them see the same machine noise. Default: one
+    /// operation per round (fsync, fsync append, a put to each target, and
+    /// again), which also spaces the fsyncs the way the targets' own are:
+    /// back-to-back fdatasyncs were measured here to take several times
+    /// longer than ones spaced by a put.
+    #[arg(long)]
+    rounds: Option<u64>,
 
     /// Operations before measuring (connections, caches, leader lease).
     #[arg(long, default_value_t = 200)]
@@ -468,15 +473,11 @@ fn show_ratio(value: Option<f64>) -> String {
 }
 
 fn check_args(args: &Args) -> anyhow::Result<()> {
-    if args.ops == 0 || args.rounds == 0 || args.writers == 0 || args.concurrent_ops == 0 {
+    if args.ops == 0 || args.rounds == Some(0) || args.writers == 0 || args.concurrent_ops == 0 {
         bail!("--ops, --rounds, --writers and --concurrent-ops must be at least 1");
     }
-    if args.rounds > args.ops {
-        bail!(
-            "--rounds ({}) cannot exceed --ops ({})",
-            args.rounds,
-            args.ops
-        );
+    if let Some(rounds) = args.rounds.filter(|rounds| *rounds > args.ops) {
+        bail!("--rounds ({rounds}) cannot exceed --ops ({})", args.ops);
     }
     let mut seen = Vec::new();
     for kind in &args.targets {
@@ -506,18 +507,14 @@ async fn main() -> anyhow::Result<()> {
         targets.push(connect_target(*kind, &args).await?);
     }
 
-    // Reference only: the append variant, once, before everything else.
-    eprintln!("raft_write: fsync append: {} x 4 KiB", args.ops);
-    let mut fsync_append_histogram = new_histogram()?;
-    blocking(|| {
-        let mut probe = FsyncProbe::create(&args.fsync_dir, FsyncMode::Append)?;
-        probe.run(args.warmup, None)?;
-        probe.run(args.ops, Some(&mut fsync_append_histogram))
-    })?;
+    let rounds = args.rounds.unwrap_or(args.ops);
 
     // Warm-up, not recorded: connections, caches, the leader's lease.
     let mut fsync_probe = blocking(|| FsyncProbe::create(&args.fsync_dir, FsyncMode::Overwrite))?;
+    let mut fsync_append_probe =
+        blocking(|| FsyncProbe::create(&args.fsync_dir, FsyncMode::Append))?;
     blocking(|| fsync_probe.run(args.warmup, None))?;
+    blocking(|| fsync_append_probe.run(args.warmup, None))?;
     for connected in &targets {
         eprintln!(
             "raft_write: {}: {} warm-up puts",
@@ -536,23 +533,26 @@ async fn main() -> anyhow::Result<()> {
 
     // Single writer, interleaved rounds.
     eprintln!(
-        "raft_write: 1 writer: {} puts per target and {} fsyncs, in {} interleaved rounds",
-        args.ops, args.ops, args.rounds
+        "raft_write: 1 writer: {} puts per target, {} fsyncs and {} fsync appends, in {rounds} \
+         interleaved rounds",
+        args.ops, args.ops, args.ops
     );
     let mut fsync_histogram = new_histogram()?;
+    let mut fsync_append_histogram = new_histogram()?;
     let mut sequential_histograms = Vec::new();
     for _ in &targets {
         sequential_histograms.push(new_histogram()?);
     }
     let mut done = 0;
-    for round in 0..args.rounds {
+    for round in 0..rounds {
         // The last round takes the remainder.
-        let ops = if round + 1 == args.rounds {
+        let ops = if round + 1 == rounds {
             args.ops - done
         } else {
-            args.ops / args.rounds
+            args.ops / rounds
         };
         blocking(|| fsync_probe.run(ops, Some(&mut fsync_histogram)))?;
+        blocking(|| fsync_append_probe.run(ops, Some(&mut fsync_append_histogram)))?;
         for (connected, histogram) in targets.iter().zip(&mut sequential_histograms) {
             let sequences = args.warmup + done..args.warmup + done + ops;
             run_sequential(
@@ -567,6 +567,8 @@ async fn main() -> anyhow::Result<()> {
         }
         done += ops;
     }
+    drop(fsync_probe);
+    drop(fsync_append_probe);
 
     // Many writers, one target at a time.
     let mut results = Vec::new();
@@ -589,17 +591,23 @@ async fn main() -> anyhow::Result<()> {
     }
     let fsync = Latency::from_histogram(&fsync_histogram);
     let fsync_append = Latency::from_histogram(&fsync_append_histogram);
-    report(&args, fsync, fsync_append, &results);
+    report(&args, rounds, fsync, fsync_append, &results);
     Ok(())
 }
 
-fn report(args: &Args, fsync: Latency, fsync_append: Latency, results: &[TargetResult]) {
+fn report(
+    args: &Args,
+    rounds: u64,
+    fsync: Latency,
+    fsync_append: Latency,
+    results: &[TargetResult],
+) {
     println!(
         "raft_write: 1 writer x {} puts ({} warm-up, {} interleaved rounds), {} writers x {} puts, \
          {} B values, fsync dir {}",
         args.ops,
         args.warmup,
-        args.rounds,
+        rounds,
         args.writers,
         args.concurrent_ops,
         args.value_bytes,
@@ -630,8 +638,8 @@ fn report(args: &Args, fsync: Latency, fsync_append: Latency, results: &[TargetR
     }
     println!(
         "(* = with {} concurrent writers. fsync floor = 4 KiB overwrite of a preallocated file \
-         + fdatasync, interleaved with the single-writer puts; fsync append = 4 KiB append to a \
-         growing file + fdatasync, once, for reference)",
+         + fdatasync, interleaved with the single-writer puts; fsync append = the same, appending to a \
+         growing file, for reference)",
         args.writers
     );
     for result in results {
@@ -694,7 +702,7 @@ fn report(args: &Args, fsync: Latency, fsync_append: Latency, results: &[TargetR
         "bench": "raft_write",
         "ops": args.ops,
         "warmup": args.warmup,
-        "rounds": args.rounds,
+        "rounds": rounds,
         "writers": args.writers,
         "concurrent_ops": args.concurrent_ops,
         "value_bytes": args.value_bytes,
