@@ -1,0 +1,94 @@
+//! End-to-end test of the node-local CLI verbs (`edgectl image ...`,
+//! `edgectl run`) through the real binary, real images and real containers
+//! (needs root).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn edgectl(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_edgectl"))
+        .env("EDGECTL_DATA_DIR", data_dir)
+        .env("RUST_LOG", "error")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn image_import_ls_run_rm() {
+    let work = tempfile::tempdir().unwrap();
+    let images = work.path().join("images");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-images.sh");
+    assert!(Command::new("bash")
+        .arg(script)
+        .arg(&images)
+        .status()
+        .unwrap()
+        .success());
+    let data = work.path().join("data");
+    let busybox = images.join("busybox.tar");
+
+    let out = edgectl(&data, &["image", "import", busybox.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("imported busybox:latest sha256:"));
+
+    let out = edgectl(&data, &["image", "ls"]);
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("busybox:latest"));
+    let out = edgectl(&data, &["image", "ls", "-o", "json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["refs"][0], "busybox:latest");
+
+    let out = edgectl(
+        &data,
+        &[
+            "run",
+            "busybox",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 5",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "out\n");
+    assert!(text(&out.stderr).contains("err\n"));
+
+    let out = edgectl(&data, &["run", "busybox", "--", "/no/such/binary"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("not found in image"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let garbage = work.path().join("garbage.tar");
+    std::fs::write(&garbage, b"not an archive").unwrap();
+    let out = edgectl(&data, &["image", "import", garbage.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("bad image archive"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = edgectl(&data, &["image", "rm", "busybox"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = edgectl(&data, &["image", "ls", "-o", "json"]);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
+        serde_json::json!([])
+    );
+    // `run` deletes its container: nothing is left.
+    assert_eq!(
+        std::fs::read_dir(data.join("runtime/containers"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().is_dir())
+            .count(),
+        0
+    );
+}
