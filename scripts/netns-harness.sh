@@ -50,6 +50,10 @@
 #   loss PREFIX I PERCENT
 #   down PREFIX                      kill everything, delete namespaces and state;
 #                                    never fails on what is already gone
+#   list                             the clusters that are up (one prefix a line)
+# There is deliberately no "down everything": clusters of other users (a
+# demo, another test run) share this machine; `up` already clears leftovers
+# of its own prefix.
 set -euo pipefail
 
 STATE_ROOT=/run/edgectl-harness
@@ -482,6 +486,16 @@ cmd_loss() {
     fi
 }
 
+cmd_list() {
+    (($# == 0)) || usage
+    local dir
+    for dir in "$STATE_ROOT"/*/; do
+        [[ -d "$dir" ]] || continue
+        dir=${dir%/}
+        echo "${dir##*/}"
+    done
+}
+
 main() {
     (($# >= 1)) || usage
     [[ $(id -u) == 0 ]] || die "must run as root (network namespaces, iptables)"
@@ -509,6 +523,7 @@ main() {
         ;;
     loss) cmd_loss "$@" ;;
     down) cmd_down "$@" ;;
+    list) cmd_list "$@" ;;
     -h | --help | help) usage ;;
     *) usage ;;
     esac
