@@ -11,10 +11,24 @@ use crate::error::{IoContext, Result};
 /// Writes `bytes` to `path` through a temporary file, fsync and rename, so a
 /// crash leaves either the old or the new content, never a torn file.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_replace(path, bytes, true)
+}
+
+/// Like `write_atomic` without the fsync: the rename still makes the file
+/// whole-or-absent across a daemon crash (the page cache survives it). Used
+/// for container state, which a power loss makes moot anyway: the
+/// containers die with the machine, and an unreadable record is torn down.
+pub(crate) fn write_replace_nosync(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_replace(path, bytes, false)
+}
+
+fn write_replace(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let mut file = File::create(&tmp).ctx("create", &tmp)?;
     file.write_all(bytes).ctx("write", &tmp)?;
-    file.sync_all().ctx("fsync", &tmp)?;
+    if sync {
+        file.sync_all().ctx("fsync", &tmp)?;
+    }
     fs::rename(&tmp, path).ctx("rename into place", path)?;
     Ok(())
 }

@@ -347,7 +347,7 @@ fn run(shared: Arc<Shared>, wake: OwnedFd, layout: Option<CgroupLayout>) {
             };
             match serde_json::to_vec(&status) {
                 Ok(bytes) => {
-                    if let Err(e) = fsutil::write_atomic(&w.watch.exit_file, &bytes) {
+                    if let Err(e) = fsutil::write_replace_nosync(&w.watch.exit_file, &bytes) {
                         tracing::warn!(id = %id, error = %e, "persisting exit status");
                     }
                 }

@@ -135,7 +135,7 @@ impl Runtime {
             what: "container record".to_owned(),
             source,
         })?;
-        fsutil::write_atomic(
+        fsutil::write_replace_nosync(
             &self.container_dir(&record.spec.id).join("record.json"),
             &bytes,
         )
@@ -401,7 +401,7 @@ impl Runtime {
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{own_address}\t{hostname}\n"
         );
         let hosts_path = dir.join("hosts");
-        fsutil::write_atomic(&hosts_path, hosts.as_bytes())?;
+        fsutil::write_replace_nosync(&hosts_path, hosts.as_bytes())?;
         let resolv_path = dir.join("resolv.conf");
         let resolv = match spec.network {
             // The host's resolvers are reachable only from the host netns.
@@ -419,7 +419,7 @@ impl Runtime {
                 .into_bytes(),
             NetworkMode::None => Vec::new(),
         };
-        fsutil::write_atomic(&resolv_path, &resolv)?;
+        fsutil::write_replace_nosync(&resolv_path, &resolv)?;
         Ok(vec![
             (hosts_path, "/etc/hosts"),
             (resolv_path, "/etc/resolv.conf"),
@@ -521,7 +521,7 @@ impl Runtime {
                     what: "exit status".to_owned(),
                     source,
                 })?;
-                fsutil::write_atomic(&self.container_dir(&id).join("exit.json"), &bytes)?;
+                fsutil::write_replace_nosync(&self.container_dir(&id).join("exit.json"), &bytes)?;
                 continue;
             }
             let Some(pid) = record.pid else { continue };
