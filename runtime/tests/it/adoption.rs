@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use runtime::{ContainerState, Runtime};
 
-use crate::support::Env;
+use crate::support::{self, Env};
 
 #[test]
 fn a_restarted_runtime_adopts_running_containers() {
@@ -20,9 +20,22 @@ fn a_restarted_runtime_adopts_running_containers() {
         assert!(!rt.info("ticker").unwrap().adopted);
     }
     let pid_before = env.rt().info("ticker").unwrap().pid.unwrap();
+    let short_pid = env.rt().info("short").unwrap().pid.unwrap();
+    support::wait_for_line(env.rt(), "ticker", "tick 2");
     // The "daemon" goes away; its containers keep running.
     drop(env.rt.take());
-    std::thread::sleep(Duration::from_millis(500));
+    // "short" exits while no runtime watches (it stays our zombie).
+    support::wait_until("short to exit", || {
+        std::fs::read_to_string(format!("/proc/{short_pid}/stat"))
+            .map(|s| {
+                s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .unwrap_or(true)
+    });
     let rt = Runtime::open(env.dir.path(), env.options()).unwrap();
     let list = rt.list().unwrap();
     assert_eq!(list.len(), 2, "no duplicates, no losses");
@@ -46,9 +59,10 @@ fn a_restarted_runtime_adopts_running_containers() {
     ));
     // Logs keep flowing through the new runtime.
     let before = rt.logs("ticker").unwrap().len();
-    std::thread::sleep(Duration::from_millis(400));
+    support::wait_until("new log lines after adoption", || {
+        rt.logs("ticker").unwrap().len() > before + 3
+    });
     let after = rt.logs("ticker").unwrap();
-    assert!(after.len() > before, "no new log lines after adoption");
     let numbers: Vec<u64> = after.iter().map(|l| l.text[5..].parse().unwrap()).collect();
     assert!(
         numbers.windows(2).all(|w| w[1] == w[0] + 1),

@@ -224,13 +224,12 @@ fn stop_sends_term_then_kill_after_grace() {
         &[
             "/bin/sh",
             "-c",
-            "trap 'exit 42' TERM; while true; do sleep 0.05; done",
+            "trap 'exit 42' TERM; echo ready; while true; do sleep 0.05; done",
         ],
     ))
     .unwrap();
     rt.start("polite").unwrap();
-    // Give the shell time to install its trap; stop's result shows whether it did.
-    std::thread::sleep(Duration::from_millis(200));
+    crate::support::wait_for_line(rt, "polite", "ready");
     let status = rt.stop("polite", Duration::from_secs(30)).unwrap();
     assert_eq!(status.code, Some(42));
     // kill() with another signal.
@@ -239,12 +238,12 @@ fn stop_sends_term_then_kill_after_grace() {
         &[
             "/bin/sh",
             "-c",
-            "trap 'exit 5' HUP; while true; do sleep 0.05; done",
+            "trap 'exit 5' HUP; echo ready; while true; do sleep 0.05; done",
         ],
     ))
     .unwrap();
     rt.start("hup").unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    crate::support::wait_for_line(rt, "hup", "ready");
     rt.kill("hup", nix::sys::signal::Signal::SIGHUP).unwrap();
     assert_eq!(rt.wait("hup").unwrap().code, Some(5));
     env.finish();

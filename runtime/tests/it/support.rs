@@ -333,3 +333,23 @@ pub fn busybox_layer() -> Vec<u8> {
     }
     biggest
 }
+
+/// Polls `condition` until it holds; panics after 20 s. For readiness only
+/// (a process installed its trap, a line reached the log), never timing.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Waits until the container's log has a line equal to `text`.
+pub fn wait_for_line(rt: &Runtime, id: &str, text: &str) {
+    wait_until(&format!("{text:?} in the log of {id}"), || {
+        rt.logs(id).unwrap().iter().any(|l| l.text == text)
+    });
+}
