@@ -169,6 +169,24 @@ pub fn assert_no_leftovers(
             assert!(!d.exists(), "cgroup {} was left behind", d.display());
         }
     }
+    // No process of ours survives in (or was moved out of) our cgroups.
+    let stray: Vec<String> = fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter(|e| {
+            fs::read_to_string(e.path().join("cgroup"))
+                .map(|c| c.contains(&format!("/{cgroup_parent}/")))
+                .unwrap_or(false)
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(stray.is_empty(), "processes left in our cgroups: {stray:?}");
     let containers = dir.join("runtime/containers");
     let left: Vec<_> = fs::read_dir(&containers)
         .unwrap()
