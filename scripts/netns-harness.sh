@@ -94,8 +94,9 @@ node_count() {
 check_node() {
     local prefix=$1 index=$2 count
     count=$(node_count "$prefix")
-    [[ "$index" =~ ^[0-9]+$ ]] && ((index >= 1 && index <= count)) ||
+    if ! [[ "$index" =~ ^[0-9]+$ ]] || ((index < 1 || index > count)); then
         die "bad node '$index' for cluster '$prefix' (nodes 1..$count)"
+    fi
 }
 
 node_addr() {
@@ -126,6 +127,7 @@ proc_starttime() {
     # The command name (field 2) may hold spaces: cut after its closing ')'.
     rest=${stat##*) }
     # rest starts at field 3 (state); field 22 is the 20th word of rest.
+    # shellcheck disable=SC2086 # split into words on purpose
     set -- $rest
     echo "${20}"
 }
@@ -173,6 +175,7 @@ descendants() {
 }
 
 # read_pidfile PREFIX NAME: sets PID, START, NODE; fails if unknown.
+# shellcheck disable=SC2034 # NODE is for callers that want it
 read_pidfile() {
     local file
     file="$(state_dir "$1")/$2.pid"
@@ -183,6 +186,7 @@ read_pidfile() {
 # The supervisor: runs in the node namespace, in its own session. Job control
 # (set -m) puts the command in its own process group and keeps SIGINT and
 # SIGQUIT at their defaults (a plain background job would ignore them).
+# shellcheck disable=SC2016 # expanded by the supervisor's bash, not here
 SUPERVISOR='
 set -m
 state=$1 name=$2 node=$3
@@ -201,7 +205,7 @@ echo $? >"$state/$name.exit"
 '
 
 cmd_start() {
-    (($# >= 5)) && [[ "$4" == -- ]] || usage
+    if (($# < 5)) || [[ "$4" != -- ]]; then usage; fi
     local prefix=$1 index=$2 name=$3 state ns waited
     shift 4
     check_prefix "$prefix"
@@ -310,8 +314,9 @@ cmd_up() {
     (($# == 2)) || usage
     local prefix=$1 count=$2 state br ns i
     check_prefix "$prefix"
-    [[ "$count" =~ ^[0-9]+$ ]] && ((count >= 1 && count <= NODES_MAX)) ||
+    if ! [[ "$count" =~ ^[0-9]+$ ]] || ((count < 1 || count > NODES_MAX)); then
         die "bad node count '$count' (1..$NODES_MAX)"
+    fi
     [[ -z "$subnet" ]] && subnet=$(derived_subnet "$prefix")
     [[ "$subnet" =~ ^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$ ]] ||
         die "bad subnet '$subnet': want the first three octets, e.g. 10.213.7"
@@ -353,7 +358,7 @@ cmd_addr() {
 }
 
 cmd_exec() {
-    (($# >= 4)) && [[ "$3" == -- ]] || usage
+    if (($# < 4)) || [[ "$3" != -- ]]; then usage; fi
     local prefix=$1 index=$2
     shift 3
     check_prefix "$prefix"
@@ -368,7 +373,7 @@ ns_list() {
 
 cmd_down() {
     (($# == 1)) || usage
-    local prefix=$1 state file pid start node ns pids round
+    local prefix=$1 state file pid start ns pids round
     check_prefix "$prefix"
     state=$(state_dir "$prefix")
     # Recorded processes first, with their process groups and every
@@ -377,7 +382,7 @@ cmd_down() {
     local roots=()
     for file in "$state"/*.pid; do
         [[ -e "$file" ]] || continue
-        read -r pid start node <"$file" || continue
+        read -r pid start _ <"$file" || continue
         alive "$pid" "$start" && roots+=("$pid")
     done
     if ((${#roots[@]})); then
@@ -464,7 +469,9 @@ cmd_loss() {
     local prefix=$1 index=$2 percent=$3 ns rules chain
     check_prefix "$prefix"
     check_node "$prefix" "$index"
-    [[ "$percent" =~ ^[0-9]+$ ]] && ((percent <= 100)) || die "bad percent '$percent' (0..100)"
+    if ! [[ "$percent" =~ ^[0-9]+$ ]] || ((percent > 100)); then
+        die "bad percent '$percent' (0..100)"
+    fi
     ns=$(node_ns "$prefix" "$index")
     # Remove any earlier loss rule (whatever its probability), then add.
     for chain in INPUT OUTPUT; do
