@@ -27,23 +27,48 @@ fn start_echo(cluster: &mut NetnsCluster, i: usize, name: &str) {
     );
 }
 
-/// Sends a token from node `from` to the echo server on node `to`; true if
-/// the same token came back. nc gives up after 1 s without a connection.
-fn echo_reaches(cluster: &NetnsCluster, from: usize, to: usize) -> bool {
+/// What one echo attempt from one node to another gave.
+#[derive(Debug, PartialEq, Eq)]
+enum Echo {
+    /// The token came back.
+    Reached,
+    /// No answer at all: packets dropped (a partition).
+    TimedOut,
+    /// The node answered that nothing listens (the server is gone).
+    Refused,
+    Other(String),
+}
+
+/// Sends a token from node `from` to the echo server on node `to`. nc gives
+/// up after 1 s without a connection.
+fn echo(cluster: &NetnsCluster, from: usize, to: usize) -> Echo {
     let token = format!("token-from-{from}-to-{to}");
     let script = format!(
         "echo {token} | busybox nc -w 1 {} {ECHO_PORT}",
         cluster.addr(to)
     );
     let output = cluster.exec(from, ["sh", "-c", script.as_str()]);
-    String::from_utf8_lossy(&output.stdout).trim() == token
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if stdout.trim() == token {
+        Echo::Reached
+    } else if stderr.contains("timed out") {
+        Echo::TimedOut
+    } else if stderr.contains("refused") {
+        Echo::Refused
+    } else {
+        Echo::Other(format!("stdout {stdout:?}, stderr {stderr:?}"))
+    }
 }
 
 fn wait_reachable(cluster: &NetnsCluster, from: usize, to: usize) {
     wait_until(
         REACH_TIMEOUT,
         &format!("node {from} to reach the echo server on node {to}"),
-        || echo_reaches(cluster, from, to),
+        || match echo(cluster, from, to) {
+            Echo::Reached => Ok(()),
+            other => Err(other),
+        },
     )
     .unwrap();
 }
@@ -90,13 +115,13 @@ fn nodes_reach_each_other_and_partitions_cut_and_heal() {
     start_echo(&mut cluster, 3, "echo3");
     wait_reachable(&cluster, 2, 1);
     wait_reachable(&cluster, 2, 3);
-    assert!(echo_reaches(&cluster, 3, 1));
+    wait_reachable(&cluster, 3, 1);
 
     // Node 1 cut off: nobody reaches it, the others still reach each other.
     cluster.partition(1);
-    assert!(!echo_reaches(&cluster, 2, 1));
-    assert!(!echo_reaches(&cluster, 3, 1));
-    assert!(echo_reaches(&cluster, 2, 3));
+    assert_eq!(echo(&cluster, 2, 1), Echo::TimedOut);
+    assert_eq!(echo(&cluster, 3, 1), Echo::TimedOut);
+    wait_reachable(&cluster, 2, 3);
     // Partitioning twice is harmless, and one heal undoes it.
     cluster.partition(1);
     cluster.heal(1);
@@ -105,14 +130,14 @@ fn nodes_reach_each_other_and_partitions_cut_and_heal() {
 
     // Only the 1-2 link cut: 3 still reaches 1.
     cluster.partition_pair(1, 2);
-    assert!(!echo_reaches(&cluster, 2, 1));
-    assert!(echo_reaches(&cluster, 3, 1));
+    assert_eq!(echo(&cluster, 2, 1), Echo::TimedOut);
+    wait_reachable(&cluster, 3, 1);
     cluster.heal_pair(1, 2);
     wait_reachable(&cluster, 2, 1);
 
     // Full loss behaves like a cut; removing it restores the link.
     cluster.loss(1, 100);
-    assert!(!echo_reaches(&cluster, 2, 1));
+    assert_eq!(echo(&cluster, 2, 1), Echo::TimedOut);
     cluster.loss(1, 0);
     wait_reachable(&cluster, 2, 1);
 
@@ -122,7 +147,7 @@ fn nodes_reach_each_other_and_partitions_cut_and_heal() {
     assert!(!pid_is_alive(pid));
     assert_eq!(cluster.status("echo1"), ProcessStatus::Exited(137));
     assert_eq!(cluster.pid("echo1"), None);
-    assert!(!echo_reaches(&cluster, 2, 1));
+    assert_eq!(echo(&cluster, 2, 1), Echo::Refused);
 
     // The same name starts again, and the log keeps both runs.
     start_echo(&mut cluster, 1, "echo1");
