@@ -43,6 +43,41 @@ pub enum KvRequest {
     /// Apply `success` if every compare holds, else `failure`. A plain put is
     /// a transaction with no compares.
     Txn(Txn),
+    /// A transaction applied at most once however often it is retried: a
+    /// retry of an id already applied answers with the first outcome. Lets a
+    /// node re-send a write whose leader vanished mid-call without risking a
+    /// double apply (Raft paper §8).
+    Idempotent { id: RequestId, txn: Txn },
+}
+
+/// Names one client write for deduplication. `bucket_minute` (Unix minutes
+/// when the write entered the cluster) lets the leader drop old records by
+/// prefix; `nonce` is random.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestId {
+    pub bucket_minute: u64,
+    pub nonce: u128,
+}
+
+/// Prefix of the dedup records the state machine keeps, outside every
+/// user-visible key space (which starts with `/`).
+pub const REQUEST_RECORD_PREFIX: &[u8] = b"\0req/";
+
+impl RequestId {
+    /// Key of this request's dedup record: prefix, bucket, nonce, so that a
+    /// whole bucket is one prefix.
+    pub fn record_key(&self) -> Vec<u8> {
+        let mut key = Self::bucket_prefix(self.bucket_minute);
+        key.extend_from_slice(&self.nonce.to_be_bytes());
+        key
+    }
+
+    /// Prefix of every record of one bucket.
+    pub fn bucket_prefix(bucket_minute: u64) -> Vec<u8> {
+        let mut key = REQUEST_RECORD_PREFIX.to_vec();
+        key.extend_from_slice(&bucket_minute.to_be_bytes());
+        key
+    }
 }
 
 impl fmt::Display for KvRequest {
@@ -51,6 +86,14 @@ impl fmt::Display for KvRequest {
             KvRequest::Txn(txn) => write!(
                 f,
                 "txn(compares={}, success={}, failure={})",
+                txn.compares.len(),
+                txn.success.len(),
+                txn.failure.len()
+            ),
+            KvRequest::Idempotent { id, txn } => write!(
+                f,
+                "idempotent({:x}, compares={}, success={}, failure={})",
+                id.nonce,
                 txn.compares.len(),
                 txn.success.len(),
                 txn.failure.len()

@@ -125,12 +125,10 @@ impl Client {
             cert_pem: read(&config.cert)?,
             key_pem: read(&config.key)?,
         };
-        let config_error = |e: raft::transport::EndpointError| ClientError::Config {
+        let endpoint = Endpoint::client(identity).map_err(|e| ClientError::Config {
             path: config.cert.clone(),
             reason: e.to_string(),
-        };
-        let endpoint = Endpoint::bind_unenrolled(([0, 0, 0, 0], 0).into()).map_err(config_error)?;
-        endpoint.set_identity(identity).map_err(config_error)?;
+        })?;
         let mut last_error = None;
         for (node_id, addr) in &config.endpoints {
             let connect_error = |reason: String| ClientError::Connect {

@@ -3,10 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use raft::{KvOp, KvRequest, Txn};
+use raft::{KvOp, KvRequest, RequestId, Txn};
 use tracing::debug;
 
-use super::peer::{PeerRequest, PeerResponse, FORWARD_TIMEOUT};
+use super::peer::{PeerCallError, PeerRequest, PeerResponse, FORWARD_TIMEOUT};
 use super::Node;
 use crate::api::{ApiError, ApiRequest, ApiResponse, ApiResult, ReadConsistency, TokenInfo};
 use crate::cluster::keys;
@@ -30,6 +30,15 @@ impl Node {
         if let ApiRequest::Write(write) = &request {
             reject_system_keys(write)?;
         }
+        // Name every write once, here, so that it can be re-sent to a new
+        // leader without being applied twice.
+        let request = match request {
+            ApiRequest::Write(KvRequest::Txn(txn)) => ApiRequest::Write(KvRequest::Idempotent {
+                id: fresh_request_id(),
+                txn,
+            }),
+            other => other,
+        };
         if request.needs_leader() {
             self.execute_on_leader(request).await
         } else {
@@ -38,19 +47,30 @@ impl Node {
     }
 
     /// Runs `request` on the leader, waiting through an election and following
-    /// leadership changes. A request that may have reached a leader that then
+    /// leadership changes. Idempotent writes and reads are re-sent to the new
+    /// leader; any other write that may have reached a leader that then
     /// vanished is not replayed (it could apply twice): the caller is told.
     pub(crate) async fn execute_on_leader(&self, request: ApiRequest) -> ApiResult {
         let deadline = Instant::now() + LEADER_WAIT;
+        let retry_safe = !is_write(&request) || is_idempotent(&request);
+        let mut maybe_applied = false;
         let mut last_problem = String::from("no leader elected");
         loop {
             if Instant::now() >= deadline {
-                return Err(ApiError::NoLeader(last_problem));
+                return Err(if maybe_applied {
+                    ApiError::OutcomeUnknown(last_problem)
+                } else {
+                    ApiError::NoLeader(last_problem)
+                });
             }
             match self.current_leader() {
                 Some(leader) if leader == self.id() => {
                     match self.execute_local(request.clone()).await {
                         Err(ApiError::NoLeader(why)) => last_problem = why,
+                        Err(ApiError::OutcomeUnknown(why)) if retry_safe => {
+                            maybe_applied = true;
+                            last_problem = why;
+                        }
                         other => return other,
                     }
                 }
@@ -61,18 +81,7 @@ impl Node {
                         continue;
                     };
                     let forward = PeerRequest::Forward(request.clone());
-                    match self
-                        .inner
-                        .peers
-                        .call(
-                            &self.inner.endpoint,
-                            leader,
-                            &addr,
-                            &forward,
-                            FORWARD_TIMEOUT,
-                        )
-                        .await
-                    {
+                    match self.forward_while_leader(leader, &addr, &forward).await {
                         Ok(PeerResponse::Forwarded(Err(ApiError::NoLeader(why)))) => {
                             last_problem = why
                         }
@@ -82,10 +91,11 @@ impl Node {
                                 "unexpected peer response {other:?}"
                             )))
                         }
-                        Err(e) if e.maybe_delivered && is_write(&request) => {
+                        Err(e) if e.maybe_delivered && !retry_safe => {
                             return Err(ApiError::OutcomeUnknown(e.message))
                         }
                         Err(e) => {
+                            maybe_applied |= e.maybe_delivered && is_write(&request);
                             debug!("forward to leader {leader}: {}", e.message);
                             last_problem = e.message;
                         }
@@ -94,6 +104,28 @@ impl Node {
                 None => {}
             }
             tokio::time::sleep(LEADER_POLL).await;
+        }
+    }
+
+    /// Forwards to `leader`, giving up as soon as this node learns that
+    /// leadership moved: a dead leader is otherwise noticed only after the
+    /// QUIC idle timeout, and failover must take well under a second.
+    async fn forward_while_leader(
+        &self,
+        leader: u64,
+        addr: &str,
+        forward: &PeerRequest,
+    ) -> Result<PeerResponse, PeerCallError> {
+        let mut metrics = self.inner.raft.metrics();
+        let leadership_moved = async move {
+            let _ = metrics.wait_for(|m| m.current_leader != Some(leader)).await;
+        };
+        tokio::select! {
+            result = self.inner.peers.call(&self.inner.endpoint, leader, addr, forward, FORWARD_TIMEOUT) => result,
+            () = leadership_moved => Err(PeerCallError {
+                maybe_delivered: true,
+                message: format!("leader {leader} lost its leadership during the call"),
+            }),
         }
     }
 
@@ -255,6 +287,25 @@ impl Node {
     }
 }
 
+fn is_idempotent(request: &ApiRequest) -> bool {
+    matches!(request, ApiRequest::Write(KvRequest::Idempotent { .. }))
+}
+
+/// Minutes for which a write's dedup record is kept: far longer than any
+/// retry, short enough that the records stay few.
+pub(crate) const DEDUP_WINDOW_MINUTES: u64 = 10;
+
+pub(crate) fn now_minute() -> u64 {
+    now_unix() / 60
+}
+
+fn fresh_request_id() -> RequestId {
+    RequestId {
+        bucket_minute: now_minute(),
+        nonce: rand::random(),
+    }
+}
+
 fn is_write(request: &ApiRequest) -> bool {
     matches!(
         request,
@@ -263,7 +314,7 @@ fn is_write(request: &ApiRequest) -> bool {
 }
 
 fn reject_system_keys(request: &KvRequest) -> Result<(), ApiError> {
-    let KvRequest::Txn(txn) = request;
+    let (KvRequest::Txn(txn) | KvRequest::Idempotent { txn, .. }) = request;
     let system = keys::SYSTEM_PREFIX.as_bytes();
     for op in txn.success.iter().chain(&txn.failure) {
         let (key, touches_system) = match op {

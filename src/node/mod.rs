@@ -124,6 +124,9 @@ struct NodeInner {
     heartbeats: Mutex<HashMap<NodeId, Instant>>,
     /// (term, since) of this node's current leadership.
     leadership: Mutex<Option<(u64, Instant)>>,
+    /// Leader-side: dedup buckets up to this minute have been dropped
+    /// (0: not yet in this leadership).
+    dedup_swept_to_minute: Mutex<u64>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -202,6 +205,7 @@ impl Node {
                 peers: PeerPool::new(),
                 heartbeats: Mutex::new(HashMap::new()),
                 leadership: Mutex::new(None),
+                dedup_swept_to_minute: Mutex::new(0),
                 shutdown,
             }),
         };
@@ -437,6 +441,11 @@ impl Node {
                     .leadership
                     .lock()
                     .unwrap_or_else(|e| e.into_inner()) = None;
+                *self
+                    .inner
+                    .dedup_swept_to_minute
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = 0;
                 continue;
             }
             {
@@ -451,11 +460,54 @@ impl Node {
                 }
             }
             self.run_autopilot(&metrics).await;
+            self.drop_old_dedup_records().await;
+        }
+    }
+
+    /// Drops the dedup records of buckets older than the dedup window, one
+    /// prefix per minute; a new leader first sweeps a day back.
+    async fn drop_old_dedup_records(&self) {
+        const FIRST_SWEEP_MINUTES: u64 = 24 * 60;
+        let newest_expired = api::now_minute().saturating_sub(api::DEDUP_WINDOW_MINUTES);
+        let swept = *self
+            .inner
+            .dedup_swept_to_minute
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let from = if swept == 0 {
+            newest_expired.saturating_sub(FIRST_SWEEP_MINUTES)
+        } else {
+            swept + 1
+        };
+        if from > newest_expired {
+            return;
+        }
+        let ops = (from..=newest_expired)
+            .map(|minute| raft::KvOp::DeletePrefix {
+                prefix: raft::RequestId::bucket_prefix(minute),
+            })
+            .collect();
+        let txn = raft::Txn {
+            success: ops,
+            ..raft::Txn::default()
+        };
+        match self.write(raft::KvRequest::Txn(txn)).await {
+            Ok(_) => {
+                *self
+                    .inner
+                    .dedup_swept_to_minute
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = newest_expired
+            }
+            Err(e) => debug!("dropping old dedup records: {e}"),
         }
     }
 }
 
 use raft::openraft;
+
+/// Time allowed to send one snapshot chunk to a follower.
+const INSTALL_SNAPSHOT_CHUNK_TIMEOUT_MS: u64 = 5_000;
 
 fn openraft_config(
     cluster_id: &str,
@@ -468,6 +520,8 @@ fn openraft_config(
         election_timeout_max: tuning.election_timeout_max_ms,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(tuning.snapshot_after_entries),
         max_in_snapshot_log_to_keep: tuning.logs_kept_after_snapshot,
+        // Per chunk; openraft's 200 ms default is too short for a slow uplink.
+        install_snapshot_timeout: INSTALL_SNAPSHOT_CHUNK_TIMEOUT_MS,
         ..Default::default()
     };
     config

@@ -15,8 +15,12 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 
-use crate::types::{Compare, KeyValue, KvOp, KvRequest, KvResponse, Txn, WatchEvent};
+use crate::types::{
+    Compare, KeyValue, KvOp, KvRequest, KvResponse, RequestId, Txn, WatchEvent,
+};
 
+#[cfg(test)]
+mod idempotent_tests;
 #[cfg(test)]
 mod tests;
 
@@ -132,7 +136,39 @@ impl<'a, B: KvRead> KvCore<'a, B> {
     pub fn apply(&mut self, request: &KvRequest) -> Result<KvResponse, B::Error> {
         match request {
             KvRequest::Txn(txn) => self.apply_txn(txn),
+            KvRequest::Idempotent { id, txn } => self.apply_idempotent(id, txn),
         }
+    }
+
+    /// Applies `txn` unless `id` was applied before; records the outcome in
+    /// the same revision as the transaction's own writes.
+    fn apply_idempotent(&mut self, id: &RequestId, txn: &Txn) -> Result<KvResponse, B::Error> {
+        let record_key = id.record_key();
+        if let Some(record) = self.get(&record_key)? {
+            return Ok(KvResponse {
+                revision: record.mod_revision,
+                succeeded: record.value.first() == Some(&1),
+            });
+        }
+        let succeeded = self.compares_hold(&txn.compares)?;
+        let mut ops = if succeeded {
+            txn.success.clone()
+        } else {
+            txn.failure.clone()
+        };
+        ops.push(KvOp::Put {
+            key: record_key,
+            value: vec![u8::from(succeeded)],
+        });
+        let applied = self.apply_txn(&Txn {
+            compares: Vec::new(),
+            success: ops,
+            failure: Vec::new(),
+        })?;
+        Ok(KvResponse {
+            revision: applied.revision,
+            succeeded,
+        })
     }
 
     fn apply_txn(&mut self, txn: &Txn) -> Result<KvResponse, B::Error> {

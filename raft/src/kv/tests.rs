@@ -247,7 +247,9 @@ struct Model {
 
 impl Model {
     fn apply(&mut self, request: &KvRequest) -> KvResponse {
-        let KvRequest::Txn(txn) = request;
+        let KvRequest::Txn(txn) = request else {
+            unreachable!("the model is only fed plain transactions")
+        };
         let succeeded = txn
             .compares
             .iter()
