@@ -7,6 +7,7 @@
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -126,15 +127,52 @@ impl RaftLogReader<TypeConfig> for LogReader {
 pub struct LogStore {
     reader: LogReader,
     syncer: Syncer,
+    stats: LogStats,
+}
+
+/// Counters of the log's writes, for metrics and benchmarks: entries per
+/// sync shows how well appends are group-committed.
+#[derive(Clone, Debug, Default)]
+pub struct LogStats(Arc<LogCounters>);
+
+#[derive(Debug, Default)]
+struct LogCounters {
+    appends: AtomicU64,
+    entries: AtomicU64,
+    syncs: AtomicU64,
+}
+
+impl LogStats {
+    /// Calls of `append`.
+    pub fn appends(&self) -> u64 {
+        self.0.appends.load(Ordering::Relaxed)
+    }
+
+    /// Entries appended.
+    pub fn entries(&self) -> u64 {
+        self.0.entries.load(Ordering::Relaxed)
+    }
+
+    /// WAL syncs made for appends (each covers every append queued before it).
+    pub fn syncs(&self) -> u64 {
+        self.0.syncs.load(Ordering::Relaxed)
+    }
 }
 
 impl LogStore {
     pub(super) fn new(db: Arc<Db>) -> Result<Self> {
-        let syncer = Syncer::start(db.clone())?;
+        let stats = LogStats::default();
+        let syncer = Syncer::start(db.clone(), stats.clone())?;
         Ok(LogStore {
             reader: LogReader { db },
             syncer,
+            stats,
         })
+    }
+
+    /// A live view of this log's write counters.
+    pub fn stats(&self) -> LogStats {
+        self.stats.clone()
     }
 
     fn db(&self) -> &Arc<Db> {
@@ -241,6 +279,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let encode_all = || -> Result<()> {
             let log_cf = cf(&db, CF_LOG)?;
             for entry in entries {
+                self.stats.0.entries.fetch_add(1, Ordering::Relaxed);
                 batch.put_cf(
                     log_cf,
                     log_key(entry.log_id.index),
@@ -261,6 +300,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         })
         .await
         .map_err(|error| storage_error(ErrorSubject::Logs, ErrorVerb::Write, error))?;
+        self.stats.0.appends.fetch_add(1, Ordering::Relaxed);
         self.syncer.flush_then_notify(callback);
         Ok(())
     }
@@ -319,11 +359,11 @@ struct Syncer {
 }
 
 impl Syncer {
-    fn start(db: Arc<Db>) -> Result<Self> {
+    fn start(db: Arc<Db>, stats: LogStats) -> Result<Self> {
         let (sender, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("raft-log-sync".to_string())
-            .spawn(move || sync_loop(&db, &receiver))
+            .spawn(move || sync_loop(&db, &receiver, &stats))
             .map_err(|error| StoreError::Task {
                 detail: format!("cannot start the log sync thread: {error}"),
             })?;
@@ -358,12 +398,13 @@ impl Drop for Syncer {
     }
 }
 
-fn sync_loop(db: &DB, receiver: &mpsc::Receiver<LogFlushed<TypeConfig>>) {
+fn sync_loop(db: &DB, receiver: &mpsc::Receiver<LogFlushed<TypeConfig>>, stats: &LogStats) {
     while let Ok(first) = receiver.recv() {
         // Every append queued behind the previous sync shares this one.
         let mut waiting = vec![first];
         waiting.extend(receiver.try_iter());
         let result = db.flush_wal(true);
+        stats.0.syncs.fetch_add(1, Ordering::Relaxed);
         if let Err(error) = &result {
             tracing::error!(%error, "syncing the raft log failed");
         }

@@ -34,7 +34,7 @@ mod log;
 mod reader;
 mod state_machine;
 
-pub use log::{LogReader, LogStore};
+pub use log::{LogReader, LogStats, LogStore};
 pub use reader::{KvReader, WatchError, Watcher};
 pub use state_machine::{SnapshotBuilder, StateMachineStore};
 
