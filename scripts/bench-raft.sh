@@ -21,7 +21,7 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 bench_parent=${BENCH_DIR:-/var/tmp}
-targets=${BENCH_TARGETS:-etcd}
+targets=${BENCH_TARGETS:-etcd,edgectl}
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
 profile=${BENCH_PROFILE:-release}
 # cargo puts the dev profile's output under debug/.
@@ -152,6 +152,37 @@ start_etcd() {
     exit 1
 }
 
+# A 3-node edgectl cluster on 127.0.0.1 (ports 17441-17443), default Raft
+# timings; data dirs under $work_dir. Its pids join etcd_pids for cleanup.
+start_edgectl() {
+    local bin="$target_dir/$profile_dir/edgectl" i token=""
+    (cd "$repo" && CARGO_TARGET_DIR="$target_dir" cargo build --profile "$profile" -p edgectl)
+    "$bin" --data-dir "$work_dir/edgectl-1" init --listen 127.0.0.1:17441 --name e1 \
+        >"$work_dir/edgectl-1.log" 2>&1 &
+    etcd_pids+=($!)
+    for _ in $(seq 1 300); do
+        token=$(sed -n 's/^join token: //p' "$work_dir/edgectl-1.log" | head -1)
+        [[ -n $token ]] && break
+        sleep 0.1
+    done
+    [[ -n $token ]] || { tail -n 20 "$work_dir/edgectl-1.log" >&2; exit 1; }
+    for i in 2 3; do
+        "$bin" --data-dir "$work_dir/edgectl-$i" join 127.0.0.1:17441 --token "$token" \
+            --listen "127.0.0.1:1744$i" --name "e$i" >"$work_dir/edgectl-$i.log" 2>&1 &
+        etcd_pids+=($!)
+    done
+    for _ in $(seq 1 300); do
+        if [[ $("$bin" --data-dir "$work_dir/edgectl-1" node ls -o json 2>/dev/null | grep -c '"Voter"') == 3 ]]; then
+            log "edgectl: 3 voters on 127.0.0.1:17441-17443"
+            return
+        fi
+        sleep 0.1
+    done
+    log "edgectl did not reach 3 voters"
+    tail -n 20 "$work_dir"/edgectl-*.log >&2
+    exit 1
+}
+
 main() {
     need_packages
     log "building raft_write ($profile) in $target_dir"
@@ -160,14 +191,16 @@ main() {
     work_dir=$(mktemp -d "$bench_parent/edgectl-bench-raft.XXXXXX")
     log "data dirs in $work_dir ($(df -T "$work_dir" | awk 'NR==2 {print $2}'))"
     start_etcd
-    # Hook for edgectl: when BENCH_TARGETS names edgectl, start a 3-node
-    # edgectl cluster here (data dirs under $work_dir, loopback addresses),
-    # add its pids to etcd_pids (or a list of its own for cleanup) and pass
-    # its endpoints to raft_write.
+    local edgectl_args=()
+    if [[ ,$targets, == *,edgectl,* ]]; then
+        start_edgectl
+        edgectl_args=(--edgectl-data-dir "$work_dir/edgectl-1")
+    fi
     local output
     output=$("$target_dir/$profile_dir/raft_write" \
         --targets "$targets" \
         --etcd-endpoints "$ETCD_ENDPOINTS" \
+        "${edgectl_args[@]}" \
         --fsync-dir "$work_dir" \
         "$@")
     echo "$output"

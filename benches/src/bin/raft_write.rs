@@ -65,6 +65,11 @@ struct Args {
     #[arg(long, value_enum, value_delimiter = ',', default_value = "etcd")]
     targets: Vec<TargetKind>,
 
+    /// Data dir of the edgectl node to send puts to (its own certificate is
+    /// the client's); scripts/bench-raft.sh passes the leader's.
+    #[arg(long)]
+    edgectl_data_dir: Option<PathBuf>,
+
     /// etcd client endpoints (comma separated), e.g. http://127.0.0.1:2379.
     #[arg(long, value_delimiter = ',')]
     etcd_endpoints: Vec<String>,
@@ -112,12 +117,47 @@ struct Args {
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 enum TargetKind {
     Etcd,
+    Edgectl,
 }
 
 impl TargetKind {
     fn name(self) -> &'static str {
         match self {
             TargetKind::Etcd => "etcd",
+            TargetKind::Edgectl => "edgectl",
+        }
+    }
+}
+
+/// edgectl through its client API: one QUIC connection (mutual TLS) to a
+/// node; every put is a stream of its own, so concurrent puts never queue
+/// behind each other. The node applies it through Raft (forwarding to the
+/// leader if it is not the leader).
+struct EdgectlTarget {
+    client: edgectl::api::client::Client,
+}
+
+impl EdgectlTarget {
+    async fn connect(data_dir: &Path) -> anyhow::Result<(Self, String)> {
+        let config = edgectl::api::client::AdminConfig::from_node_data_dir(
+            &edgectl::paths::DataDir::new(data_dir),
+        )?;
+        let client = edgectl::api::client::Client::connect(&config).await?;
+        let detail = format!(
+            "QUIC + mTLS to node {} ({})",
+            client.node_id(),
+            config.endpoints.first().map(|(_, a)| a.as_str()).unwrap_or("?")
+        );
+        Ok((EdgectlTarget { client }, detail))
+    }
+}
+
+impl WriteTarget for EdgectlTarget {
+    async fn put(&self, key: Vec<u8>, value: Vec<u8>) -> anyhow::Result<()> {
+        let request = edgectl::api::ApiRequest::Write(raft::KvRequest::Txn(raft::Txn::put(key, value)));
+        match self.client.call(request).await? {
+            edgectl::api::ApiResponse::Written(_) => Ok(()),
+            other => bail!("unexpected answer to a put: {other:?}"),
         }
     }
 }
@@ -168,6 +208,14 @@ async fn connect_target(kind: TargetKind, args: &Args) -> anyhow::Result<Connect
                 EtcdRoute::All => "all members",
             };
             let detail = format!("v3 gRPC, {route}: {}", endpoints.join(","));
+            (Arc::new(target), detail)
+        }
+        TargetKind::Edgectl => {
+            let data_dir = args
+                .edgectl_data_dir
+                .as_deref()
+                .context("no edgectl node: pass --edgectl-data-dir")?;
+            let (target, detail) = EdgectlTarget::connect(data_dir).await?;
             (Arc::new(target), detail)
         }
     };

@@ -1,0 +1,249 @@
+//! Cluster-core figures that need real node processes: leader failover time
+//! (SIGKILL of the leader → the next committed write), idle RSS of a voter,
+//! and the size of the stripped binary.
+//!
+//! Starts a 3-node cluster of `edgectl` processes on 127.0.0.1 (distinct
+//! ports, temporary data dirs) and tears it down at the end, even on error.
+//! Run through scripts/bench-cluster.sh, which builds the release binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use edgectl::api::client::{AdminConfig, Client};
+use edgectl::api::{ApiRequest, ApiResponse};
+use raft::{KvRequest, Txn};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// The edgectl binary to measure (a stripped release build).
+    #[arg(long)]
+    edgectl: PathBuf,
+    /// Failover rounds.
+    #[arg(long, default_value_t = 7)]
+    rounds: usize,
+    /// First UDP port; nodes use PORT, PORT+1, PORT+2.
+    #[arg(long, default_value_t = 17440)]
+    port: u16,
+    /// Seconds the cluster idles before RSS is read.
+    #[arg(long, default_value_t = 5)]
+    settle_secs: u64,
+}
+
+const NODES: usize = 3;
+/// A write that has not committed within this long counts as a failed round.
+const FAILOVER_GIVE_UP: Duration = Duration::from_secs(20);
+const TARGET_FAILOVER: Duration = Duration::from_secs(1);
+const TARGET_RSS_MIB: f64 = 30.0;
+const TARGET_BINARY_MB: f64 = 25.0;
+
+struct Cluster {
+    edgectl: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    children: Vec<Option<Child>>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Cluster {
+    fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("n{i}"))
+    }
+    fn addr(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.port + i as u16)
+    }
+    fn log(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("n{i}.log"))
+    }
+
+    fn spawn(&mut self, i: usize, verb: &[String]) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log(i))?;
+        let child = Command::new(&self.edgectl)
+            .arg("--data-dir")
+            .arg(self.data_dir(i))
+            .args(verb)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start {}", self.edgectl.display()))?;
+        self.children[i] = Some(child);
+        Ok(())
+    }
+
+    fn wait_log_line(&self, i: usize, prefix: &str) -> anyhow::Result<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let text = std::fs::read_to_string(self.log(i)).unwrap_or_default();
+            if let Some(line) = text.lines().find_map(|l| l.strip_prefix(prefix)) {
+                return Ok(line.to_string());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("node {i} never printed {prefix:?}; log: {}", std::fs::read_to_string(self.log(i)).unwrap_or_default())
+    }
+
+    fn pid(&self, i: usize) -> Option<u32> {
+        self.children[i].as_ref().map(|c| c.id())
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.children[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn admin(&self, i: usize) -> anyhow::Result<AdminConfig> {
+        Ok(AdminConfig::from_node_data_dir(&edgectl::paths::DataDir::new(self.data_dir(i)))?)
+    }
+}
+
+async fn leader_of(cluster: &Cluster, via: usize) -> anyhow::Result<u64> {
+    let client = Client::connect(&cluster.admin(via)?).await?;
+    let response = client.call(ApiRequest::ClusterStatus).await;
+    client.close().await;
+    match response? {
+        ApiResponse::Status(status) => Ok(status.leader_id),
+        other => bail!("unexpected answer {other:?}"),
+    }
+}
+
+async fn put_once(config: &AdminConfig, key: &str) -> anyhow::Result<()> {
+    let client = Client::connect(config).await?;
+    let response = client.call(ApiRequest::Write(KvRequest::Txn(Txn::put(key.as_bytes(), b"x".to_vec())))).await;
+    client.close().await;
+    response?;
+    Ok(())
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS")
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let binary_mb = std::fs::metadata(&args.edgectl)?.len() as f64 / 1e6;
+
+    let mut cluster = Cluster {
+        edgectl: args.edgectl.clone(),
+        dir: tempfile::Builder::new().prefix("edgectl-bench-").tempdir_in(bench_parent())?,
+        port: args.port,
+        children: (0..NODES).map(|_| None).collect(),
+    };
+    let init = vec!["init".into(), "--listen".into(), cluster.addr(0), "--name".into(), "b0".into()];
+    cluster.spawn(0, &init)?;
+    let token = cluster.wait_log_line(0, "join token: ")?;
+    for i in 1..NODES {
+        let join = vec![
+            "join".into(),
+            cluster.addr(0),
+            "--token".into(),
+            token.clone(),
+            "--listen".into(),
+            cluster.addr(i),
+            "--name".into(),
+            format!("b{i}"),
+        ];
+        cluster.spawn(i, &join)?;
+        cluster.wait_log_line(i, "joined cluster")?;
+    }
+    // Let autopilot promote both learners and the cluster go idle.
+    tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
+    let mut rss = Vec::new();
+    for i in 0..NODES {
+        if let Some(pid) = cluster.pid(i) {
+            rss.push(rss_kib(pid)? as f64 / 1024.0);
+        }
+    }
+
+    let mut failovers = Vec::new();
+    for round in 0..args.rounds {
+        let via = (0..NODES).find(|i| cluster.children[*i].is_some()).context("no node running")?;
+        let leader_id = leader_of(&cluster, via).await?;
+        // Node ids are handed out in join order: id 1 is index 0.
+        let leader = (leader_id - 1) as usize;
+        let survivor = (0..NODES).find(|i| *i != leader).context("no survivor")?;
+        let config = cluster.admin(survivor)?;
+        put_once(&config, &format!("/kv/bench/warm-{round}")).await?;
+
+        let killed_at = Instant::now();
+        cluster.kill(leader);
+        let mut committed = None;
+        while killed_at.elapsed() < FAILOVER_GIVE_UP {
+            if put_once(&config, &format!("/kv/bench/after-{round}")).await.is_ok() {
+                committed = Some(killed_at.elapsed());
+                break;
+            }
+        }
+        let took = committed.with_context(|| format!("round {round}: no write committed within {FAILOVER_GIVE_UP:?}"))?;
+        eprintln!("round {round}: leader {leader_id} killed, next write committed after {took:?}");
+        failovers.push(took);
+        cluster.spawn(leader, &["serve".to_string()])?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    failovers.sort();
+
+    let rss_max = rss.iter().copied().fold(0.0, f64::max);
+    let p50 = percentile(&failovers, 0.5);
+    let worst = *failovers.last().context("no rounds")?;
+    println!("| measure | edgectl | target | ratio to target |");
+    println!("|---|---|---|---|");
+    println!(
+        "| leader failover (SIGKILL → next committed write), p50 / worst of {} | {:.0} / {:.0} ms | ≤ {} ms | {:.2} |",
+        failovers.len(),
+        p50.as_secs_f64() * 1e3,
+        worst.as_secs_f64() * 1e3,
+        TARGET_FAILOVER.as_millis(),
+        p50.as_secs_f64() / TARGET_FAILOVER.as_secs_f64()
+    );
+    println!(
+        "| idle RSS of a voter (max of {}) | {:.1} MiB | ≤ {TARGET_RSS_MIB} MiB | {:.2} |",
+        rss.len(),
+        rss_max,
+        rss_max / TARGET_RSS_MIB
+    );
+    println!(
+        "| stripped binary {} | {:.1} MB | ≤ {TARGET_BINARY_MB} MB | {:.2} |",
+        args.edgectl.display(),
+        binary_mb,
+        binary_mb / TARGET_BINARY_MB
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "failover_ms_p50": p50.as_secs_f64() * 1e3,
+            "failover_ms_worst": worst.as_secs_f64() * 1e3,
+            "failover_ms_all": failovers.iter().map(|d| d.as_secs_f64() * 1e3).collect::<Vec<_>>(),
+            "idle_rss_mib": rss,
+            "binary_mb": binary_mb,
+        })
+    );
+    Ok(())
+}
+
+fn bench_parent() -> PathBuf {
+    std::env::var_os("BENCH_DIR").map(PathBuf::from).unwrap_or_else(|| Path::new("/var/tmp").to_path_buf())
+}
