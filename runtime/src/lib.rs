@@ -138,3 +138,14 @@ impl Runtime {
         self.layout.as_ref()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The node agent shares one `Runtime` between tasks behind an `Arc`.
+    #[test]
+    fn runtime_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<super::Runtime>();
+        check::<super::ContainerSpec>();
+    }
+}
