@@ -163,3 +163,60 @@ async fn one_node_cluster_commits_snapshots_and_restarts() {
     assert_eq!(response.data.revision, 65);
     raft.shutdown().await.unwrap();
 }
+
+/// The state machine does not sync; after a crash it may lag the durable
+/// log. openraft must bring it back from the log alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_state_machine_is_caught_up_from_the_log_on_start() {
+    use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
+    use openraft::testing::{log_id, membership_ent};
+    use openraft::EntryPayload;
+    use std::collections::BTreeSet;
+
+    let dir = TempDir::new().unwrap();
+    // openraft's log starts at index 0, where `initialize` puts the membership.
+    let mut entries = vec![membership_ent::<TypeConfig>(
+        1,
+        1,
+        0,
+        vec![BTreeSet::from([1])],
+    )];
+    for index in 1..=9 {
+        entries.push(raft::typ::Entry {
+            log_id: log_id(1, 1, index),
+            payload: EntryPayload::Normal(KvRequest::Txn(Txn::put(format!("k/{index:02}"), "v"))),
+        });
+    }
+    {
+        let mut store = store::open(dir.path(), StoreOptions::default()).unwrap();
+        store
+            .log
+            .save_vote(&raft::typ::Vote::new_committed(1, 1))
+            .await
+            .unwrap();
+        store.log.blocking_append(entries.clone()).await.unwrap();
+        store
+            .log
+            .save_committed(Some(log_id(1, 1, 9)))
+            .await
+            .unwrap();
+        // As if a crash lost the unsynced tail of the state machine's writes.
+        store
+            .state_machine
+            .apply(entries[..5].to_vec())
+            .await
+            .unwrap();
+        assert_eq!(store.reader.revision(), 4);
+    }
+    let (raft, reader, _closed) = start(dir.path()).await;
+    raft.wait(TIMEOUT)
+        .applied_index_at_least(Some(9), "re-applied")
+        .await
+        .unwrap();
+    assert_eq!(reader.revision(), 9);
+    let (kvs, _) = reader.range(b"k/").unwrap();
+    let keys: Vec<Vec<u8>> = kvs.into_iter().map(|kv| kv.key).collect();
+    let want: Vec<Vec<u8>> = (1..=9).map(|i| format!("k/{i:02}").into_bytes()).collect();
+    assert_eq!(keys, want);
+    raft.shutdown().await.unwrap();
+}
