@@ -260,16 +260,30 @@ fn create_db(dir: &Path) -> Result<DB> {
             path: dir.to_path_buf(),
             source,
         })?;
+    write_format_marker(&db)?;
+    Ok(db)
+}
+
+fn write_format_marker(db: &DB) -> Result<()> {
     let mut marker = FORMAT_MARKER_MAGIC.to_vec();
     marker.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
     let mut write_options = rocksdb::WriteOptions::default();
     write_options.set_sync(true);
-    db.put_cf_opt(cf(&db, CF_META)?, FORMAT_MARKER_KEY, marker, &write_options)
+    db.put_cf_opt(cf(db, CF_META)?, FORMAT_MARKER_KEY, marker, &write_options)
         .map_err(|source| StoreError::Rocks {
             operation: "write the format marker",
             source,
-        })?;
-    Ok(db)
+        })
+}
+
+fn all_column_families_empty(db: &DB) -> Result<bool> {
+    for name in COLUMN_FAMILIES {
+        let mut iter = db.iterator_cf(cf(db, name)?, rocksdb::IteratorMode::Start);
+        if iter.next().is_some() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn check_format_marker(db: &DB, dir: &Path) -> Result<()> {
@@ -280,6 +294,12 @@ fn check_format_marker(db: &DB, dir: &Path) -> Result<()> {
             source,
         })?;
     let Some(marker) = marker else {
+        // Creation makes the column families, then writes the marker: a
+        // crash in between leaves our column families all empty. Finish the
+        // creation then; anything with data and no marker is not ours.
+        if all_column_families_empty(db)? {
+            return write_format_marker(db);
+        }
         return Err(StoreError::ForeignDatabase {
             path: dir.to_path_buf(),
             reason: "no format marker".to_string(),

@@ -611,3 +611,41 @@ mod model {
         }
     }
 }
+
+fn raw_db_with_our_column_families(dir: &Path) -> rocksdb::DB {
+    let mut options = rocksdb::Options::default();
+    options.create_if_missing(true);
+    options.create_missing_column_families(true);
+    rocksdb::DB::open_cf(&options, dir, ["meta", "log", "kv", "events", "sm"]).unwrap()
+}
+
+#[tokio::test]
+async fn an_interrupted_creation_is_finished() {
+    let dir = TempDir::new().unwrap();
+    drop(raw_db_with_our_column_families(dir.path()));
+    let Store {
+        log: _log,
+        mut state_machine,
+        reader,
+        ..
+    } = open(dir.path(), 100);
+    state_machine.apply([put(1, "k", "v")]).await.unwrap();
+    assert_eq!(reader.get(b"k").unwrap(), Some(kv("k", "v", 1, 1, 1)));
+}
+
+#[test]
+fn our_column_families_with_data_but_no_marker_are_refused() {
+    let dir = TempDir::new().unwrap();
+    {
+        let db = raw_db_with_our_column_families(dir.path());
+        db.put_cf(db.cf_handle("kv").unwrap(), b"k", b"not ours")
+            .unwrap();
+    }
+    let error = store::open(dir.path(), StoreOptions::default())
+        .err()
+        .expect("an error");
+    assert!(
+        matches!(error, StoreError::ForeignDatabase { .. }),
+        "{error}"
+    );
+}
