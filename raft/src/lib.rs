@@ -29,7 +29,8 @@ pub mod typ {
     pub type SnapshotMeta = openraft::SnapshotMeta<crate::NodeId, crate::PeerNode>;
     pub type Snapshot = openraft::Snapshot<TypeConfig>;
     pub type StorageError = openraft::StorageError<crate::NodeId>;
-    pub type RaftError<E = openraft::error::Infallible> = openraft::error::RaftError<crate::NodeId, E>;
+    pub type RaftError<E = openraft::error::Infallible> =
+        openraft::error::RaftError<crate::NodeId, E>;
     pub type ClientWriteError = openraft::error::ClientWriteError<crate::NodeId, crate::PeerNode>;
     pub type ClientWriteResponse = openraft::raft::ClientWriteResponse<TypeConfig>;
     pub type AppendEntriesRequest = openraft::raft::AppendEntriesRequest<TypeConfig>;

@@ -113,13 +113,19 @@ pub struct Txn {
 impl Txn {
     pub fn put(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
         Txn {
-            success: vec![KvOp::Put { key: key.into(), value: value.into() }],
+            success: vec![KvOp::Put {
+                key: key.into(),
+                value: value.into(),
+            }],
             ..Txn::default()
         }
     }
 
     pub fn delete(key: impl Into<Vec<u8>>) -> Self {
-        Txn { success: vec![KvOp::Delete { key: key.into() }], ..Txn::default() }
+        Txn {
+            success: vec![KvOp::Delete { key: key.into() }],
+            ..Txn::default()
+        }
     }
 }
 

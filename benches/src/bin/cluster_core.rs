@@ -67,7 +67,10 @@ impl Cluster {
     }
 
     fn spawn(&mut self, i: usize, verb: &[String]) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log(i))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log(i))?;
         let child = Command::new(&self.edgectl)
             .arg("--data-dir")
             .arg(self.data_dir(i))
@@ -90,7 +93,10 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        bail!("node {i} never printed {prefix:?}; log: {}", std::fs::read_to_string(self.log(i)).unwrap_or_default())
+        bail!(
+            "node {i} never printed {prefix:?}; log: {}",
+            std::fs::read_to_string(self.log(i)).unwrap_or_default()
+        )
     }
 
     fn pid(&self, i: usize) -> Option<u32> {
@@ -105,7 +111,9 @@ impl Cluster {
     }
 
     fn admin(&self, i: usize) -> anyhow::Result<AdminConfig> {
-        Ok(AdminConfig::from_node_data_dir(&edgectl::paths::DataDir::new(self.data_dir(i)))?)
+        Ok(AdminConfig::from_node_data_dir(
+            &edgectl::paths::DataDir::new(self.data_dir(i)),
+        )?)
     }
 }
 
@@ -121,7 +129,12 @@ async fn leader_of(cluster: &Cluster, via: usize) -> anyhow::Result<u64> {
 
 async fn put_once(config: &AdminConfig, key: &str) -> anyhow::Result<()> {
     let client = Client::connect(config).await?;
-    let response = client.call(ApiRequest::Write(KvRequest::Txn(Txn::put(key.as_bytes(), b"x".to_vec())))).await;
+    let response = client
+        .call(ApiRequest::Write(KvRequest::Txn(Txn::put(
+            key.as_bytes(),
+            b"x".to_vec(),
+        ))))
+        .await;
     client.close().await;
     response?;
     Ok(())
@@ -149,11 +162,19 @@ async fn main() -> anyhow::Result<()> {
 
     let mut cluster = Cluster {
         edgectl: args.edgectl.clone(),
-        dir: tempfile::Builder::new().prefix("edgectl-bench-").tempdir_in(bench_parent())?,
+        dir: tempfile::Builder::new()
+            .prefix("edgectl-bench-")
+            .tempdir_in(bench_parent())?,
         port: args.port,
         children: (0..NODES).map(|_| None).collect(),
     };
-    let init = vec!["init".into(), "--listen".into(), cluster.addr(0), "--name".into(), "b0".into()];
+    let init = vec![
+        "init".into(),
+        "--listen".into(),
+        cluster.addr(0),
+        "--name".into(),
+        "b0".into(),
+    ];
     cluster.spawn(0, &init)?;
     let token = cluster.wait_log_line(0, "join token: ")?;
     for i in 1..NODES {
@@ -181,7 +202,9 @@ async fn main() -> anyhow::Result<()> {
 
     let mut failovers = Vec::new();
     for round in 0..args.rounds {
-        let via = (0..NODES).find(|i| cluster.children[*i].is_some()).context("no node running")?;
+        let via = (0..NODES)
+            .find(|i| cluster.children[*i].is_some())
+            .context("no node running")?;
         let leader_id = leader_of(&cluster, via).await?;
         // Node ids are handed out in join order: id 1 is index 0.
         let leader = (leader_id - 1) as usize;
@@ -193,12 +216,17 @@ async fn main() -> anyhow::Result<()> {
         cluster.kill(leader);
         let mut committed = None;
         while killed_at.elapsed() < FAILOVER_GIVE_UP {
-            if put_once(&config, &format!("/kv/bench/after-{round}")).await.is_ok() {
+            if put_once(&config, &format!("/kv/bench/after-{round}"))
+                .await
+                .is_ok()
+            {
                 committed = Some(killed_at.elapsed());
                 break;
             }
         }
-        let took = committed.with_context(|| format!("round {round}: no write committed within {FAILOVER_GIVE_UP:?}"))?;
+        let took = committed.with_context(|| {
+            format!("round {round}: no write committed within {FAILOVER_GIVE_UP:?}")
+        })?;
         eprintln!("round {round}: leader {leader_id} killed, next write committed after {took:?}");
         failovers.push(took);
         cluster.spawn(leader, &["serve".to_string()])?;
@@ -245,5 +273,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn bench_parent() -> PathBuf {
-    std::env::var_os("BENCH_DIR").map(PathBuf::from).unwrap_or_else(|| Path::new("/var/tmp").to_path_buf())
+    std::env::var_os("BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new("/var/tmp").to_path_buf())
 }

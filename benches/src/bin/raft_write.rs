@@ -146,7 +146,11 @@ impl EdgectlTarget {
         let detail = format!(
             "QUIC + mTLS to node {} ({})",
             client.node_id(),
-            config.endpoints.first().map(|(_, a)| a.as_str()).unwrap_or("?")
+            config
+                .endpoints
+                .first()
+                .map(|(_, a)| a.as_str())
+                .unwrap_or("?")
         );
         Ok((EdgectlTarget { client }, detail))
     }
@@ -154,7 +158,8 @@ impl EdgectlTarget {
 
 impl WriteTarget for EdgectlTarget {
     async fn put(&self, key: Vec<u8>, value: Vec<u8>) -> anyhow::Result<()> {
-        let request = edgectl::api::ApiRequest::Write(raft::KvRequest::Txn(raft::Txn::put(key, value)));
+        let request =
+            edgectl::api::ApiRequest::Write(raft::KvRequest::Txn(raft::Txn::put(key, value)));
         match self.client.call(request).await? {
             edgectl::api::ApiResponse::Written(_) => Ok(()),
             other => bail!("unexpected answer to a put: {other:?}"),

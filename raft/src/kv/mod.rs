@@ -15,9 +15,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 
-use crate::types::{
-    Compare, KeyValue, KvOp, KvRequest, KvResponse, RequestId, Txn, WatchEvent,
-};
+use crate::types::{Compare, KeyValue, KvOp, KvRequest, KvResponse, RequestId, Txn, WatchEvent};
 
 #[cfg(test)]
 mod idempotent_tests;
