@@ -2,7 +2,8 @@
 //! floor, in one run on one filesystem.
 //!
 //! Measures:
-//! - the fsync floor: one 4 KiB write + fdatasync into a preallocated file;
+//! - the fsync floor: one 4 KiB write + fdatasync into a preallocated file,
+//!   interleaved op by op with
 //! - log append + sync: `LogStore::append` of one entry, waiting for its
 //!   flush callback (what a Raft node pays per round before it can ack);
 //! - state machine apply throughput: `StateMachineStore::apply` of batches
@@ -81,30 +82,58 @@ impl Latencies {
     }
 }
 
-fn fsync_floor(dir: &Path, ops: usize) -> anyhow::Result<Latencies> {
-    let path = dir.join("fsync-floor");
-    let file = File::options()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&path)?;
-    file.set_len(FSYNC_FILE_BYTES)?;
-    let block = vec![0xa5u8; FSYNC_BLOCK_BYTES];
-    let blocks = FSYNC_FILE_BYTES / FSYNC_BLOCK_BYTES as u64;
-    for index in 0..blocks {
-        file.write_all_at(&block, index * FSYNC_BLOCK_BYTES as u64)?;
+/// A preallocated, fully written and synced file: each measured
+/// fdatasync then flushes data only.
+struct FloorFile {
+    file: File,
+    path: PathBuf,
+    block: Vec<u8>,
+    blocks: u64,
+    next: u64,
+}
+
+impl FloorFile {
+    fn create(dir: &Path) -> anyhow::Result<Self> {
+        let path = dir.join("fsync-floor");
+        let file = File::options()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&path)?;
+        file.set_len(FSYNC_FILE_BYTES)?;
+        let block = vec![0xa5u8; FSYNC_BLOCK_BYTES];
+        let blocks = FSYNC_FILE_BYTES / FSYNC_BLOCK_BYTES as u64;
+        for index in 0..blocks {
+            file.write_all_at(&block, index * FSYNC_BLOCK_BYTES as u64)?;
+        }
+        file.sync_all()?;
+        Ok(FloorFile {
+            file,
+            path,
+            block,
+            blocks,
+            next: 0,
+        })
     }
-    file.sync_all()?;
-    let mut latencies = Vec::with_capacity(ops);
-    for op in 0..ops as u64 {
+
+    /// One 4 KiB write + fdatasync.
+    fn write_sync(&mut self) -> anyhow::Result<Duration> {
         let started = Instant::now();
-        file.write_all_at(&block, (op % blocks) * FSYNC_BLOCK_BYTES as u64)?;
-        file.sync_data()?;
-        latencies.push(started.elapsed());
+        self.file.write_all_at(
+            &self.block,
+            (self.next % self.blocks) * FSYNC_BLOCK_BYTES as u64,
+        )?;
+        self.file.sync_data()?;
+        self.next += 1;
+        Ok(started.elapsed())
     }
-    std::fs::remove_file(&path)?;
-    Ok(Latencies(latencies))
+}
+
+impl Drop for FloorFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 fn log_id(index: u64) -> LogId<NodeId> {
@@ -121,16 +150,25 @@ fn put_entry(index: u64, value: &[u8]) -> Entry<TypeConfig> {
     }
 }
 
-async fn append_latency(dir: &Path, ops: usize, value: &[u8]) -> anyhow::Result<Latencies> {
-    let store = store::open(dir, StoreOptions::default())?;
+/// The fsync floor and a log append + sync, one of each in turn, so that
+/// both see the same disk (this machine's load varies from second to second).
+async fn floor_and_append(
+    dir: &Path,
+    ops: usize,
+    value: &[u8],
+) -> anyhow::Result<(Latencies, Latencies)> {
+    let mut floor_file = FloorFile::create(dir)?;
+    let store = store::open(&dir.join("append"), StoreOptions::default())?;
     let mut log = store.log;
-    let mut latencies = Vec::with_capacity(ops);
+    let mut floor = Vec::with_capacity(ops);
+    let mut append = Vec::with_capacity(ops);
     for index in 1..=ops as u64 {
+        floor.push(floor_file.write_sync()?);
         let started = Instant::now();
         log.blocking_append([put_entry(index, value)]).await?;
-        latencies.push(started.elapsed());
+        append.push(started.elapsed());
     }
-    Ok(Latencies(latencies))
+    Ok((Latencies(floor), Latencies(append)))
 }
 
 /// Puts applied per second, `batch` entries per apply call.
@@ -292,8 +330,7 @@ async fn main() -> anyhow::Result<()> {
         .tempdir_in(&args.dir)?;
     let value = vec![b'v'; args.value_bytes];
 
-    let floor = fsync_floor(work.path(), args.ops)?;
-    let append = append_latency(&work.path().join("append"), args.ops, &value).await?;
+    let (floor, append) = floor_and_append(work.path(), args.ops, &value).await?;
     let apply_batched = apply_throughput(
         &work.path().join("apply-batched"),
         args.apply_ops,
