@@ -139,6 +139,14 @@ impl Runtime {
     }
 }
 
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Our empty cgroup parent goes with us; with containers still in it
+        // (a daemon restart) the rmdir fails with EBUSY and it stays.
+        self.remove_cgroup_parent_if_unused();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// The node agent shares one `Runtime` between tasks behind an `Arc`.

@@ -98,6 +98,7 @@ fn main() -> anyhow::Result<()> {
     for peer in &peers {
         times.push((format!("{peer} run"), Vec::new()));
     }
+    let mut phases: [Vec<Duration>; 4] = Default::default();
     let mut n = 0u64;
     for round in 0..args.rounds {
         for _ in 0..args.iterations {
@@ -110,10 +111,18 @@ fn main() -> anyhow::Result<()> {
                 command: Some(vec!["/bin/true".into()]),
                 ..ContainerSpec::default()
             })?;
+            let created = Instant::now();
             rt.start(&id)?;
+            let started = Instant::now();
             let status = rt.wait(&id)?;
+            let waited = Instant::now();
             rt.delete(&id)?;
-            times[0].1.push(start.elapsed());
+            let deleted = Instant::now();
+            times[0].1.push(deleted - start);
+            phases[0].push(created - start);
+            phases[1].push(started - created);
+            phases[2].push(waited - started);
+            phases[3].push(deleted - waited);
             if status.code != Some(0) {
                 bail!("/bin/true exited {status:?}");
             }
@@ -154,6 +163,19 @@ fn main() -> anyhow::Result<()> {
             ms(*samples.last().unwrap_or(&Duration::ZERO))
         );
     }
+    let names = ["create", "start", "wait", "delete"];
+    let breakdown: Vec<String> = phases
+        .iter_mut()
+        .zip(names)
+        .map(|(samples, name)| {
+            samples.sort();
+            format!("{name} {:.2}", ms(percentile(samples, 0.5)))
+        })
+        .collect();
+    println!(
+        "edgectl runtime p50 by phase (ms): {}",
+        breakdown.join(", ")
+    );
     let ours = medians[0].1;
     for (name, p50) in &medians[1..] {
         println!(
