@@ -4,6 +4,13 @@
 //! WriteBatch written without sync (so they are readable at once), and a
 //! dedicated sync thread then syncs the WAL once for every append that queued
 //! up while the previous sync ran, and only then reports them flushed.
+//!
+//! Measured with openraft 0.9.25 (benches/src/bin/raft_store.rs, `LogStats`):
+//! its RaftCore awaits each append's flush before it issues the next one, and
+//! a leader appends one entry per client write, so on a leader every write
+//! costs one sync of its own (1.0 entries per append and per sync even with
+//! 64 concurrent writers). Grouping happens only when appends overlap; more
+//! throughput on a leader needs several requests per log entry.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
