@@ -115,10 +115,16 @@ impl ImageStore {
                 manifests: Vec::new(),
             })?;
         }
-        // Leftovers of an import that crashed midway: nothing references them.
-        if let Ok(entries) = fs::read_dir(store.tmp_dir()) {
-            for entry in entries.flatten() {
-                let _ = fs::remove_dir_all(entry.path());
+        // Leftovers of an import that crashed midway: nothing references
+        // them. Under the lock, so that a CLI opening the store never
+        // removes the staging of a daemon's import in progress.
+        {
+            let _lock = store.lock()?;
+            if let Ok(entries) = fs::read_dir(store.tmp_dir()) {
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    let _ = fs::remove_dir_all(&path).or_else(|_| fs::remove_file(&path));
+                }
             }
         }
         Ok(store)
