@@ -74,3 +74,63 @@ fn a_restarted_runtime_adopts_running_containers() {
     env.rt = Some(rt);
     env.finish();
 }
+
+const HELPER_ENV: &str = "EDGECTL_RT_ADOPT_HELPER_DIR";
+
+/// A real daemon restart: a second process (this test binary re-run as a
+/// helper) creates and starts containers and exits; this process then
+/// adopts them. Not being their parent, it cannot learn their exit codes:
+/// they come back as unknown, which is the documented limitation.
+#[test]
+fn containers_of_an_exited_process_are_adopted() {
+    if let Ok(dir) = std::env::var(HELPER_ENV) {
+        // Helper role: play the daemon that dies with containers running.
+        let options = runtime::RuntimeOptions {
+            cgroup_parent: std::env::var("EDGECTL_RT_ADOPT_HELPER_CGROUP").unwrap(),
+            ..runtime::RuntimeOptions::default()
+        };
+        let rt = Runtime::open(std::path::Path::new(&dir), options).unwrap();
+        let spec = |id: &str, script: &str| runtime::ContainerSpec {
+            id: id.into(),
+            image: "busybox:latest".into(),
+            command: Some(vec!["/bin/sh".into(), "-c".into(), script.into()]),
+            ..Default::default()
+        };
+        rt.create(spec("long", "while true; do echo alive; sleep 0.05; done"))
+            .unwrap();
+        rt.start("long").unwrap();
+        rt.create(spec("brief", "sleep 0.5; exit 3"))
+            .unwrap();
+        rt.start("brief").unwrap();
+        std::process::exit(0);
+    }
+    let mut env = Env::new("xproc");
+    env.import_busybox();
+    drop(env.rt.take());
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "adoption::containers_of_an_exited_process_are_adopted",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(HELPER_ENV, env.dir.path())
+        .env("EDGECTL_RT_ADOPT_HELPER_CGROUP", &env.cgroup_parent)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rt = Runtime::open(env.dir.path(), env.options()).unwrap();
+    let list = rt.list().unwrap();
+    assert_eq!(list.len(), 2, "no duplicates, no losses");
+    assert!(list.iter().all(|c| c.adopted));
+    assert_eq!(rt.info("long").unwrap().state, ContainerState::Running);
+    support::wait_for_line(&rt, "long", "alive");
+    // "brief" exits on its own after the helper is gone: noticed, code unknown.
+    let brief = rt.wait("brief").unwrap();
+    assert_eq!((brief.code, brief.signal), (None, None));
+    assert_eq!(brief.shell_code(), 255);
+    let long = rt.stop("long", Duration::from_millis(200)).unwrap();
+    assert_eq!((long.code, long.signal), (None, None));
+    assert_eq!(rt.info("long").unwrap().state, ContainerState::Exited);
+    env.rt = Some(rt);
+    env.finish();
+}
