@@ -48,6 +48,10 @@ pub enum KvRequest {
     /// node re-send a write whose leader vanished mid-call without risking a
     /// double apply (Raft paper §8).
     Idempotent { id: RequestId, txn: Txn },
+    /// Several clients' requests proposed as one log entry (group commit on
+    /// the leader: openraft syncs once per entry). Applied in order, each
+    /// with its own response in [`KvResponse::batch`].
+    Batch(Vec<KvRequest>),
 }
 
 /// Names one client write for deduplication. `bucket_minute` (Unix minutes
@@ -90,6 +94,7 @@ impl fmt::Display for KvRequest {
                 txn.success.len(),
                 txn.failure.len()
             ),
+            KvRequest::Batch(requests) => write!(f, "batch({})", requests.len()),
             KvRequest::Idempotent { id, txn } => write!(
                 f,
                 "idempotent({:x}, compares={}, success={}, failure={})",
@@ -152,6 +157,8 @@ pub struct KvResponse {
     pub revision: u64,
     /// Whether the compares held (always true for a transaction with none).
     pub succeeded: bool,
+    /// For a [`KvRequest::Batch`], the response to each request, in order.
+    pub batch: Vec<KvResponse>,
 }
 
 /// A key with its value and revision bookkeeping, as etcd keeps it.

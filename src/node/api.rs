@@ -16,10 +16,6 @@ use crate::cluster::token::JoinToken;
 /// How long a request waits for a leader to appear before giving up.
 const LEADER_WAIT: Duration = Duration::from_secs(8);
 const LEADER_POLL: Duration = Duration::from_millis(50);
-/// A write not committed by then is reported as of unknown outcome: the
-/// leader may be cut off from its majority.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-
 impl Node {
     /// A client request made in this process (e.g. by `edgectl init`).
     pub async fn request(&self, request: ApiRequest) -> ApiResult {
@@ -206,27 +202,18 @@ impl Node {
     }
 
     /// Proposes a write through Raft on this node, which must be the leader.
+    /// Goes through the proposer, which groups concurrent writes into one
+    /// log entry.
     pub(crate) async fn write(&self, request: KvRequest) -> Result<raft::KvResponse, ApiError> {
-        use raft::openraft::error::{ClientWriteError, RaftError};
-        let proposed =
-            tokio::time::timeout(WRITE_TIMEOUT, self.inner.raft.client_write(request)).await;
-        let Ok(result) = proposed else {
-            return Err(ApiError::OutcomeUnknown(format!(
-                "not committed within {WRITE_TIMEOUT:?}: node {} may have lost its majority",
-                self.id()
-            )));
-        };
-        match result {
-            Ok(response) => Ok(response.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(ApiError::NoLeader(format!(
-                    "node {} is not the leader (leader: {:?})",
-                    self.id(),
-                    f.leader_id
-                )))
-            }
-            Err(e) => Err(ApiError::Internal(format!("raft write failed: {e}"))),
-        }
+        let (reply, response) = tokio::sync::oneshot::channel();
+        self.inner
+            .proposals
+            .send(super::proposer::Proposal { request, reply })
+            .await
+            .map_err(|_| ApiError::Internal("the node is shutting down".into()))?;
+        response
+            .await
+            .map_err(|_| ApiError::Internal("the proposer dropped the write".into()))?
     }
 
     async fn create_token(&self, ttl_secs: u64, description: &str) -> ApiResult {
@@ -313,21 +300,34 @@ fn is_write(request: &ApiRequest) -> bool {
     )
 }
 
+/// Client writes may touch only user keys: they start with `/` and are not
+/// under `/sys/` (edgectl's own records; dedup records sit outside `/`).
 fn reject_system_keys(request: &KvRequest) -> Result<(), ApiError> {
-    let (KvRequest::Txn(txn) | KvRequest::Idempotent { txn, .. }) = request;
+    let txn = match request {
+        KvRequest::Txn(txn) | KvRequest::Idempotent { txn, .. } => txn,
+        KvRequest::Batch(_) => {
+            return Err(ApiError::Invalid(
+                "batches are formed by the leader, not sent by clients".into(),
+            ))
+        }
+    };
     let system = keys::SYSTEM_PREFIX.as_bytes();
     for op in txn.success.iter().chain(&txn.failure) {
-        let (key, touches_system) = match op {
-            KvOp::Put { key, .. } | KvOp::Delete { key } => (key, key.starts_with(system)),
+        let (key, allowed) = match op {
+            KvOp::Put { key, .. } | KvOp::Delete { key } => {
+                (key, key.starts_with(b"/") && !key.starts_with(system))
+            }
             // A prefix that covers /sys/ would delete the cluster's own records.
             KvOp::DeletePrefix { prefix } => (
                 prefix,
-                prefix.starts_with(system) || system.starts_with(prefix),
+                prefix.starts_with(b"/")
+                    && !prefix.starts_with(system)
+                    && !system.starts_with(prefix),
             ),
         };
-        if touches_system {
+        if !allowed {
             return Err(ApiError::Forbidden(format!(
-                "key {:?} is under {} which edgectl keeps for itself",
+                "key {:?}: client keys start with / and are not under {} (edgectl's own records)",
                 String::from_utf8_lossy(key),
                 keys::SYSTEM_PREFIX
             )));

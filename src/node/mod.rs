@@ -9,6 +9,7 @@ mod api;
 mod bootstrap;
 mod join;
 pub mod peer;
+mod proposer;
 mod status;
 
 use std::collections::HashMap;
@@ -127,6 +128,8 @@ struct NodeInner {
     /// Leader-side: dedup buckets up to this minute have been dropped
     /// (0: not yet in this leadership).
     dedup_swept_to_minute: Mutex<u64>,
+    /// Writes to propose through Raft (see proposer.rs).
+    proposals: tokio::sync::mpsc::Sender<proposer::Proposal>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -195,6 +198,7 @@ impl Node {
         .map_err(|e| NodeError::Raft(e.to_string()))?;
 
         let (shutdown, _) = watch::channel(false);
+        let (proposals, proposals_rx) = tokio::sync::mpsc::channel(proposer::PROPOSAL_QUEUE);
         let node = Node {
             inner: Arc::new(NodeInner {
                 identity,
@@ -206,9 +210,11 @@ impl Node {
                 heartbeats: Mutex::new(HashMap::new()),
                 leadership: Mutex::new(None),
                 dedup_swept_to_minute: Mutex::new(0),
+                proposals,
                 shutdown,
             }),
         };
+        tokio::spawn(node.clone().proposer_loop(proposals_rx));
         tokio::spawn(node.clone().accept_loop());
         tokio::spawn(node.clone().heartbeat_loop());
         tokio::spawn(node.clone().leader_loop());

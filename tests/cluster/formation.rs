@@ -21,6 +21,13 @@ fn one_node_cluster_serves_linearizable_writes_and_reads() {
     let nodes = cluster.wait_voters(1, 1, 1);
     assert_eq!(nodes[0].name, "node1");
     assert!(nodes[0].leader);
+    // edgectl's own records are out of reach of client writes.
+    let out = cluster.put(1, "/sys/cluster", "hijacked");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("permission denied"),
+        "{stderr}"
+    );
     let status = cluster.status(1).expect("cluster status");
     assert_eq!(status.voters, vec![nodes[0].id]);
     assert!(status.revision >= 1, "{status:?}");

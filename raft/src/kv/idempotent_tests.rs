@@ -22,7 +22,8 @@ fn a_retried_write_applies_once_and_answers_with_the_first_outcome() {
         first,
         KvResponse {
             revision: 1,
-            succeeded: true
+            succeeded: true,
+            batch: Vec::new(),
         }
     );
     kv.apply(&KvRequest::Txn(Txn::put("/a", "2")));
@@ -90,4 +91,35 @@ fn dropping_a_bucket_forgets_its_records() {
     let again = kv.apply(&idempotent(5, Txn::put("/y", "2")));
     assert!(again.succeeded);
     assert_eq!(kv.get(b"/y").unwrap().value, b"2");
+}
+
+#[test]
+fn a_batch_applies_in_order_each_with_its_own_response() {
+    let mut kv = MemKv::new(100);
+    let guarded = Txn {
+        compares: vec![Compare {
+            key: b"/a".to_vec(),
+            mod_revision: 0,
+        }],
+        success: vec![KvOp::Put {
+            key: b"/a".to_vec(),
+            value: b"second".to_vec(),
+        }],
+        failure: vec![],
+    };
+    let response = kv.apply(&KvRequest::Batch(vec![
+        idempotent(1, Txn::put("/a", "first")),
+        KvRequest::Txn(guarded),
+        idempotent(1, Txn::put("/a", "first")),
+        KvRequest::Txn(Txn::put("/b", "1")),
+    ]));
+    let outcomes: Vec<(u64, bool)> = response
+        .batch
+        .iter()
+        .map(|r| (r.revision, r.succeeded))
+        .collect();
+    // The guard sees the first write; the retried id answers as before.
+    assert_eq!(outcomes, vec![(1, true), (1, false), (1, true), (2, true)]);
+    assert_eq!(response.revision, 2);
+    assert_eq!(kv.get(b"/a").unwrap().value, b"first");
 }

@@ -135,6 +135,17 @@ impl<'a, B: KvRead> KvCore<'a, B> {
         match request {
             KvRequest::Txn(txn) => self.apply_txn(txn),
             KvRequest::Idempotent { id, txn } => self.apply_idempotent(id, txn),
+            KvRequest::Batch(requests) => {
+                let mut batch = Vec::with_capacity(requests.len());
+                for request in requests {
+                    batch.push(self.apply(request)?);
+                }
+                Ok(KvResponse {
+                    revision: self.revision,
+                    succeeded: true,
+                    batch,
+                })
+            }
         }
     }
 
@@ -146,6 +157,7 @@ impl<'a, B: KvRead> KvCore<'a, B> {
             return Ok(KvResponse {
                 revision: record.mod_revision,
                 succeeded: record.value.first() == Some(&1),
+                batch: Vec::new(),
             });
         }
         let succeeded = self.compares_hold(&txn.compares)?;
@@ -166,6 +178,7 @@ impl<'a, B: KvRead> KvCore<'a, B> {
         Ok(KvResponse {
             revision: applied.revision,
             succeeded,
+            batch: Vec::new(),
         })
     }
 
@@ -206,6 +219,7 @@ impl<'a, B: KvRead> KvCore<'a, B> {
         Ok(KvResponse {
             revision: self.revision,
             succeeded,
+            batch: Vec::new(),
         })
     }
 

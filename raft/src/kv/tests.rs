@@ -140,7 +140,8 @@ fn delete_prefix_deletes_all_at_one_revision() {
         response,
         KvResponse {
             revision: 5,
-            succeeded: true
+            succeeded: true,
+            batch: Vec::new(),
         }
     );
     assert_eq!(
@@ -293,6 +294,7 @@ impl Model {
         KvResponse {
             revision: self.revision,
             succeeded,
+            batch: Vec::new(),
         }
     }
 }

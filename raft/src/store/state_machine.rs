@@ -194,6 +194,7 @@ impl StateMachineStore {
                 responses.push(KvResponse {
                     revision: core.revision(),
                     succeeded: true,
+                    batch: Vec::new(),
                 });
                 continue;
             }
@@ -202,6 +203,7 @@ impl StateMachineStore {
                 EntryPayload::Blank => KvResponse {
                     revision: core.revision(),
                     succeeded: true,
+                    batch: Vec::new(),
                 },
                 EntryPayload::Normal(request) => core.apply(&request)?,
                 EntryPayload::Membership(membership) => {
@@ -209,6 +211,7 @@ impl StateMachineStore {
                     KvResponse {
                         revision: core.revision(),
                         succeeded: true,
+                        batch: Vec::new(),
                     }
                 }
             };

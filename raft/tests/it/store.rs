@@ -156,7 +156,8 @@ async fn apply_gives_etcd_revisions_and_reads() {
         responses,
         vec![KvResponse {
             revision: 5,
-            succeeded: true
+            succeeded: true,
+            batch: Vec::new(),
         }]
     );
     assert_eq!(keys(&reader, ""), vec!["b"]);
