@@ -67,8 +67,9 @@ pub enum Command {
     Run(RunArgs),
 }
 
+/// Where a new node listens and what it is called.
 #[derive(Clone, Debug, Args)]
-pub struct InitArgs {
+pub struct NewNodeArgs {
     /// UDP address the node's QUIC endpoint binds, e.g. 0.0.0.0:7440.
     #[arg(long, default_value = "0.0.0.0:7440")]
     pub listen: String,
@@ -78,6 +79,12 @@ pub struct InitArgs {
     /// Node name (default: the host name).
     #[arg(long)]
     pub name: Option<String>,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub node: NewNodeArgs,
     /// Lifetime of the printed join token (0 = never expires).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "24h")]
     pub token_ttl: Duration,
@@ -92,12 +99,8 @@ pub struct JoinArgs {
     /// Join token from `edgectl init` or `edgectl token create`.
     #[arg(long, env = "EDGECTL_TOKEN")]
     pub token: String,
-    #[arg(long, default_value = "0.0.0.0:7440")]
-    pub listen: String,
-    #[arg(long)]
-    pub advertise: Option<String>,
-    #[arg(long)]
-    pub name: Option<String>,
+    #[command(flatten)]
+    pub node: NewNodeArgs,
     #[command(flatten)]
     pub tuning: TuningArgs,
 }

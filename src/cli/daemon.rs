@@ -61,10 +61,10 @@ fn advertise_addr(listen: &str, advertise: Option<&str>) -> anyhow::Result<Strin
 }
 
 pub async fn init(data_dir: &Path, args: InitArgs) -> anyhow::Result<()> {
-    let name = args.name.clone().unwrap_or_else(default_name);
-    let advertise = advertise_addr(&args.listen, args.advertise.as_deref())?;
+    let name = args.node.name.clone().unwrap_or_else(default_name);
+    let advertise = advertise_addr(&args.node.listen, args.node.advertise.as_deref())?;
     let data = DataDir::new(data_dir);
-    let outcome = node::init_data_dir(&data, &name, &args.listen, &advertise)
+    let outcome = node::init_data_dir(&data, &name, &args.node.listen, &advertise)
         .with_context(|| format!("cannot initialize a cluster in {}", data_dir.display()))?;
     let node = Node::start(node_config(data_dir, &args.tuning))
         .await
@@ -105,15 +105,15 @@ pub async fn init(data_dir: &Path, args: InitArgs) -> anyhow::Result<()> {
 }
 
 pub async fn join(data_dir: &Path, args: JoinArgs) -> anyhow::Result<()> {
-    let name = args.name.clone().unwrap_or_else(default_name);
-    let advertise = advertise_addr(&args.listen, args.advertise.as_deref())?;
+    let name = args.node.name.clone().unwrap_or_else(default_name);
+    let advertise = advertise_addr(&args.node.listen, args.node.advertise.as_deref())?;
     let data = DataDir::new(data_dir);
     let identity = node::join_data_dir(
         &data,
         &args.peer,
         &args.token,
         &name,
-        &args.listen,
+        &args.node.listen,
         &advertise,
     )
     .await

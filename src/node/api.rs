@@ -71,13 +71,8 @@ impl Node {
                     }
                 }
                 Some(leader) => {
-                    let Some(addr) = self.member_addr(leader) else {
-                        last_problem = format!("leader {leader} has no known address");
-                        tokio::time::sleep(LEADER_POLL).await;
-                        continue;
-                    };
                     let forward = PeerRequest::Forward(request.clone());
-                    match self.forward_while_leader(leader, &addr, &forward).await {
+                    match self.forward_while_leader(leader, &forward).await {
                         Ok(PeerResponse::Forwarded(Err(ApiError::NoLeader(why)))) => {
                             last_problem = why
                         }
@@ -109,7 +104,6 @@ impl Node {
     async fn forward_while_leader(
         &self,
         leader: u64,
-        addr: &str,
         forward: &PeerRequest,
     ) -> Result<PeerResponse, PeerCallError> {
         let mut metrics = self.inner.raft.metrics();
@@ -117,7 +111,7 @@ impl Node {
             let _ = metrics.wait_for(|m| m.current_leader != Some(leader)).await;
         };
         tokio::select! {
-            result = self.inner.peers.call(&self.inner.endpoint, leader, addr, forward, FORWARD_TIMEOUT) => result,
+            result = self.call_member(leader, forward, FORWARD_TIMEOUT) => result,
             () = leadership_moved => Err(PeerCallError {
                 maybe_delivered: true,
                 message: format!("leader {leader} lost its leadership during the call"),

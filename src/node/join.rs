@@ -116,32 +116,19 @@ impl Node {
             match self.current_leader() {
                 Some(leader) if leader == self.id() => return self.join_as_leader(request).await,
                 Some(leader) => {
-                    if let Some(addr) = self.member_addr(leader) {
-                        let forward = PeerRequest::Join(request.clone());
-                        match self
-                            .inner
-                            .peers
-                            .call(
-                                &self.inner.endpoint,
-                                leader,
-                                &addr,
-                                &forward,
-                                FORWARD_TIMEOUT,
-                            )
-                            .await
-                        {
-                            Ok(PeerResponse::Joined(Err(ApiError::NoLeader(_)))) => {}
-                            Ok(PeerResponse::Joined(result)) => return result,
-                            Ok(other) => {
-                                return Err(ApiError::Internal(format!(
-                                    "unexpected peer response {other:?}"
-                                )))
-                            }
-                            Err(e) if e.maybe_delivered => {
-                                return Err(ApiError::OutcomeUnknown(e.message))
-                            }
-                            Err(_) => {}
+                    let forward = PeerRequest::Join(request.clone());
+                    match self.call_member(leader, &forward, FORWARD_TIMEOUT).await {
+                        Ok(PeerResponse::Joined(Err(ApiError::NoLeader(_)))) => {}
+                        Ok(PeerResponse::Joined(result)) => return result,
+                        Ok(other) => {
+                            return Err(ApiError::Internal(format!(
+                                "unexpected peer response {other:?}"
+                            )))
                         }
+                        Err(e) if e.maybe_delivered => {
+                            return Err(ApiError::OutcomeUnknown(e.message))
+                        }
+                        Err(_) => {}
                     }
                 }
                 None => {}

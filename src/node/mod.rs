@@ -278,6 +278,23 @@ impl Node {
             .map(|n: &PeerNode| n.addr.clone())
     }
 
+    /// Sends `request` to member `id` at its last known address.
+    async fn call_member(
+        &self,
+        id: NodeId,
+        request: &peer::PeerRequest,
+        timeout: Duration,
+    ) -> Result<peer::PeerResponse, peer::PeerCallError> {
+        let addr = self.member_addr(id).ok_or_else(|| peer::PeerCallError {
+            maybe_delivered: false,
+            message: format!("node {id} has no known address"),
+        })?;
+        self.inner
+            .peers
+            .call(&self.inner.endpoint, id, &addr, request, timeout)
+            .await
+    }
+
     async fn accept_loop(self) {
         let mut shutdown = self.inner.shutdown.subscribe();
         loop {
@@ -378,20 +395,9 @@ impl Node {
             match self.current_leader() {
                 Some(leader) if leader == self.id() => self.record_heartbeat(&heartbeat),
                 Some(leader) => {
-                    let Some(addr) = self.member_addr(leader) else {
-                        continue;
-                    };
                     let request = peer::PeerRequest::Heartbeat(heartbeat);
                     if let Err(e) = self
-                        .inner
-                        .peers
-                        .call(
-                            &self.inner.endpoint,
-                            leader,
-                            &addr,
-                            &request,
-                            peer::HEARTBEAT_TIMEOUT,
-                        )
+                        .call_member(leader, &request, peer::HEARTBEAT_TIMEOUT)
                         .await
                     {
                         debug!("heartbeat to leader {leader}: {}", e.message);
