@@ -158,6 +158,8 @@ impl EdgectlTarget {
 
 impl WriteTarget for EdgectlTarget {
     async fn put(&self, key: Vec<u8>, value: Vec<u8>) -> anyhow::Result<()> {
+        // Client keys live under `/` in edgectl.
+        let key = [b"/".as_slice(), &key].concat();
         let request =
             edgectl::api::ApiRequest::Write(raft::KvRequest::Txn(raft::Txn::put(key, value)));
         match self.client.call(request).await? {
