@@ -85,7 +85,8 @@ impl Runtime {
             )
             .with_root_path(self.state_root())
             .and_then(|b| {
-                b.with_stdin(OwnedFd::from(dev_null))
+                b.with_executor(super::executor::EnvFreeExecutor)
+                    .with_stdin(OwnedFd::from(dev_null))
                     .with_stdout(out_write)
                     .with_stderr(err_write)
                     .as_tenant()

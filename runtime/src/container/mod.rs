@@ -10,6 +10,7 @@
 //! flight; see runtime-arch notes for why that is enough beside tokio.
 
 mod exec;
+mod executor;
 mod lifecycle;
 
 use std::collections::HashSet;
@@ -321,7 +322,8 @@ impl Runtime {
             )
             .with_root_path(self.state_root())
             .and_then(|b| {
-                b.with_stdin(OwnedFd::from(dev_null))
+                b.with_executor(executor::EnvFreeExecutor)
+                    .with_stdin(OwnedFd::from(dev_null))
                     .with_stdout(container_out)
                     .with_stderr(container_err)
                     .validate_id()

@@ -1,0 +1,91 @@
+//! The workload executor handed to libcontainer. It replaces the default one
+//! for one reason: the default `setup_envs` rewrites the process environment
+//! with `std::env::remove_var`/`set_var` inside the freshly cloned container
+//! init. Those take std's process-wide environment lock for writing; if any
+//! other thread of the daemon held it for reading at the instant of the
+//! clone (`std::env::var`, `Command::spawn`, `env::temp_dir`...), the lock
+//! is copied held into the child, whose only thread then waits forever. (Seen
+//! here: one hang in ~50 test runs, init stuck in `RwLock::write_contended`.)
+//!
+//! This executor never touches the environment: it passes the spec's env to
+//! `execve` directly and searches the spec's PATH itself.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+
+use libcontainer::oci_spec::runtime::Spec;
+use libcontainer::workload::default::DefaultExecutor;
+use libcontainer::workload::{
+    Executor, ExecutorError, ExecutorSetEnvsError, ExecutorValidationError,
+};
+
+#[derive(Clone)]
+pub(crate) struct EnvFreeExecutor;
+
+fn cstring(s: &str) -> Result<CString, ExecutorError> {
+    CString::new(s.as_bytes()).map_err(|_| ExecutorError::InvalidArg)
+}
+
+impl Executor for EnvFreeExecutor {
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        let process = spec.process().as_ref().ok_or(ExecutorError::InvalidArg)?;
+        let args = process.args().as_ref().ok_or(ExecutorError::InvalidArg)?;
+        let program = args.first().ok_or(ExecutorError::InvalidArg)?;
+        let argv = args
+            .iter()
+            .map(|a| cstring(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let env: Vec<String> = process.env().clone().unwrap_or_default();
+        let envp = env
+            .iter()
+            .map(|e| cstring(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        let candidates: Vec<String> = if program.contains('/') {
+            vec![program.clone()]
+        } else {
+            let path = env
+                .iter()
+                .rev()
+                .find_map(|e| e.strip_prefix("PATH="))
+                .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+            path.split(':')
+                .filter(|dir| !dir.is_empty())
+                .map(|dir| format!("{}/{program}", dir.trim_end_matches('/')))
+                .collect()
+        };
+        let mut last_error = nix::errno::Errno::ENOENT;
+        for candidate in candidates {
+            let c_path = cstring(&candidate)?;
+            // execve returns only on failure; try the next PATH entry like
+            // execvp does for "not here" errors.
+            match nix::unistd::execve(&c_path, &argv, &envp) {
+                Err(
+                    e @ (nix::errno::Errno::ENOENT
+                    | nix::errno::Errno::ENOTDIR
+                    | nix::errno::Errno::EACCES),
+                ) => {
+                    last_error = e;
+                }
+                Err(e) => {
+                    return Err(ExecutorError::Execution(
+                        format!("executing {candidate:?}: {e}").into(),
+                    ))
+                }
+                Ok(never) => match never {},
+            }
+        }
+        Err(ExecutorError::Execution(
+            format!("executing {program:?}: {last_error}").into(),
+        ))
+    }
+
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        DefaultExecutor {}.validate(spec)
+    }
+
+    fn setup_envs(&self, _envs: HashMap<String, String>) -> Result<(), ExecutorSetEnvsError> {
+        // Deliberately nothing: see the module comment. `exec` passes the
+        // environment to execve instead.
+        Ok(())
+    }
+}
