@@ -99,8 +99,7 @@ fn containers_of_an_exited_process_are_adopted() {
         rt.create(spec("long", "while true; do echo alive; sleep 0.05; done"))
             .unwrap();
         rt.start("long").unwrap();
-        rt.create(spec("brief", "sleep 0.5; exit 3"))
-            .unwrap();
+        rt.create(spec("brief", "sleep 0.5; exit 3")).unwrap();
         rt.start("brief").unwrap();
         std::process::exit(0);
     }
