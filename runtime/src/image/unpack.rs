@@ -15,7 +15,9 @@ use std::path::{Component, Path, PathBuf};
 use flate2::read::GzDecoder;
 use tar::EntryType;
 
-use crate::digest::{Digest, HashingReader};
+use sha2::{Digest as _, Sha256};
+
+use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
@@ -23,6 +25,8 @@ const WHITEOUT_OPAQUE: &str = ".wh..wh..opq";
 
 /// Unpacks the layer blob at `blob` into `dest` (which must exist and be
 /// empty) and returns the digest of the uncompressed tar (the diff id).
+/// An uncompressed blob *is* its tar: its diff id is the blob digest the
+/// caller already verified, so it is not hashed a second time.
 pub(crate) fn unpack_layer(blob: &Path, dest: &Path, layer: &Digest) -> Result<Digest> {
     let file = fs::File::open(blob).ctx("open layer blob", blob)?;
     let mut buffered = BufReader::with_capacity(256 * 1024, file);
@@ -35,7 +39,10 @@ pub(crate) fn unpack_layer(blob: &Path, dest: &Path, layer: &Digest) -> Result<D
     } else {
         Box::new(buffered)
     };
-    let mut hashing = HashingReader::new(reader);
+    let mut hashing = MaybeHashing {
+        inner: reader,
+        hasher: is_gzip.then(Sha256::new),
+    };
     let bad_tar = |e: io::Error| Error::BadArchive {
         path: blob.to_owned(),
         reason: format!("layer {layer} is not a readable tar: {e}"),
@@ -54,7 +61,26 @@ pub(crate) fn unpack_layer(blob: &Path, dest: &Path, layer: &Digest) -> Result<D
     }
     // The tar end-of-archive blocks and any padding are part of the diff id.
     io::copy(&mut hashing, &mut io::sink()).map_err(bad_tar)?;
-    Ok(hashing.finish().0)
+    Ok(match hashing.hasher {
+        Some(hasher) => Digest::from_sha256(hasher),
+        None => layer.clone(),
+    })
+}
+
+/// A reader that hashes what passes through only when asked to.
+struct MaybeHashing<R> {
+    inner: R,
+    hasher: Option<Sha256>,
+}
+
+impl<R: Read> Read for MaybeHashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&buf[..n]);
+        }
+        Ok(n)
+    }
 }
 
 fn unsafe_entry(layer: &Digest, entry: &Path, reason: &'static str) -> Error {
