@@ -17,14 +17,26 @@ pub fn images_dir() -> &'static Path {
             nix::unistd::geteuid().is_root(),
             "runtime integration tests need root (real containers)"
         );
-        let out = std::env::temp_dir().join(format!("edgectl-rt-images-{}", std::process::id()));
+        // Built once per target dir and reused: the archives are
+        // reproducible. Built aside and renamed, so parallel runs never see
+        // a half-written set.
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let out = tmp.join("edgectl-rt-images");
+        if out.join("httpd.tar").exists() {
+            return out;
+        }
+        let staging = tmp.join(format!("edgectl-rt-images-{}", std::process::id()));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-images.sh");
         let status = std::process::Command::new("bash")
             .arg(script)
-            .arg(&out)
+            .arg(&staging)
             .status()
             .unwrap();
         assert!(status.success(), "build-images.sh failed");
+        if fs::rename(&staging, &out).is_err() {
+            // Another run got there first; its set is identical.
+            let _ = fs::remove_dir_all(&staging);
+        }
         out
     })
 }
