@@ -19,9 +19,14 @@ fn main() {
     }
 }
 
+/// Logs go to stderr. libcgroups warns about every controller this host lacks
+/// (hugetlb, perf_event...) on every container: only its errors are shown.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("EDGECTL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,quinn=warn,libcontainer=warn,libcgroups=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EDGECTL_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "info,openraft=warn,quinn=warn,libcontainer=warn,libcgroups=error",
+        )
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -56,7 +61,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
 
 fn run_local(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Image(command) => cli::local::image(command, &cli.data_dir).map(|()| 0),
+        Command::Image(command) => {
+            cli::local::image(command, &cli.data_dir, cli.output).map(|()| 0)
+        }
         Command::Run(args) => cli::local::run(args, &cli.data_dir),
         _ => unreachable!("only local commands reach here"),
     }

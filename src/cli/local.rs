@@ -9,25 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
-use comfy_table::{presets::NOTHING, Table};
-use runtime::{ContainerSpec, NetworkMode, Resources, Runtime, RuntimeOptions, Stream};
 
-/// Whether the global `-o/--output` asks for JSON (or YAML, which we print
-/// as JSON too: JSON is valid YAML). main.rs does not hand the global flag to
-/// `image()`, so read it back from argv; clap has already validated it.
-fn output_is_structured() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().enumerate().any(|(i, arg)| {
-        let value = match arg.as_str() {
-            "-o" | "--output" => args.get(i + 1).map(String::as_str),
-            other => other
-                .strip_prefix("--output=")
-                .or_else(|| other.strip_prefix("-o")),
-        };
-        matches!(value, Some("json" | "yaml"))
-    })
-}
+use super::args::OutputFormat;
+use clap::{Args, Subcommand};
+use runtime::{ContainerSpec, NetworkMode, Resources, Runtime, RuntimeOptions, Stream};
 
 /// `edgectl image ...`
 #[derive(Debug, Subcommand)]
@@ -118,7 +103,7 @@ fn human_bytes(bytes: u64) -> String {
 }
 
 /// Runs an `edgectl image` command.
-pub fn image(command: ImageCommand, data_dir: &Path) -> anyhow::Result<()> {
+pub fn image(command: ImageCommand, data_dir: &Path, format: OutputFormat) -> anyhow::Result<()> {
     let runtime = open_runtime(data_dir)?;
     let images = runtime.images();
     match command {
@@ -137,31 +122,26 @@ pub fn image(command: ImageCommand, data_dir: &Path) -> anyhow::Result<()> {
         }
         ImageCommand::Ls => {
             let list = images.list()?;
-            match output_is_structured() {
-                true => println!("{}", serde_json::to_string_pretty(&list)?),
-                false => {
-                    let mut table = Table::new();
-                    table.load_preset(NOTHING);
-                    table.set_header(vec!["NAME", "ID", "SIZE", "LAYERS", "CREATED"]);
-                    for info in &list {
-                        let names = if info.refs.is_empty() {
-                            vec!["<none>".to_owned()]
-                        } else {
-                            info.refs.clone()
-                        };
-                        for name in names {
-                            table.add_row(vec![
-                                name,
-                                info.id.short().to_owned(),
-                                human_bytes(info.size_bytes),
-                                info.layers.len().to_string(),
-                                info.created.clone().unwrap_or_default(),
-                            ]);
-                        }
+            super::output::print(format, &list, |list| {
+                let mut table = super::output::table(&["NAME", "ID", "SIZE", "LAYERS", "CREATED"]);
+                for info in list {
+                    let names = if info.refs.is_empty() {
+                        vec!["<none>".to_owned()]
+                    } else {
+                        info.refs.clone()
+                    };
+                    for name in names {
+                        table.add_row(vec![
+                            name,
+                            info.id.short().to_owned(),
+                            human_bytes(info.size_bytes),
+                            info.layers.len().to_string(),
+                            info.created.clone().unwrap_or_default(),
+                        ]);
                     }
-                    println!("{table}");
                 }
-            }
+                table
+            })?;
         }
         ImageCommand::Inspect { image } => {
             let info = images.inspect(&image)?;
