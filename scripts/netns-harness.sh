@@ -118,6 +118,16 @@ in_ns() {
     ip netns exec "$ns" "$@"
 }
 
+# run_in_node_ns NS CMD...: CMD in NS's network namespace only. Unlike `ip netns
+# exec`, which also remounts /sys in a new mount namespace (and so hides
+# /sys/fs/cgroup), this keeps the host's mounts: a node daemon in a namespace
+# must still create cgroups for its containers.
+run_in_node_ns() {
+    local ns=$1
+    shift
+    exec nsenter --net="/run/netns/$ns" -- "$@"
+}
+
 # ---- processes ---------------------------------------------------------------
 
 # proc_starttime PID: field 22 of /proc/PID/stat, empty if PID is gone.
@@ -223,7 +233,7 @@ cmd_start() {
     # setsid detaches it from the caller's session (a Ctrl-C on the test run
     # must not be what stops a node); no fd of ours stays open in it, so a
     # caller reading our output is not kept waiting for the process to end.
-    ip netns exec "$ns" setsid bash -c "$SUPERVISOR" harness-supervisor \
+    run_in_node_ns "$ns" setsid bash -c "$SUPERVISOR" harness-supervisor \
         "$state" "$name" "$index" "$@" </dev/null >/dev/null 2>>"$state/$name.log" &
     for ((waited = 0; waited < 500; waited++)); do
         if [[ -r "$state/$name.pid" ]]; then
@@ -363,7 +373,7 @@ cmd_exec() {
     shift 3
     check_prefix "$prefix"
     check_node "$prefix" "$index"
-    exec ip netns exec "$(node_ns "$prefix" "$index")" "$@"
+    run_in_node_ns "$(node_ns "$prefix" "$index")" "$@"
 }
 
 # ns_list PREFIX: the namespaces of this cluster that exist now.
