@@ -8,5 +8,7 @@
 
 pub mod api;
 pub mod cluster;
+pub mod model;
 pub mod node;
 pub mod paths;
+pub mod scheduler;

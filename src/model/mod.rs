@@ -1,0 +1,1 @@
+//! (being written: the service spec and its validation)

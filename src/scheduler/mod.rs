@@ -1,0 +1,1 @@
+//! (being written: the bin-packing scheduler, a pure function)
