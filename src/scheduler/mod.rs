@@ -1,1 +1,263 @@
-//! (being written: the bin-packing scheduler, a pure function)
+//! The bin-packing scheduler: a pure function from a snapshot of nodes and
+//! the tasks to place to a [`Plan`] of placements and pending tasks.
+//!
+//! It is a feasibility + ranking pipeline. Feasibility is the hard checks
+//! (ready, not cordoned, label constraints, local volume, host ports, free
+//! CPU and memory by requests). Ranking is best-fit bin packing (the least
+//! capacity left after placement, CPU and memory each normalized by the
+//! largest node's capacity) plus a spread penalty per replica of the same
+//! service already on the node. Ties go to the node with less free capacity,
+//! then to the lower node id.
+//!
+//! What it is not: it does no IO, never reads the clock and draws no random
+//! numbers, so the same input always gives the same plan. It does not decide
+//! what to place or stop (that is the reconciler's job) and does not write
+//! state: the leader checks the plan and commits it through Raft.
+//!
+//! Speed: usable nodes sit in an ordered index keyed by their normalized free
+//! capacity. A task walks the index upwards from its own size (no smaller
+//! node can hold it) and stops as soon as no later node can beat the best
+//! score found (scores only grow along the walk, the spread penalty only adds),
+//! or after [`MAX_RANKED_CANDIDATES`] feasible nodes. Only a task that fits
+//! nowhere pays a pass over every node, to explain why.
+
+mod feasible;
+mod reason;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+pub use reason::{format_bytes, format_cpu, FilterCount, NodeFilter, PendingReason};
+pub use types::{
+    Constraint, ConstraintOp, ExistingReplicas, NodeView, Pending, Placement, Plan, Resources,
+    TaskRequest,
+};
+
+use feasible::NodeWork;
+
+/// At most this many feasible nodes are scored per task, as Nomad's
+/// `LimitIterator` does: it bounds the work when many nodes tie on spread.
+/// Nodes that fail feasibility do not count towards it, so a task is left
+/// pending only when no node fits.
+pub const MAX_RANKED_CANDIDATES: usize = 32;
+
+/// The spread penalty of one replica of the same service already on a node,
+/// in halves of one dimension's full range: one replica there weighs as much
+/// as half a node of extra free CPU (or memory). Strong enough that replicas
+/// go to distinct nodes while there are any that fit, weak enough that it
+/// never makes a task pending (it only ranks).
+const SPREAD_PENALTY_HALVES: u128 = 1;
+
+/// Inputs the scheduler refuses, because any plan for them would be ambiguous.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ScheduleError {
+    /// Two nodes share an id.
+    #[error("duplicate node id {node_id} in the snapshot")]
+    DuplicateNodeId {
+        /// The repeated id.
+        node_id: u64,
+    },
+    /// Two tasks share an id.
+    #[error("duplicate task id {task_id:?} in the request")]
+    DuplicateTaskId {
+        /// The repeated id.
+        task_id: String,
+    },
+}
+
+type Result<T> = std::result::Result<T, ScheduleError>;
+
+/// Normalizes CPU and memory onto one integer scale without rounding: one
+/// millicore weighs `max_memory`, one byte weighs `max_cpu`, so a full
+/// largest node is worth `max_cpu * max_memory` on each dimension. Sums stay
+/// exact (u128), which keeps the score linear and the walk's bound sound.
+#[derive(Debug, Clone, Copy)]
+struct Scale {
+    cpu_weight: u128,
+    memory_weight: u128,
+    spread_penalty: u128,
+}
+
+impl Scale {
+    fn new(nodes: &[NodeView]) -> Self {
+        // Clamped to 1 so that a cluster with no CPU (or memory) at all still
+        // ranks on the other dimension.
+        let max_cpu = nodes
+            .iter()
+            .map(|n| n.capacity.cpu_millis)
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let max_memory = nodes
+            .iter()
+            .map(|n| n.capacity.memory_bytes)
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let full = u128::from(max_cpu) * u128::from(max_memory);
+        Self {
+            cpu_weight: u128::from(max_memory),
+            memory_weight: u128::from(max_cpu),
+            spread_penalty: full / 2 * SPREAD_PENALTY_HALVES,
+        }
+    }
+
+    fn key(&self, r: Resources) -> u128 {
+        (u128::from(r.cpu_millis) * self.cpu_weight)
+            .saturating_add(u128::from(r.memory_bytes) * self.memory_weight)
+    }
+}
+
+/// The order in which [`schedule`] decides tasks: largest normalized request
+/// first (best-fit decreasing packs far tighter than arrival order), then
+/// input order. Public so that callers and tests can replay a plan.
+pub fn decision_order(nodes: &[NodeView], tasks: &[TaskRequest]) -> Vec<usize> {
+    let scale = Scale::new(nodes);
+    let mut order: Vec<usize> = (0..tasks.len()).collect();
+    // Stable: equal sizes keep input order.
+    order.sort_by_key(|&i| std::cmp::Reverse(scale.key(tasks[i].resources)));
+    order
+}
+
+/// Places `tasks` on `nodes`. `existing` counts replicas already running per
+/// service and node (for spread); entries for unknown nodes are ignored.
+///
+/// Each placement updates the working allocation, ports and replica counts,
+/// so later tasks in the same call see it. A task that fits nowhere is
+/// pending with its reason; calling again once capacity appears places it.
+pub fn schedule(
+    snapshot: &[NodeView],
+    tasks: &[TaskRequest],
+    existing: &ExistingReplicas,
+) -> Result<Plan> {
+    // Work in node id order so that index positions order like ids.
+    let mut sorted_nodes: Vec<&NodeView> = snapshot.iter().collect();
+    sorted_nodes.sort_by_key(|n| n.id);
+    if let Some(pair) = sorted_nodes.windows(2).find(|w| w[0].id == w[1].id) {
+        return Err(ScheduleError::DuplicateNodeId {
+            node_id: pair[0].id,
+        });
+    }
+    let mut seen_tasks: HashSet<&str> = HashSet::with_capacity(tasks.len());
+    for task in tasks {
+        if !seen_tasks.insert(task.id.as_str()) {
+            return Err(ScheduleError::DuplicateTaskId {
+                task_id: task.id.clone(),
+            });
+        }
+    }
+    let order = decision_order(snapshot, tasks);
+    let scale = Scale::new(snapshot);
+    let nodes = sorted_nodes;
+    let node_index: HashMap<u64, u32> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.id, i as u32))
+        .collect();
+
+    let mut work: Vec<NodeWork> = nodes.iter().map(|n| NodeWork::new(n)).collect();
+
+    // Only nodes that can take work at all are indexed, by (free key, index).
+    let mut index: BTreeSet<(u128, u32)> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.ready && !n.cordoned)
+        .map(|(i, n)| (scale.key(n.free()), i as u32))
+        .collect();
+
+    // Replica counts keyed by (service, node index); services are interned
+    // so the hot loop hashes integers. Lookups only: no iteration order leaks.
+    let mut service_ids: HashMap<&str, u32> = HashMap::new();
+    for task in tasks {
+        let next = service_ids.len() as u32;
+        service_ids.entry(task.service.as_str()).or_insert(next);
+    }
+    let mut replicas: HashMap<(u32, u32), u32> = HashMap::new();
+    for (service, node_id, count) in existing.iter() {
+        if let (Some(&s), Some(&n)) = (service_ids.get(service), node_index.get(&node_id)) {
+            *replicas.entry((s, n)).or_insert(0) += count;
+        }
+    }
+
+    let mut outcome: Vec<Option<std::result::Result<u64, PendingReason>>> = vec![None; tasks.len()];
+    for task_index in order {
+        let task = &tasks[task_index];
+        let service = service_ids[task.service.as_str()];
+        let request_key = scale.key(task.resources);
+
+        // (score, free key, node index) of the best node so far.
+        let mut best: Option<(u128, u128, u32)> = None;
+        let mut ranked = 0usize;
+        for &(free_key, i) in index.range((request_key, 0)..) {
+            // Capacity left after placing here; grows along the walk.
+            let left = free_key - request_key;
+            if best.is_some_and(|(score, _, _)| left >= score) {
+                break;
+            }
+            let node = nodes[i as usize];
+            if !feasible::fits(node, &work[i as usize], task) {
+                continue;
+            }
+            let count = replicas.get(&(service, i)).copied().unwrap_or(0);
+            let score = left.saturating_add(scale.spread_penalty * u128::from(count));
+            // Strictly better only: among equal scores the earlier node in the
+            // walk (less free capacity, then lower id) wins.
+            if best.is_none_or(|(best_score, _, _)| score < best_score) {
+                best = Some((score, free_key, i));
+            }
+            ranked += 1;
+            if ranked >= MAX_RANKED_CANDIDATES {
+                break;
+            }
+        }
+
+        match best {
+            Some((_, free_key, i)) => {
+                let node_work = &mut work[i as usize];
+                index.remove(&(free_key, i));
+                node_work.free = node_work.free.saturating_sub(&task.resources);
+                for port in &task.host_ports {
+                    if !node_work.ports_added.contains(port) {
+                        node_work.ports_added.push(*port);
+                    }
+                }
+                index.insert((scale.key(node_work.free), i));
+                *replicas.entry((service, i)).or_insert(0) += 1;
+                outcome[task_index] = Some(Ok(nodes[i as usize].id));
+            }
+            None => {
+                // The walk covers every node that could fit, so `explain`
+                // finding a fitting node is a broken invariant.
+                let reason = feasible::explain(&nodes, &work, task);
+                assert!(
+                    reason.is_some(),
+                    "scheduler index missed a feasible node for task {}",
+                    task.id
+                );
+                if let Some(reason) = reason {
+                    outcome[task_index] = Some(Err(reason));
+                }
+            }
+        }
+    }
+
+    let mut plan = Plan::default();
+    for (task, result) in tasks.iter().zip(outcome) {
+        match result {
+            Some(Ok(node_id)) => plan.placements.push(Placement {
+                task_id: task.id.clone(),
+                node_id,
+            }),
+            Some(Err(reason)) => plan.pending.push(Pending {
+                task_id: task.id.clone(),
+                reason,
+            }),
+            // Every task index appears once in the decision order.
+            None => unreachable!("task {} was never decided", task.id),
+        }
+    }
+    Ok(plan)
+}
