@@ -152,9 +152,6 @@ impl Node {
                 identity_changed = true;
             }
         }
-        if identity_changed {
-            data_dir.write_identity(&identity)?;
-        }
 
         let tls = load_tls(&data_dir)?;
         let store =
@@ -183,6 +180,11 @@ impl Node {
             addr: identity.listen.clone(),
             reason: e.to_string(),
         })?;
+        // Only once the new address is bound: a typo must not replace a
+        // working address in node.json.
+        if identity_changed {
+            data_dir.write_identity(&identity)?;
+        }
 
         let raft_config = openraft_config(&identity.cluster_id, &config.raft)?;
         let network =

@@ -9,6 +9,7 @@ mod bad_input;
 mod failover;
 mod formation;
 mod membership;
+mod moved;
 mod partition;
 mod restart;
 
