@@ -1,1 +1,20 @@
-//! (being written: the service spec and its validation)
+//! The cluster's objects as users write them. For now: the service spec
+//! ([`service`]) and the CPU and memory quantities it uses ([`quantity`]).
+//!
+//! Pure: no IO, no clock, no tokio. Specs are parsed and validated here;
+//! turning one into the runtime's `ContainerSpec` is the node agent's job.
+
+mod locate;
+pub mod quantity;
+pub mod service;
+
+pub use quantity::{CpuMillis, MemoryBytes, QuantityError};
+pub use service::{
+    parse_service, validate, Backoff, Constraint, ConstraintOperator, Location, Metadata,
+    NetworkMode, Placement, Port, Protocol, ResourceList, Resources, RestartCondition,
+    RestartPolicy, ServiceBody, ServiceSpec, SpecError, Spread, Volume, VolumeMount, VolumeType,
+    API_VERSION, KIND_SERVICE, REPLICAS_MAX, SPEC_BYTES_MAX,
+};
+
+#[cfg(test)]
+mod tests;

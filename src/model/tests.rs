@@ -1,0 +1,643 @@
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::locate::{locate, parse_path, Position, Segment};
+use super::quantity::{
+    format_cpu_millis, format_memory_bytes, parse_cpu_millis, parse_memory_bytes,
+};
+use super::*;
+
+/// The smallest valid spec, six lines; cases append to it so that the
+/// lines they name are easy to count.
+const MINIMAL: &str = "\
+apiVersion: edgectl/v1
+kind: Service
+metadata:
+  name: web
+spec:
+  image: busybox
+";
+
+/// Parses `source`, expects a field error, and checks its field, its line
+/// and that the message contains `message_part`.
+fn check_field_error(source: &str, field: &str, line: usize, message_part: &str) {
+    let error = parse_service(source).expect_err("the spec should be rejected");
+    let text = error.to_string();
+    assert_eq!(error.field(), Some(field), "wrong field in: {text}");
+    assert_eq!(error.line(), Some(line), "wrong line in: {text}");
+    assert!(
+        text.contains(message_part),
+        "{text:?} does not contain {message_part:?}"
+    );
+    assert!(
+        text.contains(&format!("line {line}")),
+        "the message {text:?} does not show the line"
+    );
+}
+
+mod quantity_tests {
+    use super::*;
+
+    fn check_cpu(text: &str, millis: u64) {
+        assert_eq!(parse_cpu_millis(text), Ok(millis), "cpu {text:?}");
+    }
+
+    fn check_memory(text: &str, bytes: u64) {
+        assert_eq!(parse_memory_bytes(text), Ok(bytes), "memory {text:?}");
+    }
+
+    #[test]
+    fn cpu_reads_cores_and_millicores() {
+        check_cpu("500m", 500);
+        check_cpu("0.5", 500);
+        check_cpu("2", 2000);
+        check_cpu("1.5", 1500);
+        check_cpu(".25", 250);
+        check_cpu("0.001", 1);
+        check_cpu("+3", 3000);
+        check_cpu("0", 0);
+        check_cpu("0.100", 100);
+        check_cpu("2.0m", 2);
+    }
+
+    #[test]
+    fn memory_reads_binary_decimal_plain_and_exponent() {
+        check_memory("128Mi", 128 << 20);
+        check_memory("1Gi", 1 << 30);
+        check_memory("512M", 512_000_000);
+        check_memory("1000000", 1_000_000);
+        check_memory("1.5Gi", 1_610_612_736);
+        check_memory("1k", 1000);
+        check_memory("4Ki", 4096);
+        check_memory("2Ti", 2 << 40);
+        check_memory("1e9", 1_000_000_000);
+        check_memory("12E6", 12_000_000);
+        check_memory("1E", 1_000_000_000_000_000_000);
+        check_memory("15Ei", 15 << 60);
+        // Kubernetes rounds a fraction of a byte up.
+        check_memory("1.1Ki", 1127);
+        check_memory("0.5", 1);
+        check_memory("1e-3", 1);
+        check_memory("0", 0);
+    }
+
+    #[test]
+    fn bad_quantities_say_what_is_accepted() {
+        for text in ["", "-1", "abc", "1.2.3", ".", "12Qi", "400m", "1e", "1ex", "1 Mi"] {
+            let error = parse_memory_bytes(text).expect_err(text).to_string();
+            assert!(
+                error.contains("expected") && error.contains("Mi"),
+                "memory {text:?}: {error}"
+            );
+        }
+        for text in ["", "-500m", "x", "1Gi", "500n", "1k"] {
+            let error = parse_cpu_millis(text).expect_err(text).to_string();
+            assert!(error.contains("500m"), "cpu {text:?}: {error}");
+        }
+        assert!(matches!(
+            parse_cpu_millis("-1"),
+            Err(QuantityError::Negative { .. })
+        ));
+        assert!(matches!(
+            parse_cpu_millis("0.0001"),
+            Err(QuantityError::TooPrecise { .. })
+        ));
+        assert!(matches!(
+            parse_cpu_millis("1.5m"),
+            Err(QuantityError::TooPrecise { .. })
+        ));
+        assert!(matches!(
+            parse_memory_bytes("16Ei"),
+            Err(QuantityError::Overflow { .. })
+        ));
+        assert!(matches!(
+            parse_memory_bytes("1e20"),
+            Err(QuantityError::Overflow { .. })
+        ));
+        assert!(matches!(
+            parse_memory_bytes("99999999999999999999999999999999999"),
+            Err(QuantityError::Overflow { .. })
+        ));
+        assert!(matches!(
+            parse_cpu_millis("18446744073709552"),
+            Err(QuantityError::Overflow { .. })
+        ));
+    }
+
+    #[test]
+    fn format_picks_the_largest_exact_unit() {
+        assert_eq!(format_cpu_millis(500), "500m");
+        assert_eq!(format_cpu_millis(2000), "2");
+        assert_eq!(format_cpu_millis(0), "0");
+        assert_eq!(format_memory_bytes(128 << 20), "128Mi");
+        assert_eq!(format_memory_bytes(512_000_000), "512M");
+        assert_eq!(format_memory_bytes(1536 << 20), "1536Mi");
+        assert_eq!(format_memory_bytes(1001), "1001");
+        assert_eq!(format_memory_bytes(0), "0");
+    }
+
+    proptest! {
+        #[test]
+        fn cpu_round_trips(millis in any::<u64>()) {
+            prop_assert_eq!(parse_cpu_millis(&format_cpu_millis(millis)), Ok(millis));
+        }
+
+        #[test]
+        fn memory_round_trips(bytes in any::<u64>()) {
+            prop_assert_eq!(parse_memory_bytes(&format_memory_bytes(bytes)), Ok(bytes));
+        }
+
+        #[test]
+        fn decimal_cores_equal_millicores(whole in 0u64..1_000_000, thousandths in 0u64..1000) {
+            let text = format!("{whole}.{thousandths:03}");
+            prop_assert_eq!(parse_cpu_millis(&text), Ok(whole * 1000 + thousandths));
+            prop_assert_eq!(
+                parse_cpu_millis(&format!("{}m", whole * 1000 + thousandths)),
+                Ok(whole * 1000 + thousandths)
+            );
+        }
+
+        #[test]
+        fn binary_suffixes_scale_exactly(count in 0u64..(1 << 20), shift_index in 0usize..4) {
+            let (suffix, shift) = [("Ki", 10), ("Mi", 20), ("Gi", 30), ("Ti", 40)][shift_index];
+            prop_assert_eq!(parse_memory_bytes(&format!("{count}{suffix}")), Ok(count << shift));
+        }
+
+        #[test]
+        fn parsing_never_panics(text in "\\PC{0,24}") {
+            let _ = parse_cpu_millis(&text);
+            let _ = parse_memory_bytes(&text);
+        }
+    }
+}
+
+mod locate_tests {
+    use super::*;
+
+    fn check(source: &str, path: &str, expected: Option<(usize, usize)>) {
+        let found = locate(source, &parse_path(path));
+        let expected = expected.map(|(line, column)| Position { line, column });
+        assert_eq!(found, expected, "path {path}");
+    }
+
+    #[test]
+    fn finds_keys_items_and_compact_sequences() {
+        let source = "\
+a:
+  b: 1
+  list:
+  - x: 1
+    y: 2
+  - x: 3
+  other:
+    - name: q   # comment
+      deep:
+        z: |
+          k: not a key
+        w: 5
+c: 2
+";
+        check(source, "a.b", Some((2, 3)));
+        check(source, "a.list[0].y", Some((5, 5)));
+        check(source, "a.list[1].x", Some((6, 5)));
+        check(source, "a.other[0].name", Some((8, 7)));
+        check(source, "a.other[0].deep.w", Some((12, 9)));
+        check(source, "c", Some((13, 1)));
+        // Text inside a block scalar is not a key; the locator stops at the
+        // deepest ancestor it found.
+        check(source, "a.other[0].deep.k", Some((9, 7)));
+        check(source, "a.list[5]", Some((3, 3)));
+        check(source, "nothing", None);
+    }
+
+    #[test]
+    fn flow_style_falls_back_to_the_owning_key() {
+        let source = "spec:\n  resources: {limits: {memory: 1Mi}}\n";
+        check(source, "spec.resources.limits.memory", Some((2, 3)));
+    }
+
+    #[test]
+    fn paths_parse_like_serde_yaml_prints_them() {
+        assert_eq!(
+            parse_path("spec.mounts[0].volume"),
+            vec![
+                Segment::Key("spec".into()),
+                Segment::Key("mounts".into()),
+                Segment::Index(0),
+                Segment::Key("volume".into()),
+            ]
+        );
+    }
+}
+
+mod service_tests {
+    use super::*;
+
+    fn web_expected() -> ServiceSpec {
+        let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        ServiceSpec {
+            api_version: "edgectl/v1".into(),
+            kind: "Service".into(),
+            metadata: Metadata {
+                name: "web".into(),
+                labels: BTreeMap::from([
+                    ("app".into(), "web".into()),
+                    ("tier".into(), "frontend".into()),
+                ]),
+            },
+            spec: ServiceBody {
+                image: "registry.local/web:1.4".into(),
+                command: Some(strings(&["/bin/httpd"])),
+                args: Some(strings(&["-f", "-p", "8080"])),
+                env: BTreeMap::from([
+                    ("LOG_LEVEL".into(), "info".into()),
+                    ("PORT".into(), "8080".into()),
+                ]),
+                replicas: 3,
+                resources: Resources {
+                    requests: ResourceList {
+                        cpu: Some(CpuMillis(250)),
+                        memory: Some(MemoryBytes(64 << 20)),
+                    },
+                    limits: ResourceList {
+                        cpu: Some(CpuMillis(1000)),
+                        memory: Some(MemoryBytes(128 << 20)),
+                    },
+                },
+                restart_policy: RestartPolicy {
+                    condition: RestartCondition::OnFailure,
+                    backoff: Backoff {
+                        initial: Duration::from_secs(1),
+                        max: Duration::from_secs(300),
+                    },
+                },
+                placement: Placement {
+                    constraints: vec![
+                        Constraint {
+                            label: "zone".into(),
+                            operator: ConstraintOperator::Equal,
+                            value: "north".into(),
+                        },
+                        Constraint {
+                            label: "gpu".into(),
+                            operator: ConstraintOperator::NotEqual,
+                            value: "true".into(),
+                        },
+                    ],
+                    spread: Spread::Label("rack".into()),
+                },
+                volumes: vec![
+                    Volume {
+                        name: "data".into(),
+                        volume_type: VolumeType::Local,
+                        path: None,
+                        size: None,
+                    },
+                    Volume {
+                        name: "config".into(),
+                        volume_type: VolumeType::HostPath,
+                        path: Some("/etc/web".into()),
+                        size: None,
+                    },
+                    Volume {
+                        name: "scratch".into(),
+                        volume_type: VolumeType::Tmpfs,
+                        path: None,
+                        size: Some(MemoryBytes(64 << 20)),
+                    },
+                ],
+                mounts: vec![
+                    VolumeMount {
+                        volume: "data".into(),
+                        path: "/var/lib/web".into(),
+                        read_only: false,
+                    },
+                    VolumeMount {
+                        volume: "config".into(),
+                        path: "/etc/web".into(),
+                        read_only: true,
+                    },
+                    VolumeMount {
+                        volume: "scratch".into(),
+                        path: "/tmp".into(),
+                        read_only: false,
+                    },
+                ],
+                network: NetworkMode::Bridge,
+                ports: vec![
+                    Port {
+                        container: 8080,
+                        host: Some(80),
+                        protocol: Protocol::Tcp,
+                    },
+                    Port {
+                        container: 9090,
+                        host: None,
+                        protocol: Protocol::Tcp,
+                    },
+                ],
+            },
+        }
+    }
+
+    #[test]
+    fn example_web_yaml_parses_to_the_expected_spec() {
+        let source = include_str!("../../examples/web.yaml");
+        let spec = parse_service(source).unwrap();
+        assert_eq!(spec, web_expected());
+    }
+
+    #[test]
+    fn module_doc_example_parses() {
+        // The example in service.rs's doc comment, with the `//! ` cut off.
+        let doc = include_str!("service.rs");
+        let start = doc.find("//! ```yaml\n").unwrap() + "//! ```yaml\n".len();
+        let end = start + doc[start..].find("//! ```\n").unwrap();
+        let yaml: String = doc[start..end]
+            .lines()
+            .map(|line| line.strip_prefix("//! ").or(line.strip_prefix("//!")).unwrap())
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let spec = parse_service(&yaml).unwrap();
+        assert_eq!(spec.spec.volumes.len(), 4);
+        assert_eq!(spec.spec.volumes[3].volume_type, VolumeType::Device);
+        assert_eq!(spec.spec.resources.limits.cpu, Some(CpuMillis(1000)));
+    }
+
+    #[test]
+    fn minimal_spec_gets_the_defaults() {
+        let spec = parse_service(MINIMAL).unwrap();
+        let body = &spec.spec;
+        assert_eq!(body.replicas, 1);
+        assert_eq!(body.command, None);
+        assert_eq!(body.restart_policy.condition, RestartCondition::Always);
+        assert_eq!(body.restart_policy.backoff, Backoff::default());
+        assert_eq!(body.placement.spread, Spread::Nodes);
+        assert_eq!(body.network, NetworkMode::Bridge);
+        assert_eq!(body.resources, Resources::default());
+        assert!(body.env.is_empty() && body.volumes.is_empty() && body.ports.is_empty());
+    }
+
+    #[test]
+    fn spec_serializes_and_parses_back_unchanged() {
+        let spec = web_expected();
+        let text = serde_yaml::to_string(&spec).unwrap();
+        assert_eq!(parse_service(&text).unwrap(), spec);
+        let json = serde_json::to_string(&spec).unwrap();
+        let from_json: ServiceSpec = serde_json::from_str(&json).unwrap();
+        assert_eq!(from_json, spec);
+        validate(&from_json).unwrap();
+    }
+
+    #[test]
+    fn env_scalars_are_kept_as_written() {
+        let source = format!("{MINIMAL}  env:\n    PORT: 8080\n    RATIO: 1.10\n    ON: true\n");
+        let spec = parse_service(&source).unwrap();
+        assert_eq!(spec.spec.env["PORT"], "8080");
+        assert_eq!(spec.spec.env["RATIO"], "1.10");
+        assert_eq!(spec.spec.env["ON"], "true");
+    }
+
+    #[test]
+    fn numeric_quantities_are_read_exactly() {
+        let source = format!(
+            "{MINIMAL}  resources:\n    requests:\n      cpu: 0.1\n      memory: 1000000\n"
+        );
+        let spec = parse_service(&source).unwrap();
+        assert_eq!(spec.spec.resources.requests.cpu, Some(CpuMillis(100)));
+        assert_eq!(spec.spec.resources.requests.memory, Some(MemoryBytes(1_000_000)));
+    }
+
+    #[test]
+    fn effective_requests_fall_back_to_limits() {
+        let resources = Resources {
+            requests: ResourceList {
+                cpu: Some(CpuMillis(100)),
+                memory: None,
+            },
+            limits: ResourceList {
+                cpu: Some(CpuMillis(500)),
+                memory: Some(MemoryBytes(64 << 20)),
+            },
+        };
+        assert_eq!(
+            resources.effective_requests(),
+            ResourceList {
+                cpu: Some(CpuMillis(100)),
+                memory: Some(MemoryBytes(64 << 20)),
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_top_level_field() {
+        let source = format!("{MINIMAL}replica: 3\n");
+        check_field_error(&source, "replica", 7, "unknown field `replica`");
+    }
+
+    #[test]
+    fn unknown_nested_fields() {
+        let source = format!("{MINIMAL}  resources:\n    limits:\n      memroy: 64Mi\n");
+        check_field_error(
+            &source,
+            "spec.resources.limits.memroy",
+            9,
+            "expected `cpu` or `memory`",
+        );
+        let source = format!("{MINIMAL}  volumes:\n    - name: v\n      type: local\n      zize: 1\n");
+        check_field_error(&source, "spec.volumes[0].zize", 10, "unknown field `zize`");
+    }
+
+    #[test]
+    fn bad_quantity_names_the_field() {
+        let source = format!("{MINIMAL}  resources:\n    limits:\n      memory: 12Qi\n");
+        check_field_error(&source, "spec.resources.limits.memory", 9, "\"Qi\"");
+        let source = format!("{MINIMAL}  resources:\n    requests:\n      cpu: -1\n");
+        check_field_error(&source, "spec.resources.requests.cpu", 9, "negative");
+    }
+
+    #[test]
+    fn limits_below_requests() {
+        let source = format!(
+            "{MINIMAL}  resources:\n    requests:\n      memory: 256Mi\n    limits:\n      memory: 128Mi\n"
+        );
+        check_field_error(
+            &source,
+            "spec.resources.limits.memory",
+            11,
+            "memory limit 128Mi is below the request 256Mi",
+        );
+        let source = format!(
+            "{MINIMAL}  resources:\n    limits:\n      cpu: 100m\n    requests:\n      cpu: 200m\n"
+        );
+        check_field_error(&source, "spec.resources.limits.cpu", 9, "at least 200m");
+    }
+
+    #[test]
+    fn memory_limit_floor() {
+        let source = format!("{MINIMAL}  resources:\n    limits:\n      memory: 1Mi\n");
+        check_field_error(&source, "spec.resources.limits.memory", 9, "at least 4Mi");
+    }
+
+    #[test]
+    fn missing_image_points_at_spec() {
+        let source = "apiVersion: edgectl/v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  replicas: 2\n";
+        check_field_error(source, "spec.image", 5, "missing field `image`");
+        let source = MINIMAL.replace("busybox", "\"\"");
+        check_field_error(&source, "spec.image", 6, "not an image reference");
+    }
+
+    #[test]
+    fn bad_constraint() {
+        let source = format!(
+            "{MINIMAL}  placement:\n    constraints:\n      - node.labels.zone == north\n      - zone = north\n"
+        );
+        check_field_error(
+            &source,
+            "spec.placement.constraints[1]",
+            10,
+            "node.labels.KEY == VALUE",
+        );
+        let source = format!("{MINIMAL}  placement:\n    spread: rack\n");
+        check_field_error(&source, "spec.placement.spread", 8, "node.labels.KEY");
+    }
+
+    #[test]
+    fn mount_of_undeclared_volume() {
+        let source = format!(
+            "{MINIMAL}  volumes:\n  - name: data\n    type: local\n  mounts:\n  - volume: data\n    path: /data\n  - volume: cache\n    path: /cache\n"
+        );
+        check_field_error(
+            &source,
+            "spec.mounts[1].volume",
+            12,
+            "volume \"cache\" is not declared in spec.volumes; declared: data",
+        );
+    }
+
+    #[test]
+    fn volume_checks() {
+        let source = format!(
+            "{MINIMAL}  volumes:\n    - name: a\n      type: local\n    - name: a\n      type: tmpfs\n"
+        );
+        check_field_error(&source, "spec.volumes[1].name", 9, "declared twice");
+        let source = format!("{MINIMAL}  volumes:\n    - name: a\n      type: hostPath\n");
+        check_field_error(&source, "spec.volumes[0].type", 9, "needs `path`");
+        let source = format!("{MINIMAL}  volumes:\n    - name: a\n      type: nfs\n");
+        check_field_error(&source, "spec.volumes[0].type", 9, "`hostPath`");
+        let source =
+            format!("{MINIMAL}  volumes:\n    - name: a\n      type: local\n      size: 1Gi\n");
+        check_field_error(&source, "spec.volumes[0].size", 10, "only tmpfs");
+    }
+
+    #[test]
+    fn duplicate_host_port() {
+        let source = format!(
+            "{MINIMAL}  ports:\n    - container: 80\n      host: 8080\n    - container: 81\n      host: 8080\n"
+        );
+        check_field_error(&source, "spec.ports[1].host", 11, "host port 8080 is published twice");
+        // Same number, other protocol: allowed.
+        let source = format!(
+            "{MINIMAL}  ports:\n    - container: 53\n      host: 53\n    - container: 53\n      host: 53\n      protocol: udp\n"
+        );
+        parse_service(&source).unwrap();
+        let source = format!("{MINIMAL}  ports:\n    - container: 70000\n");
+        check_field_error(&source, "spec.ports[0].container", 8, "expected u16");
+        let source = format!("{MINIMAL}  ports:\n    - container: 80\n      host: 0\n");
+        check_field_error(&source, "spec.ports[0].host", 9, "1-65535");
+    }
+
+    #[test]
+    fn wrong_kind_and_api_version() {
+        let source = MINIMAL.replace("kind: Service", "kind: Deployment");
+        check_field_error(&source, "kind", 2, "accepted: Service");
+        let source = MINIMAL.replace("edgectl/v1", "apps/v1");
+        check_field_error(&source, "apiVersion", 1, "accepted: edgectl/v1");
+    }
+
+    #[test]
+    fn yaml_syntax_error() {
+        let source = format!("{MINIMAL}  env:\n    A: 1\n     B: 2\n");
+        let error = parse_service(&source).unwrap_err();
+        assert!(matches!(error, SpecError::Syntax { .. }), "{error}");
+        assert_eq!(error.line(), Some(9), "{error}");
+        assert!(error.to_string().starts_with("yaml syntax error (line 9"), "{error}");
+    }
+
+    #[test]
+    fn restart_policy_checks() {
+        let source = format!("{MINIMAL}  restartPolicy:\n    condition: sometimes\n");
+        check_field_error(
+            &source,
+            "spec.restartPolicy.condition",
+            8,
+            "`always`, `on-failure`, `never`",
+        );
+        let source = format!(
+            "{MINIMAL}  restartPolicy:\n    backoff:\n      initial: 10m\n      max: 1m\n"
+        );
+        check_field_error(
+            &source,
+            "spec.restartPolicy.backoff.initial",
+            9,
+            "longer than max",
+        );
+        let source = format!("{MINIMAL}  restartPolicy:\n    backoff:\n      max: soon\n");
+        check_field_error(&source, "spec.restartPolicy.backoff.max", 9, "`5m`");
+    }
+
+    #[test]
+    fn name_replicas_and_command_checks() {
+        let source = MINIMAL.replace("name: web", "name: Web_1");
+        check_field_error(&source, "metadata.name", 4, "DNS label");
+        let source = format!("{MINIMAL}  replicas: 1001\n");
+        check_field_error(&source, "spec.replicas", 7, "1000");
+        let source = format!("{MINIMAL}  command: []\n");
+        check_field_error(&source, "spec.command", 7, "empty list");
+        let source = format!("{MINIMAL}  network: overlay\n");
+        check_field_error(&source, "spec.network", 7, "`bridge`, `host`");
+    }
+
+    #[test]
+    fn host_network_ports_must_match() {
+        let source =
+            format!("{MINIMAL}  network: host\n  ports:\n    - container: 80\n      host: 8080\n");
+        check_field_error(&source, "spec.ports[0].host", 10, "network: host");
+    }
+
+    #[test]
+    fn oversized_spec_is_rejected() {
+        let source = format!("{MINIMAL}#{}\n", "x".repeat(SPEC_BYTES_MAX));
+        assert!(matches!(
+            parse_service(&source),
+            Err(SpecError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_max() {
+        let backoff = Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(10),
+        };
+        let delays: Vec<u64> = (0..6).map(|n| backoff.delay(n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 10, 10]);
+        assert_eq!(backoff.delay(u32::MAX), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn constraints_match_node_labels() {
+        let labels = BTreeMap::from([("zone".to_string(), "north".to_string())]);
+        let parse = |text: &str| text.parse::<Constraint>().unwrap();
+        assert!(parse("node.labels.zone == north").matches(&labels));
+        assert!(!parse("node.labels.zone != north").matches(&labels));
+        assert!(!parse("node.labels.gpu == true").matches(&labels));
+        assert!(parse("node.labels.gpu != true").matches(&labels));
+        assert_eq!(
+            parse("node.labels.zone==north").to_string(),
+            "node.labels.zone == north"
+        );
+    }
+}
