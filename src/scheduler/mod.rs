@@ -18,8 +18,10 @@
 //! capacity. A task walks the index upwards from its own size (no smaller
 //! node can hold it) and stops as soon as no later node can beat the best
 //! score found (scores only grow along the walk, the spread penalty only adds),
-//! or after [`MAX_RANKED_CANDIDATES`] feasible nodes. Only a task that fits
-//! nowhere pays a pass over every node, to explain why.
+//! or after [`MAX_RANKED_CANDIDATES`] feasible nodes. A node with less free
+//! than the smallest request still to decide leaves the index for the rest of
+//! the call. Only a task that fits nowhere pays a pass over every node, to
+//! explain why.
 
 mod feasible;
 mod reason;
@@ -182,9 +184,27 @@ pub fn schedule(
         }
     }
 
+    // The smallest CPU and memory requests among the tasks still to decide,
+    // per position in the decision order. A node with less free than that
+    // on either dimension can take none of them (free only shrinks during a
+    // call), so the walk drops it from the index for good: without this,
+    // nodes full on one dimension but not the other would be walked past by
+    // every later task.
+    let mut smallest_left = vec![Resources::new(u64::MAX, u64::MAX); order.len() + 1];
+    for (position, &task_index) in order.iter().enumerate().rev() {
+        let r = tasks[task_index].resources;
+        let after = smallest_left[position + 1];
+        smallest_left[position] = Resources::new(
+            after.cpu_millis.min(r.cpu_millis),
+            after.memory_bytes.min(r.memory_bytes),
+        );
+    }
+    let mut useless: Vec<(u128, u32)> = Vec::new();
+
     let mut outcome: Vec<Option<std::result::Result<u64, PendingReason>>> = vec![None; tasks.len()];
-    for task_index in order {
+    for (position, &task_index) in order.iter().enumerate() {
         let task = &tasks[task_index];
+        let smallest = smallest_left[position];
         let service = service_ids[task.service.as_str()];
         let request_key = scale.key(task.resources);
 
@@ -198,7 +218,12 @@ pub fn schedule(
                 break;
             }
             let node = nodes[i as usize];
-            if !feasible::fits(node, &work[i as usize], task) {
+            let node_work = &work[i as usize];
+            if !smallest.fits_in(&node_work.free) {
+                useless.push((free_key, i));
+                continue;
+            }
+            if !feasible::fits(node, node_work, task) {
                 continue;
             }
             let count = replicas.get(&(service, i)).copied().unwrap_or(0);
@@ -214,6 +239,10 @@ pub fn schedule(
             }
         }
 
+        for entry in useless.drain(..) {
+            index.remove(&entry);
+        }
+
         match best {
             Some((_, free_key, i)) => {
                 let node_work = &mut work[i as usize];
@@ -224,7 +253,10 @@ pub fn schedule(
                         node_work.ports_added.push(*port);
                     }
                 }
-                index.insert((scale.key(node_work.free), i));
+                // Back into the index only if some later task could still fit.
+                if smallest_left[position + 1].fits_in(&node_work.free) {
+                    index.insert((scale.key(node_work.free), i));
+                }
                 *replicas.entry((service, i)).or_insert(0) += 1;
                 outcome[task_index] = Some(Ok(nodes[i as usize].id));
             }
