@@ -128,8 +128,7 @@ fn split_number<'a>(text: &'a str, accepted: &'static str) -> Result<(Decimal, &
         Some((integer, fraction)) => (integer, fraction),
         None => (number, ""),
     };
-    if fraction_digits.contains('.') || (integer_digits.is_empty() && fraction_digits.is_empty())
-    {
+    if fraction_digits.contains('.') || (integer_digits.is_empty() && fraction_digits.is_empty()) {
         return Err(not_a_number());
     }
     // Zeros that change nothing must not count against DIGITS_MAX.
@@ -256,32 +255,25 @@ pub fn parse_memory_bytes(text: &str) -> Result<u64> {
 /// Formats millicores the shortest way that parses back to the same value:
 /// whole CPUs as `2`, everything else as `500m`.
 pub fn format_cpu_millis(millis: u64) -> String {
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         format!("{}", millis / 1000)
     } else {
         format!("{millis}m")
     }
 }
 
-/// Formats bytes with the largest binary suffix that divides them exactly
-/// (`128Mi`), else the largest decimal one (`512M`), else plain bytes.
+/// Formats bytes as the shortest of: the largest binary suffix that divides
+/// them exactly (`128Mi`), the largest such decimal one (`512M`), plain
+/// bytes. Binary wins ties, since memory is mostly sized in powers of two.
 pub fn format_memory_bytes(bytes: u64) -> String {
-    if bytes == 0 {
-        return "0".to_string();
-    }
-    const BINARY: [(&str, u32); 6] = [
-        ("Ei", 60),
-        ("Pi", 50),
-        ("Ti", 40),
-        ("Gi", 30),
-        ("Mi", 20),
-        ("Ki", 10),
+    const BINARY: [(&str, u64); 6] = [
+        ("Ei", 1 << 60),
+        ("Pi", 1 << 50),
+        ("Ti", 1 << 40),
+        ("Gi", 1 << 30),
+        ("Mi", 1 << 20),
+        ("Ki", 1 << 10),
     ];
-    for (suffix, shift) in BINARY {
-        if bytes % (1u64 << shift) == 0 {
-            return format!("{}{suffix}", bytes >> shift);
-        }
-    }
     const DECIMAL: [(&str, u64); 6] = [
         ("E", 1_000_000_000_000_000_000),
         ("P", 1_000_000_000_000_000),
@@ -290,12 +282,21 @@ pub fn format_memory_bytes(bytes: u64) -> String {
         ("M", 1_000_000),
         ("k", 1_000),
     ];
-    for (suffix, unit) in DECIMAL {
-        if bytes % unit == 0 {
-            return format!("{}{suffix}", bytes / unit);
-        }
+    if bytes == 0 {
+        return "0".to_string();
     }
-    bytes.to_string()
+    let largest_exact = |units: &[(&str, u64)]| {
+        units
+            .iter()
+            .find(|(_, unit)| bytes.is_multiple_of(*unit))
+            .map(|(suffix, unit)| format!("{}{suffix}", bytes / unit))
+    };
+    [largest_exact(&BINARY), largest_exact(&DECIMAL)]
+        .into_iter()
+        .flatten()
+        .chain(std::iter::once(bytes.to_string()))
+        .min_by_key(String::len)
+        .unwrap_or_default()
 }
 
 /// A CPU amount in millicores (1000 = one CPU).

@@ -264,7 +264,9 @@ impl Backoff {
     /// The delay before restart number `restarts_before` + 1: `initial`
     /// doubled `restarts_before` times, never above `max`.
     pub fn delay(&self, restarts_before: u32) -> Duration {
-        let factor = 1u32.checked_shl(restarts_before.min(31)).unwrap_or(u32::MAX);
+        let factor = 1u32
+            .checked_shl(restarts_before.min(31))
+            .unwrap_or(u32::MAX);
         self.initial
             .checked_mul(factor)
             .map_or(self.max, |delay| delay.min(self.max))
@@ -453,7 +455,9 @@ impl Serialize for Spread {
         match self {
             Spread::None => serializer.serialize_bool(false),
             Spread::Nodes => serializer.serialize_bool(true),
-            Spread::Label(label) => serializer.serialize_str(&format!("{NODE_LABEL_PREFIX}{label}")),
+            Spread::Label(label) => {
+                serializer.serialize_str(&format!("{NODE_LABEL_PREFIX}{label}"))
+            }
         }
     }
 }
@@ -880,9 +884,8 @@ fn check_body(body: &ServiceBody) -> Result<(), Invalid> {
 fn check_resources(resources: &Resources) -> Result<(), Invalid> {
     let limits = resources.limits;
     let requests = resources.requests;
-    let path = |section: &str, resource: &str| {
-        spec_path(&[key("resources"), key(section), key(resource)])
-    };
+    let path =
+        |section: &str, resource: &str| spec_path(&[key("resources"), key(section), key(resource)]);
     if let Some(cpu) = limits.cpu {
         if cpu.0 < CPU_LIMIT_MILLIS_MIN {
             return Err(invalid(
@@ -975,7 +978,10 @@ fn check_volumes(body: &ServiceBody) -> Result<(), Invalid> {
                 ),
             ));
         }
-        let needs_path = matches!(volume.volume_type, VolumeType::HostPath | VolumeType::Device);
+        let needs_path = matches!(
+            volume.volume_type,
+            VolumeType::HostPath | VolumeType::Device
+        );
         match (&volume.path, needs_path) {
             (None, true) => {
                 return Err(invalid(

@@ -85,7 +85,9 @@ mod quantity_tests {
 
     #[test]
     fn bad_quantities_say_what_is_accepted() {
-        for text in ["", "-1", "abc", "1.2.3", ".", "12Qi", "400m", "1e", "1ex", "1 Mi"] {
+        for text in [
+            "", "-1", "abc", "1.2.3", ".", "12Qi", "400m", "1e", "1ex", "1 Mi",
+        ] {
             let error = parse_memory_bytes(text).expect_err(text).to_string();
             assert!(
                 error.contains("expected") && error.contains("Mi"),
@@ -134,6 +136,8 @@ mod quantity_tests {
         assert_eq!(format_memory_bytes(128 << 20), "128Mi");
         assert_eq!(format_memory_bytes(512_000_000), "512M");
         assert_eq!(format_memory_bytes(1536 << 20), "1536Mi");
+        assert_eq!(format_memory_bytes(1 << 30), "1Gi");
+        assert_eq!(format_memory_bytes(1_000_000), "1M");
         assert_eq!(format_memory_bytes(1001), "1001");
         assert_eq!(format_memory_bytes(0), "0");
     }
@@ -357,7 +361,11 @@ mod service_tests {
         let end = start + doc[start..].find("//! ```\n").unwrap();
         let yaml: String = doc[start..end]
             .lines()
-            .map(|line| line.strip_prefix("//! ").or(line.strip_prefix("//!")).unwrap())
+            .map(|line| {
+                line.strip_prefix("//! ")
+                    .or(line.strip_prefix("//!"))
+                    .unwrap()
+            })
             .map(|line| format!("{line}\n"))
             .collect();
         let spec = parse_service(&yaml).unwrap();
@@ -407,7 +415,10 @@ mod service_tests {
         );
         let spec = parse_service(&source).unwrap();
         assert_eq!(spec.spec.resources.requests.cpu, Some(CpuMillis(100)));
-        assert_eq!(spec.spec.resources.requests.memory, Some(MemoryBytes(1_000_000)));
+        assert_eq!(
+            spec.spec.resources.requests.memory,
+            Some(MemoryBytes(1_000_000))
+        );
     }
 
     #[test]
@@ -446,7 +457,8 @@ mod service_tests {
             9,
             "expected `cpu` or `memory`",
         );
-        let source = format!("{MINIMAL}  volumes:\n    - name: v\n      type: local\n      zize: 1\n");
+        let source =
+            format!("{MINIMAL}  volumes:\n    - name: v\n      type: local\n      zize: 1\n");
         check_field_error(&source, "spec.volumes[0].zize", 10, "unknown field `zize`");
     }
 
@@ -483,7 +495,8 @@ mod service_tests {
 
     #[test]
     fn missing_image_points_at_spec() {
-        let source = "apiVersion: edgectl/v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  replicas: 2\n";
+        let source =
+            "apiVersion: edgectl/v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  replicas: 2\n";
         check_field_error(source, "spec.image", 5, "missing field `image`");
         let source = MINIMAL.replace("busybox", "\"\"");
         check_field_error(&source, "spec.image", 6, "not an image reference");
@@ -512,7 +525,7 @@ mod service_tests {
         check_field_error(
             &source,
             "spec.mounts[1].volume",
-            12,
+            13,
             "volume \"cache\" is not declared in spec.volumes; declared: data",
         );
     }
@@ -522,7 +535,7 @@ mod service_tests {
         let source = format!(
             "{MINIMAL}  volumes:\n    - name: a\n      type: local\n    - name: a\n      type: tmpfs\n"
         );
-        check_field_error(&source, "spec.volumes[1].name", 9, "declared twice");
+        check_field_error(&source, "spec.volumes[1].name", 10, "declared twice");
         let source = format!("{MINIMAL}  volumes:\n    - name: a\n      type: hostPath\n");
         check_field_error(&source, "spec.volumes[0].type", 9, "needs `path`");
         let source = format!("{MINIMAL}  volumes:\n    - name: a\n      type: nfs\n");
@@ -537,7 +550,12 @@ mod service_tests {
         let source = format!(
             "{MINIMAL}  ports:\n    - container: 80\n      host: 8080\n    - container: 81\n      host: 8080\n"
         );
-        check_field_error(&source, "spec.ports[1].host", 11, "host port 8080 is published twice");
+        check_field_error(
+            &source,
+            "spec.ports[1].host",
+            11,
+            "host port 8080 is published twice",
+        );
         // Same number, other protocol: allowed.
         let source = format!(
             "{MINIMAL}  ports:\n    - container: 53\n      host: 53\n    - container: 53\n      host: 53\n      protocol: udp\n"
@@ -563,7 +581,10 @@ mod service_tests {
         let error = parse_service(&source).unwrap_err();
         assert!(matches!(error, SpecError::Syntax { .. }), "{error}");
         assert_eq!(error.line(), Some(9), "{error}");
-        assert!(error.to_string().starts_with("yaml syntax error (line 9"), "{error}");
+        assert!(
+            error.to_string().starts_with("yaml syntax error (line 9"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -575,9 +596,8 @@ mod service_tests {
             8,
             "`always`, `on-failure`, `never`",
         );
-        let source = format!(
-            "{MINIMAL}  restartPolicy:\n    backoff:\n      initial: 10m\n      max: 1m\n"
-        );
+        let source =
+            format!("{MINIMAL}  restartPolicy:\n    backoff:\n      initial: 10m\n      max: 1m\n");
         check_field_error(
             &source,
             "spec.restartPolicy.backoff.initial",
@@ -597,7 +617,7 @@ mod service_tests {
         let source = format!("{MINIMAL}  command: []\n");
         check_field_error(&source, "spec.command", 7, "empty list");
         let source = format!("{MINIMAL}  network: overlay\n");
-        check_field_error(&source, "spec.network", 7, "`bridge`, `host`");
+        check_field_error(&source, "spec.network", 7, "expected `bridge` or `host`");
     }
 
     #[test]
