@@ -76,6 +76,19 @@ pub enum QuantityError {
         /// What would have been accepted.
         accepted: &'static str,
     },
+    /// Kubernetes' `m` (thousandths) on a memory quantity.
+    #[error(
+        "{text:?} would mean thousandths of a byte, which is not accepted; did you mean \
+         {number}Mi? expected {accepted}"
+    )]
+    MilliBytes {
+        /// The quantity as written.
+        text: String,
+        /// The number before the `m`.
+        number: String,
+        /// What would have been accepted.
+        accepted: &'static str,
+    },
     /// Larger than `u64` (or with more digits than [`DIGITS_MAX`]).
     #[error("{text:?} is too large (or has too many digits); at most {max} is accepted")]
     Overflow {
@@ -205,6 +218,13 @@ pub fn parse_memory_bytes(text: &str) -> Result<u64> {
         "T" => (1_000_000_000_000, 0),
         "P" => (1_000_000_000_000_000, 0),
         "E" => (1_000_000_000_000_000_000, 0),
+        "m" => {
+            return Err(QuantityError::MilliBytes {
+                text: text.to_string(),
+                number: text[..text.len() - 1].to_string(),
+                accepted: MEMORY_ACCEPTED,
+            })
+        }
         _ => {
             let exponent = suffix
                 .strip_prefix('e')

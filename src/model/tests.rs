@@ -98,6 +98,10 @@ mod quantity_tests {
             let error = parse_cpu_millis(text).expect_err(text).to_string();
             assert!(error.contains("500m"), "cpu {text:?}: {error}");
         }
+        assert!(parse_memory_bytes("400m")
+            .unwrap_err()
+            .to_string()
+            .contains("did you mean 400Mi?"));
         assert!(matches!(
             parse_cpu_millis("-1"),
             Err(QuantityError::Negative { .. })
@@ -659,5 +663,61 @@ mod service_tests {
             parse("node.labels.zone==north").to_string(),
             "node.labels.zone == north"
         );
+    }
+}
+
+mod robustness_tests {
+    use super::*;
+
+    const WEB: &str = include_str!("../../examples/web.yaml");
+
+    /// Checks what every outcome must satisfy: no panic, and an error's
+    /// line lies inside the text (an error never points past the end).
+    fn check_outcome(source: &str) {
+        let lines = source.lines().count().max(1);
+        match parse_service(source) {
+            Ok(spec) => validate(&spec).unwrap(),
+            Err(error) => {
+                if let Some(line) = error.line() {
+                    assert!(
+                        (1..=lines + 1).contains(&line),
+                        "line {line} outside 1..={lines}: {error}"
+                    );
+                }
+                assert!(!error.to_string().is_empty());
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn dropped_lines_never_panic_and_point_inside(
+            dropped in proptest::collection::btree_set(0usize..64, 0..6)
+        ) {
+            let source: String = WEB
+                .lines()
+                .enumerate()
+                .filter(|(index, _)| !dropped.contains(index))
+                .map(|(_, line)| format!("{line}\n"))
+                .collect();
+            check_outcome(&source);
+        }
+
+        #[test]
+        fn replaced_values_never_panic_and_point_inside(
+            index in 0usize..64,
+            value in "\\PC{0,16}",
+        ) {
+            // Keep the key and indentation, replace what follows the colon.
+            let source: String = WEB
+                .lines()
+                .enumerate()
+                .map(|(number, line)| match line.split_once(": ") {
+                    Some((key, _)) if number == index => format!("{key}: {value}\n"),
+                    _ => format!("{line}\n"),
+                })
+                .collect();
+            check_outcome(&source);
+        }
     }
 }
