@@ -89,7 +89,7 @@ pub enum QuantityError {
         /// What would have been accepted.
         accepted: &'static str,
     },
-    /// Larger than `u64` (or with more digits than [`DIGITS_MAX`]).
+    /// Larger than `u64`, or with more significant digits than the 30 read.
     #[error("{text:?} is too large (or has too many digits); at most {max} is accepted")]
     Overflow {
         /// The quantity as written.
