@@ -140,7 +140,7 @@ fn brute_score(nodes: &[NodeView], state: &Replay, task: &TaskRequest, replicas:
         .max(1) as u128;
     let left_cpu = (state.free.cpu_millis - task.resources.cpu_millis) as u128;
     let left_mem = (state.free.memory_bytes - task.resources.memory_bytes) as u128;
-    left_cpu * max_mem + left_mem * max_cpu + u128::from(replicas) * (max_cpu * max_mem / 2)
+    left_cpu * max_mem + left_mem * max_cpu + u128::from(replicas) * (max_cpu * max_mem)
 }
 
 /// Replays `plan` in decision order and checks every rule; with `optimal`,
