@@ -137,7 +137,7 @@ pub(super) fn explain(
         })
         .collect();
     // Most nodes first; the stable sort keeps check order among equal counts.
-    filters.sort_by(|a, b| b.nodes.cmp(&a.nodes));
+    filters.sort_by_key(|f| std::cmp::Reverse(f.nodes));
     Some(PendingReason {
         nodes_total: nodes.len(),
         filters,

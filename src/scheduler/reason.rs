@@ -120,7 +120,7 @@ impl fmt::Display for NodeFilter {
 
 /// CPU as Kubernetes-style millis ("500m"), or whole cores ("2").
 pub fn format_cpu(millis: u64) -> String {
-    if millis > 0 && millis % 1000 == 0 {
+    if millis > 0 && millis.is_multiple_of(1000) {
         format!("{}", millis / 1000)
     } else {
         format!("{millis}m")
@@ -132,7 +132,7 @@ pub fn format_bytes(bytes: u64) -> String {
     const KI: u64 = 1024;
     const MI: u64 = 1024 * KI;
     const GI: u64 = 1024 * MI;
-    if bytes >= GI && bytes % GI == 0 {
+    if bytes >= GI && bytes.is_multiple_of(GI) {
         format!("{}Gi", bytes / GI)
     } else if bytes >= MI {
         format!("{}Mi", bytes / MI)

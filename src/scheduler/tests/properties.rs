@@ -36,7 +36,7 @@ fn arb_node(id: u64) -> impl Strategy<Value = NodeView> {
                     // as nothing free, not underflow.
                     allocated: Resources::new(cpu_used * 250, mem_used * 500),
                     labels,
-                    cordoned: cordoned && id % 3 == 0,
+                    cordoned: cordoned && id.is_multiple_of(3),
                     ready,
                     volumes: volumes.into_iter().map(|v| VOLUMES[v].to_owned()).collect(),
                     used_host_ports: ports.into_iter().map(|p| PORTS[p]).collect(),
