@@ -250,6 +250,29 @@ fn pending_reason_counts_nodes_per_first_failure() {
 }
 
 #[test]
+fn pending_reasons_reflect_the_state_when_each_task_was_decided() {
+    // x, y, z and w have the same normalized size, so they are decided in
+    // input order; y's placement between x and z changes what z is told,
+    // and w (identical to z, nothing placed in between) is told the same.
+    let mut n = node(1);
+    n.allocated = Resources::new(2000, 0);
+    check(
+        &[n],
+        &[
+            task("x", "a", 3000, 2 * GI),
+            task("y", "b", 1000, 6 * GI),
+            task("z", "c", 3000, 2 * GI),
+            task("w", "d", 3000, 2 * GI),
+        ],
+        &ExistingReplicas::new(),
+        "x pending: 0/1 nodes fit: 1 insufficient cpu (needs 3, most free 2)\n\
+         y -> 1\n\
+         z pending: 0/1 nodes fit: 1 insufficient cpu (needs 3, most free 1)\n\
+         w pending: 0/1 nodes fit: 1 insufficient cpu (needs 3, most free 1)",
+    );
+}
+
+#[test]
 fn an_empty_cluster_says_so() {
     check(
         &[],

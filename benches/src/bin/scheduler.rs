@@ -141,6 +141,10 @@ struct Figures {
     pending: usize,
     nodes_used: usize,
     lower_bound: u64,
+    cpu_bound: u64,
+    memory_bound: u64,
+    cpu_slack_nodes: usize,
+    memory_slack_nodes: usize,
 }
 
 /// Checks the plan (no over-commit, no host-port clash) and computes the
@@ -171,15 +175,27 @@ fn evaluate(nodes: &[NodeView], tasks: &[TaskRequest], plan: &Plan) -> anyhow::R
             bail!("node {node_id} over-committed: {r:?} > {:?}", node.capacity);
         }
     }
-    let lower_bound = total
-        .cpu_millis
-        .div_ceil(NODE_CAPACITY.cpu_millis)
-        .max(total.memory_bytes.div_ceil(NODE_CAPACITY.memory_bytes));
+    let cpu_bound = total.cpu_millis.div_ceil(NODE_CAPACITY.cpu_millis);
+    let memory_bound = total.memory_bytes.div_ceil(NODE_CAPACITY.memory_bytes);
+    let lower_bound = cpu_bound.max(memory_bound);
+    // Where the slack sits: used nodes with under 90% of their CPU allocated.
+    let cpu_slack_nodes = used
+        .values()
+        .filter(|(r, _)| r.cpu_millis * 10 < NODE_CAPACITY.cpu_millis * 9)
+        .count();
+    let memory_slack_nodes = used
+        .values()
+        .filter(|(r, _)| r.memory_bytes * 10 < NODE_CAPACITY.memory_bytes * 9)
+        .count();
     Ok(Figures {
         placed: plan.placements.len(),
         pending: plan.pending.len(),
         nodes_used: used.len(),
         lower_bound,
+        cpu_bound,
+        memory_bound,
+        cpu_slack_nodes,
+        memory_slack_nodes,
     })
 }
 
@@ -225,13 +241,17 @@ fn main() -> anyhow::Result<()> {
             "decisions_per_s": task_count as f64 / median,
             "nodes_used": figures.nodes_used,
             "lower_bound": figures.lower_bound,
+            "cpu_bound": figures.cpu_bound,
+            "memory_bound": figures.memory_bound,
+            "nodes_under_90pct_cpu": figures.cpu_slack_nodes,
+            "nodes_under_90pct_memory": figures.memory_slack_nodes,
             "packing_ratio": ratio,
             "example_pending_reason": example,
         }));
     }
 
     println!(
-        "{:>6} {:>7} {:>7} {:>7} {:>9} {:>13} {:>12} {:>6} {:>6} {:>6}",
+        "{:>6} {:>7} {:>7} {:>7} {:>9} {:>13} {:>12} {:>6} {:>6} {:>6} {:>9} {:>11}",
         "nodes",
         "tasks",
         "placed",
@@ -241,21 +261,30 @@ fn main() -> anyhow::Result<()> {
         "decisions/s",
         "used",
         "bound",
-        "ratio"
+        "ratio",
+        "cpu/mem",
+        "<90% c/m"
     );
+    let int = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     for r in &rows {
         println!(
-            "{:>6} {:>7} {:>7} {:>7} {:>9.3} {:>13.0} {:>12.0} {:>6} {:>6} {:>6.3}",
-            r["nodes"],
-            r["tasks"],
-            r["placed"],
-            r["pending"],
+            "{:>6} {:>7} {:>7} {:>7} {:>9.3} {:>13.0} {:>12.0} {:>6} {:>6} {:>6.3} {:>9} {:>11}",
+            int(&r["nodes"]),
+            int(&r["tasks"]),
+            int(&r["placed"]),
+            int(&r["pending"]),
             r["median_s"].as_f64().unwrap_or(0.0),
             r["placements_per_s"].as_f64().unwrap_or(0.0),
             r["decisions_per_s"].as_f64().unwrap_or(0.0),
-            r["nodes_used"],
-            r["lower_bound"],
+            int(&r["nodes_used"]),
+            int(&r["lower_bound"]),
             r["packing_ratio"].as_f64().unwrap_or(0.0),
+            format!("{}/{}", int(&r["cpu_bound"]), int(&r["memory_bound"])),
+            format!(
+                "{}/{}",
+                int(&r["nodes_under_90pct_cpu"]),
+                int(&r["nodes_under_90pct_memory"])
+            ),
         );
         if let Some(reason) = r["example_pending_reason"].as_str() {
             println!("       e.g. pending: {reason}");
