@@ -237,7 +237,7 @@ pub fn schedule(
                 continue;
             }
             let count = replicas.get(&(service, i)).copied().unwrap_or(0);
-            let score = left.saturating_add(scale.spread_penalty * u128::from(count));
+            let score = left.saturating_add(scale.spread_penalty.saturating_mul(u128::from(count)));
             // Strictly better only: among equal scores the earlier node in the
             // walk (less free capacity, then lower id) wins.
             if best.is_none_or(|(best_score, _, _)| score < best_score) {
