@@ -187,18 +187,8 @@ async fn server_with_cert_from_another_ca_is_refused() {
             ALPN_RAFT,
         )
         .await;
-    match result {
-        Err(EndpointError::Handshake { source, .. }) => {
-            // Same cluster name, so the issuer name matches but the signature does not.
-            assert!(
-                source
-                    .to_string()
-                    .contains("invalid peer certificate: BadSignature"),
-                "unexpected handshake error: {source}"
-            )
-        }
-        other => panic!("expected a handshake failure, got {other:?}"),
-    }
+    // Same cluster name, so the issuer name matches but the signature does not.
+    expect_handshake_error(result, "invalid peer certificate: BadSignature");
 }
 
 #[tokio::test]
@@ -215,17 +205,7 @@ async fn server_naming_another_node_is_refused() {
             ALPN_RAFT,
         )
         .await;
-    match result {
-        Err(EndpointError::Handshake { source, .. }) => {
-            assert!(
-                source
-                    .to_string()
-                    .contains("not valid for name \"n3.node.edgectl\""),
-                "unexpected handshake error: {source}"
-            )
-        }
-        other => panic!("expected a handshake failure, got {other:?}"),
-    }
+    expect_handshake_error(result, "not valid for name \"n3.node.edgectl\"");
 }
 
 #[tokio::test]
@@ -1211,4 +1191,15 @@ async fn server_abandons_a_call_its_caller_gave_up_on() {
     tokio::time::timeout(CALL_TIMEOUT, abandoned.notified())
         .await
         .expect("the server kept working on an abandoned call");
+}
+
+/// The connection attempt failed in the TLS handshake with an error naming `needle`.
+fn expect_handshake_error<T: std::fmt::Debug>(result: Result<T, EndpointError>, needle: &str) {
+    match result {
+        Err(EndpointError::Handshake { source, .. }) => assert!(
+            source.to_string().contains(needle),
+            "unexpected handshake error: {source}"
+        ),
+        other => panic!("expected a handshake failure, got {other:?}"),
+    }
 }
