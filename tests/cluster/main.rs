@@ -85,15 +85,7 @@ impl EdgeCluster {
 
     /// Starts node `i` as the first node and waits for its join token.
     pub fn init(&mut self, i: usize) {
-        let verb = vec![
-            "init".into(),
-            "--listen".into(),
-            self.listen(i),
-            "--name".into(),
-            Self::name(i),
-        ];
-        let command = self.node_command(i, &verb);
-        self.net.start(i, &Self::name(i), command);
+        self.start_node(i, vec!["init".into()]);
         let name = Self::name(i);
         let token = wait_until(CONVERGE, "the join token printed by init", || {
             self.net
@@ -113,16 +105,25 @@ impl EdgeCluster {
     }
 
     pub fn join_with_token(&mut self, i: usize, via: usize, token: &str) {
-        let verb = vec![
-            "join".into(),
-            self.listen(via),
-            "--token".into(),
-            token.into(),
+        self.start_node(
+            i,
+            vec![
+                "join".into(),
+                self.listen(via),
+                "--token".into(),
+                token.into(),
+            ],
+        );
+    }
+
+    /// Starts `edgectl VERB --listen <node i> --name node<i>` in node `i`'s namespace.
+    fn start_node(&mut self, i: usize, mut verb: Vec<String>) {
+        verb.extend([
             "--listen".into(),
             self.listen(i),
             "--name".into(),
             Self::name(i),
-        ];
+        ]);
         let command = self.node_command(i, &verb);
         self.net.start(i, &Self::name(i), command);
     }
