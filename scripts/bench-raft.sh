@@ -157,7 +157,8 @@ start_etcd() {
 start_edgectl() {
     local bin="$target_dir/$profile_dir/edgectl" i token=""
     (cd "$repo" && CARGO_TARGET_DIR="$target_dir" cargo build --profile "$profile" -p edgectl)
-    "$bin" --data-dir "$work_dir/edgectl-1" init --listen 127.0.0.1:17441 --name e1 \
+    # HOME: init writes ~/.config/edgectl when absent; keep it in the work dir.
+    HOME=$work_dir "$bin" --data-dir "$work_dir/edgectl-1" init --listen 127.0.0.1:17441 --name e1 \
         >"$work_dir/edgectl-1.log" 2>&1 &
     etcd_pids+=($!)
     for _ in $(seq 1 300); do

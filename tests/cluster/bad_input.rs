@@ -160,10 +160,13 @@ fn clients_and_peers_with_certificates_from_another_cluster_are_refused() {
     // A second, unrelated cluster in node 2's namespace.
     let other_dir = cluster.dirs.path().join("other");
     let other_listen = format!("{}:{}", cluster.net.addr(2), PORT);
+    let home = cluster.home_env();
     cluster.net.start(
         2,
         "other",
         [
+            "env",
+            &home,
             env!("CARGO_BIN_EXE_edgectl"),
             "--data-dir",
             other_dir.to_str().unwrap(),

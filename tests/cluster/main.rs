@@ -72,8 +72,17 @@ impl EdgeCluster {
         self.token.as_deref().expect("cluster initialized")
     }
 
+    /// `HOME=` for node processes: `init` writes the admin config under
+    /// `$HOME/.config/edgectl` when none is there, and a test must not leave
+    /// one behind on the machine.
+    pub fn home_env(&self) -> String {
+        format!("HOME={}", self.dirs.path().join("home").display())
+    }
+
     fn node_command(&self, i: usize, verb: &[String]) -> Vec<String> {
         let mut command = vec![
+            "env".into(),
+            self.home_env(),
             self.bin.display().to_string(),
             "--data-dir".into(),
             self.data_dir(i).display().to_string(),

@@ -71,7 +71,9 @@ impl Cluster {
             .create(true)
             .append(true)
             .open(self.log(i))?;
+        // init writes ~/.config/edgectl when absent: keep it in the bench's dir.
         let child = Command::new(&self.edgectl)
+            .env("HOME", self.dir.path())
             .arg("--data-dir")
             .arg(self.data_dir(i))
             .args(verb)
