@@ -150,7 +150,8 @@ impl Node {
                 self.id()
             )));
         }
-        validate_name(&request.name)?;
+        // Checked before an id is taken: the certificate will carry the name.
+        pki::check_name(&request.name).map_err(|e| ApiError::Invalid(e.to_string()))?;
         let _: SocketAddr = request.advertise.parse().map_err(|e| {
             ApiError::Invalid(format!("advertise address {:?}: {e}", request.advertise))
         })?;
@@ -262,19 +263,5 @@ impl Node {
         Err(ApiError::Internal(
             "could not allocate a node id; retry".into(),
         ))
-    }
-}
-
-fn validate_name(name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        && !name.starts_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::Invalid(format!(
-            "node name {name:?}: use 1-63 letters, digits and '-', not starting with '-'"
-        )))
     }
 }

@@ -128,6 +128,8 @@ struct NodeInner {
     /// Leader-side: dedup buckets up to this minute have been dropped
     /// (0: not yet in this leadership).
     dedup_swept_to_minute: Mutex<u64>,
+    /// Members whose new address is being written to the membership.
+    address_updates: Mutex<std::collections::HashSet<NodeId>>,
     /// Writes to propose through Raft (see proposer.rs).
     proposals: tokio::sync::mpsc::Sender<proposer::Proposal>,
     shutdown: watch::Sender<bool>,
@@ -199,6 +201,7 @@ impl Node {
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
 
+        let peers = PeerPool::new(endpoint.clone());
         let (shutdown, _) = watch::channel(false);
         let (proposals, proposals_rx) = tokio::sync::mpsc::channel(proposer::PROPOSAL_QUEUE);
         let node = Node {
@@ -208,7 +211,8 @@ impl Node {
                 raft,
                 kv,
                 endpoint,
-                peers: PeerPool::new(),
+                peers,
+                address_updates: Mutex::default(),
                 heartbeats: Mutex::new(HashMap::new()),
                 leadership: Mutex::new(None),
                 dedup_swept_to_minute: Mutex::new(0),
@@ -291,10 +295,7 @@ impl Node {
             maybe_delivered: false,
             message: format!("node {id} has no known address"),
         })?;
-        self.inner
-            .peers
-            .call(&self.inner.endpoint, id, &addr, request, timeout)
-            .await
+        self.inner.peers.call(id, &addr, request, timeout).await
     }
 
     async fn accept_loop(self) {
@@ -324,26 +325,35 @@ impl Node {
             (a, Some(PeerIdentity::Node(from))) if a == ALPN_PEER => {
                 let from = *from;
                 let node = self.clone();
-                rpc_serve(connection, move |request: peer::PeerRequest| {
-                    let node = node.clone();
-                    async move { node.handle_peer(from, request).await }
-                })
+                raft::transport::rpc::serve_connection(
+                    connection,
+                    move |request: peer::PeerRequest| {
+                        let node = node.clone();
+                        async move { node.handle_peer(from, request).await }
+                    },
+                )
                 .await;
             }
             (a, Some(_)) if a == ALPN_API => {
                 let node = self.clone();
-                rpc_serve(connection, move |request: crate::api::ApiRequest| {
-                    let node = node.clone();
-                    async move { node.handle_api(request).await }
-                })
+                raft::transport::rpc::serve_connection(
+                    connection,
+                    move |request: crate::api::ApiRequest| {
+                        let node = node.clone();
+                        async move { node.handle_api(request).await }
+                    },
+                )
                 .await;
             }
             (a, _) if a == ALPN_JOIN => {
                 let node = self.clone();
-                rpc_serve(connection, move |request: peer::JoinRequest| {
-                    let node = node.clone();
-                    async move { node.handle_join(request).await }
-                })
+                raft::transport::rpc::serve_connection(
+                    connection,
+                    move |request: peer::JoinRequest| {
+                        let node = node.clone();
+                        async move { node.handle_join(request).await }
+                    },
+                )
                 .await;
             }
             _ => {
@@ -422,6 +432,16 @@ impl Node {
         // A device that moved announces its new address; the membership follows.
         let known = self.member_addr(heartbeat.node_id);
         if known.is_some() && known.as_deref() != Some(heartbeat.advertise.as_str()) {
+            // Heartbeats keep coming while the change commits: propose it once.
+            let newly_pending = self
+                .inner
+                .address_updates
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(heartbeat.node_id);
+            if !newly_pending {
+                return;
+            }
             let node = self.clone();
             let id = heartbeat.node_id;
             let peer = PeerNode {
@@ -434,6 +454,11 @@ impl Node {
                 if let Err(e) = node.inner.raft.change_membership(change, true).await {
                     warn!(node = id, "cannot update member address: {e}");
                 }
+                node.inner
+                    .address_updates
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
             });
         }
     }
@@ -550,15 +575,4 @@ fn load_tls(data_dir: &DataDir) -> Result<TlsIdentity, NodeError> {
         cert_pem: data_dir.read_text(&data_dir.node_cert())?,
         key_pem: data_dir.read_text(&data_dir.node_key())?,
     })
-}
-
-/// Serves request/response streams on one connection with `handler`.
-async fn rpc_serve<Req, Resp, F, Fut>(connection: quinn::Connection, handler: F)
-where
-    Req: serde::de::DeserializeOwned + Send + 'static,
-    Resp: serde::Serialize + Send + 'static,
-    F: Fn(Req) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Resp> + Send + 'static,
-{
-    raft::transport::rpc::serve_connection(connection, handler).await;
 }

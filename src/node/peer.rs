@@ -2,12 +2,9 @@
 //! to the leader, heartbeats, and joins forwarded to the leader. Raft's own
 //! RPCs travel on `edgectl/raft/1` (raft::transport).
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use raft::transport::{rpc, Endpoint, PeerIdentityExpectation, RpcError, ALPN_PEER};
+use raft::transport::{rpc, ConnectionPool, Endpoint, RpcError, ALPN_PEER};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{ApiError, ApiRequest, ApiResult};
@@ -67,9 +64,9 @@ pub struct JoinResponse {
     pub ca_cert_pem: String,
 }
 
-/// Cached connections to other members on the peer ALPN.
+/// Connections to other members on the peer ALPN.
 pub struct PeerPool {
-    connections: Mutex<HashMap<u64, quinn::Connection>>,
+    connections: ConnectionPool,
 }
 
 /// Whether the request may have reached the peer before the failure.
@@ -80,77 +77,42 @@ pub struct PeerCallError {
 }
 
 impl PeerPool {
-    pub fn new() -> Self {
+    pub fn new(endpoint: Endpoint) -> Self {
         PeerPool {
-            connections: Mutex::new(HashMap::new()),
+            connections: ConnectionPool::new(endpoint, ALPN_PEER),
         }
     }
 
-    fn cached(&self, node_id: u64) -> Option<quinn::Connection> {
-        let mut map = self.connections.lock().unwrap_or_else(|e| e.into_inner());
-        match map.get(&node_id) {
-            Some(conn) if conn.close_reason().is_none() => Some(conn.clone()),
-            Some(_) => {
-                map.remove(&node_id);
-                None
-            }
-            None => None,
-        }
-    }
-
+    /// One request to member `node_id` (last known at `addr`), dial included,
+    /// within `timeout`.
     pub async fn call(
         &self,
-        endpoint: &Endpoint,
         node_id: u64,
         addr: &str,
         request: &PeerRequest,
         timeout: Duration,
     ) -> Result<PeerResponse, PeerCallError> {
-        let conn = match self.cached(node_id) {
-            Some(conn) => conn,
-            None => {
-                let socket: SocketAddr = addr.parse().map_err(|e| PeerCallError {
-                    maybe_delivered: false,
-                    message: format!("node {node_id} has an unusable address {addr:?}: {e}"),
-                })?;
-                let conn = tokio::time::timeout(
-                    timeout,
-                    endpoint.connect(socket, PeerIdentityExpectation::Node(node_id), ALPN_PEER),
-                )
-                .await
-                .map_err(|_| PeerCallError {
-                    maybe_delivered: false,
-                    message: format!("connecting to node {node_id} at {addr} timed out"),
-                })?
-                .map_err(|e| PeerCallError {
-                    maybe_delivered: false,
-                    message: format!("cannot connect to node {node_id} at {addr}: {e}"),
-                })?;
-                self.connections
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(node_id, conn.clone());
-                conn
-            }
+        let not_sent = |message: String| PeerCallError {
+            maybe_delivered: false,
+            message,
         };
-        rpc::call(&conn, request, timeout).await.map_err(|e| {
-            if conn.close_reason().is_some() {
-                self.connections
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&node_id);
-            }
-            PeerCallError {
-                maybe_delivered: maybe_delivered(&e),
-                message: format!("node {node_id} at {addr}: {e}"),
-            }
-        })
-    }
-}
-
-impl Default for PeerPool {
-    fn default() -> Self {
-        Self::new()
+        let started = Instant::now();
+        let connection = tokio::time::timeout(timeout, self.connections.get(node_id, addr))
+            .await
+            .map_err(|_| not_sent(format!("connecting to node {node_id} at {addr} timed out")))?
+            .map_err(|e| not_sent(format!("{e} (at {addr})")))?;
+        let remaining = timeout.saturating_sub(started.elapsed());
+        rpc::call(&connection, request, remaining)
+            .await
+            .map_err(|e| {
+                if let RpcError::ConnectionLost { .. } | RpcError::Timeout { .. } = e {
+                    self.connections.forget(node_id, &connection);
+                }
+                PeerCallError {
+                    maybe_delivered: maybe_delivered(&e),
+                    message: format!("node {node_id} at {addr}: {e}"),
+                }
+            })
     }
 }
 

@@ -5,6 +5,7 @@
 //! - [`tls`]: rustls/quinn configurations, ALPNs and transport limits.
 //! - [`endpoint`]: one QUIC endpoint per node; dialling by node id and the
 //!   accept rules (no client certificate only on the join ALPN).
+//! - [`pool`]: one connection per member and ALPN, dialled on demand.
 //! - [`rpc`]: one-stream-per-call request/response framing.
 //! - [`raft_network`]: openraft's network on top of all that.
 //!
@@ -13,6 +14,7 @@
 
 pub mod endpoint;
 pub mod pki;
+pub mod pool;
 pub mod raft_network;
 pub mod rpc;
 pub mod tls;
@@ -32,6 +34,7 @@ pub enum TransportError {
 
 pub use endpoint::{Accepted, Endpoint, EndpointError, PeerIdentityExpectation};
 pub use pki::{CertifiedKey, ClusterCa, PeerIdentity, PkiError};
+pub use pool::{ConnectionPool, DialError};
 pub use raft_network::{serve_raft_connection, QuicRaftNetworkFactory};
 pub use rpc::{RpcError, MAX_FRAME_BYTES};
 pub use tls::{TlsError, TlsIdentity, ALPN_API, ALPN_JOIN, ALPN_PEER, ALPN_RAFT};

@@ -331,7 +331,7 @@ fn uri_san(uri: String) -> Result<SanType> {
 }
 
 /// Names become DNS labels in certificates, so they follow DNS label rules.
-fn check_name(name: &str) -> Result<()> {
+pub fn check_name(name: &str) -> Result<()> {
     let invalid = |reason| {
         Err(PkiError::InvalidName {
             name: name.to_string(),

@@ -9,8 +9,6 @@
 //! The server side is [`serve_raft_connection`]: it hands each request to
 //! the local `openraft::Raft` and sends back its result, errors included.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,9 +18,9 @@ use openraft::error::{
 };
 use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
 
-use super::endpoint::{Endpoint, EndpointError, PeerIdentityExpectation};
+use super::endpoint::Endpoint;
+use super::pool::{ConnectionPool, DialError};
 use super::rpc::{self, RpcError};
 use super::tls::ALPN_RAFT;
 use crate::typ;
@@ -66,14 +64,11 @@ pub enum RaftNetworkError {
     },
 }
 
-type ConnectionCache = Arc<Mutex<HashMap<NodeId, quinn::Connection>>>;
-
-/// Creates a [`QuicRaftClient`] per target; all share one connection cache.
+/// Creates a [`QuicRaftClient`] per target; all share one connection pool.
 #[derive(Clone)]
 pub struct QuicRaftNetworkFactory {
     self_id: NodeId,
-    endpoint: Endpoint,
-    connections: ConnectionCache,
+    connections: Arc<ConnectionPool>,
 }
 
 impl QuicRaftNetworkFactory {
@@ -81,8 +76,7 @@ impl QuicRaftNetworkFactory {
     pub fn new(self_id: NodeId, endpoint: Endpoint) -> Self {
         QuicRaftNetworkFactory {
             self_id,
-            endpoint,
-            connections: Arc::default(),
+            connections: Arc::new(ConnectionPool::new(endpoint, ALPN_RAFT)),
         }
     }
 }
@@ -95,7 +89,6 @@ impl RaftNetworkFactory<TypeConfig> for QuicRaftNetworkFactory {
             self_id: self.self_id,
             target,
             addr: node.addr.clone(),
-            endpoint: self.endpoint.clone(),
             connections: self.connections.clone(),
         }
     }
@@ -106,53 +99,23 @@ pub struct QuicRaftClient {
     self_id: NodeId,
     target: NodeId,
     addr: String,
-    endpoint: Endpoint,
-    connections: ConnectionCache,
+    connections: Arc<ConnectionPool>,
 }
 
 impl QuicRaftClient {
     async fn connection(&self) -> Result<quinn::Connection, RaftNetworkError> {
-        {
-            let cache = self.connections.lock().await;
-            if let Some(connection) = cache.get(&self.target) {
-                if connection.close_reason().is_none() {
-                    return Ok(connection.clone());
-                }
-            }
-        }
-        let addr: SocketAddr = self
-            .addr
-            .parse()
-            .map_err(|_| RaftNetworkError::BadAddress {
-                target: self.target,
-                addr: self.addr.clone(),
-            })?;
-        let connection = self
-            .endpoint
-            .connect(addr, PeerIdentityExpectation::Node(self.target), ALPN_RAFT)
-            .await
-            .map_err(|source: EndpointError| RaftNetworkError::Rpc {
-                target: self.target,
-                source: RpcError::Unreachable { source },
-            })?;
-        // The lock is not held while dialling, so two RPCs may both dial;
-        // the later one wins the cache and the other connection is simply
-        // used once and dropped.
         self.connections
-            .lock()
+            .get(self.target, &self.addr)
             .await
-            .insert(self.target, connection.clone());
-        Ok(connection)
-    }
-
-    async fn forget_connection(&self, failed: &quinn::Connection) {
-        let mut cache = self.connections.lock().await;
-        if cache
-            .get(&self.target)
-            .is_some_and(|cached| cached.stable_id() == failed.stable_id())
-        {
-            cache.remove(&self.target);
-        }
+            .map_err(|err| match err {
+                DialError::BadAddress { target, addr } => {
+                    RaftNetworkError::BadAddress { target, addr }
+                }
+                DialError::Unreachable { target, source } => RaftNetworkError::Rpc {
+                    target,
+                    source: RpcError::Unreachable { source },
+                },
+            })
     }
 
     /// Dials if needed and makes one call, all within `timeout`.
@@ -179,7 +142,7 @@ impl QuicRaftClient {
         let result = rpc::call::<RaftRequest, RaftResponse>(&connection, &request, remaining).await;
         if let Err(RpcError::ConnectionLost { .. } | RpcError::Timeout { .. }) = &result {
             // A timed-out connection may be half dead: dial afresh next time.
-            self.forget_connection(&connection).await;
+            self.connections.forget(self.target, &connection);
         }
         result.map_err(|source| RaftNetworkError::Rpc {
             target: self.target,

@@ -335,23 +335,30 @@ async fn admin_client_may_use_the_api_but_not_raft() {
     }
 }
 
-/// A server whose handler parks every request until told to, and reports
-/// when a request has arrived.
-fn spawn_parking_server(endpoint: &Endpoint, arrived: Arc<Notify>) {
+/// Serves every connection `endpoint` accepts with `handler`, one call per
+/// stream.
+fn spawn_rpc_server<Resp, Handler, Fut>(endpoint: &Endpoint, handler: Handler)
+where
+    Resp: serde::Serialize + Send + 'static,
+    Handler: Fn(String) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Resp> + Send + 'static,
+{
     let endpoint = endpoint.clone();
     tokio::spawn(async move {
         while let Some(accepted) = endpoint.accept().await {
-            let arrived = arrived.clone();
-            tokio::spawn(rpc::serve_connection(
-                accepted.connection,
-                move |_request: String| {
-                    let arrived = arrived.clone();
-                    async move {
-                        arrived.notify_one();
-                        std::future::pending::<String>().await
-                    }
-                },
-            ));
+            tokio::spawn(rpc::serve_connection(accepted.connection, handler.clone()));
+        }
+    });
+}
+
+/// A server whose handler parks every request until told to, and reports
+/// when a request has arrived.
+fn spawn_parking_server(endpoint: &Endpoint, arrived: Arc<Notify>) {
+    spawn_rpc_server(endpoint, move |_request: String| {
+        let arrived = arrived.clone();
+        async move {
+            arrived.notify_one();
+            std::future::pending::<String>().await
         }
     });
 }
@@ -492,29 +499,19 @@ async fn concurrent_calls_on_one_connection_do_not_queue() {
     let first_arrived = Arc::new(Notify::new());
     let second_handled = Arc::new(Notify::new());
     {
-        let endpoint = node2.clone();
         let first_arrived = first_arrived.clone();
         let second_handled = second_handled.clone();
-        tokio::spawn(async move {
-            while let Some(accepted) = endpoint.accept().await {
-                let first_arrived = first_arrived.clone();
-                let second_handled = second_handled.clone();
-                tokio::spawn(rpc::serve_connection(
-                    accepted.connection,
-                    move |request: String| {
-                        let first_arrived = first_arrived.clone();
-                        let second_handled = second_handled.clone();
-                        async move {
-                            if request == "first" {
-                                first_arrived.notify_one();
-                                second_handled.notified().await;
-                            } else if request == "second" {
-                                second_handled.notify_one();
-                            }
-                            format!("done {request}")
-                        }
-                    },
-                ));
+        spawn_rpc_server(&node2, move |request: String| {
+            let first_arrived = first_arrived.clone();
+            let second_handled = second_handled.clone();
+            async move {
+                if request == "first" {
+                    first_arrived.notify_one();
+                    second_handled.notified().await;
+                } else if request == "second" {
+                    second_handled.notify_one();
+                }
+                format!("done {request}")
             }
         });
     }
@@ -1057,24 +1054,15 @@ async fn keep_alive_holds_a_quiet_link_and_idle_timeout_detects_a_silent_one() {
     let arrived = Arc::new(Notify::new());
     {
         // "park" requests never get an answer; others are echoed.
-        let endpoint = node2.clone();
         let arrived = arrived.clone();
-        tokio::spawn(async move {
-            while let Some(accepted) = endpoint.accept().await {
-                let arrived = arrived.clone();
-                tokio::spawn(rpc::serve_connection(
-                    accepted.connection,
-                    move |request: String| {
-                        let arrived = arrived.clone();
-                        async move {
-                            if request == "park" {
-                                arrived.notify_one();
-                                std::future::pending::<()>().await;
-                            }
-                            request
-                        }
-                    },
-                ));
+        spawn_rpc_server(&node2, move |request: String| {
+            let arrived = arrived.clone();
+            async move {
+                if request == "park" {
+                    arrived.notify_one();
+                    std::future::pending::<()>().await;
+                }
+                request
             }
         });
     }
@@ -1157,21 +1145,12 @@ async fn server_abandons_a_call_its_caller_gave_up_on() {
     let node2 = bind_node(&ca, 2);
     let abandoned = Arc::new(Notify::new());
     {
-        let endpoint = node2.clone();
         let abandoned = abandoned.clone();
-        tokio::spawn(async move {
-            while let Some(accepted) = endpoint.accept().await {
-                let abandoned = abandoned.clone();
-                tokio::spawn(rpc::serve_connection(
-                    accepted.connection,
-                    move |_request: String| {
-                        let signal = DropSignal(abandoned.clone());
-                        async move {
-                            let _signal = signal;
-                            std::future::pending::<String>().await
-                        }
-                    },
-                ));
+        spawn_rpc_server(&node2, move |_request: String| {
+            let signal = DropSignal(abandoned.clone());
+            async move {
+                let _signal = signal;
+                std::future::pending::<String>().await
             }
         });
     }
