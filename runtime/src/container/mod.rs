@@ -104,6 +104,15 @@ impl Runtime {
     fn log_path(&self, id: &str) -> PathBuf {
         self.container_dir(id).join("container.log")
     }
+
+    /// The container's log, appended to, rotated as the options say.
+    fn open_log(&self, id: &str) -> Result<RotatingLog> {
+        RotatingLog::open(
+            &self.log_path(id),
+            self.options.log_size_max_bytes,
+            self.options.log_files_max,
+        )
+    }
     pub(crate) fn containers_lock(&self) -> Result<(std::sync::MutexGuard<'_, ()>, FileLock)> {
         let guard = self
             .containers_mutex
@@ -356,11 +365,7 @@ impl Runtime {
             ..record
         };
         self.write_record(&record)?;
-        let log = RotatingLog::open(
-            &self.log_path(&id),
-            self.options.log_size_max_bytes,
-            self.options.log_files_max,
-        )?;
+        let log = self.open_log(&id)?;
         self.monitor.watch(Watch {
             id: id.clone(),
             pid,
@@ -543,11 +548,7 @@ impl Runtime {
                 open_fifo(&dir.join("stdout.fifo"), true)?,
                 open_fifo(&dir.join("stderr.fifo"), true)?,
             );
-            let log = RotatingLog::open(
-                &self.log_path(&id),
-                self.options.log_size_max_bytes,
-                self.options.log_files_max,
-            )?;
+            let log = self.open_log(&id)?;
             self.monitor.watch(Watch {
                 id: id.clone(),
                 pid,
