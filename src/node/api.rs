@@ -16,13 +16,11 @@ use crate::cluster::token::JoinToken;
 /// How long a request waits for a leader to appear before giving up.
 const LEADER_WAIT: Duration = Duration::from_secs(8);
 const LEADER_POLL: Duration = Duration::from_millis(50);
-impl Node {
-    /// A client request made in this process (e.g. by `edgectl init`).
-    pub async fn request(&self, request: ApiRequest) -> ApiResult {
-        self.handle_api(request).await
-    }
 
-    pub(crate) async fn handle_api(&self, request: ApiRequest) -> ApiResult {
+impl Node {
+    /// A client request, from the API or made in this process (e.g. by
+    /// `edgectl init`): served here or on the leader.
+    pub async fn request(&self, request: ApiRequest) -> ApiResult {
         if let ApiRequest::Write(write) = &request {
             reject_system_keys(write)?;
         }

@@ -340,7 +340,7 @@ impl Node {
                     connection,
                     move |request: crate::api::ApiRequest| {
                         let node = node.clone();
-                        async move { node.handle_api(request).await }
+                        async move { node.request(request).await }
                     },
                 )
                 .await;
