@@ -6,9 +6,12 @@
 //! - [`node`]: the node daemon (IO edge): Raft, QUIC, join, heartbeats.
 //! - [`api`]: the client protocol and client.
 
+pub mod agent;
 pub mod api;
 pub mod cluster;
+pub mod images;
 pub mod model;
 pub mod node;
+pub mod orchestrator;
 pub mod paths;
 pub mod scheduler;

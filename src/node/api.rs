@@ -278,7 +278,7 @@ pub(crate) fn now_minute() -> u64 {
     now_unix() / 60
 }
 
-fn fresh_request_id() -> RequestId {
+pub(crate) fn fresh_request_id() -> RequestId {
     RequestId {
         bucket_minute: now_minute(),
         nonce: rand::random(),

@@ -7,6 +7,7 @@
 
 mod api;
 mod bootstrap;
+mod controller;
 mod join;
 pub mod peer;
 mod proposer;
@@ -19,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use raft::store::{KvReader, StoreOptions};
 use raft::transport::{
-    Accepted, Endpoint, PeerIdentity, TlsIdentity, ALPN_API, ALPN_JOIN, ALPN_PEER, ALPN_RAFT,
+    Accepted, Endpoint, PeerIdentity, TlsIdentity, ALPN_API, ALPN_BLOB, ALPN_JOIN, ALPN_PEER,
+    ALPN_RAFT,
 };
 use raft::typ;
 use raft::{NodeId, PeerNode};
@@ -56,6 +58,8 @@ pub enum NodeError {
     },
     #[error("{0}")]
     Bootstrap(String),
+    #[error("cannot open the container runtime: {0}")]
+    Runtime(String),
 }
 
 /// Raft timing. The defaults elect a new leader well under a second after
@@ -92,6 +96,11 @@ pub struct NodeConfig {
     /// Replace the stored advertise address (the device moved).
     pub advertise_override: Option<String>,
     pub listen_override: Option<String>,
+    /// The node agent (containers on this node).
+    pub agent: crate::agent::AgentConfig,
+    /// A member silent for longer than this has lapsed: its tasks are
+    /// replaced elsewhere.
+    pub lease: Duration,
 }
 
 impl NodeConfig {
@@ -103,9 +112,17 @@ impl NodeConfig {
             heartbeat_interval: Duration::from_millis(500),
             advertise_override: None,
             listen_override: None,
+            agent: crate::agent::AgentConfig {
+                enabled: true,
+                ..Default::default()
+            },
+            lease: DEFAULT_LEASE,
         }
     }
 }
+
+/// Default heartbeat lease: a node silent this long has its tasks replaced.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(3);
 
 /// A running node. Cheap to clone.
 #[derive(Clone)]
@@ -123,6 +140,12 @@ struct NodeInner {
     /// Leader-side: when each member was last heard from. In memory only, as
     /// in Nomad: a new leader starts everyone with the same grace.
     heartbeats: Mutex<HashMap<NodeId, Instant>>,
+    /// Leader-side: what each member's tasks use, from its last heartbeat.
+    usages: Mutex<HashMap<NodeId, crate::agent::NodeUsage>>,
+    /// This node's own usage, sent with its heartbeats (set by the agent).
+    own_usage: Mutex<crate::agent::NodeUsage>,
+    /// The container runtime (None on a control-plane-only node).
+    runtime: Option<Arc<runtime::Runtime>>,
     /// (term, since) of this node's current leadership.
     leadership: Mutex<Option<(u64, Instant)>>,
     /// Leader-side: dedup buckets up to this minute have been dropped
@@ -201,6 +224,11 @@ impl Node {
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
 
+        let runtime = if config.agent.enabled {
+            Some(open_runtime(&data_dir, identity.node_id).await?)
+        } else {
+            None
+        };
         let peers = PeerPool::new(endpoint.clone());
         let (shutdown, _) = watch::channel(false);
         let (proposals, proposals_rx) = tokio::sync::mpsc::channel(proposer::PROPOSAL_QUEUE);
@@ -214,6 +242,9 @@ impl Node {
                 peers,
                 address_updates: Mutex::default(),
                 heartbeats: Mutex::new(HashMap::new()),
+                usages: Mutex::default(),
+                own_usage: Mutex::default(),
+                runtime,
                 leadership: Mutex::new(None),
                 dedup_swept_to_minute: Mutex::new(0),
                 proposals,
@@ -224,6 +255,13 @@ impl Node {
         tokio::spawn(node.clone().accept_loop());
         tokio::spawn(node.clone().heartbeat_loop());
         tokio::spawn(node.clone().leader_loop());
+        tokio::spawn(node.clone().controller_loop());
+        if node.inner.config.agent.enabled {
+            tokio::spawn(crate::agent::run(
+                node.clone(),
+                node.inner.config.agent.clone(),
+            ));
+        }
         if node.inner.identity.bootstrap_pending {
             bootstrap::finish(&node).await?;
         }
@@ -251,6 +289,44 @@ impl Node {
 
     pub fn kv(&self) -> &KvReader {
         &self.inner.kv
+    }
+
+    /// The container runtime (None on a control-plane-only node).
+    pub fn runtime(&self) -> Option<&Arc<runtime::Runtime>> {
+        self.inner.runtime.as_ref()
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.inner.config
+    }
+
+    /// Fires when the node shuts down.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+
+    /// What this node's tasks use now; goes to the leader with the next heartbeat.
+    pub fn set_usage(&self, usage: crate::agent::NodeUsage) {
+        *self
+            .inner
+            .own_usage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = usage;
+    }
+
+    /// A write of edgectl's own records (under `/sys/`), made by the node
+    /// itself: executed on the leader, applied at most once even if re-sent.
+    pub async fn write_system(&self, txn: raft::Txn) -> Result<raft::KvResponse, crate::api::ApiError> {
+        let request = crate::api::ApiRequest::Write(raft::KvRequest::Idempotent {
+            id: api::fresh_request_id(),
+            txn,
+        });
+        match self.execute_on_leader(request).await? {
+            crate::api::ApiResponse::Written(response) => Ok(response),
+            other => Err(crate::api::ApiError::Internal(format!(
+                "unexpected response to a write: {other:?}"
+            ))),
+        }
     }
 
     /// Stops serving, then stops Raft.
@@ -345,6 +421,9 @@ impl Node {
                 )
                 .await;
             }
+            (a, Some(PeerIdentity::Node(from))) if a == ALPN_BLOB => {
+                crate::images::serve_blob_connection(self.clone(), *from, connection).await;
+            }
             (a, _) if a == ALPN_JOIN => {
                 let node = self.clone();
                 raft::transport::rpc::serve_connection(
@@ -403,6 +482,12 @@ impl Node {
                 node_id: self.id(),
                 name: self.inner.identity.name.clone(),
                 advertise: self.inner.identity.advertise.clone(),
+                usage: self
+                    .inner
+                    .own_usage
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone(),
             };
             match self.current_leader() {
                 Some(leader) if leader == self.id() => self.record_heartbeat(&heartbeat),
@@ -426,6 +511,11 @@ impl Node {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(heartbeat.node_id, Instant::now());
+        self.inner
+            .usages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(heartbeat.node_id, heartbeat.usage.clone());
         if heartbeat.node_id == self.id() {
             return;
         }
@@ -567,6 +657,26 @@ fn openraft_config(
         .validate()
         .map(Arc::new)
         .map_err(|e| NodeError::Raft(format!("invalid raft configuration: {e}")))
+}
+
+/// Opens this node's container runtime. Each node gets a cgroup parent of
+/// its own, so several nodes can share one machine (tests, the demo).
+async fn open_runtime(data_dir: &DataDir, node_id: NodeId) -> Result<Arc<runtime::Runtime>, NodeError> {
+    let root = std::path::absolute(data_dir.root()).map_err(|e| NodeError::Runtime(format!(
+        "data dir {}: {e}",
+        data_dir.root().display()
+    )))?;
+    let options = runtime::RuntimeOptions {
+        cgroup_parent: format!("edgectl-n{node_id}"),
+        ..Default::default()
+    };
+    tokio::task::spawn_blocking(move || runtime::Runtime::open(&root, options))
+        .await
+        .map_err(|e| NodeError::Runtime(e.to_string()))?
+        .map(Arc::new)
+        .map_err(|e| NodeError::Runtime(format!(
+            "{e}; run as root on a host with cgroups, or start a control-plane-only node with --no-agent"
+        )))
 }
 
 fn load_tls(data_dir: &DataDir) -> Result<TlsIdentity, NodeError> {

@@ -3,7 +3,7 @@
 //! Incoming connections are handshaken concurrently by a background task and
 //! then classified by ALPN:
 //! - [`ALPN_JOIN`]: kept with or without a client certificate;
-//! - [`ALPN_RAFT`] and [`ALPN_PEER`]: kept only if the client certificate
+//! - [`ALPN_RAFT`], [`ALPN_PEER`] and [`ALPN_BLOB`]: kept only if the client certificate
 //!   (already verified against the cluster CA by TLS) names a node;
 //! - [`ALPN_API`]: kept only with a node or client certificate.
 //!
@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, Mutex, Semaphore};
 
 use super::pki::{self, PeerIdentity};
 use super::tls::{
-    self, TlsError, TlsIdentity, ALPN_API, ALPN_JOIN, ALPN_PEER, ALPN_RAFT, JOIN_SERVER_NAME,
+    self, TlsError, TlsIdentity, ALPN_API, ALPN_BLOB, ALPN_JOIN, ALPN_PEER, ALPN_RAFT, JOIN_SERVER_NAME,
 };
 
 /// Handshakes in progress at once; more wait (and QUIC retransmits) rather
@@ -340,7 +340,9 @@ fn classify(connection: quinn::Connection) -> Option<Accepted> {
     };
     let allowed = match (alpn.as_slice(), &peer) {
         (a, _) if a == ALPN_JOIN => true,
-        (a, Some(PeerIdentity::Node(_))) if a == ALPN_RAFT || a == ALPN_PEER => true,
+        (a, Some(PeerIdentity::Node(_))) if a == ALPN_RAFT || a == ALPN_PEER || a == ALPN_BLOB => {
+            true
+        }
         (a, Some(_)) if a == ALPN_API => true,
         _ => false,
     };

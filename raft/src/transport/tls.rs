@@ -37,7 +37,9 @@ pub const ALPN_API: &[u8] = b"edgectl/api/1";
 /// The join handshake: the only ALPN on which a client without a certificate is kept.
 pub const ALPN_JOIN: &[u8] = b"edgectl/join/1";
 /// Every ALPN a node's server offers.
-pub const ALPNS: [&[u8]; 4] = [ALPN_RAFT, ALPN_PEER, ALPN_API, ALPN_JOIN];
+/// Image blob transfer between nodes (node certificates only).
+pub const ALPN_BLOB: &[u8] = b"edgectl/blob/1";
+pub const ALPNS: [&[u8]; 5] = [ALPN_RAFT, ALPN_PEER, ALPN_API, ALPN_JOIN, ALPN_BLOB];
 
 /// The TLS server name a join client sends. The joining node does not know
 /// which node will answer, so it checks the CA pin, not a name.

@@ -1,0 +1,35 @@
+//! The node agent: runs on every node, watches the tasks assigned to this node
+//! on the local replica and drives the runtime to match them; applies restart
+//! policies locally (so a node cut off from the leader keeps its work alive);
+//! reports task status, node capacity and usage.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::node::Node;
+
+/// How this node's agent runs.
+#[derive(Clone, Debug, Default)]
+pub struct AgentConfig {
+    /// Run containers on this node (false: a control-plane-only member).
+    pub enabled: bool,
+    /// CPU offered to tasks, in millicores (None: every online CPU).
+    pub cpu_millis: Option<u64>,
+    /// Memory offered to tasks, in bytes (None: the machine's total memory).
+    pub memory_bytes: Option<u64>,
+    /// Labels this node starts with (`--label k=v`).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What a node's tasks use right now; sent to the leader with every heartbeat.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeUsage {
+    pub running_tasks: u32,
+    pub memory_used_bytes: u64,
+}
+
+/// Runs the agent until the node shuts down.
+pub async fn run(node: Node, config: AgentConfig) {
+    let _ = (node, config);
+}

@@ -1,0 +1,1 @@
+//! The controller's pure decision (filled in next).

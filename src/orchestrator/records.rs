@@ -1,0 +1,232 @@
+//! The orchestrator's objects as they sit in the replicated store (JSON values
+//! under `/sys/`), and their keys.
+//!
+//! Who writes what (one writer per key, so no two loops fight over a value):
+//! - services (`/sys/services/<name>`): the API (`apply`, `scale`, `delete`);
+//! - tasks (`/sys/tasks/<id>`): the leader's controller only;
+//! - task status (`/sys/task-status/<id>`): the agent of the task's node only;
+//! - node settings (`/sys/node-settings/<id>`): the API (`node label|cordon|drain`);
+//! - node capacity (`/sys/node-capacity/<id>`): that node's agent only;
+//! - service events (`/sys/service-events/<name>`): the leader's controller.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::ServiceSpec;
+
+pub const SERVICES_PREFIX: &str = "/sys/services/";
+pub const TASKS_PREFIX: &str = "/sys/tasks/";
+pub const TASK_STATUS_PREFIX: &str = "/sys/task-status/";
+pub const NODE_SETTINGS_PREFIX: &str = "/sys/node-settings/";
+pub const NODE_CAPACITY_PREFIX: &str = "/sys/node-capacity/";
+pub const SERVICE_EVENTS_PREFIX: &str = "/sys/service-events/";
+
+pub fn service_key(name: &str) -> String {
+    format!("{SERVICES_PREFIX}{name}")
+}
+pub fn task_key(id: &str) -> String {
+    format!("{TASKS_PREFIX}{id}")
+}
+pub fn task_status_key(id: &str) -> String {
+    format!("{TASK_STATUS_PREFIX}{id}")
+}
+pub fn node_settings_key(node: u64) -> String {
+    format!("{NODE_SETTINGS_PREFIX}{node:020}")
+}
+pub fn node_capacity_key(node: u64) -> String {
+    format!("{NODE_CAPACITY_PREFIX}{node:020}")
+}
+pub fn service_events_key(name: &str) -> String {
+    format!("{SERVICE_EVENTS_PREFIX}{name}")
+}
+
+/// A service as the user last applied it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    pub spec: ServiceSpec,
+    /// Bumped whenever anything but the replica count changes: tasks of an
+    /// older generation are replaced.
+    pub generation: u64,
+    pub created_unix: u64,
+    pub updated_unix: u64,
+}
+
+/// What the controller wants of a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DesiredState {
+    Running,
+    /// Superseded (scaled away, replaced, drained, its node lapsed): the
+    /// node's agent stops it; the controller deletes the record once it has.
+    Shutdown,
+}
+
+/// One replica of a service bound (or waiting to be bound) to one node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// `<service>.<slot>.<revision>`: unique for the life of the cluster
+    /// (the revision is the store's when the controller made it).
+    pub id: String,
+    pub service: String,
+    /// Replica number, 0-based; scaling down removes the highest slots.
+    pub slot: u32,
+    /// The service generation whose spec this task runs.
+    pub generation: u64,
+    /// The service spec at that generation: the agent needs nothing else.
+    pub spec: ServiceSpec,
+    /// None while pending.
+    pub node: Option<u64>,
+    pub desired: DesiredState,
+    /// Why the scheduler could not place it (pending tasks only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_reason: Option<String>,
+    /// Why it was shut down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_reason: Option<String>,
+    pub created_unix: u64,
+}
+
+/// What a node's agent last saw of a task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum TaskState {
+    /// Waiting on the node (image fetch, restart backoff).
+    Pending { reason: String },
+    /// Being created and started.
+    Starting,
+    Running,
+    /// The container exited (and, by policy, is not restarted now).
+    Exited { code: i32 },
+    /// It could not be run, or was killed (signal, OOM).
+    Failed { reason: String },
+    /// Stopped because the controller shut the task down.
+    Stopped,
+}
+
+impl TaskState {
+    /// The container is not running and will not run again for this task.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            TaskState::Exited { .. } | TaskState::Failed { .. } | TaskState::Stopped
+        )
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            TaskState::Pending { .. } => "pending",
+            TaskState::Starting => "starting",
+            TaskState::Running => "running",
+            TaskState::Exited { .. } => "exited",
+            TaskState::Failed { .. } => "failed",
+            TaskState::Stopped => "stopped",
+        }
+    }
+}
+
+/// Written by the agent of the node running the task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskStatus {
+    pub task: String,
+    pub node: u64,
+    #[serde(flatten)]
+    pub state: TaskState,
+    /// Times the agent has restarted the container by policy.
+    pub restarts: u32,
+    pub container_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    pub updated_unix: u64,
+}
+
+/// What operators set on a node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSettings {
+    /// Labels set with `edgectl node label`; they win over the node's own.
+    pub labels: BTreeMap<String, String>,
+    /// Takes no new tasks; keeps what it runs.
+    pub cordoned: bool,
+    /// Its tasks are moved away (implies cordoned).
+    pub draining: bool,
+}
+
+/// What a node offers, published by its own agent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeCapacity {
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    /// Labels the node was started with (`--label`).
+    pub labels: BTreeMap<String, String>,
+    /// Named local volumes present on the node.
+    pub volumes: Vec<String>,
+}
+
+/// One line of a service's history, for `describe service`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEvent {
+    pub unix: u64,
+    pub message: String,
+}
+
+/// Events kept per service.
+pub const SERVICE_EVENTS_MAX: usize = 50;
+
+/// The container id of a task: its id, shortened (with a digest of what was
+/// cut, so ids stay unique) when the runtime's 64-character limit needs it.
+pub fn container_id(task_id: &str) -> String {
+    const MAX: usize = 64;
+    if task_id.len() <= MAX {
+        return task_id.to_string();
+    }
+    let digest = fnv1a(task_id.as_bytes());
+    let tail_start = task_id
+        .char_indices()
+        .map(|(i, _)| i)
+        .find(|&i| task_id.len() - i <= MAX - 17)
+        .unwrap_or(0);
+    format!("{digest:016x}{}", &task_id[tail_start..])
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |hash, b| {
+        (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_task_ids_are_their_own_container_ids() {
+        assert_eq!(container_id("web.3.1200"), "web.3.1200");
+    }
+
+    #[test]
+    fn long_task_ids_are_shortened_uniquely_and_validly() {
+        let a = format!("{}.3.1200", "a".repeat(63));
+        let b = format!("{}b.3.1200", "a".repeat(62));
+        let (ca, cb) = (container_id(&a), container_id(&b));
+        assert!(ca.len() <= 64 && cb.len() <= 64, "{ca} {cb}");
+        assert_ne!(ca, cb);
+        assert!(runtime::valid_id(&ca), "{ca}");
+        assert!(ca.ends_with(".3.1200"));
+    }
+
+    #[test]
+    fn task_status_reads_back_with_its_state_inline() {
+        let status = TaskStatus {
+            task: "web.0.7".into(),
+            node: 2,
+            state: TaskState::Exited { code: 3 },
+            restarts: 1,
+            container_id: "web.0.7".into(),
+            ip: None,
+            updated_unix: 10,
+        };
+        let json = serde_json::to_string(&status).unwrap();
+        assert!(json.contains(r#""state":"exited","code":3"#), "{json}");
+        assert_eq!(serde_json::from_str::<TaskStatus>(&json).unwrap(), status);
+    }
+}
