@@ -1,1 +1,387 @@
-//! The controller's pure decision (filled in next).
+//! The controller's decision, a pure function: from a snapshot of services,
+//! tasks, task statuses and node liveness to the task records to write.
+//!
+//! Rules, applied in this order:
+//! 1. A task whose service is gone, whose slot is beyond the replica count,
+//!    whose generation is old, or whose node lapsed, left the cluster or is
+//!    draining, is shut down (desired `Shutdown`). A shut-down task is deleted
+//!    once its node's agent reports it stopped, or when its node is no longer
+//!    a member, or when it was never placed.
+//! 2. Every slot `0..replicas` of a service without a running task gets a new
+//!    task (`<service>.<slot>.<revision>`). A slot whose task exited and is
+//!    not restarted by policy counts as served: the task is not replaced.
+//! 3. Unplaced tasks go through the scheduler; those that fit nowhere keep
+//!    their reason and are tried again on every pass.
+//!
+//! No IO, no clock (`now_unix` is an input), deterministic: `BTreeMap`s only.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::model::{ConstraintOperator, ServiceSpec, Spread, VolumeType};
+use crate::orchestrator::records::{
+    DesiredState, NodeCapacity, NodeSettings, ServiceRecord, TaskRecord, TaskStatus,
+};
+use crate::scheduler::{self, ExistingReplicas, NodeView, Resources, TaskRequest};
+
+/// A node as the controller sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeState {
+    pub id: u64,
+    pub name: String,
+    /// Heard from within its lease.
+    pub alive: bool,
+    /// Published by its agent (None: no agent, or not yet).
+    pub capacity: Option<NodeCapacity>,
+    pub settings: NodeSettings,
+}
+
+/// Everything one pass decides from. Nodes absent from `nodes` are not
+/// members of the cluster.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub services: BTreeMap<String, ServiceRecord>,
+    /// Task records with their mod revision in the store.
+    pub tasks: BTreeMap<String, (TaskRecord, u64)>,
+    pub statuses: BTreeMap<String, TaskStatus>,
+    pub nodes: BTreeMap<u64, NodeState>,
+    /// The store's revision the snapshot was read at: names new tasks.
+    pub revision: u64,
+    pub now_unix: u64,
+}
+
+/// One write to make.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskChange {
+    /// Create (`expected_mod_revision` 0) or update a task record.
+    Put {
+        task: TaskRecord,
+        expected_mod_revision: u64,
+    },
+    /// Delete a task record and its status.
+    Delete {
+        id: String,
+        expected_mod_revision: u64,
+    },
+}
+
+/// What a pass decided.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    pub changes: Vec<TaskChange>,
+    /// (service, message) lines for the services' event logs.
+    pub events: Vec<(String, String)>,
+}
+
+/// The controller's pass. See the module doc for the rules.
+pub fn reconcile(snapshot: &Snapshot) -> Decision {
+    let mut decision = Decision::default();
+    // The tasks as this pass leaves them (id → (record, expected mod revision)).
+    let mut tasks: BTreeMap<String, (TaskRecord, u64)> = snapshot.tasks.clone();
+    let mut touched: BTreeSet<String> = BTreeSet::new();
+    let mut deleted: BTreeSet<String> = BTreeSet::new();
+
+    // Rule 1: shut down what should not run, delete what has stopped.
+    for (id, (task, _)) in tasks.iter_mut() {
+        match task.desired {
+            DesiredState::Running => {
+                if let Some(reason) = shutdown_reason(task, snapshot) {
+                    decision
+                        .events
+                        .push((task.service.clone(), format!("task {id} shut down: {reason}")));
+                    task.desired = DesiredState::Shutdown;
+                    task.shutdown_reason = Some(reason);
+                    task.pending_reason = None;
+                    touched.insert(id.clone());
+                }
+            }
+            DesiredState::Shutdown => {}
+        }
+        if task.desired == DesiredState::Shutdown && is_gone(task, snapshot) {
+            deleted.insert(id.clone());
+        }
+    }
+    for id in &deleted {
+        touched.remove(id);
+        if let Some((_, revision)) = tasks.remove(id) {
+            decision.changes.push(TaskChange::Delete {
+                id: id.clone(),
+                expected_mod_revision: revision,
+            });
+        }
+    }
+
+    // Rule 2: one running task per slot.
+    for (name, service) in &snapshot.services {
+        let mut served: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        for (id, (task, _)) in &tasks {
+            if task.service == *name && task.desired == DesiredState::Running {
+                served.entry(task.slot).or_default().push(id.clone());
+            }
+        }
+        // Two running tasks for one slot cannot come from this function, but
+        // a hand-edited store could hold them: keep the placed, oldest one.
+        for ids in served.values() {
+            let keep = ids
+                .iter()
+                .find(|id| tasks.get(*id).is_some_and(|(t, _)| t.node.is_some()))
+                .unwrap_or(&ids[0])
+                .clone();
+            for id in ids.iter().filter(|id| **id != keep) {
+                if let Some((task, _)) = tasks.get_mut(id) {
+                    task.desired = DesiredState::Shutdown;
+                    task.shutdown_reason = Some(format!("slot {} already served by {keep}", task.slot));
+                    touched.insert(id.clone());
+                }
+            }
+        }
+        for slot in 0..service.spec.spec.replicas {
+            if served.contains_key(&slot) {
+                continue;
+            }
+            let id = format!("{name}.{slot}.{}", snapshot.revision);
+            let task = TaskRecord {
+                id: id.clone(),
+                service: name.clone(),
+                slot,
+                generation: service.generation,
+                spec: service.spec.clone(),
+                node: None,
+                desired: DesiredState::Running,
+                pending_reason: None,
+                shutdown_reason: None,
+                created_unix: snapshot.now_unix,
+            };
+            tasks.insert(id.clone(), (task, 0));
+            touched.insert(id);
+        }
+    }
+
+    // Rule 3: place what is unplaced.
+    place_pending(snapshot, &mut tasks, &mut touched, &mut decision.events);
+
+    for id in touched {
+        if let Some((task, revision)) = tasks.remove(&id) {
+            decision.changes.push(TaskChange::Put {
+                task,
+                expected_mod_revision: revision,
+            });
+        }
+    }
+    decision
+}
+
+/// Why a task that should be running must stop, if it must.
+fn shutdown_reason(task: &TaskRecord, snapshot: &Snapshot) -> Option<String> {
+    let Some(service) = snapshot.services.get(&task.service) else {
+        return Some(format!("service {} was deleted", task.service));
+    };
+    if task.slot >= service.spec.spec.replicas {
+        return Some(format!(
+            "scaled down to {} replicas",
+            service.spec.spec.replicas
+        ));
+    }
+    if task.generation != service.generation {
+        return Some(format!(
+            "replaced by generation {} of the service",
+            service.generation
+        ));
+    }
+    let node_id = task.node?;
+    match snapshot.nodes.get(&node_id) {
+        None => Some(format!("node {node_id} left the cluster")),
+        Some(node) if !node.alive => Some(format!("node {} lease lapsed", node.name)),
+        Some(node) if node.settings.draining => Some(format!("node {} is draining", node.name)),
+        Some(_) => None,
+    }
+}
+
+/// Whether a shut-down task's record can go: nothing of it runs any more, or
+/// its node is no longer a member (if it ever comes back, its agent stops the
+/// container because no task record names it).
+fn is_gone(task: &TaskRecord, snapshot: &Snapshot) -> bool {
+    let Some(node_id) = task.node else {
+        return true;
+    };
+    if !snapshot.nodes.contains_key(&node_id) {
+        return true;
+    }
+    snapshot
+        .statuses
+        .get(&task.id)
+        .is_some_and(|status| status.node == node_id && status.state.is_terminal())
+}
+
+fn place_pending(
+    snapshot: &Snapshot,
+    tasks: &mut BTreeMap<String, (TaskRecord, u64)>,
+    touched: &mut BTreeSet<String>,
+    events: &mut Vec<(String, String)>,
+) {
+    let pending: Vec<&TaskRecord> = tasks
+        .values()
+        .map(|(task, _)| task)
+        .filter(|task| task.desired == DesiredState::Running && task.node.is_none())
+        .collect();
+    if pending.is_empty() {
+        return;
+    }
+    let volumes_anywhere: BTreeSet<String> = snapshot
+        .nodes
+        .values()
+        .filter_map(|node| node.capacity.as_ref())
+        .flat_map(|capacity| capacity.volumes.iter().cloned())
+        .collect();
+    let requests: Vec<TaskRequest> = pending
+        .iter()
+        .map(|task| task_request(task, &volumes_anywhere))
+        .collect();
+    let nodes = node_views(snapshot, tasks);
+    let mut existing = ExistingReplicas::new();
+    for (task, _) in tasks.values() {
+        if let (Some(node), DesiredState::Running) = (task.node, task.desired) {
+            existing.add(&spread_key(task), node, 1);
+        }
+    }
+    let plan = match scheduler::schedule(&nodes, &requests, &existing) {
+        Ok(plan) => plan,
+        // Only duplicate ids fail, and ids come from BTreeMap keys.
+        Err(error) => {
+            for task in &pending {
+                events.push((task.service.clone(), format!("scheduler refused the pass: {error}")));
+            }
+            return;
+        }
+    };
+    let names: BTreeMap<u64, &str> = snapshot
+        .nodes
+        .values()
+        .map(|node| (node.id, node.name.as_str()))
+        .collect();
+    for placement in plan.placements {
+        if let Some((task, _)) = tasks.get_mut(&placement.task_id) {
+            task.node = Some(placement.node_id);
+            task.pending_reason = None;
+            touched.insert(task.id.clone());
+            let node_name = names.get(&placement.node_id).copied().unwrap_or("?");
+            events.push((
+                task.service.clone(),
+                format!("task {} placed on node {node_name}", task.id),
+            ));
+        }
+    }
+    for pending in plan.pending {
+        if let Some((task, _)) = tasks.get_mut(&pending.task_id) {
+            let reason = pending.reason.to_string();
+            if task.pending_reason.as_deref() != Some(reason.as_str()) {
+                events.push((task.service.clone(), format!("task {} pending: {reason}", task.id)));
+                task.pending_reason = Some(reason);
+                touched.insert(task.id.clone());
+            }
+        }
+    }
+}
+
+/// Replicas of a service spread over nodes unless it asked for bin packing
+/// alone; then each task is its own group. (Spreading over a label's values
+/// is read as spreading over nodes for now.)
+fn spread_key(task: &TaskRecord) -> String {
+    match task.spec.spec.placement.spread {
+        Spread::None => task.id.clone(),
+        Spread::Nodes | Spread::Label(_) => task.service.clone(),
+    }
+}
+
+/// What the scheduler needs of one task. A local volume that exists on some
+/// node ties the task to it; one that exists nowhere yet is created on
+/// demand wherever the task lands.
+pub fn task_request(task: &TaskRecord, volumes_anywhere: &BTreeSet<String>) -> TaskRequest {
+    TaskRequest {
+        id: task.id.clone(),
+        service: spread_key(task),
+        resources: requested(&task.spec),
+        constraints: task
+            .spec
+            .spec
+            .placement
+            .constraints
+            .iter()
+            .map(|c| match c.operator {
+                ConstraintOperator::Equal => scheduler::Constraint::equal(&c.label, &c.value),
+                ConstraintOperator::NotEqual => {
+                    scheduler::Constraint::not_equal(&c.label, &c.value)
+                }
+            })
+            .collect(),
+        volume: local_volume(&task.spec).filter(|v| volumes_anywhere.contains(v)),
+        host_ports: host_ports(&task.spec),
+    }
+}
+
+fn requested(spec: &ServiceSpec) -> Resources {
+    let requests = spec.spec.resources.effective_requests();
+    Resources::new(
+        requests.cpu.map_or(0, |c| c.0),
+        requests.memory.map_or(0, |m| m.0),
+    )
+}
+
+/// The first local volume a service mounts: it runs where that volume is.
+fn local_volume(spec: &ServiceSpec) -> Option<String> {
+    spec.spec
+        .volumes
+        .iter()
+        .find(|v| v.volume_type == VolumeType::Local)
+        .map(|v| v.name.clone())
+}
+
+fn host_ports(spec: &ServiceSpec) -> Vec<u16> {
+    spec.spec.ports.iter().filter_map(|p| p.host).collect()
+}
+
+/// The nodes as the scheduler sees them, with what this pass's running tasks
+/// hold. Shut-down tasks still running on a live node hold their share until
+/// their agent reports them stopped.
+fn node_views(snapshot: &Snapshot, tasks: &BTreeMap<String, (TaskRecord, u64)>) -> Vec<NodeView> {
+    let mut allocated: BTreeMap<u64, Resources> = BTreeMap::new();
+    let mut ports: BTreeMap<u64, BTreeSet<u16>> = BTreeMap::new();
+    for (task, _) in tasks.values() {
+        let Some(node) = task.node else { continue };
+        let holds = match task.desired {
+            DesiredState::Running => true,
+            DesiredState::Shutdown => !snapshot
+                .statuses
+                .get(&task.id)
+                .is_some_and(|s| s.state.is_terminal()),
+        };
+        if holds {
+            let entry = allocated.entry(node).or_default();
+            *entry = entry.saturating_add(&requested(&task.spec));
+            ports.entry(node).or_default().extend(host_ports(&task.spec));
+        }
+    }
+    snapshot
+        .nodes
+        .values()
+        .map(|node| {
+            let capacity = node.capacity.clone().unwrap_or_default();
+            let mut labels = capacity.labels.clone();
+            labels.extend(node.settings.labels.clone());
+            NodeView {
+                id: node.id,
+                name: node.name.clone(),
+                capacity: Resources::new(capacity.cpu_millis, capacity.memory_bytes),
+                allocated: allocated.get(&node.id).copied().unwrap_or_default(),
+                labels,
+                cordoned: node.settings.cordoned || node.settings.draining,
+                ready: node.alive && node.capacity.is_some(),
+                volumes: capacity.volumes.iter().cloned().collect(),
+                used_host_ports: ports.remove(&node.id).unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[path = "reconcile_tests.rs"]
+mod tests;
