@@ -3,6 +3,11 @@
 //! client that sends them.
 
 pub mod client;
+pub mod orchestration;
+
+pub use orchestration::{
+    ApplyChange, ApplyOutcome, NodeChange, NodeView, ServiceDescription, ServiceSummary, TaskView,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +43,37 @@ pub enum ApiRequest {
     },
     NodeList,
     ClusterStatus,
+    /// Create or update a service from its YAML document.
+    Apply {
+        yaml: String,
+    },
+    Scale {
+        name: String,
+        replicas: u32,
+    },
+    DeleteService {
+        name: String,
+    },
+    GetServices,
+    GetTasks {
+        service: Option<String>,
+    },
+    DescribeService {
+        name: String,
+    },
+    GetNodes,
+    /// `node` is a name or an id.
+    UpdateNode {
+        node: String,
+        change: NodeChange,
+    },
+    /// Import an image archive that is on the receiving node's filesystem
+    /// into its store, and record it in the cluster.
+    ImageImport {
+        path: String,
+    },
+    /// The images the cluster knows (local replica).
+    ImageList,
 }
 
 impl ApiRequest {
@@ -47,12 +83,22 @@ impl ApiRequest {
             ApiRequest::Get { consistency, .. } | ApiRequest::Range { consistency, .. } => {
                 *consistency == ReadConsistency::Linearizable
             }
-            ApiRequest::TokenList => false,
+            ApiRequest::TokenList | ApiRequest::ImageImport { .. } | ApiRequest::ImageList => {
+                false
+            }
             ApiRequest::Write(_)
             | ApiRequest::TokenCreate { .. }
             | ApiRequest::TokenRevoke { .. }
             | ApiRequest::NodeList
-            | ApiRequest::ClusterStatus => true,
+            | ApiRequest::ClusterStatus
+            | ApiRequest::Apply { .. }
+            | ApiRequest::Scale { .. }
+            | ApiRequest::DeleteService { .. }
+            | ApiRequest::GetServices
+            | ApiRequest::GetTasks { .. }
+            | ApiRequest::DescribeService { .. }
+            | ApiRequest::GetNodes
+            | ApiRequest::UpdateNode { .. } => true,
         }
     }
 }
@@ -67,6 +113,14 @@ pub enum ApiResponse {
     TokenRevoked,
     Nodes(Vec<NodeStatus>),
     Status(ClusterStatus),
+    Applied(ApplyOutcome),
+    ServiceDeleted,
+    Services(Vec<ServiceSummary>),
+    Tasks(Vec<TaskView>),
+    Service(Box<ServiceDescription>),
+    NodeViews(Vec<NodeView>),
+    NodeUpdated(NodeView),
+    Images(Vec<crate::images::ClusterImage>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

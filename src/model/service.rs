@@ -1135,7 +1135,7 @@ pub fn valid_dns_label(name: &str) -> bool {
 
 /// A label key: 1-253 of `[A-Za-z0-9._/-]` (Kubernetes' prefix/name form,
 /// checked loosely).
-fn valid_label_key(label: &str) -> bool {
+pub fn valid_label_key(label: &str) -> bool {
     !label.is_empty()
         && label.len() <= 253
         && label
@@ -1144,7 +1144,7 @@ fn valid_label_key(label: &str) -> bool {
 }
 
 /// A label value: 0-63 of `[A-Za-z0-9._-]`.
-fn valid_label_value(value: &str) -> bool {
+pub fn valid_label_value(value: &str) -> bool {
     value.len() <= 63
         && value
             .bytes()

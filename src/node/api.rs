@@ -165,10 +165,20 @@ impl Node {
                 self.ensure_leader()?;
                 self.cluster_status().map(ApiResponse::Status)
             }
+            ApiRequest::Apply { .. }
+            | ApiRequest::Scale { .. }
+            | ApiRequest::DeleteService { .. }
+            | ApiRequest::GetServices
+            | ApiRequest::GetTasks { .. }
+            | ApiRequest::DescribeService { .. }
+            | ApiRequest::GetNodes
+            | ApiRequest::UpdateNode { .. }
+            | ApiRequest::ImageImport { .. }
+            | ApiRequest::ImageList => self.execute_orchestration(request).await,
         }
     }
 
-    fn ensure_leader(&self) -> Result<(), ApiError> {
+    pub(super) fn ensure_leader(&self) -> Result<(), ApiError> {
         if self.is_leader() {
             Ok(())
         } else {
@@ -266,8 +276,18 @@ impl Node {
     }
 }
 
+/// Requests that may be re-sent after a leader vanished mid-call: named
+/// writes, and orchestration requests that state an end result (applying
+/// the same spec twice, scaling to N twice, cordoning twice change nothing).
 fn is_idempotent(request: &ApiRequest) -> bool {
-    matches!(request, ApiRequest::Write(KvRequest::Idempotent { .. }))
+    matches!(
+        request,
+        ApiRequest::Write(KvRequest::Idempotent { .. })
+            | ApiRequest::Apply { .. }
+            | ApiRequest::Scale { .. }
+            | ApiRequest::DeleteService { .. }
+            | ApiRequest::UpdateNode { .. }
+    )
 }
 
 /// Minutes for which a write's dedup record is kept: far longer than any
@@ -288,7 +308,14 @@ pub(crate) fn fresh_request_id() -> RequestId {
 fn is_write(request: &ApiRequest) -> bool {
     matches!(
         request,
-        ApiRequest::Write(_) | ApiRequest::TokenCreate { .. } | ApiRequest::TokenRevoke { .. }
+        ApiRequest::Write(_)
+            | ApiRequest::TokenCreate { .. }
+            | ApiRequest::TokenRevoke { .. }
+            | ApiRequest::Apply { .. }
+            | ApiRequest::Scale { .. }
+            | ApiRequest::DeleteService { .. }
+            | ApiRequest::UpdateNode { .. }
+            | ApiRequest::ImageImport { .. }
     )
 }
 

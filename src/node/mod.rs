@@ -10,6 +10,7 @@ mod bootstrap;
 mod controller;
 mod join;
 pub mod peer;
+mod orchestration;
 mod proposer;
 mod status;
 
@@ -294,6 +295,13 @@ impl Node {
     /// The container runtime (None on a control-plane-only node).
     pub fn runtime(&self) -> Option<&Arc<runtime::Runtime>> {
         self.inner.runtime.as_ref()
+    }
+
+    /// Images (issue 4; added by the images helper): this node's endpoint and
+    /// the last known address of member `id`, so that `crate::images` can
+    /// dial it on `ALPN_BLOB`. None when `id` is not a member.
+    pub fn member_dial(&self, id: NodeId) -> Option<(Endpoint, String)> {
+        Some((self.inner.endpoint.clone(), self.member_addr(id)?))
     }
 
     pub fn config(&self) -> &NodeConfig {

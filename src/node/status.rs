@@ -16,7 +16,7 @@ const UNHEALTHY_AFTER_HEARTBEATS: u32 = 4;
 
 impl Node {
     /// How long each member has been silent, from the leader's point of view.
-    fn silences(&self) -> BTreeMap<u64, Duration> {
+    pub(super) fn silences(&self) -> BTreeMap<u64, Duration> {
         let now = Instant::now();
         let leader_since = self
             .inner

@@ -1,0 +1,130 @@
+//! The client API's orchestration requests and the views it answers with.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::orchestrator::records::{DesiredState, ServiceEvent, TaskState};
+
+/// How `apply` changed a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApplyChange {
+    Created,
+    /// The spec changed: tasks are replaced with the new generation.
+    Updated,
+    /// Only the replica count changed: no task is replaced.
+    Scaled,
+    Unchanged,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyOutcome {
+    pub name: String,
+    pub generation: u64,
+    pub replicas: u32,
+    pub change: ApplyChange,
+}
+
+/// A change to a node's operator settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeChange {
+    Label {
+        set: BTreeMap<String, String>,
+        remove: Vec<String>,
+    },
+    Cordon,
+    Uncordon,
+    Drain,
+}
+
+/// One line of `edgectl get services`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSummary {
+    pub name: String,
+    pub image: String,
+    pub generation: u64,
+    pub replicas: u32,
+    /// Tasks of the current generation whose container runs.
+    pub running: u32,
+    /// Tasks no node can take right now.
+    pub pending: u32,
+    pub updated_unix: u64,
+}
+
+/// One line of `edgectl get tasks`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskView {
+    pub id: String,
+    pub service: String,
+    pub slot: u32,
+    pub generation: u64,
+    pub node_id: Option<u64>,
+    pub node: Option<String>,
+    pub desired: DesiredState,
+    /// What the node's agent last reported (None: nothing yet).
+    pub state: Option<TaskState>,
+    pub restarts: u32,
+    pub ip: Option<String>,
+    pub pending_reason: Option<String>,
+    pub shutdown_reason: Option<String>,
+    pub created_unix: u64,
+}
+
+impl TaskView {
+    /// The one word a table shows.
+    pub fn state_word(&self) -> String {
+        match (&self.state, self.node_id) {
+            (_, None) => "pending".into(),
+            (None, Some(_)) => "assigned".into(),
+            (Some(TaskState::Exited { code }), _) => format!("exited({code})"),
+            (Some(state), _) => state.name().into(),
+        }
+    }
+
+    /// Why it is in that state, if there is something to say.
+    pub fn message(&self) -> String {
+        if let Some(reason) = &self.pending_reason {
+            return reason.clone();
+        }
+        match &self.state {
+            Some(TaskState::Pending { reason }) | Some(TaskState::Failed { reason }) => {
+                reason.clone()
+            }
+            _ => self.shutdown_reason.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// `edgectl describe service NAME`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceDescription {
+    pub summary: ServiceSummary,
+    /// The spec as stored, in YAML.
+    pub spec_yaml: String,
+    pub tasks: Vec<TaskView>,
+    pub events: Vec<ServiceEvent>,
+}
+
+/// One line of `edgectl get nodes`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeView {
+    pub id: u64,
+    pub name: String,
+    pub address: String,
+    /// Within its lease.
+    pub ready: bool,
+    pub leader: bool,
+    pub cordoned: bool,
+    pub draining: bool,
+    pub labels: BTreeMap<String, String>,
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    /// Requested by the tasks bound to it.
+    pub cpu_allocated_millis: u64,
+    pub memory_allocated_bytes: u64,
+    pub tasks: u32,
+    /// From its last heartbeat.
+    pub running_containers: u32,
+    pub memory_used_bytes: u64,
+}

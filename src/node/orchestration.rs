@@ -1,0 +1,429 @@
+//! Orchestration requests of the client API, executed on the leader (or, for
+//! images, on the node that received them): services, tasks, nodes.
+
+use std::collections::BTreeMap;
+
+use raft::{Compare, KvOp, KvRequest, Txn};
+
+use super::api::internal;
+use super::Node;
+use crate::api::{
+    ApiError, ApiRequest, ApiResponse, ApiResult, ApplyChange, ApplyOutcome, NodeChange, NodeView,
+    ReadConsistency, ServiceDescription, ServiceSummary, TaskView,
+};
+use crate::cluster::records::{now_unix, to_json};
+use crate::model::{self, ServiceSpec, REPLICAS_MAX};
+use crate::orchestrator::records::{
+    self, DesiredState, NodeSettings, ServiceEvent, ServiceRecord, TaskRecord,
+    TaskState, TaskStatus,
+};
+
+impl Node {
+    pub(super) async fn execute_orchestration(&self, request: ApiRequest) -> ApiResult {
+        match request {
+            ApiRequest::ImageImport { path } => self.import_image(&path).await,
+            ApiRequest::ImageList => self.list_images(),
+            request => {
+                self.ensure_leader()?;
+                self.read_barrier(ReadConsistency::Linearizable).await?;
+                match request {
+                    ApiRequest::Apply { yaml } => self.apply_service(&yaml).await,
+                    ApiRequest::Scale { name, replicas } => self.scale_service(&name, replicas).await,
+                    ApiRequest::DeleteService { name } => self.delete_service(&name).await,
+                    ApiRequest::GetServices => Ok(ApiResponse::Services(self.service_summaries()?)),
+                    ApiRequest::GetTasks { service } => {
+                        if let Some(name) = &service {
+                            self.service_record(name)?;
+                        }
+                        Ok(ApiResponse::Tasks(self.task_views(service.as_deref())?))
+                    }
+                    ApiRequest::DescribeService { name } => self.describe_service(&name),
+                    ApiRequest::GetNodes => Ok(ApiResponse::NodeViews(self.node_views()?)),
+                    ApiRequest::UpdateNode { node, change } => self.update_node(&node, change).await,
+                    other => Err(ApiError::Internal(format!(
+                        "{other:?} is not an orchestration request"
+                    ))),
+                }
+            }
+        }
+    }
+
+    async fn apply_service(&self, yaml: &str) -> ApiResult {
+        let spec = model::parse_service(yaml).map_err(|e| ApiError::Invalid(e.to_string()))?;
+        let name = spec.metadata.name.clone();
+        let key = records::service_key(&name);
+        let current = self.inner.kv.get(key.as_bytes()).map_err(internal)?;
+        let now = now_unix();
+        let (record, change, mod_revision) = match current {
+            None => (
+                ServiceRecord {
+                    spec,
+                    generation: 1,
+                    created_unix: now,
+                    updated_unix: now,
+                },
+                ApplyChange::Created,
+                0,
+            ),
+            Some(kv) => {
+                let old: ServiceRecord = serde_json::from_slice(&kv.value).map_err(internal)?;
+                let change = classify_change(&old.spec, &spec);
+                let record = ServiceRecord {
+                    generation: old.generation + u64::from(change == ApplyChange::Updated),
+                    updated_unix: if change == ApplyChange::Unchanged {
+                        old.updated_unix
+                    } else {
+                        now
+                    },
+                    spec,
+                    created_unix: old.created_unix,
+                };
+                (record, change, kv.mod_revision)
+            }
+        };
+        if change != ApplyChange::Unchanged {
+            self.put_service(&record, mod_revision).await?;
+        }
+        Ok(ApiResponse::Applied(ApplyOutcome {
+            name,
+            generation: record.generation,
+            replicas: record.spec.spec.replicas,
+            change,
+        }))
+    }
+
+    async fn scale_service(&self, name: &str, replicas: u32) -> ApiResult {
+        if replicas > REPLICAS_MAX {
+            return Err(ApiError::Invalid(format!(
+                "{replicas} replicas is more than the {REPLICAS_MAX} a service may have"
+            )));
+        }
+        let (mut record, mod_revision) = self.service_record(name)?;
+        let change = if record.spec.spec.replicas == replicas {
+            ApplyChange::Unchanged
+        } else {
+            record.spec.spec.replicas = replicas;
+            record.updated_unix = now_unix();
+            self.put_service(&record, mod_revision).await?;
+            ApplyChange::Scaled
+        };
+        Ok(ApiResponse::Applied(ApplyOutcome {
+            name: name.to_string(),
+            generation: record.generation,
+            replicas,
+            change,
+        }))
+    }
+
+    async fn delete_service(&self, name: &str) -> ApiResult {
+        let (_, mod_revision) = self.service_record(name)?;
+        let key = records::service_key(name).into_bytes();
+        let txn = Txn {
+            compares: vec![Compare {
+                key: key.clone(),
+                mod_revision,
+            }],
+            success: vec![
+                KvOp::Delete { key },
+                KvOp::Delete {
+                    key: records::service_events_key(name).into_bytes(),
+                },
+            ],
+            failure: vec![],
+        };
+        self.write_guarded(txn, name).await?;
+        Ok(ApiResponse::ServiceDeleted)
+    }
+
+    async fn put_service(&self, record: &ServiceRecord, mod_revision: u64) -> Result<(), ApiError> {
+        let key = records::service_key(&record.spec.metadata.name).into_bytes();
+        let txn = Txn {
+            compares: vec![Compare {
+                key: key.clone(),
+                mod_revision,
+            }],
+            success: vec![KvOp::Put {
+                key,
+                value: to_json(record),
+            }],
+            failure: vec![],
+        };
+        self.write_guarded(txn, &record.spec.metadata.name).await
+    }
+
+    async fn write_guarded(&self, txn: Txn, what: &str) -> Result<(), ApiError> {
+        let response = self.write(KvRequest::Txn(txn)).await?;
+        if response.succeeded {
+            Ok(())
+        } else {
+            Err(ApiError::Invalid(format!(
+                "{what} was changed by someone else meanwhile; nothing was written: retry"
+            )))
+        }
+    }
+
+    fn service_record(&self, name: &str) -> Result<(ServiceRecord, u64), ApiError> {
+        let kv = self
+            .inner
+            .kv
+            .get(records::service_key(name).as_bytes())
+            .map_err(internal)?
+            .ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "service {name:?}; `edgectl get services` lists them"
+                ))
+            })?;
+        let record = serde_json::from_slice(&kv.value).map_err(internal)?;
+        Ok((record, kv.mod_revision))
+    }
+
+    fn service_summaries(&self) -> Result<Vec<ServiceSummary>, ApiError> {
+        let services = self.read_records::<ServiceRecord>(records::SERVICES_PREFIX)?;
+        let tasks = self.task_views(None)?;
+        Ok(services.iter().map(|s| summarize(s, &tasks)).collect())
+    }
+
+    fn task_views(&self, service: Option<&str>) -> Result<Vec<TaskView>, ApiError> {
+        let statuses: BTreeMap<String, TaskStatus> = self
+            .read_records::<TaskStatus>(records::TASK_STATUS_PREFIX)?
+            .into_iter()
+            .map(|s| (s.task.clone(), s))
+            .collect();
+        let names = self.member_names();
+        let mut views: Vec<TaskView> = self
+            .read_records::<TaskRecord>(records::TASKS_PREFIX)?
+            .into_iter()
+            .filter(|task| service.is_none_or(|s| task.service == s))
+            .map(|task| {
+                // A status from another node (the task moved) is not this task's.
+                let status = statuses
+                    .get(&task.id)
+                    .filter(|s| Some(s.node) == task.node);
+                TaskView {
+                    node: task.node.map(|id| names.get(&id).cloned().unwrap_or_else(|| id.to_string())),
+                    node_id: task.node,
+                    state: status.map(|s| s.state.clone()),
+                    restarts: status.map_or(0, |s| s.restarts),
+                    ip: status.and_then(|s| s.ip.clone()),
+                    id: task.id,
+                    service: task.service,
+                    slot: task.slot,
+                    generation: task.generation,
+                    desired: task.desired,
+                    pending_reason: task.pending_reason,
+                    shutdown_reason: task.shutdown_reason,
+                    created_unix: task.created_unix,
+                }
+            })
+            .collect();
+        views.sort_by(|a, b| (&a.service, a.slot, &a.id).cmp(&(&b.service, b.slot, &b.id)));
+        Ok(views)
+    }
+
+    fn describe_service(&self, name: &str) -> ApiResult {
+        let (record, _) = self.service_record(name)?;
+        let tasks = self.task_views(Some(name))?;
+        let events: Vec<ServiceEvent> = match self
+            .inner
+            .kv
+            .get(records::service_events_key(name).as_bytes())
+            .map_err(internal)?
+        {
+            Some(kv) => serde_json::from_slice(&kv.value).map_err(internal)?,
+            None => Vec::new(),
+        };
+        Ok(ApiResponse::Service(Box::new(ServiceDescription {
+            summary: summarize(&record, &tasks),
+            spec_yaml: serde_yaml::to_string(&record.spec).map_err(internal)?,
+            tasks,
+            events,
+        })))
+    }
+
+    fn member_names(&self) -> BTreeMap<u64, String> {
+        self.metrics()
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, peer)| (*id, peer.name.clone()))
+            .collect()
+    }
+
+    fn node_views(&self) -> Result<Vec<NodeView>, ApiError> {
+        let snapshot = self.orchestration_snapshot()?;
+        let usages = self
+            .inner
+            .usages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let leader = self.current_leader();
+        let metrics = self.metrics();
+        let membership = metrics.membership_config.membership();
+        Ok(snapshot
+            .nodes
+            .values()
+            .map(|node| {
+                let capacity = node.capacity.clone().unwrap_or_default();
+                let mut labels = capacity.labels.clone();
+                labels.extend(node.settings.labels.clone());
+                let bound: Vec<&TaskRecord> = snapshot
+                    .tasks
+                    .values()
+                    .map(|(t, _)| t)
+                    .filter(|t| t.node == Some(node.id) && t.desired == DesiredState::Running)
+                    .collect();
+                let requests = bound
+                    .iter()
+                    .map(|t| t.spec.spec.resources.effective_requests())
+                    .fold((0u64, 0u64), |(cpu, memory), r| {
+                        (
+                            cpu.saturating_add(r.cpu.map_or(0, |c| c.0)),
+                            memory.saturating_add(r.memory.map_or(0, |m| m.0)),
+                        )
+                    });
+                let usage = usages.get(&node.id).cloned().unwrap_or_default();
+                NodeView {
+                    id: node.id,
+                    name: node.name.clone(),
+                    address: membership
+                        .get_node(&node.id)
+                        .map(|p| p.addr.clone())
+                        .unwrap_or_default(),
+                    ready: node.alive,
+                    leader: leader == Some(node.id),
+                    cordoned: node.settings.cordoned,
+                    draining: node.settings.draining,
+                    labels,
+                    cpu_millis: capacity.cpu_millis,
+                    memory_bytes: capacity.memory_bytes,
+                    cpu_allocated_millis: requests.0,
+                    memory_allocated_bytes: requests.1,
+                    tasks: u32::try_from(bound.len()).unwrap_or(u32::MAX),
+                    running_containers: usage.running_tasks,
+                    memory_used_bytes: usage.memory_used_bytes,
+                }
+            })
+            .collect())
+    }
+
+    async fn update_node(&self, node: &str, change: NodeChange) -> ApiResult {
+        let names = self.member_names();
+        let id = names
+            .iter()
+            .find(|(id, name)| name.as_str() == node || id.to_string() == node)
+            .map(|(id, _)| *id)
+            .ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "node {node:?} (by name or id); `edgectl get nodes` lists them"
+                ))
+            })?;
+        let key = records::node_settings_key(id);
+        let (mut settings, mod_revision) =
+            match self.inner.kv.get(key.as_bytes()).map_err(internal)? {
+                Some(kv) => (
+                    serde_json::from_slice::<NodeSettings>(&kv.value).map_err(internal)?,
+                    kv.mod_revision,
+                ),
+                None => (NodeSettings::default(), 0),
+            };
+        match change {
+            NodeChange::Label { set, remove } => {
+                for (label, value) in &set {
+                    check_label(label, value)?;
+                }
+                for label in &remove {
+                    settings.labels.remove(label);
+                }
+                settings.labels.extend(set);
+            }
+            NodeChange::Cordon => settings.cordoned = true,
+            NodeChange::Uncordon => {
+                settings.cordoned = false;
+                settings.draining = false;
+            }
+            NodeChange::Drain => {
+                settings.cordoned = true;
+                settings.draining = true;
+            }
+        }
+        let txn = Txn {
+            compares: vec![Compare {
+                key: key.clone().into_bytes(),
+                mod_revision,
+            }],
+            success: vec![KvOp::Put {
+                key: key.into_bytes(),
+                value: to_json(&settings),
+            }],
+            failure: vec![],
+        };
+        self.write_guarded(txn, &format!("node {node}")).await?;
+        let view = self
+            .node_views()?
+            .into_iter()
+            .find(|v| v.id == id)
+            .ok_or_else(|| ApiError::NotFound(format!("node {node:?} left the cluster")))?;
+        Ok(ApiResponse::NodeUpdated(view))
+    }
+
+    async fn import_image(&self, path: &str) -> ApiResult {
+        let _ = path;
+        Err(ApiError::Internal(
+            "cluster-wide image import is not wired yet".into(),
+        ))
+    }
+
+    fn list_images(&self) -> ApiResult {
+        Err(ApiError::Internal("cluster-wide image list is not wired yet".into()))
+    }
+}
+
+/// What changed between two specs of one service.
+fn classify_change(old: &ServiceSpec, new: &ServiceSpec) -> ApplyChange {
+    if old == new {
+        return ApplyChange::Unchanged;
+    }
+    let mut same_but_replicas = old.clone();
+    same_but_replicas.spec.replicas = new.spec.replicas;
+    if same_but_replicas == *new {
+        ApplyChange::Scaled
+    } else {
+        ApplyChange::Updated
+    }
+}
+
+fn summarize(record: &ServiceRecord, tasks: &[TaskView]) -> ServiceSummary {
+    let name = &record.spec.metadata.name;
+    let current = tasks.iter().filter(|t| {
+        t.service == *name && t.generation == record.generation && t.desired == DesiredState::Running
+    });
+    let (mut running, mut pending) = (0, 0);
+    for task in current {
+        match (&task.state, task.node_id) {
+            (_, None) => pending += 1,
+            (Some(TaskState::Running), Some(_)) => running += 1,
+            _ => {}
+        }
+    }
+    ServiceSummary {
+        name: name.clone(),
+        image: record.spec.spec.image.clone(),
+        generation: record.generation,
+        replicas: record.spec.spec.replicas,
+        running,
+        pending,
+        updated_unix: record.updated_unix,
+    }
+}
+
+/// Node labels follow the rule constraints match against.
+fn check_label(label: &str, value: &str) -> Result<(), ApiError> {
+    if model::service::valid_label_key(label) && model::service::valid_label_value(value) {
+        Ok(())
+    } else {
+        Err(ApiError::Invalid(format!(
+            "label {label}={value} is not valid: keys are 1-253 of [A-Za-z0-9._/-], values 0-63 of [A-Za-z0-9._-]"
+        )))
+    }
+}
