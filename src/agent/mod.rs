@@ -2,12 +2,31 @@
 //! on the local replica and drives the runtime to match them; applies restart
 //! policies locally (so a node cut off from the leader keeps its work alive);
 //! reports task status, node capacity and usage.
+//!
+//! - [`plan`]: the pure core (tasks + containers + memory + now → actions and
+//!   statuses);
+//! - [`container`]: the pure mapping of a task to the runtime's
+//!   `ContainerSpec`;
+//! - `driver`: the IO loop that feeds the core and executes its actions;
+//! - `host`: what the node offers and uses (capacity, cgroup memory).
+//!
+//! The agent never reads the leader's state: only its local replica. It
+//! writes only task statuses and its node's capacity (see
+//! `orchestrator::records` for who writes what).
+
+pub mod container;
+mod driver;
+mod host;
+pub mod plan;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::node::Node;
+
+pub use container::{container_spec, node_subnet, LABEL_GENERATION, LABEL_SERVICE, LABEL_TASK};
+pub use host::node_capacity;
 
 /// How this node's agent runs.
 #[derive(Clone, Debug, Default)]
@@ -29,7 +48,8 @@ pub struct NodeUsage {
     pub memory_used_bytes: u64,
 }
 
-/// Runs the agent until the node shuts down.
+/// Runs the agent until the node shuts down. Containers are left running
+/// when it stops: the next agent on this data dir adopts them.
 pub async fn run(node: Node, config: AgentConfig) {
-    let _ = (node, config);
+    driver::run(node, config).await
 }

@@ -1,0 +1,139 @@
+//! A task as the runtime's `ContainerSpec`: a pure translation (no IO), so
+//! every field's mapping is unit-tested.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::model::{NetworkMode, VolumeType};
+use crate::orchestrator::records::{container_id, TaskRecord};
+
+/// Label naming the task a container runs: how the agent finds its own
+/// containers (and drops the ones no task claims).
+pub const LABEL_TASK: &str = "edgectl.task";
+/// Label naming the service.
+pub const LABEL_SERVICE: &str = "edgectl.service";
+/// Label with the service generation the container was made from.
+pub const LABEL_GENERATION: &str = "edgectl.generation";
+
+/// The node bridge every bridge-mode task joins.
+pub const BRIDGE: &str = "edgectl0";
+
+/// The CFS period the CPU limit is expressed in (the kernel default).
+const CPU_PERIOD_US: u64 = 100_000;
+/// cgroup v1 `cpu.shares` bounds.
+const CPU_SHARES_MIN: u64 = 2;
+const CPU_SHARES_MAX: u64 = 262_144;
+/// Longest hostname the kernel takes.
+const HOSTNAME_LEN_MAX: usize = 64;
+
+/// Why a task cannot be turned into a container spec.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    #[error("mount at {path} names volume {volume:?}, which the spec does not declare")]
+    UndeclaredVolume { volume: String, path: String },
+    #[error("volume {volume:?} of type {kind} has no path")]
+    VolumeWithoutPath { volume: String, kind: &'static str },
+}
+
+/// The bridge subnet of a node: one /24 per node, from its id.
+/// Leader-assigned subnets (no collision past 250 nodes) are left for later.
+pub fn node_subnet(node_id: u64) -> String {
+    format!("10.88.{}.0/24", node_id % 250 + 1)
+}
+
+/// The container spec for `task` on node `node_id`.
+pub fn container_spec(
+    task: &TaskRecord,
+    node_id: u64,
+) -> Result<runtime::ContainerSpec, SpecError> {
+    let body = &task.spec.spec;
+    let id = container_id(&task.id);
+    let hostname = if task.id.len() <= HOSTNAME_LEN_MAX {
+        task.id.clone()
+    } else {
+        id.clone()
+    };
+    let requests = body.resources.effective_requests();
+    let resources = runtime::Resources {
+        cpu_shares: requests
+            .cpu
+            .map(|cpu| (cpu.0.saturating_mul(1024) / 1000).clamp(CPU_SHARES_MIN, CPU_SHARES_MAX)),
+        cpu_quota_us: body
+            .resources
+            .limits
+            .cpu
+            .map(|cpu| i64::try_from(cpu.0.saturating_mul(100)).unwrap_or(i64::MAX)),
+        cpu_period_us: body.resources.limits.cpu.map(|_| CPU_PERIOD_US),
+        memory_bytes: body.resources.limits.memory.map(|memory| memory.0),
+        pids_max: None,
+    };
+    let mut mounts = Vec::with_capacity(body.mounts.len());
+    for mount in &body.mounts {
+        let volume = body
+            .volumes
+            .iter()
+            .find(|volume| volume.name == mount.volume)
+            .ok_or_else(|| SpecError::UndeclaredVolume {
+                volume: mount.volume.clone(),
+                path: mount.path.clone(),
+            })?;
+        let host_path =
+            |kind: &'static str| {
+                volume.path.as_ref().map(PathBuf::from).ok_or_else(|| {
+                    SpecError::VolumeWithoutPath {
+                        volume: volume.name.clone(),
+                        kind,
+                    }
+                })
+            };
+        mounts.push(match volume.volume_type {
+            VolumeType::Local => runtime::Mount::Volume {
+                name: volume.name.clone(),
+                target: mount.path.clone(),
+                read_only: mount.read_only,
+            },
+            VolumeType::HostPath => runtime::Mount::Bind {
+                source: host_path("hostPath")?,
+                target: mount.path.clone(),
+                read_only: mount.read_only,
+            },
+            VolumeType::Tmpfs => runtime::Mount::Tmpfs {
+                target: mount.path.clone(),
+                size_bytes: volume.size.map(|size| size.0),
+            },
+            VolumeType::Device => runtime::Mount::Device {
+                host_path: host_path("device")?,
+                container_path: Some(mount.path.clone()),
+            },
+        });
+    }
+    let network = match body.network {
+        NetworkMode::Bridge => runtime::NetworkMode::Bridge {
+            bridge: BRIDGE.to_string(),
+            subnet: node_subnet(node_id),
+        },
+        NetworkMode::Host => runtime::NetworkMode::Host,
+    };
+    let labels = BTreeMap::from([
+        (LABEL_TASK.to_string(), task.id.clone()),
+        (LABEL_SERVICE.to_string(), task.service.clone()),
+        (LABEL_GENERATION.to_string(), task.generation.to_string()),
+    ]);
+    Ok(runtime::ContainerSpec {
+        id,
+        image: body.image.clone(),
+        entrypoint: body.command.clone(),
+        command: body.args.clone(),
+        env: body.env.clone(),
+        workdir: None,
+        user: None,
+        hostname: Some(hostname),
+        resources,
+        mounts,
+        network,
+        labels,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,589 @@
+//! The agent's IO loop: read the tasks assigned to this node from the local
+//! replica and the containers from the runtime, let the planner decide,
+//! execute its actions (blocking runtime calls in `spawn_blocking`), and
+//! publish what changed (task statuses and node capacity, one write per
+//! pass). Level-triggered: every pass starts from a fresh read, so a missed
+//! event or a failed action is simply redone on the next pass.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::{FutureExt, StreamExt};
+use raft::store::{WatchError, Watcher};
+use raft::{KvOp, Txn};
+use tracing::{debug, info, warn};
+
+use crate::node::Node;
+use crate::orchestrator::records::{
+    self, node_capacity_key, task_status_key, NodeCapacity, TaskRecord, TaskState, TaskStatus,
+};
+
+use super::container::{container_spec, LABEL_GENERATION, LABEL_TASK};
+use super::host::{cgroup_memory_bytes, node_capacity};
+use super::plan::{Action, Exit, Observed, ObservedState, Planner, RemoveReason, Report};
+use super::{AgentConfig, NodeUsage};
+
+/// Passes run at least this often (the level-triggered safety net for
+/// container exits, which the runtime does not push to us).
+const TICK: Duration = Duration::from_secs(1);
+/// SIGTERM → SIGKILL grace when stopping a container (Docker's default).
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Actions run at once: removals wait out their grace in parallel; creates
+/// serialise on the runtime's clone lock anyway.
+const ACTIONS_IN_FLIGHT_MAX: usize = 8;
+/// A status/capacity write that takes longer is abandoned for this pass, so
+/// a node cut off from the leader keeps restarting its containers.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Backoff between failed writes (no leader): first and largest.
+const WRITE_RETRY_MIN: Duration = Duration::from_millis(250);
+const WRITE_RETRY_MAX: Duration = Duration::from_secs(5);
+
+pub(super) async fn run(node: Node, config: AgentConfig) {
+    let Some(runtime) = node.runtime().cloned() else {
+        warn!("the agent is enabled but this node has no container runtime; agent not started");
+        return;
+    };
+    let mut shutdown = node.shutdown_signal();
+    let mut watcher = open_watch(&node);
+    let mut agent = Driver {
+        node,
+        runtime,
+        config,
+        planner: Planner::new(),
+        published: BTreeMap::new(),
+        seeded: false,
+        capacity_published: None,
+        write_not_before: Instant::now(),
+        write_retry: WRITE_RETRY_MIN,
+        epoch: Instant::now(),
+    };
+    info!(node = agent.node.id(), "agent started");
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        agent.pass().await;
+        let sleep = agent.sleep_until_next_pass();
+        tokio::select! {
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    break;
+                }
+            }
+            event = next_event(&mut watcher) => {
+                match event {
+                    Ok(()) => {
+                        // Coalesce a burst of task writes into one pass.
+                        if let Some(watcher) = watcher.as_mut() {
+                            while let Some(Ok(_)) = watcher.next().now_or_never() {}
+                        }
+                    }
+                    Err(WatchError::Compacted { .. }) => watcher = open_watch(&agent.node),
+                    Err(error) => {
+                        warn!("task watch ended ({error}); the agent runs on its tick only");
+                        watcher = None;
+                    }
+                }
+            }
+            _ = tokio::time::sleep(sleep) => {}
+        }
+    }
+    // Containers stay up: a restarted daemon adopts them.
+    info!(
+        node = agent.node.id(),
+        "agent stopped; containers left running"
+    );
+}
+
+/// A watch on the tasks from the next write on (a pass re-reads everything,
+/// so history is not needed).
+fn open_watch(node: &Node) -> Option<Watcher> {
+    match node.kv().watch(records::TASKS_PREFIX.as_bytes(), 0) {
+        Ok(watcher) => Some(watcher),
+        Err(error) => {
+            warn!("cannot watch tasks ({error}); the agent runs on its tick only");
+            None
+        }
+    }
+}
+
+async fn next_event(watcher: &mut Option<Watcher>) -> Result<(), WatchError> {
+    match watcher {
+        Some(watcher) => watcher.next().await.map(|_| ()),
+        None => std::future::pending().await,
+    }
+}
+
+struct Driver {
+    node: Node,
+    runtime: Arc<runtime::Runtime>,
+    config: AgentConfig,
+    planner: Planner,
+    /// The statuses the store holds for this node's tasks, as last written
+    /// (or read at start): only differences are written.
+    published: BTreeMap<String, TaskStatus>,
+    seeded: bool,
+    capacity_published: Option<NodeCapacity>,
+    write_not_before: Instant,
+    write_retry: Duration,
+    epoch: Instant,
+}
+
+/// What one executed action came to.
+enum Outcome {
+    Started {
+        task: String,
+        ip: Option<String>,
+    },
+    StartFailed {
+        task: Box<TaskRecord>,
+        reason: String,
+    },
+    ImageMissing {
+        task: String,
+        reason: String,
+    },
+    Removed,
+    RemoveFailed {
+        task: String,
+        reason: RemoveReason,
+    },
+}
+
+impl Driver {
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    fn sleep_until_next_pass(&self) -> Duration {
+        let now = self.now();
+        match self.planner.next_due() {
+            Some(due) => due.saturating_sub(now).min(TICK),
+            None => TICK,
+        }
+    }
+
+    async fn pass(&mut self) {
+        let me = self.node.id();
+        let (all_tasks, revision) = match read_tasks(&self.node) {
+            Ok(read) => read,
+            Err(error) => {
+                warn!("cannot read tasks from the local replica: {error}");
+                return;
+            }
+        };
+        if !self.seeded {
+            self.seed_from_store(me);
+        }
+        let mine: Vec<TaskRecord> = all_tasks
+            .iter()
+            .filter(|task| task.node == Some(me))
+            .cloned()
+            .collect();
+        let runtime = self.runtime.clone();
+        let containers = match tokio::task::spawn_blocking(move || runtime.list()).await {
+            Ok(Ok(list)) => list,
+            Ok(Err(error)) => {
+                warn!("cannot list containers: {error}");
+                return;
+            }
+            Err(error) => {
+                warn!("container list task failed: {error}");
+                return;
+            }
+        };
+        let observed: Vec<Observed> = containers.iter().filter_map(observe).collect();
+        // An empty replica (revision 0) knows no task yet: removing
+        // "extra" containers then would kill adopted work.
+        let now = self.now();
+        let plan = self.planner.plan(&mine, &observed, revision > 0, now);
+        let mut reports = plan.reports;
+        let mut hold: BTreeSet<String> = BTreeSet::new();
+
+        let outcomes: Vec<Outcome> = futures::stream::iter(plan.actions)
+            .map(|action| execute(self.node.clone(), self.runtime.clone(), action))
+            .buffer_unordered(ACTIONS_IN_FLIGHT_MAX)
+            .collect()
+            .await;
+        let now = self.now();
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Started { task, ip } => {
+                    if let Some(report) = reports.get_mut(&task) {
+                        report.state = TaskState::Running;
+                        report.ip = ip;
+                    }
+                }
+                Outcome::StartFailed { task, reason } => {
+                    warn!(task = %task.id, "cannot start: {reason}");
+                    let report = self.planner.handle_start_failure(&task, reason, now);
+                    reports.insert(task.id.clone(), report);
+                }
+                Outcome::ImageMissing { task, reason } => {
+                    if let Some(report) = reports.get_mut(&task) {
+                        report.state = TaskState::Pending { reason };
+                    }
+                }
+                Outcome::Removed => {}
+                Outcome::RemoveFailed { task, reason } => {
+                    if reason == RemoveReason::Shutdown {
+                        // Not stopped yet: say nothing new, retry next pass.
+                        hold.insert(task);
+                    }
+                }
+            }
+        }
+
+        self.node.set_usage(self.usage(&reports));
+        let known: BTreeSet<&str> = all_tasks.iter().map(|task| task.id.as_str()).collect();
+        self.publish(me, &reports, &hold, &known).await;
+    }
+
+    /// Learns what the store already says about this node: the statuses
+    /// an earlier agent wrote (so an unchanged one is not rewritten and the
+    /// restart count carries on) and the published capacity.
+    fn seed_from_store(&mut self, me: u64) {
+        let statuses = match self.node.kv().range(records::TASK_STATUS_PREFIX.as_bytes()) {
+            Ok((statuses, _)) => statuses,
+            Err(error) => {
+                warn!("cannot read task statuses: {error}");
+                return;
+            }
+        };
+        for kv in statuses {
+            let Ok(status) = serde_json::from_slice::<TaskStatus>(&kv.value) else {
+                continue;
+            };
+            if status.node == me {
+                self.planner.seed_restarts(&status.task, status.restarts);
+                self.published.insert(status.task.clone(), status);
+            }
+        }
+        self.seeded = true;
+    }
+
+    fn usage(&self, reports: &BTreeMap<String, Report>) -> NodeUsage {
+        let running: Vec<&Report> = reports
+            .values()
+            .filter(|report| report.state == TaskState::Running)
+            .collect();
+        NodeUsage {
+            running_tasks: u32::try_from(running.len()).unwrap_or(u32::MAX),
+            memory_used_bytes: running
+                .iter()
+                .filter_map(|report| cgroup_memory_bytes(&self.runtime, &report.container_id))
+                .sum(),
+        }
+    }
+
+    /// One write with every status that changed, the deletion of statuses
+    /// whose task is gone, and the capacity if it changed. Nothing is
+    /// forgotten on failure: the next pass computes the same difference.
+    async fn publish(
+        &mut self,
+        me: u64,
+        reports: &BTreeMap<String, Report>,
+        hold: &BTreeSet<String>,
+        known_tasks: &BTreeSet<&str>,
+    ) {
+        let updated_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        let mut puts: Vec<TaskStatus> = Vec::new();
+        for (task, report) in reports {
+            if hold.contains(task) {
+                continue;
+            }
+            let status = TaskStatus {
+                task: task.clone(),
+                node: me,
+                state: report.state.clone(),
+                restarts: report.restarts,
+                container_id: report.container_id.clone(),
+                ip: report.ip.clone(),
+                updated_unix,
+            };
+            if !self
+                .published
+                .get(task)
+                .is_some_and(|old| same_status(old, &status))
+            {
+                puts.push(status);
+            }
+        }
+        // A status outlives its task only until this agent notices.
+        let deletes: Vec<String> = self
+            .published
+            .keys()
+            .filter(|task| !known_tasks.contains(task.as_str()))
+            .cloned()
+            .collect();
+        let capacity = node_capacity(&self.config, self.runtime.root());
+        let capacity_changed = self.capacity_published.as_ref() != Some(&capacity)
+            && !self.store_has_capacity(me, &capacity);
+        if puts.is_empty() && deletes.is_empty() && !capacity_changed {
+            return;
+        }
+        if Instant::now() < self.write_not_before {
+            return;
+        }
+        let mut txn = Txn::default();
+        for status in &puts {
+            match serde_json::to_vec(status) {
+                Ok(value) => txn.success.push(KvOp::Put {
+                    key: task_status_key(&status.task).into_bytes(),
+                    value,
+                }),
+                Err(error) => warn!(task = %status.task, "cannot encode status: {error}"),
+            }
+        }
+        for task in &deletes {
+            txn.success.push(KvOp::Delete {
+                key: task_status_key(task).into_bytes(),
+            });
+        }
+        if capacity_changed {
+            match serde_json::to_vec(&capacity) {
+                Ok(value) => txn.success.push(KvOp::Put {
+                    key: node_capacity_key(me).into_bytes(),
+                    value,
+                }),
+                Err(error) => warn!("cannot encode capacity: {error}"),
+            }
+        }
+        match tokio::time::timeout(WRITE_TIMEOUT, self.node.write_system(txn)).await {
+            Ok(Ok(_)) => {
+                debug!(
+                    statuses = puts.len(),
+                    deleted = deletes.len(),
+                    capacity = capacity_changed,
+                    "agent published"
+                );
+                for status in puts {
+                    self.published.insert(status.task.clone(), status);
+                }
+                for task in deletes {
+                    self.published.remove(&task);
+                }
+                if capacity_changed {
+                    self.capacity_published = Some(capacity);
+                }
+                self.write_retry = WRITE_RETRY_MIN;
+            }
+            Ok(Err(error)) => self.write_failed(&error.to_string()),
+            Err(_) => self.write_failed("timed out"),
+        }
+    }
+
+    fn write_failed(&mut self, why: &str) {
+        debug!(retry_in = ?self.write_retry, "agent write failed: {why}");
+        self.write_not_before = Instant::now() + self.write_retry;
+        self.write_retry = (self.write_retry * 2).min(WRITE_RETRY_MAX);
+    }
+
+    /// The store already holds this capacity (an earlier agent wrote it).
+    fn store_has_capacity(&mut self, me: u64, capacity: &NodeCapacity) -> bool {
+        let stored = self
+            .node
+            .kv()
+            .get(node_capacity_key(me).as_bytes())
+            .ok()
+            .flatten()
+            .and_then(|kv| serde_json::from_slice::<NodeCapacity>(&kv.value).ok());
+        if stored.as_ref() == Some(capacity) {
+            self.capacity_published = stored;
+            return true;
+        }
+        false
+    }
+}
+
+/// Equal but for the time it was written.
+fn same_status(a: &TaskStatus, b: &TaskStatus) -> bool {
+    a.task == b.task
+        && a.node == b.node
+        && a.state == b.state
+        && a.restarts == b.restarts
+        && a.container_id == b.container_id
+        && a.ip == b.ip
+}
+
+/// Every task record on the local replica (records that do not parse are
+/// skipped with a warning: they cannot be acted on), and its revision.
+fn read_tasks(node: &Node) -> Result<(Vec<TaskRecord>, u64), raft::store::StoreError> {
+    let (kvs, revision) = node.kv().range(records::TASKS_PREFIX.as_bytes())?;
+    let tasks = kvs
+        .into_iter()
+        .filter_map(|kv| match serde_json::from_slice::<TaskRecord>(&kv.value) {
+            Ok(task) => Some(task),
+            Err(error) => {
+                warn!(key = %String::from_utf8_lossy(&kv.key), "unreadable task record: {error}");
+                None
+            }
+        })
+        .collect();
+    Ok((tasks, revision))
+}
+
+/// A runtime container as the planner sees it; None if it is not an
+/// edgectl task's.
+fn observe(info: &runtime::ContainerInfo) -> Option<Observed> {
+    let task = info.spec.labels.get(LABEL_TASK)?.clone();
+    let state = match info.state {
+        runtime::ContainerState::Created => ObservedState::Created,
+        runtime::ContainerState::Running => ObservedState::Running,
+        runtime::ContainerState::Exited => {
+            let exit = info.exit.unwrap_or(runtime::ExitStatus {
+                code: None,
+                signal: None,
+                oom_killed: false,
+            });
+            ObservedState::Exited(Exit {
+                code: exit.code,
+                signal: exit.signal,
+                oom_killed: exit.oom_killed,
+            })
+        }
+    };
+    Some(Observed {
+        container_id: info.id.clone(),
+        task,
+        generation: info
+            .spec
+            .labels
+            .get(LABEL_GENERATION)
+            .and_then(|generation| generation.parse().ok()),
+        state,
+        created_unix_ms: info.created_unix_ms,
+        ip: info.ip.map(|ip| ip.to_string()),
+    })
+}
+
+async fn execute(node: Node, runtime: Arc<runtime::Runtime>, action: Action) -> Outcome {
+    match action {
+        Action::Start {
+            task,
+            replace,
+            restart,
+        } => {
+            if let Err(reason) = ensure_image(&node, &runtime, &task.spec.spec.image).await {
+                return Outcome::ImageMissing {
+                    task: task.id.clone(),
+                    reason,
+                };
+            }
+            let spec = match container_spec(&task, node.id()) {
+                Ok(spec) => spec,
+                Err(error) => {
+                    return Outcome::StartFailed {
+                        task: Box::new(task),
+                        reason: error.to_string(),
+                    }
+                }
+            };
+            info!(task = %task.id, restart, "starting container");
+            let started =
+                tokio::task::spawn_blocking(move || start_blocking(&runtime, spec, replace)).await;
+            match started {
+                Ok(Ok(ip)) => Outcome::Started {
+                    task: task.id.clone(),
+                    ip: ip.map(|ip| ip.to_string()),
+                },
+                Ok(Err(reason)) => Outcome::StartFailed {
+                    task: Box::new(task),
+                    reason,
+                },
+                Err(error) => Outcome::StartFailed {
+                    task: Box::new(task),
+                    reason: format!("start task failed: {error}"),
+                },
+            }
+        }
+        Action::Remove {
+            container_id,
+            task,
+            reason,
+        } => {
+            info!(task = %task, container = %container_id, ?reason, "removing container");
+            let id = container_id.clone();
+            let removed = tokio::task::spawn_blocking(move || remove_blocking(&runtime, &id)).await;
+            match removed {
+                Ok(Ok(())) => Outcome::Removed,
+                Ok(Err(error)) => {
+                    warn!(container = %container_id, "cannot remove: {error}");
+                    Outcome::RemoveFailed { task, reason }
+                }
+                Err(error) => {
+                    warn!(container = %container_id, "remove task failed: {error}");
+                    Outcome::RemoveFailed { task, reason }
+                }
+            }
+        }
+    }
+}
+
+/// Makes sure `reference` is in this node's image store. The one place to
+/// swap in cluster-wide image distribution (`crate::images::ensure_local`).
+/// Err is why the task waits (reported as Pending, retried next pass).
+async fn ensure_image(
+    _node: &Node,
+    runtime: &Arc<runtime::Runtime>,
+    reference: &str,
+) -> Result<(), String> {
+    let runtime = runtime.clone();
+    let image = reference.to_string();
+    let resolved = tokio::task::spawn_blocking(move || runtime.images().resolve(&image)).await;
+    match resolved {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(runtime::Error::ImageNotFound { .. })) => Err(format!(
+            "image {reference} is not on this node; import it with `edgectl image import` \
+             (retrying)"
+        )),
+        Ok(Err(error)) => Err(format!("image {reference}: {error} (retrying)")),
+        Err(error) => Err(format!(
+            "image {reference}: lookup failed: {error} (retrying)"
+        )),
+    }
+}
+
+/// Removes `replace` if given, then creates and starts the container; on a
+/// failed start the new container is deleted again. Returns its address.
+fn start_blocking(
+    runtime: &runtime::Runtime,
+    spec: runtime::ContainerSpec,
+    replace: Option<String>,
+) -> Result<Option<std::net::Ipv4Addr>, String> {
+    if let Some(old) = replace {
+        remove_blocking(runtime, &old)
+            .map_err(|error| format!("cannot remove the previous container {old}: {error}"))?;
+    }
+    let id = runtime.create(spec).map_err(|error| error.to_string())?;
+    if let Err(error) = runtime.start(&id) {
+        if let Err(cleanup) = runtime.delete(&id) {
+            return Err(format!("start: {error} (and delete after it: {cleanup})"));
+        }
+        return Err(format!("start: {error}"));
+    }
+    Ok(runtime.info(&id).ok().and_then(|info| info.ip))
+}
+
+/// Stops (TERM, grace, KILL) and deletes a container; a missing one is
+/// already removed.
+fn remove_blocking(runtime: &runtime::Runtime, id: &str) -> Result<(), runtime::Error> {
+    match runtime.info(id) {
+        Err(runtime::Error::ContainerNotFound { .. }) => return Ok(()),
+        Err(error) => return Err(error),
+        Ok(info) if info.state == runtime::ContainerState::Running => {
+            // delete kills what is left, so a failed stop is not fatal.
+            if let Err(error) = runtime.stop(id, STOP_GRACE) {
+                debug!(container = id, "stop: {error}");
+            }
+        }
+        Ok(_) => {}
+    }
+    match runtime.delete(id) {
+        Ok(()) | Err(runtime::Error::ContainerNotFound { .. }) => Ok(()),
+        Err(error) => Err(error),
+    }
+}
