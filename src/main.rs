@@ -53,6 +53,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Command::Node(command) => cli::admin::node(&cli, command).await?,
             Command::Cluster(command) => cli::admin::cluster(&cli, command).await?,
             Command::Kv(command) => cli::admin::kv(&cli, command).await?,
+            Command::Apply(args) => cli::orchestration::apply(&cli, args).await?,
+            Command::Get(command) => cli::orchestration::get(&cli, command).await?,
+            Command::Describe(command) => cli::orchestration::describe(&cli, command).await?,
+            Command::Scale(args) => cli::orchestration::scale(&cli, args).await?,
+            Command::Delete(command) => cli::orchestration::delete(&cli, command).await?,
             Command::Image(_) | Command::Run(_) => unreachable!("handled above"),
         }
         Ok(0)

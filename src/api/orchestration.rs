@@ -128,3 +128,50 @@ pub struct NodeView {
     pub running_containers: u32,
     pub memory_used_bytes: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The API travels in bincode, which refuses serde's `tag`/`flatten`/`any`.
+    #[test]
+    fn orchestration_answers_cross_the_wire() {
+        let task = TaskView {
+            id: "web.0.7".into(),
+            service: "web".into(),
+            slot: 0,
+            generation: 1,
+            node_id: Some(2),
+            node: Some("n2".into()),
+            desired: DesiredState::Running,
+            state: Some(TaskState::Exited { code: 3 }),
+            restarts: 2,
+            ip: None,
+            pending_reason: None,
+            shutdown_reason: None,
+            created_unix: 5,
+        };
+        let description = crate::api::ApiResponse::Service(Box::new(ServiceDescription {
+            summary: ServiceSummary {
+                name: "web".into(),
+                image: "busybox".into(),
+                generation: 1,
+                replicas: 1,
+                running: 0,
+                pending: 0,
+                updated_unix: 5,
+            },
+            spec_yaml: "spec: {}".into(),
+            tasks: vec![task],
+            events: vec![ServiceEvent {
+                unix: 5,
+                message: "placed".into(),
+            }],
+        }));
+        let config = bincode::config::standard();
+        let bytes = bincode::serde::encode_to_vec(&description, config).unwrap();
+        let (back, _): (crate::api::ApiResponse, usize) =
+            bincode::serde::decode_from_slice(&bytes, config).unwrap();
+        assert_eq!(back, description);
+    }
+}

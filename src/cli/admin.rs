@@ -27,7 +27,7 @@ fn admin_config(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<AdminC
     Err(edgectl::api::client::ClientError::NoCredentials.into())
 }
 
-async fn call(cli: &Cli, request: ApiRequest) -> anyhow::Result<ApiResponse> {
+pub(super) async fn call(cli: &Cli, request: ApiRequest) -> anyhow::Result<ApiResponse> {
     let config = admin_config(&cli.data_dir, cli.config.as_deref())?;
     let client = Client::connect(&config).await?;
     let response = client.call(request).await;
@@ -148,6 +148,7 @@ pub async fn node(cli: &Cli, command: &NodeCommand) -> anyhow::Result<()> {
                 t
             })?;
         }
+        change => super::orchestration::node_change(cli, change).await?,
     }
     Ok(())
 }

@@ -65,6 +65,19 @@ pub enum Command {
     Image(ImageCommand),
     /// Run one container from a local image (debugging aid) and print its output.
     Run(RunArgs),
+    /// Create or update a service from a YAML file.
+    Apply(ApplyArgs),
+    /// List services, tasks or nodes.
+    #[command(subcommand)]
+    Get(GetCommand),
+    /// Show one service in detail.
+    #[command(subcommand)]
+    Describe(DescribeCommand),
+    /// Change a service's replica count.
+    Scale(ScaleArgs),
+    /// Delete a service.
+    #[command(subcommand)]
+    Delete(DeleteCommand),
 }
 
 /// Where a new node listens and what it is called.
@@ -147,6 +160,21 @@ pub struct TuningArgs {
     /// Entries kept after a snapshot for followers slightly behind.
     #[arg(long, default_value_t = 1_000)]
     pub keep_after_snapshot: u64,
+    /// A node silent this long has lapsed: its tasks are replaced elsewhere.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2500ms")]
+    pub lease: Duration,
+    /// CPU this node offers to tasks, e.g. `2` or `1500m` (default: every CPU).
+    #[arg(long, value_parser = parse_cpu)]
+    pub cpu: Option<u64>,
+    /// Memory this node offers to tasks, e.g. `1Gi` (default: all of it).
+    #[arg(long, value_parser = parse_memory)]
+    pub memory: Option<u64>,
+    /// A label of this node, KEY=VALUE (repeatable), matched by placement constraints.
+    #[arg(long = "label", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Run no containers: a control-plane-only member.
+    #[arg(long)]
+    pub no_agent: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,6 +196,87 @@ pub enum TokenCommand {
 pub enum NodeCommand {
     /// List nodes: name, address, raft role, leader, last heartbeat, health.
     Ls,
+    /// Set (KEY=VALUE) or remove (KEY-) labels of a node.
+    Label {
+        /// Node name or id.
+        node: String,
+        /// KEY=VALUE to set, KEY- to remove.
+        #[arg(required = true)]
+        labels: Vec<String>,
+    },
+    /// Take no new tasks on a node; keep what it runs.
+    Cordon { node: String },
+    /// Let a node take tasks again (also ends a drain).
+    Uncordon { node: String },
+    /// Move every task off a node (and cordon it).
+    Drain {
+        node: String,
+        /// Wait until no task of the node is left running.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "2m")]
+        timeout: Duration,
+    },
+}
+
+/// `--wait` and how long.
+#[derive(Clone, Debug, Args)]
+pub struct WaitArgs {
+    /// Wait, showing progress, until every replica runs.
+    #[arg(long)]
+    pub wait: bool,
+    /// Give up waiting after this long.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2m")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The service document (YAML); `-` reads standard input.
+    #[arg(short = 'f', long = "filename")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GetCommand {
+    /// Services: replicas wanted and running.
+    #[command(alias = "service", alias = "svc")]
+    Services,
+    /// Tasks: one line per replica, its node and state.
+    #[command(alias = "task")]
+    Tasks {
+        /// Only this service's tasks.
+        service: Option<String>,
+    },
+    /// Nodes: readiness, capacity, what is allocated.
+    #[command(alias = "node")]
+    Nodes,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DescribeCommand {
+    /// A service: spec, tasks, why a task is pending, recent events.
+    #[command(alias = "svc")]
+    Service { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeleteCommand {
+    /// Delete a service; its tasks are stopped.
+    #[command(alias = "svc")]
+    Service { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// Service name.
+    pub name: String,
+    /// Replicas wanted.
+    pub replicas: u32,
+    #[command(flatten)]
+    pub wait: WaitArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,6 +305,28 @@ pub enum KvCommand {
     },
     /// Delete a key.
     Del { key: String },
+}
+
+fn parse_cpu(text: &str) -> Result<u64, String> {
+    edgectl::model::quantity::parse_cpu_millis(text).map_err(|e| e.to_string())
+}
+
+fn parse_memory(text: &str) -> Result<u64, String> {
+    edgectl::model::quantity::parse_memory_bytes(text).map_err(|e| e.to_string())
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected KEY=VALUE"))?;
+    if !edgectl::model::service::valid_label_key(key)
+        || !edgectl::model::service::valid_label_value(value)
+    {
+        return Err(format!(
+            "{text:?}: keys are 1-253 of [A-Za-z0-9._/-], values 0-63 of [A-Za-z0-9._-]"
+        ));
+    }
+    Ok((key.to_string(), value.to_string()))
 }
 
 fn parse_target_voters(text: &str) -> Result<usize, String> {

@@ -29,6 +29,13 @@ fn node_config(data_dir: &Path, tuning: &TuningArgs) -> NodeConfig {
         ..AutopilotConfig::default()
     };
     config.heartbeat_interval = tuning.heartbeat;
+    config.lease = tuning.lease;
+    config.agent = edgectl::agent::AgentConfig {
+        enabled: !tuning.no_agent,
+        cpu_millis: tuning.cpu,
+        memory_bytes: tuning.memory,
+        labels: tuning.labels.iter().cloned().collect(),
+    };
     config
 }
 

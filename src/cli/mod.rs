@@ -5,4 +5,5 @@ pub mod admin;
 pub mod args;
 pub mod daemon;
 pub mod local;
+pub mod orchestration;
 pub mod output;

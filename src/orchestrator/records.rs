@@ -87,9 +87,10 @@ pub struct TaskRecord {
     pub created_unix: u64,
 }
 
-/// What a node's agent last saw of a task.
+/// What a node's agent last saw of a task. Externally tagged (no serde
+/// `tag`/`flatten`): the API carries it in bincode, which cannot read those.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
 pub enum TaskState {
     /// Waiting on the node (image fetch, restart backoff).
     Pending { reason: String },
@@ -130,12 +131,11 @@ impl TaskState {
 pub struct TaskStatus {
     pub task: String,
     pub node: u64,
-    #[serde(flatten)]
     pub state: TaskState,
     /// Times the agent has restarted the container by policy.
     pub restarts: u32,
     pub container_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub ip: Option<String>,
     pub updated_unix: u64,
 }
@@ -215,7 +215,7 @@ mod tests {
     }
 
     #[test]
-    fn task_status_reads_back_with_its_state_inline() {
+    fn task_status_reads_back_from_json_and_bincode() {
         let status = TaskStatus {
             task: "web.0.7".into(),
             node: 2,
@@ -226,7 +226,11 @@ mod tests {
             updated_unix: 10,
         };
         let json = serde_json::to_string(&status).unwrap();
-        assert!(json.contains(r#""state":"exited","code":3"#), "{json}");
+        assert!(json.contains(r#""state":{"exited":{"code":3}}"#), "{json}");
         assert_eq!(serde_json::from_str::<TaskStatus>(&json).unwrap(), status);
+        let config = bincode::config::standard();
+        let bytes = bincode::serde::encode_to_vec(&status, config).unwrap();
+        let (back, _): (TaskStatus, usize) = bincode::serde::decode_from_slice(&bytes, config).unwrap();
+        assert_eq!(back, status);
     }
 }

@@ -1,0 +1,374 @@
+//! `edgectl apply | get | describe | scale | delete` and the node settings
+//! verbs (`node label | cordon | uncordon | drain`).
+
+use std::io::{IsTerminal, Read};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use edgectl::api::{
+    ApiRequest, ApiResponse, ApplyChange, ApplyOutcome, NodeChange, NodeView, ServiceSummary,
+    TaskView,
+};
+use edgectl::model::quantity::{format_cpu_millis, format_memory_bytes};
+use edgectl::orchestrator::records::DesiredState;
+
+use super::admin::call;
+use super::args::{
+    ApplyArgs, Cli, DeleteCommand, DescribeCommand, GetCommand, NodeCommand, OutputFormat,
+    ScaleArgs, WaitArgs,
+};
+use super::output::{self, table, unix_time};
+
+/// How often `--wait` asks for progress.
+const WAIT_POLL: Duration = Duration::from_millis(250);
+
+pub async fn apply(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<()> {
+    let yaml = if args.file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the spec from standard input")?;
+        text
+    } else {
+        std::fs::read_to_string(&args.file)
+            .with_context(|| format!("cannot read {}", args.file.display()))?
+    };
+    let response = call(cli, ApiRequest::Apply { yaml })
+        .await
+        .with_context(|| format!("{} was not applied", args.file.display()))?;
+    let ApiResponse::Applied(outcome) = response else {
+        bail!("unexpected answer")
+    };
+    report_outcome(cli, &outcome)?;
+    wait_if_asked(cli, &outcome.name, &args.wait).await
+}
+
+pub async fn scale(cli: &Cli, args: &ScaleArgs) -> anyhow::Result<()> {
+    let request = ApiRequest::Scale {
+        name: args.name.clone(),
+        replicas: args.replicas,
+    };
+    let ApiResponse::Applied(outcome) = call(cli, request).await? else {
+        bail!("unexpected answer")
+    };
+    report_outcome(cli, &outcome)?;
+    wait_if_asked(cli, &outcome.name, &args.wait).await
+}
+
+fn report_outcome(cli: &Cli, outcome: &ApplyOutcome) -> anyhow::Result<()> {
+    match cli.output {
+        OutputFormat::Table => {
+            let what = match outcome.change {
+                ApplyChange::Created => "created",
+                ApplyChange::Updated => "updated (its tasks are being replaced)",
+                ApplyChange::Scaled => "scaled",
+                ApplyChange::Unchanged => "unchanged",
+            };
+            println!(
+                "service/{} {what}: {} replicas, generation {}",
+                outcome.name, outcome.replicas, outcome.generation
+            );
+            Ok(())
+        }
+        format => output::print(format, outcome, |_| table(&[])),
+    }
+}
+
+async fn wait_if_asked(cli: &Cli, service: &str, wait: &WaitArgs) -> anyhow::Result<()> {
+    if !wait.wait {
+        return Ok(());
+    }
+    let progress = Progress::new(service);
+    let deadline = Instant::now() + wait.timeout;
+    loop {
+        let ApiResponse::Services(services) = call(cli, ApiRequest::GetServices).await? else {
+            bail!("unexpected answer")
+        };
+        let summary = services
+            .iter()
+            .find(|s| s.name == service)
+            .with_context(|| format!("service {service} disappeared while waiting"))?;
+        progress.show(summary);
+        if summary.running == summary.replicas {
+            progress.finish(summary);
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            progress.abandon();
+            bail!(
+                "{service}: {}/{} replicas running after {}; `edgectl describe service {service}` says why",
+                summary.running,
+                summary.replicas,
+                humantime::format_duration(wait.timeout)
+            );
+        }
+        tokio::time::sleep(WAIT_POLL).await;
+    }
+}
+
+/// `--wait`'s display: a bar on a terminal, a line per change otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    last: std::cell::RefCell<String>,
+}
+
+impl Progress {
+    fn new(service: &str) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {pos}/{len} running {msg} ({elapsed})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(service.to_string());
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Progress {
+            bar,
+            last: std::cell::RefCell::new(String::new()),
+        }
+    }
+
+    fn show(&self, summary: &ServiceSummary) {
+        let pending = if summary.pending > 0 {
+            format!("{} pending", summary.pending)
+        } else {
+            String::new()
+        };
+        match &self.bar {
+            Some(bar) => {
+                bar.set_length(u64::from(summary.replicas));
+                bar.set_position(u64::from(summary.running));
+                bar.set_message(pending);
+            }
+            None => {
+                let line = format!(
+                    "{}: {}/{} running {pending}",
+                    summary.name, summary.running, summary.replicas
+                );
+                if *self.last.borrow() != line {
+                    eprintln!("{}", line.trim_end());
+                    *self.last.borrow_mut() = line;
+                }
+            }
+        }
+    }
+
+    fn finish(&self, summary: &ServiceSummary) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+        eprintln!("{}: all {} replicas running", summary.name, summary.replicas);
+    }
+
+    fn abandon(&self) {
+        if let Some(bar) = &self.bar {
+            bar.abandon();
+        }
+    }
+}
+
+pub async fn get(cli: &Cli, command: &GetCommand) -> anyhow::Result<()> {
+    match command {
+        GetCommand::Services => {
+            let ApiResponse::Services(services) = call(cli, ApiRequest::GetServices).await? else {
+                bail!("unexpected answer")
+            };
+            output::print(cli.output, &services, |services| {
+                let mut t = table(&["NAME", "IMAGE", "REPLICAS", "PENDING", "GENERATION", "UPDATED"]);
+                for s in services {
+                    t.add_row(vec![
+                        s.name.clone(),
+                        s.image.clone(),
+                        format!("{}/{}", s.running, s.replicas),
+                        s.pending.to_string(),
+                        s.generation.to_string(),
+                        unix_time(s.updated_unix),
+                    ]);
+                }
+                t
+            })
+        }
+        GetCommand::Tasks { service } => {
+            let request = ApiRequest::GetTasks {
+                service: service.clone(),
+            };
+            let ApiResponse::Tasks(tasks) = call(cli, request).await? else {
+                bail!("unexpected answer")
+            };
+            output::print(cli.output, &tasks, |tasks| tasks_table(tasks))
+        }
+        GetCommand::Nodes => {
+            let ApiResponse::NodeViews(nodes) = call(cli, ApiRequest::GetNodes).await? else {
+                bail!("unexpected answer")
+            };
+            output::print(cli.output, &nodes, |nodes| nodes_table(nodes))
+        }
+    }
+}
+
+fn tasks_table(tasks: &[TaskView]) -> comfy_table::Table {
+    let mut t = table(&["TASK", "SERVICE", "NODE", "DESIRED", "STATE", "RESTARTS", "IP", "MESSAGE"]);
+    for task in tasks {
+        t.add_row(vec![
+            task.id.clone(),
+            task.service.clone(),
+            task.node.clone().unwrap_or_else(|| "-".into()),
+            match task.desired {
+                DesiredState::Running => "running".into(),
+                DesiredState::Shutdown => "shutdown".to_string(),
+            },
+            task.state_word(),
+            task.restarts.to_string(),
+            task.ip.clone().unwrap_or_default(),
+            task.message(),
+        ]);
+    }
+    t
+}
+
+fn nodes_table(nodes: &[NodeView]) -> comfy_table::Table {
+    let mut t = table(&["ID", "NAME", "STATUS", "CPU (ALLOC/CAP)", "MEMORY (ALLOC/CAP)", "TASKS", "LABELS"]);
+    for n in nodes {
+        let mut status = vec![if n.ready { "ready" } else { "lapsed" }];
+        if n.draining {
+            status.push("draining");
+        } else if n.cordoned {
+            status.push("cordoned");
+        }
+        if n.leader {
+            status.push("leader");
+        }
+        t.add_row(vec![
+            n.id.to_string(),
+            n.name.clone(),
+            status.join(","),
+            format!(
+                "{}/{}",
+                format_cpu_millis(n.cpu_allocated_millis),
+                format_cpu_millis(n.cpu_millis)
+            ),
+            format!(
+                "{}/{}",
+                format_memory_bytes(n.memory_allocated_bytes),
+                format_memory_bytes(n.memory_bytes)
+            ),
+            format!("{} ({} running)", n.tasks, n.running_containers),
+            n.labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        ]);
+    }
+    t
+}
+
+pub async fn describe(cli: &Cli, command: &DescribeCommand) -> anyhow::Result<()> {
+    let DescribeCommand::Service { name } = command;
+    let request = ApiRequest::DescribeService { name: name.clone() };
+    let ApiResponse::Service(description) = call(cli, request).await? else {
+        bail!("unexpected answer")
+    };
+    if cli.output != OutputFormat::Table {
+        return output::print(cli.output, &description, |_| table(&[]));
+    }
+    let s = &description.summary;
+    println!("Name:        {}", s.name);
+    println!("Image:       {}", s.image);
+    println!("Replicas:    {} wanted, {} running, {} pending", s.replicas, s.running, s.pending);
+    println!("Generation:  {}", s.generation);
+    println!("Updated:     {}", unix_time(s.updated_unix));
+    println!("\nSpec:");
+    for line in description.spec_yaml.lines() {
+        println!("  {line}");
+    }
+    println!("\nTasks:");
+    println!("{}", tasks_table(&description.tasks));
+    println!("\nEvents:");
+    if description.events.is_empty() {
+        println!("  (none)");
+    }
+    for event in &description.events {
+        println!("  {}  {}", unix_time(event.unix), event.message);
+    }
+    Ok(())
+}
+
+pub async fn delete(cli: &Cli, command: &DeleteCommand) -> anyhow::Result<()> {
+    let DeleteCommand::Service { name } = command;
+    let request = ApiRequest::DeleteService { name: name.clone() };
+    let ApiResponse::ServiceDeleted = call(cli, request).await? else {
+        bail!("unexpected answer")
+    };
+    if cli.output == OutputFormat::Table {
+        println!("service/{name} deleted; its tasks are being stopped");
+    }
+    Ok(())
+}
+
+/// `node label | cordon | uncordon | drain`.
+pub async fn node_change(cli: &Cli, command: &NodeCommand) -> anyhow::Result<()> {
+    let (node, change) = match command {
+        NodeCommand::Ls => bail!("`node ls` is not a change"),
+        NodeCommand::Label { node, labels } => (node, parse_label_changes(labels)?),
+        NodeCommand::Cordon { node } => (node, NodeChange::Cordon),
+        NodeCommand::Uncordon { node } => (node, NodeChange::Uncordon),
+        NodeCommand::Drain { node, .. } => (node, NodeChange::Drain),
+    };
+    let request = ApiRequest::UpdateNode {
+        node: node.clone(),
+        change,
+    };
+    let ApiResponse::NodeUpdated(view) = call(cli, request).await? else {
+        bail!("unexpected answer")
+    };
+    output::print(cli.output, &view, |view| nodes_table(std::slice::from_ref(view)))?;
+    if let NodeCommand::Drain {
+        wait: true,
+        timeout,
+        ..
+    } = command
+    {
+        wait_drained(cli, view.id, &view.name, *timeout).await?;
+    }
+    Ok(())
+}
+
+async fn wait_drained(cli: &Cli, id: u64, name: &str, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let ApiResponse::Tasks(tasks) = call(cli, ApiRequest::GetTasks { service: None }).await?
+        else {
+            bail!("unexpected answer")
+        };
+        let left = tasks.iter().filter(|t| t.node_id == Some(id)).count();
+        if left == 0 {
+            eprintln!("{name}: drained");
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("{name}: {left} tasks still on the node after {}", humantime::format_duration(timeout));
+        }
+        tokio::time::sleep(WAIT_POLL).await;
+    }
+}
+
+fn parse_label_changes(labels: &[String]) -> anyhow::Result<NodeChange> {
+    let mut set = std::collections::BTreeMap::new();
+    let mut remove = Vec::new();
+    for label in labels {
+        if let Some((key, value)) = label.split_once('=') {
+            set.insert(key.to_string(), value.to_string());
+        } else if let Some(key) = label.strip_suffix('-') {
+            remove.push(key.to_string());
+        } else {
+            bail!("{label:?}: expected KEY=VALUE to set a label or KEY- to remove one");
+        }
+    }
+    Ok(NodeChange::Label { set, remove })
+}
