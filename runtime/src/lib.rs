@@ -33,7 +33,7 @@ pub use cgroup::CgroupLayout;
 pub use container::{ContainerInfo, ContainerState, ExecOutput, EXEC_OUTPUT_BYTES_MAX};
 pub use digest::Digest;
 pub use error::{Error, Result};
-pub use image::{GcReport, ImageConfig, ImageInfo, ImageStore, LayerInfo};
+pub use image::{GcReport, ImageConfig, ImageInfo, ImageStore, LayerInfo, PartialBlob};
 pub use logs::{LogLine, Stream};
 pub use monitor::ExitStatus;
 pub use network::host_veth_name;

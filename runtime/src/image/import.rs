@@ -199,6 +199,80 @@ pub(super) fn import(store: &ImageStore, path: &Path) -> Result<Vec<Digest>> {
     Ok(images.into_iter().map(|i| i.id).collect())
 }
 
+/// Adds an image whose manifest, config and layer blobs are all in the
+/// store's blob directory already (fetched from a peer): the same checks as
+/// an archive import (media types, sizes, digests, diff ids), then the
+/// missing layers are unpacked and `index.json` names the image. The caller
+/// holds the store lock. On error, the layers unpacked here are removed and
+/// the index is untouched; the blobs stay (verified, unreferenced: reusable
+/// by the next attempt, removed by gc).
+pub(super) fn import_from_blobs(
+    store: &ImageStore,
+    manifest_digest: &Digest,
+    refs: &[String],
+) -> Result<Digest> {
+    // The store's own image layout is a directory source like any other:
+    // its blobs sit at `blobs/sha256/<hex>`, where the import code looks.
+    let images_dir = store.images_dir();
+    let source = Source {
+        archive: images_dir.clone(),
+        root: images_dir,
+        staged: false,
+        links: HashMap::new(),
+        digests: HashMap::new(),
+    };
+    let manifest_path = store.blob_file(manifest_digest);
+    let manifest_size = match fs::metadata(&manifest_path) {
+        Ok(meta) => meta.len(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(Error::MissingBlob {
+                what: format!("manifest {manifest_digest}"),
+            })
+        }
+        Err(e) => return Err(e).ctx("stat blob", &manifest_path),
+    };
+    let descriptor = Descriptor {
+        media_type: oci::MEDIA_MANIFEST.to_owned(),
+        digest: manifest_digest.clone(),
+        size: manifest_size,
+        annotations: None,
+        platform: None,
+    };
+    let manifest: Manifest = read_verified(&source, &descriptor, "manifest")?;
+    if let Some(media_type) = &manifest.media_type {
+        if oci::manifest_kind(media_type) != Some(ManifestKind::Manifest) {
+            return Err(Error::UnknownMediaType {
+                what: format!("manifest {manifest_digest}"),
+                media_type: media_type.clone(),
+            });
+        }
+    }
+    let refs = refs.iter().map(|r| super::normalize_ref(r)).collect();
+    let image = pending_from_manifest(
+        &source,
+        manifest_digest.clone(),
+        manifest_size,
+        refs,
+        manifest,
+        None,
+    )?;
+    let mut txn = Txn {
+        added: Vec::new(),
+        committed: false,
+    };
+    for blob in &image.blobs {
+        // Every blob is in place already: this hashes it and checks digest
+        // and size against the manifest, and copies nothing.
+        ingest_blob(store, &source, blob, &mut txn)?;
+    }
+    unpack_layers(store, &image, &mut txn)?;
+    let mut index = store.read_index()?;
+    add_to_index(&mut index, &image);
+    store.write_index(&index)?;
+    txn.committed = true;
+    Ok(image.id)
+}
+
 struct StagingGuard(PathBuf);
 
 impl Drop for StagingGuard {
@@ -666,7 +740,7 @@ fn ingest_blob(
     blob: &PendingBlob,
     txn: &mut Txn,
 ) -> Result<()> {
-    let dest = store.blob_path(&blob.digest);
+    let dest = store.blob_file(&blob.digest);
     if let Some(content) = &blob.content {
         if !dest.exists() {
             fsutil::write_atomic(&dest, content)?;
@@ -736,7 +810,7 @@ fn unpack_layers(store: &ImageStore, image: &PendingImage, txn: &mut Txn) -> Res
         }
         let tmp = store.tmp_dir().join(unique_name("layer"));
         fs::create_dir(&tmp).ctx("create directory", &tmp)?;
-        let result = unpack_layer(&store.blob_path(&layer.digest), &tmp, &layer.digest)
+        let result = unpack_layer(&store.blob_file(&layer.digest), &tmp, &layer.digest)
             .and_then(|actual| verify(&format!("layer {i} diff id"), diff_id, &actual, None, 0));
         if let Err(e) = result {
             let _ = fs::remove_dir_all(&tmp);

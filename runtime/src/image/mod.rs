@@ -10,7 +10,10 @@
 
 mod import;
 pub(crate) mod oci;
+mod partial;
 mod unpack;
+
+pub use partial::PartialBlob;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -122,6 +125,14 @@ impl ImageStore {
             let _lock = store.lock()?;
             if let Ok(entries) = fs::read_dir(store.tmp_dir()) {
                 for entry in entries.flatten() {
+                    // Partial blobs are kept: a fetch resumes from them.
+                    if entry
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with(partial::PARTIAL_PREFIX)
+                    {
+                        continue;
+                    }
                     let path = entry.path();
                     let _ = fs::remove_dir_all(&path).or_else(|_| fs::remove_file(&path));
                 }
@@ -136,7 +147,7 @@ impl ImageStore {
     fn blob_dir(&self) -> PathBuf {
         self.images_dir().join("blobs").join("sha256")
     }
-    pub(crate) fn blob_path(&self, digest: &Digest) -> PathBuf {
+    pub(crate) fn blob_file(&self, digest: &Digest) -> PathBuf {
         self.blob_dir().join(digest.hex())
     }
     fn layers_dir(&self) -> PathBuf {
@@ -178,7 +189,7 @@ impl ImageStore {
     }
 
     fn read_json<T: serde::de::DeserializeOwned>(&self, digest: &Digest, what: &str) -> Result<T> {
-        let path = self.blob_path(digest);
+        let path = self.blob_file(digest);
         let bytes = fs::read(&path).ctx("read blob", &path)?;
         serde_json::from_slice(&bytes).map_err(|source| Error::Json {
             what: format!("{what} {digest}"),
@@ -197,6 +208,45 @@ impl ImageStore {
             infos.push(self.info_unlocked(&id)?);
         }
         Ok(infos)
+    }
+
+    /// The file of a blob the store holds (verified when it entered), for
+    /// serving it to peers; None when the store does not hold it.
+    pub fn blob_path(&self, digest: &Digest) -> Option<PathBuf> {
+        let path = self.blob_file(digest);
+        path.is_file().then_some(path)
+    }
+
+    /// The partial file of a blob being received (created empty if absent),
+    /// to resume a transfer from its length. One writer per digest at a time.
+    pub fn partial_blob(&self, digest: &Digest) -> Result<PartialBlob> {
+        PartialBlob::open(self, digest)
+    }
+
+    /// Adds the image whose manifest is `manifest` once its manifest, config
+    /// and layer blobs are all in the blob directory (see `partial_blob`):
+    /// verified like an archive import, missing layers unpacked, named
+    /// `refs` in the index. All-or-nothing for the index and the layers.
+    pub fn import_from_blobs(&self, manifest: &Digest, refs: &[String]) -> Result<ImageInfo> {
+        let _lock = self.lock()?;
+        let id = import::import_from_blobs(self, manifest, refs)?;
+        self.info_unlocked(&id)
+    }
+
+    /// The blobs of an image held in the store: manifest, config, then the
+    /// layers bottom first, each with its size in bytes.
+    pub fn blobs_of(&self, id: &Digest) -> Result<Vec<(Digest, u64)>> {
+        let manifest_path = self.blob_file(id);
+        let manifest_size = fs::metadata(&manifest_path)
+            .ctx("stat blob", &manifest_path)?
+            .len();
+        let manifest: Manifest = self.read_json(id, "manifest")?;
+        let mut blobs = vec![
+            (id.clone(), manifest_size),
+            (manifest.config.digest.clone(), manifest.config.size),
+        ];
+        blobs.extend(manifest.layers.iter().map(|l| (l.digest.clone(), l.size)));
+        Ok(blobs)
     }
 
     /// Every image in the store, sorted by first name.
@@ -247,8 +297,8 @@ impl ImageStore {
                     .cloned()
             })
             .collect();
-        let manifest_size = fs::metadata(self.blob_path(id))
-            .ctx("stat blob", self.blob_path(id))?
+        let manifest_size = fs::metadata(self.blob_file(id))
+            .ctx("stat blob", self.blob_file(id))?
             .len();
         let manifest: Manifest = self.read_json(id, "manifest")?;
         let config_file: ConfigFile = self.read_json(&manifest.config.digest, "config")?;
@@ -345,6 +395,18 @@ impl ImageStore {
                 report.bytes_freed += entry.metadata().map(|m| m.len()).unwrap_or(0);
                 fsutil::remove_file_if_exists(&entry.path())?;
                 report.blobs_removed += 1;
+            }
+        }
+        // Partial blobs nobody has resumed for a long time; recent ones may
+        // belong to a transfer in progress (possibly in another process).
+        let now = std::time::SystemTime::now();
+        if let Ok(entries) = fs::read_dir(self.tmp_dir()) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if partial::is_stale_partial(&name, &entry.path(), now) {
+                    report.bytes_freed += entry.metadata().map(|m| m.len()).unwrap_or(0);
+                    fsutil::remove_file_if_exists(&entry.path())?;
+                }
             }
         }
         let layers_dir = self.layers_dir();

@@ -4,6 +4,7 @@
 
 mod adoption;
 mod bad_input;
+mod blob_ingest;
 mod containers;
 mod images;
 mod network;
