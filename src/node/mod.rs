@@ -226,7 +226,7 @@ impl Node {
         .map_err(|e| NodeError::Raft(e.to_string()))?;
 
         let runtime = if config.agent.enabled {
-            Some(open_runtime(&data_dir, identity.node_id).await?)
+            Some(open_runtime(&data_dir, &identity).await?)
         } else {
             None
         };
@@ -668,14 +668,18 @@ fn openraft_config(
 }
 
 /// Opens this node's container runtime. Each node gets a cgroup parent of
-/// its own, so several nodes can share one machine (tests, the demo).
-async fn open_runtime(data_dir: &DataDir, node_id: NodeId) -> Result<Arc<runtime::Runtime>, NodeError> {
+/// its own (`edgectl-<cluster>-n<id>`), so several nodes, even of several
+/// clusters, can share one machine (tests, the demo).
+async fn open_runtime(
+    data_dir: &DataDir,
+    identity: &NodeIdentity,
+) -> Result<Arc<runtime::Runtime>, NodeError> {
     let root = std::path::absolute(data_dir.root()).map_err(|e| NodeError::Runtime(format!(
         "data dir {}: {e}",
         data_dir.root().display()
     )))?;
     let options = runtime::RuntimeOptions {
-        cgroup_parent: format!("edgectl-n{node_id}"),
+        cgroup_parent: cgroup_parent(identity),
         ..Default::default()
     };
     tokio::task::spawn_blocking(move || runtime::Runtime::open(&root, options))
@@ -685,6 +689,17 @@ async fn open_runtime(data_dir: &DataDir, node_id: NodeId) -> Result<Arc<runtime
         .map_err(|e| NodeError::Runtime(format!(
             "{e}; run as root on a host with cgroups, or start a control-plane-only node with --no-agent"
         )))
+}
+
+/// The cgroup every container of this node lives under.
+pub fn cgroup_parent(identity: &NodeIdentity) -> String {
+    let cluster: String = identity
+        .cluster_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(8)
+        .collect();
+    format!("edgectl-{cluster}-n{}", identity.node_id)
 }
 
 fn load_tls(data_dir: &DataDir) -> Result<TlsIdentity, NodeError> {
