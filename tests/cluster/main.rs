@@ -10,6 +10,7 @@ mod failover;
 mod formation;
 mod membership;
 mod moved;
+mod orchestration;
 mod partition;
 mod restart;
 
@@ -34,6 +35,48 @@ pub struct EdgeCluster {
     token: Option<String>,
     /// Extra flags for every `init`/`join`/`serve`.
     node_flags: Vec<String>,
+    /// Extra flags for one node's `init`/`join`/`serve`.
+    per_node_flags: std::collections::BTreeMap<usize, Vec<String>>,
+}
+
+impl Drop for EdgeCluster {
+    /// Node processes first (the harness), then the containers they left:
+    /// containers outlive their daemon by design (no shim), so the test
+    /// removes them, their mounts and cgroups through the runtime crate.
+    fn drop(&mut self) {
+        self.net.teardown();
+        for i in 1..=self.net.nodes() {
+            remove_containers(&self.data_dir(i));
+        }
+    }
+}
+
+/// Stops and deletes every container of the node whose data dir is `dir`.
+fn remove_containers(dir: &std::path::Path) {
+    let data = edgectl::paths::DataDir::new(dir);
+    let Ok(identity) = data.read_identity() else {
+        return;
+    };
+    if !dir.join("runtime").exists() {
+        return;
+    }
+    let options = runtime::RuntimeOptions {
+        cgroup_parent: edgectl::node::cgroup_parent(&identity),
+        ..Default::default()
+    };
+    let rt = match runtime::Runtime::open(dir, options) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cleanup of {}: {e}", dir.display());
+            return;
+        }
+    };
+    for container in rt.list().unwrap_or_default() {
+        let _ = rt.stop(&container.id, Duration::ZERO);
+        if let Err(e) = rt.delete(&container.id) {
+            eprintln!("cleanup of container {}: {e}", container.id);
+        }
+    }
 }
 
 impl EdgeCluster {
@@ -53,7 +96,14 @@ impl EdgeCluster {
             bin: edgectl_bin(env!("CARGO_BIN_EXE_edgectl")),
             token: None,
             node_flags: flags.iter().map(|s| s.to_string()).collect(),
+            per_node_flags: Default::default(),
         }
+    }
+
+    /// Extra flags for node `i` only (after the cluster-wide ones, so they win).
+    pub fn set_node_flags(&mut self, i: usize, flags: &[&str]) {
+        self.per_node_flags
+            .insert(i, flags.iter().map(|s| s.to_string()).collect());
     }
 
     pub fn data_dir(&self, i: usize) -> PathBuf {
@@ -89,6 +139,7 @@ impl EdgeCluster {
         ];
         command.extend(verb.iter().cloned());
         command.extend(self.node_flags.iter().cloned());
+        command.extend(self.per_node_flags.get(&i).into_iter().flatten().cloned());
         command
     }
 

@@ -366,9 +366,18 @@ impl NetnsCluster {
 
 impl Drop for NetnsCluster {
     fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+impl NetnsCluster {
+    /// Kills every process and removes the namespaces, printing the node logs'
+    /// tails if the test is failing. Never panics (it runs while unwinding).
+    pub fn teardown(&mut self) {
         if self.is_down {
             return;
         }
+        self.is_down = true;
         if std::thread::panicking() {
             // The test failed: what the processes said is the best clue.
             self.print_log_tails();
@@ -471,4 +480,31 @@ pub fn wait_until<O: Observation>(
         }
         std::thread::sleep(WAIT_POLL_INTERVAL.min(deadline - now));
     }
+}
+
+/// The test images (busybox.tar, httpd.tar), built once per target dir by
+/// scripts/build-images.sh and shared by every test binary.
+pub fn test_images_dir(target_tmpdir: &str) -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let tmp = Path::new(target_tmpdir);
+        let out = tmp.join("edgectl-test-images");
+        if out.join("busybox.tar").exists() && out.join("httpd.tar").exists() {
+            return out;
+        }
+        let staging = tmp.join(format!("edgectl-test-images-{}", std::process::id()));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-images.sh");
+        let status = Command::new("bash")
+            .arg(script)
+            .arg(&staging)
+            .status()
+            .expect("run scripts/build-images.sh");
+        assert!(status.success(), "scripts/build-images.sh failed");
+        // Another test binary may have finished first: either copy will do.
+        if std::fs::rename(&staging, &out).is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        out
+    })
+    .clone()
 }

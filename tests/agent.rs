@@ -1,0 +1,411 @@
+//! The node agent end to end, in process: a one-node cluster (real RocksDB,
+//! real Raft, real QUIC on 127.0.0.1), the busybox image in its store, and
+//! the task records the leader's controller would write, written straight
+//! into the store. The agent must run real containers (as root) to match,
+//! restart them by policy, stop shut-down and orphaned ones, and publish
+//! statuses and its node's capacity.
+//!
+//! `init_data_dir` touches nothing outside the data dir (only the CLI's
+//! `init` writes under $HOME), so the test needs no $HOME isolation; it does
+//! not set environment variables either (see ARCHITECTURE, fork safety).
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use edgectl::agent::{LABEL_SERVICE, LABEL_TASK};
+use edgectl::model::parse_service;
+use edgectl::node::{init_data_dir, Node, NodeConfig};
+use edgectl::orchestrator::records::{
+    node_capacity_key, service_key, task_key, task_status_key, DesiredState, NodeCapacity,
+    ServiceRecord, TaskRecord, TaskState, TaskStatus, TASK_STATUS_PREFIX,
+};
+use edgectl::paths::DataDir;
+use raft::{KvOp, Txn, WatchEvent};
+
+/// Generous: two cores shared with every other build and test.
+const CONVERGE: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(100);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn agent_runs_restarts_stops_and_reports_real_containers() {
+    assert!(
+        nix_is_root(),
+        "the agent test needs root: it runs real containers"
+    );
+    let fixture = Fixture::start().await;
+    let scenario = tokio::spawn(scenario(fixture.node.clone(), fixture.prefix.clone()));
+    let outcome = scenario.await;
+    fixture.finish().await;
+    if let Err(error) = outcome {
+        std::panic::resume_unwind(error.into_panic());
+    }
+}
+
+async fn scenario(node: Node, prefix: String) {
+    let me = node.id();
+    let runtime = node.runtime().expect("agent enabled").clone();
+
+    // Capacity: the configured CPU, the machine's memory, the labels.
+    let capacity: NodeCapacity = wait_for("the node capacity record", || {
+        get_json(&node, &node_capacity_key(me))
+    })
+    .await;
+    assert_eq!(capacity.cpu_millis, 1500);
+    assert!(capacity.memory_bytes > 0, "{capacity:?}");
+    assert_eq!(capacity.labels.get("zone").map(String::as_str), Some("test"));
+
+    let run = format!("{prefix}-run");
+    let crash = format!("{prefix}-crash");
+    let once = format!("{prefix}-once");
+    // PID 1 ignores SIGTERM unless it traps it: exit on TERM so a stop
+    // does not wait out the whole grace.
+    let long_running = r#"[/bin/sh, -c, "trap 'exit 0' TERM; while true; do sleep 1; done"]"#;
+    let services = [
+        service(&run, 2, "always", long_running),
+        service(&crash, 1, "always", r#"[/bin/sh, -c, "exit 3"]"#),
+        service(&once, 1, "never", r#"[/bin/sh, -c, "exit 3"]"#),
+    ];
+    let mut txn = Txn::default();
+    let mut tasks = BTreeMap::new();
+    for record in &services {
+        let name = record.spec.metadata.name.clone();
+        put_json(&mut txn, &service_key(&name), record);
+        for slot in 0..record.spec.spec.replicas {
+            let task = task(record, slot, me);
+            put_json(&mut txn, &task_key(&task.id), &task);
+            tasks.insert((name.clone(), slot), task);
+        }
+    }
+    node.write_system(txn).await.expect("write services and tasks");
+    let run0 = tasks[&(run.clone(), 0)].clone();
+    let run1 = tasks[&(run.clone(), 1)].clone();
+    let crash0 = tasks[&(crash.clone(), 0)].clone();
+    let once0 = tasks[&(once.clone(), 0)].clone();
+
+    // Both replicas of `run` run: in the store and in the runtime.
+    for task in [&run0, &run1] {
+        wait_for(&format!("{} running", task.id), || {
+            status(&node, &task.id).filter(|s| s.state == TaskState::Running && s.node == me)
+        })
+        .await;
+        let info = runtime.info(&task.id).expect("container of a running task");
+        assert_eq!(info.state, runtime::ContainerState::Running);
+        assert_eq!(info.spec.labels[LABEL_TASK], task.id);
+        assert_eq!(info.spec.labels[LABEL_SERVICE], run);
+    }
+
+    // `always`: a container that exits is restarted, again and again.
+    wait_for("the crashing task restarted twice", || {
+        status(&node, &crash0.id).filter(|s| s.restarts >= 2)
+    })
+    .await;
+
+    // `never`: the exit is reported and the container is left as it ended.
+    let exited = wait_for("the run-once task exited with code 3", || {
+        status(&node, &once0.id).filter(|s| s.state == TaskState::Exited { code: 3 })
+    })
+    .await;
+    assert_eq!(exited.restarts, 0);
+    let first = runtime.info(&once0.id).expect("the exited container is kept");
+    assert_eq!(first.state, runtime::ContainerState::Exited);
+    // Several passes later (the crashing task restarted twice more in the
+    // meantime, so the agent did look) it still has not been restarted.
+    let crash_restarts = status(&node, &crash0.id).map_or(0, |s| s.restarts);
+    wait_for("the crashing task restarted twice more", || {
+        status(&node, &crash0.id).filter(|s| s.restarts >= crash_restarts + 2)
+    })
+    .await;
+    let later = runtime.info(&once0.id).expect("the exited container is kept");
+    assert_eq!(later.created_unix_ms, first.created_unix_ms, "it was recreated");
+    assert_eq!(status(&node, &once0.id).map(|s| s.restarts), Some(0));
+
+    // Shutdown: scale `run` to 1 and shut its slot 1 down, as the
+    // controller does. The container goes and the status says Stopped
+    // (the controller may then delete the task and its status: watch).
+    let mut statuses = node
+        .kv()
+        .watch(TASK_STATUS_PREFIX.as_bytes(), 0)
+        .expect("watch statuses");
+    let mut scaled = services[0].clone();
+    scaled.spec.spec.replicas = 1;
+    let mut shut = run1.clone();
+    shut.desired = DesiredState::Shutdown;
+    shut.shutdown_reason = Some("scaled down to 1 replicas".into());
+    let mut txn = Txn::default();
+    put_json(&mut txn, &service_key(&run), &scaled);
+    put_json(&mut txn, &task_key(&shut.id), &shut);
+    node.write_system(txn).await.expect("shut a task down");
+    let stopped_key = task_status_key(&run1.id).into_bytes();
+    let stopped = tokio::time::timeout(CONVERGE, async {
+        loop {
+            let event = statuses.next().await.expect("status watch");
+            if let WatchEvent::Put(kv) = event {
+                if kv.key == stopped_key {
+                    let status: TaskStatus = serde_json::from_slice(&kv.value).unwrap();
+                    if status.state.is_terminal() {
+                        return status;
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .expect("a terminal status for the shut-down task");
+    assert_eq!(stopped.state, TaskState::Stopped);
+    wait_for("the shut-down task's container deleted", || {
+        matches!(
+            runtime.info(&run1.id),
+            Err(runtime::Error::ContainerNotFound { .. })
+        )
+        .then_some(())
+    })
+    .await;
+    assert_eq!(
+        runtime.info(&run0.id).map(|info| info.state).ok(),
+        Some(runtime::ContainerState::Running),
+        "the other replica is untouched"
+    );
+
+    // A task record deleted (its service with it): its container is
+    // removed as an extra, and the agent drops its status.
+    let mut txn = Txn::default();
+    txn.success.push(KvOp::Delete {
+        key: service_key(&crash).into_bytes(),
+    });
+    txn.success.push(KvOp::Delete {
+        key: task_key(&crash0.id).into_bytes(),
+    });
+    node.write_system(txn).await.expect("delete a task");
+    wait_for("the deleted task's container removed", || {
+        matches!(
+            runtime.info(&crash0.id),
+            Err(runtime::Error::ContainerNotFound { .. })
+        )
+        .then_some(())
+    })
+    .await;
+    wait_for("the deleted task's status removed", || {
+        status(&node, &crash0.id).is_none().then_some(())
+    })
+    .await;
+
+    // Whatever runs is what the store says runs.
+    let running: Vec<String> = runtime
+        .list()
+        .unwrap()
+        .into_iter()
+        .filter(|info| info.spec.labels.get(LABEL_SERVICE).is_some_and(|s| s.starts_with(&prefix)))
+        .filter(|info| info.state == runtime::ContainerState::Running)
+        .map(|info| info.id)
+        .collect();
+    assert_eq!(running, vec![run0.id.clone()]);
+}
+
+fn service(name: &str, replicas: u32, restart: &str, command: &str) -> ServiceRecord {
+    let yaml = format!(
+        "apiVersion: edgectl/v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  \
+         image: busybox:latest\n  command: {command}\n  replicas: {replicas}\n  \
+         network: host\n  resources:\n    limits: {{memory: 32Mi}}\n  restartPolicy:\n    \
+         condition: {restart}\n    backoff: {{initial: 100ms, max: 200ms}}\n"
+    );
+    ServiceRecord {
+        spec: parse_service(&yaml).unwrap(),
+        generation: 1,
+        created_unix: 1,
+        updated_unix: 1,
+    }
+}
+
+fn task(service: &ServiceRecord, slot: u32, node: u64) -> TaskRecord {
+    let name = &service.spec.metadata.name;
+    TaskRecord {
+        id: format!("{name}.{slot}.1"),
+        service: name.clone(),
+        slot,
+        generation: service.generation,
+        spec: service.spec.clone(),
+        node: Some(node),
+        desired: DesiredState::Running,
+        pending_reason: None,
+        shutdown_reason: None,
+        created_unix: 1,
+    }
+}
+
+fn put_json<T: serde::Serialize>(txn: &mut Txn, key: &str, value: &T) {
+    txn.success.push(KvOp::Put {
+        key: key.as_bytes().to_vec(),
+        value: serde_json::to_vec(value).unwrap(),
+    });
+}
+
+fn get_json<T: serde::de::DeserializeOwned>(node: &Node, key: &str) -> Option<T> {
+    let kv = node.kv().get(key.as_bytes()).unwrap()?;
+    Some(serde_json::from_slice(&kv.value).unwrap())
+}
+
+fn status(node: &Node, task: &str) -> Option<TaskStatus> {
+    get_json(node, &task_status_key(task))
+}
+
+/// Polls `check` until it yields, or fails after `CONVERGE`.
+async fn wait_for<T: Debug>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn nix_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A one-node cluster in a temp dir, the busybox image imported.
+struct Fixture {
+    node: Node,
+    prefix: String,
+    guard: Cleanup,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn start() -> Fixture {
+        let dir = tempfile::Builder::new()
+            .prefix("edgectl-agent-")
+            .tempdir()
+            .unwrap();
+        let data = DataDir::new(dir.path().join("node"));
+        let listen = free_udp_addr();
+        init_data_dir(&data, "agent-test", &listen, &listen).unwrap();
+        let mut config = NodeConfig::new(data);
+        config.agent.cpu_millis = Some(1500);
+        config.agent.labels = [("zone".to_string(), "test".to_string())].into();
+        let node = Node::start(config).await.unwrap();
+        let runtime = node.runtime().expect("agent enabled").clone();
+        let prefix = format!("agt{}", std::process::id());
+        let guard = Cleanup {
+            runtime: runtime.clone(),
+            prefix: prefix.clone(),
+            cgroup_parent: format!("edgectl-n{}", node.id()),
+        };
+        let image = images_dir().join("busybox.tar");
+        tokio::task::spawn_blocking(move || runtime.images().import(&image).unwrap())
+            .await
+            .unwrap();
+        Fixture {
+            node,
+            prefix,
+            guard,
+            _dir: dir,
+        }
+    }
+
+    /// Stops the node (its agent leaves containers running), then removes
+    /// every container the test made and checks nothing is left.
+    async fn finish(self) {
+        self.node.shutdown().await;
+        let guard = self.guard;
+        let runtime = guard.runtime.clone();
+        let prefix = guard.prefix.clone();
+        tokio::task::spawn_blocking(move || {
+            guard.clean();
+            let left: Vec<String> = runtime
+                .list()
+                .unwrap()
+                .into_iter()
+                .filter(|info| ours(info, &prefix))
+                .map(|info| info.id)
+                .collect();
+            assert!(left.is_empty(), "containers left: {left:?}");
+            drop(guard);
+        })
+        .await
+        .unwrap();
+    }
+}
+
+fn ours(info: &runtime::ContainerInfo, prefix: &str) -> bool {
+    info.spec
+        .labels
+        .get(LABEL_SERVICE)
+        .is_some_and(|service| service.starts_with(prefix))
+}
+
+/// Deletes the test's containers and the node's cgroup parent, on every
+/// exit path (Drop).
+struct Cleanup {
+    runtime: Arc<runtime::Runtime>,
+    prefix: String,
+    cgroup_parent: String,
+}
+
+impl Cleanup {
+    fn clean(&self) {
+        // Twice, a moment apart: an agent pass in flight when the node shut
+        // down may still have created one.
+        for round in 0..2 {
+            if round > 0 {
+                std::thread::sleep(Duration::from_millis(1500));
+            }
+            for info in self.runtime.list().unwrap_or_default() {
+                if ours(&info, &self.prefix) {
+                    let _ = self.runtime.stop(&info.id, Duration::from_secs(2));
+                    if let Err(error) = self.runtime.delete(&info.id) {
+                        eprintln!("cleanup: delete {}: {error}", info.id);
+                    }
+                }
+            }
+        }
+        if let Some(layout) = self.runtime.cgroup_layout() {
+            for dir in layout.all_dirs(&format!("/{}", self.cgroup_parent)) {
+                // Fails (and stays) only if another test's node still uses it.
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        self.clean();
+    }
+}
+
+/// A loopback UDP port free right now (QUIC listens on UDP).
+fn free_udp_addr() -> String {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap().to_string()
+}
+
+/// The busybox archives, built once per target dir by
+/// scripts/build-images.sh (as runtime/tests/it does) and reused.
+fn images_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let out = tmp.join("edgectl-rt-images");
+        if out.join("busybox.tar").exists() {
+            return out;
+        }
+        let staging = tmp.join(format!("edgectl-rt-images-{}", std::process::id()));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-images.sh");
+        let status = std::process::Command::new("bash")
+            .arg(script)
+            .arg(&staging)
+            .status()
+            .unwrap();
+        assert!(status.success(), "build-images.sh failed");
+        if std::fs::rename(&staging, &out).is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        out
+    })
+}

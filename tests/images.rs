@@ -1,0 +1,416 @@
+//! Images cluster-wide, end to end in process: a two-node cluster (real
+//! RocksDB, real QUIC with mutual TLS on loopback, real image stores), an
+//! image imported on node A and fetched blob by blob by node B from A over
+//! the blob ALPN. Needs root (each node opens a container runtime).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use edgectl::api::{ApiRequest, ApiResponse};
+use edgectl::images::{self, ClusterImage, ImageError};
+use edgectl::node::{init_data_dir, join_data_dir, Node, NodeConfig};
+use edgectl::paths::DataDir;
+use runtime::Digest;
+
+/// Generous: two cores shared with every other build and test.
+const CONVERGE: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(50);
+
+/// Every node of every test here opens a runtime with the cgroup parent
+/// `edgectl-n<id>`, and node ids restart at 1 in each cluster: one cluster
+/// at a time.
+static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Runs `scenario` against a fresh two-node cluster, then stops both nodes
+/// and removes their dirs and cgroup parents whatever the scenario did.
+async fn with_cluster<F, Fut>(name: &str, scenario: F)
+where
+    F: FnOnce(Cluster) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    assert!(
+        is_root(),
+        "the images test needs root: every node opens a container runtime"
+    );
+    let _one = ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let cluster = Cluster::start(name).await;
+    let nodes = cluster.nodes();
+    let guard = cluster.guard.clone();
+    let outcome = tokio::spawn(scenario(cluster)).await;
+    for node in nodes {
+        node.shutdown().await;
+    }
+    drop(guard);
+    if let Err(error) = outcome {
+        std::panic::resume_unwind(error.into_panic());
+    }
+}
+
+#[derive(Clone)]
+struct Cluster {
+    a: Node,
+    b: Node,
+    guard: Arc<Cleanup>,
+}
+
+impl Cluster {
+    async fn start(name: &str) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("edgectl-images-{name}-"))
+            .tempdir()
+            .unwrap();
+        let guard = Arc::new(Cleanup {
+            dir: Mutex::new(Some(dir)),
+            cgroup_parents: vec!["edgectl-n1".into(), "edgectl-n2".into()],
+        });
+        let root = guard.path();
+        let data_a = DataDir::new(root.join("a"));
+        let listen_a = free_udp_addr();
+        init_data_dir(&data_a, "img-a", &listen_a, &listen_a).unwrap();
+        let a = Node::start(NodeConfig::new(data_a)).await.unwrap();
+        let token = wait_for("a join token from node A", || {
+            let a = a.clone();
+            async move {
+                match a
+                    .request(ApiRequest::TokenCreate {
+                        ttl_secs: 600,
+                        description: "images test".into(),
+                    })
+                    .await
+                {
+                    Ok(ApiResponse::TokenCreated { token, .. }) => Some(token),
+                    _ => None,
+                }
+            }
+        })
+        .await;
+        let data_b = DataDir::new(root.join("b"));
+        let listen_b = free_udp_addr();
+        join_data_dir(&data_b, &listen_a, &token, "img-b", &listen_b, &listen_b)
+            .await
+            .unwrap();
+        let b = Node::start(NodeConfig::new(data_b)).await.unwrap();
+        assert_ne!(a.id(), b.id());
+        Cluster { a, b, guard }
+    }
+
+    fn nodes(&self) -> Vec<Node> {
+        vec![self.a.clone(), self.b.clone()]
+    }
+}
+
+/// Removes the cluster's data dirs and the nodes' cgroup parents (Drop).
+struct Cleanup {
+    dir: Mutex<Option<tempfile::TempDir>>,
+    cgroup_parents: Vec<String>,
+}
+
+impl Cleanup {
+    fn path(&self) -> PathBuf {
+        self.dir
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|d| d.path().to_owned())
+            .unwrap()
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Ok(mut dir) = self.dir.lock() {
+            drop(dir.take());
+        }
+        for hierarchy in fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            for parent in &self.cgroup_parents {
+                // Fails (and stays) only while a runtime still uses it.
+                let _ = fs::remove_dir(hierarchy.path().join(parent));
+            }
+        }
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A loopback UDP port free right now (QUIC listens on UDP).
+fn free_udp_addr() -> String {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap().to_string()
+}
+
+/// The busybox archive, built once per target dir by scripts/build-images.sh
+/// (as runtime/tests/it and tests/agent.rs do) and reused.
+fn busybox_tar() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let out = tmp.join("edgectl-rt-images");
+        if out.join("busybox.tar").exists() {
+            return out;
+        }
+        let staging = tmp.join(format!("edgectl-rt-images-{}", std::process::id()));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-images.sh");
+        let status = std::process::Command::new("bash")
+            .arg(script)
+            .arg(&staging)
+            .status()
+            .unwrap();
+        assert!(status.success(), "build-images.sh failed");
+        if fs::rename(&staging, &out).is_err() {
+            let _ = fs::remove_dir_all(&staging);
+        }
+        out
+    });
+    dir.join("busybox.tar")
+}
+
+async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Waits until `node`'s replica has the record of `id` and `accept` holds.
+async fn wait_record(
+    node: &Node,
+    id: &Digest,
+    what: &str,
+    accept: impl Fn(&ClusterImage) -> bool,
+) -> ClusterImage {
+    wait_for(what, || {
+        let found = images::list(node)
+            .unwrap()
+            .into_iter()
+            .find(|i| &i.id == id && accept(i));
+        async move { found }
+    })
+    .await
+}
+
+/// Imports busybox on A and waits until B's replica knows it.
+async fn import_on_a(cluster: &Cluster) -> ClusterImage {
+    let records = images::import_file(&cluster.a, &busybox_tar()).await.unwrap();
+    assert_eq!(records.len(), 1);
+    let record = records[0].clone();
+    assert_eq!(record.refs, vec!["busybox:latest".to_string()]);
+    assert_eq!(record.holders, vec![cluster.a.id()]);
+    wait_record(&cluster.b, &record.id, "B to see the image record", |_| true).await
+}
+
+fn store(node: &Node) -> Arc<runtime::Runtime> {
+    node.runtime().expect("agent enabled: the node has a runtime").clone()
+}
+
+fn tmp_entries(node: &Node) -> Vec<String> {
+    fs::read_dir(store(node).root().join("tmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn blob_file(node: &Node, digest: &Digest) -> PathBuf {
+    store(node)
+        .root()
+        .join("images/blobs/sha256")
+        .join(digest.hex())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn image_imported_on_a_is_fetched_by_b() {
+    with_cluster("fetch", |cluster| async move {
+        let (a, b) = (&cluster.a, &cluster.b);
+        let record = import_on_a(&cluster).await;
+        assert_eq!(record.blobs.len(), 3, "manifest, config, one layer");
+        assert_eq!(
+            record.size_bytes,
+            record.blobs.iter().map(|b| b.size).sum::<u64>()
+        );
+        assert!(store(b).images().list().unwrap().is_empty());
+
+        // Two calls at once on B: one fetch, the same id for both.
+        let (first, second) = tokio::join!(
+            images::ensure_local(b, "busybox"),
+            images::ensure_local(b, &record.id.hex()[..12]),
+        );
+        assert_eq!(first.unwrap(), record.id);
+        assert_eq!(second.unwrap(), record.id);
+        let local = store(b).images().inspect("busybox:latest").unwrap();
+        assert_eq!(local.id, record.id);
+        assert_eq!(local.id, store(a).images().inspect("busybox").unwrap().id);
+        assert!(tmp_entries(b).is_empty(), "{:?}", tmp_entries(b));
+
+        // B is a holder now, on both replicas.
+        let both = {
+            let mut ids = vec![a.id(), b.id()];
+            ids.sort();
+            ids
+        };
+        for node in [a, b] {
+            wait_record(node, &record.id, "B listed as a holder", |r| r.holders == both).await;
+        }
+        // Already local: nothing to do, same answer.
+        assert_eq!(
+            images::ensure_local(b, "busybox:latest").await.unwrap(),
+            record.id
+        );
+        // Importing again on A changes nothing in the record.
+        let again = images::import_file(a, &busybox_tar()).await.unwrap();
+        assert_eq!(again[0].holders, both);
+
+        // An unknown reference names what the cluster has.
+        let err = images::ensure_local(b, "nginx:1.25").await.unwrap_err();
+        assert!(matches!(err, ImageError::NotInCluster { .. }), "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains("image nginx:1.25 is not in the cluster; import it with `edgectl image import FILE` on any node"),
+            "{message}"
+        );
+        assert!(message.contains("busybox:latest"), "{message}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cut_transfer_resumes_from_the_partial_file() {
+    with_cluster("resume", |cluster| async move {
+        let (a, b) = (&cluster.a, &cluster.b);
+        let record = import_on_a(&cluster).await;
+        let layer = record.blobs[2].clone();
+        let bytes = fs::read(blob_file(a, &layer.digest)).unwrap();
+        assert_eq!(bytes.len() as u64, layer.size);
+        let half = bytes.len() / 2;
+
+        // What a transfer cut halfway leaves behind on B.
+        let b_runtime = store(b);
+        let digest = layer.digest.clone();
+        let first_half = bytes[..half].to_vec();
+        tokio::task::spawn_blocking(move || {
+            b_runtime
+                .images()
+                .partial_blob(&digest)
+                .unwrap()
+                .append(&first_half)
+                .unwrap()
+        })
+        .await
+        .unwrap();
+
+        let fetch = images::fetch_blob(b, &layer.digest, layer.size, &[a.id()])
+            .await
+            .unwrap();
+        assert_eq!(fetch.resumed_from, half as u64);
+        assert_eq!(fetch.bytes_received, layer.size - half as u64, "only the rest");
+        assert_eq!(fetch.holder, Some(a.id()));
+        assert_eq!(fs::read(blob_file(b, &layer.digest)).unwrap(), bytes);
+        assert!(tmp_entries(b).is_empty(), "{:?}", tmp_entries(b));
+
+        // The rest of the image comes along; the layer is not fetched again.
+        assert_eq!(images::ensure_local(b, "busybox").await.unwrap(), record.id);
+        let info = store(b).images().inspect("busybox").unwrap();
+        assert_eq!(info.layers[0].digest, layer.digest);
+        let again = images::fetch_blob(b, &layer.digest, layer.size, &[a.id()])
+            .await
+            .unwrap();
+        assert_eq!(again.bytes_received, 0, "held already");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wrong_bytes_are_refused_and_leave_the_store_as_it_was() {
+    with_cluster("corrupt", |cluster| async move {
+        let (a, b) = (&cluster.a, &cluster.b);
+        let record = import_on_a(&cluster).await;
+        let layer = record.blobs[2].clone();
+        let a_file = blob_file(a, &layer.digest);
+        let good = fs::read(&a_file).unwrap();
+        let index_path = store(b).root().join("images/index.json");
+        let index_before = fs::read(&index_path).unwrap();
+
+        // A's copy rots on disk (same size, one byte flipped).
+        let mut rotten = good.clone();
+        let middle = rotten.len() / 2;
+        rotten[middle] ^= 0xff;
+        fs::write(&a_file, &rotten).unwrap();
+        let err = images::ensure_local(b, "busybox").await.unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, ImageError::Fetch { .. }), "{message}");
+        assert!(message.contains(&layer.digest.to_string()), "{message}");
+        assert!(message.contains("digest mismatch"), "{message}");
+        assert!(message.contains(&format!("node {}", a.id())), "{message}");
+        // B's store is as it was: no image, no layer, no such blob, no partial.
+        assert!(store(b).images().list().unwrap().is_empty());
+        assert_eq!(fs::read(&index_path).unwrap(), index_before);
+        assert!(!blob_file(b, &layer.digest).exists());
+        assert_eq!(
+            fs::read_dir(store(b).root().join("layers")).unwrap().count(),
+            0
+        );
+        assert!(tmp_entries(b).is_empty(), "{:?}", tmp_entries(b));
+        let record_now = images::list(b).unwrap();
+        assert_eq!(record_now[0].holders, vec![a.id()], "B is no holder");
+
+        // A's copy repaired; B's partial file holds a corrupted first half
+        // (e.g. a disk error before a crash): the finished blob does not
+        // verify, so B starts over from zero and gets it right.
+        fs::write(&a_file, &good).unwrap();
+        let half = good.len() / 2;
+        let mut bad_half = good[..half].to_vec();
+        bad_half[half / 2] ^= 0xff;
+        let b_runtime = store(b);
+        let digest = layer.digest.clone();
+        tokio::task::spawn_blocking(move || {
+            b_runtime
+                .images()
+                .partial_blob(&digest)
+                .unwrap()
+                .append(&bad_half)
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let fetch = images::fetch_blob(b, &layer.digest, layer.size, &[a.id()])
+            .await
+            .unwrap();
+        assert_eq!(
+            fetch.bytes_received,
+            (good.len() - half + good.len()) as u64,
+            "the rest, then the whole blob again"
+        );
+        assert_eq!(fs::read(blob_file(b, &layer.digest)).unwrap(), good);
+        assert_eq!(images::ensure_local(b, "busybox").await.unwrap(), record.id);
+
+        // A holder that does not have the blob says so.
+        let stranger: Digest = format!("sha256:{}", "0".repeat(64)).parse().unwrap();
+        let err = images::fetch_blob(b, &stranger, 10, &[a.id()])
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("node {} does not hold blob {stranger}", a.id())),
+            "{err}"
+        );
+        assert!(tmp_entries(b).is_empty(), "{:?}", tmp_entries(b));
+    })
+    .await;
+}
