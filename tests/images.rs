@@ -21,7 +21,7 @@ const POLL: Duration = Duration::from_millis(50);
 /// Every node of every test here opens a runtime with the cgroup parent
 /// `edgectl-n<id>`, and node ids restart at 1 in each cluster: one cluster
 /// at a time.
-static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Runs `scenario` against a fresh two-node cluster, then stops both nodes
 /// and removes their dirs and cgroup parents whatever the scenario did.
@@ -34,9 +34,7 @@ where
         is_root(),
         "the images test needs root: every node opens a container runtime"
     );
-    let _one = ONE_CLUSTER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
     let cluster = Cluster::start(name).await;
     let nodes = cluster.nodes();
     let guard = cluster.guard.clone();
@@ -125,7 +123,11 @@ impl Drop for Cleanup {
         if let Ok(mut dir) = self.dir.lock() {
             drop(dir.take());
         }
-        for hierarchy in fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        for hierarchy in fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             for parent in &self.cgroup_parents {
                 // Fails (and stays) only while a runtime still uses it.
                 let _ = fs::remove_dir(hierarchy.path().join(parent));
@@ -208,16 +210,23 @@ async fn wait_record(
 
 /// Imports busybox on A and waits until B's replica knows it.
 async fn import_on_a(cluster: &Cluster) -> ClusterImage {
-    let records = images::import_file(&cluster.a, &busybox_tar()).await.unwrap();
+    let records = images::import_file(&cluster.a, &busybox_tar())
+        .await
+        .unwrap();
     assert_eq!(records.len(), 1);
     let record = records[0].clone();
     assert_eq!(record.refs, vec!["busybox:latest".to_string()]);
     assert_eq!(record.holders, vec![cluster.a.id()]);
-    wait_record(&cluster.b, &record.id, "B to see the image record", |_| true).await
+    wait_record(&cluster.b, &record.id, "B to see the image record", |_| {
+        true
+    })
+    .await
 }
 
 fn store(node: &Node) -> Arc<runtime::Runtime> {
-    node.runtime().expect("agent enabled: the node has a runtime").clone()
+    node.runtime()
+        .expect("agent enabled: the node has a runtime")
+        .clone()
 }
 
 fn tmp_entries(node: &Node) -> Vec<String> {
@@ -319,7 +328,11 @@ async fn cut_transfer_resumes_from_the_partial_file() {
             .await
             .unwrap();
         assert_eq!(fetch.resumed_from, half as u64);
-        assert_eq!(fetch.bytes_received, layer.size - half as u64, "only the rest");
+        assert_eq!(
+            fetch.bytes_received,
+            layer.size - half as u64,
+            "only the rest"
+        );
         assert_eq!(fetch.holder, Some(a.id()));
         assert_eq!(fs::read(blob_file(b, &layer.digest)).unwrap(), bytes);
         assert!(tmp_entries(b).is_empty(), "{:?}", tmp_entries(b));
@@ -363,7 +376,9 @@ async fn wrong_bytes_are_refused_and_leave_the_store_as_it_was() {
         assert_eq!(fs::read(&index_path).unwrap(), index_before);
         assert!(!blob_file(b, &layer.digest).exists());
         assert_eq!(
-            fs::read_dir(store(b).root().join("layers")).unwrap().count(),
+            fs::read_dir(store(b).root().join("layers"))
+                .unwrap()
+                .count(),
             0
         );
         assert!(tmp_entries(b).is_empty(), "{:?}", tmp_entries(b));

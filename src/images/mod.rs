@@ -2,27 +2,439 @@
 //! replicated store; a node that needs it fetches the blobs it lacks from a
 //! peer that holds them, over QUIC (ALPN `edgectl/blob/1`), verified by
 //! digest and resumable. No registry.
+//!
+//! - this file: the record (`/sys/images/<manifest hex>`), `register`,
+//!   `list`, `import_file` and `ensure_local`;
+//! - [`blob`]: the blob protocol, server and client.
+//!
+//! Not here: what images a node needs (the agent asks `ensure_local`), rate
+//! caps, staging ahead of a rollout, dropping holders that left.
+
+mod blob;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::time::Duration;
 
 use raft::NodeId;
+use runtime::Digest;
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tracing::{debug, info};
 
 use crate::node::Node;
+
+pub use blob::{fetch_blob, serve_blob_connection, BlobFetch};
+
+/// Where the image records live in the replicated store.
+pub const IMAGES_PREFIX: &str = "/sys/images/";
+
+/// A record update that lost a compare-and-swap is retried this many times:
+/// only concurrent registrations of one image race, and each retry reads the
+/// winner's write first.
+const REGISTER_ATTEMPTS_MAX: usize = 16;
+/// How long a lost CAS waits for the local replica to apply the write that
+/// beat it before reading again.
+const REPLICA_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// An image as the cluster knows it (`/sys/images/<manifest hex>`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterImage {
-    /// `sha256:<hex>` of the manifest: the image id.
-    pub id: String,
-    /// Names (`name:tag`) that point at it.
+    /// The image id: the digest of its manifest.
+    pub id: Digest,
+    /// Names (`name:tag`) that point at it; a name points at one image.
     pub refs: Vec<String>,
-    /// Manifest + config + layer blob sizes.
+    /// Manifest, config, then layers bottom first, with their sizes.
+    pub blobs: Vec<BlobRef>,
+    /// Sum of the blob sizes.
     pub size_bytes: u64,
-    /// Nodes whose store holds every blob of it.
+    /// Nodes whose store holds every blob of it, sorted.
     pub holders: Vec<NodeId>,
 }
 
-/// Serves blob requests from another member on one connection.
-pub async fn serve_blob_connection(node: Node, from: NodeId, connection: quinn::Connection) {
-    let _ = (node, from);
-    connection.close(quinn::VarInt::from_u32(501), b"blob transfer not implemented");
+/// One blob of an image.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRef {
+    pub digest: Digest,
+    pub size: u64,
 }
+
+impl ClusterImage {
+    /// `/sys/images/<manifest hex>`.
+    pub fn key(id: &Digest) -> String {
+        format!("{IMAGES_PREFIX}{}", id.hex())
+    }
+
+    /// The first name, or the short id of an unnamed image.
+    pub fn display_name(&self) -> String {
+        self.refs
+            .first()
+            .cloned()
+            .unwrap_or_else(|| self.id.short().to_owned())
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ImageError {
+    #[error(
+        "this node runs no container runtime (started with --no-agent): it cannot hold images"
+    )]
+    NoRuntime,
+    #[error("image {reference} is not in the cluster; import it with `edgectl image import FILE` on any node (the cluster has {known})")]
+    NotInCluster { reference: String, known: String },
+    #[error("image reference {reference:?} matches more than one image in the cluster: {matches}")]
+    Ambiguous { reference: String, matches: String },
+    #[error("no other node holds image {image} (holders: {holders:?})")]
+    NoHolder { image: String, holders: Vec<NodeId> },
+    #[error("cannot fetch blob {digest} of image {image}: {attempts}")]
+    Fetch {
+        image: String,
+        digest: Digest,
+        attempts: String,
+    },
+    #[error("image store: {0}")]
+    Store(#[from] runtime::Error),
+    #[error("cannot record image {image} in the cluster: {reason}")]
+    Record { image: String, reason: String },
+    #[error("image record {key} is unreadable: {reason}")]
+    BadRecord { key: String, reason: String },
+    #[error("reading the local replica: {0}")]
+    Replica(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Runs a blocking runtime call off the async threads.
+async fn blocking<T, F>(f: F) -> Result<T, ImageError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, runtime::Error> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ImageError::Internal(format!("blocking task: {e}")))?
+        .map_err(ImageError::Store)
+}
+
+fn node_runtime(node: &Node) -> Result<Arc<runtime::Runtime>, ImageError> {
+    node.runtime().cloned().ok_or(ImageError::NoRuntime)
+}
+
+fn decode_record(key: &[u8], value: &[u8]) -> Result<ClusterImage, ImageError> {
+    serde_json::from_slice(value).map_err(|e| ImageError::BadRecord {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// Every image the cluster knows, from the local replica, by first name.
+pub fn list(node: &Node) -> Result<Vec<ClusterImage>, ImageError> {
+    let (entries, _) = node
+        .kv()
+        .range(IMAGES_PREFIX.as_bytes())
+        .map_err(|e| ImageError::Replica(e.to_string()))?;
+    let mut images = entries
+        .iter()
+        .map(|kv| decode_record(&kv.key, &kv.value))
+        .collect::<Result<Vec<_>, _>>()?;
+    images.sort_by(|a, b| {
+        a.refs
+            .first()
+            .cmp(&b.refs.first())
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    Ok(images)
+}
+
+/// `busybox` means `busybox:latest`; a name with a tag or digest is kept
+/// (the runtime's rule, so that both resolve a name alike).
+fn normalize_ref(reference: &str) -> String {
+    let last = reference.rsplit('/').next().unwrap_or(reference);
+    if last.contains(':') || last.contains('@') {
+        reference.to_owned()
+    } else {
+        format!("{reference}:latest")
+    }
+}
+
+/// Finds the record a reference names: `sha256:<hex>`, `name[:tag]`, or a
+/// hex prefix of at least 4 characters of the id.
+pub fn find<'a>(
+    images: &'a [ClusterImage],
+    reference: &str,
+) -> Result<&'a ClusterImage, ImageError> {
+    if let Ok(digest) = reference.parse::<Digest>() {
+        if let Some(image) = images.iter().find(|i| i.id == digest) {
+            return Ok(image);
+        }
+    } else {
+        let wanted = normalize_ref(reference);
+        if let Some(image) = images.iter().find(|i| i.refs.contains(&wanted)) {
+            return Ok(image);
+        }
+        let is_hex_prefix = reference.len() >= 4
+            && reference
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if is_hex_prefix {
+            let matches: Vec<&ClusterImage> = images
+                .iter()
+                .filter(|i| i.id.hex().starts_with(reference))
+                .collect();
+            match matches.as_slice() {
+                [one] => return Ok(one),
+                [] => {}
+                many => {
+                    return Err(ImageError::Ambiguous {
+                        reference: reference.to_owned(),
+                        matches: many
+                            .iter()
+                            .map(|i| i.id.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })
+                }
+            }
+        }
+    }
+    let known = if images.is_empty() {
+        "no image".to_owned()
+    } else {
+        images
+            .iter()
+            .map(|i| format!("{} ({})", i.display_name(), i.id.short()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(ImageError::NotInCluster {
+        reference: reference.to_owned(),
+        known,
+    })
+}
+
+/// Adds (or merges into) the cluster's record of an image this node's store
+/// holds whole, with this node as a holder. Its names move to it from any
+/// other record (a name points at one image), in the same transaction.
+pub async fn register(node: &Node, info: &runtime::ImageInfo) -> Result<ClusterImage, ImageError> {
+    let runtime = node_runtime(node)?;
+    let id = info.id.clone();
+    let blobs = blocking(move || runtime.images().blobs_of(&id)).await?;
+    let blobs: Vec<BlobRef> = blobs
+        .into_iter()
+        .map(|(digest, size)| BlobRef { digest, size })
+        .collect();
+    let key = ClusterImage::key(&info.id);
+    let record_error = |reason: String| ImageError::Record {
+        image: info.id.to_string(),
+        reason,
+    };
+    for attempt in 0..REGISTER_ATTEMPTS_MAX {
+        let (entries, _) = node
+            .kv()
+            .range(IMAGES_PREFIX.as_bytes())
+            .map_err(|e| ImageError::Replica(e.to_string()))?;
+        let mut compares = Vec::new();
+        let mut ops = Vec::new();
+        let mut current = None;
+        for kv in &entries {
+            let record = decode_record(&kv.key, &kv.value)?;
+            if kv.key == key.as_bytes() {
+                current = Some(record);
+                continue;
+            }
+            // Names this image takes leave the record that had them.
+            if record.refs.iter().any(|r| info.refs.contains(r)) {
+                let mut moved = record;
+                moved.refs.retain(|r| !info.refs.contains(r));
+                compares.push(raft::Compare {
+                    key: kv.key.clone(),
+                    mod_revision: kv.mod_revision,
+                });
+                ops.push(raft::KvOp::Put {
+                    key: kv.key.clone(),
+                    value: crate::cluster::records::to_json(&moved),
+                });
+            }
+        }
+        let mod_revision = entries
+            .iter()
+            .find(|kv| kv.key == key.as_bytes())
+            .map_or(0, |kv| kv.mod_revision);
+        let merged = merge(current.as_ref(), info, &blobs, node.id());
+        if current.as_ref() == Some(&merged) && ops.is_empty() {
+            return Ok(merged);
+        }
+        compares.push(raft::Compare {
+            key: key.clone().into_bytes(),
+            mod_revision,
+        });
+        ops.push(raft::KvOp::Put {
+            key: key.clone().into_bytes(),
+            value: crate::cluster::records::to_json(&merged),
+        });
+        let txn = raft::Txn {
+            compares,
+            success: ops,
+            failure: Vec::new(),
+        };
+        let response = node
+            .write_system(txn)
+            .await
+            .map_err(|e| record_error(e.to_string()))?;
+        if response.succeeded {
+            debug!(image = %info.id, holders = ?merged.holders, "image registered");
+            wait_for_revision(node, response.revision).await;
+            return Ok(merged);
+        }
+        debug!(image = %info.id, attempt, "image record changed meanwhile; reading it again");
+        wait_for_revision(node, response.revision).await;
+    }
+    Err(record_error(format!(
+        "the record kept changing for {REGISTER_ATTEMPTS_MAX} attempts"
+    )))
+}
+
+/// The record with this node's view folded in: names added, this node a
+/// holder. The blob list comes from the store (the same for every node).
+fn merge(
+    current: Option<&ClusterImage>,
+    info: &runtime::ImageInfo,
+    blobs: &[BlobRef],
+    this_node: NodeId,
+) -> ClusterImage {
+    let mut refs: Vec<String> = current.map(|c| c.refs.clone()).unwrap_or_default();
+    for name in &info.refs {
+        if !refs.contains(name) {
+            refs.push(name.clone());
+        }
+    }
+    refs.sort();
+    let mut holders: BTreeSet<NodeId> = current
+        .map(|c| c.holders.iter().copied().collect())
+        .unwrap_or_default();
+    holders.insert(this_node);
+    ClusterImage {
+        id: info.id.clone(),
+        refs,
+        blobs: blobs.to_vec(),
+        size_bytes: blobs.iter().map(|b| b.size).sum(),
+        holders: holders.into_iter().collect(),
+    }
+}
+
+/// Waits (bounded) until the local replica has applied `revision`, so the
+/// next read sees the write that was just made or that won a race.
+async fn wait_for_revision(node: &Node, revision: u64) {
+    const POLL: Duration = Duration::from_millis(10);
+    let deadline = tokio::time::Instant::now() + REPLICA_CATCH_UP_TIMEOUT;
+    while node.kv().revision() < revision && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Imports an archive (a path on this node's machine) into this node's
+/// store, then records each image it named in the cluster with this node as
+/// a holder.
+pub async fn import_file(node: &Node, path: &Path) -> Result<Vec<ClusterImage>, ImageError> {
+    let runtime = node_runtime(node)?;
+    let archive = path.to_owned();
+    let infos = blocking(move || runtime.images().import(&archive)).await?;
+    let mut records = Vec::new();
+    for info in &infos {
+        let record = register(node, info).await?;
+        info!(image = %record.display_name(), id = %record.id, "image imported into the cluster");
+        records.push(record);
+    }
+    Ok(records)
+}
+
+/// Makes sure this node's store holds the image `reference` names and
+/// returns its id: from the local store if it is there, else fetched blob by
+/// blob from the nodes that hold it (never from itself), imported, and this
+/// node recorded as a holder. Concurrent calls for one image share a lock:
+/// the blobs are fetched once.
+pub async fn ensure_local(node: &Node, reference: &str) -> Result<Digest, ImageError> {
+    let runtime = node_runtime(node)?;
+    if let Some(id) = resolve_local(&runtime, reference).await? {
+        return Ok(id);
+    }
+    let images = list(node)?;
+    let image = find(&images, reference)?.clone();
+    let lock = keyed_lock(runtime.root(), &image.id.to_string());
+    let _guard = lock.lock().await;
+    // Another call may have fetched it while this one waited.
+    if let Some(id) = resolve_local(&runtime, &image.id.to_string()).await? {
+        return Ok(id);
+    }
+    let holders: Vec<NodeId> = image
+        .holders
+        .iter()
+        .copied()
+        .filter(|h| *h != node.id())
+        .collect();
+    if holders.is_empty() {
+        return Err(ImageError::NoHolder {
+            image: image.display_name(),
+            holders: image.holders.clone(),
+        });
+    }
+    let mut fetched_bytes = 0;
+    for blob in &image.blobs {
+        let outcome = fetch_blob(node, &blob.digest, blob.size, &holders)
+            .await
+            .map_err(|e| match e {
+                ImageError::Fetch {
+                    digest, attempts, ..
+                } => ImageError::Fetch {
+                    image: image.display_name(),
+                    digest,
+                    attempts,
+                },
+                other => other,
+            })?;
+        fetched_bytes += outcome.bytes_received;
+    }
+    let id = image.id.clone();
+    let refs = image.refs.clone();
+    let store_runtime = runtime.clone();
+    let info = blocking(move || store_runtime.images().import_from_blobs(&id, &refs)).await?;
+    info!(image = %image.display_name(), id = %image.id, fetched_bytes, "image fetched from peers");
+    register(node, &info).await?;
+    Ok(info.id)
+}
+
+/// The id of a local image, or None when the store does not have it.
+async fn resolve_local(
+    runtime: &Arc<runtime::Runtime>,
+    reference: &str,
+) -> Result<Option<Digest>, ImageError> {
+    let runtime = runtime.clone();
+    let reference = reference.to_owned();
+    match blocking(move || runtime.images().resolve(&reference)).await {
+        Ok(id) => Ok(Some(id)),
+        Err(ImageError::Store(runtime::Error::ImageNotFound { .. })) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+type KeyedLocks = Mutex<HashMap<(PathBuf, String), Weak<tokio::sync::Mutex<()>>>>;
+
+/// One async lock per (store, key), alive while someone holds or waits for
+/// it. Keyed by the store's root as well, so that several nodes in one
+/// process (tests) do not serialise each other.
+fn keyed_lock(store_root: &Path, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: LazyLock<KeyedLocks> = LazyLock::new(|| Mutex::new(HashMap::new()));
+    let mut locks = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+    locks.retain(|_, weak| weak.strong_count() > 0);
+    let entry = (store_root.to_owned(), key.to_owned());
+    if let Some(lock) = locks.get(&entry).and_then(Weak::upgrade) {
+        return lock;
+    }
+    let lock = Arc::new(tokio::sync::Mutex::new(()));
+    locks.insert(entry, Arc::downgrade(&lock));
+    lock
+}
+
+#[cfg(test)]
+mod tests;

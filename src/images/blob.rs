@@ -1,0 +1,464 @@
+//! The blob protocol on ALPN `edgectl/blob/1`, between nodes only.
+//!
+//! One bidirectional stream per blob: the client sends one frame (`u32`
+//! big-endian length + bincode, as in `raft::transport::rpc`) holding a
+//! [`BlobRequest`] and ends its side; the server answers with one frame
+//! holding a [`BlobReply`] and, if it sends, the blob's raw bytes from the
+//! requested offset to the end, then ends the stream. A transfer cut midway
+//! leaves the bytes received so far in the receiver's partial file; the
+//! next request asks from its length. The receiver trusts nothing it is
+//! sent: the size is bounded by the record and the whole blob is hashed
+//! before it enters the store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use raft::transport::{rpc, PeerIdentityExpectation, ALPN_BLOB};
+use raft::NodeId;
+use runtime::{Digest, PartialBlob};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
+
+use super::{keyed_lock, node_runtime, ImageError};
+use crate::node::Node;
+
+/// A request frame is a digest and an offset: anything bigger is garbage.
+const REQUEST_BYTES_MAX: usize = 1024;
+/// A reply header is small too.
+const REPLY_BYTES_MAX: usize = 4096;
+/// Blobs sent at once on one connection; a node fetching an image asks for
+/// its blobs one after another, so this only bounds a misbehaving peer.
+const STREAMS_PER_CONNECTION_MAX: usize = 4;
+/// Bytes read from disk or the network per step.
+const CHUNK_BYTES: usize = 256 * 1024;
+/// Received bytes are written to the partial file in batches of this size.
+const WRITE_BATCH_BYTES: usize = 1024 * 1024;
+/// A holder that sends nothing for this long is given up on (the transfer
+/// resumes from another holder, or later).
+const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Dialling and the reply header.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Transfers from one holder that made progress before being cut are
+/// resumed this many times before the next holder is tried.
+const RESUMES_PER_HOLDER_MAX: usize = 5;
+
+/// Stream error code: the request could not be read.
+const STREAM_CODE_BAD_REQUEST: u32 = 0x31;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct BlobRequest {
+    /// `sha256:<hex>`, parsed (and so validated) by the server.
+    digest: String,
+    offset: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum BlobReply {
+    /// The blob's total size; bytes `offset..size` follow.
+    Sending {
+        size: u64,
+    },
+    Refused {
+        reason: String,
+    },
+}
+
+/// Serves blob requests from another member on one connection.
+pub async fn serve_blob_connection(node: Node, from: NodeId, connection: quinn::Connection) {
+    let streams = Arc::new(Semaphore::new(STREAMS_PER_CONNECTION_MAX));
+    loop {
+        let (send, recv) = match connection.accept_bi().await {
+            Ok(pair) => pair,
+            Err(e) => {
+                debug!(from, "blob connection ended: {e}");
+                return;
+            }
+        };
+        let Ok(permit) = streams.clone().acquire_owned().await else {
+            return;
+        };
+        let node = node.clone();
+        tokio::spawn(async move {
+            serve_stream(&node, from, send, recv).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_stream(
+    node: &Node,
+    from: NodeId,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let request: BlobRequest = match rpc::read_frame(&mut recv, REQUEST_BYTES_MAX)
+        .await
+        .and_then(|body| rpc::decode(&body))
+    {
+        Ok(request) => request,
+        Err(e) => {
+            debug!(from, "bad blob request: {e}");
+            let _ = recv.stop(STREAM_CODE_BAD_REQUEST.into());
+            let _ = send.reset(STREAM_CODE_BAD_REQUEST.into());
+            return;
+        }
+    };
+    let opened = open_blob(node, &request).await;
+    let (mut file, size) = match opened {
+        Ok(opened) => opened,
+        Err(reason) => {
+            debug!(from, digest = %request.digest, "blob request refused: {reason}");
+            let _ = send_reply(&mut send, &BlobReply::Refused { reason }).await;
+            let _ = send.finish();
+            return;
+        }
+    };
+    if let Err(e) = send_reply(&mut send, &BlobReply::Sending { size }).await {
+        debug!(from, "blob reply: {e}");
+        return;
+    }
+    let mut buffer = vec![0u8; CHUNK_BYTES];
+    let mut sent = 0u64;
+    let to_send = size - request.offset;
+    while sent < to_send {
+        let n = match file.read(&mut buffer).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                warn!(digest = %request.digest, "reading blob to serve: {e}");
+                let _ = send.reset(STREAM_CODE_BAD_REQUEST.into());
+                return;
+            }
+        };
+        if let Err(e) = send.write_all(&buffer[..n]).await {
+            debug!(from, digest = %request.digest, sent, "blob receiver went away: {e}");
+            return;
+        }
+        sent += n as u64;
+    }
+    let _ = send.finish();
+    // Let the receiver read everything before the stream is dropped.
+    let _ = send.stopped().await;
+}
+
+/// The blob's file positioned at the offset, and its size; or why not.
+async fn open_blob(node: &Node, request: &BlobRequest) -> Result<(tokio::fs::File, u64), String> {
+    let digest: Digest = request
+        .digest
+        .parse()
+        .map_err(|e| format!("bad digest: {e}"))?;
+    let runtime = node_runtime(node).map_err(|e| e.to_string())?;
+    let path = runtime
+        .images()
+        .blob_path(&digest)
+        .ok_or_else(|| format!("node {} does not hold blob {digest}", node.id()))?;
+    let mut file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| format!("node {} cannot open blob {digest}: {e}", node.id()))?;
+    let size = file
+        .metadata()
+        .await
+        .map_err(|e| format!("node {} cannot stat blob {digest}: {e}", node.id()))?
+        .len();
+    if request.offset > size {
+        return Err(format!(
+            "offset {} is past the end of blob {digest} ({size} bytes)",
+            request.offset
+        ));
+    }
+    file.seek(std::io::SeekFrom::Start(request.offset))
+        .await
+        .map_err(|e| format!("node {} cannot seek in blob {digest}: {e}", node.id()))?;
+    Ok((file, size))
+}
+
+async fn send_reply(send: &mut quinn::SendStream, reply: &BlobReply) -> Result<(), String> {
+    let body = rpc::encode(reply).map_err(|e| e.to_string())?;
+    let len = u32::try_from(body.len()).map_err(|_| "reply too large".to_owned())?;
+    send.write_all(&len.to_be_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    send.write_all(&body).await.map_err(|e| e.to_string())
+}
+
+/// What one `fetch_blob` did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BlobFetch {
+    /// Bytes already in the partial file when it started (a resumed transfer).
+    pub resumed_from: u64,
+    /// Bytes received over the network.
+    pub bytes_received: u64,
+    /// The holder the last bytes came from (None: the store had the blob).
+    pub holder: Option<NodeId>,
+}
+
+/// Fetches one blob of `size` bytes into this node's store from the first
+/// of `holders` that serves it, resuming from the partial file's length
+/// (after an earlier cut, even one before a restart) and verifying the
+/// digest at the end. A holder that fails is left for the next; the error
+/// lists what each one did.
+pub async fn fetch_blob(
+    node: &Node,
+    digest: &Digest,
+    size: u64,
+    holders: &[NodeId],
+) -> Result<BlobFetch, ImageError> {
+    let runtime = node_runtime(node)?;
+    // One writer per partial file.
+    let lock = keyed_lock(runtime.root(), &format!("blob {digest}"));
+    let _guard = lock.lock().await;
+    if runtime.images().blob_path(digest).is_some() {
+        return Ok(BlobFetch::default());
+    }
+    let mut attempts: Vec<String> = Vec::new();
+    let mut outcome = BlobFetch::default();
+    let mut partial = open_partial(&runtime, digest).await?;
+    if partial.len() > size {
+        // Longer than the blob: it can never verify.
+        partial = discard_and_reopen(&runtime, partial).await?;
+    }
+    outcome.resumed_from = partial.len();
+    let candidates: Vec<NodeId> = holders
+        .iter()
+        .copied()
+        .filter(|h| *h != node.id())
+        .collect();
+    for holder in candidates {
+        let mut resumes = 0;
+        let mut retried_from_zero = false;
+        loop {
+            let start = partial.len();
+            let (returned, result) = receive(node, &runtime, holder, digest, size, partial).await?;
+            partial = returned;
+            let received = partial.len() - start;
+            outcome.bytes_received += received;
+            match result {
+                Ok(()) => {}
+                Err(reason) => {
+                    attempts.push(format!("node {holder}: {reason} after {received} bytes"));
+                    if received > 0 && resumes < RESUMES_PER_HOLDER_MAX {
+                        resumes += 1;
+                        continue;
+                    }
+                    break;
+                }
+            }
+            // The whole blob is here: verify it and move it into the store.
+            let had_prefix = start > 0 || outcome.resumed_from > 0;
+            let finished = tokio::task::spawn_blocking(move || partial.finish())
+                .await
+                .map_err(|e| ImageError::Internal(format!("blocking task: {e}")))?;
+            match finished {
+                Ok(_) => {
+                    outcome.holder = Some(holder);
+                    return Ok(outcome);
+                }
+                Err(e) => {
+                    attempts.push(format!("node {holder}: {e}"));
+                    // The partial file is gone; what was wrong may have been
+                    // an old prefix rather than this holder: ask it once more
+                    // from zero before trying the next.
+                    partial = open_partial(&runtime, digest).await?;
+                    outcome.resumed_from = 0;
+                    if had_prefix && !retried_from_zero {
+                        retried_from_zero = true;
+                        continue;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    if partial.is_empty() {
+        // Nothing to resume from: leave no empty file behind.
+        super::blocking(move || partial.discard()).await?;
+    }
+    if attempts.is_empty() {
+        attempts.push("no holder other than this node".to_owned());
+    }
+    Err(ImageError::Fetch {
+        image: String::new(),
+        digest: digest.clone(),
+        attempts: attempts.join("; "),
+    })
+}
+
+async fn open_partial(
+    runtime: &Arc<runtime::Runtime>,
+    digest: &Digest,
+) -> Result<PartialBlob, ImageError> {
+    let runtime = runtime.clone();
+    let digest = digest.clone();
+    super::blocking(move || runtime.images().partial_blob(&digest)).await
+}
+
+async fn discard_and_reopen(
+    runtime: &Arc<runtime::Runtime>,
+    partial: PartialBlob,
+) -> Result<PartialBlob, ImageError> {
+    let digest = partial.digest().clone();
+    super::blocking(move || partial.discard()).await?;
+    open_partial(runtime, &digest).await
+}
+
+/// One request to one holder, appending what arrives to `partial` until the
+/// blob is whole (Ok) or the transfer stops (Err with why). Hands the
+/// partial back with every byte received written.
+async fn receive(
+    node: &Node,
+    runtime: &Arc<runtime::Runtime>,
+    holder: NodeId,
+    digest: &Digest,
+    size: u64,
+    partial: PartialBlob,
+) -> Result<(PartialBlob, Result<(), String>), ImageError> {
+    let offset = partial.len();
+    let mut writer = BatchWriter::new(partial);
+    let result = receive_into(node, holder, digest, size, offset, &mut writer).await;
+    let (partial, flushed) = writer.flush_and_take().await;
+    let partial = match partial {
+        Some(partial) => partial,
+        // A panic in a blocking append took the handle: open the file again.
+        None => open_partial(runtime, digest).await?,
+    };
+    let result = match (result, flushed) {
+        (Err(e), _) | (Ok(()), Err(e)) => Err(e),
+        (Ok(()), Ok(())) if partial.len() == size => Ok(()),
+        (Ok(()), Ok(())) => Err(format!("stream ended at byte {} of {size}", partial.len())),
+    };
+    Ok((partial, result))
+}
+
+async fn receive_into(
+    node: &Node,
+    holder: NodeId,
+    digest: &Digest,
+    size: u64,
+    offset: u64,
+    writer: &mut BatchWriter,
+) -> Result<(), String> {
+    let (endpoint, addr) = node
+        .member_dial(holder)
+        .ok_or_else(|| format!("node {holder} is not a member"))?;
+    let socket: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| format!("bad address {addr:?}: {e}"))?;
+    let connection = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        endpoint.connect(socket, PeerIdentityExpectation::Node(holder), ALPN_BLOB),
+    )
+    .await
+    .map_err(|_| format!("no connection within {CONNECT_TIMEOUT:?}"))?
+    .map_err(|e| e.to_string())?;
+    let result = request_into(&connection, digest, size, offset, writer).await;
+    // One connection per request: fetches are rare, a dial is a few ms, and
+    // a cut connection is never reused half dead.
+    connection.close(quinn::VarInt::from_u32(0), b"done");
+    result
+}
+
+async fn request_into(
+    connection: &quinn::Connection,
+    digest: &Digest,
+    size: u64,
+    offset: u64,
+    writer: &mut BatchWriter,
+) -> Result<(), String> {
+    let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
+    let request = BlobRequest {
+        digest: digest.to_string(),
+        offset,
+    };
+    let body = rpc::encode(&request).map_err(|e| e.to_string())?;
+    rpc::write_frame(&mut send, &body)
+        .await
+        .map_err(|e| e.to_string())?;
+    let header = tokio::time::timeout(CONNECT_TIMEOUT, rpc::read_frame(&mut recv, REPLY_BYTES_MAX))
+        .await
+        .map_err(|_| format!("no reply within {CONNECT_TIMEOUT:?}"))?
+        .map_err(|e| e.to_string())?;
+    match rpc::decode::<BlobReply>(&header).map_err(|e| e.to_string())? {
+        BlobReply::Refused { reason } => return Err(format!("refused: {reason}")),
+        BlobReply::Sending { size: sent_size } if sent_size != size => {
+            return Err(format!(
+                "holder has {sent_size} bytes where the image record says {size}"
+            ))
+        }
+        BlobReply::Sending { .. } => {}
+    }
+    let expected = size - offset;
+    let mut received = 0u64;
+    loop {
+        let chunk = tokio::time::timeout(STALL_TIMEOUT, recv.read_chunk(CHUNK_BYTES, true))
+            .await
+            .map_err(|_| format!("nothing received for {STALL_TIMEOUT:?}"))?
+            .map_err(|e| format!("transfer cut: {e}"))?;
+        let Some(chunk) = chunk else {
+            return Ok(());
+        };
+        received += chunk.bytes.len() as u64;
+        if received > expected {
+            // Never write past the blob's size: stop reading at once.
+            let _ = recv.stop(STREAM_CODE_BAD_REQUEST.into());
+            return Err(format!(
+                "holder sent more than the {size} bytes of the blob"
+            ));
+        }
+        writer.push(&chunk.bytes).await?;
+    }
+}
+
+/// Batches received bytes so that the blocking file writes (off the async
+/// threads) happen per MiB rather than per QUIC chunk.
+struct BatchWriter {
+    partial: Option<PartialBlob>,
+    buffer: Vec<u8>,
+}
+
+impl BatchWriter {
+    fn new(partial: PartialBlob) -> Self {
+        BatchWriter {
+            partial: Some(partial),
+            buffer: Vec::with_capacity(WRITE_BATCH_BYTES),
+        }
+    }
+
+    async fn push(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() >= WRITE_BATCH_BYTES {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), String> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let Some(mut partial) = self.partial.take() else {
+            return Err("partial blob lost by an earlier failure".to_owned());
+        };
+        let bytes = std::mem::take(&mut self.buffer);
+        let joined = tokio::task::spawn_blocking(move || {
+            let result = partial.append(&bytes);
+            (partial, result)
+        })
+        .await;
+        match joined {
+            Ok((partial, result)) => {
+                self.partial = Some(partial);
+                result.map_err(|e| e.to_string())
+            }
+            Err(e) => Err(format!("blocking task: {e}")),
+        }
+    }
+
+    /// Writes what is buffered and hands the partial back (None only if a
+    /// blocking append panicked).
+    async fn flush_and_take(mut self) -> (Option<PartialBlob>, Result<(), String>) {
+        let flushed = self.flush().await;
+        (self.partial.take(), flushed)
+    }
+}
