@@ -143,7 +143,7 @@ pub struct TuningArgs {
     #[arg(long, value_parser = humantime::parse_duration, default_value = "24h")]
     pub remove_after: Duration,
     /// Interval of the heartbeats nodes send the leader.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "500ms")]
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "250ms")]
     pub heartbeat: Duration,
     /// Raft heartbeat interval in ms.
     #[arg(long, default_value_t = 50)]
@@ -161,7 +161,7 @@ pub struct TuningArgs {
     #[arg(long, default_value_t = 1_000)]
     pub keep_after_snapshot: u64,
     /// A node silent this long has lapsed: its tasks are replaced elsewhere.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "2500ms")]
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
     pub lease: Duration,
     /// CPU this node offers to tasks, e.g. `2` or `1500m` (default: every CPU).
     #[arg(long, value_parser = parse_cpu)]

@@ -22,7 +22,7 @@ use crate::orchestrator::records::{
 use crate::orchestrator::reconcile::{reconcile, Decision, NodeState, Snapshot, TaskChange};
 
 /// The longest a lapsed lease waits to be noticed.
-const CONTROLLER_TICK: Duration = Duration::from_millis(200);
+const CONTROLLER_TICK: Duration = Duration::from_millis(100);
 /// After a wake-up, wait this long for the rest of a burst of writes.
 const DEBOUNCE: Duration = Duration::from_millis(10);
 
