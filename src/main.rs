@@ -37,7 +37,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     // Node-local container commands stay off the async runtime: libcontainer
     // forks, and these commands own the process.
     match &cli.command {
-        Command::Image(_) | Command::Run(_) => return run_local(cli),
+        Command::Image(_) | Command::Run(_) | Command::Reset { .. } => return run_local(cli),
         _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -58,7 +58,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Command::Describe(command) => cli::orchestration::describe(&cli, command).await?,
             Command::Scale(args) => cli::orchestration::scale(&cli, args).await?,
             Command::Delete(command) => cli::orchestration::delete(&cli, command).await?,
-            Command::Image(_) | Command::Run(_) => unreachable!("handled above"),
+            Command::Image(_) | Command::Run(_) | Command::Reset { .. } => {
+                unreachable!("handled above")
+            }
         }
         Ok(0)
     })
@@ -70,6 +72,7 @@ fn run_local(cli: Cli) -> anyhow::Result<i32> {
             cli::local::image(command, &cli.data_dir, cli.output).map(|()| 0)
         }
         Command::Run(args) => cli::local::run(args, &cli.data_dir),
+        Command::Reset { keep_data } => cli::reset::reset(&cli.data_dir, keep_data).map(|()| 0),
         _ => unreachable!("only local commands reach here"),
     }
 }

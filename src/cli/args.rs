@@ -78,6 +78,12 @@ pub enum Command {
     /// Delete a service.
     #[command(subcommand)]
     Delete(DeleteCommand),
+    /// Retire this node's data dir: stop and delete its containers, then remove the dir (the node must be stopped).
+    Reset {
+        /// Remove the containers but keep the data dir.
+        #[arg(long)]
+        keep_data: bool,
+    },
 }
 
 /// Where a new node listens and what it is called.

@@ -2,7 +2,9 @@
 //! `edgectl image import|ls|inspect|rm|gc` and the `edgectl run` debug
 //! command. They open the runtime under `--data-dir` themselves; the image
 //! store and the container table are `flock`ed, so they may run beside a
-//! daemon using the same data dir.
+//! daemon using the same data dir. The exception: when a cluster node lives
+//! in `--data-dir`, `image import` and `image ls` go through that node, so an
+//! imported image is recorded cluster-wide and `ls` shows the cluster's.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,11 +20,13 @@ use runtime::{ContainerSpec, NetworkMode, Resources, Runtime, RuntimeOptions, St
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
     /// Import an image archive: an OCI image archive or layout directory, or a `docker save` tarball.
+    /// When a node lives in --data-dir, that node imports it and records it in the cluster.
     Import {
         /// The archive (tar, optionally gzipped) or OCI layout directory.
         file: PathBuf,
     },
-    /// List the images in this node's store (a table; `-o json` for JSON).
+    /// List the images in this node's store, or the cluster's when a node lives in --data-dir
+    /// (a table; `-o json` for JSON).
     Ls,
     /// Show one image as JSON.
     Inspect {
@@ -102,8 +106,108 @@ fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// Whether a cluster node lives in `data_dir` (its identity file is there):
+/// then `image import` and `image ls` go through it, cluster-wide.
+fn node_lives_in(data_dir: &Path) -> bool {
+    edgectl::paths::DataDir::new(data_dir)
+        .identity_file()
+        .is_file()
+}
+
+/// Sends one request to the node whose data dir is `data_dir`, with that
+/// node's own credentials, on a small async runtime of its own (these
+/// commands run off the main one).
+fn call_local_node(
+    data_dir: &Path,
+    request: edgectl::api::ApiRequest,
+) -> anyhow::Result<edgectl::api::ApiResponse> {
+    use edgectl::api::client::{AdminConfig, Client};
+    let config = AdminConfig::from_node_data_dir(&edgectl::paths::DataDir::new(data_dir))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let client = Client::connect(&config).await.with_context(|| {
+            format!(
+                "a node lives in {}: images go through it; is it running (`edgectl serve`)?",
+                data_dir.display()
+            )
+        })?;
+        let response = client.call(request).await;
+        client.close().await;
+        Ok(response?)
+    })
+}
+
+/// `edgectl image import FILE` on a node: the node imports the file (a path
+/// on this machine) and records the image in the cluster.
+fn import_through_node(data_dir: &Path, file: &Path) -> anyhow::Result<()> {
+    // The daemon resolves the path in its own working directory.
+    let path = std::fs::canonicalize(file).with_context(|| format!("{}", file.display()))?;
+    let request = edgectl::api::ApiRequest::ImageImport {
+        path: path.display().to_string(),
+    };
+    match call_local_node(data_dir, request)
+        .with_context(|| format!("importing {}", file.display()))?
+    {
+        edgectl::api::ApiResponse::Images(records) => {
+            for record in records {
+                println!(
+                    "imported {} {} into the cluster",
+                    record.display_name(),
+                    record.id
+                );
+            }
+            Ok(())
+        }
+        other => anyhow::bail!("unexpected answer to an image import: {other:?}"),
+    }
+}
+
+/// `edgectl image ls` on a node: the images the cluster knows.
+fn list_through_node(data_dir: &Path, format: OutputFormat) -> anyhow::Result<()> {
+    let records = match call_local_node(data_dir, edgectl::api::ApiRequest::ImageList)? {
+        edgectl::api::ApiResponse::Images(records) => records,
+        other => anyhow::bail!("unexpected answer to an image list: {other:?}"),
+    };
+    super::output::print(format, &records, |records| {
+        let mut table = super::output::table(&["NAME", "ID", "SIZE", "BLOBS", "HOLDERS"]);
+        for record in records {
+            let names = if record.refs.is_empty() {
+                vec!["<none>".to_owned()]
+            } else {
+                record.refs.clone()
+            };
+            let holders = record
+                .holders
+                .iter()
+                .map(|h| h.to_string())
+                .collect::<Vec<_>>()
+                .join(",");
+            for name in names {
+                table.add_row(vec![
+                    name,
+                    record.id.short().to_owned(),
+                    human_bytes(record.size_bytes),
+                    record.blobs.len().to_string(),
+                    holders.clone(),
+                ]);
+            }
+        }
+        table
+    })
+}
+
 /// Runs an `edgectl image` command.
 pub fn image(command: ImageCommand, data_dir: &Path, format: OutputFormat) -> anyhow::Result<()> {
+    if node_lives_in(data_dir) {
+        match &command {
+            ImageCommand::Import { file } => return import_through_node(data_dir, file),
+            ImageCommand::Ls => return list_through_node(data_dir, format),
+            _ => {}
+        }
+    }
     let runtime = open_runtime(data_dir)?;
     let images = runtime.images();
     match command {

@@ -7,3 +7,4 @@ pub mod daemon;
 pub mod local;
 pub mod orchestration;
 pub mod output;
+pub mod reset;

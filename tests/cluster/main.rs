@@ -42,40 +42,34 @@ pub struct EdgeCluster {
 impl Drop for EdgeCluster {
     /// Node processes first (the harness), then the containers they left:
     /// containers outlive their daemon by design (no shim), so the test
-    /// removes them, their mounts and cgroups through the runtime crate.
+    /// removes them, their mounts and cgroups with `edgectl reset`.
     fn drop(&mut self) {
         self.net.teardown();
         for i in 1..=self.net.nodes() {
-            remove_containers(&self.data_dir(i));
+            remove_containers(&self.bin, &self.data_dir(i));
         }
     }
 }
 
-/// Stops and deletes every container of the node whose data dir is `dir`.
-fn remove_containers(dir: &std::path::Path) {
-    let data = edgectl::paths::DataDir::new(dir);
-    let Ok(identity) = data.read_identity() else {
-        return;
-    };
-    if !dir.join("runtime").exists() {
+/// Stops and deletes every container of the node whose data dir is `dir`,
+/// with `edgectl reset --keep-data` (the data dir goes with the temp dir).
+fn remove_containers(bin: &std::path::Path, dir: &std::path::Path) {
+    if !dir.join("node.json").exists() {
         return;
     }
-    let options = runtime::RuntimeOptions {
-        cgroup_parent: edgectl::node::cgroup_parent(&identity),
-        ..Default::default()
-    };
-    let rt = match runtime::Runtime::open(dir, options) {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cleanup of {}: {e}", dir.display());
-            return;
-        }
-    };
-    for container in rt.list().unwrap_or_default() {
-        let _ = rt.stop(&container.id, Duration::ZERO);
-        if let Err(e) = rt.delete(&container.id) {
-            eprintln!("cleanup of container {}: {e}", container.id);
-        }
+    match std::process::Command::new(bin)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["reset", "--keep-data"])
+        .output()
+    {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => eprintln!(
+            "cleanup of {}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => eprintln!("cleanup of {}: {e}", dir.display()),
     }
 }
 

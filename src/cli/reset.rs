@@ -1,0 +1,51 @@
+//! `edgectl reset`: what an operator runs to retire a node's data dir (as
+//! `kubeadm reset` does): every container of the node is stopped and deleted
+//! (containers outlive their daemon by design, so stopping the daemon leaves
+//! them running), then the data dir is removed.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use edgectl::paths::DataDir;
+
+pub fn reset(data_dir: &Path, keep_data: bool) -> anyhow::Result<()> {
+    let data = DataDir::new(data_dir);
+    let identity = data
+        .read_identity()
+        .with_context(|| format!("{} holds no node", data_dir.display()))?;
+    // A running node keeps its address bound: refuse rather than pull its
+    // containers from under it.
+    let in_use = matches!(
+        std::net::UdpSocket::bind(&identity.listen),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse
+    );
+    if in_use {
+        bail!(
+            "a node seems to be running on {} (its address {} is in use); stop it first",
+            data_dir.display(),
+            identity.listen
+        );
+    }
+    let root = std::path::absolute(data_dir)?;
+    if root.join("runtime").exists() {
+        let options = runtime::RuntimeOptions {
+            cgroup_parent: edgectl::node::cgroup_parent(&identity),
+            ..Default::default()
+        };
+        let rt = runtime::Runtime::open(&root, options)
+            .with_context(|| format!("cannot open the runtime in {}", root.display()))?;
+        let containers = rt.list()?;
+        for container in &containers {
+            let _ = rt.stop(&container.id, std::time::Duration::ZERO);
+            rt.delete(&container.id)
+                .with_context(|| format!("cannot delete container {}", container.id))?;
+        }
+        eprintln!("removed {} containers", containers.len());
+    }
+    if !keep_data {
+        std::fs::remove_dir_all(&root)
+            .with_context(|| format!("cannot remove {}", root.display()))?;
+        eprintln!("removed {}", root.display());
+    }
+    Ok(())
+}
