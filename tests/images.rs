@@ -18,9 +18,8 @@ use runtime::Digest;
 const CONVERGE: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(50);
 
-/// Every node of every test here opens a runtime with the cgroup parent
-/// `edgectl-n<id>`, and node ids restart at 1 in each cluster: one cluster
-/// at a time.
+/// One cluster at a time: two cores, and each cluster runs two nodes with
+/// their runtimes, Raft and QUIC.
 static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Runs `scenario` against a fresh two-node cluster, then stops both nodes
@@ -63,13 +62,14 @@ impl Cluster {
             .unwrap();
         let guard = Arc::new(Cleanup {
             dir: Mutex::new(Some(dir)),
-            cgroup_parents: vec!["edgectl-n1".into(), "edgectl-n2".into()],
+            cgroup_parents: Mutex::new(Vec::new()),
         });
         let root = guard.path();
         let data_a = DataDir::new(root.join("a"));
         let listen_a = free_udp_addr();
         init_data_dir(&data_a, "img-a", &listen_a, &listen_a).unwrap();
         let a = Node::start(NodeConfig::new(data_a)).await.unwrap();
+        guard.add_cgroup_parent(&a);
         let token = wait_for("a join token from node A", || {
             let a = a.clone();
             async move {
@@ -92,6 +92,7 @@ impl Cluster {
             .await
             .unwrap();
         let b = Node::start(NodeConfig::new(data_b)).await.unwrap();
+        guard.add_cgroup_parent(&b);
         assert_ne!(a.id(), b.id());
         Cluster { a, b, guard }
     }
@@ -104,7 +105,7 @@ impl Cluster {
 /// Removes the cluster's data dirs and the nodes' cgroup parents (Drop).
 struct Cleanup {
     dir: Mutex<Option<tempfile::TempDir>>,
-    cgroup_parents: Vec<String>,
+    cgroup_parents: Mutex<Vec<String>>,
 }
 
 impl Cleanup {
@@ -118,6 +119,15 @@ impl Cleanup {
     }
 }
 
+impl Cleanup {
+    fn add_cgroup_parent(&self, node: &Node) {
+        self.cgroup_parents
+            .lock()
+            .unwrap()
+            .push(edgectl::node::cgroup_parent(node.identity()));
+    }
+}
+
 impl Drop for Cleanup {
     fn drop(&mut self) {
         if let Ok(mut dir) = self.dir.lock() {
@@ -128,7 +138,12 @@ impl Drop for Cleanup {
             .flatten()
             .flatten()
         {
-            for parent in &self.cgroup_parents {
+            let parents = self
+                .cgroup_parents
+                .lock()
+                .map(|p| p.clone())
+                .unwrap_or_default();
+            for parent in &parents {
                 // Fails (and stays) only while a runtime still uses it.
                 let _ = fs::remove_dir(hierarchy.path().join(parent));
             }
@@ -426,6 +441,57 @@ async fn wrong_bytes_are_refused_and_leave_the_store_as_it_was() {
             "{err}"
         );
         assert!(tmp_entries(b).is_empty(), "{:?}", tmp_entries(b));
+    })
+    .await;
+}
+
+/// `edgectl --data-dir <node dir> image import|ls`: the command goes through
+/// the running node, so the image is recorded cluster-wide and B can fetch it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cli_import_goes_through_the_node_living_in_the_data_dir() {
+    with_cluster("cli", |cluster| async move {
+        let (a, b) = (&cluster.a, &cluster.b);
+        let data_dir = a.config().data_dir.root().to_owned();
+        let home = cluster.guard.path().join("home");
+        fs::create_dir_all(&home).unwrap();
+        let edgectl = move |args: &[&str]| {
+            let output = std::process::Command::new(env!("CARGO_BIN_EXE_edgectl"))
+                .env("HOME", &home)
+                .arg("--data-dir")
+                .arg(&data_dir)
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "edgectl {args:?} failed:\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            String::from_utf8_lossy(&output.stdout).into_owned()
+        };
+        let tar = busybox_tar().display().to_string();
+        let printed = tokio::task::spawn_blocking(move || {
+            let imported = edgectl(&["image", "import", &tar]);
+            let listed = edgectl(&["image", "ls", "-o", "json"]);
+            (imported, listed)
+        })
+        .await
+        .unwrap();
+        let (imported, listed) = printed;
+        assert!(
+            imported.starts_with("imported busybox:latest sha256:"),
+            "{imported}"
+        );
+        assert!(imported.contains("into the cluster"), "{imported}");
+        let records: Vec<ClusterImage> = serde_json::from_str(&listed).unwrap();
+        assert_eq!(records.len(), 1, "{listed}");
+        assert_eq!(records[0].holders, vec![a.id()]);
+        wait_record(b, &records[0].id, "B to see the image record", |_| true).await;
+        assert_eq!(
+            images::ensure_local(b, "busybox").await.unwrap(),
+            records[0].id
+        );
     })
     .await;
 }

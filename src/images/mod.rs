@@ -105,6 +105,30 @@ pub enum ImageError {
     Internal(String),
 }
 
+impl From<ImageError> for crate::api::ApiError {
+    fn from(error: ImageError) -> Self {
+        use crate::api::ApiError;
+        match &error {
+            ImageError::NotInCluster { .. } => ApiError::NotFound(error.to_string()),
+            ImageError::Ambiguous { .. } | ImageError::NoRuntime => {
+                ApiError::Invalid(error.to_string())
+            }
+            // What the user handed in is wrong: a bad or missing archive.
+            ImageError::Store(
+                runtime::Error::BadArchive { .. }
+                | runtime::Error::DigestMismatch { .. }
+                | runtime::Error::SizeMismatch { .. }
+                | runtime::Error::MissingBlob { .. }
+                | runtime::Error::UnknownMediaType { .. }
+                | runtime::Error::Json { .. }
+                | runtime::Error::UnsafeLayerEntry { .. }
+                | runtime::Error::Io { .. },
+            ) => ApiError::Invalid(error.to_string()),
+            _ => ApiError::Internal(error.to_string()),
+        }
+    }
+}
+
 /// Runs a blocking runtime call off the async threads.
 async fn blocking<T, F>(f: F) -> Result<T, ImageError>
 where
@@ -278,8 +302,9 @@ pub async fn register(node: &Node, info: &runtime::ImageInfo) -> Result<ClusterI
             success: ops,
             failure: Vec::new(),
         };
-        let response = node
-            .write_system(txn)
+        // Boxed: the API serves image imports, and this write goes back
+        // through the API's leader path (an async cycle needs a box).
+        let response = Box::pin(node.write_system(txn))
             .await
             .map_err(|e| record_error(e.to_string()))?;
         if response.succeeded {
