@@ -368,14 +368,12 @@ impl Node {
     }
 
     async fn import_image(&self, path: &str) -> ApiResult {
-        let _ = path;
-        Err(ApiError::Internal(
-            "cluster-wide image import is not wired yet".into(),
-        ))
+        let images = crate::images::import_file(self, std::path::Path::new(path)).await?;
+        Ok(ApiResponse::Images(images))
     }
 
     fn list_images(&self) -> ApiResult {
-        Err(ApiError::Internal("cluster-wide image list is not wired yet".into()))
+        Ok(ApiResponse::Images(crate::images::list(self)?))
     }
 }
 
