@@ -29,12 +29,21 @@ where
     F: FnOnce(Cluster) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    with_nodes(name, 2, scenario).await;
+}
+
+/// `with_cluster` with `count` nodes (A, B, then `others`).
+async fn with_nodes<F, Fut>(name: &str, count: usize, scenario: F)
+where
+    F: FnOnce(Cluster) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     assert!(
         is_root(),
         "the images test needs root: every node opens a container runtime"
     );
     let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let cluster = Cluster::start(name).await;
+    let cluster = Cluster::start(name, count).await;
     let nodes = cluster.nodes();
     let guard = cluster.guard.clone();
     let outcome = tokio::spawn(scenario(cluster)).await;
@@ -51,11 +60,12 @@ where
 struct Cluster {
     a: Node,
     b: Node,
+    others: Vec<Node>,
     guard: Arc<Cleanup>,
 }
 
 impl Cluster {
-    async fn start(name: &str) -> Cluster {
+    async fn start(name: &str, count: usize) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix(&format!("edgectl-images-{name}-"))
             .tempdir()
@@ -86,19 +96,33 @@ impl Cluster {
             }
         })
         .await;
-        let data_b = DataDir::new(root.join("b"));
-        let listen_b = free_udp_addr();
-        join_data_dir(&data_b, &listen_a, &token, "img-b", &listen_b, &listen_b)
-            .await
-            .unwrap();
-        let b = Node::start(NodeConfig::new(data_b)).await.unwrap();
-        guard.add_cgroup_parent(&b);
+        let mut joined = Vec::new();
+        for i in 1..count {
+            let name = format!("img-{i}");
+            let data = DataDir::new(root.join(&name));
+            let listen = free_udp_addr();
+            join_data_dir(&data, &listen_a, &token, &name, &listen, &listen)
+                .await
+                .unwrap();
+            let node = Node::start(NodeConfig::new(data)).await.unwrap();
+            guard.add_cgroup_parent(&node);
+            joined.push(node);
+        }
+        let mut joined = joined.into_iter();
+        let b = joined.next().expect("two nodes at least");
         assert_ne!(a.id(), b.id());
-        Cluster { a, b, guard }
+        Cluster {
+            a,
+            b,
+            others: joined.collect(),
+            guard,
+        }
     }
 
     fn nodes(&self) -> Vec<Node> {
-        vec![self.a.clone(), self.b.clone()]
+        let mut nodes = vec![self.a.clone(), self.b.clone()];
+        nodes.extend(self.others.iter().cloned());
+        nodes
     }
 }
 
@@ -492,6 +516,63 @@ async fn cli_import_goes_through_the_node_living_in_the_data_dir() {
             images::ensure_local(b, "busybox").await.unwrap(),
             records[0].id
         );
+    })
+    .await;
+}
+
+/// A holder dies halfway through sending a layer: the receiver carries on
+/// from the bytes it has, from the other holder, and the blob verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transfer_cut_by_a_dying_holder_resumes_from_another() {
+    with_nodes("cut", 3, |cluster| async move {
+        let (a, b, c) = (&cluster.a, &cluster.b, &cluster.others[0]);
+        let record = import_on_a(&cluster).await;
+        images::import_file(c, &busybox_tar()).await.unwrap();
+        let mut both = vec![a.id(), c.id()];
+        both.sort();
+        wait_record(b, &record.id, "B to see A and C as holders", |r| {
+            r.holders == both
+        })
+        .await;
+        let layer = record.blobs[2].clone();
+        let good = fs::read(blob_file(a, &layer.digest)).unwrap();
+
+        // A sends slowly enough to be cut midway (a few chunks a second).
+        images::set_upload_rate_cap(a, Some(256 * 1024));
+        let partial = store(b)
+            .root()
+            .join("tmp")
+            .join(format!("partial-{}", layer.digest.hex()));
+        let fetch = {
+            let (b, digest, holders) = (b.clone(), layer.digest.clone(), vec![a.id(), c.id()]);
+            tokio::spawn(async move { images::fetch_blob(&b, &digest, layer.size, &holders).await })
+        };
+        wait_for("B to have received part of the layer from A", || {
+            let len = fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+            async move { (len > 0).then_some(len) }
+        })
+        .await;
+        a.shutdown().await;
+        let fetch = fetch.await.unwrap().unwrap();
+        images::set_upload_rate_cap(a, None);
+
+        assert_eq!(fetch.transfers.len(), 2, "{fetch:?}");
+        let (first, from_a) = fetch.transfers[0];
+        let (second, from_c) = fetch.transfers[1];
+        assert_eq!((first, second), (a.id(), c.id()), "{fetch:?}");
+        assert!(from_a > 0 && from_a < layer.size, "{fetch:?}");
+        assert_eq!(
+            from_a + from_c,
+            layer.size,
+            "nothing fetched twice: {fetch:?}"
+        );
+        assert_eq!(fetch.bytes_received, layer.size);
+        assert_eq!(fetch.holder, Some(c.id()));
+        assert_eq!(fs::read(blob_file(b, &layer.digest)).unwrap(), good);
+
+        // The rest of the image comes from C while A stays down.
+        assert_eq!(images::ensure_local(b, "busybox").await.unwrap(), record.id);
+        assert_eq!(store(b).images().inspect("busybox").unwrap().id, record.id);
     })
     .await;
 }

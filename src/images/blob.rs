@@ -32,20 +32,23 @@ const REPLY_BYTES_MAX: usize = 4096;
 /// its blobs one after another, so this only bounds a misbehaving peer.
 const STREAMS_PER_CONNECTION_MAX: usize = 4;
 /// Bytes read from disk or the network per step.
-const CHUNK_BYTES: usize = 256 * 1024;
+pub(super) const CHUNK_BYTES: usize = 256 * 1024;
 /// Received bytes are written to the partial file in batches of this size.
 const WRITE_BATCH_BYTES: usize = 1024 * 1024;
 /// A holder that sends nothing for this long is given up on (the transfer
-/// resumes from another holder, or later).
+/// resumes from another holder, or later); a receiver that takes nothing
+/// for this long is dropped. Far above the pause a rate cap makes.
 const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Dialling and the reply header.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Transfers from one holder that made progress before being cut are
-/// resumed this many times before the next holder is tried.
-const RESUMES_PER_HOLDER_MAX: usize = 5;
+/// Attempts per holder for one blob: enough to ride out a flaky link that
+/// keeps cutting transfers, bounded so that a fetch always ends.
+const ATTEMPTS_PER_HOLDER_MAX: usize = 8;
 
 /// Stream error code: the request could not be read.
 const STREAM_CODE_BAD_REQUEST: u32 = 0x31;
+/// Stream error code: the receiver read nothing for [`STALL_TIMEOUT`].
+const STREAM_CODE_STALLED: u32 = 0x32;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct BlobRequest {
@@ -132,9 +135,22 @@ async fn serve_stream(
                 return;
             }
         };
-        if let Err(e) = send.write_all(&buffer[..n]).await {
-            debug!(from, digest = %request.digest, sent, "blob receiver went away: {e}");
-            return;
+        if let Some(limiter) = super::rate::upload_limiter(node.config().data_dir.root()) {
+            limiter.acquire(n as u64).await;
+        }
+        match tokio::time::timeout(STALL_TIMEOUT, send.write_all(&buffer[..n])).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                debug!(from, digest = %request.digest, sent, "blob receiver went away: {e}");
+                return;
+            }
+            Err(_) => {
+                // A receiver that keeps its connection alive but reads
+                // nothing must not hold this stream for ever.
+                debug!(from, digest = %request.digest, sent, "blob receiver stalled");
+                let _ = send.reset(STREAM_CODE_STALLED.into());
+                return;
+            }
         }
         sent += n as u64;
     }
@@ -188,17 +204,21 @@ async fn send_reply(send: &mut quinn::SendStream, reply: &BlobReply) -> Result<(
 pub struct BlobFetch {
     /// Bytes already in the partial file when it started (a resumed transfer).
     pub resumed_from: u64,
-    /// Bytes received over the network.
+    /// Bytes received over the network, in all.
     pub bytes_received: u64,
+    /// Each transfer that brought bytes: from which holder, how many.
+    pub transfers: Vec<(NodeId, u64)>,
     /// The holder the last bytes came from (None: the store had the blob).
     pub holder: Option<NodeId>,
 }
 
-/// Fetches one blob of `size` bytes into this node's store from the first
-/// of `holders` that serves it, resuming from the partial file's length
+/// Fetches one blob of `size` bytes into this node's store from the nodes
+/// in `holders` (never itself), resuming from the partial file's length
 /// (after an earlier cut, even one before a restart) and verifying the
-/// digest at the end. A holder that fails is left for the next; the error
-/// lists what each one did.
+/// digest at the end. After a failure the next holder carries on from where
+/// the last one stopped; it gives up when every holder has failed in a row
+/// without bringing a byte, or served a whole blob that did not verify. The
+/// error lists what each attempt did.
 pub async fn fetch_blob(
     node: &Node,
     digest: &Digest,
@@ -220,53 +240,57 @@ pub async fn fetch_blob(
         partial = discard_and_reopen(&runtime, partial).await?;
     }
     outcome.resumed_from = partial.len();
-    let candidates: Vec<NodeId> = holders
+    let mut usable: Vec<NodeId> = holders
         .iter()
         .copied()
         .filter(|h| *h != node.id())
         .collect();
-    for holder in candidates {
-        let mut resumes = 0;
-        let mut retried_from_zero = false;
-        loop {
-            let start = partial.len();
-            let (returned, result) = receive(node, &runtime, holder, digest, size, partial).await?;
-            partial = returned;
-            let received = partial.len() - start;
-            outcome.bytes_received += received;
-            match result {
-                Ok(()) => {}
-                Err(reason) => {
-                    attempts.push(format!("node {holder}: {reason} after {received} bytes"));
-                    if received > 0 && resumes < RESUMES_PER_HOLDER_MAX {
-                        resumes += 1;
-                        continue;
-                    }
-                    break;
-                }
+    usable.dedup();
+    let attempts_max = usable.len() * ATTEMPTS_PER_HOLDER_MAX;
+    let mut next = 0usize;
+    // Attempts in a row that brought nothing: once every usable holder has
+    // had one, nobody can help now.
+    let mut idle_attempts = 0usize;
+    for _ in 0..attempts_max {
+        if usable.is_empty() || idle_attempts >= usable.len() {
+            break;
+        }
+        let holder = usable[next % usable.len()];
+        let start = partial.len();
+        let (returned, result) = receive(node, &runtime, holder, digest, size, partial).await?;
+        partial = returned;
+        let received = partial.len() - start;
+        outcome.bytes_received += received;
+        if received > 0 {
+            outcome.transfers.push((holder, received));
+            idle_attempts = 0;
+        }
+        if let Err(reason) = result {
+            attempts.push(format!("node {holder}: {reason} after {received} bytes"));
+            if received == 0 {
+                idle_attempts += 1;
             }
-            // The whole blob is here: verify it and move it into the store.
-            let had_prefix = start > 0 || outcome.resumed_from > 0;
-            let finished = tokio::task::spawn_blocking(move || partial.finish())
-                .await
-                .map_err(|e| ImageError::Internal(format!("blocking task: {e}")))?;
-            match finished {
-                Ok(_) => {
-                    outcome.holder = Some(holder);
-                    return Ok(outcome);
-                }
-                Err(e) => {
-                    attempts.push(format!("node {holder}: {e}"));
-                    // The partial file is gone; what was wrong may have been
-                    // an old prefix rather than this holder: ask it once more
-                    // from zero before trying the next.
-                    partial = open_partial(&runtime, digest).await?;
-                    outcome.resumed_from = 0;
-                    if had_prefix && !retried_from_zero {
-                        retried_from_zero = true;
-                        continue;
-                    }
-                    break;
+            // The next holder resumes; this one gets its turn again later.
+            next += 1;
+            continue;
+        }
+        // The whole blob is here: verify it and move it into the store.
+        let finished = tokio::task::spawn_blocking(move || partial.finish())
+            .await
+            .map_err(|e| ImageError::Internal(format!("blocking task: {e}")))?;
+        match finished {
+            Ok(_) => {
+                outcome.holder = Some(holder);
+                return Ok(outcome);
+            }
+            Err(e) => {
+                attempts.push(format!("node {holder}: {e}"));
+                // The partial file is gone: the next attempt starts at zero.
+                partial = open_partial(&runtime, digest).await?;
+                if start == 0 {
+                    // All of it came from this holder just now: its copy
+                    // is bad. Otherwise an older prefix may have been.
+                    usable.retain(|h| *h != holder);
                 }
             }
         }

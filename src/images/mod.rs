@@ -5,12 +5,14 @@
 //!
 //! - this file: the record (`/sys/images/<manifest hex>`), `register`,
 //!   `list`, `import_file` and `ensure_local`;
-//! - [`blob`]: the blob protocol, server and client.
+//! - [`blob`]: the blob protocol, server and client;
+//! - [`rate`]: the upload rate cap.
 //!
-//! Not here: what images a node needs (the agent asks `ensure_local`), rate
-//! caps, staging ahead of a rollout, dropping holders that left.
+//! Not here: what images a node needs (the agent asks `ensure_local`),
+//! staging ahead of a rollout, dropping holders that left.
 
 mod blob;
+mod rate;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -26,6 +28,7 @@ use tracing::{debug, info};
 use crate::node::Node;
 
 pub use blob::{fetch_blob, serve_blob_connection, BlobFetch};
+pub use rate::{set_upload_rate_cap, Limiter, TokenBucket};
 
 /// Where the image records live in the replicated store.
 pub const IMAGES_PREFIX: &str = "/sys/images/";
@@ -404,6 +407,11 @@ pub async fn ensure_local(node: &Node, reference: &str) -> Result<Digest, ImageE
             holders: image.holders.clone(),
         });
     }
+    // Nodes start at different holders, so that many fetching one image
+    // spread the load; the holder that served last is asked first next.
+    let mut holders = holders;
+    let start = usize::try_from(node.id()).unwrap_or(0) % holders.len();
+    holders.rotate_left(start);
     let mut fetched_bytes = 0;
     for blob in &image.blobs {
         let outcome = fetch_blob(node, &blob.digest, blob.size, &holders)
@@ -419,6 +427,11 @@ pub async fn ensure_local(node: &Node, reference: &str) -> Result<Digest, ImageE
                 other => other,
             })?;
         fetched_bytes += outcome.bytes_received;
+        if let Some(served) = outcome.holder {
+            if let Some(position) = holders.iter().position(|h| *h == served) {
+                holders[..=position].rotate_right(1);
+            }
+        }
     }
     let id = image.id.clone();
     let refs = image.refs.clone();
