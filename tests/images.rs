@@ -296,12 +296,18 @@ async fn image_imported_on_a_is_fetched_by_b() {
         assert!(store(b).images().list().unwrap().is_empty());
 
         // Two calls at once on B: one fetch, the same id for both.
+        let served_before = images::bytes_served(a);
         let (first, second) = tokio::join!(
             images::ensure_local(b, "busybox"),
             images::ensure_local(b, &record.id.hex()[..12]),
         );
         assert_eq!(first.unwrap(), record.id);
         assert_eq!(second.unwrap(), record.id);
+        assert_eq!(
+            images::bytes_served(a) - served_before,
+            record.size_bytes,
+            "every blob sent once"
+        );
         let local = store(b).images().inspect("busybox:latest").unwrap();
         assert_eq!(local.id, record.id);
         assert_eq!(local.id, store(a).images().inspect("busybox").unwrap().id);

@@ -10,7 +10,10 @@
 //! sent: the size is bounded by the record and the whole blob is hashed
 //! before it enters the store.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use raft::transport::{rpc, PeerIdentityExpectation, ALPN_BLOB};
@@ -68,6 +71,26 @@ enum BlobReply {
     },
 }
 
+/// Blob bytes each node (by data dir) has sent to peers since it started
+/// in this process: what a metrics endpoint would export, and what tests
+/// count to show a blob was sent once.
+static BYTES_SERVED: LazyLock<Mutex<HashMap<PathBuf, Arc<AtomicU64>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn served_counter(node: &Node) -> Arc<AtomicU64> {
+    BYTES_SERVED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(node.config().data_dir.root().to_owned())
+        .or_default()
+        .clone()
+}
+
+/// Blob bytes `node` has sent to its peers (all streams, this process).
+pub fn bytes_served(node: &Node) -> u64 {
+    served_counter(node).load(Ordering::Relaxed)
+}
+
 /// Serves blob requests from another member on one connection.
 pub async fn serve_blob_connection(node: Node, from: NodeId, connection: quinn::Connection) {
     let streams = Arc::new(Semaphore::new(STREAMS_PER_CONNECTION_MAX));
@@ -122,6 +145,7 @@ async fn serve_stream(
         debug!(from, "blob reply: {e}");
         return;
     }
+    let served = served_counter(node);
     let mut buffer = vec![0u8; CHUNK_BYTES];
     let mut sent = 0u64;
     let to_send = size - request.offset;
@@ -153,6 +177,7 @@ async fn serve_stream(
             }
         }
         sent += n as u64;
+        served.fetch_add(n as u64, Ordering::Relaxed);
     }
     let _ = send.finish();
     // Let the receiver read everything before the stream is dropped.

@@ -27,7 +27,7 @@ use tracing::{debug, info};
 
 use crate::node::Node;
 
-pub use blob::{fetch_blob, serve_blob_connection, BlobFetch};
+pub use blob::{bytes_served, fetch_blob, serve_blob_connection, BlobFetch};
 pub use rate::{set_upload_rate_cap, Limiter, TokenBucket};
 
 /// Where the image records live in the replicated store.
