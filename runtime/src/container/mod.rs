@@ -42,7 +42,44 @@ use crate::Runtime;
 pub(crate) static LIBCONTAINER_LOCK: Mutex<()> = Mutex::new(());
 
 pub(crate) fn libcontainer_lock() -> std::sync::MutexGuard<'static, ()> {
-    LIBCONTAINER_LOCK.lock().unwrap_or_else(|p| p.into_inner())
+    let guard = LIBCONTAINER_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    CHILD_EXIT_GUARD.call_once(install_child_exit_guard);
+    guard
+}
+
+static CHILD_EXIT_GUARD: std::sync::Once = std::sync::Once::new();
+/// The pid of the process that installed the guard: the daemon.
+static GUARDED_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// libcontainer's cloned children (the intermediate and init processes)
+/// leave through `std::process::exit`, which runs the C exit handlers the
+/// daemon registered: C++ static destructors of libraries linked in beside
+/// us. RocksDB's joins its timer thread, which does not exist in a clone, and
+/// the child hangs forever (seen: every create in a node hung). This handler,
+/// registered after those (handlers run last-registered first, and the
+/// daemon opens its store before its first container), ends a cloned child
+/// with `_exit` before any of them runs; in the daemon itself it does nothing.
+fn install_child_exit_guard() {
+    extern "C" fn exit_child_immediately(status: libc::c_int, _arg: *mut libc::c_void) {
+        let daemon = GUARDED_PID.load(std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: getpid and _exit are async-signal-safe and touch no state.
+        if unsafe { libc::getpid() } != daemon {
+            unsafe { libc::_exit(status) };
+        }
+    }
+    extern "C" {
+        // glibc: like atexit, and the handler receives the exit status.
+        fn on_exit(
+            function: extern "C" fn(libc::c_int, *mut libc::c_void),
+            arg: *mut libc::c_void,
+        ) -> libc::c_int;
+    }
+    GUARDED_PID.store(std::process::id() as i32, std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: registers a handler that only reads an atomic and may _exit.
+    let registered = unsafe { on_exit(exit_child_immediately, std::ptr::null_mut()) };
+    if registered != 0 {
+        tracing::warn!("cannot register the cloned-child exit guard; containers may hang at create");
+    }
 }
 
 /// The persisted record of one container.
