@@ -413,6 +413,14 @@ async fn wrong_bytes_are_refused_and_leave_the_store_as_it_was() {
         let err = images::ensure_local(b, "busybox").await.unwrap_err();
         let message = err.to_string();
         assert!(matches!(err, ImageError::Fetch { .. }), "{message}");
+        assert!(
+            message.starts_with(&format!(
+                "cannot fetch blob {} of image busybox:latest: node {}",
+                layer.digest,
+                a.id()
+            )),
+            "{message}"
+        );
         assert!(message.contains(&layer.digest.to_string()), "{message}");
         assert!(message.contains("digest mismatch"), "{message}");
         assert!(message.contains(&format!("node {}", a.id())), "{message}");

@@ -180,8 +180,9 @@ async fn serve_stream(
         served.fetch_add(n as u64, Ordering::Relaxed);
     }
     let _ = send.finish();
-    // Let the receiver read everything before the stream is dropped.
-    let _ = send.stopped().await;
+    // Hold the stream (and its permit) until the receiver has it all, but
+    // not for ever.
+    let _ = tokio::time::timeout(STALL_TIMEOUT, send.stopped()).await;
 }
 
 /// The blob's file positioned at the offset, and its size; or why not.
@@ -328,7 +329,7 @@ pub async fn fetch_blob(
         attempts.push("no holder other than this node".to_owned());
     }
     Err(ImageError::Fetch {
-        image: String::new(),
+        image: None,
         digest: digest.clone(),
         attempts: attempts.join("; "),
     })

@@ -90,9 +90,10 @@ pub enum ImageError {
     Ambiguous { reference: String, matches: String },
     #[error("no other node holds image {image} (holders: {holders:?})")]
     NoHolder { image: String, holders: Vec<NodeId> },
-    #[error("cannot fetch blob {digest} of image {image}: {attempts}")]
+    #[error("cannot fetch blob {digest}{}: {attempts}", .image.as_deref().map(|i| format!(" of image {i}")).unwrap_or_default())]
     Fetch {
-        image: String,
+        /// The image it belongs to, when fetched for one.
+        image: Option<String>,
         digest: Digest,
         attempts: String,
     },
@@ -420,7 +421,7 @@ pub async fn ensure_local(node: &Node, reference: &str) -> Result<Digest, ImageE
                 ImageError::Fetch {
                     digest, attempts, ..
                 } => ImageError::Fetch {
-                    image: image.display_name(),
+                    image: Some(image.display_name()),
                     digest,
                     attempts,
                 },
