@@ -35,6 +35,14 @@ async fn agent_runs_restarts_stops_and_reports_real_containers() {
         nix_is_root(),
         "the agent test needs root: it runs real containers"
     );
+    // Static directives keep libcontainer quiet: its cloned child must
+    // never contend for the subscriber's lock (ARCHITECTURE, fork safety).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "warn,edgectl::agent=debug,libcontainer=warn,libcgroups=warn",
+        ))
+        .with_test_writer()
+        .try_init();
     let fixture = Fixture::start().await;
     let scenario = tokio::spawn(scenario(fixture.node.clone(), fixture.prefix.clone()));
     let outcome = scenario.await;
@@ -55,7 +63,10 @@ async fn scenario(node: Node, prefix: String) {
     .await;
     assert_eq!(capacity.cpu_millis, 1500);
     assert!(capacity.memory_bytes > 0, "{capacity:?}");
-    assert_eq!(capacity.labels.get("zone").map(String::as_str), Some("test"));
+    assert_eq!(
+        capacity.labels.get("zone").map(String::as_str),
+        Some("test")
+    );
 
     let run = format!("{prefix}-run");
     let crash = format!("{prefix}-crash");
@@ -79,7 +90,9 @@ async fn scenario(node: Node, prefix: String) {
             tasks.insert((name.clone(), slot), task);
         }
     }
-    node.write_system(txn).await.expect("write services and tasks");
+    node.write_system(txn)
+        .await
+        .expect("write services and tasks");
     let run0 = tasks[&(run.clone(), 0)].clone();
     let run1 = tasks[&(run.clone(), 1)].clone();
     let crash0 = tasks[&(crash.clone(), 0)].clone();
@@ -109,7 +122,9 @@ async fn scenario(node: Node, prefix: String) {
     })
     .await;
     assert_eq!(exited.restarts, 0);
-    let first = runtime.info(&once0.id).expect("the exited container is kept");
+    let first = runtime
+        .info(&once0.id)
+        .expect("the exited container is kept");
     assert_eq!(first.state, runtime::ContainerState::Exited);
     // Several passes later (the crashing task restarted twice more in the
     // meantime, so the agent did look) it still has not been restarted.
@@ -118,8 +133,13 @@ async fn scenario(node: Node, prefix: String) {
         status(&node, &crash0.id).filter(|s| s.restarts >= crash_restarts + 2)
     })
     .await;
-    let later = runtime.info(&once0.id).expect("the exited container is kept");
-    assert_eq!(later.created_unix_ms, first.created_unix_ms, "it was recreated");
+    let later = runtime
+        .info(&once0.id)
+        .expect("the exited container is kept");
+    assert_eq!(
+        later.created_unix_ms, first.created_unix_ms,
+        "it was recreated"
+    );
     assert_eq!(status(&node, &once0.id).map(|s| s.restarts), Some(0));
 
     // Shutdown: scale `run` to 1 and shut its slot 1 down, as the
@@ -197,7 +217,12 @@ async fn scenario(node: Node, prefix: String) {
         .list()
         .unwrap()
         .into_iter()
-        .filter(|info| info.spec.labels.get(LABEL_SERVICE).is_some_and(|s| s.starts_with(&prefix)))
+        .filter(|info| {
+            info.spec
+                .labels
+                .get(LABEL_SERVICE)
+                .is_some_and(|s| s.starts_with(&prefix))
+        })
         .filter(|info| info.state == runtime::ContainerState::Running)
         .map(|info| info.id)
         .collect();
@@ -253,6 +278,7 @@ fn status(node: &Node, task: &str) -> Option<TaskStatus> {
 
 /// Polls `check` until it yields, or fails after `CONVERGE`.
 async fn wait_for<T: Debug>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    eprintln!("waiting for {what}");
     let deadline = Instant::now() + CONVERGE;
     loop {
         if let Some(found) = check() {
@@ -357,7 +383,8 @@ impl Cleanup {
             }
             for info in self.runtime.list().unwrap_or_default() {
                 if ours(&info, &self.prefix) {
-                    let _ = self.runtime.stop(&info.id, Duration::from_secs(2));
+                    // delete kills the whole cgroup and bounds its wait;
+                    // stop could wait forever on an init that never ran.
                     if let Err(error) = self.runtime.delete(&info.id) {
                         eprintln!("cleanup: delete {}: {error}", info.id);
                     }

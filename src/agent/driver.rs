@@ -477,7 +477,7 @@ async fn execute(node: Node, runtime: Arc<runtime::Runtime>, action: Action) -> 
                 Ok(spec) => spec,
                 Err(error) => {
                     return Outcome::StartFailed {
-                        task: Box::new(task),
+                        task,
                         reason: error.to_string(),
                     }
                 }
@@ -490,12 +490,9 @@ async fn execute(node: Node, runtime: Arc<runtime::Runtime>, action: Action) -> 
                     task: task.id.clone(),
                     ip: ip.map(|ip| ip.to_string()),
                 },
-                Ok(Err(reason)) => Outcome::StartFailed {
-                    task: Box::new(task),
-                    reason,
-                },
+                Ok(Err(reason)) => Outcome::StartFailed { task, reason },
                 Err(error) => Outcome::StartFailed {
-                    task: Box::new(task),
+                    task,
                     reason: format!("start task failed: {error}"),
                 },
             }
@@ -523,28 +520,18 @@ async fn execute(node: Node, runtime: Arc<runtime::Runtime>, action: Action) -> 
     }
 }
 
-/// Makes sure `reference` is in this node's image store. The one place to
-/// swap in cluster-wide image distribution (`crate::images::ensure_local`).
+/// Makes sure `reference` is in this node's image store, fetching the blobs
+/// it lacks from a peer that holds the image (`crate::images::ensure_local`).
 /// Err is why the task waits (reported as Pending, retried next pass).
 async fn ensure_image(
-    _node: &Node,
-    runtime: &Arc<runtime::Runtime>,
+    node: &Node,
+    _runtime: &Arc<runtime::Runtime>,
     reference: &str,
 ) -> Result<(), String> {
-    let runtime = runtime.clone();
-    let image = reference.to_string();
-    let resolved = tokio::task::spawn_blocking(move || runtime.images().resolve(&image)).await;
-    match resolved {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(runtime::Error::ImageNotFound { .. })) => Err(format!(
-            "image {reference} is not on this node; import it with `edgectl image import` \
-             (retrying)"
-        )),
-        Ok(Err(error)) => Err(format!("image {reference}: {error} (retrying)")),
-        Err(error) => Err(format!(
-            "image {reference}: lookup failed: {error} (retrying)"
-        )),
-    }
+    crate::images::ensure_local(node, reference)
+        .await
+        .map(|_| ())
+        .map_err(|error| format!("{error} (retrying)"))
 }
 
 /// Removes `replace` if given, then creates and starts the container; on a

@@ -98,7 +98,7 @@ pub enum Action {
     /// container, first stopping and deleting `replace` (an exited, created
     /// or older-generation container with the same id).
     Start {
-        task: TaskRecord,
+        task: Box<TaskRecord>,
         replace: Option<String>,
         /// A restart by policy (counted in `restarts`).
         restart: bool,
@@ -238,7 +238,7 @@ impl Planner {
         plan: &mut Plan,
     ) -> Report {
         let start = |replace: Option<&Observed>, restart: bool| Action::Start {
-            task: task.clone(),
+            task: Box::new(task.clone()),
             replace: replace.map(|container| container.container_id.clone()),
             restart,
         };
@@ -345,7 +345,7 @@ impl Planner {
             memory.restarts = memory.restarts.saturating_add(1);
             memory.start_failure = None;
             plan.actions.push(Action::Start {
-                task: task.clone(),
+                task: Box::new(task.clone()),
                 replace: container.map(|container| container.container_id.clone()),
                 restart: true,
             });

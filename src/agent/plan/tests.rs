@@ -54,7 +54,7 @@ fn secs(n: u64) -> Duration {
 
 fn start(task: &TaskRecord, replace: Option<&str>, restart: bool) -> Action {
     Action::Start {
-        task: task.clone(),
+        task: Box::new(task.clone()),
         replace: replace.map(str::to_string),
         restart,
     }
@@ -67,7 +67,7 @@ fn state_of(plan: &Plan, task: &str) -> TaskState {
 #[test]
 fn a_new_task_is_started() {
     let web = task("web.0.5", "always");
-    let plan = Planner::new().plan(&[web.clone()], &[], true, secs(0));
+    let plan = Planner::new().plan(std::slice::from_ref(&web), &[], true, secs(0));
     assert_eq!(plan.actions, vec![start(&web, None, false)]);
     assert_eq!(state_of(&plan, "web.0.5"), TaskState::Starting);
     assert_eq!(plan.reports["web.0.5"].container_id, "web.0.5");
@@ -91,7 +91,7 @@ fn always_restarts_any_exit_after_the_backoff_which_doubles() {
     let mut planner = Planner::new();
     let first = [container("web.0.5", exited(0), 10)];
 
-    let waiting = planner.plan(&[web.clone()], &first, true, secs(100));
+    let waiting = planner.plan(std::slice::from_ref(&web), &first, true, secs(100));
     assert!(waiting.actions.is_empty());
     assert_eq!(
         state_of(&waiting, "web.0.5"),
@@ -104,7 +104,7 @@ fn always_restarts_any_exit_after_the_backoff_which_doubles() {
 
     // Still waiting: the same reason, so the status is written once.
     let still = planner.plan(
-        &[web.clone()],
+        std::slice::from_ref(&web),
         &first,
         true,
         secs(100) + Duration::from_millis(500),
@@ -112,14 +112,14 @@ fn always_restarts_any_exit_after_the_backoff_which_doubles() {
     assert!(still.actions.is_empty());
     assert_eq!(still.reports, waiting.reports);
 
-    let due = planner.plan(&[web.clone()], &first, true, secs(101));
+    let due = planner.plan(std::slice::from_ref(&web), &first, true, secs(101));
     assert_eq!(due.actions, vec![start(&web, Some("web.0.5"), true)]);
     assert_eq!(due.reports["web.0.5"].restarts, 1);
     assert_eq!(planner.next_due(), None);
 
     // The next incarnation exits too: the delay doubles.
     let second = [container("web.0.5", exited(1), 20)];
-    let waiting = planner.plan(&[web.clone()], &second, true, secs(200));
+    let waiting = planner.plan(std::slice::from_ref(&web), &second, true, secs(200));
     assert_eq!(
         state_of(&waiting, "web.0.5"),
         TaskState::Pending {
@@ -127,10 +127,10 @@ fn always_restarts_any_exit_after_the_backoff_which_doubles() {
         }
     );
     assert!(planner
-        .plan(&[web.clone()], &second, true, secs(201))
+        .plan(std::slice::from_ref(&web), &second, true, secs(201))
         .actions
         .is_empty());
-    let due = planner.plan(&[web.clone()], &second, true, secs(202));
+    let due = planner.plan(std::slice::from_ref(&web), &second, true, secs(202));
     assert_eq!(due.actions, vec![start(&web, Some("web.0.5"), true)]);
     assert_eq!(due.reports["web.0.5"].restarts, 2);
 }
@@ -155,7 +155,7 @@ fn a_running_container_clears_a_pending_backoff() {
     let web = task("web.0.5", "always");
     let mut planner = Planner::new();
     planner.plan(
-        &[web.clone()],
+        std::slice::from_ref(&web),
         &[container("web.0.5", exited(1), 10)],
         true,
         secs(0),
@@ -175,7 +175,7 @@ fn on_failure_restarts_failures_but_not_a_clean_exit() {
     let web = task("web.0.5", "on-failure");
     let mut planner = Planner::new();
     let clean = planner.plan(
-        &[web.clone()],
+        std::slice::from_ref(&web),
         &[container("web.0.5", exited(0), 1)],
         true,
         secs(0),
@@ -184,7 +184,7 @@ fn on_failure_restarts_failures_but_not_a_clean_exit() {
     assert_eq!(state_of(&clean, "web.0.5"), TaskState::Exited { code: 0 });
 
     let failed = planner.plan(
-        &[web.clone()],
+        std::slice::from_ref(&web),
         &[container("web.0.5", exited(3), 2)],
         true,
         secs(0),
@@ -200,13 +200,13 @@ fn on_failure_restarts_failures_but_not_a_clean_exit() {
     });
     let mut planner = Planner::new();
     planner.plan(
-        &[web.clone()],
+        std::slice::from_ref(&web),
         &[container("web.0.5", killed.clone(), 3)],
         true,
         secs(0),
     );
     let due = planner.plan(
-        &[web.clone()],
+        std::slice::from_ref(&web),
         &[container("web.0.5", killed, 3)],
         true,
         secs(1),
@@ -220,7 +220,7 @@ fn never_reports_the_exit_and_keeps_the_container() {
     let mut planner = Planner::new();
     for now in [0, 10, 1000] {
         let plan = planner.plan(
-            &[web.clone()],
+            std::slice::from_ref(&web),
             &[container("web.0.5", exited(3), 1)],
             true,
             secs(now),
@@ -236,7 +236,7 @@ fn signals_oom_and_unknown_exits_are_failures() {
     let web = task("web.0.5", "never");
     let check = |exit: Exit, expected: &str| {
         let observed = container("web.0.5", ObservedState::Exited(exit), 1);
-        let plan = Planner::new().plan(&[web.clone()], &[observed], true, secs(0));
+        let plan = Planner::new().plan(std::slice::from_ref(&web), &[observed], true, secs(0));
         assert_eq!(
             state_of(&plan, "web.0.5"),
             TaskState::Failed {
@@ -266,7 +266,7 @@ fn signals_oom_and_unknown_exits_are_failures() {
         oom_killed: false,
     };
     let observed = container("web.0.5", ObservedState::Exited(unknown), 1);
-    let plan = Planner::new().plan(&[web.clone()], &[observed], true, secs(0));
+    let plan = Planner::new().plan(std::slice::from_ref(&web), &[observed], true, secs(0));
     assert!(
         matches!(state_of(&plan, "web.0.5"), TaskState::Failed { reason } if reason.contains("unknown")),
     );
@@ -285,10 +285,10 @@ fn a_failed_start_is_retried_after_backoff_unless_never() {
         }
     );
     assert_eq!(planner.next_due(), Some(secs(6)));
-    let waiting = planner.plan(&[web.clone()], &[], true, secs(5));
+    let waiting = planner.plan(std::slice::from_ref(&web), &[], true, secs(5));
     assert!(waiting.actions.is_empty());
     assert_eq!(waiting.reports["web.0.5"], report);
-    let due = planner.plan(&[web.clone()], &[], true, secs(6));
+    let due = planner.plan(std::slice::from_ref(&web), &[], true, secs(6));
     assert_eq!(due.actions, vec![start(&web, None, true)]);
     assert_eq!(due.reports["web.0.5"].restarts, 1);
 
@@ -310,7 +310,7 @@ fn shutdown_removes_the_container_and_reports_stopped() {
     let mut web = task("web.0.5", "always");
     web.desired = DesiredState::Shutdown;
     let plan = Planner::new().plan(
-        &[web.clone()],
+        std::slice::from_ref(&web),
         &[container("web.0.5", ObservedState::Running, 1)],
         true,
         secs(0),
@@ -339,7 +339,7 @@ fn containers_of_tasks_not_assigned_here_are_removed_unless_held_back() {
         container("web.1.3", ObservedState::Running, 1),
         container("old.0.1", exited(0), 1),
     ];
-    let plan = Planner::new().plan(&[web.clone()], &containers, true, secs(0));
+    let plan = Planner::new().plan(std::slice::from_ref(&web), &containers, true, secs(0));
     let removed: Vec<_> = plan
         .actions
         .iter()
@@ -368,7 +368,7 @@ fn a_container_of_another_generation_is_replaced_and_counts_reset() {
     planner.seed_restarts("web.0.5", 4);
     let old = container("web.0.5", ObservedState::Running, 1);
     assert_eq!(old.generation, Some(1));
-    let plan = planner.plan(&[web.clone()], &[old], true, secs(0));
+    let plan = planner.plan(std::slice::from_ref(&web), &[old], true, secs(0));
     assert_eq!(plan.actions, vec![start(&web, Some("web.0.5"), false)]);
     assert_eq!(state_of(&plan, "web.0.5"), TaskState::Starting);
     assert_eq!(plan.reports["web.0.5"].restarts, 0);
@@ -378,7 +378,7 @@ fn a_container_of_another_generation_is_replaced_and_counts_reset() {
 fn a_created_but_unstarted_container_is_recreated() {
     let web = task("web.0.5", "never");
     let plan = Planner::new().plan(
-        &[web.clone()],
+        std::slice::from_ref(&web),
         &[container("web.0.5", ObservedState::Created, 1)],
         true,
         secs(0),
@@ -391,7 +391,7 @@ fn memory_of_tasks_gone_from_this_node_is_dropped() {
     let web = task("web.0.5", "always");
     let mut planner = Planner::new();
     planner.plan(
-        &[web.clone()],
+        std::slice::from_ref(&web),
         &[container("web.0.5", exited(1), 1)],
         true,
         secs(0),
@@ -409,7 +409,7 @@ fn a_new_incarnation_that_exits_gets_a_fresh_deadline() {
     let web = task("web.0.5", "always");
     let mut planner = Planner::new();
     planner.plan(
-        &[web.clone()],
+        std::slice::from_ref(&web),
         &[container("web.0.5", exited(1), 1)],
         true,
         secs(0),
