@@ -590,3 +590,107 @@ async fn transfer_cut_by_a_dying_holder_resumes_from_another() {
     })
     .await;
 }
+
+/// Builds an OCI layout directory holding one image `name:latest` with one
+/// uncompressed layer: a file of `bytes` random bytes.
+fn random_image_layout(root: &Path, name: &str, bytes: usize) -> PathBuf {
+    use rand::RngCore;
+    use sha2::{Digest as _, Sha256};
+    let sha = |data: &[u8]| hex::encode(Sha256::digest(data));
+    let content = root.join("content");
+    fs::create_dir_all(&content).unwrap();
+    let mut data = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut data);
+    fs::write(content.join("payload"), &data).unwrap();
+    let layer_path = root.join("layer.tar");
+    let status = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&content)
+        .arg("-cf")
+        .arg(&layer_path)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let layer = fs::read(&layer_path).unwrap();
+    let layout = root.join("layout");
+    let blobs = layout.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let put = |data: &[u8]| {
+        let hex = sha(data);
+        fs::write(blobs.join(&hex), data).unwrap();
+        (format!("sha256:{hex}"), data.len())
+    };
+    let (layer_digest, layer_size) = put(&layer);
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/payload"]},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    });
+    let (config_digest, config_size) = put(&serde_json::to_vec(&config).unwrap());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer_digest, "size": layer_size}],
+    });
+    let (manifest_digest, manifest_size) = put(&serde_json::to_vec(&manifest).unwrap());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": manifest_digest, "size": manifest_size,
+                       "annotations": {"org.opencontainers.image.ref.name": format!("{name}:latest")}}],
+    });
+    fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    fs::write(
+        layout.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    layout
+}
+
+/// A 64 MiB layer crosses over loopback QUIC intact; the rate is printed
+/// (a figure for the report, not a pass/fail criterion).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn large_layer_arrives_intact() {
+    with_cluster("large", |cluster| async move {
+        const LAYER_BYTES: usize = 64 * 1024 * 1024;
+        let (a, b) = (&cluster.a, &cluster.b);
+        let layout = random_image_layout(&cluster.guard.path().join("big"), "big", LAYER_BYTES);
+        let record = images::import_file(a, &layout).await.unwrap().remove(0);
+        assert_eq!(record.refs, vec!["big:latest".to_string()]);
+        wait_record(b, &record.id, "B to see the big image", |_| true).await;
+        let layer = record.blobs[2].clone();
+        assert!(layer.size > LAYER_BYTES as u64);
+        let started = std::time::Instant::now();
+        let fetch = images::fetch_blob(b, &layer.digest, layer.size, &[a.id()])
+            .await
+            .unwrap();
+        let fetched = started.elapsed();
+        assert_eq!(fetch.bytes_received, layer.size);
+        let started = std::time::Instant::now();
+        assert_eq!(images::ensure_local(b, "big").await.unwrap(), record.id);
+        let imported = started.elapsed();
+        assert_eq!(
+            fs::read(blob_file(b, &layer.digest)).unwrap(),
+            fs::read(blob_file(a, &layer.digest)).unwrap()
+        );
+        let mib = layer.size as f64 / (1024.0 * 1024.0);
+        eprintln!(
+            "large_layer_arrives_intact: layer of {:.1} MiB fetched and verified in {:.2} s ({:.1} MiB/s); \
+             then re-verified, unpacked and registered in {:.2} s",
+            mib,
+            fetched.as_secs_f64(),
+            mib / fetched.as_secs_f64(),
+            imported.as_secs_f64()
+        );
+    })
+    .await;
+}
