@@ -238,9 +238,29 @@ fn a_killed_nodes_replicas_move_and_its_return_leaves_no_extra() {
     assert!(!on_victim_before.is_empty(), "spread put work on every node");
 
     cluster.kill(victim);
-    let moved = wait_converged(&cluster, leader, "web", 6);
+    // Its tasks still read "running" (their last report) until its lease
+    // lapses: wait for 6 running replicas that are all elsewhere.
+    let moved = wait_until(CONVERGE, "6 replicas running on the other nodes", || {
+        let tasks = tasks(&cluster, leader, "web")?;
+        let elsewhere: Vec<&TaskView> = tasks
+            .iter()
+            .filter(|t| is_running(t) && t.node.as_deref() != Some(victim_name.as_str()))
+            .collect();
+        let on_victim = tasks
+            .iter()
+            .filter(|t| t.desired == DesiredState::Running && t.node.as_deref() == Some(victim_name.as_str()))
+            .count();
+        if elsewhere.len() == 6 && on_victim == 0 {
+            Ok(tasks)
+        } else {
+            Err(summarize(&tasks))
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs(&cluster)));
+    let superseded: Vec<&TaskView> = moved.iter().filter(|t| t.desired == DesiredState::Shutdown).collect();
     assert!(
-        moved.iter().all(|t| t.node.as_deref() != Some(victim_name.as_str())),
+        superseded.iter().all(|t| t.node.as_deref() == Some(victim_name.as_str())
+            && t.shutdown_reason.as_deref().is_some_and(|r| r.contains("lease lapsed"))),
         "{}",
         summarize(&moved)
     );
