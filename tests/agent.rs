@@ -71,6 +71,8 @@ async fn scenario(node: Node, prefix: String) {
     let run = format!("{prefix}-run");
     let crash = format!("{prefix}-crash");
     let once = format!("{prefix}-once");
+    let broken = format!("{prefix}-broken");
+    let missing = format!("{prefix}-missing");
     // PID 1 ignores SIGTERM unless it traps it: exit on TERM so a stop
     // does not wait out the whole grace.
     let long_running = r#"[/bin/sh, -c, "trap 'exit 0' TERM; while true; do sleep 1; done"]"#;
@@ -78,6 +80,8 @@ async fn scenario(node: Node, prefix: String) {
         service(&run, 2, "always", long_running),
         service(&crash, 1, "always", r#"[/bin/sh, -c, "exit 3"]"#),
         service(&once, 1, "never", r#"[/bin/sh, -c, "exit 3"]"#),
+        service(&broken, 1, "never", "[/no/such/command]"),
+        absent_image(&missing),
     ];
     let mut txn = Txn::default();
     let mut tasks = BTreeMap::new();
@@ -97,6 +101,8 @@ async fn scenario(node: Node, prefix: String) {
     let run1 = tasks[&(run.clone(), 1)].clone();
     let crash0 = tasks[&(crash.clone(), 0)].clone();
     let once0 = tasks[&(once.clone(), 0)].clone();
+    let broken0 = tasks[&(broken.clone(), 0)].clone();
+    let missing0 = tasks[&(missing.clone(), 0)].clone();
 
     // Both replicas of `run` run: in the store and in the runtime.
     for task in [&run0, &run1] {
@@ -109,6 +115,32 @@ async fn scenario(node: Node, prefix: String) {
         assert_eq!(info.spec.labels[LABEL_TASK], task.id);
         assert_eq!(info.spec.labels[LABEL_SERVICE], run);
     }
+
+    // A command the image lacks: the create fails, and under `never` the
+    // task ends Failed with the runtime's reason, no container left.
+    let failed = wait_for("the broken task failed", || {
+        status(&node, &broken0.id).filter(|s| s.state.is_terminal())
+    })
+    .await;
+    assert!(
+        matches!(&failed.state, TaskState::Failed { reason } if reason.contains("/no/such/command")),
+        "{failed:?}"
+    );
+    assert_eq!(failed.restarts, 0);
+    assert!(
+        runtime.info(&broken0.id).is_err(),
+        "a failed create leaves nothing"
+    );
+
+    // An image this node does not have: the task waits, saying why.
+    let waiting = wait_for("the task without its image pending", || {
+        status(&node, &missing0.id).filter(|s| matches!(s.state, TaskState::Pending { .. }))
+    })
+    .await;
+    assert!(
+        matches!(&waiting.state, TaskState::Pending { reason } if reason.contains("edgectl-test/absent:1")),
+        "{waiting:?}"
+    );
 
     // `always`: a container that exits is restarted, again and again.
     wait_for("the crashing task restarted twice", || {
@@ -242,6 +274,12 @@ fn service(name: &str, replicas: u32, restart: &str, command: &str) -> ServiceRe
         created_unix: 1,
         updated_unix: 1,
     }
+}
+
+fn absent_image(name: &str) -> ServiceRecord {
+    let mut record = service(name, 1, "always", "[/bin/true]");
+    record.spec.spec.image = "edgectl-test/absent:1".into();
+    record
 }
 
 fn task(service: &ServiceRecord, slot: u32, node: u64) -> TaskRecord {

@@ -312,13 +312,23 @@ impl Driver {
                 puts.push(status);
             }
         }
-        // A status outlives its task only until this agent notices.
-        let deletes: Vec<String> = self
+        // A status outlives its task only until this agent notices. The
+        // controller usually deletes both at once: forget those silently.
+        let gone: Vec<String> = self
             .published
             .keys()
             .filter(|task| !known_tasks.contains(task.as_str()))
             .cloned()
             .collect();
+        let mut deletes = Vec::new();
+        for task in gone {
+            match self.node.kv().get(task_status_key(&task).as_bytes()) {
+                Ok(None) => {
+                    self.published.remove(&task);
+                }
+                _ => deletes.push(task),
+            }
+        }
         let capacity = node_capacity(&self.config, self.runtime.root());
         let capacity_changed = self.capacity_published.as_ref() != Some(&capacity)
             && !self.store_has_capacity(me, &capacity);
