@@ -16,6 +16,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use edgectl::agent::{LABEL_SERVICE, LABEL_TASK};
+use edgectl::api::{ApiRequest, ApiResponse};
 use edgectl::model::parse_service;
 use edgectl::node::{init_data_dir, Node, NodeConfig};
 use edgectl::orchestrator::records::{
@@ -115,6 +116,26 @@ async fn scenario(node: Node, prefix: String) {
         assert_eq!(info.spec.labels[LABEL_TASK], task.id);
         assert_eq!(info.spec.labels[LABEL_SERVICE], run);
     }
+
+    // Usage goes to the leader with the heartbeats: running containers and
+    // the memory their cgroups charge.
+    let mut usage_seen = None;
+    for _ in 0..(CONVERGE.as_millis() / POLL.as_millis()) {
+        let Ok(ApiResponse::NodeViews(views)) = node.request(ApiRequest::GetNodes).await else {
+            panic!("GetNodes did not answer with node views");
+        };
+        let view = views
+            .into_iter()
+            .find(|view| view.id == me)
+            .expect("this node");
+        if view.running_containers >= 2 && view.memory_used_bytes > 0 {
+            usage_seen = Some(view);
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let view = usage_seen.expect("usage with the running containers reached the leader");
+    assert!(view.memory_used_bytes < 1 << 30, "{view:?}");
 
     // A command the image lacks: the create fails, and under `never` the
     // task ends Failed with the runtime's reason, no container left.
