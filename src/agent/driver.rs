@@ -1,27 +1,26 @@
 //! The agent's IO loop: read the tasks assigned to this node from the local
 //! replica and the containers from the runtime, let the planner decide,
 //! execute its actions (blocking runtime calls in `spawn_blocking`), and
-//! publish what changed (task statuses and node capacity, one write per
-//! pass). Level-triggered: every pass starts from a fresh read, so a missed
+//! hand the statuses and capacity to the publisher (`publish.rs`), which
+//! writes what changed. Level-triggered: every pass starts from a fresh read, so a missed
 //! event or a failed action is simply redone on the next pass.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use raft::store::{WatchError, Watcher};
-use raft::{KvOp, Txn};
+use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::node::Node;
-use crate::orchestrator::records::{
-    self, node_capacity_key, task_status_key, NodeCapacity, TaskRecord, TaskState, TaskStatus,
-};
+use crate::orchestrator::records::{self, TaskRecord, TaskState, TaskStatus};
 
 use super::container::{container_spec, LABEL_GENERATION, LABEL_TASK};
 use super::host::{cgroup_memory_bytes, node_capacity};
 use super::plan::{Action, Exit, Observed, ObservedState, Planner, RemoveReason, Report};
+use super::publish::{self, Wanted};
 use super::{AgentConfig, NodeUsage};
 
 /// Passes run at least this often (the level-triggered safety net for
@@ -32,12 +31,6 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Actions run at once: removals wait out their grace in parallel; creates
 /// serialise on the runtime's clone lock anyway.
 const ACTIONS_IN_FLIGHT_MAX: usize = 8;
-/// A status/capacity write that takes longer is abandoned for this pass, so
-/// a node cut off from the leader keeps restarting its containers.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(3);
-/// Backoff between failed writes (no leader): first and largest.
-const WRITE_RETRY_MIN: Duration = Duration::from_millis(250);
-const WRITE_RETRY_MAX: Duration = Duration::from_secs(5);
 
 pub(super) async fn run(node: Node, config: AgentConfig) {
     let Some(runtime) = node.runtime().cloned() else {
@@ -47,15 +40,12 @@ pub(super) async fn run(node: Node, config: AgentConfig) {
     let mut shutdown = node.shutdown_signal();
     let mut watcher = open_watch(&node);
     let mut agent = Driver {
+        publisher: publish::spawn(node.clone()),
         node,
         runtime,
         config,
         planner: Planner::new(),
-        published: BTreeMap::new(),
         seeded: false,
-        capacity_published: None,
-        write_not_before: Instant::now(),
-        write_retry: WRITE_RETRY_MIN,
         epoch: Instant::now(),
     };
     info!(node = agent.node.id(), "agent started");
@@ -120,13 +110,9 @@ struct Driver {
     runtime: Arc<runtime::Runtime>,
     config: AgentConfig,
     planner: Planner,
-    /// The statuses the store holds for this node's tasks, as last written
-    /// (or read at start): only differences are written.
-    published: BTreeMap<String, TaskStatus>,
+    /// Where each pass's statuses and capacity go (latest wins).
+    publisher: watch::Sender<Option<Arc<Wanted>>>,
     seeded: bool,
-    capacity_published: Option<NodeCapacity>,
-    write_not_before: Instant,
-    write_retry: Duration,
     epoch: Instant,
 }
 
@@ -236,13 +222,32 @@ impl Driver {
         }
 
         self.node.set_usage(self.usage(&reports));
-        let known: BTreeSet<&str> = all_tasks.iter().map(|task| task.id.as_str()).collect();
-        self.publish(me, &reports, &hold, &known).await;
+        let statuses = reports
+            .into_iter()
+            .filter(|(task, _)| !hold.contains(task))
+            .map(|(task, report)| {
+                let status = TaskStatus {
+                    task: task.clone(),
+                    node: me,
+                    state: report.state,
+                    restarts: report.restarts,
+                    container_id: report.container_id,
+                    ip: report.ip,
+                    updated_unix: 0,
+                };
+                (task, status)
+            })
+            .collect();
+        let wanted = Wanted {
+            statuses,
+            held: hold,
+            known_tasks: all_tasks.into_iter().map(|task| task.id).collect(),
+            capacity: node_capacity(&self.config, self.runtime.root()),
+        };
+        self.publisher.send_replace(Some(Arc::new(wanted)));
     }
 
-    /// Learns what the store already says about this node: the statuses
-    /// an earlier agent wrote (so an unchanged one is not rewritten and the
-    /// restart count carries on) and the published capacity.
+    /// Carries on the restart counts an earlier agent published.
     fn seed_from_store(&mut self, me: u64) {
         let statuses = match self.node.kv().range(records::TASK_STATUS_PREFIX.as_bytes()) {
             Ok((statuses, _)) => statuses,
@@ -257,7 +262,6 @@ impl Driver {
             };
             if status.node == me {
                 self.planner.seed_restarts(&status.task, status.restarts);
-                self.published.insert(status.task.clone(), status);
             }
         }
         self.seeded = true;
@@ -276,147 +280,6 @@ impl Driver {
                 .sum(),
         }
     }
-
-    /// One write with every status that changed, the deletion of statuses
-    /// whose task is gone, and the capacity if it changed. Nothing is
-    /// forgotten on failure: the next pass computes the same difference.
-    async fn publish(
-        &mut self,
-        me: u64,
-        reports: &BTreeMap<String, Report>,
-        hold: &BTreeSet<String>,
-        known_tasks: &BTreeSet<&str>,
-    ) {
-        let updated_unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_secs());
-        let mut puts: Vec<TaskStatus> = Vec::new();
-        for (task, report) in reports {
-            if hold.contains(task) {
-                continue;
-            }
-            let status = TaskStatus {
-                task: task.clone(),
-                node: me,
-                state: report.state.clone(),
-                restarts: report.restarts,
-                container_id: report.container_id.clone(),
-                ip: report.ip.clone(),
-                updated_unix,
-            };
-            if !self
-                .published
-                .get(task)
-                .is_some_and(|old| same_status(old, &status))
-            {
-                puts.push(status);
-            }
-        }
-        // A status outlives its task only until this agent notices. The
-        // controller usually deletes both at once: forget those silently.
-        let gone: Vec<String> = self
-            .published
-            .keys()
-            .filter(|task| !known_tasks.contains(task.as_str()))
-            .cloned()
-            .collect();
-        let mut deletes = Vec::new();
-        for task in gone {
-            match self.node.kv().get(task_status_key(&task).as_bytes()) {
-                Ok(None) => {
-                    self.published.remove(&task);
-                }
-                _ => deletes.push(task),
-            }
-        }
-        let capacity = node_capacity(&self.config, self.runtime.root());
-        let capacity_changed = self.capacity_published.as_ref() != Some(&capacity)
-            && !self.store_has_capacity(me, &capacity);
-        if puts.is_empty() && deletes.is_empty() && !capacity_changed {
-            return;
-        }
-        if Instant::now() < self.write_not_before {
-            return;
-        }
-        let mut txn = Txn::default();
-        for status in &puts {
-            match serde_json::to_vec(status) {
-                Ok(value) => txn.success.push(KvOp::Put {
-                    key: task_status_key(&status.task).into_bytes(),
-                    value,
-                }),
-                Err(error) => warn!(task = %status.task, "cannot encode status: {error}"),
-            }
-        }
-        for task in &deletes {
-            txn.success.push(KvOp::Delete {
-                key: task_status_key(task).into_bytes(),
-            });
-        }
-        if capacity_changed {
-            match serde_json::to_vec(&capacity) {
-                Ok(value) => txn.success.push(KvOp::Put {
-                    key: node_capacity_key(me).into_bytes(),
-                    value,
-                }),
-                Err(error) => warn!("cannot encode capacity: {error}"),
-            }
-        }
-        match tokio::time::timeout(WRITE_TIMEOUT, self.node.write_system(txn)).await {
-            Ok(Ok(_)) => {
-                debug!(
-                    statuses = puts.len(),
-                    deleted = deletes.len(),
-                    capacity = capacity_changed,
-                    "agent published"
-                );
-                for status in puts {
-                    self.published.insert(status.task.clone(), status);
-                }
-                for task in deletes {
-                    self.published.remove(&task);
-                }
-                if capacity_changed {
-                    self.capacity_published = Some(capacity);
-                }
-                self.write_retry = WRITE_RETRY_MIN;
-            }
-            Ok(Err(error)) => self.write_failed(&error.to_string()),
-            Err(_) => self.write_failed("timed out"),
-        }
-    }
-
-    fn write_failed(&mut self, why: &str) {
-        debug!(retry_in = ?self.write_retry, "agent write failed: {why}");
-        self.write_not_before = Instant::now() + self.write_retry;
-        self.write_retry = (self.write_retry * 2).min(WRITE_RETRY_MAX);
-    }
-
-    /// The store already holds this capacity (an earlier agent wrote it).
-    fn store_has_capacity(&mut self, me: u64, capacity: &NodeCapacity) -> bool {
-        let stored = self
-            .node
-            .kv()
-            .get(node_capacity_key(me).as_bytes())
-            .ok()
-            .flatten()
-            .and_then(|kv| serde_json::from_slice::<NodeCapacity>(&kv.value).ok());
-        if stored.as_ref() == Some(capacity) {
-            self.capacity_published = stored;
-            return true;
-        }
-        false
-    }
-}
-
-/// Equal but for the time it was written.
-fn same_status(a: &TaskStatus, b: &TaskStatus) -> bool {
-    a.task == b.task
-        && a.node == b.node
-        && a.state == b.state
-        && a.restarts == b.restarts
-        && a.container_id == b.container_id
-        && a.ip == b.ip
 }
 
 /// Every task record on the local replica (records that do not parse are

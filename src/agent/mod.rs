@@ -18,6 +18,7 @@ pub mod container;
 mod driver;
 mod host;
 pub mod plan;
+mod publish;
 
 use std::collections::BTreeMap;
 
