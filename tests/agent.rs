@@ -36,6 +36,82 @@ async fn agent_runs_restarts_stops_and_reports_real_containers() {
         nix_is_root(),
         "the agent test needs root: it runs real containers"
     );
+    init_logs();
+    let fixture = Fixture::start("a").await;
+    let scenario = tokio::spawn(scenario(fixture.nodes[0].clone(), fixture.prefix.clone()));
+    let outcome = scenario.await;
+    fixture.finish().await;
+    if let Err(error) = outcome {
+        std::panic::resume_unwind(error.into_panic());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_cut_off_from_the_leader_keeps_restarting_its_tasks() {
+    assert!(
+        nix_is_root(),
+        "the agent test needs root: it runs real containers"
+    );
+    init_logs();
+    let mut fixture = Fixture::start("b").await;
+    let worker = fixture.join().await;
+    let leader = fixture.nodes[0].clone();
+    let scenario = tokio::spawn(cut_off(leader, worker, fixture.prefix.clone()));
+    let outcome = scenario.await;
+    fixture.finish().await;
+    if let Err(error) = outcome {
+        std::panic::resume_unwind(error.into_panic());
+    }
+}
+
+/// A task bound to `worker` restarts there by policy; then the leader (the
+/// only other member) goes away, so no write can commit, and the worker's
+/// agent still restarts the container again and again.
+async fn cut_off(leader: Node, worker: Node, prefix: String) {
+    let worker_id = worker.id();
+    wait_for("the worker's capacity record", || {
+        get_json::<NodeCapacity>(&leader, &node_capacity_key(worker_id))
+    })
+    .await;
+    let crash = format!("{prefix}-crash");
+    let record = service(&crash, 1, "always", r#"[/bin/sh, -c, "exit 3"]"#);
+    let crash0 = task(&record, 0, worker_id);
+    let mut txn = Txn::default();
+    put_json(&mut txn, &service_key(&crash), &record);
+    put_json(&mut txn, &task_key(&crash0.id), &crash0);
+    leader
+        .write_system(txn)
+        .await
+        .expect("write the service and its task");
+    wait_for("the worker restarting the crashing task", || {
+        status(&leader, &crash0.id).filter(|s| s.node == worker_id && s.restarts >= 1)
+    })
+    .await;
+
+    leader.shutdown().await;
+    let published_restarts = status(&worker, &crash0.id).map_or(0, |s| s.restarts);
+    let runtime = worker.runtime().expect("agent enabled").clone();
+    let mut incarnations = std::collections::BTreeSet::new();
+    wait_for(
+        "four incarnations of the container on the cut-off worker",
+        || {
+            if let Ok(info) = runtime.info(&crash0.id) {
+                incarnations.insert(info.created_unix_ms);
+            }
+            (incarnations.len() >= 4).then_some(())
+        },
+    )
+    .await;
+    // None of those restarts could be published (at most one write was in
+    // flight when the leader went): the agent did not wait for the store.
+    let replica_restarts = status(&worker, &crash0.id).map_or(0, |s| s.restarts);
+    assert!(
+        replica_restarts <= published_restarts + 1,
+        "restarts reached the store without a leader: {published_restarts} -> {replica_restarts}"
+    );
+}
+
+fn init_logs() {
     // Static directives keep libcontainer quiet: its cloned child must
     // never contend for the subscriber's lock (ARCHITECTURE, fork safety).
     let _ = tracing_subscriber::fmt()
@@ -44,13 +120,6 @@ async fn agent_runs_restarts_stops_and_reports_real_containers() {
         ))
         .with_test_writer()
         .try_init();
-    let fixture = Fixture::start().await;
-    let scenario = tokio::spawn(scenario(fixture.node.clone(), fixture.prefix.clone()));
-    let outcome = scenario.await;
-    fixture.finish().await;
-    if let Err(error) = outcome {
-        std::panic::resume_unwind(error.into_panic());
-    }
 }
 
 async fn scenario(node: Node, prefix: String) {
@@ -353,67 +422,107 @@ fn nix_is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// A one-node cluster in a temp dir, the busybox image imported.
+/// A cluster of in-process nodes in a temp dir, each with the busybox image.
 struct Fixture {
-    node: Node,
+    nodes: Vec<Node>,
     prefix: String,
-    guard: Cleanup,
-    _dir: tempfile::TempDir,
+    guards: Vec<Cleanup>,
+    dir: tempfile::TempDir,
 }
 
 impl Fixture {
-    async fn start() -> Fixture {
+    /// The first node of a new cluster. `tag` keeps the container names of
+    /// tests running at once apart.
+    async fn start(tag: &str) -> Fixture {
         let dir = tempfile::Builder::new()
             .prefix("edgectl-agent-")
             .tempdir()
             .unwrap();
-        let data = DataDir::new(dir.path().join("node"));
+        let mut fixture = Fixture {
+            nodes: Vec::new(),
+            prefix: format!("agt{}{tag}", std::process::id()),
+            guards: Vec::new(),
+            dir,
+        };
+        let data = DataDir::new(fixture.dir.path().join("n0"));
         let listen = free_udp_addr();
-        init_data_dir(&data, "agent-test", &listen, &listen).unwrap();
+        init_data_dir(&data, "agent-test-0", &listen, &listen).unwrap();
+        fixture.start_node(data).await;
+        fixture
+    }
+
+    /// Another node, joined through the first with a fresh token.
+    async fn join(&mut self) -> Node {
+        let first = &self.nodes[0];
+        let response = first
+            .request(ApiRequest::TokenCreate {
+                ttl_secs: 600,
+                description: "agent test".into(),
+            })
+            .await
+            .unwrap();
+        let ApiResponse::TokenCreated { token, .. } = response else {
+            panic!("no token: {response:?}");
+        };
+        let index = self.nodes.len();
+        let data = DataDir::new(self.dir.path().join(format!("n{index}")));
+        let listen = free_udp_addr();
+        edgectl::node::join_data_dir(
+            &data,
+            &first.identity().advertise,
+            &token,
+            &format!("agent-test-{index}"),
+            &listen,
+            &listen,
+        )
+        .await
+        .unwrap();
+        self.start_node(data).await
+    }
+
+    async fn start_node(&mut self, data: DataDir) -> Node {
         let mut config = NodeConfig::new(data);
         config.agent.cpu_millis = Some(1500);
         config.agent.labels = [("zone".to_string(), "test".to_string())].into();
         let node = Node::start(config).await.unwrap();
         let runtime = node.runtime().expect("agent enabled").clone();
-        let prefix = format!("agt{}", std::process::id());
-        let guard = Cleanup {
+        self.guards.push(Cleanup {
             runtime: runtime.clone(),
-            prefix: prefix.clone(),
-            cgroup_parent: format!("edgectl-n{}", node.id()),
-        };
+            prefix: self.prefix.clone(),
+            cgroup_parent: edgectl::node::cgroup_parent(node.identity()),
+        });
         let image = images_dir().join("busybox.tar");
         tokio::task::spawn_blocking(move || runtime.images().import(&image).unwrap())
             .await
             .unwrap();
-        Fixture {
-            node,
-            prefix,
-            guard,
-            _dir: dir,
-        }
+        self.nodes.push(node.clone());
+        node
     }
 
-    /// Stops the node (its agent leaves containers running), then removes
-    /// every container the test made and checks nothing is left.
+    /// Stops the nodes (their agents leave containers running), then
+    /// removes every container the test made and checks nothing is left.
     async fn finish(self) {
-        self.node.shutdown().await;
-        let guard = self.guard;
-        let runtime = guard.runtime.clone();
-        let prefix = guard.prefix.clone();
-        tokio::task::spawn_blocking(move || {
-            guard.clean();
-            let left: Vec<String> = runtime
-                .list()
-                .unwrap()
-                .into_iter()
-                .filter(|info| ours(info, &prefix))
-                .map(|info| info.id)
-                .collect();
-            assert!(left.is_empty(), "containers left: {left:?}");
-            drop(guard);
-        })
-        .await
-        .unwrap();
+        for node in &self.nodes {
+            node.shutdown().await;
+        }
+        let prefix = self.prefix.clone();
+        for guard in self.guards {
+            let prefix = prefix.clone();
+            tokio::task::spawn_blocking(move || {
+                guard.clean();
+                let left: Vec<String> = guard
+                    .runtime
+                    .list()
+                    .unwrap()
+                    .into_iter()
+                    .filter(|info| ours(info, &prefix))
+                    .map(|info| info.id)
+                    .collect();
+                assert!(left.is_empty(), "containers left: {left:?}");
+            })
+            .await
+            .unwrap();
+        }
     }
 }
 
