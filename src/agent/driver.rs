@@ -447,3 +447,76 @@ fn remove_blocking(runtime: &runtime::Runtime, id: &str) -> Result<(), runtime::
         Err(error) => Err(error),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn info(labels: &[(&str, &str)], state: runtime::ContainerState) -> runtime::ContainerInfo {
+        runtime::ContainerInfo {
+            id: "web.0.1".into(),
+            image_id: runtime::Digest::of_bytes(b"image"),
+            spec: runtime::ContainerSpec {
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<BTreeMap<_, _>>(),
+                ..Default::default()
+            },
+            state,
+            pid: None,
+            exit: None,
+            created_unix_ms: 42,
+            adopted: false,
+            ip: Some(std::net::Ipv4Addr::new(10, 88, 2, 3)),
+        }
+    }
+
+    #[test]
+    fn containers_without_the_task_label_are_not_ours() {
+        assert_eq!(observe(&info(&[], runtime::ContainerState::Running)), None);
+    }
+
+    #[test]
+    fn labelled_containers_are_observed_with_generation_and_address() {
+        let observed = observe(&info(
+            &[(LABEL_TASK, "web.0.1"), (LABEL_GENERATION, "4")],
+            runtime::ContainerState::Running,
+        ))
+        .unwrap();
+        assert_eq!(observed.task, "web.0.1");
+        assert_eq!(observed.generation, Some(4));
+        assert_eq!(observed.state, ObservedState::Running);
+        assert_eq!(observed.created_unix_ms, 42);
+        assert_eq!(observed.ip.as_deref(), Some("10.88.2.3"));
+    }
+
+    #[test]
+    fn an_exit_without_status_is_an_unknown_exit() {
+        let mut exited = info(&[(LABEL_TASK, "web.0.1")], runtime::ContainerState::Exited);
+        let observed = observe(&exited).unwrap();
+        assert_eq!(
+            observed.state,
+            ObservedState::Exited(Exit {
+                code: None,
+                signal: None,
+                oom_killed: false
+            })
+        );
+        exited.exit = Some(runtime::ExitStatus {
+            code: None,
+            signal: Some(9),
+            oom_killed: true,
+        });
+        assert_eq!(
+            observe(&exited).unwrap().state,
+            ObservedState::Exited(Exit {
+                code: None,
+                signal: Some(9),
+                oom_killed: true
+            })
+        );
+    }
+}
