@@ -327,6 +327,18 @@ async fn image_imported_on_a_is_fetched_by_b() {
             images::ensure_local(b, "busybox:latest").await.unwrap(),
             record.id
         );
+        // An image imported into B's store behind the cluster's back (the
+        // daemon stopped) becomes known when B is asked for it.
+        let b_runtime = store(b);
+        let httpd_tar = busybox_tar().with_file_name("httpd.tar");
+        let httpd = tokio::task::spawn_blocking(move || {
+            b_runtime.images().import(&httpd_tar).unwrap().remove(0)
+        })
+        .await
+        .unwrap();
+        assert!(images::list(b).unwrap().iter().all(|r| r.id != httpd.id));
+        assert_eq!(images::ensure_local(b, "httpd").await.unwrap(), httpd.id);
+        wait_record(a, &httpd.id, "A to see B's httpd", |r| r.holders == vec![b.id()]).await;
         // Importing again on A changes nothing in the record.
         let again = images::import_file(a, &busybox_tar()).await.unwrap();
         assert_eq!(again[0].holders, both);

@@ -386,6 +386,7 @@ pub async fn import_file(node: &Node, path: &Path) -> Result<Vec<ClusterImage>, 
 pub async fn ensure_local(node: &Node, reference: &str) -> Result<Digest, ImageError> {
     let runtime = node_runtime(node)?;
     if let Some(id) = resolve_local(&runtime, reference).await? {
+        announce_holder(node, &runtime, &id).await;
         return Ok(id);
     }
     let images = list(node)?;
@@ -441,6 +442,31 @@ pub async fn ensure_local(node: &Node, reference: &str) -> Result<Digest, ImageE
     info!(image = %image.display_name(), id = %image.id, fetched_bytes, "image fetched from peers");
     register(node, &info).await?;
     Ok(info.id)
+}
+
+/// Makes sure the cluster lists this node as a holder of a local image (it
+/// may have been imported with the daemon stopped): best effort, since the
+/// image is here whatever the record says.
+async fn announce_holder(node: &Node, runtime: &Arc<runtime::Runtime>, id: &Digest) {
+    let listed = node
+        .kv()
+        .get(ClusterImage::key(id).as_bytes())
+        .ok()
+        .flatten()
+        .and_then(|kv| decode_record(&kv.key, &kv.value).ok())
+        .is_some_and(|record| record.holders.contains(&node.id()));
+    if listed {
+        return;
+    }
+    let store = runtime.clone();
+    let image = id.to_string();
+    let registered = match blocking(move || store.images().inspect(&image)).await {
+        Ok(info) => register(node, &info).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = registered {
+        debug!(image = %id, "cannot record this node as a holder: {e}");
+    }
 }
 
 /// The id of a local image, or None when the store does not have it.
