@@ -417,6 +417,22 @@ async fn wrong_bytes_are_refused_and_leave_the_store_as_it_was() {
         let index_path = store(b).root().join("images/index.json");
         let index_before = fs::read(&index_path).unwrap();
 
+        // A holder whose blob is not the size the record says is refused
+        // before a byte is written.
+        let config = record.blobs[1].clone();
+        let err = images::fetch_blob(b, &config.digest, config.size - 1, &[a.id()])
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains(&format!(
+                "holder has {} bytes where the image record says {}",
+                config.size,
+                config.size - 1
+            )),
+            "{err}"
+        );
+        assert!(tmp_entries(b).is_empty(), "{:?}", tmp_entries(b));
+
         // A's copy rots on disk (same size, one byte flipped).
         let mut rotten = good.clone();
         let middle = rotten.len() / 2;
