@@ -5,6 +5,12 @@
 //! layers added by a failed import are removed again, and `index.json` is
 //! replaced atomically only once everything is verified and unpacked.
 //!
+//! Images also arrive blob by blob from peers (the cluster's image module
+//! does the networking): each blob grows in `<root>/tmp/partial-<hex>`
+//! (kept across restarts, so a cut transfer resumes) and enters the blob
+//! directory only once it hashes to its digest; `import_from_blobs` then
+//! checks and unpacks the image as an archive import would.
+//!
 //! This module knows nothing of containers except that it reads their
 //! records to refuse removing an image in use.
 
