@@ -722,3 +722,48 @@ async fn large_layer_arrives_intact() {
     })
     .await;
 }
+
+/// A fetch cancelled mid-stream (the caller gave up, the daemon stopped)
+/// leaves what it wrote; the next fetch resumes from there, from the same
+/// holder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancelled_fetch_resumes_from_what_it_wrote() {
+    with_cluster("cancel", |cluster| async move {
+        let (a, b) = (&cluster.a, &cluster.b);
+        let record = import_on_a(&cluster).await;
+        let layer = record.blobs[2].clone();
+        images::set_upload_rate_cap(a, Some(256 * 1024));
+        let partial = store(b)
+            .root()
+            .join("tmp")
+            .join(format!("partial-{}", layer.digest.hex()));
+        let first = {
+            let (b, digest, holders) = (b.clone(), layer.digest.clone(), vec![a.id()]);
+            tokio::spawn(async move { images::fetch_blob(&b, &digest, layer.size, &holders).await })
+        };
+        let seen = wait_for("B to have written part of the layer", || {
+            let len = fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+            async move { (len > 0).then_some(len) }
+        })
+        .await;
+        first.abort();
+        assert!(first.await.unwrap_err().is_cancelled());
+        images::set_upload_rate_cap(a, None);
+
+        let fetch = images::fetch_blob(b, &layer.digest, layer.size, &[a.id()])
+            .await
+            .unwrap();
+        assert!(
+            fetch.resumed_from >= seen && fetch.resumed_from < layer.size,
+            "{fetch:?} after {seen} bytes seen"
+        );
+        assert_eq!(fetch.bytes_received, layer.size - fetch.resumed_from);
+        assert_eq!(fetch.transfers, vec![(a.id(), fetch.bytes_received)]);
+        assert_eq!(
+            fs::read(blob_file(b, &layer.digest)).unwrap(),
+            fs::read(blob_file(a, &layer.digest)).unwrap()
+        );
+        assert!(tmp_entries(b).is_empty(), "{:?}", tmp_entries(b));
+    })
+    .await;
+}

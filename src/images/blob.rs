@@ -254,7 +254,10 @@ pub async fn fetch_blob(
     let runtime = node_runtime(node)?;
     // One writer per partial file.
     let lock = keyed_lock(runtime.root(), &format!("blob {digest}"));
-    let _guard = lock.lock().await;
+    // Held (through clones) by every blocking write too: if this future is
+    // dropped midway (a cancelled fetch), the next one waits for a write
+    // still in flight instead of racing it on the same file.
+    let guard: Held = Arc::new(lock.lock_owned().await);
     if runtime.images().blob_path(digest).is_some() {
         return Ok(BlobFetch::default());
     }
@@ -263,7 +266,7 @@ pub async fn fetch_blob(
     let mut partial = open_partial(&runtime, digest).await?;
     if partial.len() > size {
         // Longer than the blob: it can never verify.
-        partial = discard_and_reopen(&runtime, partial).await?;
+        partial = discard_and_reopen(&runtime, &guard, partial).await?;
     }
     outcome.resumed_from = partial.len();
     let mut usable: Vec<NodeId> = holders
@@ -283,7 +286,8 @@ pub async fn fetch_blob(
         }
         let holder = usable[next % usable.len()];
         let start = partial.len();
-        let (returned, result) = receive(node, &runtime, holder, digest, size, partial).await?;
+        let (returned, result) =
+            receive(node, &runtime, &guard, holder, digest, size, partial).await?;
         partial = returned;
         let received = partial.len() - start;
         outcome.bytes_received += received;
@@ -301,9 +305,14 @@ pub async fn fetch_blob(
             continue;
         }
         // The whole blob is here: verify it and move it into the store.
-        let finished = tokio::task::spawn_blocking(move || partial.finish())
-            .await
-            .map_err(|e| ImageError::Internal(format!("blocking task: {e}")))?;
+        let held = guard.clone();
+        let finished = tokio::task::spawn_blocking(move || {
+            let finished = partial.finish();
+            drop(held);
+            finished
+        })
+        .await
+        .map_err(|e| ImageError::Internal(format!("blocking task: {e}")))?;
         match finished {
             Ok(_) => {
                 outcome.holder = Some(holder);
@@ -323,7 +332,7 @@ pub async fn fetch_blob(
     }
     if partial.is_empty() {
         // Nothing to resume from: leave no empty file behind.
-        super::blocking(move || partial.discard()).await?;
+        discard(&guard, partial).await?;
     }
     if attempts.is_empty() {
         attempts.push("no holder other than this node".to_owned());
@@ -344,28 +353,44 @@ async fn open_partial(
     super::blocking(move || runtime.images().partial_blob(&digest)).await
 }
 
+async fn discard(guard: &Held, partial: PartialBlob) -> Result<(), ImageError> {
+    let held = guard.clone();
+    super::blocking(move || {
+        let discarded = partial.discard();
+        drop(held);
+        discarded
+    })
+    .await
+}
+
 async fn discard_and_reopen(
     runtime: &Arc<runtime::Runtime>,
+    guard: &Held,
     partial: PartialBlob,
 ) -> Result<PartialBlob, ImageError> {
     let digest = partial.digest().clone();
-    super::blocking(move || partial.discard()).await?;
+    discard(guard, partial).await?;
     open_partial(runtime, &digest).await
 }
 
 /// One request to one holder, appending what arrives to `partial` until the
 /// blob is whole (Ok) or the transfer stops (Err with why). Hands the
 /// partial back with every byte received written.
+/// The per-blob lock, shared with blocking writes in flight.
+type Held = Arc<tokio::sync::OwnedMutexGuard<()>>;
+
+#[allow(clippy::too_many_arguments)]
 async fn receive(
     node: &Node,
     runtime: &Arc<runtime::Runtime>,
+    guard: &Held,
     holder: NodeId,
     digest: &Digest,
     size: u64,
     partial: PartialBlob,
 ) -> Result<(PartialBlob, Result<(), String>), ImageError> {
     let offset = partial.len();
-    let mut writer = BatchWriter::new(partial);
+    let mut writer = BatchWriter::new(partial, guard.clone());
     let result = receive_into(node, holder, digest, size, offset, &mut writer).await;
     let (partial, flushed) = writer.flush_and_take().await;
     let partial = match partial {
@@ -465,13 +490,15 @@ async fn request_into(
 struct BatchWriter {
     partial: Option<PartialBlob>,
     buffer: Vec<u8>,
+    guard: Held,
 }
 
 impl BatchWriter {
-    fn new(partial: PartialBlob) -> Self {
+    fn new(partial: PartialBlob, guard: Held) -> Self {
         BatchWriter {
             partial: Some(partial),
             buffer: Vec::with_capacity(WRITE_BATCH_BYTES),
+            guard,
         }
     }
 
@@ -491,8 +518,10 @@ impl BatchWriter {
             return Err("partial blob lost by an earlier failure".to_owned());
         };
         let bytes = std::mem::take(&mut self.buffer);
+        let held = self.guard.clone();
         let joined = tokio::task::spawn_blocking(move || {
             let result = partial.append(&bytes);
+            drop(held);
             (partial, result)
         })
         .await;
