@@ -83,9 +83,7 @@ impl ApiRequest {
             ApiRequest::Get { consistency, .. } | ApiRequest::Range { consistency, .. } => {
                 *consistency == ReadConsistency::Linearizable
             }
-            ApiRequest::TokenList | ApiRequest::ImageImport { .. } | ApiRequest::ImageList => {
-                false
-            }
+            ApiRequest::TokenList | ApiRequest::ImageImport { .. } | ApiRequest::ImageList => false,
             ApiRequest::Write(_)
             | ApiRequest::TokenCreate { .. }
             | ApiRequest::TokenRevoke { .. }

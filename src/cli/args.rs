@@ -181,6 +181,10 @@ pub struct TuningArgs {
     /// Run no containers: a control-plane-only member.
     #[arg(long)]
     pub no_agent: bool,
+    /// Most bytes per second this node sends to peers fetching image blobs,
+    /// e.g. `1Mi` on a thin uplink (default: no cap).
+    #[arg(long, value_parser = parse_memory)]
+    pub blob_upload_cap: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -162,7 +162,10 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish();
         }
-        eprintln!("{}: all {} replicas running", summary.name, summary.replicas);
+        eprintln!(
+            "{}: all {} replicas running",
+            summary.name, summary.replicas
+        );
     }
 
     fn abandon(&self) {
@@ -179,7 +182,14 @@ pub async fn get(cli: &Cli, command: &GetCommand) -> anyhow::Result<()> {
                 bail!("unexpected answer")
             };
             output::print(cli.output, &services, |services| {
-                let mut t = table(&["NAME", "IMAGE", "REPLICAS", "PENDING", "GENERATION", "UPDATED"]);
+                let mut t = table(&[
+                    "NAME",
+                    "IMAGE",
+                    "REPLICAS",
+                    "PENDING",
+                    "GENERATION",
+                    "UPDATED",
+                ]);
                 for s in services {
                     t.add_row(vec![
                         s.name.clone(),
@@ -212,7 +222,9 @@ pub async fn get(cli: &Cli, command: &GetCommand) -> anyhow::Result<()> {
 }
 
 fn tasks_table(tasks: &[TaskView]) -> comfy_table::Table {
-    let mut t = table(&["TASK", "SERVICE", "NODE", "DESIRED", "STATE", "RESTARTS", "IP", "MESSAGE"]);
+    let mut t = table(&[
+        "TASK", "SERVICE", "NODE", "DESIRED", "STATE", "RESTARTS", "IP", "MESSAGE",
+    ]);
     for task in tasks {
         t.add_row(vec![
             task.id.clone(),
@@ -232,7 +244,15 @@ fn tasks_table(tasks: &[TaskView]) -> comfy_table::Table {
 }
 
 fn nodes_table(nodes: &[NodeView]) -> comfy_table::Table {
-    let mut t = table(&["ID", "NAME", "STATUS", "CPU (ALLOC/CAP)", "MEMORY (ALLOC/CAP)", "TASKS", "LABELS"]);
+    let mut t = table(&[
+        "ID",
+        "NAME",
+        "STATUS",
+        "CPU (ALLOC/CAP)",
+        "MEMORY (ALLOC/CAP)",
+        "TASKS",
+        "LABELS",
+    ]);
     for n in nodes {
         let mut status = vec![if n.ready { "ready" } else { "lapsed" }];
         if n.draining {
@@ -280,7 +300,10 @@ pub async fn describe(cli: &Cli, command: &DescribeCommand) -> anyhow::Result<()
     let s = &description.summary;
     println!("Name:        {}", s.name);
     println!("Image:       {}", s.image);
-    println!("Replicas:    {} wanted, {} running, {} pending", s.replicas, s.running, s.pending);
+    println!(
+        "Replicas:    {} wanted, {} running, {} pending",
+        s.replicas, s.running, s.pending
+    );
     println!("Generation:  {}", s.generation);
     println!("Updated:     {}", unix_time(s.updated_unix));
     println!("\nSpec:");
@@ -327,7 +350,9 @@ pub async fn node_change(cli: &Cli, command: &NodeCommand) -> anyhow::Result<()>
     let ApiResponse::NodeUpdated(view) = call(cli, request).await? else {
         bail!("unexpected answer")
     };
-    output::print(cli.output, &view, |view| nodes_table(std::slice::from_ref(view)))?;
+    output::print(cli.output, &view, |view| {
+        nodes_table(std::slice::from_ref(view))
+    })?;
     if let NodeCommand::Drain {
         wait: true,
         timeout,
@@ -352,7 +377,10 @@ async fn wait_drained(cli: &Cli, id: u64, name: &str, timeout: Duration) -> anyh
             return Ok(());
         }
         if Instant::now() >= deadline {
-            bail!("{name}: {left} tasks still on the node after {}", humantime::format_duration(timeout));
+            bail!(
+                "{name}: {left} tasks still on the node after {}",
+                humantime::format_duration(timeout)
+            );
         }
         tokio::time::sleep(WAIT_POLL).await;
     }

@@ -16,10 +16,10 @@ use super::Node;
 use crate::api::{ApiError, ReadConsistency};
 use crate::cluster::keys::SYSTEM_PREFIX;
 use crate::cluster::records::{now_unix, to_json};
+use crate::orchestrator::reconcile::{reconcile, Decision, NodeState, Snapshot, TaskChange};
 use crate::orchestrator::records::{
     self, NodeCapacity, NodeSettings, ServiceEvent, ServiceRecord, TaskRecord, TaskStatus,
 };
-use crate::orchestrator::reconcile::{reconcile, Decision, NodeState, Snapshot, TaskChange};
 
 /// The longest a lapsed lease waits to be noticed.
 const CONTROLLER_TICK: Duration = Duration::from_millis(100);
@@ -157,7 +157,10 @@ impl Node {
     }
 
     /// Every record under `prefix` that decodes (a corrupt one is logged and skipped).
-    pub(crate) fn read_records<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<T>, ApiError> {
+    pub(crate) fn read_records<T: DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<T>, ApiError> {
         let (kvs, _) = self
             .inner
             .kv
@@ -206,7 +209,7 @@ impl Node {
                     });
                     txn.success.push(KvOp::Put {
                         key,
-                        value: to_json(task),
+                        value: to_json(&**task),
                     });
                 }
                 TaskChange::Delete {

@@ -9,8 +9,8 @@ mod api;
 mod bootstrap;
 mod controller;
 mod join;
-pub mod peer;
 mod orchestration;
+pub mod peer;
 mod proposer;
 mod status;
 
@@ -326,7 +326,10 @@ impl Node {
 
     /// A write of edgectl's own records (under `/sys/`), made by the node
     /// itself: executed on the leader, applied at most once even if re-sent.
-    pub async fn write_system(&self, txn: raft::Txn) -> Result<raft::KvResponse, crate::api::ApiError> {
+    pub async fn write_system(
+        &self,
+        txn: raft::Txn,
+    ) -> Result<raft::KvResponse, crate::api::ApiError> {
         let request = crate::api::ApiRequest::Write(raft::KvRequest::Idempotent {
             id: api::fresh_request_id(),
             txn,
@@ -676,10 +679,8 @@ async fn open_runtime(
     data_dir: &DataDir,
     identity: &NodeIdentity,
 ) -> Result<Arc<runtime::Runtime>, NodeError> {
-    let root = std::path::absolute(data_dir.root()).map_err(|e| NodeError::Runtime(format!(
-        "data dir {}: {e}",
-        data_dir.root().display()
-    )))?;
+    let root = std::path::absolute(data_dir.root())
+        .map_err(|e| NodeError::Runtime(format!("data dir {}: {e}", data_dir.root().display())))?;
     let options = runtime::RuntimeOptions {
         cgroup_parent: cgroup_parent(identity),
         ..Default::default()

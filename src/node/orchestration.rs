@@ -14,8 +14,8 @@ use crate::api::{
 use crate::cluster::records::{now_unix, to_json};
 use crate::model::{self, ServiceSpec, REPLICAS_MAX};
 use crate::orchestrator::records::{
-    self, DesiredState, NodeSettings, ServiceEvent, ServiceRecord, TaskRecord,
-    TaskState, TaskStatus,
+    self, DesiredState, NodeSettings, ServiceEvent, ServiceRecord, TaskRecord, TaskState,
+    TaskStatus,
 };
 
 impl Node {
@@ -28,7 +28,9 @@ impl Node {
                 self.read_barrier(ReadConsistency::Linearizable).await?;
                 match request {
                     ApiRequest::Apply { yaml } => self.apply_service(&yaml).await,
-                    ApiRequest::Scale { name, replicas } => self.scale_service(&name, replicas).await,
+                    ApiRequest::Scale { name, replicas } => {
+                        self.scale_service(&name, replicas).await
+                    }
                     ApiRequest::DeleteService { name } => self.delete_service(&name).await,
                     ApiRequest::GetServices => Ok(ApiResponse::Services(self.service_summaries()?)),
                     ApiRequest::GetTasks { service } => {
@@ -39,7 +41,9 @@ impl Node {
                     }
                     ApiRequest::DescribeService { name } => self.describe_service(&name),
                     ApiRequest::GetNodes => Ok(ApiResponse::NodeViews(self.node_views()?)),
-                    ApiRequest::UpdateNode { node, change } => self.update_node(&node, change).await,
+                    ApiRequest::UpdateNode { node, change } => {
+                        self.update_node(&node, change).await
+                    }
                     other => Err(ApiError::Internal(format!(
                         "{other:?} is not an orchestration request"
                     ))),
@@ -196,11 +200,11 @@ impl Node {
             .filter(|task| service.is_none_or(|s| task.service == s))
             .map(|task| {
                 // A status from another node (the task moved) is not this task's.
-                let status = statuses
-                    .get(&task.id)
-                    .filter(|s| Some(s.node) == task.node);
+                let status = statuses.get(&task.id).filter(|s| Some(s.node) == task.node);
                 TaskView {
-                    node: task.node.map(|id| names.get(&id).cloned().unwrap_or_else(|| id.to_string())),
+                    node: task
+                        .node
+                        .map(|id| names.get(&id).cloned().unwrap_or_else(|| id.to_string())),
                     node_id: task.node,
                     state: status.map(|s| s.state.clone()),
                     restarts: status.map_or(0, |s| s.restarts),
@@ -394,7 +398,9 @@ fn classify_change(old: &ServiceSpec, new: &ServiceSpec) -> ApplyChange {
 fn summarize(record: &ServiceRecord, tasks: &[TaskView]) -> ServiceSummary {
     let name = &record.spec.metadata.name;
     let current = tasks.iter().filter(|t| {
-        t.service == *name && t.generation == record.generation && t.desired == DesiredState::Running
+        t.service == *name
+            && t.generation == record.generation
+            && t.desired == DesiredState::Running
     });
     let (mut running, mut pending) = (0, 0);
     for task in current {

@@ -5,5 +5,5 @@
 //! - [`reconcile`]: the controller's decision: from a snapshot of services,
 //!   tasks, statuses and node liveness to the task changes to write.
 
-pub mod records;
 pub mod reconcile;
+pub mod records;

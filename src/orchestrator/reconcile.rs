@@ -54,7 +54,7 @@ pub struct Snapshot {
 pub enum TaskChange {
     /// Create (`expected_mod_revision` 0) or update a task record.
     Put {
-        task: TaskRecord,
+        task: Box<TaskRecord>,
         expected_mod_revision: u64,
     },
     /// Delete a task record and its status.
@@ -85,9 +85,10 @@ pub fn reconcile(snapshot: &Snapshot) -> Decision {
         match task.desired {
             DesiredState::Running => {
                 if let Some(reason) = shutdown_reason(task, snapshot) {
-                    decision
-                        .events
-                        .push((task.service.clone(), format!("task {id} shut down: {reason}")));
+                    decision.events.push((
+                        task.service.clone(),
+                        format!("task {id} shut down: {reason}"),
+                    ));
                     task.desired = DesiredState::Shutdown;
                     task.shutdown_reason = Some(reason);
                     task.pending_reason = None;
@@ -129,7 +130,8 @@ pub fn reconcile(snapshot: &Snapshot) -> Decision {
             for id in ids.iter().filter(|id| **id != keep) {
                 if let Some((task, _)) = tasks.get_mut(id) {
                     task.desired = DesiredState::Shutdown;
-                    task.shutdown_reason = Some(format!("slot {} already served by {keep}", task.slot));
+                    task.shutdown_reason =
+                        Some(format!("slot {} already served by {keep}", task.slot));
                     touched.insert(id.clone());
                 }
             }
@@ -162,7 +164,7 @@ pub fn reconcile(snapshot: &Snapshot) -> Decision {
     for id in touched {
         if let Some((task, revision)) = tasks.remove(&id) {
             decision.changes.push(TaskChange::Put {
-                task,
+                task: Box::new(task),
                 expected_mod_revision: revision,
             });
         }
@@ -248,7 +250,10 @@ fn place_pending(
         // Only duplicate ids fail, and ids come from BTreeMap keys.
         Err(error) => {
             for task in &pending {
-                events.push((task.service.clone(), format!("scheduler refused the pass: {error}")));
+                events.push((
+                    task.service.clone(),
+                    format!("scheduler refused the pass: {error}"),
+                ));
             }
             return;
         }
@@ -274,7 +279,10 @@ fn place_pending(
         if let Some((task, _)) = tasks.get_mut(&pending.task_id) {
             let reason = pending.reason.to_string();
             if task.pending_reason.as_deref() != Some(reason.as_str()) {
-                events.push((task.service.clone(), format!("task {} pending: {reason}", task.id)));
+                events.push((
+                    task.service.clone(),
+                    format!("task {} pending: {reason}", task.id),
+                ));
                 task.pending_reason = Some(reason);
                 touched.insert(task.id.clone());
             }
@@ -357,7 +365,10 @@ fn node_views(snapshot: &Snapshot, tasks: &BTreeMap<String, (TaskRecord, u64)>) 
         if holds {
             let entry = allocated.entry(node).or_default();
             *entry = entry.saturating_add(&requested(&task.spec));
-            ports.entry(node).or_default().extend(host_ports(&task.spec));
+            ports
+                .entry(node)
+                .or_default()
+                .extend(host_ports(&task.spec));
         }
     }
     snapshot

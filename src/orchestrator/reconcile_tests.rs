@@ -53,10 +53,14 @@ fn apply(snapshot: &mut Snapshot, decision: &Decision) {
                 expected_mod_revision,
             } => {
                 let current = snapshot.tasks.get(&task.id).map_or(0, |(_, r)| *r);
-                assert_eq!(current, *expected_mod_revision, "stale compare for {}", task.id);
+                assert_eq!(
+                    current, *expected_mod_revision,
+                    "stale compare for {}",
+                    task.id
+                );
                 snapshot
                     .tasks
-                    .insert(task.id.clone(), (task.clone(), snapshot.revision));
+                    .insert(task.id.clone(), ((**task).clone(), snapshot.revision));
             }
             TaskChange::Delete {
                 id,
@@ -120,7 +124,11 @@ const SMALL: &str = "  resources:\n    requests:\n      cpu: 100m\n      memory:
 #[test]
 fn a_new_service_gets_one_placed_task_per_slot_spread_over_nodes() {
     let mut s = cluster(
-        vec![node(1, 2000, 2 * GI), node(2, 2000, 2 * GI), node(3, 2000, 2 * GI)],
+        vec![
+            node(1, 2000, 2 * GI),
+            node(2, 2000, 2 * GI),
+            node(3, 2000, 2 * GI),
+        ],
         vec![service("web", 3, SMALL)],
     );
     let decision = reconcile(&s);
@@ -132,14 +140,21 @@ fn a_new_service_gets_one_placed_task_per_slot_spread_over_nodes() {
         per_node(&s, "web"),
         BTreeMap::from([(Some(1), 1), (Some(2), 1), (Some(3), 1)])
     );
-    assert!(reconcile(&s).changes.is_empty(), "a converged state is left alone");
+    assert!(
+        reconcile(&s).changes.is_empty(),
+        "a converged state is left alone"
+    );
 }
 
 #[test]
 fn ten_replicas_fit_three_nodes_within_capacity() {
     let mut s = cluster(
         vec![node(1, 1000, GI), node(2, 1000, GI), node(3, 1000, GI)],
-        vec![service("web", 10, "  resources:\n    requests:\n      cpu: 250m\n      memory: 128Mi\n")],
+        vec![service(
+            "web",
+            10,
+            "  resources:\n    requests:\n      cpu: 250m\n      memory: 128Mi\n",
+        )],
     );
     converge(&mut s);
     let counts = per_node(&s, "web");
@@ -157,9 +172,18 @@ fn scaling_down_shuts_the_highest_slots_and_deletes_them_once_stopped() {
     apply(&mut s, &decision);
     let slots: Vec<u32> = running(&s, "web").iter().map(|t| t.slot).collect();
     assert_eq!(slots, [0]);
-    let shut: Vec<&TaskRecord> = s.tasks.values().map(|(t, _)| t).filter(|t| t.desired == DesiredState::Shutdown).collect();
+    let shut: Vec<&TaskRecord> = s
+        .tasks
+        .values()
+        .map(|(t, _)| t)
+        .filter(|t| t.desired == DesiredState::Shutdown)
+        .collect();
     assert_eq!(shut.len(), 2);
-    assert!(shut[0].shutdown_reason.as_deref().unwrap().contains("scaled down to 1"));
+    assert!(shut[0]
+        .shutdown_reason
+        .as_deref()
+        .unwrap()
+        .contains("scaled down to 1"));
     // Still running on a live node: kept until the agent reports it stopped.
     assert!(reconcile(&s).changes.is_empty());
     report(&mut s, "web.1.10", TaskState::Stopped);
@@ -176,16 +200,24 @@ fn scaling_down_shuts_the_highest_slots_and_deletes_them_once_stopped() {
 #[test]
 fn a_lapsed_nodes_tasks_are_replaced_on_the_others_and_dropped_when_it_returns() {
     let mut s = cluster(
-        vec![node(1, 2000, 2 * GI), node(2, 2000, 2 * GI), node(3, 2000, 2 * GI)],
+        vec![
+            node(1, 2000, 2 * GI),
+            node(2, 2000, 2 * GI),
+            node(3, 2000, 2 * GI),
+        ],
         vec![service("web", 3, SMALL)],
     );
     converge(&mut s);
     s.nodes.get_mut(&2).unwrap().alive = false;
     let decision = reconcile(&s);
-    assert!(decision
-        .events
-        .iter()
-        .any(|(_, m)| m.contains("shut down: node n2 lease lapsed")), "{:?}", decision.events);
+    assert!(
+        decision
+            .events
+            .iter()
+            .any(|(_, m)| m.contains("shut down: node n2 lease lapsed")),
+        "{:?}",
+        decision.events
+    );
     apply(&mut s, &decision);
     assert_eq!(running(&s, "web").len(), 3);
     assert!(running(&s, "web").iter().all(|t| t.node != Some(2)));
@@ -195,14 +227,22 @@ fn a_lapsed_nodes_tasks_are_replaced_on_the_others_and_dropped_when_it_returns()
     s.nodes.get_mut(&2).unwrap().alive = true;
     report(&mut s, "web.1.10", TaskState::Stopped);
     converge(&mut s);
-    assert_eq!(s.tasks.len(), 3, "no more tasks than replicas after convergence");
+    assert_eq!(
+        s.tasks.len(),
+        3,
+        "no more tasks than replicas after convergence"
+    );
 }
 
 #[test]
 fn a_task_too_big_for_every_node_stays_pending_with_its_reason_until_a_node_joins() {
     let mut s = cluster(
         vec![node(1, 1000, GI)],
-        vec![service("big", 1, "  resources:\n    requests:\n      memory: 3Gi\n")],
+        vec![service(
+            "big",
+            1,
+            "  resources:\n    requests:\n      memory: 3Gi\n",
+        )],
     );
     let decision = reconcile(&s);
     apply(&mut s, &decision);
@@ -210,7 +250,10 @@ fn a_task_too_big_for_every_node_stays_pending_with_its_reason_until_a_node_join
     assert_eq!(task.node, None);
     let reason = task.pending_reason.clone().unwrap();
     assert!(reason.contains("insufficient memory"), "{reason}");
-    assert!(reconcile(&s).changes.is_empty(), "an unchanged reason is not rewritten");
+    assert!(
+        reconcile(&s).changes.is_empty(),
+        "an unchanged reason is not rewritten"
+    );
     s.nodes.insert(2, node(2, 4000, 4 * GI));
     let decision = reconcile(&s);
     apply(&mut s, &decision);
@@ -222,20 +265,32 @@ fn a_task_too_big_for_every_node_stays_pending_with_its_reason_until_a_node_join
 #[test]
 fn constraints_and_cordons_are_honoured_and_drain_moves_work_away() {
     let mut north = node(1, 4000, 4 * GI);
-    north.capacity.as_mut().unwrap().labels.insert("zone".into(), "north".into());
+    north
+        .capacity
+        .as_mut()
+        .unwrap()
+        .labels
+        .insert("zone".into(), "north".into());
     let mut south = node(2, 4000, 4 * GI);
     south.settings.labels.insert("zone".into(), "south".into());
     let mut s = cluster(
         vec![north, south, node(3, 4000, 4 * GI)],
         vec![
-            service("n", 2, "  placement:\n    constraints: [\"node.labels.zone == north\"]\n"),
+            service(
+                "n",
+                2,
+                "  placement:\n    constraints: [\"node.labels.zone == north\"]\n",
+            ),
             service("free", 2, ""),
         ],
     );
     s.nodes.get_mut(&3).unwrap().settings.cordoned = true;
     converge(&mut s);
     assert_eq!(per_node(&s, "n"), BTreeMap::from([(Some(1), 2)]));
-    assert!(running(&s, "free").iter().all(|t| t.node != Some(3)), "cordoned node got work");
+    assert!(
+        running(&s, "free").iter().all(|t| t.node != Some(3)),
+        "cordoned node got work"
+    );
 
     s.nodes.get_mut(&3).unwrap().settings.cordoned = false;
     s.nodes.get_mut(&1).unwrap().settings.draining = true;
@@ -245,14 +300,22 @@ fn constraints_and_cordons_are_honoured_and_drain_moves_work_away() {
     // Nowhere else is north: those stay pending, with the reason.
     let n = running(&s, "n");
     assert!(n.iter().all(|t| t.node.is_none()));
-    assert!(n[0].pending_reason.as_deref().unwrap().contains("zone"), "{:?}", n[0].pending_reason);
+    assert!(
+        n[0].pending_reason.as_deref().unwrap().contains("zone"),
+        "{:?}",
+        n[0].pending_reason
+    );
 }
 
 #[test]
 fn a_task_that_exited_by_policy_is_not_replaced() {
     let mut s = cluster(
         vec![node(1, 4000, 4 * GI)],
-        vec![service("job", 1, "  restartPolicy:\n    condition: never\n")],
+        vec![service(
+            "job",
+            1,
+            "  restartPolicy:\n    condition: never\n",
+        )],
     );
     converge(&mut s);
     let id = running(&s, "job")[0].id.clone();
@@ -269,29 +332,46 @@ fn a_new_generation_replaces_every_task() {
     web.spec.spec.image = "busybox:2".into();
     let decision = reconcile(&s);
     apply(&mut s, &decision);
-    let now: Vec<(u64, String)> = running(&s, "web").iter().map(|t| (t.generation, t.spec.spec.image.clone())).collect();
+    let now: Vec<(u64, String)> = running(&s, "web")
+        .iter()
+        .map(|t| (t.generation, t.spec.spec.image.clone()))
+        .collect();
     assert_eq!(now, vec![(2, "busybox:2".to_string()); 2]);
-    assert_eq!(s.tasks.len(), 4, "old ones wait for their agent to stop them");
+    assert_eq!(
+        s.tasks.len(),
+        4,
+        "old ones wait for their agent to stop them"
+    );
 }
 
 #[test]
 fn a_deleted_service_shuts_down_its_tasks_and_pending_ones_go_at_once() {
     let mut s = cluster(
         vec![node(1, 1000, GI)],
-        vec![service("web", 1, ""), service("big", 1, "  resources:\n    requests:\n      memory: 8Gi\n")],
+        vec![
+            service("web", 1, ""),
+            service("big", 1, "  resources:\n    requests:\n      memory: 8Gi\n"),
+        ],
     );
     converge(&mut s);
     s.services.clear();
     let decision = reconcile(&s);
     apply(&mut s, &decision);
     // big was never placed: deleted in the same pass it was shut down.
-    let left: Vec<(&str, DesiredState)> = s.tasks.values().map(|(t, _)| (t.service.as_str(), t.desired)).collect();
+    let left: Vec<(&str, DesiredState)> = s
+        .tasks
+        .values()
+        .map(|(t, _)| (t.service.as_str(), t.desired))
+        .collect();
     assert_eq!(left, [("web", DesiredState::Shutdown)]);
 }
 
 #[test]
 fn tasks_of_a_node_that_left_the_cluster_are_deleted() {
-    let mut s = cluster(vec![node(1, 4000, 4 * GI), node(2, 4000, 4 * GI)], vec![service("web", 2, "")]);
+    let mut s = cluster(
+        vec![node(1, 4000, 4 * GI), node(2, 4000, 4 * GI)],
+        vec![service("web", 2, "")],
+    );
     converge(&mut s);
     s.nodes.remove(&2);
     converge(&mut s);
@@ -302,7 +382,11 @@ fn tasks_of_a_node_that_left_the_cluster_are_deleted() {
 #[test]
 fn the_same_snapshot_gives_the_same_decision() {
     let s = cluster(
-        vec![node(1, 2000, 2 * GI), node(2, 2000, 2 * GI), node(3, 2000, GI)],
+        vec![
+            node(1, 2000, 2 * GI),
+            node(2, 2000, 2 * GI),
+            node(3, 2000, GI),
+        ],
         vec![service("a", 5, SMALL), service("b", 4, "")],
     );
     assert_eq!(reconcile(&s), reconcile(&s.clone()));
@@ -312,8 +396,16 @@ fn the_same_snapshot_gives_the_same_decision() {
 fn a_local_volume_ties_tasks_to_the_node_that_has_it() {
     let volume = "  volumes:\n  - name: data\n    type: local\n  mounts:\n  - volume: data\n    path: /data\n";
     let mut with_volume = node(2, 4000, 4 * GI);
-    with_volume.capacity.as_mut().unwrap().volumes.push("data".into());
-    let mut s = cluster(vec![node(1, 4000, 4 * GI), with_volume], vec![service("db", 1, volume)]);
+    with_volume
+        .capacity
+        .as_mut()
+        .unwrap()
+        .volumes
+        .push("data".into());
+    let mut s = cluster(
+        vec![node(1, 4000, 4 * GI), with_volume],
+        vec![service("db", 1, volume)],
+    );
     converge(&mut s);
     assert_eq!(per_node(&s, "db"), BTreeMap::from([(Some(2), 1)]));
     // A volume no node has yet is created wherever the task lands.

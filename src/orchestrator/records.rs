@@ -93,14 +93,20 @@ pub struct TaskRecord {
 #[serde(rename_all = "lowercase")]
 pub enum TaskState {
     /// Waiting on the node (image fetch, restart backoff).
-    Pending { reason: String },
+    Pending {
+        reason: String,
+    },
     /// Being created and started.
     Starting,
     Running,
     /// The container exited (and, by policy, is not restarted now).
-    Exited { code: i32 },
+    Exited {
+        code: i32,
+    },
     /// It could not be run, or was killed (signal, OOM).
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
     /// Stopped because the controller shut the task down.
     Stopped,
 }
@@ -230,7 +236,8 @@ mod tests {
         assert_eq!(serde_json::from_str::<TaskStatus>(&json).unwrap(), status);
         let config = bincode::config::standard();
         let bytes = bincode::serde::encode_to_vec(&status, config).unwrap();
-        let (back, _): (TaskStatus, usize) = bincode::serde::decode_from_slice(&bytes, config).unwrap();
+        let (back, _): (TaskStatus, usize) =
+            bincode::serde::decode_from_slice(&bytes, config).unwrap();
         assert_eq!(back, status);
     }
 }

@@ -32,7 +32,10 @@ fn cluster_with_image(prefix: &str, n: usize) -> EdgeCluster {
 fn import_busybox(cluster: &EdgeCluster, via: usize) {
     let images = test_images_dir(env!("CARGO_TARGET_TMPDIR"));
     let archive = images.join("busybox.tar");
-    cluster.cli_ok(via, &["image", "import", archive.to_str().expect("utf-8 path")]);
+    cluster.cli_ok(
+        via,
+        &["image", "import", archive.to_str().expect("utf-8 path")],
+    );
 }
 
 fn apply(cluster: &EdgeCluster, via: usize, yaml: &str) -> std::process::Output {
@@ -69,7 +72,12 @@ fn is_running(task: &TaskView) -> bool {
 
 /// Waits until `service` has exactly `replicas` tasks, all running, and
 /// returns them (superseded tasks must be gone too).
-fn wait_converged(cluster: &EdgeCluster, via: usize, service: &str, replicas: usize) -> Vec<TaskView> {
+fn wait_converged(
+    cluster: &EdgeCluster,
+    via: usize,
+    service: &str,
+    replicas: usize,
+) -> Vec<TaskView> {
     wait_until(
         CONVERGE,
         &format!("{service}: exactly {replicas} running tasks"),
@@ -156,7 +164,9 @@ fn replicas_fill_nodes_within_capacity_and_scale_up_and_down() {
     assert_eq!((services[0].running, services[0].replicas), (10, 10));
 
     // Applying the same spec again changes nothing.
-    let out = String::from_utf8_lossy(&apply(&cluster, 1, &service_yaml("web", 10, SLEEPER)).stdout).into_owned();
+    let out =
+        String::from_utf8_lossy(&apply(&cluster, 1, &service_yaml("web", 10, SLEEPER)).stdout)
+            .into_owned();
     assert!(out.contains("unchanged"), "{out}");
 
     cluster.cli_ok(1, &["scale", "web", "4"]);
@@ -167,7 +177,11 @@ fn replicas_fill_nodes_within_capacity_and_scale_up_and_down() {
     })
     .unwrap();
     let slots: Vec<u32> = running.iter().map(|t| t.slot).collect();
-    assert_eq!(slots, [0, 1, 2, 3], "scaling down removes the highest slots");
+    assert_eq!(
+        slots,
+        [0, 1, 2, 3],
+        "scaling down removes the highest slots"
+    );
 
     cluster.cli_ok(1, &["scale", "web", "7", "--wait", "--timeout", "60s"]);
     wait_converged(&cluster, 1, "web", 7);
@@ -179,7 +193,10 @@ fn replicas_fill_nodes_within_capacity_and_scale_up_and_down() {
     })
     .unwrap();
     let gone = cluster.cli(1, &["get", "tasks", "web"]);
-    assert!(!gone.status.success(), "a deleted service has no tasks to list");
+    assert!(
+        !gone.status.success(),
+        "a deleted service has no tasks to list"
+    );
 }
 
 #[test]
@@ -198,7 +215,11 @@ fn exits_are_restarted_by_policy_and_not_under_never() {
     apply_ok(
         &cluster,
         1,
-        &service_yaml("never", 1, &format!("{exits}  restartPolicy:\n    condition: never\n")),
+        &service_yaml(
+            "never",
+            1,
+            &format!("{exits}  restartPolicy:\n    condition: never\n"),
+        ),
     );
     wait_until(CONVERGE, "the always task restarted at least twice", || {
         let tasks = tasks(&cluster, 1, "always")?;
@@ -223,7 +244,10 @@ fn exits_are_restarted_by_policy_and_not_under_never() {
     std::thread::sleep(std::time::Duration::from_secs(2));
     let again = tasks(&cluster, 1, "never").unwrap();
     assert_eq!(again.len(), 1);
-    assert_eq!((again[0].id.as_str(), again[0].restarts), (exited.id.as_str(), 0));
+    assert_eq!(
+        (again[0].id.as_str(), again[0].restarts),
+        (exited.id.as_str(), 0)
+    );
 }
 
 #[test]
@@ -235,7 +259,10 @@ fn a_killed_nodes_replicas_move_and_its_return_leaves_no_extra() {
     let victim = (1..=3).rev().find(|i| *i != leader).unwrap();
     let victim_name = EdgeCluster::name(victim);
     let on_victim_before = containers_on(&cluster, victim);
-    assert!(!on_victim_before.is_empty(), "spread put work on every node");
+    assert!(
+        !on_victim_before.is_empty(),
+        "spread put work on every node"
+    );
 
     cluster.kill(victim);
     // Its tasks still read "running" (their last report) until its lease
@@ -248,7 +275,10 @@ fn a_killed_nodes_replicas_move_and_its_return_leaves_no_extra() {
             .collect();
         let on_victim = tasks
             .iter()
-            .filter(|t| t.desired == DesiredState::Running && t.node.as_deref() == Some(victim_name.as_str()))
+            .filter(|t| {
+                t.desired == DesiredState::Running
+                    && t.node.as_deref() == Some(victim_name.as_str())
+            })
             .count();
         if elsewhere.len() == 6 && on_victim == 0 {
             Ok(tasks)
@@ -257,23 +287,38 @@ fn a_killed_nodes_replicas_move_and_its_return_leaves_no_extra() {
         }
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", logs(&cluster)));
-    let superseded: Vec<&TaskView> = moved.iter().filter(|t| t.desired == DesiredState::Shutdown).collect();
+    let superseded: Vec<&TaskView> = moved
+        .iter()
+        .filter(|t| t.desired == DesiredState::Shutdown)
+        .collect();
     assert!(
-        superseded.iter().all(|t| t.node.as_deref() == Some(victim_name.as_str())
-            && t.shutdown_reason.as_deref().is_some_and(|r| r.contains("lease lapsed"))),
+        superseded
+            .iter()
+            .all(|t| t.node.as_deref() == Some(victim_name.as_str())
+                && t.shutdown_reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains("lease lapsed"))),
         "{}",
         summarize(&moved)
     );
     // The killed node's containers outlived it (no daemon, no shim): when it
     // returns, its agent stops the superseded ones.
     cluster.serve(victim);
-    wait_until(CONVERGE, "the returned node dropped its superseded replicas", || {
-        let left = containers_on(&cluster, victim);
-        left.is_empty().then_some(()).ok_or(left)
-    })
+    wait_until(
+        CONVERGE,
+        "the returned node dropped its superseded replicas",
+        || {
+            let left = containers_on(&cluster, victim);
+            left.is_empty().then_some(()).ok_or(left)
+        },
+    )
     .unwrap_or_else(|e| panic!("{e}\n{}", logs(&cluster)));
     let after = wait_converged(&cluster, leader, "web", 6);
-    assert_eq!(after.len(), 6, "no service runs more replicas than its spec");
+    assert_eq!(
+        after.len(),
+        6,
+        "no service runs more replicas than its spec"
+    );
 }
 
 #[test]
@@ -283,7 +328,8 @@ fn a_request_too_big_waits_with_its_reason_until_a_node_joins() {
     cluster.set_node_flags(2, &["--cpu", "2", "--memory", "2Gi"]);
     cluster.init(1);
     import_busybox(&cluster, 1);
-    let big = "  command: [\"sleep\", \"100000\"]\n  resources:\n    requests:\n      memory: 1Gi\n";
+    let big =
+        "  command: [\"sleep\", \"100000\"]\n  resources:\n    requests:\n      memory: 1Gi\n";
     apply_ok(&cluster, 1, &service_yaml("big", 1, big));
     let pending = wait_until(CONVERGE, "the task pending with a reason", || {
         let tasks = tasks(&cluster, 1, "big")?;
@@ -308,7 +354,8 @@ fn a_request_too_big_waits_with_its_reason_until_a_node_joins() {
 fn constraints_cordon_and_drain_are_honoured() {
     let cluster = cluster_with_image("ccd", 3);
     cluster.cli_ok(1, &["node", "label", "node1", "zone=north"]);
-    let constrained = format!("{SLEEPER}  placement:\n    constraints: [\"node.labels.zone == north\"]\n");
+    let constrained =
+        format!("{SLEEPER}  placement:\n    constraints: [\"node.labels.zone == north\"]\n");
     apply_ok(&cluster, 1, &service_yaml("north", 2, &constrained));
     let north = wait_converged(&cluster, 1, "north", 2);
     assert_eq!(per_node(&north), BTreeMap::from([("node1".to_string(), 2)]));
@@ -328,10 +375,17 @@ fn constraints_cordon_and_drain_are_honoured() {
     assert!(free.iter().all(|t| t.node.as_deref() != Some("node1")));
     // Only node1 is north: its replicas wait, saying why.
     let north = tasks(&cluster, 1, "north").unwrap();
-    assert!(north.iter().all(|t| t.node.is_none()), "{}", summarize(&north));
+    assert!(
+        north.iter().all(|t| t.node.is_none()),
+        "{}",
+        summarize(&north)
+    );
     let reason = north[0].pending_reason.clone().unwrap_or_default();
     assert!(reason.contains("zone"), "{reason}");
-    assert!(containers_on(&cluster, 1).is_empty(), "drained node still runs containers");
+    assert!(
+        containers_on(&cluster, 1).is_empty(),
+        "drained node still runs containers"
+    );
 
     let nodes: Vec<NodeView> = cluster.cli_json(1, &["get", "nodes"]).unwrap();
     let node1 = nodes.iter().find(|n| n.name == "node1").unwrap();
@@ -350,13 +404,19 @@ fn bad_specs_are_refused_naming_the_field_and_change_nothing() {
         ),
         (service_yaml("web", 1, "  replica: 3\n"), "replica"),
         (service_yaml("Web_1", 1, ""), "metadata.name"),
-        ("apiVersion: edgectl/v1\nkind: Service\n: :\n".to_string(), "line"),
+        (
+            "apiVersion: edgectl/v1\nkind: Service\n: :\n".to_string(),
+            "line",
+        ),
     ];
     for (yaml, named) in cases {
         let out = apply(&cluster, 1, &yaml);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "accepted:\n{yaml}");
-        assert!(stderr.contains(named), "error does not name {named}: {stderr}");
+        assert!(
+            stderr.contains(named),
+            "error does not name {named}: {stderr}"
+        );
         assert!(stderr.contains("line"), "error has no line: {stderr}");
     }
     let services: Vec<ServiceSummary> = cluster.cli_json(1, &["get", "services"]).unwrap();

@@ -131,7 +131,9 @@ impl Bench {
 
     async fn tasks(&mut self, service: &str) -> anyhow::Result<Vec<TaskView>> {
         match self.call(ApiRequest::GetTasks { service: None }).await? {
-            ApiResponse::Tasks(tasks) => Ok(tasks.into_iter().filter(|t| t.service == service).collect()),
+            ApiResponse::Tasks(tasks) => {
+                Ok(tasks.into_iter().filter(|t| t.service == service).collect())
+            }
             other => bail!("unexpected answer {other:?}"),
         }
     }
@@ -167,14 +169,25 @@ impl Bench {
 
     fn containers_on(&self, i: usize) -> usize {
         std::fs::read_dir(self.data_dir(i).join("runtime/containers"))
-            .map(|d| d.filter_map(Result::ok).filter(|e| e.path().is_dir()).count())
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.path().is_dir())
+                    .count()
+            })
             .unwrap_or(0)
     }
 
     async fn delete_and_drain(&mut self, service: &str) -> anyhow::Result<()> {
-        match self.call(ApiRequest::DeleteService { name: service.into() }).await {
+        match self
+            .call(ApiRequest::DeleteService {
+                name: service.into(),
+            })
+            .await
+        {
             Ok(_) => {}
-            Err(e) if e.downcast_ref::<ApiError>().is_some_and(|e| matches!(e, ApiError::NotFound(_))) => {}
+            Err(e)
+                if e.downcast_ref::<ApiError>()
+                    .is_some_and(|e| matches!(e, ApiError::NotFound(_))) => {}
             Err(e) => return Err(e),
         }
         let started = Instant::now();
@@ -239,7 +252,12 @@ async fn run(bench: &mut Bench) -> anyhow::Result<()> {
     for i in 2..=NODES {
         let listen = bench.addrs[i - 1].clone();
         let name = format!("node{i}");
-        bench.start(i, &["join", &listen1, "--token", &token, "--listen", &listen, "--name", &name])?;
+        bench.start(
+            i,
+            &[
+                "join", &listen1, "--token", &token, "--listen", &listen, "--name", &name,
+            ],
+        )?;
     }
     let started = Instant::now();
     loop {
@@ -265,7 +283,9 @@ async fn run(bench: &mut Bench) -> anyhow::Result<()> {
         let started = Instant::now();
         bench.call(ApiRequest::Apply { yaml: yaml.clone() }).await?;
         let took = bench
-            .wait_tasks("bench", started, "apply", |t| all_running(t, replicas, None))
+            .wait_tasks("bench", started, "apply", |t| {
+                all_running(t, replicas, None)
+            })
             .await?;
         eprintln!("bench-orchestration: apply round {round}: {replicas} running after {took:?}");
         applies.push(took);
@@ -276,7 +296,9 @@ async fn run(bench: &mut Bench) -> anyhow::Result<()> {
     let mut heals = Vec::new();
     bench.call(ApiRequest::Apply { yaml: yaml.clone() }).await?;
     bench
-        .wait_tasks("bench", Instant::now(), "apply", |t| all_running(t, replicas, None))
+        .wait_tasks("bench", Instant::now(), "apply", |t| {
+            all_running(t, replicas, None)
+        })
         .await?;
     for round in 0..bench.args.rounds {
         let nodes = bench.nodes().await?;
@@ -285,21 +307,35 @@ async fn run(bench: &mut Bench) -> anyhow::Result<()> {
             .filter(|n| !n.leader && n.name != "node1")
             .map(|n| n.name.clone())
             .nth(round % 2)
-            .or_else(|| nodes.iter().find(|n| !n.leader && n.name != "node1").map(|n| n.name.clone()))
+            .or_else(|| {
+                nodes
+                    .iter()
+                    .find(|n| !n.leader && n.name != "node1")
+                    .map(|n| n.name.clone())
+            })
             .context("no follower other than node1 to kill")?;
         let victim_index: usize = victim.trim_start_matches("node").parse()?;
-        let on_victim = bench.tasks("bench").await?.iter().filter(|t| t.node.as_deref() == Some(&victim)).count();
+        let on_victim = bench
+            .tasks("bench")
+            .await?
+            .iter()
+            .filter(|t| t.node.as_deref() == Some(&victim))
+            .count();
         let started = Instant::now();
         bench.harness(&["kill", &bench.args.prefix.clone(), &victim])?;
         let took = bench
-            .wait_tasks("bench", started, "heal", |t| all_running(t, replicas, Some(&victim)))
+            .wait_tasks("bench", started, "heal", |t| {
+                all_running(t, replicas, Some(&victim))
+            })
             .await?;
         eprintln!("bench-orchestration: kill round {round}: {on_victim} replicas of {victim} running elsewhere after {took:?}");
         heals.push((took, on_victim));
         bench.start(victim_index, &["serve"])?;
         let back = Instant::now();
         bench
-            .wait_tasks("bench", back, "return", |t| t.len() == replicas as usize && all_running(t, replicas, None))
+            .wait_tasks("bench", back, "return", |t| {
+                t.len() == replicas as usize && all_running(t, replicas, None)
+            })
             .await?;
         while bench.containers_on(victim_index) > 0 {
             if back.elapsed() > GIVE_UP {
@@ -328,7 +364,9 @@ async fn run(bench: &mut Bench) -> anyhow::Result<()> {
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     println!();
-    println!("| measurement | edgectl p50 | target | ratio | Docker Swarm (FACTS.md, not this run) |");
+    println!(
+        "| measurement | edgectl p50 | target | ratio | Docker Swarm (FACTS.md, not this run) |"
+    );
     println!("|---|---|---|---|---|");
     println!(
         "| apply {replicas} replicas → all running | {:.2} s | ≤ {:.0} s | {:.2}× | 30 replicas: {:.1}–{:.1} s |",
@@ -349,4 +387,3 @@ async fn run(bench: &mut Bench) -> anyhow::Result<()> {
     );
     Ok(())
 }
-

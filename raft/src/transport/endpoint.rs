@@ -18,7 +18,8 @@ use tokio::sync::{mpsc, Mutex, Semaphore};
 
 use super::pki::{self, PeerIdentity};
 use super::tls::{
-    self, TlsError, TlsIdentity, ALPN_API, ALPN_BLOB, ALPN_JOIN, ALPN_PEER, ALPN_RAFT, JOIN_SERVER_NAME,
+    self, TlsError, TlsIdentity, ALPN_API, ALPN_BLOB, ALPN_JOIN, ALPN_PEER, ALPN_RAFT,
+    JOIN_SERVER_NAME,
 };
 
 /// Handshakes in progress at once; more wait (and QUIC retransmits) rather

@@ -74,11 +74,16 @@ fn install_child_exit_guard() {
             arg: *mut libc::c_void,
         ) -> libc::c_int;
     }
-    GUARDED_PID.store(std::process::id() as i32, std::sync::atomic::Ordering::SeqCst);
+    GUARDED_PID.store(
+        std::process::id() as i32,
+        std::sync::atomic::Ordering::SeqCst,
+    );
     // SAFETY: registers a handler that only reads an atomic and may _exit.
     let registered = unsafe { on_exit(exit_child_immediately, std::ptr::null_mut()) };
     if registered != 0 {
-        tracing::warn!("cannot register the cloned-child exit guard; containers may hang at create");
+        tracing::warn!(
+            "cannot register the cloned-child exit guard; containers may hang at create"
+        );
     }
 }
 
