@@ -20,6 +20,10 @@ bin="$CARGO_TARGET_DIR/release"
 prefix=borch
 work=$(mktemp -d /var/tmp/edgectl-bench-orch.XXXXXX)
 cleanup() {
+    # EDGECTL_BENCH_LOGS=DIR keeps the nodes' logs for a closer look.
+    if [[ -n ${EDGECTL_BENCH_LOGS:-} ]]; then
+        mkdir -p "$EDGECTL_BENCH_LOGS" && cp /run/edgectl-harness/"$prefix"/*.log "$EDGECTL_BENCH_LOGS"/ 2>/dev/null || true
+    fi
     bash scripts/netns-harness.sh down "$prefix" >/dev/null 2>&1 || true
     rm -rf "$work"
 }
