@@ -1,17 +1,23 @@
 //! The agent's IO loop: read the tasks assigned to this node from the local
 //! replica and the containers from the runtime, let the planner decide,
-//! execute its actions (blocking runtime calls in `spawn_blocking`), and
-//! hand the statuses and capacity to the publisher (`publish.rs`), which
-//! writes what changed. Level-triggered: every pass starts from a fresh read, so a missed
-//! event or a failed action is simply redone on the next pass.
+//! start its actions in the background (blocking runtime calls in
+//! `spawn_blocking`), and hand the statuses and capacity to the publisher
+//! (`publish.rs`), which writes what changed. Level-triggered: every pass
+//! starts from a fresh read, so a missed event or a failed action is simply
+//! redone on a later pass.
+//!
+//! Actions run in the background so that a slow one (a stop waiting out its
+//! grace, an image fetched from a peer) holds up only its own task: the
+//! tasks with an action in progress are "busy" and the planner leaves them
+//! alone until its outcome comes back.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use raft::store::{WatchError, Watcher};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::node::Node;
@@ -28,9 +34,9 @@ use super::{AgentConfig, NodeUsage};
 const TICK: Duration = Duration::from_secs(1);
 /// SIGTERM → SIGKILL grace when stopping a container (Docker's default).
 const STOP_GRACE: Duration = Duration::from_secs(10);
-/// Actions run at once: removals wait out their grace in parallel; creates
-/// serialise on the runtime's clone lock anyway.
-const ACTIONS_IN_FLIGHT_MAX: usize = 8;
+/// A task whose image is not here yet, or whose container could not be
+/// removed, is tried again after this (not on the pass its outcome wakes).
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 pub(super) async fn run(node: Node, config: AgentConfig) {
     let Some(runtime) = node.runtime().cloned() else {
@@ -39,12 +45,19 @@ pub(super) async fn run(node: Node, config: AgentConfig) {
     };
     let mut shutdown = node.shutdown_signal();
     let mut watcher = open_watch(&node);
+    // Every action sends exactly one outcome, so the queue holds at most
+    // one per busy task.
+    let (outcome_sender, mut outcomes) = mpsc::unbounded_channel();
     let mut agent = Driver {
         publisher: publish::spawn(node.clone()),
         node,
         runtime,
         config,
         planner: Planner::new(),
+        busy: BTreeSet::new(),
+        cooling: BTreeMap::new(),
+        last_reports: BTreeMap::new(),
+        outcome_sender,
         seeded: false,
         epoch: Instant::now(),
     };
@@ -59,6 +72,12 @@ pub(super) async fn run(node: Node, config: AgentConfig) {
             changed = shutdown.changed() => {
                 if changed.is_err() || *shutdown.borrow() {
                     break;
+                }
+            }
+            Some(outcome) = outcomes.recv() => {
+                agent.handle_outcome(outcome);
+                while let Ok(outcome) = outcomes.try_recv() {
+                    agent.handle_outcome(outcome);
                 }
             }
             event = next_event(&mut watcher) => {
@@ -79,7 +98,8 @@ pub(super) async fn run(node: Node, config: AgentConfig) {
             _ = tokio::time::sleep(sleep) => {}
         }
     }
-    // Containers stay up: a restarted daemon adopts them.
+    // Containers stay up: a restarted daemon adopts them. Actions still in
+    // flight finish on their own.
     info!(
         node = agent.node.id(),
         "agent stopped; containers left running"
@@ -110,6 +130,15 @@ struct Driver {
     runtime: Arc<runtime::Runtime>,
     config: AgentConfig,
     planner: Planner,
+    /// Tasks with an action in progress.
+    busy: BTreeSet<String>,
+    /// Tasks left alone until then (image missing, remove failed), so a
+    /// failing action is not retried in a tight loop.
+    cooling: BTreeMap<String, Duration>,
+    /// The last report of each task of this node: what a busy task keeps
+    /// reporting until its action ends.
+    last_reports: BTreeMap<String, Report>,
+    outcome_sender: mpsc::UnboundedSender<Outcome>,
     /// Where each pass's statuses and capacity go (latest wins).
     publisher: watch::Sender<Option<Arc<Wanted>>>,
     seeded: bool,
@@ -130,10 +159,11 @@ enum Outcome {
         task: String,
         reason: String,
     },
-    Removed,
+    Removed {
+        task: String,
+    },
     RemoveFailed {
         task: String,
-        reason: RemoveReason,
     },
 }
 
@@ -144,10 +174,12 @@ impl Driver {
 
     fn sleep_until_next_pass(&self) -> Duration {
         let now = self.now();
-        match self.planner.next_due() {
-            Some(due) => due.saturating_sub(now).min(TICK),
-            None => TICK,
-        }
+        self.planner
+            .next_due()
+            .into_iter()
+            .chain(self.cooling.values().copied())
+            .map(|due| due.saturating_sub(now))
+            .fold(TICK, Duration::min)
     }
 
     async fn pass(&mut self) {
@@ -183,48 +215,101 @@ impl Driver {
         // An empty replica (revision 0) knows no task yet: removing
         // "extra" containers then would kill adopted work.
         let now = self.now();
-        let plan = self.planner.plan(&mine, &observed, revision > 0, now);
+        self.cooling.retain(|_, until| *until > now);
+        let mut left_alone = self.busy.clone();
+        left_alone.extend(self.cooling.keys().cloned());
+        let plan = self
+            .planner
+            .plan(&mine, &observed, &left_alone, revision > 0, now);
         let mut reports = plan.reports;
-        let mut hold: BTreeSet<String> = BTreeSet::new();
 
-        let outcomes: Vec<Outcome> = futures::stream::iter(plan.actions)
-            .map(|action| execute(self.node.clone(), self.runtime.clone(), action))
-            .buffer_unordered(ACTIONS_IN_FLIGHT_MAX)
-            .collect()
-            .await;
-        let now = self.now();
-        for outcome in outcomes {
-            match outcome {
-                Outcome::Started { task, ip } => {
-                    if let Some(report) = reports.get_mut(&task) {
-                        report.state = TaskState::Running;
-                        report.ip = ip;
+        for action in plan.actions {
+            let task = match &action {
+                Action::Start { task, .. } => {
+                    // Waiting for an image: keep saying so while it is
+                    // fetched again, rather than flip to Starting and back.
+                    if let Some(last) = self.last_reports.get(&task.id) {
+                        if matches!(last.state, TaskState::Pending { .. }) {
+                            if let Some(report) = reports.get_mut(&task.id) {
+                                if report.restarts == last.restarts {
+                                    report.state = last.state.clone();
+                                }
+                            }
+                        }
                     }
+                    task.id.clone()
                 }
-                Outcome::StartFailed { task, reason } => {
-                    warn!(task = %task.id, "cannot start: {reason}");
-                    let report = self.planner.handle_start_failure(&task, reason, now);
-                    reports.insert(task.id.clone(), report);
+                Action::Remove {
+                    task,
+                    reason: RemoveReason::Shutdown,
+                    ..
+                } => {
+                    // Stopped once it is: until then the old status stands.
+                    reports.remove(task);
+                    task.clone()
                 }
-                Outcome::ImageMissing { task, reason } => {
-                    if let Some(report) = reports.get_mut(&task) {
-                        report.state = TaskState::Pending { reason };
-                    }
-                }
-                Outcome::Removed => {}
-                Outcome::RemoveFailed { task, reason } => {
-                    if reason == RemoveReason::Shutdown {
-                        // Not stopped yet: say nothing new, retry next pass.
-                        hold.insert(task);
-                    }
+                Action::Remove { task, .. } => task.clone(),
+            };
+            self.busy.insert(task);
+            let node = self.node.clone();
+            let runtime = self.runtime.clone();
+            let outcomes = self.outcome_sender.clone();
+            tokio::spawn(async move {
+                let outcome = execute(node, runtime, action).await;
+                // The receiver is gone only when the agent stopped.
+                let _ = outcomes.send(outcome);
+            });
+        }
+
+        // Busy and cooling tasks keep their last report.
+        for task in &mine {
+            if left_alone.contains(&task.id) && !reports.contains_key(&task.id) {
+                if let Some(last) = self.last_reports.get(&task.id) {
+                    reports.insert(task.id.clone(), last.clone());
                 }
             }
         }
-
+        self.last_reports = reports.clone();
         self.node.set_usage(self.usage(&reports));
+        self.publish(me, reports, all_tasks);
+    }
+
+    fn handle_outcome(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Started { task, ip } => {
+                self.busy.remove(&task);
+                if let Some(report) = self.last_reports.get_mut(&task) {
+                    report.state = TaskState::Running;
+                    report.ip = ip;
+                }
+            }
+            Outcome::StartFailed { task, reason } => {
+                self.busy.remove(&task.id);
+                warn!(task = %task.id, "cannot start: {reason}");
+                let report = self.planner.handle_start_failure(&task, reason, self.now());
+                self.last_reports.insert(task.id.clone(), report);
+            }
+            Outcome::ImageMissing { task, reason } => {
+                self.busy.remove(&task);
+                self.cooling.insert(task.clone(), self.now() + RETRY_AFTER);
+                debug!(task = %task, "waiting for the image: {reason}");
+                if let Some(report) = self.last_reports.get_mut(&task) {
+                    report.state = TaskState::Pending { reason };
+                }
+            }
+            Outcome::Removed { task } => {
+                self.busy.remove(&task);
+            }
+            Outcome::RemoveFailed { task } => {
+                self.busy.remove(&task);
+                self.cooling.insert(task, self.now() + RETRY_AFTER);
+            }
+        }
+    }
+
+    fn publish(&self, me: u64, reports: BTreeMap<String, Report>, all_tasks: Vec<TaskRecord>) {
         let statuses = reports
             .into_iter()
-            .filter(|(task, _)| !hold.contains(task))
             .map(|(task, report)| {
                 let status = TaskStatus {
                     task: task.clone(),
@@ -240,7 +325,6 @@ impl Driver {
             .collect();
         let wanted = Wanted {
             statuses,
-            held: hold,
             known_tasks: all_tasks.into_iter().map(|task| task.id).collect(),
             capacity: node_capacity(&self.config, self.runtime.root()),
         };
@@ -379,14 +463,14 @@ async fn execute(node: Node, runtime: Arc<runtime::Runtime>, action: Action) -> 
             let id = container_id.clone();
             let removed = tokio::task::spawn_blocking(move || remove_blocking(&runtime, &id)).await;
             match removed {
-                Ok(Ok(())) => Outcome::Removed,
+                Ok(Ok(())) => Outcome::Removed { task },
                 Ok(Err(error)) => {
-                    warn!(container = %container_id, "cannot remove: {error}");
-                    Outcome::RemoveFailed { task, reason }
+                    warn!(container = %container_id, ?reason, "cannot remove: {error}");
+                    Outcome::RemoveFailed { task }
                 }
                 Err(error) => {
-                    warn!(container = %container_id, "remove task failed: {error}");
-                    Outcome::RemoveFailed { task, reason }
+                    warn!(container = %container_id, ?reason, "remove task failed: {error}");
+                    Outcome::RemoveFailed { task }
                 }
             }
         }

@@ -179,13 +179,16 @@ impl Planner {
     }
 
     /// Decides one pass. `tasks` are the tasks whose `node` is this node;
-    /// `containers` the runtime's containers labelled as edgectl tasks.
-    /// `remove_extra` false holds back "stop extra" (the replica has
-    /// applied nothing yet, so "no task" may only mean "not known yet").
+    /// `containers` the runtime's containers labelled as edgectl tasks;
+    /// `busy` the tasks with an action still in progress (left alone: no
+    /// action, no report, their memory kept). `remove_extra` false holds
+    /// back "stop extra" (the replica has applied nothing yet, so "no task"
+    /// may only mean "not known yet").
     pub fn plan(
         &mut self,
         tasks: &[TaskRecord],
         containers: &[Observed],
+        busy: &BTreeSet<String>,
         remove_extra: bool,
         now: Duration,
     ) -> Plan {
@@ -199,6 +202,9 @@ impl Planner {
         self.tasks.retain(|id, _| assigned.contains(id.as_str()));
 
         for task in tasks {
+            if busy.contains(&task.id) {
+                continue;
+            }
             let container = by_task.get(task.id.as_str()).copied();
             let report = match task.desired {
                 DesiredState::Shutdown => {
@@ -218,7 +224,7 @@ impl Planner {
 
         if remove_extra {
             for container in containers {
-                if !assigned.contains(container.task.as_str()) {
+                if !assigned.contains(container.task.as_str()) && !busy.contains(&container.task) {
                     plan.actions.push(Action::Remove {
                         container_id: container.container_id.clone(),
                         task: container.task.clone(),

@@ -32,11 +32,9 @@ const WRITE_RETRY_MAX: Duration = Duration::from_secs(5);
 pub(super) struct Wanted {
     /// By task id; `updated_unix` is set when written.
     pub(super) statuses: BTreeMap<String, TaskStatus>,
-    /// Task ids this node's agent keeps a status for although it did not
-    /// report on them this pass (a stop in progress): not deleted.
-    pub(super) held: BTreeSet<String>,
     /// Every task record in the store (any node): a status whose task is
-    /// not among them is deleted.
+    /// not among them is deleted (a task busy stopping keeps its record,
+    /// and so its last status, until it has stopped).
     pub(super) known_tasks: BTreeSet<String>,
     pub(super) capacity: NodeCapacity,
 }
@@ -133,9 +131,7 @@ impl Publisher {
             .statuses
             .keys()
             .filter(|task| {
-                !wanted.known_tasks.contains(*task)
-                    && !wanted.statuses.contains_key(*task)
-                    && !wanted.held.contains(*task)
+                !wanted.known_tasks.contains(*task) && !wanted.statuses.contains_key(*task)
             })
             .cloned()
             .collect();

@@ -48,6 +48,10 @@ fn exited(code: i32) -> ObservedState {
     })
 }
 
+fn none() -> BTreeSet<String> {
+    BTreeSet::new()
+}
+
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
@@ -67,7 +71,7 @@ fn state_of(plan: &Plan, task: &str) -> TaskState {
 #[test]
 fn a_new_task_is_started() {
     let web = task("web.0.5", "always");
-    let plan = Planner::new().plan(std::slice::from_ref(&web), &[], true, secs(0));
+    let plan = Planner::new().plan(std::slice::from_ref(&web), &[], &none(), true, secs(0));
     assert_eq!(plan.actions, vec![start(&web, None, false)]);
     assert_eq!(state_of(&plan, "web.0.5"), TaskState::Starting);
     assert_eq!(plan.reports["web.0.5"].container_id, "web.0.5");
@@ -79,7 +83,7 @@ fn a_running_container_is_left_alone_and_reported_with_its_address() {
     let web = task("web.0.5", "always");
     let mut running = container("web.0.5", ObservedState::Running, 10);
     running.ip = Some("10.88.2.7".into());
-    let plan = Planner::new().plan(&[web], &[running], true, secs(0));
+    let plan = Planner::new().plan(&[web], &[running], &none(), true, secs(0));
     assert!(plan.actions.is_empty(), "{:?}", plan.actions);
     assert_eq!(state_of(&plan, "web.0.5"), TaskState::Running);
     assert_eq!(plan.reports["web.0.5"].ip.as_deref(), Some("10.88.2.7"));
@@ -91,7 +95,7 @@ fn always_restarts_any_exit_after_the_backoff_which_doubles() {
     let mut planner = Planner::new();
     let first = [container("web.0.5", exited(0), 10)];
 
-    let waiting = planner.plan(std::slice::from_ref(&web), &first, true, secs(100));
+    let waiting = planner.plan(std::slice::from_ref(&web), &first, &none(), true, secs(100));
     assert!(waiting.actions.is_empty());
     assert_eq!(
         state_of(&waiting, "web.0.5"),
@@ -106,20 +110,27 @@ fn always_restarts_any_exit_after_the_backoff_which_doubles() {
     let still = planner.plan(
         std::slice::from_ref(&web),
         &first,
+        &none(),
         true,
         secs(100) + Duration::from_millis(500),
     );
     assert!(still.actions.is_empty());
     assert_eq!(still.reports, waiting.reports);
 
-    let due = planner.plan(std::slice::from_ref(&web), &first, true, secs(101));
+    let due = planner.plan(std::slice::from_ref(&web), &first, &none(), true, secs(101));
     assert_eq!(due.actions, vec![start(&web, Some("web.0.5"), true)]);
     assert_eq!(due.reports["web.0.5"].restarts, 1);
     assert_eq!(planner.next_due(), None);
 
     // The next incarnation exits too: the delay doubles.
     let second = [container("web.0.5", exited(1), 20)];
-    let waiting = planner.plan(std::slice::from_ref(&web), &second, true, secs(200));
+    let waiting = planner.plan(
+        std::slice::from_ref(&web),
+        &second,
+        &none(),
+        true,
+        secs(200),
+    );
     assert_eq!(
         state_of(&waiting, "web.0.5"),
         TaskState::Pending {
@@ -127,10 +138,22 @@ fn always_restarts_any_exit_after_the_backoff_which_doubles() {
         }
     );
     assert!(planner
-        .plan(std::slice::from_ref(&web), &second, true, secs(201))
+        .plan(
+            std::slice::from_ref(&web),
+            &second,
+            &none(),
+            true,
+            secs(201)
+        )
         .actions
         .is_empty());
-    let due = planner.plan(std::slice::from_ref(&web), &second, true, secs(202));
+    let due = planner.plan(
+        std::slice::from_ref(&web),
+        &second,
+        &none(),
+        true,
+        secs(202),
+    );
     assert_eq!(due.actions, vec![start(&web, Some("web.0.5"), true)]);
     assert_eq!(due.reports["web.0.5"].restarts, 2);
 }
@@ -143,6 +166,7 @@ fn backoff_is_capped_at_max() {
     let plan = planner.plan(
         &[web],
         &[container("web.0.5", exited(1), 10)],
+        &none(),
         true,
         secs(0),
     );
@@ -157,6 +181,7 @@ fn a_running_container_clears_a_pending_backoff() {
     planner.plan(
         std::slice::from_ref(&web),
         &[container("web.0.5", exited(1), 10)],
+        &none(),
         true,
         secs(0),
     );
@@ -164,6 +189,7 @@ fn a_running_container_clears_a_pending_backoff() {
     planner.plan(
         &[web],
         &[container("web.0.5", ObservedState::Running, 11)],
+        &none(),
         true,
         secs(0),
     );
@@ -177,6 +203,7 @@ fn on_failure_restarts_failures_but_not_a_clean_exit() {
     let clean = planner.plan(
         std::slice::from_ref(&web),
         &[container("web.0.5", exited(0), 1)],
+        &none(),
         true,
         secs(0),
     );
@@ -186,6 +213,7 @@ fn on_failure_restarts_failures_but_not_a_clean_exit() {
     let failed = planner.plan(
         std::slice::from_ref(&web),
         &[container("web.0.5", exited(3), 2)],
+        &none(),
         true,
         secs(0),
     );
@@ -202,12 +230,14 @@ fn on_failure_restarts_failures_but_not_a_clean_exit() {
     planner.plan(
         std::slice::from_ref(&web),
         &[container("web.0.5", killed.clone(), 3)],
+        &none(),
         true,
         secs(0),
     );
     let due = planner.plan(
         std::slice::from_ref(&web),
         &[container("web.0.5", killed, 3)],
+        &none(),
         true,
         secs(1),
     );
@@ -222,6 +252,7 @@ fn never_reports_the_exit_and_keeps_the_container() {
         let plan = planner.plan(
             std::slice::from_ref(&web),
             &[container("web.0.5", exited(3), 1)],
+            &none(),
             true,
             secs(now),
         );
@@ -236,7 +267,13 @@ fn signals_oom_and_unknown_exits_are_failures() {
     let web = task("web.0.5", "never");
     let check = |exit: Exit, expected: &str| {
         let observed = container("web.0.5", ObservedState::Exited(exit), 1);
-        let plan = Planner::new().plan(std::slice::from_ref(&web), &[observed], true, secs(0));
+        let plan = Planner::new().plan(
+            std::slice::from_ref(&web),
+            &[observed],
+            &none(),
+            true,
+            secs(0),
+        );
         assert_eq!(
             state_of(&plan, "web.0.5"),
             TaskState::Failed {
@@ -266,7 +303,13 @@ fn signals_oom_and_unknown_exits_are_failures() {
         oom_killed: false,
     };
     let observed = container("web.0.5", ObservedState::Exited(unknown), 1);
-    let plan = Planner::new().plan(std::slice::from_ref(&web), &[observed], true, secs(0));
+    let plan = Planner::new().plan(
+        std::slice::from_ref(&web),
+        &[observed],
+        &none(),
+        true,
+        secs(0),
+    );
     assert!(
         matches!(state_of(&plan, "web.0.5"), TaskState::Failed { reason } if reason.contains("unknown")),
     );
@@ -285,10 +328,10 @@ fn a_failed_start_is_retried_after_backoff_unless_never() {
         }
     );
     assert_eq!(planner.next_due(), Some(secs(6)));
-    let waiting = planner.plan(std::slice::from_ref(&web), &[], true, secs(5));
+    let waiting = planner.plan(std::slice::from_ref(&web), &[], &none(), true, secs(5));
     assert!(waiting.actions.is_empty());
     assert_eq!(waiting.reports["web.0.5"], report);
-    let due = planner.plan(std::slice::from_ref(&web), &[], true, secs(6));
+    let due = planner.plan(std::slice::from_ref(&web), &[], &none(), true, secs(6));
     assert_eq!(due.actions, vec![start(&web, None, true)]);
     assert_eq!(due.reports["web.0.5"].restarts, 1);
 
@@ -300,7 +343,7 @@ fn a_failed_start_is_retried_after_backoff_unless_never() {
         reason: "no command /nope in the image".into(),
     };
     assert_eq!(report.state, failed);
-    let later = planner.plan(&[once], &[], true, secs(500));
+    let later = planner.plan(&[once], &[], &none(), true, secs(500));
     assert!(later.actions.is_empty());
     assert_eq!(state_of(&later, "once.0.5"), failed);
 }
@@ -312,6 +355,7 @@ fn shutdown_removes_the_container_and_reports_stopped() {
     let plan = Planner::new().plan(
         std::slice::from_ref(&web),
         &[container("web.0.5", ObservedState::Running, 1)],
+        &none(),
         true,
         secs(0),
     );
@@ -326,7 +370,7 @@ fn shutdown_removes_the_container_and_reports_stopped() {
     assert_eq!(state_of(&plan, "web.0.5"), TaskState::Stopped);
 
     // Nothing left to remove: still Stopped, nothing to do.
-    let plan = Planner::new().plan(&[web], &[], true, secs(0));
+    let plan = Planner::new().plan(&[web], &[], &none(), true, secs(0));
     assert!(plan.actions.is_empty());
     assert_eq!(state_of(&plan, "web.0.5"), TaskState::Stopped);
 }
@@ -339,7 +383,13 @@ fn containers_of_tasks_not_assigned_here_are_removed_unless_held_back() {
         container("web.1.3", ObservedState::Running, 1),
         container("old.0.1", exited(0), 1),
     ];
-    let plan = Planner::new().plan(std::slice::from_ref(&web), &containers, true, secs(0));
+    let plan = Planner::new().plan(
+        std::slice::from_ref(&web),
+        &containers,
+        &none(),
+        true,
+        secs(0),
+    );
     let removed: Vec<_> = plan
         .actions
         .iter()
@@ -357,7 +407,7 @@ fn containers_of_tasks_not_assigned_here_are_removed_unless_held_back() {
     );
     assert!(!plan.reports.contains_key("web.1.3"));
 
-    let held = Planner::new().plan(&[web], &containers, false, secs(0));
+    let held = Planner::new().plan(&[web], &containers, &none(), false, secs(0));
     assert!(held.actions.is_empty(), "{:?}", held.actions);
 }
 
@@ -368,7 +418,7 @@ fn a_container_of_another_generation_is_replaced_and_counts_reset() {
     planner.seed_restarts("web.0.5", 4);
     let old = container("web.0.5", ObservedState::Running, 1);
     assert_eq!(old.generation, Some(1));
-    let plan = planner.plan(std::slice::from_ref(&web), &[old], true, secs(0));
+    let plan = planner.plan(std::slice::from_ref(&web), &[old], &none(), true, secs(0));
     assert_eq!(plan.actions, vec![start(&web, Some("web.0.5"), false)]);
     assert_eq!(state_of(&plan, "web.0.5"), TaskState::Starting);
     assert_eq!(plan.reports["web.0.5"].restarts, 0);
@@ -380,6 +430,7 @@ fn a_created_but_unstarted_container_is_recreated() {
     let plan = Planner::new().plan(
         std::slice::from_ref(&web),
         &[container("web.0.5", ObservedState::Created, 1)],
+        &none(),
         true,
         secs(0),
     );
@@ -393,11 +444,12 @@ fn memory_of_tasks_gone_from_this_node_is_dropped() {
     planner.plan(
         std::slice::from_ref(&web),
         &[container("web.0.5", exited(1), 1)],
+        &none(),
         true,
         secs(0),
     );
     assert!(planner.next_due().is_some());
-    planner.plan(&[], &[], true, secs(0));
+    planner.plan(&[], &[], &none(), true, secs(0));
     assert_eq!(planner.next_due(), None);
     assert_eq!(planner.restarts("web.0.5"), 0);
 }
@@ -411,10 +463,39 @@ fn a_new_incarnation_that_exits_gets_a_fresh_deadline() {
     planner.plan(
         std::slice::from_ref(&web),
         &[container("web.0.5", exited(1), 1)],
+        &none(),
         true,
         secs(0),
     );
-    let plan = planner.plan(&[web], &[container("web.0.5", exited(1), 2)], true, secs(3));
+    let plan = planner.plan(
+        &[web],
+        &[container("web.0.5", exited(1), 2)],
+        &none(),
+        true,
+        secs(3),
+    );
     assert!(plan.actions.is_empty());
     assert_eq!(plan.wake_at, Some(secs(4)));
+}
+
+#[test]
+fn busy_tasks_are_left_alone_and_keep_their_memory() {
+    let web = task("web.0.5", "always");
+    let mut planner = Planner::new();
+    planner.seed_restarts("web.0.5", 3);
+    let busy = BTreeSet::from(["web.0.5".to_string(), "old.0.1".to_string()]);
+    let containers = [
+        container("web.0.5", exited(1), 1),
+        container("old.0.1", ObservedState::Running, 1),
+    ];
+    let plan = planner.plan(
+        std::slice::from_ref(&web),
+        &containers,
+        &busy,
+        true,
+        secs(0),
+    );
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert!(plan.reports.is_empty());
+    assert_eq!(planner.restarts("web.0.5"), 3);
 }
