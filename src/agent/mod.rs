@@ -7,7 +7,10 @@
 //!   statuses);
 //! - [`container`]: the pure mapping of a task to the runtime's
 //!   `ContainerSpec`;
-//! - `driver`: the IO loop that feeds the core and executes its actions;
+//! - `driver`: the IO loop that feeds the core and runs its actions in the
+//!   background (a task with an action in progress is left alone);
+//! - `publish`: writes statuses and capacity on its own task, so passes
+//!   (and restarts) never wait for a leader;
 //! - `host`: what the node offers and uses (capacity, cgroup memory).
 //!
 //! The agent never reads the leader's state: only its local replica. It
