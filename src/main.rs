@@ -19,18 +19,25 @@ fn main() {
     }
 }
 
-/// Logs go to stderr. libcgroups warns about every controller this host lacks
-/// (hugetlb, perf_event...) on every container: only its errors are shown.
+/// Logs go to stderr (`EDGECTL_LOG`, in EnvFilter syntax, picks the levels).
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("EDGECTL_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(
-            "info,openraft=warn,quinn=warn,libcontainer=warn,libcgroups=error",
-        )
-    });
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EDGECTL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,quinn=warn"))
+        // libcontainer and libcgroups also log from the cloned child, where
+        // the writer's lock may be held by a thread that does not exist
+        // there: the child hangs. Their errors reach us as results anyway.
+        .add_directive(silenced("libcontainer"))
+        .add_directive(silenced("libcgroups"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+fn silenced(target: &'static str) -> tracing_subscriber::filter::Directive {
+    format!("{target}=off")
+        .parse()
+        .expect("a constant target=off directive parses")
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {

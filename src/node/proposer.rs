@@ -33,7 +33,17 @@ pub struct Proposal {
 impl Node {
     pub(super) async fn proposer_loop(self, mut proposals: mpsc::Receiver<Proposal>) {
         let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-        while let Some(first) = proposals.recv().await {
+        // Ends with the node: this loop holds a handle to it, so waiting for
+        // the channel to close would keep the node alive forever.
+        let mut shutdown = self.inner.shutdown.subscribe();
+        loop {
+            let first = tokio::select! {
+                first = proposals.recv() => match first {
+                    Some(first) => first,
+                    None => return,
+                },
+                _ = shutdown.changed() => return,
+            };
             // Waiting for a slot first lets the batch grow meanwhile.
             let Ok(slot) = in_flight.clone().acquire_owned().await else {
                 return;

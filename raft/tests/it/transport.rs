@@ -9,7 +9,9 @@ use raft::transport::pki::{self, ClusterCa, PeerIdentity};
 use raft::transport::rpc::{
     self, RpcError, MAX_FRAME_BYTES, STREAM_CODE_BAD_FRAME, STREAM_CODE_TOO_LARGE,
 };
-use raft::transport::tls::{self, TlsIdentity, ALPN_API, ALPN_JOIN, ALPN_PEER, ALPN_RAFT};
+use raft::transport::tls::{
+    self, TlsIdentity, ALPN_API, ALPN_BLOB, ALPN_JOIN, ALPN_PEER, ALPN_RAFT,
+};
 use raft::transport::{Accepted, Endpoint, EndpointError, PeerIdentityExpectation};
 use tokio::sync::{mpsc, Notify};
 
@@ -220,7 +222,10 @@ async fn join_with_pinned_fingerprint_connects_and_learns_the_ca() {
         .await
         .unwrap();
     assert_eq!(pki::fingerprint_of_pem(&ca_pem).unwrap(), ca.fingerprint());
-    assert_eq!(tls::ALPNS.len(), 4);
+    assert_eq!(
+        tls::ALPNS,
+        [ALPN_RAFT, ALPN_PEER, ALPN_API, ALPN_JOIN, ALPN_BLOB]
+    );
     let (echo, seen_by_server): (String, String) =
         rpc::call(&connection, &"secret".to_string(), CALL_TIMEOUT)
             .await
@@ -303,7 +308,7 @@ async fn no_client_certificate_is_refused_except_on_join() {
     let server = bind_node(&ca, 2);
     spawn_echo_server(&server);
     let refused = Some(u64::from(CLOSE_UNAUTHENTICATED));
-    for alpn in [ALPN_RAFT, ALPN_PEER, ALPN_API] {
+    for alpn in [ALPN_RAFT, ALPN_PEER, ALPN_API, ALPN_BLOB] {
         assert_eq!(
             close_code_for(&server, 2, None, ca.cert_pem(), alpn).await,
             refused,
@@ -318,7 +323,7 @@ async fn no_client_certificate_is_refused_except_on_join() {
 }
 
 #[tokio::test]
-async fn admin_client_may_use_the_api_but_not_raft() {
+async fn admin_client_may_use_the_api_but_not_raft_peer_or_blobs() {
     let ca = ClusterCa::generate("lab").unwrap();
     let server = bind_node(&ca, 2);
     spawn_echo_server(&server);
@@ -327,7 +332,7 @@ async fn admin_client_may_use_the_api_but_not_raft() {
         close_code_for(&server, 2, Some(&admin), ca.cert_pem(), ALPN_API).await,
         None
     );
-    for alpn in [ALPN_RAFT, ALPN_PEER] {
+    for alpn in [ALPN_RAFT, ALPN_PEER, ALPN_BLOB] {
         assert_eq!(
             close_code_for(&server, 2, Some(&admin), ca.cert_pem(), alpn).await,
             Some(u64::from(CLOSE_UNAUTHENTICATED))
