@@ -9,10 +9,13 @@
 //! `init` writes under $HOME), so the test needs no $HOME isolation; it does
 //! not set environment variables either (see ARCHITECTURE, fork safety).
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edgectl::agent::{LABEL_SERVICE, LABEL_TASK};
@@ -610,27 +613,7 @@ fn free_udp_addr() -> String {
     socket.local_addr().unwrap().to_string()
 }
 
-/// The busybox archives, built once per target dir by
-/// scripts/build-images.sh (as runtime/tests/it does) and reused.
-fn images_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let out = tmp.join("edgectl-rt-images");
-        if out.join("busybox.tar").exists() {
-            return out;
-        }
-        let staging = tmp.join(format!("edgectl-rt-images-{}", std::process::id()));
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-images.sh");
-        let status = std::process::Command::new("bash")
-            .arg(script)
-            .arg(&staging)
-            .status()
-            .unwrap();
-        assert!(status.success(), "build-images.sh failed");
-        if std::fs::rename(&staging, &out).is_err() {
-            let _ = std::fs::remove_dir_all(&staging);
-        }
-        out
-    })
+/// The test images (scripts/build-images.sh, built once per target dir).
+fn images_dir() -> PathBuf {
+    support::test_images_dir(env!("CARGO_TARGET_TMPDIR"))
 }

@@ -3,9 +3,12 @@
 //! image imported on node A and fetched blob by blob by node B from A over
 //! the blob ALPN. Needs root (each node opens a container runtime).
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use edgectl::api::{ApiRequest, ApiResponse};
@@ -186,30 +189,9 @@ fn free_udp_addr() -> String {
     socket.local_addr().unwrap().to_string()
 }
 
-/// The busybox archive, built once per target dir by scripts/build-images.sh
-/// (as runtime/tests/it and tests/agent.rs do) and reused.
+/// The busybox archive (scripts/build-images.sh, built once per target dir).
 fn busybox_tar() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    let dir = DIR.get_or_init(|| {
-        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let out = tmp.join("edgectl-rt-images");
-        if out.join("busybox.tar").exists() {
-            return out;
-        }
-        let staging = tmp.join(format!("edgectl-rt-images-{}", std::process::id()));
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-images.sh");
-        let status = std::process::Command::new("bash")
-            .arg(script)
-            .arg(&staging)
-            .status()
-            .unwrap();
-        assert!(status.success(), "build-images.sh failed");
-        if fs::rename(&staging, &out).is_err() {
-            let _ = fs::remove_dir_all(&staging);
-        }
-        out
-    });
-    dir.join("busybox.tar")
+    support::test_images_dir(env!("CARGO_TARGET_TMPDIR")).join("busybox.tar")
 }
 
 async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> T

@@ -268,9 +268,8 @@ impl Node {
             .nodes
             .values()
             .map(|node| {
+                let labels = records::effective_labels(node.capacity.as_ref(), &node.settings);
                 let capacity = node.capacity.clone().unwrap_or_default();
-                let mut labels = capacity.labels.clone();
-                labels.extend(node.settings.labels.clone());
                 let bound: Vec<&TaskRecord> = snapshot
                     .tasks
                     .values()

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{ConstraintOperator, ServiceSpec, Spread, VolumeType};
 use crate::orchestrator::records::{
-    DesiredState, NodeCapacity, NodeSettings, ServiceRecord, TaskRecord, TaskStatus,
+    self, DesiredState, NodeCapacity, NodeSettings, ServiceRecord, TaskRecord, TaskStatus,
 };
 use crate::scheduler::{self, ExistingReplicas, NodeView, Resources, TaskRequest};
 
@@ -375,9 +375,8 @@ fn node_views(snapshot: &Snapshot, tasks: &BTreeMap<String, (TaskRecord, u64)>) 
         .nodes
         .values()
         .map(|node| {
+            let labels = records::effective_labels(node.capacity.as_ref(), &node.settings);
             let capacity = node.capacity.clone().unwrap_or_default();
-            let mut labels = capacity.labels.clone();
-            labels.extend(node.settings.labels.clone());
             NodeView {
                 id: node.id,
                 name: node.name.clone(),

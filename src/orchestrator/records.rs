@@ -168,6 +168,16 @@ pub struct NodeCapacity {
     pub volumes: Vec<String>,
 }
 
+/// A node's labels: its own (`--label`), overridden by the operator's.
+pub fn effective_labels(
+    capacity: Option<&NodeCapacity>,
+    settings: &NodeSettings,
+) -> BTreeMap<String, String> {
+    let mut labels = capacity.map(|c| c.labels.clone()).unwrap_or_default();
+    labels.extend(settings.labels.clone());
+    labels
+}
+
 /// One line of a service's history, for `describe service`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceEvent {
