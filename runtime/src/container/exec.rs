@@ -8,7 +8,6 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use serde::{Deserialize, Serialize};
 
-use super::libcontainer_lock;
 use crate::error::{Error, IoContext, Result};
 use crate::Runtime;
 
@@ -77,8 +76,7 @@ impl Runtime {
         let (out_read, out_write) = pipe_cloexec().ctx("create pipe", "exec stdout")?;
         let (err_read, err_write) = pipe_cloexec().ctx("create pipe", "exec stderr")?;
         let dev_null = File::open("/dev/null").ctx("open", "/dev/null")?;
-        let built = {
-            let _clone_guard = libcontainer_lock();
+        let built = super::on_clone_thread(|| {
             libcontainer::container::builder::ContainerBuilder::new(
                 id.to_owned(),
                 libcontainer::syscall::syscall::SyscallType::default(),
@@ -94,7 +92,7 @@ impl Runtime {
                     .with_detach(true)
                     .build()
             })
-        };
+        });
         // Readers start only now: the builder owned (and dropped) the write
         // ends, so EOF arrives when the exec'd process closes its copies.
         let stdout = read_capped(out_read);

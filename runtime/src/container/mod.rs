@@ -47,7 +47,37 @@ pub(crate) fn libcontainer_lock() -> std::sync::MutexGuard<'static, ()> {
     guard
 }
 
+/// Runs a libcontainer call that clones (`build` of an init or a tenant) on a
+/// fresh thread of its own, under `LIBCONTAINER_LOCK`.
+///
+/// The cloned child is a copy of the calling thread alone. A glibc malloc
+/// arena whose lock another thread held at that instant stays locked in the
+/// child forever (raw `clone3` skips glibc's fork handlers, which would reset
+/// them); seen as a create hanging in `realloc` inside a node, one time in a
+/// few dozen. A fresh thread gets an arena no other thread uses (arenas are
+/// shared only past `M_ARENA_MAX`, which the guard raises), and everything
+/// the builder allocates before the clone lives in that arena.
+pub(crate) fn on_clone_thread<R: Send>(call: impl FnOnce() -> R + Send) -> R {
+    let _guard = libcontainer_lock();
+    std::thread::scope(|scope| {
+        match std::thread::Builder::new()
+            .name("libcontainer-clone".into())
+            .spawn_scoped(scope, call)
+        {
+            Ok(thread) => match thread.join() {
+                Ok(result) => result,
+                Err(panic) => std::panic::resume_unwind(panic),
+            },
+            // No thread to be had (resource limits): clone from this one.
+            Err(_) => panic!("cannot spawn the libcontainer clone thread"),
+        }
+    })
+}
+
 static CHILD_EXIT_GUARD: std::sync::Once = std::sync::Once::new();
+/// Arenas glibc may create before threads start sharing them: enough that
+/// every thread, the clone threads above all, has one of its own.
+const MALLOC_ARENAS_MAX: libc::c_int = 4096;
 /// The pid of the process that installed the guard: the daemon.
 static GUARDED_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
@@ -78,6 +108,12 @@ fn install_child_exit_guard() {
         std::process::id() as i32,
         std::sync::atomic::Ordering::SeqCst,
     );
+    // SAFETY: mallopt only changes a tuning value of the allocator.
+    if unsafe { libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS_MAX) } != 1 {
+        tracing::warn!(
+            "cannot raise M_ARENA_MAX; a container create may hang on a shared malloc arena"
+        );
+    }
     // SAFETY: registers a handler that only reads an atomic and may _exit.
     let registered = unsafe { on_exit(exit_child_immediately, std::ptr::null_mut()) };
     if registered != 0 {
@@ -365,8 +401,7 @@ impl Runtime {
         self.write_record(&record)?;
         drop(images_lock);
 
-        let built = {
-            let _clone_guard = libcontainer_lock();
+        let built = on_clone_thread(|| {
             libcontainer::container::builder::ContainerBuilder::new(
                 id.clone(),
                 libcontainer::syscall::syscall::SyscallType::default(),
@@ -385,7 +420,7 @@ impl Runtime {
                     .with_detach(true)
                     .build()
             })
-        };
+        });
         let container = built.map_err(|source| Error::Libcontainer {
             id: id.clone(),
             action: "create",
