@@ -167,7 +167,7 @@ pub struct TuningArgs {
     #[arg(long, default_value_t = 1_000)]
     pub keep_after_snapshot: u64,
     /// A node silent this long has lapsed: its tasks are replaced elsewhere.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1500ms")]
     pub lease: Duration,
     /// CPU this node offers to tasks, e.g. `2` or `1500m` (default: every CPU).
     #[arg(long, value_parser = parse_cpu)]
