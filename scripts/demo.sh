@@ -98,9 +98,9 @@ ctl 1 get tasks
 
 say "the replicas answer HTTP (from each node, to its own replicas)"
 for i in $(seq 1 "$NODES"); do
-    ip=$(ctl 1 get tasks web -o json | tr -d ' \n' | grep -o "\"node\":\"node$i\",[^}]*\"ip\":\"[0-9.]*\"" | grep -o '"ip":"[0-9.]*"' | cut -d'"' -f4 | head -1)
+    ip=$(ctl 1 get tasks web -o json | tr -d ' \n' | grep -o "\"node\":\"node$i\",[^}]*\"ip\":\"[0-9.]*\"" | grep -o '"ip":"[0-9.]*"' | cut -d'"' -f4 | head -1 || true)
     [[ -n $ip ]] || continue
-    body=$(harness exec "$PREFIX" "$i" -- bash -c "exec 3<>/dev/tcp/$ip/8080; printf 'GET / HTTP/1.0\r\n\r\n' >&3; cat <&3" | tail -1)
+    body=$(harness exec "$PREFIX" "$i" -- bash -c "exec 3<>/dev/tcp/$ip/8080; printf 'GET / HTTP/1.0\r\n\r\n' >&3; cat <&3" | tail -1 || true)
     echo "  node$i → $ip:8080: $body"
 done
 
@@ -110,8 +110,8 @@ harness kill "$PREFIX" "node$victim"
 start=$(date +%s%N)
 for _ in $(seq 1 300); do
     tasks=$(ctl 1 get tasks web -o json 2>/dev/null | tr -d ' \n' || true)
-    on_victim=$(grep -o '"node":"node'$victim'","desired":"running"' <<<"$tasks" | wc -l)
-    running=$(ctl 1 get services -o json 2>/dev/null | tr -d ' \n' | grep -o '"running":[0-9]*' | cut -d: -f2)
+    on_victim=$(grep -o '"node":"node'$victim'","desired":"running"' <<<"$tasks" | wc -l || true)
+    running=$(ctl 1 get services -o json 2>/dev/null | tr -d ' \n' | grep -o '"running":[0-9]*' | cut -d: -f2 || true)
     [[ -n $tasks && $on_victim == 0 && ${running:-0} == 6 ]] && break
     sleep 0.05
 done

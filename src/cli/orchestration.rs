@@ -9,8 +9,8 @@ use edgectl::api::{
     ApiRequest, ApiResponse, ApplyChange, ApplyOutcome, NodeChange, NodeView, ServiceSummary,
     TaskView,
 };
-use edgectl::model::quantity::{format_cpu_millis, format_memory_bytes};
 use edgectl::orchestrator::records::DesiredState;
+use edgectl::scheduler::{format_bytes, format_cpu};
 
 use super::admin::call;
 use super::args::{
@@ -269,13 +269,13 @@ fn nodes_table(nodes: &[NodeView]) -> comfy_table::Table {
             status.join(","),
             format!(
                 "{}/{}",
-                format_cpu_millis(n.cpu_allocated_millis),
-                format_cpu_millis(n.cpu_millis)
+                format_cpu(n.cpu_allocated_millis),
+                format_cpu(n.cpu_millis)
             ),
             format!(
                 "{}/{}",
-                format_memory_bytes(n.memory_allocated_bytes),
-                format_memory_bytes(n.memory_bytes)
+                format_bytes(n.memory_allocated_bytes),
+                format_bytes(n.memory_bytes)
             ),
             format!("{} ({} running)", n.tasks, n.running_containers),
             n.labels
