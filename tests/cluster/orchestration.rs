@@ -424,3 +424,53 @@ fn bad_specs_are_refused_naming_the_field_and_change_nothing() {
     let missing = cluster.cli(1, &["scale", "nope", "2"]);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not found: service \"nope\""));
 }
+
+#[test]
+fn a_restarted_node_adopts_its_running_containers_without_duplicates() {
+    // A long lease: the node is back before anyone would replace its work.
+    let mut cluster = EdgeCluster::with_flags("cad", 1, &["--lease", "60s"]);
+    cluster.init(1);
+    import_busybox(&cluster, 1);
+    apply_ok(&cluster, 1, &service_yaml("web", 3, SLEEPER));
+    let before = wait_converged(&cluster, 1, "web", 3);
+    let containers_before = containers_on(&cluster, 1);
+    assert_eq!(containers_before.len(), 3);
+    // Each record holds the init's pid and start time: a new process would change it.
+    let records = |cluster: &EdgeCluster| -> Vec<String> {
+        containers_on(cluster, 1)
+            .iter()
+            .map(|id| {
+                let path = cluster
+                    .data_dir(1)
+                    .join("runtime/containers")
+                    .join(id)
+                    .join("record.json");
+                std::fs::read_to_string(path).unwrap_or_default()
+            })
+            .collect()
+    };
+    let records_before = records(&cluster);
+
+    cluster.kill(1);
+    cluster.serve(1);
+    let after = wait_converged(&cluster, 1, "web", 3);
+    let ids = |tasks: &[TaskView]| tasks.iter().map(|t| t.id.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        ids(&after),
+        ids(&before),
+        "the same tasks, not replacements"
+    );
+    assert!(
+        after.iter().all(|t| t.restarts == 0),
+        "{}",
+        summarize(&after)
+    );
+    // Still the very same containers, and no second copy.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(containers_on(&cluster, 1), containers_before);
+    assert_eq!(
+        records(&cluster),
+        records_before,
+        "the same processes, adopted"
+    );
+}
