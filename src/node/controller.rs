@@ -161,14 +161,10 @@ impl Node {
         &self,
         prefix: &str,
     ) -> Result<Vec<T>, ApiError> {
-        let (kvs, _) = self
-            .inner
-            .kv
-            .range(prefix.as_bytes())
-            .map_err(super::api::internal)?;
-        Ok(kvs
-            .iter()
-            .filter_map(|kv| decode::<T>(&kv.key, &kv.value))
+        Ok(self
+            .read_keyed_records(prefix)?
+            .into_iter()
+            .map(|(_, record)| record)
             .collect())
     }
 
@@ -177,6 +173,18 @@ impl Node {
         &self,
         prefix: &str,
     ) -> Result<BTreeMap<u64, T>, ApiError> {
+        Ok(self
+            .read_keyed_records(prefix)?
+            .into_iter()
+            .filter_map(|(suffix, record)| Some((suffix.parse::<u64>().ok()?, record)))
+            .collect())
+    }
+
+    /// (key after `prefix`, record) of every record under `prefix` that decodes.
+    fn read_keyed_records<T: DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, T)>, ApiError> {
         let (kvs, _) = self
             .inner
             .kv
@@ -185,11 +193,8 @@ impl Node {
         Ok(kvs
             .iter()
             .filter_map(|kv| {
-                let id = std::str::from_utf8(&kv.key[prefix.len()..])
-                    .ok()?
-                    .parse::<u64>()
-                    .ok()?;
-                Some((id, decode::<T>(&kv.key, &kv.value)?))
+                let suffix = String::from_utf8_lossy(&kv.key[prefix.len()..]).into_owned();
+                Some((suffix, decode::<T>(&kv.key, &kv.value)?))
             })
             .collect())
     }
