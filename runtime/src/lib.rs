@@ -133,6 +133,13 @@ impl Runtime {
         network::remove_bridge(&self.root, bridge)
     }
 
+    /// Calls `hook` (on the monitor thread; it must not block) with the id of
+    /// every container whose exit was just recorded, so a supervisor can act
+    /// at once instead of polling. Replaces any earlier hook.
+    pub fn set_exit_hook(&self, hook: impl Fn(&str) + Send + Sync + 'static) {
+        self.monitor.set_exit_hook(std::sync::Arc::new(hook));
+    }
+
     /// The host's cgroup layout as seen at open.
     pub fn cgroup_layout(&self) -> Option<&CgroupLayout> {
         self.layout.as_ref()

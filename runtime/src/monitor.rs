@@ -67,11 +67,16 @@ enum Command {
     Watch(Box<Watch>),
 }
 
+/// Called on the monitor thread with a container's id once its exit status
+/// is recorded. Must not block.
+pub(crate) type ExitHook = Arc<dyn Fn(&str) + Send + Sync>;
+
 struct Shared {
     pending: Mutex<Vec<Command>>,
     exits: Mutex<HashMap<String, ExitStatus>>,
     exited: Condvar,
     stop: AtomicBool,
+    exit_hook: Mutex<Option<ExitHook>>,
 }
 
 pub(crate) struct Monitor {
@@ -115,6 +120,7 @@ impl Monitor {
             exits: Mutex::new(HashMap::new()),
             exited: Condvar::new(),
             stop: AtomicBool::new(false),
+            exit_hook: Mutex::new(None),
         });
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
@@ -126,6 +132,10 @@ impl Monitor {
             wake: wake_write,
             thread: Some(thread),
         })
+    }
+
+    pub(crate) fn set_exit_hook(&self, hook: ExitHook) {
+        *lock(&self.shared.exit_hook) = Some(hook);
     }
 
     fn poke(&self) {
@@ -356,6 +366,10 @@ fn run(shared: Arc<Shared>, wake: OwnedFd, layout: Option<CgroupLayout>) {
             watched.remove(id);
             lock(&shared.exits).insert(id.clone(), status);
             shared.exited.notify_all();
+            let hook = lock(&shared.exit_hook).clone();
+            if let Some(hook) = hook {
+                hook(id);
+            }
         }
     }
 }

@@ -45,6 +45,13 @@ pub(super) async fn run(node: Node, config: AgentConfig) {
     };
     let mut shutdown = node.shutdown_signal();
     let mut watcher = open_watch(&node);
+    // A container's exit starts a pass at once (restart policies), rather
+    // than on the next tick.
+    let exited = Arc::new(tokio::sync::Notify::new());
+    {
+        let exited = exited.clone();
+        runtime.set_exit_hook(move |_| exited.notify_one());
+    }
     // Every action sends exactly one outcome, so the queue holds at most
     // one per busy task.
     let (outcome_sender, mut outcomes) = mpsc::unbounded_channel();
@@ -95,6 +102,7 @@ pub(super) async fn run(node: Node, config: AgentConfig) {
                     }
                 }
             }
+            _ = exited.notified() => {}
             _ = tokio::time::sleep(sleep) => {}
         }
     }

@@ -37,6 +37,29 @@ fn exit_codes_and_signals() {
 }
 
 #[test]
+fn the_exit_hook_names_each_container_that_exits() {
+    let env = Env::new("hook");
+    env.import_busybox();
+    let (sender, exits) = std::sync::mpsc::channel::<String>();
+    let sender = std::sync::Mutex::new(sender);
+    env.rt().set_exit_hook(move |id| {
+        let _ = sender.lock().unwrap().send(id.to_owned());
+    });
+    env.rt()
+        .create(env.spec("hooked", &["/bin/sh", "-c", "exit 3"]))
+        .unwrap();
+    env.rt().start("hooked").unwrap();
+    let id = exits
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the hook is called when the container exits");
+    assert_eq!(id, "hooked");
+    // The status is recorded before the hook runs.
+    assert_eq!(env.rt().info("hooked").unwrap().exit.unwrap().code, Some(3));
+    env.rt().delete("hooked").unwrap();
+    env.finish();
+}
+
+#[test]
 fn env_args_workdir_user_and_etc_files() {
     let env = Env::new("envargs");
     env.import_busybox();
