@@ -24,6 +24,12 @@ cleanup() {
     if [[ -n ${EDGECTL_BENCH_LOGS:-} ]]; then
         mkdir -p "$EDGECTL_BENCH_LOGS" && cp /run/edgectl-harness/"$prefix"/*.log "$EDGECTL_BENCH_LOGS"/ 2>/dev/null || true
     fi
+    # EDGECTL_BENCH_KEEP=1 leaves the cluster up to be looked at (then:
+    # scripts/netns-harness.sh down borch, and edgectl reset on each data dir).
+    if [[ -n ${EDGECTL_BENCH_KEEP:-} ]]; then
+        echo "bench-orchestration: cluster $prefix kept, data in $work" >&2
+        return
+    fi
     bash scripts/netns-harness.sh down "$prefix" >/dev/null 2>&1 || true
     rm -rf "$work"
 }
