@@ -31,6 +31,10 @@ cleanup() {
         return
     fi
     bash scripts/netns-harness.sh down "$prefix" >/dev/null 2>&1 || true
+    # Containers (and their cgroups) outlive the node processes: reset each node.
+    for dir in "$work"/n*; do
+        [[ -f $dir/node.json ]] && "$bin/edgectl" --data-dir "$dir" reset >/dev/null 2>&1 || true
+    done
     rm -rf "$work"
 }
 trap cleanup EXIT

@@ -293,14 +293,16 @@ async fn run(bench: &mut Bench) -> anyhow::Result<()> {
     }
 
     // SIGKILL a node that is not the leader (the API goes through node 1).
+    // Each round starts from a fresh apply, so the victim holds its share
+    // (nothing rebalances onto a node that returns).
     let mut heals = Vec::new();
-    bench.call(ApiRequest::Apply { yaml: yaml.clone() }).await?;
-    bench
-        .wait_tasks("bench", Instant::now(), "apply", |t| {
-            all_running(t, replicas, None)
-        })
-        .await?;
     for round in 0..bench.args.rounds {
+        bench.call(ApiRequest::Apply { yaml: yaml.clone() }).await?;
+        bench
+            .wait_tasks("bench", Instant::now(), "apply", |t| {
+                all_running(t, replicas, None)
+            })
+            .await?;
         let nodes = bench.nodes().await?;
         let victim = nodes
             .iter()
@@ -343,8 +345,8 @@ async fn run(bench: &mut Bench) -> anyhow::Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        bench.delete_and_drain("bench").await?;
     }
-    bench.delete_and_drain("bench").await?;
 
     let apply_p50 = median(applies.clone());
     let heal_p50 = median(heals.iter().map(|(d, _)| *d).collect());
