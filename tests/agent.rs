@@ -12,6 +12,11 @@
 #[path = "support/mod.rs"]
 mod support;
 
+/// Containers are created in this process: allocate as the daemon does
+/// (ARCHITECTURE, fork safety: glibc's malloc can hang a cloned child).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::path::PathBuf;
