@@ -483,7 +483,7 @@ impl Fixture {
             dir,
         };
         let data = DataDir::new(fixture.dir.path().join("n0"));
-        let listen = free_udp_addr();
+        let listen = support::free_udp_addr();
         init_data_dir(&data, "agent-test-0", &listen, &listen).unwrap();
         fixture.start_node(data).await;
         fixture
@@ -504,7 +504,7 @@ impl Fixture {
         };
         let index = self.nodes.len();
         let data = DataDir::new(self.dir.path().join(format!("n{index}")));
-        let listen = free_udp_addr();
+        let listen = support::free_udp_addr();
         edgectl::node::join_data_dir(
             &data,
             &first.identity().advertise,
@@ -610,12 +610,6 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         self.clean();
     }
-}
-
-/// A loopback UDP port free right now (QUIC listens on UDP).
-fn free_udp_addr() -> String {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.local_addr().unwrap().to_string()
 }
 
 /// The test images (scripts/build-images.sh, built once per target dir).

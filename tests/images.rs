@@ -84,7 +84,7 @@ impl Cluster {
         });
         let root = guard.path();
         let data_a = DataDir::new(root.join("a"));
-        let listen_a = free_udp_addr();
+        let listen_a = support::free_udp_addr();
         init_data_dir(&data_a, "img-a", &listen_a, &listen_a).unwrap();
         let a = Node::start(NodeConfig::new(data_a)).await.unwrap();
         guard.add_cgroup_parent(&a);
@@ -108,7 +108,7 @@ impl Cluster {
         for i in 1..count {
             let name = format!("img-{i}");
             let data = DataDir::new(root.join(&name));
-            let listen = free_udp_addr();
+            let listen = support::free_udp_addr();
             join_data_dir(&data, &listen_a, &token, &name, &listen, &listen)
                 .await
                 .unwrap();
@@ -188,12 +188,6 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// A loopback UDP port free right now (QUIC listens on UDP).
-fn free_udp_addr() -> String {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.local_addr().unwrap().to_string()
-}
-
 /// The busybox archive (scripts/build-images.sh, built once per target dir).
 fn busybox_tar() -> PathBuf {
     support::test_images_dir(env!("CARGO_TARGET_TMPDIR")).join("busybox.tar")
@@ -253,6 +247,22 @@ fn store(node: &Node) -> Arc<runtime::Runtime> {
     node.runtime()
         .expect("agent enabled: the node has a runtime")
         .clone()
+}
+
+/// Leaves `bytes` in `node`'s partial file for `digest`, as a cut transfer would.
+async fn write_partial(node: &Node, digest: &Digest, bytes: Vec<u8>) {
+    let runtime = store(node);
+    let digest = digest.clone();
+    tokio::task::spawn_blocking(move || {
+        runtime
+            .images()
+            .partial_blob(&digest)
+            .unwrap()
+            .append(&bytes)
+            .unwrap()
+    })
+    .await
+    .unwrap();
 }
 
 fn tmp_entries(node: &Node) -> Vec<String> {
@@ -354,19 +364,7 @@ async fn cut_transfer_resumes_from_the_partial_file() {
         let half = bytes.len() / 2;
 
         // What a transfer cut halfway leaves behind on B.
-        let b_runtime = store(b);
-        let digest = layer.digest.clone();
-        let first_half = bytes[..half].to_vec();
-        tokio::task::spawn_blocking(move || {
-            b_runtime
-                .images()
-                .partial_blob(&digest)
-                .unwrap()
-                .append(&first_half)
-                .unwrap()
-        })
-        .await
-        .unwrap();
+        write_partial(b, &layer.digest, bytes[..half].to_vec()).await;
 
         let fetch = images::fetch_blob(b, &layer.digest, layer.size, &[a.id()])
             .await
@@ -460,18 +458,7 @@ async fn wrong_bytes_are_refused_and_leave_the_store_as_it_was() {
         let half = good.len() / 2;
         let mut bad_half = good[..half].to_vec();
         bad_half[half / 2] ^= 0xff;
-        let b_runtime = store(b);
-        let digest = layer.digest.clone();
-        tokio::task::spawn_blocking(move || {
-            b_runtime
-                .images()
-                .partial_blob(&digest)
-                .unwrap()
-                .append(&bad_half)
-                .unwrap()
-        })
-        .await
-        .unwrap();
+        write_partial(b, &layer.digest, bad_half).await;
         let fetch = images::fetch_blob(b, &layer.digest, layer.size, &[a.id()])
             .await
             .unwrap();

@@ -13,6 +13,7 @@ use crate::api::{
 };
 use crate::cluster::records::{now_unix, to_json};
 use crate::model::{self, ServiceSpec, REPLICAS_MAX};
+use crate::orchestrator::reconcile::requested;
 use crate::orchestrator::records::{
     self, DesiredState, NodeSettings, ServiceEvent, ServiceRecord, TaskRecord, TaskState,
     TaskStatus,
@@ -278,12 +279,8 @@ impl Node {
                     .collect();
                 let requests = bound
                     .iter()
-                    .map(|t| t.spec.spec.resources.effective_requests())
-                    .fold((0u64, 0u64), |(cpu, memory), r| {
-                        (
-                            cpu.saturating_add(r.cpu.map_or(0, |c| c.0)),
-                            memory.saturating_add(r.memory.map_or(0, |m| m.0)),
-                        )
+                    .fold(crate::scheduler::Resources::default(), |sum, t| {
+                        sum.saturating_add(&requested(&t.spec))
                     });
                 let usage = usages.get(&node.id).cloned().unwrap_or_default();
                 NodeView {
@@ -300,8 +297,8 @@ impl Node {
                     labels,
                     cpu_millis: capacity.cpu_millis,
                     memory_bytes: capacity.memory_bytes,
-                    cpu_allocated_millis: requests.0,
-                    memory_allocated_bytes: requests.1,
+                    cpu_allocated_millis: requests.cpu_millis,
+                    memory_allocated_bytes: requests.memory_bytes,
                     tasks: u32::try_from(bound.len()).unwrap_or(u32::MAX),
                     running_containers: usage.running_tasks,
                     memory_used_bytes: usage.memory_used_bytes,

@@ -326,7 +326,8 @@ pub fn task_request(task: &TaskRecord, volumes_anywhere: &BTreeSet<String>) -> T
     }
 }
 
-fn requested(spec: &ServiceSpec) -> Resources {
+/// What one replica of `spec` reserves on its node (requests, else limits).
+pub fn requested(spec: &ServiceSpec) -> Resources {
     let requests = spec.spec.resources.effective_requests();
     Resources::new(
         requests.cpu.map_or(0, |c| c.0),

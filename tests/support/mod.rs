@@ -508,3 +508,12 @@ pub fn test_images_dir(target_tmpdir: &str) -> PathBuf {
     })
     .clone()
 }
+
+/// A loopback UDP address free right now (QUIC listens on UDP).
+pub fn free_udp_addr() -> String {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a loopback UDP port");
+    socket
+        .local_addr()
+        .expect("a bound socket has an address")
+        .to_string()
+}

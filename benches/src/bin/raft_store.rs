@@ -24,15 +24,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use raft::openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError};
-use raft::openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use raft::openraft::storage::{RaftLogStorageExt, RaftStateMachine};
 use raft::openraft::{CommittedLeaderId, Config, Entry, EntryPayload, LogId, SnapshotPolicy};
 use raft::store::{self, LogStats, StoreOptions};
-use raft::typ::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    Raft, VoteRequest, VoteResponse,
-};
+use raft::transport::NoNetwork;
+use raft::typ::Raft;
 use raft::{KvRequest, NodeId, PeerNode, Txn, TypeConfig};
 use serde_json::json;
 
@@ -190,50 +186,6 @@ async fn apply_throughput(dir: &Path, total: u64, batch: u64, value: &[u8]) -> a
         store.reader.revision()
     );
     Ok(total as f64 / elapsed.as_secs_f64())
-}
-
-/// A one-node cluster never talks to anyone: every RPC fails.
-struct NoNetwork;
-
-fn nobody() -> std::io::Error {
-    std::io::Error::other("a one-node cluster has no peers")
-}
-
-impl RaftNetworkFactory<TypeConfig> for NoNetwork {
-    type Network = NoNetwork;
-
-    async fn new_client(&mut self, _target: NodeId, _node: &PeerNode) -> NoNetwork {
-        NoNetwork
-    }
-}
-
-impl RaftNetwork<TypeConfig> for NoNetwork {
-    async fn append_entries(
-        &mut self,
-        _rpc: AppendEntriesRequest,
-        _option: RPCOption,
-    ) -> Result<AppendEntriesResponse, RPCError<NodeId, PeerNode, RaftError<NodeId>>> {
-        Err(RPCError::Network(NetworkError::new(&nobody())))
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        _rpc: InstallSnapshotRequest,
-        _option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse,
-        RPCError<NodeId, PeerNode, RaftError<NodeId, InstallSnapshotError>>,
-    > {
-        Err(RPCError::Network(NetworkError::new(&nobody())))
-    }
-
-    async fn vote(
-        &mut self,
-        _rpc: VoteRequest,
-        _option: RPCOption,
-    ) -> Result<VoteResponse, RPCError<NodeId, PeerNode, RaftError<NodeId>>> {
-        Err(RPCError::Network(NetworkError::new(&nobody())))
-    }
 }
 
 struct RaftPhase {

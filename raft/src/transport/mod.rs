@@ -13,6 +13,7 @@
 //! orchestrator puts its own protocols on the other ALPNs.
 
 pub mod endpoint;
+pub mod no_network;
 pub mod pki;
 pub mod pool;
 pub mod raft_network;
@@ -33,6 +34,7 @@ pub enum TransportError {
 }
 
 pub use endpoint::{Accepted, Endpoint, EndpointError, PeerIdentityExpectation};
+pub use no_network::NoNetwork;
 pub use pki::{CertifiedKey, ClusterCa, PeerIdentity, PkiError};
 pub use pool::{ConnectionPool, DialError};
 pub use raft_network::{serve_raft_connection, QuicRaftNetworkFactory};

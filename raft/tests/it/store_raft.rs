@@ -7,60 +7,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::{Config, SnapshotPolicy};
 use raft::store::{self, KvReader, StoreClosed, StoreOptions};
-use raft::typ::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    Raft, VoteRequest, VoteResponse,
-};
-use raft::{KvRequest, NodeId, PeerNode, Txn, TypeConfig};
+use raft::transport::NoNetwork;
+use raft::typ::Raft;
+use raft::{KvRequest, PeerNode, Txn, TypeConfig};
 use tempfile::TempDir;
-
-/// A one-node cluster never talks to anyone: every RPC fails.
-struct NoNetwork;
-
-fn nobody() -> std::io::Error {
-    std::io::Error::other("a one-node cluster has no peers")
-}
-
-impl RaftNetworkFactory<TypeConfig> for NoNetwork {
-    type Network = NoNetwork;
-
-    async fn new_client(&mut self, _target: NodeId, _node: &PeerNode) -> NoNetwork {
-        NoNetwork
-    }
-}
-
-impl RaftNetwork<TypeConfig> for NoNetwork {
-    async fn append_entries(
-        &mut self,
-        _rpc: AppendEntriesRequest,
-        _option: RPCOption,
-    ) -> Result<AppendEntriesResponse, RPCError<NodeId, PeerNode, RaftError<NodeId>>> {
-        Err(RPCError::Network(NetworkError::new(&nobody())))
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        _rpc: InstallSnapshotRequest,
-        _option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse,
-        RPCError<NodeId, PeerNode, RaftError<NodeId, InstallSnapshotError>>,
-    > {
-        Err(RPCError::Network(NetworkError::new(&nobody())))
-    }
-
-    async fn vote(
-        &mut self,
-        _rpc: VoteRequest,
-        _option: RPCOption,
-    ) -> Result<VoteResponse, RPCError<NodeId, PeerNode, RaftError<NodeId>>> {
-        Err(RPCError::Network(NetworkError::new(&nobody())))
-    }
-}
 
 async fn start(dir: &Path) -> (Raft, KvReader, StoreClosed) {
     let store = store::open(dir, StoreOptions::default()).unwrap();
