@@ -28,9 +28,9 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 mkdir -p "$target_dir"
 free_mib=$(df -Pm "$target_dir" | awk 'NR == 2 { print $4 }')
-if ((free_mib < 4096)); then
+if ((free_mib < 2048)); then
     echo "test.sh: only ${free_mib} MiB free under $target_dir; a clean build of" \
-        "the tests needs about 4 GiB. Free some space (e.g. cargo clean) or set" \
+        "the tests needs about 2 GiB. Free some space (e.g. cargo clean) or set" \
         "CARGO_TARGET_DIR to a roomier disk." >&2
     exit 1
 fi
