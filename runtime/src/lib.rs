@@ -10,7 +10,8 @@
 //! Layout under `<data_dir>/runtime/`: `images/` (OCI image layout),
 //! `layers/` (unpacked layers), `containers/<id>/` (our record, bundle,
 //! overlay dirs, log FIFOs and logs), `state/` (libcontainer's state),
-//! `volumes/<name>/` (named volumes), `tmp/` (staging).
+//! `volumes/<name>/` (named volumes), `tmp/` (staging), `trash/` (deleted
+//! containers' directories, reclaimed by a background thread).
 
 #![warn(missing_docs, unreachable_pub)]
 
@@ -20,6 +21,7 @@ mod digest;
 mod error;
 mod fsutil;
 mod image;
+mod janitor;
 mod logs;
 mod monitor;
 mod network;
@@ -78,6 +80,9 @@ pub struct Runtime {
     containers_mutex: Mutex<()>,
     /// Containers this instance created (the rest were adopted).
     created_here: Mutex<HashSet<String>>,
+    /// Unmounts and removes deleted containers' directories off the
+    /// caller's path; dropped (and so drained) after everything above.
+    janitor: janitor::Janitor,
 }
 
 impl Runtime {
@@ -99,6 +104,7 @@ impl Runtime {
         let images = ImageStore::open(&root)?;
         let layout = CgroupLayout::detect().ok();
         let monitor = monitor::Monitor::start(layout.clone()).ctx("start monitor thread", &root)?;
+        let janitor = janitor::Janitor::start(root.join("trash"))?;
         let runtime = Runtime {
             root,
             images,
@@ -107,6 +113,7 @@ impl Runtime {
             layout,
             containers_mutex: Mutex::new(()),
             created_here: Mutex::new(HashSet::new()),
+            janitor,
         };
         runtime.adopt_all()?;
         Ok(runtime)

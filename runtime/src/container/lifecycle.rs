@@ -134,6 +134,7 @@ impl Runtime {
         }
         // The cgroup parent stays: removing and recreating it around every
         // container costs ~10 rmdir/mkdir pairs on v1; `Drop` removes it.
-        self.teardown(id)
+        let init_reaped = self.exit_status(id).is_some();
+        self.teardown(id, init_reaped)
     }
 }

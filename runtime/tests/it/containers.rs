@@ -37,6 +37,37 @@ fn exit_codes_and_signals() {
 }
 
 #[test]
+fn a_deleted_id_is_free_at_once_while_its_dir_is_reclaimed_behind() {
+    let env = Env::new("reuse");
+    env.import_busybox();
+    for round in 0..3 {
+        let (status, lines) = env.run(env.spec("again", &["/bin/sh", "-c", "echo round; exit 4"]));
+        assert_eq!((status.code, lines), (Some(4), vec!["round".to_owned()]));
+        // The writable layer of this round must not show in the next one.
+        let (_, seen) = env.run(env.spec(
+            "peek",
+            &[
+                "/bin/sh",
+                "-c",
+                "ls /left-behind 2>/dev/null; touch /left-behind",
+            ],
+        ));
+        assert!(
+            seen.is_empty(),
+            "round {round} saw an earlier writable layer"
+        );
+        env.rt().delete("again").unwrap();
+        env.rt().delete("peek").unwrap();
+        assert!(
+            env.rt().info("again").is_err(),
+            "a deleted container is still listed"
+        );
+        assert!(!env.dir.path().join("runtime/containers/again").exists());
+    }
+    env.finish();
+}
+
+#[test]
 fn the_exit_hook_names_each_container_that_exits() {
     let env = Env::new("hook");
     env.import_busybox();

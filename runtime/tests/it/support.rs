@@ -213,6 +213,15 @@ pub fn assert_no_leftovers(
         .map(|e| e.file_name())
         .collect();
     assert!(state.is_empty(), "libcontainer state left: {state:?}");
+    // Deleted containers' dirs are reclaimed by the time the runtime is dropped.
+    let trash = dir.join("runtime/trash");
+    let trashed: Vec<_> = fs::read_dir(&trash)
+        .map(|entries| entries.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        trashed.is_empty(),
+        "deleted container dirs left: {trashed:?}"
+    );
 }
 
 /// A snapshot of every path and file digest under the store, to prove a
