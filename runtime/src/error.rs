@@ -18,6 +18,22 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The filesystem holding `path` has no space (or quota) left. Whatever
+    /// was being written is rolled back as for any other failure.
+    #[error(
+        "{action} {path}: the disk is full ({source}); free space on that \
+         filesystem (for example `edgectl image rm` of images no task uses, \
+         then `edgectl image gc`) and retry"
+    )]
+    DiskFull {
+        /// What was being done (e.g. "write").
+        action: &'static str,
+        /// The path it was done to.
+        path: PathBuf,
+        /// ENOSPC or EDQUOT.
+        #[source]
+        source: io::Error,
+    },
     /// A syscall without a path failed.
     #[error("{action}: {source}")]
     Sys {
@@ -199,10 +215,28 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for io::Result<T> {
     fn ctx(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|source| Error::Io {
-            action,
-            path: path.into(),
-            source,
-        })
+        self.map_err(|source| Error::io(action, path, source))
+    }
+}
+
+impl Error {
+    /// An IO failure on `path`; a full disk gets its own variant, because
+    /// the operator's remedy differs from every other IO error's.
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
+        let path = path.into();
+        // By kind, not errno: the tar crate wraps the OS error it met but
+        // keeps its kind.
+        match source.kind() {
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Error::DiskFull {
+                action,
+                path,
+                source,
+            },
+            _ => Error::Io {
+                action,
+                path,
+                source,
+            },
+        }
     }
 }

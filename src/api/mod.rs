@@ -186,6 +186,10 @@ pub enum ApiError {
     JoinRefused(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The node cannot do it in its present state (its disk is full, say);
+    /// the message says what to do about it.
+    #[error("the node cannot do this now: {0}")]
+    Unavailable(String),
 }
 
 pub type ApiResult = Result<ApiResponse, ApiError>;

@@ -128,6 +128,10 @@ impl From<ImageError> for crate::api::ApiError {
                 | runtime::Error::UnsafeLayerEntry { .. }
                 | runtime::Error::Io { .. },
             ) => ApiError::Invalid(error.to_string()),
+            // Not a bug of ours: the message says what to free.
+            ImageError::Store(runtime::Error::DiskFull { .. }) => {
+                ApiError::Unavailable(error.to_string())
+            }
             _ => ApiError::Internal(error.to_string()),
         }
     }

@@ -349,11 +349,7 @@ fn extract_archive(path: &Path, staging: &Path) -> Result<Source> {
                     if e.kind() == io::ErrorKind::UnexpectedEof {
                         bad(e)
                     } else {
-                        Error::Io {
-                            action: "write",
-                            path: target.clone(),
-                            source: e,
-                        }
+                        Error::io("write", target.clone(), e)
                     }
                 })?;
                 let (digest, size) = hashing.finish();

@@ -82,11 +82,7 @@ struct IpamTable {
 
 fn net_err(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
     let path = path.into();
-    move |source| Error::Io {
-        action,
-        path,
-        source,
-    }
+    move |source| Error::io(action, path, source)
 }
 
 /// The host-side veth name of a container. Interface names are at most 15

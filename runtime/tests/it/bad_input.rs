@@ -189,3 +189,113 @@ fn bad_container_specs_are_refused_without_leftovers() {
     assert_eq!(ids, vec!["dup".to_string()]);
     env.finish();
 }
+
+/// A tmpfs of a few MiB mounted for one test, unmounted even if it fails.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn new(mib: u64) -> SmallDisk {
+        let dir = tempfile::Builder::new()
+            .prefix("edgectl-rt-fulldisk-")
+            .tempdir()
+            .unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            dir.path(),
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(format!("size={mib}m").as_str()),
+        )
+        .unwrap();
+        SmallDisk { dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(self.dir.path(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Incompressible bytes (xorshift), so no filesystem can store them smaller.
+fn noise(len: usize) -> Vec<u8> {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+fn is_disk_full(error: &Error) -> bool {
+    matches!(error, Error::DiskFull { .. })
+        && error.to_string().contains("the disk is full")
+        && error.to_string().contains("free space")
+}
+
+#[test]
+fn a_full_disk_is_named_as_such_and_loses_nothing() {
+    let disk = SmallDisk::new(16);
+    let data = disk.dir.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    let cgroup_parent = format!("edgectl-test-fulldisk-{}", std::process::id());
+    let options = runtime::RuntimeOptions {
+        cgroup_parent: cgroup_parent.clone(),
+        ..runtime::RuntimeOptions::default()
+    };
+    let rt = runtime::Runtime::open(&data, options).unwrap();
+    rt.images().import(&support::busybox_tar()).unwrap();
+
+    // An image bigger than the space left: refused as a full disk, and the
+    // store (busybox still usable) and staging are as before.
+    let work = tempfile::tempdir().unwrap();
+    let big = layout_with(
+        &work.path().join("big"),
+        vec![support::layer_tar(&[Entry::File(
+            "blob.bin",
+            &noise(12 << 20),
+        )])],
+        "application/vnd.oci.image.layer.v1.tar",
+    );
+    let before = support::store_snapshot(&rt);
+    let err = rt.images().import(&big).unwrap_err();
+    assert!(is_disk_full(&err), "unexpected error: {err}");
+    assert_eq!(
+        support::store_snapshot(&rt),
+        before,
+        "store changed after: {err}"
+    );
+    assert_eq!(fs::read_dir(rt.root().join("tmp")).unwrap().count(), 0);
+
+    // Fill what is left: a container cannot be created, says why, and
+    // leaves no directory, cgroup or mount behind.
+    let filler = disk.dir.path().join("filler");
+    let mut file = fs::File::create(&filler).unwrap();
+    let chunk = vec![0u8; 1 << 20];
+    while std::io::Write::write_all(&mut file, &chunk).is_ok() {}
+    drop(file);
+    let spec = runtime::ContainerSpec {
+        id: "squeezed".to_owned(),
+        image: "busybox:latest".to_owned(),
+        command: Some(vec!["/bin/true".to_owned()]),
+        ..Default::default()
+    };
+    let err = rt.create(spec.clone()).unwrap_err();
+    assert!(is_disk_full(&err), "unexpected error: {err}");
+    assert!(rt.list().unwrap().is_empty());
+
+    // Space back: the same container runs.
+    fs::remove_file(&filler).unwrap();
+    rt.create(spec).unwrap();
+    rt.start("squeezed").unwrap();
+    assert_eq!(rt.wait("squeezed").unwrap().code, Some(0));
+    rt.delete("squeezed").unwrap();
+    let layout = rt.cgroup_layout().cloned();
+    drop(rt);
+    support::assert_no_leftovers(&data, &cgroup_parent, layout.as_ref());
+}
