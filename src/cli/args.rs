@@ -185,6 +185,12 @@ pub struct TuningArgs {
     /// e.g. `1Mi` on a thin uplink (default: no cap).
     #[arg(long, value_parser = parse_memory)]
     pub blob_upload_cap: Option<u64>,
+    /// Free space to keep on the data dir's disk (e.g. 128Mi): below it the
+    /// leader refuses writes that grow the store (user keys, service specs),
+    /// so RocksDB never meets a full disk; deletes and the cluster's own
+    /// records still pass.
+    #[arg(long, value_parser = parse_memory, default_value = "128Mi")]
+    pub disk_reserve: u64,
 }
 
 #[derive(Debug, Subcommand)]

@@ -30,6 +30,7 @@ fn node_config(data_dir: &Path, tuning: &TuningArgs) -> NodeConfig {
     };
     config.heartbeat_interval = tuning.heartbeat;
     config.lease = tuning.lease;
+    config.disk_reserve = tuning.disk_reserve;
     config.agent = edgectl::agent::AgentConfig {
         enabled: !tuning.no_agent,
         cpu_millis: tuning.cpu,

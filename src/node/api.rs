@@ -121,7 +121,12 @@ impl Node {
     /// this node is not (or no longer) the leader, so the caller can retry.
     pub(crate) async fn execute_local(&self, request: ApiRequest) -> ApiResult {
         match request {
-            ApiRequest::Write(write) => self.write(write).await.map(ApiResponse::Written),
+            ApiRequest::Write(write) => {
+                if super::disk::grows_user_data(&write) {
+                    self.check_disk_room("the write")?;
+                }
+                self.write(write).await.map(ApiResponse::Written)
+            }
             ApiRequest::Get { key, consistency } => {
                 self.read_barrier(consistency).await?;
                 let kv = self.inner.kv.get(&key).map_err(internal)?;
@@ -201,6 +206,16 @@ impl Node {
             .map_err(|e| {
                 ApiError::NoLeader(format!("node {} cannot confirm leadership: {e}", self.id()))
             })
+    }
+
+    /// Refuses `what` (a write that grows the store) while this node's disk
+    /// is short of its reserve.
+    pub(crate) fn check_disk_room(&self, what: &str) -> Result<(), ApiError> {
+        super::disk::check_room(
+            self.inner.config.data_dir.root(),
+            self.inner.config.disk_reserve,
+            what,
+        )
     }
 
     /// Proposes a write through Raft on this node, which must be the leader.

@@ -8,6 +8,7 @@
 mod api;
 mod bootstrap;
 mod controller;
+pub mod disk;
 mod join;
 mod orchestration;
 pub mod peer;
@@ -61,6 +62,8 @@ pub enum NodeError {
     Bootstrap(String),
     #[error("cannot open the container runtime: {0}")]
     Runtime(String),
+    #[error("{0}")]
+    DiskFull(String),
 }
 
 /// Raft timing. The defaults elect a new leader well under a second after
@@ -102,6 +105,9 @@ pub struct NodeConfig {
     /// A member silent for longer than this has lapsed: its tasks are
     /// replaced elsewhere.
     pub lease: Duration,
+    /// Free space kept on the data dir's filesystem: below it the leader
+    /// refuses writes that grow the store (see disk.rs).
+    pub disk_reserve: u64,
 }
 
 impl NodeConfig {
@@ -118,6 +124,7 @@ impl NodeConfig {
                 ..Default::default()
             },
             lease: DEFAULT_LEASE,
+            disk_reserve: disk::DEFAULT_DISK_RESERVE_BYTES,
         }
     }
 }
@@ -167,6 +174,7 @@ impl Node {
     /// Starts a node from an initialized data dir.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
         let data_dir = config.data_dir.clone();
+        disk::ensure_room_to_start(data_dir.root()).map_err(NodeError::DiskFull)?;
         let mut identity = data_dir.read_identity()?;
         let mut identity_changed = false;
         if let Some(advertise) = &config.advertise_override {

@@ -56,6 +56,7 @@ impl Node {
     async fn apply_service(&self, yaml: &str) -> ApiResult {
         let spec = model::parse_service(yaml).map_err(|e| ApiError::Invalid(e.to_string()))?;
         let name = spec.metadata.name.clone();
+        self.check_disk_room(&format!("applying service {name}"))?;
         let key = records::service_key(&name);
         let current = self.inner.kv.get(key.as_bytes()).map_err(internal)?;
         let now = now_unix();
