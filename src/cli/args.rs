@@ -191,6 +191,10 @@ pub struct TuningArgs {
     /// records still pass.
     #[arg(long, value_parser = parse_memory, default_value = "128Mi")]
     pub disk_reserve: u64,
+    /// Validity of the node certificates this node issues (tests of expiry
+    /// and renewal; the default is a year, renewed at half-life).
+    #[arg(long, value_parser = humantime::parse_duration, hide = true)]
+    pub cert_validity: Option<Duration>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -31,6 +31,9 @@ fn node_config(data_dir: &Path, tuning: &TuningArgs) -> NodeConfig {
     config.heartbeat_interval = tuning.heartbeat;
     config.lease = tuning.lease;
     config.disk_reserve = tuning.disk_reserve;
+    if let Some(validity) = tuning.cert_validity {
+        config.cert_validity = validity;
+    }
     config.agent = edgectl::agent::AgentConfig {
         enabled: !tuning.no_agent,
         cpu_millis: tuning.cpu,

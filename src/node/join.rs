@@ -195,7 +195,9 @@ impl Node {
                 ApiError::Internal("the CA key is missing from the cluster state".into())
             })?;
         let ca_key_pem = String::from_utf8(ca_key.value).map_err(internal)?;
-        let ca = pki::ClusterCa::from_pem(&cluster.ca_cert_pem, &ca_key_pem).map_err(internal)?;
+        let ca = pki::ClusterCa::from_pem(&cluster.ca_cert_pem, &ca_key_pem)
+            .map_err(internal)?
+            .with_node_validity(self.inner.config.cert_validity);
 
         let node_id = self.allocate_node_id(&request.name).await?;
         let cert_pem = ca

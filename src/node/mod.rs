@@ -7,6 +7,7 @@
 
 mod api;
 mod bootstrap;
+mod certs;
 mod controller;
 pub mod disk;
 mod join;
@@ -108,6 +109,9 @@ pub struct NodeConfig {
     /// Free space kept on the data dir's filesystem: below it the leader
     /// refuses writes that grow the store (see disk.rs).
     pub disk_reserve: u64,
+    /// Validity of the node certificates this node issues (its own on
+    /// renewal, joiners' when it leads); renewed at half-life (certs.rs).
+    pub cert_validity: Duration,
 }
 
 impl NodeConfig {
@@ -125,6 +129,7 @@ impl NodeConfig {
             },
             lease: DEFAULT_LEASE,
             disk_reserve: disk::DEFAULT_DISK_RESERVE_BYTES,
+            cert_validity: raft::transport::pki::LEAF_VALIDITY,
         }
     }
 }
@@ -205,6 +210,21 @@ impl Node {
             reader: kv,
             closed: _,
         } = store;
+        // A device back from a drawer may hold an expired certificate, which
+        // its peers would refuse: renew it from the local replica first.
+        let tls = match certs::renew_if_due(
+            &data_dir,
+            &identity,
+            &kv,
+            tls.clone(),
+            config.cert_validity,
+        ) {
+            Ok(tls) => tls,
+            Err(error) => {
+                warn!(%error, "cannot renew the node certificate at start; using the current one");
+                tls
+            }
+        };
 
         let listen: SocketAddr =
             identity
@@ -265,6 +285,7 @@ impl Node {
             }),
         };
         tokio::spawn(node.clone().proposer_loop(proposals_rx));
+        tokio::spawn(node.clone().cert_renewal_loop());
         tokio::spawn(node.clone().accept_loop());
         tokio::spawn(node.clone().heartbeat_loop());
         tokio::spawn(node.clone().leader_loop());

@@ -6,6 +6,7 @@
 mod support;
 
 mod bad_input;
+mod certs;
 mod disk;
 mod failover;
 mod formation;

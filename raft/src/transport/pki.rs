@@ -143,6 +143,9 @@ pub struct ClusterCa {
     cert_pem: String,
     key_pem: String,
     issuer: Issuer<'static, KeyPair>,
+    /// Validity of the node certificates it issues ([`LEAF_VALIDITY`]
+    /// unless set with [`ClusterCa::with_node_validity`]).
+    node_validity: Duration,
 }
 
 impl std::fmt::Debug for ClusterCa {
@@ -185,6 +188,7 @@ impl ClusterCa {
             cert_pem,
             key_pem,
             issuer,
+            node_validity: LEAF_VALIDITY,
         })
     }
 
@@ -208,7 +212,15 @@ impl ClusterCa {
             cert_pem: cert_pem.to_string(),
             key_pem: key_pem.to_string(),
             issuer,
+            node_validity: LEAF_VALIDITY,
         })
+    }
+
+    /// Issues node certificates valid for `validity` instead of
+    /// [`LEAF_VALIDITY`] (tests of expiry and renewal use seconds).
+    pub fn with_node_validity(mut self, validity: Duration) -> ClusterCa {
+        self.node_validity = validity;
+        self
     }
 
     pub fn cert_pem(&self) -> &str {
@@ -232,7 +244,7 @@ impl ClusterCa {
     pub fn sign_node_csr(&self, csr_pem: &str, node_id: NodeId, node_name: &str) -> Result<String> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|source| PkiError::ParseCsr { source })?;
-        let params = node_params(node_id, node_name)?;
+        let params = node_params(node_id, node_name, self.node_validity)?;
         let cert = params
             .signed_by(&csr.public_key, &self.issuer)
             .map_err(|source| PkiError::BuildCertificate {
@@ -244,7 +256,7 @@ impl ClusterCa {
 
     /// Issues a node certificate with a fresh key (for the first node at init).
     pub fn issue_node(&self, node_id: NodeId, node_name: &str) -> Result<CertifiedKey> {
-        let params = node_params(node_id, node_name)?;
+        let params = node_params(node_id, node_name, self.node_validity)?;
         self.issue(params, "node")
     }
 
@@ -277,7 +289,7 @@ impl ClusterCa {
     }
 }
 
-fn node_params(node_id: NodeId, node_name: &str) -> Result<CertificateParams> {
+fn node_params(node_id: NodeId, node_name: &str, validity: Duration) -> Result<CertificateParams> {
     check_name(node_name)?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -295,7 +307,7 @@ fn node_params(node_id: NodeId, node_name: &str) -> Result<CertificateParams> {
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
-    set_validity(&mut params, LEAF_VALIDITY);
+    set_validity(&mut params, validity);
     params.serial_number = Some(random_serial());
     params.use_authority_key_identifier_extension = true;
     Ok(params)

@@ -1,0 +1,164 @@
+//! Node certificate renewal, so that a device never locks itself out.
+//!
+//! Every member holds the cluster CA's key in its replica (`/sys/ca/key`),
+//! so a node re-issues its own certificate with no one's help: while it runs,
+//! once less than half of its validity is left, and at start when it comes
+//! back from a drawer with a certificate that ran out meanwhile — before it
+//! dials anyone, since its peers would refuse the expired one. A running
+//! node presents the new certificate from the next handshake on; connections
+//! already open keep the one they were made with.
+
+use std::time::{Duration, SystemTime};
+
+use raft::store::KvReader;
+use raft::transport::{pki, TlsIdentity};
+use tracing::{info, warn};
+
+use super::{Node, NodeError};
+use crate::cluster::keys;
+use crate::paths::{write_file_atomic, DataDir, NodeIdentity};
+
+/// Longest pause between two checks of the certificate's expiry.
+const CHECK_EVERY_MAX: Duration = Duration::from_secs(3600);
+
+/// Whether a certificate expiring at `not_after` is due for renewal at
+/// `now`, for certificates issued for `validity`: when less than half of it
+/// is left, or it has expired. Pure, for the loop and its tests.
+pub fn renewal_due(not_after: SystemTime, validity: Duration, now: SystemTime) -> bool {
+    match not_after.duration_since(now) {
+        Ok(left) => left < validity / 2,
+        Err(_) => true,
+    }
+}
+
+/// How often the running node checks: a tenth of the validity, at most
+/// hourly, so renewal happens well inside the second half.
+pub fn check_interval(validity: Duration) -> Duration {
+    (validity / 10).clamp(Duration::from_millis(200), CHECK_EVERY_MAX)
+}
+
+/// Renews this node's certificate if it is due, writing the new key and
+/// certificate into the data dir. Returns the identity to present: the new
+/// one, or `current` when nothing was due.
+pub fn renew_if_due(
+    data_dir: &DataDir,
+    identity: &NodeIdentity,
+    kv: &KvReader,
+    current: TlsIdentity,
+    validity: Duration,
+) -> Result<TlsIdentity, NodeError> {
+    let tls_error = |reason: String| NodeError::Tls {
+        path: data_dir.tls_dir(),
+        reason,
+    };
+    let not_after = pki::not_after(&current.cert_pem).map_err(|e| tls_error(e.to_string()))?;
+    if !renewal_due(not_after, validity, SystemTime::now()) {
+        return Ok(current);
+    }
+    let ca_key = kv
+        .get(keys::CA_KEY.as_bytes())
+        .map_err(|e| {
+            tls_error(format!(
+                "cannot read the CA key from the local replica: {e}"
+            ))
+        })?
+        .ok_or_else(|| {
+            tls_error(
+                "the local replica holds no CA key yet, so the certificate cannot be renewed here"
+                    .into(),
+            )
+        })?;
+    let ca_key_pem = String::from_utf8(ca_key.value)
+        .map_err(|_| tls_error("the CA key in the replica is not PEM text".into()))?;
+    let ca = pki::ClusterCa::from_pem(&current.ca_cert_pem, &ca_key_pem)
+        .map_err(|e| tls_error(format!("the CA in the replica is unusable: {e}")))?
+        .with_node_validity(validity);
+    let renewed = ca
+        .issue_node(identity.node_id, &identity.name)
+        .map_err(|e| tls_error(e.to_string()))?;
+    // Key first: a crash between the two writes leaves the old certificate
+    // with a key it does not match, which the next start renews again.
+    write_file_atomic(&data_dir.node_key(), renewed.key_pem.as_bytes(), 0o600)?;
+    write_file_atomic(&data_dir.node_cert(), renewed.cert_pem.as_bytes(), 0o644)?;
+    let expired = not_after <= SystemTime::now();
+    info!(
+        expired,
+        valid_for = ?validity,
+        "node certificate renewed from the cluster CA in the local replica"
+    );
+    Ok(TlsIdentity {
+        ca_cert_pem: current.ca_cert_pem,
+        cert_pem: renewed.cert_pem,
+        key_pem: renewed.key_pem,
+    })
+}
+
+impl Node {
+    /// Renews the certificate whenever it falls due, for as long as the node
+    /// runs, and presents the new one on the endpoint.
+    pub(super) async fn cert_renewal_loop(self) {
+        let validity = self.inner.config.cert_validity;
+        let mut shutdown = self.inner.shutdown.subscribe();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(check_interval(validity)) => {}
+                _ = shutdown.changed() => return,
+            }
+            let data_dir = self.inner.config.data_dir.clone();
+            let current = match super::load_tls(&data_dir) {
+                Ok(current) => current,
+                Err(error) => {
+                    warn!(%error, "cannot read this node's certificate to check its expiry");
+                    continue;
+                }
+            };
+            let before = current.cert_pem.clone();
+            match renew_if_due(
+                &data_dir,
+                &self.inner.identity,
+                &self.inner.kv,
+                current,
+                validity,
+            ) {
+                Ok(tls) if tls.cert_pem != before => {
+                    if let Err(error) = self.inner.endpoint.set_identity(tls) {
+                        warn!(%error, "cannot present the renewed certificate");
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => warn!(%error, "certificate renewal failed; retrying later"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+
+    #[test]
+    fn due_in_the_second_half_of_the_validity_and_after_expiry() {
+        let now = SystemTime::UNIX_EPOCH + 1000 * DAY;
+        let year = 365 * DAY;
+        assert!(!renewal_due(now + 300 * DAY, year, now));
+        assert!(!renewal_due(now + 183 * DAY, year, now));
+        assert!(renewal_due(now + 182 * DAY, year, now));
+        assert!(renewal_due(now, year, now));
+        assert!(renewal_due(now - DAY, year, now));
+    }
+
+    #[test]
+    fn checks_often_enough_for_short_validities_and_hourly_at_most() {
+        assert_eq!(check_interval(365 * DAY), CHECK_EVERY_MAX);
+        assert_eq!(
+            check_interval(Duration::from_secs(20)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            check_interval(Duration::from_millis(10)),
+            Duration::from_millis(200)
+        );
+    }
+}
