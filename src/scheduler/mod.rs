@@ -145,13 +145,21 @@ impl Scale {
 ///    nodes for a few small tasks each.
 ///
 /// Measured with benches/src/bin/scheduler.rs (identical nodes, services of
-/// 50 replicas, seed 42), nodes used ÷ lower bound, 1k nodes × 10k tasks /
-/// 10k × 100k: size order alone 1.083 / 1.010; with interleaving 1.003 /
-/// 1.000, but seeds 1 and 7 gave 1.099 and 1.066 (+69 pending): their
-/// zone-constrained small services came last into full zones; with the
-/// constrained tasks first as well 1.009 / 1.002, and 1.001–1.011 on seeds
-/// 1, 2, 3 and 7. Counting host ports as a constraint too changed nothing at
-/// 1k nodes and packed the overfull 1k × 100k run worse, so they do not count.
+/// 50 replicas), nodes used ÷ lower bound, 1k nodes × 10k tasks / 10k ×
+/// 100k, seed 42: size order alone 1.083 / 1.010 (the waste: about 70 nodes
+/// holding only a few 100m tasks, the tail of spread services). With
+/// interleaving 1.003 / 1.000, but seeds 1 and 7 gave 1.099 and 1.066 (and
+/// 69 pending): their zone-constrained small services came last into zones
+/// already full. With the constrained tasks first as well 1.009 / 1.002, and
+/// 1.001–1.012 on seeds 1, 2, 3 and 7. Tried and left out: constrained first
+/// only among equal sizes (1.047 and 1.038 on seeds 7 and 1); host ports
+/// counted as a constraint (a port rules out only the nodes where it is
+/// taken; 1k × 10k a little tighter on two seeds, 10k × 100k up to 1.007
+/// against 1.000, the overfull 1k × 100k 1.014 against 1.002); on top of
+/// this order, a score that also charges the imbalance between CPU and
+/// memory left (at most ±0.003 at 1/2 to 1 dimension per unit of imbalance;
+/// at 2, 10k × 100k 1.001–1.005 but 1k × 10k 1.010–1.017) and the Euclidean
+/// norm of what is left instead of the sum (no better).
 pub fn decision_order(nodes: &[NodeView], tasks: &[TaskRequest]) -> Vec<usize> {
     let scale = Scale::new(nodes);
     let mut seen: HashMap<&str, u32> = HashMap::new();
