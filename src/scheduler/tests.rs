@@ -313,6 +313,88 @@ fn larger_tasks_are_decided_first() {
 }
 
 #[test]
+fn replicas_of_different_services_interleave_to_fill_nodes() {
+    // Node 1 has room for two of these quarter-node tasks. Decided service
+    // by service, a0 and a1 would fill it (spread cannot beat an empty node
+    // then), and b0, b1 would need nodes 2 and 3. Interleaved (a0, b0, a1,
+    // b1) node 1 takes one replica of each service and node 2 the other two:
+    // one node fewer, and no service twice on a node.
+    let mut half_full = node(1);
+    half_full.allocated = Resources::new(2000, 4 * GI);
+    check(
+        &[half_full, node(2), node(3)],
+        &[
+            task("a0", "a", 1000, 2 * GI),
+            task("a1", "a", 1000, 2 * GI),
+            task("b0", "b", 1000, 2 * GI),
+            task("b1", "b", 1000, 2 * GI),
+        ],
+        &ExistingReplicas::new(),
+        "a0 -> 1\na1 -> 2\nb0 -> 1\nb1 -> 2",
+    );
+}
+
+#[test]
+fn constrained_tasks_are_decided_before_larger_unconstrained_ones() {
+    // Best fit alone would put the larger, unconstrained task on node 1, the
+    // only northern node, and leave the northern task pending. Decided
+    // first, the northern task takes node 1 and the other task node 2.
+    let mut north = node(1);
+    north.labels.insert("zone".into(), "north".into());
+    north.allocated = Resources::new(2000, 4 * GI);
+    let mut other = node(2);
+    other.allocated = Resources::new(1000, 4 * GI);
+    let mut c = task("c", "web", 1000, GI);
+    c.constraints = vec![Constraint::equal("zone", "north")];
+    check(
+        &[north, other],
+        &[task("u", "batch", 2000, 2 * GI), c],
+        &ExistingReplicas::new(),
+        "u -> 2\nc -> 1",
+    );
+}
+
+#[test]
+fn decision_order_is_constrained_first_then_largest_then_one_replica_per_service() {
+    let mut zoned = task("zoned", "e", 100, MI);
+    zoned.constraints = vec![Constraint::not_equal("zone", "north")];
+    let mut with_volume = task("with_volume", "d", 100, MI);
+    with_volume.volume = Some("pgdata".into());
+    // Host ports are not a constraint for the order.
+    let mut ported = task("ported", "f", 100, MI);
+    ported.host_ports = vec![80];
+    let tasks = [
+        task("a0", "a", 100, MI),
+        task("a1", "a", 100, MI),
+        task("a2", "a", 100, MI),
+        task("b0", "b", 100, MI),
+        task("big", "c", 2000, GI),
+        zoned,
+        task("b1", "b", 100, MI),
+        with_volume,
+        ported,
+    ];
+    let order: Vec<&str> = decision_order(&[node(1)], &tasks)
+        .into_iter()
+        .map(|i| tasks[i].id.as_str())
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "zoned",
+            "with_volume",
+            "big",
+            "a0",
+            "b0",
+            "ported",
+            "a1",
+            "b1",
+            "a2"
+        ]
+    );
+}
+
+#[test]
 fn duplicate_ids_are_refused() {
     assert_eq!(
         schedule(&[node(1), node(1)], &[], &ExistingReplicas::new()),

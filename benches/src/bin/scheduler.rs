@@ -8,6 +8,8 @@
 //! share one size drawn from a mix of small to large, CPU-heavy and
 //! memory-heavy shapes; a few services carry a zone constraint or a host
 //! port. Every plan is checked for over-commit before its figures count.
+//! Spread is reported next to packing: the most replicas of one service on
+//! one node, and how many (service, node) pairs hold more than one.
 //! Run through scripts/bench-scheduler.sh (release build).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -145,6 +147,8 @@ struct Figures {
     memory_bound: u64,
     cpu_slack_nodes: usize,
     memory_slack_nodes: usize,
+    most_replicas_on_a_node: u32,
+    stacked_pairs: usize,
 }
 
 /// Checks the plan (no over-commit, no host-port clash) and computes the
@@ -153,6 +157,7 @@ fn evaluate(nodes: &[NodeView], tasks: &[TaskRequest], plan: &Plan) -> anyhow::R
     let by_id: BTreeMap<&str, &TaskRequest> = tasks.iter().map(|t| (t.id.as_str(), t)).collect();
     let mut used: BTreeMap<u64, (Resources, BTreeSet<u16>)> = BTreeMap::new();
     let mut total = Resources::default();
+    let mut replicas: BTreeMap<(&str, u64), u32> = BTreeMap::new();
     for p in &plan.placements {
         let task = by_id
             .get(p.task_id.as_str())
@@ -165,6 +170,9 @@ fn evaluate(nodes: &[NodeView], tasks: &[TaskRequest], plan: &Plan) -> anyhow::R
             }
         }
         total = total.saturating_add(&task.resources);
+        *replicas
+            .entry((task.service.as_str(), p.node_id))
+            .or_insert(0) += 1;
     }
     for (node_id, (r, _)) in &used {
         let node = nodes
@@ -196,6 +204,8 @@ fn evaluate(nodes: &[NodeView], tasks: &[TaskRequest], plan: &Plan) -> anyhow::R
         memory_bound,
         cpu_slack_nodes,
         memory_slack_nodes,
+        most_replicas_on_a_node: replicas.values().copied().max().unwrap_or(0),
+        stacked_pairs: replicas.values().filter(|&&c| c > 1).count(),
     })
 }
 
@@ -245,13 +255,15 @@ fn main() -> anyhow::Result<()> {
             "memory_bound": figures.memory_bound,
             "nodes_under_90pct_cpu": figures.cpu_slack_nodes,
             "nodes_under_90pct_memory": figures.memory_slack_nodes,
+            "most_replicas_of_a_service_on_a_node": figures.most_replicas_on_a_node,
+            "service_node_pairs_with_several_replicas": figures.stacked_pairs,
             "packing_ratio": ratio,
             "example_pending_reason": example,
         }));
     }
 
     println!(
-        "{:>6} {:>7} {:>7} {:>7} {:>9} {:>13} {:>12} {:>6} {:>6} {:>6} {:>9} {:>11}",
+        "{:>6} {:>7} {:>7} {:>7} {:>9} {:>13} {:>12} {:>6} {:>6} {:>6} {:>9} {:>11} {:>12}",
         "nodes",
         "tasks",
         "placed",
@@ -263,12 +275,13 @@ fn main() -> anyhow::Result<()> {
         "bound",
         "ratio",
         "cpu/mem",
-        "<90% c/m"
+        "<90% c/m",
+        "spread max/2+"
     );
     let int = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     for r in &rows {
         println!(
-            "{:>6} {:>7} {:>7} {:>7} {:>9.3} {:>13.0} {:>12.0} {:>6} {:>6} {:>6.3} {:>9} {:>11}",
+            "{:>6} {:>7} {:>7} {:>7} {:>9.3} {:>13.0} {:>12.0} {:>6} {:>6} {:>6.3} {:>9} {:>11} {:>12}",
             int(&r["nodes"]),
             int(&r["tasks"]),
             int(&r["placed"]),
@@ -284,6 +297,11 @@ fn main() -> anyhow::Result<()> {
                 "{}/{}",
                 int(&r["nodes_under_90pct_cpu"]),
                 int(&r["nodes_under_90pct_memory"])
+            ),
+            format!(
+                "{}/{}",
+                int(&r["most_replicas_of_a_service_on_a_node"]),
+                int(&r["service_node_pairs_with_several_replicas"])
             ),
         );
         if let Some(reason) = r["example_pending_reason"].as_str() {

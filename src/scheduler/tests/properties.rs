@@ -312,6 +312,53 @@ proptest! {
         prop_assert_eq!(used.len() as u64, eighths.div_ceil(8));
     }
 
+    /// At least `share` services of `replicas` tasks each, every task
+    /// 1/`share` of a node: replicas of different services interleave, so
+    /// the plan fills nodes one after another to exactly the lower bound with
+    /// no service twice on a node. Decided service by service (each service
+    /// spread over its own nodes first) it would use ⌈services ÷ share⌉ ×
+    /// replicas nodes instead.
+    #[test]
+    fn services_of_equal_tasks_pack_to_the_bound_and_spread(
+        share in prop::sample::select(vec![2u64, 4, 8]),
+        extra_services in 0usize..6,
+        replicas in 1usize..6,
+    ) {
+        let services = share as usize + extra_services;
+        let capacity = Resources::new(4000, 8 << 30);
+        let nodes: Vec<NodeView> = (1..=60)
+            .map(|id| NodeView {
+                id,
+                name: format!("n{id}"),
+                capacity,
+                ready: true,
+                ..NodeView::default()
+            })
+            .collect();
+        let mut tasks = Vec::new();
+        for s in 0..services {
+            for r in 0..replicas {
+                tasks.push(TaskRequest {
+                    id: format!("s{s}-{r}"),
+                    service: format!("s{s}"),
+                    resources: Resources::new(4000 / share, (8 << 30) / share),
+                    ..TaskRequest::default()
+                });
+            }
+        }
+        let plan = schedule(&nodes, &tasks, &ExistingReplicas::new()).unwrap();
+        prop_assert!(plan.pending.is_empty());
+        let service_of: BTreeMap<&str, &str> =
+            tasks.iter().map(|t| (t.id.as_str(), t.service.as_str())).collect();
+        let mut per_node: BTreeMap<(u64, &str), usize> = BTreeMap::new();
+        for p in &plan.placements {
+            *per_node.entry((p.node_id, service_of[p.task_id.as_str()])).or_insert(0) += 1;
+        }
+        prop_assert_eq!(per_node.values().copied().max().unwrap_or(0), 1);
+        let used: BTreeSet<u64> = plan.placements.iter().map(|p| p.node_id).collect();
+        prop_assert_eq!(used.len(), (services * replicas).div_ceil(share as usize));
+    }
+
     /// Replicas of one service on identical empty nodes land on distinct
     /// nodes while there are enough of them.
     #[test]
