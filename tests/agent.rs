@@ -520,6 +520,14 @@ impl Fixture {
 
     async fn start_node(&mut self, data: DataDir) -> Node {
         let mut config = NodeConfig::new(data);
+        // openraft times an AppendEntries out after one heartbeat interval:
+        // 50 ms by default, which a follower's fsync misses when the machine
+        // is loaded (seen in CI beside other builds: replication stalled and
+        // no status committed for a minute). The agent is under test here,
+        // not failover speed.
+        config.raft.heartbeat_ms = 200;
+        config.raft.election_timeout_min_ms = 1000;
+        config.raft.election_timeout_max_ms = 2000;
         config.agent.cpu_millis = Some(1500);
         config.agent.labels = [("zone".to_string(), "test".to_string())].into();
         let node = Node::start(config).await.unwrap();
