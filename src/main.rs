@@ -71,6 +71,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Command::Get(command) => cli::orchestration::get(&cli, command).await?,
             Command::Describe(command) => cli::orchestration::describe(&cli, command).await?,
             Command::Scale(args) => cli::orchestration::scale(&cli, args).await?,
+            Command::Logs(args) => cli::orchestration::logs(&cli, args).await?,
             Command::Delete(command) => cli::orchestration::delete(&cli, command).await?,
             Command::Image(_) | Command::Run(_) | Command::Reset { .. } => {
                 unreachable!("handled above")

@@ -74,6 +74,12 @@ pub enum ApiRequest {
     },
     /// The images the cluster knows (local replica).
     ImageList,
+    /// The last `tail` lines (all when `None`) a task's container wrote,
+    /// read on the node that runs it.
+    TaskLogs {
+        task: String,
+        tail: Option<u32>,
+    },
 }
 
 impl ApiRequest {
@@ -83,7 +89,10 @@ impl ApiRequest {
             ApiRequest::Get { consistency, .. } | ApiRequest::Range { consistency, .. } => {
                 *consistency == ReadConsistency::Linearizable
             }
-            ApiRequest::TokenList | ApiRequest::ImageImport { .. } | ApiRequest::ImageList => false,
+            ApiRequest::TokenList
+            | ApiRequest::ImageImport { .. }
+            | ApiRequest::ImageList
+            | ApiRequest::TaskLogs { .. } => false,
             ApiRequest::Write(_)
             | ApiRequest::TokenCreate { .. }
             | ApiRequest::TokenRevoke { .. }
@@ -119,6 +128,23 @@ pub enum ApiResponse {
     NodeViews(Vec<NodeView>),
     NodeUpdated(NodeView),
     Images(Vec<crate::images::ClusterImage>),
+    Logs(Vec<LogLine>),
+}
+
+/// One line a task's container wrote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// RFC 3339 UTC, when the node read the line.
+    pub time: String,
+    pub stream: LogStream,
+    pub text: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogStream {
+    Stdout,
+    Stderr,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -75,6 +75,8 @@ pub enum Command {
     Describe(DescribeCommand),
     /// Change a service's replica count.
     Scale(ScaleArgs),
+    /// Print what a task's container wrote (read on the node that runs it).
+    Logs(LogsArgs),
     /// Delete a service.
     #[command(subcommand)]
     Delete(DeleteCommand),
@@ -287,6 +289,18 @@ pub enum DeleteCommand {
     /// Delete a service; its tasks are stopped.
     #[command(alias = "svc")]
     Service { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Task name, as `edgectl get tasks` shows it (e.g. web.0.1).
+    pub task: String,
+    /// Only the last N lines.
+    #[arg(long)]
+    pub tail: Option<u32>,
+    /// Prefix each line with the time the node read it (RFC 3339, UTC).
+    #[arg(long, short = 't')]
+    pub timestamps: bool,
 }
 
 #[derive(Debug, Args)]

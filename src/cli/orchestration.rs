@@ -6,16 +6,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use edgectl::api::{
-    ApiRequest, ApiResponse, ApplyChange, ApplyOutcome, NodeChange, NodeView, ServiceSummary,
-    TaskView,
+    ApiRequest, ApiResponse, ApplyChange, ApplyOutcome, LogStream, NodeChange, NodeView,
+    ServiceSummary, TaskView,
 };
 use edgectl::orchestrator::records::DesiredState;
 use edgectl::scheduler::{format_bytes, format_cpu};
 
 use super::admin::call;
 use super::args::{
-    ApplyArgs, Cli, DeleteCommand, DescribeCommand, GetCommand, NodeCommand, OutputFormat,
-    ScaleArgs, WaitArgs,
+    ApplyArgs, Cli, DeleteCommand, DescribeCommand, GetCommand, LogsArgs, NodeCommand,
+    OutputFormat, ScaleArgs, WaitArgs,
 };
 use super::output::{self, table, unix_time};
 
@@ -41,6 +41,33 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<()> {
     };
     report_outcome(cli, &outcome)?;
     wait_if_asked(cli, &outcome.name, &args.wait).await
+}
+
+/// Container stdout lines go to stdout and stderr lines to stderr, as
+/// `docker logs` does, so pipes see what the task meant for them.
+pub async fn logs(cli: &Cli, args: &LogsArgs) -> anyhow::Result<()> {
+    let request = ApiRequest::TaskLogs {
+        task: args.task.clone(),
+        tail: args.tail,
+    };
+    let ApiResponse::Logs(lines) = call(cli, request).await? else {
+        bail!("unexpected answer")
+    };
+    if cli.output != OutputFormat::Table {
+        return output::print(cli.output, &lines, |_| table(&[]));
+    }
+    for line in &lines {
+        let text = if args.timestamps {
+            format!("{} {}", line.time, line.text)
+        } else {
+            line.text.clone()
+        };
+        match line.stream {
+            LogStream::Stdout => println!("{text}"),
+            LogStream::Stderr => eprintln!("{text}"),
+        }
+    }
+    Ok(())
 }
 
 pub async fn scale(cli: &Cli, args: &ScaleArgs) -> anyhow::Result<()> {

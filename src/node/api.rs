@@ -180,6 +180,7 @@ impl Node {
             | ApiRequest::UpdateNode { .. }
             | ApiRequest::ImageImport { .. }
             | ApiRequest::ImageList => self.execute_orchestration(request).await,
+            ApiRequest::TaskLogs { task, tail } => self.task_logs(&task, tail).await,
         }
     }
 

@@ -11,6 +11,7 @@ mod certs;
 mod controller;
 pub mod disk;
 mod join;
+mod logs;
 mod orchestration;
 pub mod peer;
 mod proposer;
@@ -493,6 +494,9 @@ impl Node {
         match request {
             peer::PeerRequest::Forward(api) => {
                 peer::PeerResponse::Forwarded(self.execute_on_leader(api).await)
+            }
+            peer::PeerRequest::TaskLogs { task, tail } => {
+                peer::PeerResponse::Forwarded(self.task_logs_here(&task, tail).await)
             }
             peer::PeerRequest::Heartbeat(hb) => {
                 if hb.node_id != from {

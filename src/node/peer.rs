@@ -18,6 +18,11 @@ pub enum PeerRequest {
     Forward(ApiRequest),
     Heartbeat(Heartbeat),
     Join(JoinRequest),
+    /// Read a task's logs on the node that runs it (answered as `Forwarded`).
+    TaskLogs {
+        task: String,
+        tail: Option<u32>,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

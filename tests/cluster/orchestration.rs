@@ -474,3 +474,52 @@ fn a_restarted_node_adopts_its_running_containers_without_duplicates() {
         "the same processes, adopted"
     );
 }
+
+#[test]
+fn logs_of_a_task_come_from_the_node_that_runs_it() {
+    let cluster = cluster_with_image("clg", 2);
+    let talker = "  command: [\"sh\", \"-c\", \"echo hello-out; echo hello-err >&2; sleep 100000\"]\n  resources:\n    requests:\n      cpu: 250m\n      memory: 64Mi\n";
+    apply_ok(&cluster, 1, &service_yaml("talker", 2, talker));
+    let running = wait_converged(&cluster, 1, "talker", 2);
+    let remote = running
+        .iter()
+        .find(|t| t.node_id != Some(1))
+        .unwrap_or_else(|| panic!("no replica off node 1: {}", summarize(&running)));
+    // Asked on node 1, answered by the node that runs the task.
+    let lines: Vec<edgectl::api::LogLine> = wait_until(CONVERGE, "both lines in the logs", || {
+        let lines: Vec<edgectl::api::LogLine> =
+            cluster.cli_json(1, &["logs", remote.id.as_str()])?;
+        if lines.len() >= 2 {
+            Ok(lines)
+        } else {
+            Err(format!("{lines:?}"))
+        }
+    })
+    .unwrap();
+    let stream_of = |text: &str| lines.iter().find(|l| l.text == text).map(|l| l.stream);
+    assert_eq!(
+        stream_of("hello-out"),
+        Some(edgectl::api::LogStream::Stdout)
+    );
+    assert_eq!(
+        stream_of("hello-err"),
+        Some(edgectl::api::LogStream::Stderr)
+    );
+    // Plain output splits the streams as the container wrote them.
+    let plain = cluster.cli(1, &["logs", remote.id.as_str()]);
+    assert!(plain.status.success());
+    assert_eq!(String::from_utf8_lossy(&plain.stdout).trim(), "hello-out");
+    assert_eq!(String::from_utf8_lossy(&plain.stderr).trim(), "hello-err");
+    let tail: Vec<edgectl::api::LogLine> = cluster
+        .cli_json(1, &["logs", remote.id.as_str(), "--tail", "1"])
+        .unwrap();
+    assert_eq!(tail.len(), 1);
+    // A name that is no task says so.
+    let unknown = cluster.cli(1, &["logs", "talker.9.9"]);
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no task named talker.9.9"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+}
