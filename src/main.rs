@@ -72,6 +72,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Command::Describe(command) => cli::orchestration::describe(&cli, command).await?,
             Command::Scale(args) => cli::orchestration::scale(&cli, args).await?,
             Command::Logs(args) => cli::orchestration::logs(&cli, args).await?,
+            Command::Exec(args) => {
+                let code = cli::orchestration::exec(&cli, args).await?;
+                if code != 0 {
+                    std::process::exit(code);
+                }
+            }
             Command::Delete(command) => cli::orchestration::delete(&cli, command).await?,
             Command::Image(_) | Command::Run(_) | Command::Reset { .. } => {
                 unreachable!("handled above")

@@ -80,6 +80,13 @@ pub enum ApiRequest {
         task: String,
         tail: Option<u32>,
     },
+    /// Run `command` inside a task's running container, on the node that
+    /// runs it; killed after `timeout_ms`.
+    TaskExec {
+        task: String,
+        command: Vec<String>,
+        timeout_ms: u64,
+    },
 }
 
 impl ApiRequest {
@@ -92,7 +99,8 @@ impl ApiRequest {
             ApiRequest::TokenList
             | ApiRequest::ImageImport { .. }
             | ApiRequest::ImageList
-            | ApiRequest::TaskLogs { .. } => false,
+            | ApiRequest::TaskLogs { .. }
+            | ApiRequest::TaskExec { .. } => false,
             ApiRequest::Write(_)
             | ApiRequest::TokenCreate { .. }
             | ApiRequest::TokenRevoke { .. }
@@ -129,6 +137,19 @@ pub enum ApiResponse {
     NodeUpdated(NodeView),
     Images(Vec<crate::images::ClusterImage>),
     Logs(Vec<LogLine>),
+    Exec(ExecResult),
+}
+
+/// What a command run with `edgectl exec` did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecResult {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    /// At most 1 MiB each, decoded as UTF-8 with replacement characters.
+    pub stdout: String,
+    pub stderr: String,
+    /// Still running at the deadline: killed.
+    pub timed_out: bool,
 }
 
 /// One line a task's container wrote.

@@ -77,6 +77,8 @@ pub enum Command {
     Scale(ScaleArgs),
     /// Print what a task's container wrote (read on the node that runs it).
     Logs(LogsArgs),
+    /// Run a command inside a task's running container and exit with its code.
+    Exec(ExecArgs),
     /// Delete a service.
     #[command(subcommand)]
     Delete(DeleteCommand),
@@ -289,6 +291,18 @@ pub enum DeleteCommand {
     /// Delete a service; its tasks are stopped.
     #[command(alias = "svc")]
     Service { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Task name, as `edgectl get tasks` shows it (e.g. web.0.1).
+    pub task: String,
+    /// Kill the command if it still runs after this long (at most 10m).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub timeout: Duration,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

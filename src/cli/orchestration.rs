@@ -14,7 +14,7 @@ use edgectl::scheduler::{format_bytes, format_cpu};
 
 use super::admin::call;
 use super::args::{
-    ApplyArgs, Cli, DeleteCommand, DescribeCommand, GetCommand, LogsArgs, NodeCommand,
+    ApplyArgs, Cli, DeleteCommand, DescribeCommand, ExecArgs, GetCommand, LogsArgs, NodeCommand,
     OutputFormat, ScaleArgs, WaitArgs,
 };
 use super::output::{self, table, unix_time};
@@ -41,6 +41,42 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<()> {
     };
     report_outcome(cli, &outcome)?;
     wait_if_asked(cli, &outcome.name, &args.wait).await
+}
+
+/// Prints what the command wrote (its stdout to stdout, its stderr to
+/// stderr) and returns the exit code to leave with: the command's own, 128 +
+/// the signal that killed it, or 124 (as timeout(1)) past the deadline.
+pub async fn exec(cli: &Cli, args: &ExecArgs) -> anyhow::Result<i32> {
+    let request = ApiRequest::TaskExec {
+        task: args.task.clone(),
+        command: args.command.clone(),
+        timeout_ms: u64::try_from(args.timeout.as_millis()).unwrap_or(u64::MAX),
+    };
+    let ApiResponse::Exec(result) = call(cli, request).await? else {
+        bail!("unexpected answer")
+    };
+    if cli.output != OutputFormat::Table {
+        output::print(cli.output, &result, |_| table(&[]))?;
+    } else {
+        use std::io::Write;
+        std::io::stdout().write_all(result.stdout.as_bytes())?;
+        std::io::stderr().write_all(result.stderr.as_bytes())?;
+        if result.timed_out {
+            eprintln!(
+                "edgectl: the command still ran after {} and was killed",
+                humantime::format_duration(args.timeout)
+            );
+        }
+    }
+    Ok(if result.timed_out {
+        124
+    } else {
+        match (result.code, result.signal) {
+            (Some(code), _) => code,
+            (None, Some(signal)) => 128 + signal,
+            (None, None) => 1,
+        }
+    })
 }
 
 /// Container stdout lines go to stdout and stderr lines to stderr, as

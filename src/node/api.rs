@@ -180,7 +180,9 @@ impl Node {
             | ApiRequest::UpdateNode { .. }
             | ApiRequest::ImageImport { .. }
             | ApiRequest::ImageList => self.execute_orchestration(request).await,
-            ApiRequest::TaskLogs { task, tail } => self.task_logs(&task, tail).await,
+            ApiRequest::TaskLogs { .. } | ApiRequest::TaskExec { .. } => {
+                self.on_task_node(request).await
+            }
         }
     }
 

@@ -11,11 +11,11 @@ mod certs;
 mod controller;
 pub mod disk;
 mod join;
-mod logs;
 mod orchestration;
 pub mod peer;
 mod proposer;
 mod status;
+mod tasks;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -495,8 +495,8 @@ impl Node {
             peer::PeerRequest::Forward(api) => {
                 peer::PeerResponse::Forwarded(self.execute_on_leader(api).await)
             }
-            peer::PeerRequest::TaskLogs { task, tail } => {
-                peer::PeerResponse::Forwarded(self.task_logs_here(&task, tail).await)
+            peer::PeerRequest::OnTaskNode(api) => {
+                peer::PeerResponse::Forwarded(self.on_this_task_node(api).await)
             }
             peer::PeerRequest::Heartbeat(hb) => {
                 if hb.node_id != from {

@@ -18,11 +18,9 @@ pub enum PeerRequest {
     Forward(ApiRequest),
     Heartbeat(Heartbeat),
     Join(JoinRequest),
-    /// Read a task's logs on the node that runs it (answered as `Forwarded`).
-    TaskLogs {
-        task: String,
-        tail: Option<u32>,
-    },
+    /// A task request (`TaskLogs`, `TaskExec`) for the node that runs the
+    /// task, which executes it itself (answered as `Forwarded`).
+    OnTaskNode(ApiRequest),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

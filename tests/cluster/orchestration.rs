@@ -476,7 +476,7 @@ fn a_restarted_node_adopts_its_running_containers_without_duplicates() {
 }
 
 #[test]
-fn logs_of_a_task_come_from_the_node_that_runs_it() {
+fn logs_and_exec_reach_the_node_that_runs_the_task() {
     let cluster = cluster_with_image("clg", 2);
     let talker = "  command: [\"sh\", \"-c\", \"echo hello-out; echo hello-err >&2; sleep 100000\"]\n  resources:\n    requests:\n      cpu: 250m\n      memory: 64Mi\n";
     apply_ok(&cluster, 1, &service_yaml("talker", 2, talker));
@@ -514,6 +514,45 @@ fn logs_of_a_task_come_from_the_node_that_runs_it() {
         .cli_json(1, &["logs", remote.id.as_str(), "--tail", "1"])
         .unwrap();
     assert_eq!(tail.len(), 1);
+    // exec runs in that container, from node 1, and leaves with its code.
+    let ran = cluster.cli(
+        1,
+        &[
+            "exec",
+            remote.id.as_str(),
+            "--",
+            "sh",
+            "-c",
+            "cat /proc/1/cmdline | tr '\\0' ' '; echo oops >&2; exit 5",
+        ],
+    );
+    assert_eq!(
+        ran.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&ran.stdout).contains("sleep 100000"),
+        "not the task's container: {}",
+        String::from_utf8_lossy(&ran.stdout)
+    );
+    assert_eq!(String::from_utf8_lossy(&ran.stderr).trim(), "oops");
+    // One that outlives its deadline is killed and says so (exit 124).
+    let stuck = cluster.cli(
+        1,
+        &[
+            "exec",
+            remote.id.as_str(),
+            "--timeout",
+            "300ms",
+            "--",
+            "sleep",
+            "60",
+        ],
+    );
+    assert_eq!(stuck.status.code(), Some(124));
+    assert!(String::from_utf8_lossy(&stuck.stderr).contains("was killed"));
     // A name that is no task says so.
     let unknown = cluster.cli(1, &["logs", "talker.9.9"]);
     assert!(!unknown.status.success());

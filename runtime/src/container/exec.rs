@@ -26,6 +26,9 @@ pub struct ExecOutput {
     pub stdout: Vec<u8>,
     /// Its stderr (at most `EXEC_OUTPUT_BYTES_MAX`).
     pub stderr: Vec<u8>,
+    /// It was still running at the deadline and was killed (SIGKILL).
+    #[serde(default)]
+    pub timed_out: bool,
 }
 
 fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -62,6 +65,18 @@ fn read_capped(fd: OwnedFd) -> std::thread::JoinHandle<Vec<u8>> {
 impl Runtime {
     /// Runs `argv` inside the running container and waits for it.
     pub fn exec(&self, id: &str, argv: &[String]) -> Result<ExecOutput> {
+        self.exec_until(id, argv, None)
+    }
+
+    /// `exec` that kills the process (SIGKILL) if it is still running after
+    /// `timeout`, and says so in `timed_out`: a health check or a remote
+    /// `edgectl exec` must not hold a thread forever.
+    pub fn exec_until(
+        &self,
+        id: &str,
+        argv: &[String],
+        timeout: Option<std::time::Duration>,
+    ) -> Result<ExecOutput> {
         let record = self.read_record(id)?;
         if argv.is_empty() {
             return Err(Error::InvalidSpec("exec needs a command".to_owned()));
@@ -102,6 +117,10 @@ impl Runtime {
             action: "exec in",
             source: Box::new(source),
         })?;
+        let timed_out = match timeout {
+            Some(timeout) => kill_after(pid, timeout),
+            None => false,
+        };
         let (code, signal) = loop {
             match waitpid(pid, Some(WaitPidFlag::__WALL)) {
                 Ok(WaitStatus::Exited(_, code)) => break (Some(code), None),
@@ -115,11 +134,57 @@ impl Runtime {
                 }
             }
         };
+        // A killed process's children may still hold the pipes open: after
+        // a timeout, take what the readers have within a second, no more.
+        let collect = |reader: std::thread::JoinHandle<Vec<u8>>| {
+            if timed_out {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+                while !reader.is_finished() && std::time::Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                if !reader.is_finished() {
+                    return Vec::new();
+                }
+            }
+            reader.join().unwrap_or_default()
+        };
         Ok(ExecOutput {
             code,
             signal,
-            stdout: stdout.join().unwrap_or_default(),
-            stderr: stderr.join().unwrap_or_default(),
+            stdout: collect(stdout),
+            stderr: collect(stderr),
+            timed_out,
         })
+    }
+}
+
+/// Waits up to `timeout` for `pid` to exit (without reaping it) and
+/// SIGKILLs it if it has not; true when it had to.
+fn kill_after(pid: nix::unistd::Pid, timeout: std::time::Duration) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(pidfd) = crate::monitor::pidfd_open(pid.as_raw()) else {
+        // Already reaped or gone: nothing to wait for.
+        return false;
+    };
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let millis = libc::c_int::try_from(left.as_millis()).unwrap_or(libc::c_int::MAX);
+        let mut fds = [libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: one valid pollfd, owned by this frame, for the call.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 1, millis) };
+        match ready {
+            0 => {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                return true;
+            }
+            n if n > 0 => return false,
+            _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => continue,
+            _ => return false,
+        }
     }
 }

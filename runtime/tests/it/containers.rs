@@ -257,6 +257,22 @@ fn exec_runs_inside_the_container() {
         String::from_utf8_lossy(&out.stdout),
         "/bin/sleep\u{0}60\u{0}"
     );
+    assert!(!out.timed_out);
+    // A process that outlives its deadline is killed, and said to be.
+    let out = rt
+        .exec_until(
+            "exec",
+            &[
+                "/bin/sh".into(),
+                "-c".into(),
+                "echo before; sleep 60".into(),
+            ],
+            Some(std::time::Duration::from_millis(300)),
+        )
+        .unwrap();
+    assert!(out.timed_out);
+    assert_eq!((out.code, out.signal), (None, Some(9)));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "before\n");
     assert_eq!(rt.info("exec").unwrap().state, ContainerState::Running);
     env.finish();
 }
