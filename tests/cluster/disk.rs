@@ -61,7 +61,8 @@ fn stderr(output: &std::process::Output) -> String {
 fn a_filling_disk_refuses_growing_writes_then_recovers() {
     let mut cluster = EdgeCluster::with_flags("cdk", 1, &["--no-agent", "--disk-reserve", "64Mi"]);
     let data = cluster.data_dir(1);
-    // RocksDB preallocates ~70 MiB for its write-ahead log at once.
+    // RocksDB preallocates 16 MiB for its write-ahead log at once, and the
+    // reserve must stay clear of that.
     let disk = SmallDisk::mount(&data, 192);
     let filler = data.join("filler");
     cluster.form(1);

@@ -191,10 +191,22 @@ pub fn open(dir: &Path, options: StoreOptions) -> Result<Store> {
     })
 }
 
+/// Memtables of all column families together, and so the most a WAL file
+/// is preallocated with (RocksDB sizes it from the write buffers: with the
+/// defaults, 64 MiB per family, every WAL took ~70 MiB of disk at once). The
+/// cluster state is small and edge devices have little RAM and flash.
+const WRITE_BUFFERS_BYTES: usize = 16 * 1024 * 1024;
+
+/// WAL kept before the families still holding it are flushed, so that a
+/// quiet family cannot pin old WAL files forever.
+const WAL_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
 fn db_options() -> Options {
     let mut options = Options::default();
     options.create_if_missing(false);
     options.create_missing_column_families(false);
+    options.set_db_write_buffer_size(WRITE_BUFFERS_BYTES);
+    options.set_max_total_wal_size(WAL_BYTES_MAX);
     options
 }
 
