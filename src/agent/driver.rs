@@ -55,7 +55,10 @@ pub(super) async fn run(node: Node, config: AgentConfig) {
     // Every action sends exactly one outcome, so the queue holds at most
     // one per busy task.
     let (outcome_sender, mut outcomes) = mpsc::unbounded_channel();
+    let unhealthy_kills = super::health::UnhealthyKills::default();
+    tokio::spawn(super::health::run(node.clone(), unhealthy_kills.clone()));
     let mut agent = Driver {
+        unhealthy_kills,
         publisher: publish::spawn(node.clone()),
         node,
         runtime,
@@ -149,6 +152,8 @@ struct Driver {
     outcome_sender: mpsc::UnboundedSender<Outcome>,
     /// Where each pass's statuses and capacity go (latest wins).
     publisher: watch::Sender<Option<Arc<Wanted>>>,
+    /// Containers the health prober killed, and why (health.rs).
+    unhealthy_kills: super::health::UnhealthyKills,
     seeded: bool,
     epoch: Instant,
 }
@@ -178,6 +183,26 @@ enum Outcome {
 impl Driver {
     fn now(&self) -> Duration {
         self.epoch.elapsed()
+    }
+
+    /// Exits the health prober caused are reported as unhealthy; kills of
+    /// containers that are gone (restarted, removed) are forgotten.
+    fn mark_unhealthy_kills(&self, observed: &mut [Observed]) {
+        let mut kills = self
+            .unhealthy_kills
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        kills.retain(|(id, created), _| {
+            observed
+                .iter()
+                .any(|c| c.container_id == *id && c.created_unix_ms == *created)
+        });
+        for container in observed.iter_mut() {
+            if let ObservedState::Exited(exit) = &mut container.state {
+                let instance = (container.container_id.clone(), container.created_unix_ms);
+                exit.unhealthy = kills.get(&instance).cloned();
+            }
+        }
     }
 
     fn sleep_until_next_pass(&self) -> Duration {
@@ -219,7 +244,8 @@ impl Driver {
                 return;
             }
         };
-        let observed: Vec<Observed> = containers.iter().filter_map(observe).collect();
+        let mut observed: Vec<Observed> = containers.iter().filter_map(observe).collect();
+        self.mark_unhealthy_kills(&mut observed);
         // An empty replica (revision 0) knows no task yet: removing
         // "extra" containers then would kill adopted work.
         let now = self.now();
@@ -376,7 +402,7 @@ impl Driver {
 
 /// Every task record on the local replica (records that do not parse are
 /// skipped with a warning: they cannot be acted on), and its revision.
-fn read_tasks(node: &Node) -> Result<(Vec<TaskRecord>, u64), raft::store::StoreError> {
+pub(super) fn read_tasks(node: &Node) -> Result<(Vec<TaskRecord>, u64), raft::store::StoreError> {
     let (kvs, revision) = node.kv().range(records::TASKS_PREFIX.as_bytes())?;
     let tasks = kvs
         .into_iter()
@@ -408,6 +434,7 @@ fn observe(info: &runtime::ContainerInfo) -> Option<Observed> {
                 code: exit.code,
                 signal: exit.signal,
                 oom_killed: exit.oom_killed,
+                unhealthy: None,
             })
         }
     };
@@ -594,7 +621,8 @@ mod tests {
             ObservedState::Exited(Exit {
                 code: None,
                 signal: None,
-                oom_killed: false
+                oom_killed: false,
+                unhealthy: None,
             })
         );
         exited.exit = Some(runtime::ExitStatus {
@@ -607,7 +635,8 @@ mod tests {
             ObservedState::Exited(Exit {
                 code: None,
                 signal: Some(9),
-                oom_killed: true
+                oom_killed: true,
+                unhealthy: None,
             })
         );
     }

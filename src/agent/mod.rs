@@ -19,6 +19,7 @@
 
 pub mod container;
 mod driver;
+pub mod health;
 mod host;
 pub mod plan;
 mod publish;

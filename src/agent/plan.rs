@@ -40,22 +40,32 @@ pub enum ObservedState {
 }
 
 /// How a container's process ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Exit {
     /// None when unknown (a container adopted from an earlier agent
     /// process: only the parent can read the code).
     pub code: Option<i32>,
     pub signal: Option<i32>,
     pub oom_killed: bool,
+    /// Killed by the agent because its health check kept failing: why.
+    pub unhealthy: Option<String>,
 }
 
 impl Exit {
     fn is_success(&self) -> bool {
-        self.code == Some(0) && self.signal.is_none() && !self.oom_killed
+        self.code == Some(0)
+            && self.signal.is_none()
+            && !self.oom_killed
+            && self.unhealthy.is_none()
     }
 
     /// The state to report when it is not restarted.
     fn final_state(&self) -> TaskState {
+        if let Some(reason) = &self.unhealthy {
+            return TaskState::Failed {
+                reason: format!("unhealthy: {reason}"),
+            };
+        }
         match (self.oom_killed, self.signal, self.code) {
             (true, _, _) => TaskState::Failed {
                 reason: "out of memory (killed by the OOM killer)".to_string(),

@@ -47,6 +47,12 @@
 //!     - {volume: scratch, path: /tmp}
 //!     - {volume: serial, path: /dev/ttyUSB0}
 //!   network: bridge                  # bridge (default) | host
+//!   healthCheck:                     # killed and restarted by policy when it fails
+//!     exec: ["wget", "-q", "-O-", "localhost:8080/health"]
+//!     interval: 10s                  # defaults: 10s, 5s, 3, 0s
+//!     timeout: 5s
+//!     retries: 3
+//!     startPeriod: 30s
 //!   ports:
 //!     - {container: 8080, host: 80}  # protocol tcp (default) | udp
 //!     - {container: 9090}            # reachable through the service only
@@ -164,7 +170,52 @@ pub struct ServiceBody {
     /// Published ports.
     #[serde(default)]
     pub ports: Vec<Port>,
+    /// A command run inside the container now and then: after `retries`
+    /// failures in a row the container is killed and the restart policy
+    /// applies (Kubernetes' liveness probe, Docker's HEALTHCHECK).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
 }
+
+/// `healthCheck:`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HealthCheck {
+    /// The command and its arguments; exit code 0 means healthy.
+    pub exec: Vec<String>,
+    /// Time between two checks (default 10s, at least [`HEALTH_INTERVAL_MIN`]).
+    #[serde(default = "default_health_interval", with = "humantime_serde_duration")]
+    pub interval: Duration,
+    /// A check still running after this has failed, and is killed (default 5s).
+    #[serde(default = "default_health_timeout", with = "humantime_serde_duration")]
+    pub timeout: Duration,
+    /// Failures in a row that make the container unhealthy (default 3).
+    #[serde(default = "default_health_retries")]
+    pub retries: u32,
+    /// Failures this soon after the container started do not count
+    /// (default 0s): room for a slow start.
+    #[serde(default, with = "humantime_serde_duration")]
+    pub start_period: Duration,
+}
+
+fn default_health_interval() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_health_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_health_retries() -> u32 {
+    3
+}
+
+/// Shortest health check interval and timeout accepted.
+pub const HEALTH_INTERVAL_MIN: Duration = Duration::from_millis(100);
+/// Longest health check timeout and start period accepted.
+pub const HEALTH_DURATION_MAX: Duration = Duration::from_secs(600);
+/// Most failures in a row a health check may wait for.
+pub const HEALTH_RETRIES_MAX: u32 = 100;
 
 fn default_replicas() -> u32 {
     1
@@ -878,7 +929,56 @@ fn check_body(body: &ServiceBody) -> Result<(), Invalid> {
     check_resources(&body.resources)?;
     check_backoff(&body.restart_policy.backoff)?;
     check_volumes(body)?;
-    check_ports(body)
+    check_ports(body)?;
+    match &body.health_check {
+        Some(health_check) => check_health(health_check),
+        None => Ok(()),
+    }
+}
+
+fn check_health(health: &HealthCheck) -> Result<(), Invalid> {
+    let path = |field: &str| spec_path(&[key("healthCheck"), key(field)]);
+    let format = |duration: Duration| humantime::format_duration(duration).to_string();
+    if health.exec.is_empty() || health.exec[0].trim().is_empty() {
+        return Err(invalid(
+            path("exec"),
+            "exec is empty; give the command to run, e.g. [\"wget\", \"-q\", \"-O-\", \"localhost:8080/health\"]"
+                .to_string(),
+        ));
+    }
+    for (field, value) in [("interval", health.interval), ("timeout", health.timeout)] {
+        if value < HEALTH_INTERVAL_MIN || value > HEALTH_DURATION_MAX {
+            return Err(invalid(
+                path(field),
+                format!(
+                    "{field} {} is out of range; expected {} to {}",
+                    format(value),
+                    format(HEALTH_INTERVAL_MIN),
+                    format(HEALTH_DURATION_MAX)
+                ),
+            ));
+        }
+    }
+    if health.start_period > HEALTH_DURATION_MAX {
+        return Err(invalid(
+            path("startPeriod"),
+            format!(
+                "startPeriod {} is too long; expected at most {}",
+                format(health.start_period),
+                format(HEALTH_DURATION_MAX)
+            ),
+        ));
+    }
+    if health.retries == 0 || health.retries > HEALTH_RETRIES_MAX {
+        return Err(invalid(
+            path("retries"),
+            format!(
+                "retries {} is out of range; expected 1 to {HEALTH_RETRIES_MAX}",
+                health.retries
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn check_resources(resources: &Resources) -> Result<(), Invalid> {

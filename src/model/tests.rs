@@ -346,6 +346,13 @@ mod service_tests {
                         protocol: Protocol::Tcp,
                     },
                 ],
+                health_check: Some(HealthCheck {
+                    exec: strings(&["wget", "-q", "-O-", "http://localhost:8080/health"]),
+                    interval: Duration::from_secs(10),
+                    timeout: Duration::from_secs(2),
+                    retries: 3,
+                    start_period: Duration::from_secs(30),
+                }),
             },
         }
     }
@@ -489,6 +496,50 @@ mod service_tests {
             "{MINIMAL}  resources:\n    limits:\n      cpu: 100m\n    requests:\n      cpu: 200m\n"
         );
         check_field_error(&source, "spec.resources.limits.cpu", 9, "at least 200m");
+    }
+
+    #[test]
+    fn health_check_defaults_and_bounds() {
+        let spec =
+            parse_service(&format!("{MINIMAL}  healthCheck:\n    exec: [\"true\"]\n")).unwrap();
+        let health = spec.spec.health_check.unwrap();
+        assert_eq!(
+            (
+                health.interval,
+                health.timeout,
+                health.retries,
+                health.start_period
+            ),
+            (
+                Duration::from_secs(10),
+                Duration::from_secs(5),
+                3,
+                Duration::ZERO
+            )
+        );
+        check_field_error(
+            &format!("{MINIMAL}  healthCheck:\n    exec: [\"true\"]\n    retries: 0\n"),
+            "spec.healthCheck.retries",
+            9,
+            "expected 1 to 100",
+        );
+        check_field_error(
+            &format!("{MINIMAL}  healthCheck:\n    exec: []\n"),
+            "spec.healthCheck.exec",
+            8,
+            "exec is empty",
+        );
+        check_field_error(
+            &format!("{MINIMAL}  healthCheck:\n    exec: [\"true\"]\n    interval: 10ms\n"),
+            "spec.healthCheck.interval",
+            9,
+            "expected 100ms to 10m",
+        );
+        let unknown = parse_service(&format!(
+            "{MINIMAL}  healthCheck:\n    exec: [\"true\"]\n    tries: 3\n"
+        ))
+        .unwrap_err();
+        assert_eq!(unknown.field(), Some("spec.healthCheck.tries"), "{unknown}");
     }
 
     #[test]

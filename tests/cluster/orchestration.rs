@@ -562,3 +562,57 @@ fn logs_and_exec_reach_the_node_that_runs_the_task() {
         String::from_utf8_lossy(&unknown.stderr)
     );
 }
+
+#[test]
+fn failing_health_checks_restart_the_container_by_policy() {
+    let cluster = cluster_with_image("chc", 1);
+    let probed = "  command: [\"sh\", \"-c\", \"touch /tmp/ok; sleep 100000\"]\n  healthCheck:\n    exec: [\"test\", \"-f\", \"/tmp/ok\"]\n    interval: 200ms\n    timeout: 2s\n    retries: 2\n  restartPolicy:\n    condition: always\n    backoff: {initial: 100ms, max: 200ms}\n";
+    apply_ok(&cluster, 1, &service_yaml("probed", 1, probed));
+    let first = wait_converged(&cluster, 1, "probed", 1).remove(0);
+    // Healthy: passing checks (every 200 ms) leave it alone.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let still = tasks(&cluster, 1, "probed").unwrap().remove(0);
+    assert_eq!((still.restarts, is_running(&still)), (0, true), "{still:?}");
+    // Break it from inside: two failed checks later it is killed and started
+    // again, and the new container is healthy.
+    let broke = cluster.cli(1, &["exec", first.id.as_str(), "--", "rm", "/tmp/ok"]);
+    assert!(
+        broke.status.success(),
+        "{}",
+        String::from_utf8_lossy(&broke.stderr)
+    );
+    wait_until(CONVERGE, "the unhealthy container restarted", || {
+        let tasks = tasks(&cluster, 1, "probed")?;
+        tasks
+            .first()
+            .filter(|t| t.restarts >= 1 && is_running(t))
+            .cloned()
+            .ok_or_else(|| summarize(&tasks))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs(&cluster)));
+
+    // Under `never`, a task whose check never passes ends, named unhealthy.
+    let doomed = "  command: [\"sleep\", \"100000\"]\n  healthCheck:\n    exec: [\"test\", \"-f\", \"/never\"]\n    interval: 200ms\n    retries: 2\n  restartPolicy:\n    condition: never\n";
+    apply_ok(&cluster, 1, &service_yaml("doomed", 1, doomed));
+    let ended = wait_until(
+        CONVERGE,
+        "the never-restarted task failed as unhealthy",
+        || {
+            let tasks = tasks(&cluster, 1, "doomed")?;
+            tasks
+                .first()
+                .filter(|t| matches!(&t.state, Some(TaskState::Failed { .. })))
+                .cloned()
+                .ok_or_else(|| summarize(&tasks))
+        },
+    )
+    .unwrap();
+    match ended.state {
+        Some(TaskState::Failed { reason }) => assert!(
+            reason.contains("unhealthy: health check failed 2 times"),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ended.restarts, 0);
+}

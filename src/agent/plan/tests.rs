@@ -45,6 +45,7 @@ fn exited(code: i32) -> ObservedState {
         code: Some(code),
         signal: None,
         oom_killed: false,
+        unhealthy: None,
     })
 }
 
@@ -225,6 +226,7 @@ fn on_failure_restarts_failures_but_not_a_clean_exit() {
         code: None,
         signal: Some(9),
         oom_killed: false,
+        unhealthy: None,
     });
     let mut planner = Planner::new();
     planner.plan(
@@ -286,6 +288,7 @@ fn signals_oom_and_unknown_exits_are_failures() {
             code: None,
             signal: Some(9),
             oom_killed: false,
+            unhealthy: None,
         },
         "killed by signal 9",
     );
@@ -294,6 +297,7 @@ fn signals_oom_and_unknown_exits_are_failures() {
             code: None,
             signal: Some(9),
             oom_killed: true,
+            unhealthy: None,
         },
         "out of memory (killed by the OOM killer)",
     );
@@ -301,6 +305,7 @@ fn signals_oom_and_unknown_exits_are_failures() {
         code: None,
         signal: None,
         oom_killed: false,
+        unhealthy: None,
     };
     let observed = container("web.0.5", ObservedState::Exited(unknown), 1);
     let plan = Planner::new().plan(
@@ -498,4 +503,52 @@ fn busy_tasks_are_left_alone_and_keep_their_memory() {
     assert!(plan.actions.is_empty(), "{:?}", plan.actions);
     assert!(plan.reports.is_empty());
     assert_eq!(planner.restarts("web.0.5"), 3);
+}
+
+#[test]
+fn an_unhealthy_kill_is_reported_as_such_and_restarted_by_policy() {
+    let unhealthy = || {
+        ObservedState::Exited(Exit {
+            code: None,
+            signal: Some(9),
+            oom_killed: false,
+            unhealthy: Some("health check failed 3 times in a row (last: exit code 1)".into()),
+        })
+    };
+    // `never`: the task ends, and says it was unhealthy rather than "signal 9".
+    let once = task("once.0.1", "never");
+    let plan = Planner::new().plan(
+        std::slice::from_ref(&once),
+        &[container("once.0.1", unhealthy(), 10)],
+        &none(),
+        true,
+        secs(0),
+    );
+    assert!(plan.actions.is_empty());
+    match state_of(&plan, "once.0.1") {
+        TaskState::Failed { reason } => assert!(
+            reason.starts_with("unhealthy: health check failed 3 times"),
+            "{reason}"
+        ),
+        other => panic!("expected failed, got {other:?}"),
+    }
+    // `on-failure` counts it as a failure: restarted after the backoff.
+    let web = task("web.0.1", "on-failure");
+    let mut planner = Planner::new();
+    let observed = [container("web.0.1", unhealthy(), 10)];
+    planner.plan(
+        std::slice::from_ref(&web),
+        &observed,
+        &none(),
+        true,
+        secs(0),
+    );
+    let plan = planner.plan(
+        std::slice::from_ref(&web),
+        &observed,
+        &none(),
+        true,
+        secs(1),
+    );
+    assert_eq!(plan.actions, vec![start(&web, Some("web.0.1"), true)]);
 }

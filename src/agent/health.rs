@@ -1,0 +1,379 @@
+//! Health checks: a task's `healthCheck.exec` runs inside its container
+//! every `interval`; after `retries` failures in a row (an exit code other
+//! than 0, or no answer within `timeout`) the container is killed, and the
+//! planner restarts it by the task's restart policy, reporting it unhealthy.
+//! Failures within `startPeriod` of the container's start do not count.
+//!
+//! [`HealthTracker`] is the pure core (which checks are due, what a result
+//! means); [`run`] is the IO loop beside the driver. It runs the checks one
+//! at a time: each is a short exec, and execs clone under the runtime's
+//! process-wide lock anyway.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tracing::{debug, warn};
+
+use crate::model::HealthCheck;
+use crate::node::Node;
+use crate::orchestrator::records::{DesiredState, TaskRecord};
+
+use super::container::LABEL_TASK;
+
+/// One incarnation of a container: its id and its creation time (a restart
+/// recreates the same id).
+pub type Instance = (String, u64);
+
+/// Containers the prober killed, with why. Shared with the driver, which
+/// marks their exit as unhealthy and forgets them once they are gone.
+pub type UnhealthyKills = Arc<Mutex<BTreeMap<Instance, String>>>;
+
+/// How often the loop looks for new containers when no check is due.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// What one check's result means for its container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Healthy,
+    /// Failed, but fewer than `retries` times in a row (or within the start
+    /// period): nothing to do yet.
+    Failing {
+        in_a_row: u32,
+    },
+    /// Kill it: failed `retries` times in a row.
+    Unhealthy {
+        reason: String,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Probe {
+    check: HealthCheck,
+    /// When the container was first seen running (time since the epoch).
+    since: Duration,
+    next_due: Duration,
+    in_a_row: u32,
+}
+
+/// Which running containers are due for a check, and what results mean.
+#[derive(Debug, Default)]
+pub struct HealthTracker {
+    probes: BTreeMap<Instance, Probe>,
+}
+
+impl HealthTracker {
+    /// Takes the running containers with a health check and returns those
+    /// due at `now`. A container seen for the first time is first checked
+    /// one interval later; containers no longer running are forgotten.
+    pub fn due(&mut self, running: &[(Instance, HealthCheck)], now: Duration) -> Vec<Instance> {
+        self.probes
+            .retain(|instance, _| running.iter().any(|(seen, _)| seen == instance));
+        for (instance, check) in running {
+            let probe = self
+                .probes
+                .entry(instance.clone())
+                .or_insert_with(|| Probe {
+                    check: check.clone(),
+                    since: now,
+                    next_due: now + check.interval,
+                    in_a_row: 0,
+                });
+            probe.check = check.clone();
+        }
+        self.probes
+            .iter()
+            .filter(|(_, probe)| probe.next_due <= now)
+            .map(|(instance, _)| instance.clone())
+            .collect()
+    }
+
+    /// Records one check's result (`failure`: None when it passed) and
+    /// schedules the next.
+    pub fn record(
+        &mut self,
+        instance: &Instance,
+        failure: Option<String>,
+        now: Duration,
+    ) -> Verdict {
+        let Some(probe) = self.probes.get_mut(instance) else {
+            return Verdict::Healthy;
+        };
+        probe.next_due = now + probe.check.interval;
+        let Some(failure) = failure else {
+            probe.in_a_row = 0;
+            return Verdict::Healthy;
+        };
+        if now < probe.since + probe.check.start_period {
+            return Verdict::Failing { in_a_row: 0 };
+        }
+        probe.in_a_row += 1;
+        if probe.in_a_row < probe.check.retries {
+            return Verdict::Failing {
+                in_a_row: probe.in_a_row,
+            };
+        }
+        let reason = format!(
+            "health check failed {} times in a row (last: {failure})",
+            probe.in_a_row
+        );
+        self.probes.remove(instance);
+        Verdict::Unhealthy { reason }
+    }
+
+    /// The earliest next check.
+    pub fn next_due(&self) -> Option<Duration> {
+        self.probes.values().map(|probe| probe.next_due).min()
+    }
+}
+
+/// What a check's run says: None when it passed, else why it failed.
+pub fn failure_of(output: &runtime::ExecOutput, timeout: Duration) -> Option<String> {
+    if output.timed_out {
+        return Some(format!(
+            "no answer within {}",
+            humantime::format_duration(timeout)
+        ));
+    }
+    match (output.code, output.signal) {
+        (Some(0), None) => None,
+        (Some(code), _) => {
+            let said = String::from_utf8_lossy(&output.stderr);
+            let said = said.trim();
+            Some(if said.is_empty() {
+                format!("exit code {code}")
+            } else {
+                let said: String = said.chars().take(200).collect();
+                format!("exit code {code}: {said}")
+            })
+        }
+        (None, Some(signal)) => Some(format!("killed by signal {signal}")),
+        (None, None) => Some("ended with an unknown status".to_string()),
+    }
+}
+
+/// Runs the checks of this node's running tasks until the node shuts down.
+pub async fn run(node: Node, kills: UnhealthyKills) {
+    let Some(runtime) = node.runtime().cloned() else {
+        return;
+    };
+    let mut shutdown = node.shutdown_signal();
+    let epoch = Instant::now();
+    let mut tracker = HealthTracker::default();
+    loop {
+        let running = running_with_checks(&node, &runtime).await;
+        for instance in tracker.due(&running, epoch.elapsed()) {
+            let Some(check) = running
+                .iter()
+                .find(|(seen, _)| *seen == instance)
+                .map(|(_, check)| check.clone())
+            else {
+                continue;
+            };
+            let exec_runtime = runtime.clone();
+            let id = instance.0.clone();
+            let command = check.exec.clone();
+            let timeout = check.timeout;
+            let ran = tokio::task::spawn_blocking(move || {
+                exec_runtime.exec_until(&id, &command, Some(timeout))
+            })
+            .await;
+            let output = match ran {
+                Ok(Ok(output)) => output,
+                // Not running any more, or the exec could not be set up: no
+                // verdict on the task's health.
+                Ok(Err(error)) => {
+                    debug!(container = %instance.0, %error, "health check not run");
+                    continue;
+                }
+                Err(error) => {
+                    warn!(container = %instance.0, %error, "health check task failed");
+                    continue;
+                }
+            };
+            let failure = failure_of(&output, timeout);
+            match tracker.record(&instance, failure, epoch.elapsed()) {
+                Verdict::Healthy | Verdict::Failing { .. } => {}
+                Verdict::Unhealthy { reason } => {
+                    warn!(container = %instance.0, %reason, "unhealthy: killing it");
+                    kills
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(instance.clone(), reason);
+                    let kill_runtime = runtime.clone();
+                    let id = instance.0.clone();
+                    let killed = tokio::task::spawn_blocking(move || {
+                        kill_runtime.kill(&id, nix::sys::signal::Signal::SIGKILL)
+                    })
+                    .await;
+                    if let Ok(Err(error)) = killed {
+                        warn!(container = %instance.0, %error, "cannot kill an unhealthy container");
+                    }
+                }
+            }
+        }
+        let sleep = tracker
+            .next_due()
+            .map(|due| due.saturating_sub(epoch.elapsed()))
+            .unwrap_or(IDLE_POLL)
+            .min(IDLE_POLL);
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {}
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The running containers of this node's tasks that have a health check.
+async fn running_with_checks(
+    node: &Node,
+    runtime: &Arc<runtime::Runtime>,
+) -> Vec<(Instance, HealthCheck)> {
+    let me = node.id();
+    let tasks: BTreeMap<String, HealthCheck> = match super::driver::read_tasks(node) {
+        Ok((tasks, _)) => tasks
+            .into_iter()
+            .filter(|task: &TaskRecord| {
+                task.node == Some(me) && task.desired == DesiredState::Running
+            })
+            .filter_map(|task| {
+                let check = task.spec.spec.health_check.clone()?;
+                Some((task.id, check))
+            })
+            .collect(),
+        Err(error) => {
+            warn!("health checks: cannot read tasks: {error}");
+            return Vec::new();
+        }
+    };
+    if tasks.is_empty() {
+        return Vec::new();
+    }
+    let runtime = runtime.clone();
+    let containers = match tokio::task::spawn_blocking(move || runtime.list()).await {
+        Ok(Ok(list)) => list,
+        _ => return Vec::new(),
+    };
+    containers
+        .into_iter()
+        .filter(|info| info.state == runtime::ContainerState::Running)
+        .filter_map(|info| {
+            let task = info.spec.labels.get(LABEL_TASK)?;
+            let check = tasks.get(task)?.clone();
+            Some(((info.id.clone(), info.created_unix_ms), check))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(retries: u32, start_period: Duration) -> HealthCheck {
+        HealthCheck {
+            exec: vec!["true".into()],
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(500),
+            retries,
+            start_period,
+        }
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn first_check_one_interval_after_start_then_every_interval() {
+        let mut tracker = HealthTracker::default();
+        let web = (("web.0.1".to_string(), 1), check(3, Duration::ZERO));
+        assert!(tracker.due(std::slice::from_ref(&web), secs(0)).is_empty());
+        assert_eq!(
+            tracker.due(std::slice::from_ref(&web), secs(1)),
+            vec![web.0.clone()]
+        );
+        assert_eq!(tracker.record(&web.0, None, secs(1)), Verdict::Healthy);
+        assert!(tracker.due(std::slice::from_ref(&web), secs(1)).is_empty());
+        assert_eq!(tracker.next_due(), Some(secs(2)));
+    }
+
+    #[test]
+    fn unhealthy_after_retries_failures_in_a_row_and_a_pass_resets() {
+        let mut tracker = HealthTracker::default();
+        let web = (("web.0.1".to_string(), 1), check(2, Duration::ZERO));
+        tracker.due(std::slice::from_ref(&web), secs(0));
+        let fail = || Some("exit code 1".to_string());
+        assert_eq!(
+            tracker.record(&web.0, fail(), secs(1)),
+            Verdict::Failing { in_a_row: 1 }
+        );
+        assert_eq!(tracker.record(&web.0, None, secs(2)), Verdict::Healthy);
+        assert_eq!(
+            tracker.record(&web.0, fail(), secs(3)),
+            Verdict::Failing { in_a_row: 1 }
+        );
+        match tracker.record(&web.0, fail(), secs(4)) {
+            Verdict::Unhealthy { reason } => {
+                assert!(reason.contains("2 times in a row") && reason.contains("exit code 1"))
+            }
+            other => panic!("expected unhealthy, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn failures_in_the_start_period_do_not_count() {
+        let mut tracker = HealthTracker::default();
+        let web = (("web.0.1".to_string(), 1), check(1, secs(5)));
+        tracker.due(std::slice::from_ref(&web), secs(0));
+        let fail = || Some("exit code 1".to_string());
+        assert_eq!(
+            tracker.record(&web.0, fail(), secs(4)),
+            Verdict::Failing { in_a_row: 0 }
+        );
+        assert!(matches!(
+            tracker.record(&web.0, fail(), secs(5)),
+            Verdict::Unhealthy { .. }
+        ));
+    }
+
+    #[test]
+    fn a_restarted_container_is_a_new_instance_with_a_fresh_count() {
+        let mut tracker = HealthTracker::default();
+        let first = (("web.0.1".to_string(), 1), check(2, Duration::ZERO));
+        tracker.due(std::slice::from_ref(&first), secs(0));
+        tracker.record(&first.0, Some("x".into()), secs(1));
+        let second = (("web.0.1".to_string(), 2), check(2, Duration::ZERO));
+        assert!(tracker
+            .due(std::slice::from_ref(&second), secs(1))
+            .is_empty());
+        assert_eq!(
+            tracker.record(&second.0, Some("x".into()), secs(2)),
+            Verdict::Failing { in_a_row: 1 }
+        );
+    }
+
+    #[test]
+    fn failures_say_what_happened() {
+        let output = |code, signal, timed_out, stderr: &str| runtime::ExecOutput {
+            code,
+            signal,
+            stdout: Vec::new(),
+            stderr: stderr.as_bytes().to_vec(),
+            timed_out,
+        };
+        let timeout = Duration::from_secs(2);
+        assert_eq!(failure_of(&output(Some(0), None, false, ""), timeout), None);
+        assert_eq!(
+            failure_of(&output(Some(1), None, false, "refused\n"), timeout).as_deref(),
+            Some("exit code 1: refused")
+        );
+        assert_eq!(
+            failure_of(&output(None, Some(9), true, ""), timeout).as_deref(),
+            Some("no answer within 2s")
+        );
+    }
+}
