@@ -16,6 +16,8 @@ pub enum ApplyChange {
     /// Only the replica count changed: no task is replaced.
     Scaled,
     Unchanged,
+    /// Only how rollouts go (`update`) changed: no task is replaced.
+    Reconfigured,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -123,7 +123,10 @@ fn report_outcome(cli: &Cli, outcome: &ApplyOutcome) -> anyhow::Result<()> {
         OutputFormat::Table => {
             let what = match outcome.change {
                 ApplyChange::Created => "created",
-                ApplyChange::Updated => "updated (its tasks are being replaced)",
+                ApplyChange::Updated => {
+                    "updated (its tasks are being replaced, `update.parallelism` at a time)"
+                }
+                ApplyChange::Reconfigured => "reconfigured (no task replaced)",
                 ApplyChange::Scaled => "scaled",
                 ApplyChange::Unchanged => "unchanged",
             };

@@ -12,8 +12,8 @@ pub use quantity::{CpuMillis, MemoryBytes, QuantityError};
 pub use service::{
     parse_service, validate, Backoff, Constraint, ConstraintOperator, HealthCheck, Location,
     Metadata, NetworkMode, Placement, Port, Protocol, ResourceList, Resources, RestartCondition,
-    RestartPolicy, ServiceBody, ServiceSpec, SpecError, Spread, Volume, VolumeMount, VolumeType,
-    API_VERSION, KIND_SERVICE, REPLICAS_MAX, SPEC_BYTES_MAX,
+    RestartPolicy, ServiceBody, ServiceSpec, SpecError, Spread, UpdatePolicy, Volume, VolumeMount,
+    VolumeType, API_VERSION, KIND_SERVICE, REPLICAS_MAX, SPEC_BYTES_MAX,
 };
 
 #[cfg(test)]

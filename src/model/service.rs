@@ -47,6 +47,8 @@
 //!     - {volume: scratch, path: /tmp}
 //!     - {volume: serial, path: /dev/ttyUSB0}
 //!   network: bridge                  # bridge (default) | host
+//!   update:
+//!     parallelism: 1                 # old tasks replaced at once (default 1)
 //!   healthCheck:                     # killed and restarted by policy when it fails
 //!     exec: ["wget", "-q", "-O-", "localhost:8080/health"]
 //!     interval: 10s                  # defaults: 10s, 5s, 3, 0s
@@ -175,6 +177,34 @@ pub struct ServiceBody {
     /// applies (Kubernetes' liveness probe, Docker's HEALTHCHECK).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
+    /// How a changed spec replaces the running tasks.
+    #[serde(default)]
+    pub update: UpdatePolicy,
+}
+
+/// `update:`: a changed spec replaces the tasks of the old generation a few
+/// at a time, each batch only once the new tasks before it are running; a
+/// new generation that does not come up stops the rollout with the rest of
+/// the service still running the old one (Docker Swarm's `pause`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpdatePolicy {
+    /// Old tasks stopped at once, that is replicas out of service at most
+    /// during a rollout (default 1).
+    #[serde(default = "default_parallelism")]
+    pub parallelism: u32,
+}
+
+fn default_parallelism() -> u32 {
+    1
+}
+
+impl Default for UpdatePolicy {
+    fn default() -> Self {
+        UpdatePolicy {
+            parallelism: default_parallelism(),
+        }
+    }
 }
 
 /// `healthCheck:`.
@@ -930,6 +960,15 @@ fn check_body(body: &ServiceBody) -> Result<(), Invalid> {
     check_backoff(&body.restart_policy.backoff)?;
     check_volumes(body)?;
     check_ports(body)?;
+    if body.update.parallelism == 0 || body.update.parallelism > REPLICAS_MAX {
+        return Err(invalid(
+            spec_path(&[key("update"), key("parallelism")]),
+            format!(
+                "parallelism {} is out of range; expected 1 to {REPLICAS_MAX}",
+                body.update.parallelism
+            ),
+        ));
+    }
     match &body.health_check {
         Some(health_check) => check_health(health_check),
         None => Ok(()),

@@ -353,6 +353,7 @@ mod service_tests {
                     retries: 3,
                     start_period: Duration::from_secs(30),
                 }),
+                update: UpdatePolicy { parallelism: 2 },
             },
         }
     }
@@ -540,6 +541,17 @@ mod service_tests {
         ))
         .unwrap_err();
         assert_eq!(unknown.field(), Some("spec.healthCheck.tries"), "{unknown}");
+    }
+
+    #[test]
+    fn update_parallelism_defaults_to_one_and_is_at_least_one() {
+        assert_eq!(parse_service(MINIMAL).unwrap().spec.update.parallelism, 1);
+        check_field_error(
+            &format!("{MINIMAL}  update:\n    parallelism: 0\n"),
+            "spec.update.parallelism",
+            8,
+            "expected 1 to",
+        );
     }
 
     #[test]

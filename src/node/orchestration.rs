@@ -383,12 +383,17 @@ fn classify_change(old: &ServiceSpec, new: &ServiceSpec) -> ApplyChange {
     if old == new {
         return ApplyChange::Unchanged;
     }
-    let mut same_but_replicas = old.clone();
-    same_but_replicas.spec.replicas = new.spec.replicas;
-    if same_but_replicas == *new {
+    // Neither the replica count nor the rollout settings change what a task
+    // runs, so neither makes a new generation.
+    let mut same_tasks = old.clone();
+    same_tasks.spec.replicas = new.spec.replicas;
+    same_tasks.spec.update = new.spec.update;
+    if same_tasks != *new {
+        ApplyChange::Updated
+    } else if old.spec.replicas != new.spec.replicas {
         ApplyChange::Scaled
     } else {
-        ApplyChange::Updated
+        ApplyChange::Reconfigured
     }
 }
 
@@ -426,5 +431,39 @@ fn check_label(label: &str, value: &str) -> Result<(), ApiError> {
         Err(ApiError::Invalid(format!(
             "label {label}={value} is not valid: keys are 1-253 of [A-Za-z0-9._/-], values 0-63 of [A-Za-z0-9._-]"
         )))
+    }
+}
+
+#[cfg(test)]
+mod classify_tests {
+    use super::*;
+
+    fn spec(replicas: u32, parallelism: u32, image: &str) -> ServiceSpec {
+        model::parse_service(&format!(
+            "apiVersion: edgectl/v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  image: {image}\n  replicas: {replicas}\n  update: {{parallelism: {parallelism}}}\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_what_a_task_runs_makes_a_new_generation() {
+        let old = spec(3, 1, "busybox:1");
+        assert_eq!(classify_change(&old, &old), ApplyChange::Unchanged);
+        assert_eq!(
+            classify_change(&old, &spec(5, 1, "busybox:1")),
+            ApplyChange::Scaled
+        );
+        assert_eq!(
+            classify_change(&old, &spec(3, 2, "busybox:1")),
+            ApplyChange::Reconfigured
+        );
+        assert_eq!(
+            classify_change(&old, &spec(3, 1, "busybox:2")),
+            ApplyChange::Updated
+        );
+        assert_eq!(
+            classify_change(&old, &spec(5, 2, "busybox:2")),
+            ApplyChange::Updated
+        );
     }
 }

@@ -3,10 +3,14 @@
 //!
 //! Rules, applied in this order:
 //! 1. A task whose service is gone, whose slot is beyond the replica count,
-//!    whose generation is old, or whose node lapsed, left the cluster or is
-//!    draining, is shut down (desired `Shutdown`). A shut-down task is deleted
-//!    once its node's agent reports it stopped, or when its node is no longer
-//!    a member, or when it was never placed.
+//!    or whose node lapsed, left the cluster or is draining, is shut down
+//!    (desired `Shutdown`). A task of an old generation is shut down too, but
+//!    as a rollout: a running one only while fewer than `update.parallelism`
+//!    tasks of the new generation are still on their way up (not yet
+//!    running), so a new generation that never comes up stops the rollout
+//!    with the rest still serving. A shut-down task is deleted once its
+//!    node's agent reports it stopped, or when its node is no longer a
+//!    member, or when it was never placed.
 //! 2. Every slot `0..replicas` of a service without a running task gets a new
 //!    task (`<service>.<slot>.<revision>`). A slot whose task exited and is
 //!    not restarted by policy counts as served: the task is not replaced.
@@ -19,7 +23,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{ConstraintOperator, ServiceSpec, Spread, VolumeType};
 use crate::orchestrator::records::{
-    self, DesiredState, NodeCapacity, NodeSettings, ServiceRecord, TaskRecord, TaskStatus,
+    self, DesiredState, NodeCapacity, NodeSettings, ServiceRecord, TaskRecord, TaskState,
+    TaskStatus,
 };
 use crate::scheduler::{self, ExistingReplicas, NodeView, Resources, TaskRequest};
 
@@ -81,10 +86,30 @@ pub fn reconcile(snapshot: &Snapshot) -> Decision {
     let mut deleted: BTreeSet<String> = BTreeSet::new();
 
     // Rule 1: shut down what should not run, delete what has stopped.
+    let mut rollout_budget = rollout_budgets(snapshot);
     for (id, (task, _)) in tasks.iter_mut() {
         match task.desired {
             DesiredState::Running => {
-                if let Some(reason) = shutdown_reason(task, snapshot) {
+                let reason = match shutdown_reason(task, snapshot) {
+                    Some(Shutdown::Now(reason)) => Some(reason),
+                    Some(Shutdown::Rollout(reason)) => {
+                        // A running old task waits for a free place in the
+                        // rollout; one that is not serving anyway goes now.
+                        if is_running(task, snapshot) {
+                            let budget = rollout_budget.entry(task.service.clone()).or_insert(0);
+                            if *budget > 0 {
+                                *budget -= 1;
+                                Some(reason)
+                            } else {
+                                None
+                            }
+                        } else {
+                            Some(reason)
+                        }
+                    }
+                    None => None,
+                };
+                if let Some(reason) = reason {
                     decision.events.push((
                         task.service.clone(),
                         format!("task {id} shut down: {reason}"),
@@ -172,30 +197,83 @@ pub fn reconcile(snapshot: &Snapshot) -> Decision {
     decision
 }
 
+/// Why a task that should be running must stop.
+enum Shutdown {
+    /// At once.
+    Now(String),
+    /// Replaced by a newer generation: paced by the rollout.
+    Rollout(String),
+}
+
 /// Why a task that should be running must stop, if it must.
-fn shutdown_reason(task: &TaskRecord, snapshot: &Snapshot) -> Option<String> {
+fn shutdown_reason(task: &TaskRecord, snapshot: &Snapshot) -> Option<Shutdown> {
     let Some(service) = snapshot.services.get(&task.service) else {
-        return Some(format!("service {} was deleted", task.service));
+        return Some(Shutdown::Now(format!(
+            "service {} was deleted",
+            task.service
+        )));
     };
     if task.slot >= service.spec.spec.replicas {
-        return Some(format!(
+        return Some(Shutdown::Now(format!(
             "scaled down to {} replicas",
             service.spec.spec.replicas
-        ));
+        )));
+    }
+    if let Some(node_id) = task.node {
+        match snapshot.nodes.get(&node_id) {
+            None => return Some(Shutdown::Now(format!("node {node_id} left the cluster"))),
+            Some(node) if !node.alive => {
+                return Some(Shutdown::Now(format!("node {} lease lapsed", node.name)))
+            }
+            Some(node) if node.settings.draining => {
+                return Some(Shutdown::Now(format!("node {} is draining", node.name)))
+            }
+            Some(_) => {}
+        }
     }
     if task.generation != service.generation {
-        return Some(format!(
+        return Some(Shutdown::Rollout(format!(
             "replaced by generation {} of the service",
             service.generation
-        ));
+        )));
     }
-    let node_id = task.node?;
-    match snapshot.nodes.get(&node_id) {
-        None => Some(format!("node {node_id} left the cluster")),
-        Some(node) if !node.alive => Some(format!("node {} lease lapsed", node.name)),
-        Some(node) if node.settings.draining => Some(format!("node {} is draining", node.name)),
-        Some(_) => None,
-    }
+    None
+}
+
+/// Whether the task's agent reports it running on the node it is bound to.
+fn is_running(task: &TaskRecord, snapshot: &Snapshot) -> bool {
+    task.node.is_some_and(|node| {
+        snapshot
+            .statuses
+            .get(&task.id)
+            .is_some_and(|status| status.node == node && status.state == TaskState::Running)
+    })
+}
+
+/// How many running tasks of an old generation each service may stop in
+/// this pass: its `update.parallelism` less the tasks of its current
+/// generation that are not running yet (placed or not).
+fn rollout_budgets(snapshot: &Snapshot) -> BTreeMap<String, u32> {
+    snapshot
+        .services
+        .iter()
+        .map(|(name, service)| {
+            let coming_up = snapshot
+                .tasks
+                .values()
+                .filter(|(task, _)| {
+                    task.service == *name
+                        && task.desired == DesiredState::Running
+                        && task.generation == service.generation
+                        && task.slot < service.spec.spec.replicas
+                        && !is_running(task, snapshot)
+                })
+                .count();
+            let parallelism = service.spec.spec.update.parallelism;
+            let coming_up = u32::try_from(coming_up).unwrap_or(u32::MAX);
+            (name.clone(), parallelism.saturating_sub(coming_up))
+        })
+        .collect()
 }
 
 /// Whether a shut-down task's record can go: nothing of it runs any more, or

@@ -413,3 +413,152 @@ fn a_local_volume_ties_tasks_to_the_node_that_has_it() {
     converge(&mut s);
     assert_eq!(per_node(&s, "db"), BTreeMap::from([(Some(1), 1)]));
 }
+
+/// A running service of `replicas` on two nodes, every task reported running.
+fn running_service(replicas: u32, extra: &str) -> Snapshot {
+    let mut snapshot = cluster(
+        vec![node(1, 8000, 8 * GI), node(2, 8000, 8 * GI)],
+        vec![service("web", replicas, extra)],
+    );
+    converge(&mut snapshot);
+    report_all_running(&mut snapshot);
+    snapshot
+}
+
+fn report_all_running(snapshot: &mut Snapshot) {
+    let placed: Vec<String> = snapshot
+        .tasks
+        .values()
+        .filter(|(t, _)| t.desired == DesiredState::Running && t.node.is_some())
+        .map(|(t, _)| t.id.clone())
+        .collect();
+    for id in placed {
+        report(snapshot, &id, TaskState::Running);
+    }
+}
+
+fn bump_generation(snapshot: &mut Snapshot) {
+    let web = snapshot.services.get_mut("web").unwrap();
+    web.generation += 1;
+    web.spec.spec.env.insert("VERSION".into(), "2".into());
+}
+
+fn by_generation(snapshot: &Snapshot, generation: u64) -> usize {
+    running(snapshot, "web")
+        .into_iter()
+        .filter(|t| t.generation == generation)
+        .count()
+}
+
+#[test]
+fn a_rollout_replaces_one_running_task_at_a_time_by_default() {
+    let mut snapshot = running_service(3, "");
+    bump_generation(&mut snapshot);
+    let decision = reconcile(&snapshot);
+    apply(&mut snapshot, &decision);
+    // One old task stopped, its slot has a new task; two old ones still serve.
+    assert_eq!(
+        (by_generation(&snapshot, 1), by_generation(&snapshot, 2)),
+        (2, 1)
+    );
+    // Until the new task runs, nothing more is stopped, however many passes.
+    for _ in 0..3 {
+        let decision = reconcile(&snapshot);
+        apply(&mut snapshot, &decision);
+    }
+    assert_eq!(
+        (by_generation(&snapshot, 1), by_generation(&snapshot, 2)),
+        (2, 1)
+    );
+    // Each new task running frees the next step, until all are new.
+    for _ in 0..6 {
+        report_all_running(&mut snapshot);
+        let decision = reconcile(&snapshot);
+        apply(&mut snapshot, &decision);
+    }
+    assert_eq!(
+        (by_generation(&snapshot, 1), by_generation(&snapshot, 2)),
+        (0, 3)
+    );
+}
+
+#[test]
+fn a_rollout_stops_old_tasks_parallelism_at_a_time() {
+    let mut snapshot = running_service(5, "  update:\n    parallelism: 2\n");
+    bump_generation(&mut snapshot);
+    let decision = reconcile(&snapshot);
+    apply(&mut snapshot, &decision);
+    assert_eq!(
+        (by_generation(&snapshot, 1), by_generation(&snapshot, 2)),
+        (3, 2)
+    );
+}
+
+#[test]
+fn a_new_generation_that_fails_pauses_the_rollout() {
+    let mut snapshot = running_service(3, "");
+    bump_generation(&mut snapshot);
+    let decision = reconcile(&snapshot);
+    apply(&mut snapshot, &decision);
+    let new_task = running(&snapshot, "web")
+        .into_iter()
+        .find(|t| t.generation == 2)
+        .unwrap()
+        .id
+        .clone();
+    report(
+        &mut snapshot,
+        &new_task,
+        TaskState::Failed {
+            reason: "exit 1".into(),
+        },
+    );
+    for _ in 0..3 {
+        let decision = reconcile(&snapshot);
+        apply(&mut snapshot, &decision);
+    }
+    assert_eq!(
+        (by_generation(&snapshot, 1), by_generation(&snapshot, 2)),
+        (2, 1)
+    );
+}
+
+#[test]
+fn old_tasks_that_do_not_serve_or_sit_on_a_lapsed_node_go_at_once() {
+    let mut snapshot = running_service(4, "");
+    // Two old tasks are not running (say, still starting): they do not wait.
+    let not_running: Vec<String> = running(&snapshot, "web")
+        .iter()
+        .take(2)
+        .map(|t| t.id.clone())
+        .collect();
+    for id in &not_running {
+        snapshot.statuses.remove(id);
+    }
+    bump_generation(&mut snapshot);
+    let decision = reconcile(&snapshot);
+    apply(&mut snapshot, &decision);
+    // The two idle ones plus one running one (the rollout's single step).
+    assert_eq!(by_generation(&snapshot, 1), 1);
+    // A lapsed node's old tasks are shut down whatever the rollout says.
+    let mut snapshot = running_service(4, "");
+    bump_generation(&mut snapshot);
+    snapshot.nodes.get_mut(&2).unwrap().alive = false;
+    let decision = reconcile(&snapshot);
+    let shut: Vec<&TaskRecord> = decision
+        .changes
+        .iter()
+        .filter_map(|c| match c {
+            TaskChange::Put { task, .. }
+                if task.desired == DesiredState::Shutdown && task.generation == 1 =>
+            {
+                Some(&**task)
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        shut.iter().filter(|t| t.node == Some(2)).count() >= 2,
+        "{shut:?}"
+    );
+}

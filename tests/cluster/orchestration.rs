@@ -616,3 +616,47 @@ fn failing_health_checks_restart_the_container_by_policy() {
     }
     assert_eq!(ended.restarts, 0);
 }
+
+#[test]
+fn a_rollout_replaces_one_task_at_a_time_and_pauses_on_a_broken_generation() {
+    let cluster = cluster_with_image("cro", 1);
+    apply_ok(&cluster, 1, &service_yaml("roll", 3, SLEEPER));
+    wait_converged(&cluster, 1, "roll", 3);
+    // Generation 2 cannot run: its first task fails, and the rollout stops
+    // there with two replicas of generation 1 still running.
+    let broken = "  command: [\"sh\", \"-c\", \"exit 1\"]\n  restartPolicy:\n    condition: never\n  resources:\n    requests:\n      cpu: 250m\n      memory: 64Mi\n";
+    apply_ok(&cluster, 1, &service_yaml("roll", 3, broken));
+    wait_until(CONVERGE, "the first task of generation 2 failed", || {
+        let tasks = tasks(&cluster, 1, "roll")?;
+        tasks
+            .iter()
+            .find(|t| {
+                t.generation == 2
+                    && matches!(
+                        t.state,
+                        Some(TaskState::Failed { .. }) | Some(TaskState::Exited { .. })
+                    )
+            })
+            .cloned()
+            .ok_or_else(|| summarize(&tasks))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs(&cluster)));
+    // And stays paused: passes go by (100 ms each), nothing more is replaced.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let paused = tasks(&cluster, 1, "roll").unwrap();
+    let old_running = paused
+        .iter()
+        .filter(|t| t.generation == 1 && is_running(t))
+        .count();
+    let new = paused.iter().filter(|t| t.generation == 2).count();
+    assert_eq!((old_running, new), (2, 1), "{}", summarize(&paused));
+    // A good generation 3 replaces everything, the failed task at once.
+    let good = format!("{SLEEPER}  env:\n    VERSION: \"3\"\n");
+    apply_ok(&cluster, 1, &service_yaml("roll", 3, &good));
+    let done = wait_converged(&cluster, 1, "roll", 3);
+    assert!(
+        done.iter().all(|t| t.generation == 3),
+        "{}",
+        summarize(&done)
+    );
+}
