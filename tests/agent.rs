@@ -401,6 +401,7 @@ fn service(name: &str, replicas: u32, restart: &str, command: &str) -> ServiceRe
         generation: 1,
         created_unix: 1,
         updated_unix: 1,
+        previous: None,
     }
 }
 

@@ -54,6 +54,10 @@ pub enum ApiRequest {
     DeleteService {
         name: String,
     },
+    /// Go back to the spec of the generation before (as a new generation).
+    RollbackService {
+        name: String,
+    },
     GetServices,
     GetTasks {
         service: Option<String>,
@@ -109,6 +113,7 @@ impl ApiRequest {
             | ApiRequest::Apply { .. }
             | ApiRequest::Scale { .. }
             | ApiRequest::DeleteService { .. }
+            | ApiRequest::RollbackService { .. }
             | ApiRequest::GetServices
             | ApiRequest::GetTasks { .. }
             | ApiRequest::DescribeService { .. }

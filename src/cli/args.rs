@@ -82,6 +82,9 @@ pub enum Command {
     /// Delete a service.
     #[command(subcommand)]
     Delete(DeleteCommand),
+    /// Go back to a service's previous spec (rolled out like an update).
+    #[command(subcommand)]
+    Rollback(RollbackCommand),
     /// Retire this node's data dir: stop and delete its containers, then remove the dir (the node must be stopped).
     Reset {
         /// Remove the containers but keep the data dir.
@@ -291,6 +294,17 @@ pub enum DeleteCommand {
     /// Delete a service; its tasks are stopped.
     #[command(alias = "svc")]
     Service { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RollbackCommand {
+    /// Roll a service back to the spec it had before its last update.
+    #[command(alias = "svc")]
+    Service {
+        name: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
 }
 
 #[derive(Debug, Args)]

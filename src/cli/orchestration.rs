@@ -15,7 +15,7 @@ use edgectl::scheduler::{format_bytes, format_cpu};
 use super::admin::call;
 use super::args::{
     ApplyArgs, Cli, DeleteCommand, DescribeCommand, ExecArgs, GetCommand, LogsArgs, NodeCommand,
-    OutputFormat, ScaleArgs, WaitArgs,
+    OutputFormat, RollbackCommand, ScaleArgs, WaitArgs,
 };
 use super::output::{self, table, unix_time};
 
@@ -386,6 +386,23 @@ pub async fn describe(cli: &Cli, command: &DescribeCommand) -> anyhow::Result<()
         println!("  {}  {}", unix_time(event.unix), event.message);
     }
     Ok(())
+}
+
+pub async fn rollback(cli: &Cli, command: &RollbackCommand) -> anyhow::Result<()> {
+    let RollbackCommand::Service { name, wait } = command;
+    let request = ApiRequest::RollbackService { name: name.clone() };
+    let ApiResponse::Applied(outcome) = call(cli, request).await? else {
+        bail!("unexpected answer")
+    };
+    if cli.output == OutputFormat::Table {
+        println!(
+            "service/{} rolled back to its previous spec as generation {}",
+            outcome.name, outcome.generation
+        );
+    } else {
+        report_outcome(cli, &outcome)?;
+    }
+    wait_if_asked(cli, &outcome.name, wait).await
 }
 
 pub async fn delete(cli: &Cli, command: &DeleteCommand) -> anyhow::Result<()> {

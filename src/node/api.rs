@@ -173,6 +173,7 @@ impl Node {
             ApiRequest::Apply { .. }
             | ApiRequest::Scale { .. }
             | ApiRequest::DeleteService { .. }
+            | ApiRequest::RollbackService { .. }
             | ApiRequest::GetServices
             | ApiRequest::GetTasks { .. }
             | ApiRequest::DescribeService { .. }
@@ -332,6 +333,7 @@ fn is_write(request: &ApiRequest) -> bool {
             | ApiRequest::Apply { .. }
             | ApiRequest::Scale { .. }
             | ApiRequest::DeleteService { .. }
+            | ApiRequest::RollbackService { .. }
             | ApiRequest::UpdateNode { .. }
             | ApiRequest::ImageImport { .. }
     )

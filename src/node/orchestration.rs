@@ -33,6 +33,7 @@ impl Node {
                         self.scale_service(&name, replicas).await
                     }
                     ApiRequest::DeleteService { name } => self.delete_service(&name).await,
+                    ApiRequest::RollbackService { name } => self.rollback_service(&name).await,
                     ApiRequest::GetServices => Ok(ApiResponse::Services(self.service_summaries()?)),
                     ApiRequest::GetTasks { service } => {
                         if let Some(name) = &service {
@@ -67,6 +68,7 @@ impl Node {
                     generation: 1,
                     created_unix: now,
                     updated_unix: now,
+                    previous: None,
                 },
                 ApplyChange::Created,
                 0,
@@ -74,8 +76,9 @@ impl Node {
             Some(kv) => {
                 let old: ServiceRecord = serde_json::from_slice(&kv.value).map_err(internal)?;
                 let change = classify_change(&old.spec, &spec);
+                let updated = change == ApplyChange::Updated;
                 let record = ServiceRecord {
-                    generation: old.generation + u64::from(change == ApplyChange::Updated),
+                    generation: old.generation + u64::from(updated),
                     updated_unix: if change == ApplyChange::Unchanged {
                         old.updated_unix
                     } else {
@@ -83,6 +86,11 @@ impl Node {
                     },
                     spec,
                     created_unix: old.created_unix,
+                    previous: if updated {
+                        Some(old.spec)
+                    } else {
+                        old.previous
+                    },
                 };
                 (record, change, kv.mod_revision)
             }
@@ -118,6 +126,34 @@ impl Node {
             generation: record.generation,
             replicas,
             change,
+        }))
+    }
+
+    /// Back to the spec of the generation before, as a new generation (a
+    /// rollout like any other), keeping today's replica count and rollout
+    /// settings. Rolling back twice returns to where it started.
+    async fn rollback_service(&self, name: &str) -> ApiResult {
+        let (record, mod_revision) = self.service_record(name)?;
+        let Some(mut spec) = record.previous.clone() else {
+            return Err(ApiError::Invalid(format!(
+                "service {name} has no earlier spec to roll back to: it was never updated"
+            )));
+        };
+        spec.spec.replicas = record.spec.spec.replicas;
+        spec.spec.update = record.spec.spec.update;
+        let rolled = ServiceRecord {
+            generation: record.generation + 1,
+            updated_unix: now_unix(),
+            previous: Some(record.spec.clone()),
+            spec,
+            created_unix: record.created_unix,
+        };
+        self.put_service(&rolled, mod_revision).await?;
+        Ok(ApiResponse::Applied(ApplyOutcome {
+            name: name.to_string(),
+            generation: rolled.generation,
+            replicas: rolled.spec.spec.replicas,
+            change: ApplyChange::Updated,
         }))
     }
 

@@ -13,6 +13,7 @@ fn service(name: &str, replicas: u32, extra: &str) -> ServiceRecord {
         generation: 1,
         created_unix: 1,
         updated_unix: 1,
+        previous: None,
     }
 }
 

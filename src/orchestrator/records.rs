@@ -50,6 +50,10 @@ pub struct ServiceRecord {
     pub generation: u64,
     pub created_unix: u64,
     pub updated_unix: u64,
+    /// The spec of the generation before this one: what `edgectl rollback`
+    /// goes back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<ServiceSpec>,
 }
 
 /// What the controller wants of a task.

@@ -618,7 +618,7 @@ fn failing_health_checks_restart_the_container_by_policy() {
 }
 
 #[test]
-fn a_rollout_replaces_one_task_at_a_time_and_pauses_on_a_broken_generation() {
+fn a_rollout_pauses_on_a_broken_generation_and_rollback_restores_the_last_spec() {
     let cluster = cluster_with_image("cro", 1);
     apply_ok(&cluster, 1, &service_yaml("roll", 3, SLEEPER));
     wait_converged(&cluster, 1, "roll", 3);
@@ -650,13 +650,38 @@ fn a_rollout_replaces_one_task_at_a_time_and_pauses_on_a_broken_generation() {
         .count();
     let new = paused.iter().filter(|t| t.generation == 2).count();
     assert_eq!((old_running, new), (2, 1), "{}", summarize(&paused));
-    // A good generation 3 replaces everything, the failed task at once.
-    let good = format!("{SLEEPER}  env:\n    VERSION: \"3\"\n");
-    apply_ok(&cluster, 1, &service_yaml("roll", 3, &good));
+    // Rolling back makes generation 3 from generation 1's spec: it replaces
+    // everything, the failed task at once.
+    let rolled = cluster.cli(1, &["rollback", "service", "roll"]);
+    assert!(
+        rolled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rolled.stderr)
+    );
     let done = wait_converged(&cluster, 1, "roll", 3);
     assert!(
         done.iter().all(|t| t.generation == 3),
         "{}",
         summarize(&done)
+    );
+    let described = cluster.cli_ok(1, &["describe", "service", "roll"]);
+    assert!(described.contains("sleep"), "{described}");
+    // A good generation 4 applied on top rolls out the same way.
+    let good = format!("{SLEEPER}  env:\n    VERSION: \"4\"\n");
+    apply_ok(&cluster, 1, &service_yaml("roll", 3, &good));
+    let done = wait_converged(&cluster, 1, "roll", 3);
+    assert!(
+        done.iter().all(|t| t.generation == 4),
+        "{}",
+        summarize(&done)
+    );
+    // A service never updated has nothing to roll back to, and says so.
+    apply_ok(&cluster, 1, &service_yaml("fresh", 1, SLEEPER));
+    let refused = cluster.cli(1, &["rollback", "service", "fresh"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("was never updated"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
     );
 }
