@@ -104,6 +104,13 @@ for i in $(seq 1 "$NODES"); do
     echo "  node$i → $ip:8080: $body"
 done
 
+say "any node shows a task's logs and runs commands in its container (no shell on the device needed)"
+task=$(ctl 1 get tasks web -o json | tr -d ' \n' | grep -o '"id":"web\.[0-9]*\.[0-9]*"' | head -1 | cut -d'"' -f4)
+echo "  edgectl exec $task -- wget -q -O- http://127.0.0.1:8080/   (asked on node 2)"
+ctl 2 exec "$task" -- wget -q -O- http://127.0.0.1:8080/ | sed 's/^/    /'
+echo "  edgectl logs $task --tail 5   (asked on node 3)"
+ctl 3 logs "$task" --tail 5 | sed 's/^/    /'
+
 victim=3
 say "SIGKILL node$victim: its replicas are started on the other nodes"
 harness kill "$PREFIX" "node$victim"
