@@ -366,6 +366,13 @@ mod service_tests {
     }
 
     #[test]
+    fn the_demo_service_parses() {
+        let spec = parse_service(include_str!("../../examples/demo-web.yaml")).unwrap();
+        assert_eq!(spec.spec.replicas, 6);
+        assert!(spec.spec.health_check.is_some());
+    }
+
+    #[test]
     fn module_doc_example_parses() {
         // The example in service.rs's doc comment, with the `//! ` cut off.
         let doc = include_str!("service.rs");
