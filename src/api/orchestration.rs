@@ -106,6 +106,9 @@ pub struct ServiceDescription {
     pub spec_yaml: String,
     pub tasks: Vec<TaskView>,
     pub events: Vec<ServiceEvent>,
+    /// Where a rollout stands while tasks of an older generation still run
+    /// (None when every task is of the current generation).
+    pub rollout: Option<String>,
 }
 
 /// One line of `edgectl get nodes`.

@@ -371,6 +371,9 @@ pub async fn describe(cli: &Cli, command: &DescribeCommand) -> anyhow::Result<()
         s.replicas, s.running, s.pending
     );
     println!("Generation:  {}", s.generation);
+    if let Some(rollout) = &description.rollout {
+        println!("Rollout:     {rollout}");
+    }
     println!("Updated:     {}", unix_time(s.updated_unix));
     println!("\nSpec:");
     for line in description.spec_yaml.lines() {

@@ -277,6 +277,7 @@ impl Node {
         Ok(ApiResponse::Service(Box::new(ServiceDescription {
             summary: summarize(&record, &tasks),
             spec_yaml: serde_yaml::to_string(&record.spec).map_err(internal)?,
+            rollout: rollout_status(&record, &tasks),
             tasks,
             events,
         })))
@@ -431,6 +432,50 @@ fn classify_change(old: &ServiceSpec, new: &ServiceSpec) -> ApplyChange {
     } else {
         ApplyChange::Reconfigured
     }
+}
+
+/// Where a rollout stands, while tasks of an older generation still run:
+/// how many slots run the new generation, and, when a new task failed, that
+/// the rollout is paused and what to do.
+fn rollout_status(record: &ServiceRecord, tasks: &[TaskView]) -> Option<String> {
+    let name = &record.spec.metadata.name;
+    let wanted = |t: &&TaskView| t.service == *name && t.desired == DesiredState::Running;
+    let old = tasks
+        .iter()
+        .filter(wanted)
+        .filter(|t| t.generation != record.generation)
+        .count();
+    if old == 0 {
+        return None;
+    }
+    let new: Vec<&TaskView> = tasks
+        .iter()
+        .filter(wanted)
+        .filter(|t| t.generation == record.generation)
+        .collect();
+    let running = new
+        .iter()
+        .filter(|t| t.state == Some(TaskState::Running))
+        .count();
+    let mut status = format!(
+        "to generation {}: {running} of {} replicas updated and running, {old} on older generations",
+        record.generation, record.spec.spec.replicas
+    );
+    if let Some(failed) = new
+        .iter()
+        .find(|t| t.state.as_ref().is_some_and(TaskState::is_terminal))
+    {
+        let why = match &failed.state {
+            Some(TaskState::Failed { reason }) => format!("failed: {reason}"),
+            Some(TaskState::Exited { code }) => format!("exited with code {code}"),
+            _ => "stopped".to_string(),
+        };
+        status.push_str(&format!(
+            "; paused: new task {} {why}. Apply a fixed spec, or `edgectl rollback service {name}`",
+            failed.id
+        ));
+    }
+    Some(status)
 }
 
 fn summarize(record: &ServiceRecord, tasks: &[TaskView]) -> ServiceSummary {

@@ -650,6 +650,13 @@ fn a_rollout_pauses_on_a_broken_generation_and_rollback_restores_the_last_spec()
         .count();
     let new = paused.iter().filter(|t| t.generation == 2).count();
     assert_eq!((old_running, new), (2, 1), "{}", summarize(&paused));
+    let described = cluster.cli_ok(1, &["describe", "service", "roll"]);
+    assert!(
+        described.contains("Rollout:")
+            && described.contains("paused")
+            && described.contains("rollback service roll"),
+        "{described}"
+    );
     // Rolling back makes generation 3 from generation 1's spec: it replaces
     // everything, the failed task at once.
     let rolled = cluster.cli(1, &["rollback", "service", "roll"]);
