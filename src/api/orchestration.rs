@@ -172,6 +172,7 @@ mod tests {
                 unix: 5,
                 message: "placed".into(),
             }],
+            rollout: Some("to generation 2: 0 of 1 replicas updated".into()),
         }));
         let config = bincode::config::standard();
         let bytes = bincode::serde::encode_to_vec(&description, config).unwrap();
