@@ -163,11 +163,18 @@ async fn run_until_signal(node: Node) -> anyhow::Result<()> {
         signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?;
     let mut interrupt =
         signal(SignalKind::interrupt()).context("cannot install a SIGINT handler")?;
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
-    }
+    let fatal = tokio::select! {
+        _ = terminate.recv() => None,
+        _ = interrupt.recv() => None,
+        reason = node.raft_stopped() => Some(reason),
+    };
     tracing::info!("stopping");
     node.shutdown().await;
-    Ok(())
+    match fatal {
+        None => Ok(()),
+        Some(reason) => anyhow::bail!(
+            "the replicated store stopped ({reason}); the node exits so that its supervisor \
+             restarts it. Check the disk holding the data dir (free space, I/O errors)"
+        ),
+    }
 }

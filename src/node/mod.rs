@@ -343,6 +343,21 @@ impl Node {
     }
 
     /// Fires when the node shuts down.
+    /// Resolves, with the reason, if Raft stops on its own: a storage error
+    /// (the log could not be written or synced) is fatal to openraft, and a
+    /// node without Raft can only exit and be restarted.
+    pub async fn raft_stopped(&self) -> String {
+        let mut metrics = self.inner.raft.metrics();
+        loop {
+            if let Err(fatal) = &metrics.borrow().running_state {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "raft stopped".to_string();
+            }
+        }
+    }
+
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.inner.shutdown.subscribe()
     }

@@ -129,3 +129,64 @@ fn a_filling_disk_refuses_growing_writes_then_recovers() {
     drop(cluster);
     drop(disk);
 }
+
+/// Text that compresses badly, so the store really fills its disk.
+fn noise_text(len: usize, seed: u64) -> String {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b'a' + (state % 26) as u8)
+        })
+        .collect()
+}
+
+#[test]
+fn with_no_reserve_a_full_disk_stops_the_node_with_the_reason_not_an_abort() {
+    let mut cluster = EdgeCluster::with_flags("cdz", 1, &["--no-agent", "--disk-reserve", "0"]);
+    let data = cluster.data_dir(1);
+    let disk = SmallDisk::mount(&data, 64);
+    cluster.form(1);
+    cluster.wait_voters(1, 1, 1);
+    assert!(cluster.put(1, "/kv/first", "kept").status.success());
+    // Nothing holds writes back: they go on until the store hits ENOSPC.
+    let mut refused = None;
+    for i in 0..2000 {
+        let put = cluster.put(1, &format!("/kv/fill/{i}"), &noise_text(60_000, i + 1));
+        if !put.status.success() {
+            refused = Some(i);
+            break;
+        }
+    }
+    assert!(refused.is_some(), "64 MiB never filled up");
+    let log = wait_until(
+        CONVERGE,
+        "the node to stop on the full disk",
+        || match cluster.net.status("node1") {
+            ProcessStatus::Running(_) => None,
+            _ => Some(cluster.net.log("node1")),
+        },
+    )
+    .unwrap();
+    assert!(
+        log.contains("the replicated store stopped") && log.contains("No space left"),
+        "log:\n{log}"
+    );
+    assert!(!log.contains("Assertion"), "RocksDB aborted:\n{log}");
+    // With room again the node starts, and what was acknowledged is there.
+    let status = std::process::Command::new("mount")
+        .args(["-o", "remount,size=256m"])
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    cluster.serve(1);
+    wait_until(CONVERGE, "the data after the restart", || {
+        (cluster.get(1, "/kv/first", false).as_deref() == Some("kept")).then_some(())
+    })
+    .unwrap();
+    drop(cluster);
+    drop(disk);
+}

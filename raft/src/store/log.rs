@@ -406,22 +406,30 @@ impl Drop for Syncer {
 }
 
 fn sync_loop(db: &DB, receiver: &mpsc::Receiver<LogFlushed<TypeConfig>>, stats: &LogStats) {
+    // After one failed sync the WAL writer is in an error state: RocksDB
+    // (Debian's build keeps its assertions) aborts the process if it is
+    // asked to sync again. So the first failure is final: every later
+    // append fails with it, openraft stops, and the node exits with the
+    // reason instead of dying on an assertion.
+    let mut failed: Option<String> = None;
     while let Ok(first) = receiver.recv() {
         // Every append queued behind the previous sync shares this one.
         let mut waiting = vec![first];
         waiting.extend(receiver.try_iter());
-        let result = db.flush_wal(true);
-        stats.0.syncs.fetch_add(1, Ordering::Relaxed);
-        if let Err(error) = &result {
-            tracing::error!(%error, "syncing the raft log failed");
+        if failed.is_none() {
+            stats.0.syncs.fetch_add(1, Ordering::Relaxed);
+            if let Err(error) = db.flush_wal(true) {
+                tracing::error!(%error, "syncing the raft log failed; no further sync is attempted");
+                failed = Some(error.to_string());
+            }
         }
         for callback in waiting {
-            callback.log_io_completed(
-                result
-                    .as_ref()
-                    .map(|_| ())
-                    .map_err(|error| std::io::Error::other(error.to_string())),
-            );
+            callback.log_io_completed(match &failed {
+                None => Ok(()),
+                Some(error) => Err(std::io::Error::other(format!(
+                    "the raft log could not be synced: {error}"
+                ))),
+            });
         }
     }
 }
