@@ -444,6 +444,17 @@ fn bump_generation(snapshot: &mut Snapshot) {
     web.spec.spec.env.insert("VERSION".into(), "2".into());
 }
 
+/// One controller pass, written back as the store would.
+fn pass(snapshot: &mut Snapshot) {
+    let decision = reconcile(snapshot);
+    apply(snapshot, &decision);
+}
+
+/// Running-desired tasks of generation 1 and of generation 2.
+fn old_and_new(snapshot: &Snapshot) -> (usize, usize) {
+    (by_generation(snapshot, 1), by_generation(snapshot, 2))
+}
+
 fn by_generation(snapshot: &Snapshot, generation: u64) -> usize {
     running(snapshot, "web")
         .into_iter()
@@ -455,52 +466,35 @@ fn by_generation(snapshot: &Snapshot, generation: u64) -> usize {
 fn a_rollout_replaces_one_running_task_at_a_time_by_default() {
     let mut snapshot = running_service(3, "");
     bump_generation(&mut snapshot);
-    let decision = reconcile(&snapshot);
-    apply(&mut snapshot, &decision);
+    pass(&mut snapshot);
     // One old task stopped, its slot has a new task; two old ones still serve.
-    assert_eq!(
-        (by_generation(&snapshot, 1), by_generation(&snapshot, 2)),
-        (2, 1)
-    );
+    assert_eq!(old_and_new(&snapshot), (2, 1));
     // Until the new task runs, nothing more is stopped, however many passes.
     for _ in 0..3 {
-        let decision = reconcile(&snapshot);
-        apply(&mut snapshot, &decision);
+        pass(&mut snapshot);
     }
-    assert_eq!(
-        (by_generation(&snapshot, 1), by_generation(&snapshot, 2)),
-        (2, 1)
-    );
+    assert_eq!(old_and_new(&snapshot), (2, 1));
     // Each new task running frees the next step, until all are new.
     for _ in 0..6 {
         report_all_running(&mut snapshot);
-        let decision = reconcile(&snapshot);
-        apply(&mut snapshot, &decision);
+        pass(&mut snapshot);
     }
-    assert_eq!(
-        (by_generation(&snapshot, 1), by_generation(&snapshot, 2)),
-        (0, 3)
-    );
+    assert_eq!(old_and_new(&snapshot), (0, 3));
 }
 
 #[test]
 fn a_rollout_stops_old_tasks_parallelism_at_a_time() {
     let mut snapshot = running_service(5, "  update:\n    parallelism: 2\n");
     bump_generation(&mut snapshot);
-    let decision = reconcile(&snapshot);
-    apply(&mut snapshot, &decision);
-    assert_eq!(
-        (by_generation(&snapshot, 1), by_generation(&snapshot, 2)),
-        (3, 2)
-    );
+    pass(&mut snapshot);
+    assert_eq!(old_and_new(&snapshot), (3, 2));
 }
 
 #[test]
 fn a_new_generation_that_fails_pauses_the_rollout() {
     let mut snapshot = running_service(3, "");
     bump_generation(&mut snapshot);
-    let decision = reconcile(&snapshot);
-    apply(&mut snapshot, &decision);
+    pass(&mut snapshot);
     let new_task = running(&snapshot, "web")
         .into_iter()
         .find(|t| t.generation == 2)
@@ -515,13 +509,9 @@ fn a_new_generation_that_fails_pauses_the_rollout() {
         },
     );
     for _ in 0..3 {
-        let decision = reconcile(&snapshot);
-        apply(&mut snapshot, &decision);
+        pass(&mut snapshot);
     }
-    assert_eq!(
-        (by_generation(&snapshot, 1), by_generation(&snapshot, 2)),
-        (2, 1)
-    );
+    assert_eq!(old_and_new(&snapshot), (2, 1));
 }
 
 #[test]
@@ -537,8 +527,7 @@ fn old_tasks_that_do_not_serve_or_sit_on_a_lapsed_node_go_at_once() {
         snapshot.statuses.remove(id);
     }
     bump_generation(&mut snapshot);
-    let decision = reconcile(&snapshot);
-    apply(&mut snapshot, &decision);
+    pass(&mut snapshot);
     // The two idle ones plus one running one (the rollout's single step).
     assert_eq!(by_generation(&snapshot, 1), 1);
     // A lapsed node's old tasks are shut down whatever the rollout says.
