@@ -98,24 +98,17 @@ impl CgroupLayout {
         }
     }
 
-    /// Removes the cgroup at `cgroup_path` from every hierarchy. True when
-    /// none is left; false when one still exists (it holds a process: EBUSY)
-    /// and so needs killing first.
-    pub(crate) fn remove_all(&self, cgroup_path: &str) -> bool {
-        self.all_dirs(cgroup_path)
-            .iter()
-            .all(|dir| match fs::remove_dir(dir) {
-                Ok(()) => true,
-                Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-            })
-    }
-
-    /// Removes the (empty) cgroup at `cgroup_path` in every hierarchy;
-    /// a non-empty or missing one is left alone.
-    pub(crate) fn remove_if_empty(&self, cgroup_path: &str) {
+    /// Removes the (empty) cgroup at `cgroup_path` in every hierarchy; a
+    /// non-empty one is left alone. True when none is left (a missing one
+    /// counts as removed); false when one still holds a process (EBUSY).
+    pub(crate) fn remove_if_empty(&self, cgroup_path: &str) -> bool {
+        let mut all_gone = true;
         for dir in self.all_dirs(cgroup_path) {
-            let _ = fs::remove_dir(&dir);
+            if let Err(e) = fs::remove_dir(&dir) {
+                all_gone &= e.kind() == std::io::ErrorKind::NotFound;
+            }
         }
+        all_gone
     }
 }
 

@@ -56,9 +56,15 @@ pub(super) async fn run(node: Node, config: AgentConfig) {
     // one per busy task.
     let (outcome_sender, mut outcomes) = mpsc::unbounded_channel();
     let unhealthy_kills = super::health::UnhealthyKills::default();
-    tokio::spawn(super::health::run(node.clone(), unhealthy_kills.clone()));
+    let (health_targets, targets) = watch::channel(Vec::new());
+    tokio::spawn(super::health::run(
+        node.clone(),
+        targets,
+        unhealthy_kills.clone(),
+    ));
     let mut agent = Driver {
         unhealthy_kills,
+        health_targets,
         publisher: publish::spawn(node.clone()),
         node,
         runtime,
@@ -154,6 +160,8 @@ struct Driver {
     publisher: watch::Sender<Option<Arc<Wanted>>>,
     /// Containers the health prober killed, and why (health.rs).
     unhealthy_kills: super::health::UnhealthyKills,
+    /// What the health prober checks: sent after every pass.
+    health_targets: watch::Sender<super::health::Targets>,
     seeded: bool,
     epoch: Instant,
 }
@@ -246,6 +254,8 @@ impl Driver {
         };
         let mut observed: Vec<Observed> = containers.iter().filter_map(observe).collect();
         self.mark_unhealthy_kills(&mut observed);
+        self.health_targets
+            .send_replace(super::health::targets(&mine, &observed));
         // An empty replica (revision 0) knows no task yet: removing
         // "extra" containers then would kill adopted work.
         let now = self.now();
@@ -402,7 +412,7 @@ impl Driver {
 
 /// Every task record on the local replica (records that do not parse are
 /// skipped with a warning: they cannot be acted on), and its revision.
-pub(super) fn read_tasks(node: &Node) -> Result<(Vec<TaskRecord>, u64), raft::store::StoreError> {
+fn read_tasks(node: &Node) -> Result<(Vec<TaskRecord>, u64), raft::store::StoreError> {
     let (kvs, revision) = node.kv().range(records::TASKS_PREFIX.as_bytes())?;
     let tasks = kvs
         .into_iter()

@@ -5,21 +5,24 @@
 //! Failures within `startPeriod` of the container's start do not count.
 //!
 //! [`HealthTracker`] is the pure core (which checks are due, what a result
-//! means); [`run`] is the IO loop beside the driver. It runs the checks one
-//! at a time: each is a short exec, and execs clone under the runtime's
-//! process-wide lock anyway.
+//! means); [`run`] is the IO loop beside the driver. The driver hands it the
+//! running containers that have a check after every pass ([`targets`]), so
+//! the prober reads neither the store nor the runtime's list itself. It runs
+//! the checks one at a time: each is a short exec, and execs clone under the
+//! runtime's process-wide lock anyway.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::model::HealthCheck;
 use crate::node::Node;
 use crate::orchestrator::records::{DesiredState, TaskRecord};
 
-use super::container::LABEL_TASK;
+use super::plan::{Observed, ObservedState};
 
 /// One incarnation of a container: its id and its creation time (a restart
 /// recreates the same id).
@@ -29,8 +32,34 @@ pub type Instance = (String, u64);
 /// marks their exit as unhealthy and forgets them once they are gone.
 pub type UnhealthyKills = Arc<Mutex<BTreeMap<Instance, String>>>;
 
-/// How often the loop looks for new containers when no check is due.
+/// The running containers that have a health check, as the driver last saw
+/// them.
+pub type Targets = Vec<(Instance, HealthCheck)>;
+
+/// How often the loop looks at the driver's latest targets when no check is
+/// due.
 const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// The running containers among `containers` whose task (in `tasks`, this
+/// node's) wants a health check. Pure: the driver calls it after each pass.
+pub fn targets(tasks: &[TaskRecord], containers: &[Observed]) -> Targets {
+    let checks: BTreeMap<&str, &HealthCheck> = tasks
+        .iter()
+        .filter(|task| task.desired == DesiredState::Running)
+        .filter_map(|task| Some((task.id.as_str(), task.spec.spec.health_check.as_ref()?)))
+        .collect();
+    containers
+        .iter()
+        .filter(|container| container.state == ObservedState::Running)
+        .filter_map(|container| {
+            let check = checks.get(container.task.as_str())?;
+            Some((
+                (container.container_id.clone(), container.created_unix_ms),
+                (*check).clone(),
+            ))
+        })
+        .collect()
+}
 
 /// What one check's result means for its container.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,6 +150,15 @@ impl HealthTracker {
         Verdict::Unhealthy { reason }
     }
 
+    /// A check that could not be run (the container stopped meanwhile, the
+    /// exec could not be set up): no verdict, but not due again before the
+    /// next interval either.
+    pub fn skip(&mut self, instance: &Instance, now: Duration) {
+        if let Some(probe) = self.probes.get_mut(instance) {
+            probe.next_due = now + probe.check.interval;
+        }
+    }
+
     /// The earliest next check.
     pub fn next_due(&self) -> Option<Duration> {
         self.probes.values().map(|probe| probe.next_due).min()
@@ -152,8 +190,9 @@ pub fn failure_of(output: &runtime::ExecOutput, timeout: Duration) -> Option<Str
     }
 }
 
-/// Runs the checks of this node's running tasks until the node shuts down.
-pub async fn run(node: Node, kills: UnhealthyKills) {
+/// Runs the checks of `targets` (kept current by the driver) until the
+/// node shuts down.
+pub async fn run(node: Node, targets: watch::Receiver<Targets>, kills: UnhealthyKills) {
     let Some(runtime) = node.runtime().cloned() else {
         return;
     };
@@ -161,7 +200,7 @@ pub async fn run(node: Node, kills: UnhealthyKills) {
     let epoch = Instant::now();
     let mut tracker = HealthTracker::default();
     loop {
-        let running = running_with_checks(&node, &runtime).await;
+        let running = targets.borrow().clone();
         for instance in tracker.due(&running, epoch.elapsed()) {
             let Some(check) = running
                 .iter()
@@ -184,10 +223,12 @@ pub async fn run(node: Node, kills: UnhealthyKills) {
                 // verdict on the task's health.
                 Ok(Err(error)) => {
                     debug!(container = %instance.0, %error, "health check not run");
+                    tracker.skip(&instance, epoch.elapsed());
                     continue;
                 }
                 Err(error) => {
                     warn!(container = %instance.0, %error, "health check task failed");
+                    tracker.skip(&instance, epoch.elapsed());
                     continue;
                 }
             };
@@ -226,47 +267,6 @@ pub async fn run(node: Node, kills: UnhealthyKills) {
             }
         }
     }
-}
-
-/// The running containers of this node's tasks that have a health check.
-async fn running_with_checks(
-    node: &Node,
-    runtime: &Arc<runtime::Runtime>,
-) -> Vec<(Instance, HealthCheck)> {
-    let me = node.id();
-    let tasks: BTreeMap<String, HealthCheck> = match super::driver::read_tasks(node) {
-        Ok((tasks, _)) => tasks
-            .into_iter()
-            .filter(|task: &TaskRecord| {
-                task.node == Some(me) && task.desired == DesiredState::Running
-            })
-            .filter_map(|task| {
-                let check = task.spec.spec.health_check.clone()?;
-                Some((task.id, check))
-            })
-            .collect(),
-        Err(error) => {
-            warn!("health checks: cannot read tasks: {error}");
-            return Vec::new();
-        }
-    };
-    if tasks.is_empty() {
-        return Vec::new();
-    }
-    let runtime = runtime.clone();
-    let containers = match tokio::task::spawn_blocking(move || runtime.list()).await {
-        Ok(Ok(list)) => list,
-        _ => return Vec::new(),
-    };
-    containers
-        .into_iter()
-        .filter(|info| info.state == runtime::ContainerState::Running)
-        .filter_map(|info| {
-            let task = info.spec.labels.get(LABEL_TASK)?;
-            let check = tasks.get(task)?.clone();
-            Some(((info.id.clone(), info.created_unix_ms), check))
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -325,6 +325,25 @@ mod tests {
     }
 
     #[test]
+    fn a_check_that_could_not_run_waits_an_interval_without_a_verdict() {
+        let mut tracker = HealthTracker::default();
+        let web = (("web.0.1".to_string(), 1), check(1, Duration::ZERO));
+        tracker.due(std::slice::from_ref(&web), secs(0));
+        assert_eq!(
+            tracker.due(std::slice::from_ref(&web), secs(1)),
+            vec![web.0.clone()]
+        );
+        tracker.skip(&web.0, secs(1));
+        assert!(tracker.due(std::slice::from_ref(&web), secs(1)).is_empty());
+        assert_eq!(tracker.next_due(), Some(secs(2)));
+        // And the failure count is untouched: one failure still decides.
+        assert!(matches!(
+            tracker.record(&web.0, Some("exit code 1".into()), secs(2)),
+            Verdict::Unhealthy { .. }
+        ));
+    }
+
+    #[test]
     fn failures_in_the_start_period_do_not_count() {
         let mut tracker = HealthTracker::default();
         let web = (("web.0.1".to_string(), 1), check(1, secs(5)));
@@ -354,6 +373,59 @@ mod tests {
             tracker.record(&second.0, Some("x".into()), secs(2)),
             Verdict::Failing { in_a_row: 1 }
         );
+    }
+
+    fn task(id: &str, health: &str) -> TaskRecord {
+        let yaml = format!(
+            "apiVersion: edgectl/v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  image: busybox\n{health}"
+        );
+        TaskRecord {
+            id: id.to_string(),
+            service: "web".to_string(),
+            slot: 0,
+            generation: 1,
+            spec: crate::model::parse_service(&yaml).unwrap(),
+            node: Some(1),
+            desired: DesiredState::Running,
+            pending_reason: None,
+            shutdown_reason: None,
+            created_unix: 0,
+        }
+    }
+
+    fn container(task: &str, state: ObservedState) -> Observed {
+        Observed {
+            container_id: task.to_string(),
+            task: task.to_string(),
+            generation: Some(1),
+            state,
+            created_unix_ms: 7,
+            ip: None,
+        }
+    }
+
+    #[test]
+    fn only_running_containers_of_tasks_with_a_check_are_targets() {
+        let checked = "  healthCheck:\n    exec: [\"true\"]\n";
+        let mut stopping = task("web.2.1", checked);
+        stopping.desired = DesiredState::Shutdown;
+        let tasks = [
+            task("web.0.1", checked),
+            task("web.1.1", ""),
+            stopping,
+            task("web.3.1", checked),
+        ];
+        let containers = [
+            container("web.0.1", ObservedState::Running),
+            container("web.1.1", ObservedState::Running),
+            container("web.2.1", ObservedState::Running),
+            container("web.3.1", ObservedState::Created),
+        ];
+        let found: Vec<Instance> = targets(&tasks, &containers)
+            .into_iter()
+            .map(|(instance, _)| instance)
+            .collect();
+        assert_eq!(found, vec![("web.0.1".to_string(), 7)]);
     }
 
     #[test]

@@ -37,6 +37,24 @@ pub fn check_interval(validity: Duration) -> Duration {
     (validity / 10).clamp(Duration::from_millis(200), CHECK_EVERY_MAX)
 }
 
+/// The cluster CA, with its key from the replica `kv` (every member holds
+/// it), issuing node certificates valid for `validity`.
+pub(super) fn ca_from_replica(
+    kv: &KvReader,
+    ca_cert_pem: &str,
+    validity: Duration,
+) -> Result<pki::ClusterCa, String> {
+    let ca_key = kv
+        .get(keys::CA_KEY.as_bytes())
+        .map_err(|e| format!("cannot read the CA key from the local replica: {e}"))?
+        .ok_or("the local replica holds no CA key (yet)")?;
+    let ca_key_pem = String::from_utf8(ca_key.value)
+        .map_err(|_| "the CA key in the replica is not PEM text".to_string())?;
+    Ok(pki::ClusterCa::from_pem(ca_cert_pem, &ca_key_pem)
+        .map_err(|e| format!("the CA in the replica is unusable: {e}"))?
+        .with_node_validity(validity))
+}
+
 /// Renews this node's certificate if it is due, writing the new key and
 /// certificate into the data dir. Returns the identity to present: the new
 /// one, or `current` when nothing was due.
@@ -55,24 +73,7 @@ pub fn renew_if_due(
     if !renewal_due(not_after, validity, SystemTime::now()) {
         return Ok(current);
     }
-    let ca_key = kv
-        .get(keys::CA_KEY.as_bytes())
-        .map_err(|e| {
-            tls_error(format!(
-                "cannot read the CA key from the local replica: {e}"
-            ))
-        })?
-        .ok_or_else(|| {
-            tls_error(
-                "the local replica holds no CA key yet, so the certificate cannot be renewed here"
-                    .into(),
-            )
-        })?;
-    let ca_key_pem = String::from_utf8(ca_key.value)
-        .map_err(|_| tls_error("the CA key in the replica is not PEM text".into()))?;
-    let ca = pki::ClusterCa::from_pem(&current.ca_cert_pem, &ca_key_pem)
-        .map_err(|e| tls_error(format!("the CA in the replica is unusable: {e}")))?
-        .with_node_validity(validity);
+    let ca = ca_from_replica(kv, &current.ca_cert_pem, validity).map_err(tls_error)?;
     let renewed = ca
         .issue_node(identity.node_id, &identity.name)
         .map_err(|e| tls_error(e.to_string()))?;

@@ -188,16 +188,12 @@ impl Node {
             Some(kv) => serde_json::from_slice(&kv.value).map_err(internal)?,
             None => return Err(ApiError::Internal("the cluster record is missing".into())),
         };
-        let ca_key = kv
-            .get(keys::CA_KEY.as_bytes())
-            .map_err(internal)?
-            .ok_or_else(|| {
-                ApiError::Internal("the CA key is missing from the cluster state".into())
-            })?;
-        let ca_key_pem = String::from_utf8(ca_key.value).map_err(internal)?;
-        let ca = pki::ClusterCa::from_pem(&cluster.ca_cert_pem, &ca_key_pem)
-            .map_err(internal)?
-            .with_node_validity(self.inner.config.cert_validity);
+        let ca = super::certs::ca_from_replica(
+            kv,
+            &cluster.ca_cert_pem,
+            self.inner.config.cert_validity,
+        )
+        .map_err(ApiError::Internal)?;
 
         let node_id = self.allocate_node_id(&request.name).await?;
         let cert_pem = ca

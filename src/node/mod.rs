@@ -342,7 +342,6 @@ impl Node {
         &self.inner.config
     }
 
-    /// Fires when the node shuts down.
     /// Resolves, with the reason, if Raft stops on its own: a storage error
     /// (the log could not be written or synced) is fatal to openraft, and a
     /// node without Raft can only exit and be restarted.
@@ -358,6 +357,7 @@ impl Node {
         }
     }
 
+    /// Fires when the node shuts down.
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.inner.shutdown.subscribe()
     }

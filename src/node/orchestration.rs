@@ -205,16 +205,26 @@ impl Node {
     }
 
     fn service_record(&self, name: &str) -> Result<(ServiceRecord, u64), ApiError> {
+        self.record_at(&records::service_key(name), || {
+            ApiError::NotFound(format!(
+                "service {name:?}; `edgectl get services` lists them"
+            ))
+        })
+    }
+
+    /// The record at `key` in the local replica, with its mod revision, or
+    /// `missing()` when there is none.
+    pub(super) fn record_at<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+        missing: impl FnOnce() -> ApiError,
+    ) -> Result<(T, u64), ApiError> {
         let kv = self
             .inner
             .kv
-            .get(records::service_key(name).as_bytes())
+            .get(key.as_bytes())
             .map_err(internal)?
-            .ok_or_else(|| {
-                ApiError::NotFound(format!(
-                    "service {name:?}; `edgectl get services` lists them"
-                ))
-            })?;
+            .ok_or_else(missing)?;
         let record = serde_json::from_slice(&kv.value).map_err(internal)?;
         Ok((record, kv.mod_revision))
     }

@@ -17,10 +17,11 @@ const TASK_NODE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest `edgectl exec` deadline a node accepts.
 pub const EXEC_TIMEOUT_MAX: Duration = Duration::from_secs(600);
 
-fn task_of(request: &ApiRequest) -> Option<&str> {
+/// The task a task request names.
+fn task_of(request: &ApiRequest) -> Result<String, ApiError> {
     match request {
-        ApiRequest::TaskLogs { task, .. } | ApiRequest::TaskExec { task, .. } => Some(task),
-        _ => None,
+        ApiRequest::TaskLogs { task, .. } | ApiRequest::TaskExec { task, .. } => Ok(task.clone()),
+        other => Err(ApiError::Internal(format!("{other:?} names no task"))),
     }
 }
 
@@ -28,9 +29,7 @@ impl Node {
     /// Runs a task request on the node that runs the task: here, or there
     /// through the peer protocol.
     pub(super) async fn on_task_node(&self, request: ApiRequest) -> ApiResult {
-        let task = task_of(&request)
-            .ok_or_else(|| ApiError::Internal(format!("{request:?} names no task")))?
-            .to_owned();
+        let task = task_of(&request)?;
         let record = self.task_record(&task)?;
         let node = record.node.ok_or_else(|| {
             ApiError::Invalid(format!(
@@ -65,9 +64,7 @@ impl Node {
 
     /// Executes a task request against this node's own runtime.
     pub(super) async fn on_this_task_node(&self, request: ApiRequest) -> ApiResult {
-        let task = task_of(&request)
-            .ok_or_else(|| ApiError::Internal(format!("{request:?} names no task")))?
-            .to_owned();
+        let task = task_of(&request)?;
         let runtime = self.inner.runtime.clone().ok_or_else(|| {
             ApiError::Invalid(format!(
                 "node {} runs no containers (--no-agent), so it does not run {task}",
@@ -130,17 +127,12 @@ impl Node {
     }
 
     fn task_record(&self, task: &str) -> Result<TaskRecord, ApiError> {
-        let kv = self
-            .inner
-            .kv
-            .get(records::task_key(task).as_bytes())
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .ok_or_else(|| {
-                ApiError::NotFound(format!(
-                    "no task named {task}; `edgectl get tasks` lists them"
-                ))
-            })?;
-        serde_json::from_slice(&kv.value).map_err(|e| ApiError::Internal(e.to_string()))
+        let (record, _) = self.record_at(&records::task_key(task), || {
+            ApiError::NotFound(format!(
+                "no task named {task}; `edgectl get tasks` lists them"
+            ))
+        })?;
+        Ok(record)
     }
 }
 

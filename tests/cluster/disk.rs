@@ -53,6 +53,22 @@ fn fill(path: &Path, leave: u64) {
     let _ = file.sync_all();
 }
 
+/// Waits for node 1 to stop, then checks its log says every one of `words`
+/// and shows no RocksDB assertion abort.
+fn stopped_saying(cluster: &EdgeCluster, words: &[&str]) {
+    let log = wait_until(CONVERGE, "node 1 to stop", || {
+        match cluster.net.status("node1") {
+            ProcessStatus::Running(_) => None,
+            _ => Some(cluster.net.log("node1")),
+        }
+    })
+    .unwrap();
+    for word in words {
+        assert!(log.contains(word), "{word:?} missing from the log:\n{log}");
+    }
+    assert!(!log.contains("Assertion"), "RocksDB aborted:\n{log}");
+}
+
 fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -106,19 +122,7 @@ fn a_filling_disk_refuses_growing_writes_then_recovers() {
     cluster.kill(1);
     fill(&filler, 0);
     cluster.serve(1);
-    let log = wait_until(CONVERGE, "the node to refuse a full disk", || match cluster
-        .net
-        .status("node1")
-    {
-        ProcessStatus::Running(_) => None,
-        _ => Some(cluster.net.log("node1")),
-    })
-    .unwrap();
-    assert!(
-        log.contains("is full") && log.contains("intact"),
-        "log:\n{log}"
-    );
-    assert!(!log.contains("Assertion"), "RocksDB aborted:\n{log}");
+    stopped_saying(&cluster, &["is full", "intact"]);
     fs::remove_file(&filler).unwrap();
     cluster.serve(1);
     wait_until(CONVERGE, "the data after the restart", || {
@@ -161,20 +165,7 @@ fn with_no_reserve_a_full_disk_stops_the_node_with_the_reason_not_an_abort() {
         }
     }
     assert!(refused.is_some(), "64 MiB never filled up");
-    let log = wait_until(
-        CONVERGE,
-        "the node to stop on the full disk",
-        || match cluster.net.status("node1") {
-            ProcessStatus::Running(_) => None,
-            _ => Some(cluster.net.log("node1")),
-        },
-    )
-    .unwrap();
-    assert!(
-        log.contains("the replicated store stopped") && log.contains("No space left"),
-        "log:\n{log}"
-    );
-    assert!(!log.contains("Assertion"), "RocksDB aborted:\n{log}");
+    stopped_saying(&cluster, &["the replicated store stopped", "No space left"]);
     // With room again the node starts, and what was acknowledged is there.
     let status = std::process::Command::new("mount")
         .args(["-o", "remount,size=256m"])

@@ -521,12 +521,14 @@ impl Runtime {
     /// that still holds a process takes the libcontainer path, which kills it.
     pub(crate) fn teardown(&self, id: &str, init_reaped: bool) -> Result<()> {
         let state_dir = self.state_root().join(id);
+        let remove_cgroups = || {
+            self.layout
+                .as_ref()
+                .is_some_and(|layout| layout.remove_if_empty(&self.cgroup_path(id)))
+        };
+        let mut cgroups_gone = false;
         if state_dir.exists() {
-            let cgroups_gone = init_reaped
-                && self
-                    .layout
-                    .as_ref()
-                    .is_some_and(|layout| layout.remove_all(&self.cgroup_path(id)));
+            cgroups_gone = init_reaped && remove_cgroups();
             if !cgroups_gone {
                 match libcontainer::container::Container::load(state_dir.clone()) {
                     Ok(mut container) => {
@@ -539,8 +541,8 @@ impl Runtime {
             }
             fsutil::remove_dir_all_if_exists(&state_dir)?;
         }
-        if let Some(layout) = &self.layout {
-            layout.remove_if_empty(&self.cgroup_path(id));
+        if !cgroups_gone {
+            remove_cgroups();
         }
         let dir = self.container_dir(id);
         network::detach(&self.root, &dir, id)?;
