@@ -135,17 +135,34 @@ impl Txn {
 }
 
 /// One mutation inside a transaction.
+///
+/// Byte strings are (de)serialized with `serde_bytes` throughout: bincode
+/// then copies them as one block instead of coding each byte as an element
+/// of a sequence. The encoding is the same bytes either way (a length, then
+/// the bytes), so logs and snapshots written before read back unchanged.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KvOp {
-    Put { key: Vec<u8>, value: Vec<u8> },
-    Delete { key: Vec<u8> },
-    DeletePrefix { prefix: Vec<u8> },
+    Put {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+    },
+    Delete {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+    },
+    DeletePrefix {
+        #[serde(with = "serde_bytes")]
+        prefix: Vec<u8>,
+    },
 }
 
 /// Holds when `key`'s current mod revision equals `mod_revision`;
 /// `mod_revision == 0` means "the key does not exist".
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Compare {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     pub mod_revision: u64,
 }
@@ -164,7 +181,9 @@ pub struct KvResponse {
 /// A key with its value and revision bookkeeping, as etcd keeps it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyValue {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     /// Revision of the write that created the key (since its last deletion).
     pub create_revision: u64,
@@ -191,5 +210,70 @@ impl WatchEvent {
 
     pub fn revision(&self) -> u64 {
         self.kv().mod_revision
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `KeyValue` and `KvOp::Put` as they were serialized before their byte
+    /// strings went through `serde_bytes`: plain sequences of `u8`.
+    #[derive(Serialize, Deserialize)]
+    struct PlainKeyValue {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        create_revision: u64,
+        mod_revision: u64,
+        version: u64,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    enum PlainKvOp {
+        Put { key: Vec<u8>, value: Vec<u8> },
+    }
+
+    fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+        bincode::serde::encode_to_vec(value, bincode::config::standard()).expect("encode")
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> T {
+        let (value, read) =
+            bincode::serde::decode_from_slice(bytes, bincode::config::standard()).expect("decode");
+        assert_eq!(read, bytes.len(), "trailing bytes");
+        value
+    }
+
+    #[test]
+    fn byte_strings_keep_the_encoding_logs_and_snapshots_were_written_with() {
+        // Long enough that a length prefix takes more than one byte.
+        let value: Vec<u8> = (0..=255u8).cycle().take(300).collect();
+        let plain = PlainKeyValue {
+            key: b"/apps/web".to_vec(),
+            value: value.clone(),
+            create_revision: 7,
+            mod_revision: 9,
+            version: 3,
+        };
+        let current = KeyValue {
+            key: b"/apps/web".to_vec(),
+            value: value.clone(),
+            create_revision: 7,
+            mod_revision: 9,
+            version: 3,
+        };
+        assert_eq!(encode(&plain), encode(&current));
+        assert_eq!(decode::<KeyValue>(&encode(&plain)), current);
+
+        let plain_op = PlainKvOp::Put {
+            key: b"k".to_vec(),
+            value: value.clone(),
+        };
+        let op = KvOp::Put {
+            key: b"k".to_vec(),
+            value,
+        };
+        assert_eq!(encode(&plain_op), encode(&op));
+        assert_eq!(decode::<KvOp>(&encode(&plain_op)), op);
     }
 }

@@ -349,6 +349,55 @@ async fn watch_of_compacted_history_errors() {
     );
 }
 
+/// Revisions whose watch events are on disk, read straight from RocksDB
+/// once the store is closed.
+fn stored_event_revisions(dir: &Path) -> Vec<u64> {
+    let families = ["meta", "log", "kv", "events", "sm"];
+    let db = rocksdb::DB::open_cf_for_read_only(&rocksdb::Options::default(), dir, families, false)
+        .unwrap();
+    let events = db.cf_handle("events").unwrap();
+    db.iterator_cf(events, rocksdb::IteratorMode::Start)
+        .map(|item| {
+            let (key, _) = item.unwrap();
+            u64::from_be_bytes(key.as_ref().try_into().unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn compaction_drops_the_events_of_old_revisions_from_disk() {
+    let dir = TempDir::new().unwrap();
+    {
+        let Store {
+            log: _log,
+            mut state_machine,
+            ..
+        } = open(dir.path(), 3);
+        // Batch by batch, as a busy leader applies: a few revisions each.
+        for first in (1..=40).step_by(4) {
+            state_machine
+                .apply((first..first + 4).map(|i| put(i, "k", &i.to_string())))
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(stored_event_revisions(dir.path()), vec![38, 39, 40]);
+
+    {
+        let Store {
+            log: _log,
+            mut state_machine,
+            ..
+        } = open(dir.path(), 3);
+        // One batch that compacts more revisions than are dropped one by one.
+        state_machine
+            .apply((41..=1500).map(|i| put(i, "k", &i.to_string())))
+            .await
+            .unwrap();
+    }
+    assert_eq!(stored_event_revisions(dir.path()), vec![1498, 1499, 1500]);
+}
+
 #[tokio::test]
 async fn watchers_see_the_store_close() {
     let dir = TempDir::new().unwrap();
