@@ -146,6 +146,18 @@ impl std::ops::Deref for Db {
     }
 }
 
+#[cfg(test)]
+impl Db {
+    /// Wraps a database opened by a test with its own options.
+    pub(crate) fn for_test(db: DB) -> Arc<Db> {
+        let (closed, _) = tokio::sync::watch::channel(false);
+        Arc::new(Db {
+            db,
+            _closed: ClosedGuard(closed),
+        })
+    }
+}
+
 struct ClosedGuard(tokio::sync::watch::Sender<bool>);
 
 impl Drop for ClosedGuard {
