@@ -106,6 +106,15 @@ impl DataDir {
         self.root.join("admin")
     }
 
+    /// The admin client certificate `init` issues (renewed by the node).
+    pub fn admin_cert(&self) -> PathBuf {
+        self.admin_dir().join("admin.pem")
+    }
+
+    pub fn admin_key(&self) -> PathBuf {
+        self.admin_dir().join("admin.key")
+    }
+
     /// Refuses a directory that already holds a node or anything else, so that
     /// `init` and `join` never overwrite a cluster member.
     pub fn ensure_unused(&self) -> Result<()> {

@@ -485,7 +485,14 @@ impl Fixture {
         };
         let data = DataDir::new(fixture.dir.path().join("n0"));
         let listen = support::free_udp_addr();
-        init_data_dir(&data, "agent-test-0", &listen, &listen).unwrap();
+        init_data_dir(
+            &data,
+            "agent-test-0",
+            &listen,
+            &listen,
+            raft::transport::pki::LEAF_VALIDITY,
+        )
+        .unwrap();
         fixture.start_node(data).await;
         fixture
     }

@@ -85,7 +85,14 @@ impl Cluster {
         let root = guard.path();
         let data_a = DataDir::new(root.join("a"));
         let listen_a = support::free_udp_addr();
-        init_data_dir(&data_a, "img-a", &listen_a, &listen_a).unwrap();
+        init_data_dir(
+            &data_a,
+            "img-a",
+            &listen_a,
+            &listen_a,
+            raft::transport::pki::LEAF_VALIDITY,
+        )
+        .unwrap();
         let a = Node::start(NodeConfig::new(data_a)).await.unwrap();
         guard.add_cgroup_parent(&a);
         let token = wait_for("a join token from node A", || {

@@ -75,11 +75,16 @@ pub async fn init(data_dir: &Path, args: InitArgs) -> anyhow::Result<()> {
     let name = args.node.name.clone().unwrap_or_else(default_name);
     let advertise = advertise_addr(&args.node.listen, args.node.advertise.as_deref())?;
     let data = DataDir::new(data_dir);
-    let outcome = node::init_data_dir(&data, &name, &args.node.listen, &advertise)
-        .with_context(|| format!("cannot initialize a cluster in {}", data_dir.display()))?;
-    let node = Node::start(node_config(data_dir, &args.tuning))
-        .await
-        .context("cannot start the node")?;
+    let config = node_config(data_dir, &args.tuning);
+    let outcome = node::init_data_dir(
+        &data,
+        &name,
+        &args.node.listen,
+        &advertise,
+        config.cert_validity,
+    )
+    .with_context(|| format!("cannot initialize a cluster in {}", data_dir.display()))?;
+    let node = Node::start(config).await.context("cannot start the node")?;
     edgectl::images::set_upload_rate_cap(&node, args.tuning.blob_upload_cap);
 
     let response = node

@@ -10,6 +10,7 @@ use raft::{Compare, KvOp, KvRequest, PeerNode, Txn};
 use rand::RngCore;
 use tracing::info;
 
+use super::certs::ADMIN_CLIENT_NAME;
 use super::{Node, NodeError};
 use crate::api::client::{AdminConfig, ADMIN_CONFIG_FILE};
 use crate::cluster::keys;
@@ -33,6 +34,7 @@ pub fn init_data_dir(
     name: &str,
     listen: &str,
     advertise: &str,
+    cert_validity: Duration,
 ) -> Result<InitOutcome, NodeError> {
     data_dir.ensure_unused()?;
     let mut id_bytes = [0u8; 8];
@@ -43,9 +45,11 @@ pub fn init_data_dir(
         path: data_dir.tls_dir(),
         reason: e.to_string(),
     };
-    let ca = ClusterCa::generate(&cluster_id).map_err(tls_error)?;
+    let ca = ClusterCa::generate(&cluster_id)
+        .map_err(tls_error)?
+        .with_leaf_validity(cert_validity);
     let node_cert = ca.issue_node(FIRST_NODE_ID, name).map_err(tls_error)?;
-    let admin_cert = ca.issue_client("admin").map_err(tls_error)?;
+    let admin_cert = ca.issue_client(ADMIN_CLIENT_NAME).map_err(tls_error)?;
 
     write_file_atomic(&data_dir.ca_cert(), ca.cert_pem().as_bytes(), 0o644)?;
     write_file_atomic(
@@ -59,21 +63,17 @@ pub fn init_data_dir(
     let admin_dir = data_dir.admin_dir();
     write_file_atomic(&admin_dir.join("ca.pem"), ca.cert_pem().as_bytes(), 0o644)?;
     write_file_atomic(
-        &admin_dir.join("admin.pem"),
+        &data_dir.admin_cert(),
         admin_cert.cert_pem.as_bytes(),
         0o644,
     )?;
-    write_file_atomic(
-        &admin_dir.join("admin.key"),
-        admin_cert.key_pem.as_bytes(),
-        0o600,
-    )?;
+    write_file_atomic(&data_dir.admin_key(), admin_cert.key_pem.as_bytes(), 0o600)?;
     let admin_config = AdminConfig {
         cluster_id: cluster_id.clone(),
         endpoints: vec![(FIRST_NODE_ID, advertise.to_string())],
         ca_cert: admin_dir.join("ca.pem"),
-        cert: admin_dir.join("admin.pem"),
-        key: admin_dir.join("admin.key"),
+        cert: data_dir.admin_cert(),
+        key: data_dir.admin_key(),
     };
     let admin_config_path = admin_dir.join(ADMIN_CONFIG_FILE);
     admin_config

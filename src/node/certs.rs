@@ -7,6 +7,11 @@
 //! dials anyone, since its peers would refuse the expired one. A running
 //! node presents the new certificate from the next handshake on; connections
 //! already open keep the one they were made with.
+//!
+//! The node that ran `edgectl init` also keeps the admin client certificate
+//! in its data dir fresh (`admin/admin.pem`, which the admin config and its
+//! copy in `~/.config/edgectl` point to), so the operator is not locked out
+//! of a cluster that outlived a year. Copies taken elsewhere still expire.
 
 use std::time::{Duration, SystemTime};
 
@@ -20,6 +25,9 @@ use crate::paths::{write_file_atomic, DataDir, NodeIdentity};
 
 /// Longest pause between two checks of the certificate's expiry.
 const CHECK_EVERY_MAX: Duration = Duration::from_secs(3600);
+
+/// Common name of the admin client certificate `init` issues.
+pub(super) const ADMIN_CLIENT_NAME: &str = "admin";
 
 /// Whether a certificate expiring at `not_after` is due for renewal at
 /// `now`, for certificates issued for `validity`: when less than half of it
@@ -52,7 +60,7 @@ pub(super) fn ca_from_replica(
         .map_err(|_| "the CA key in the replica is not PEM text".to_string())?;
     Ok(pki::ClusterCa::from_pem(ca_cert_pem, &ca_key_pem)
         .map_err(|e| format!("the CA in the replica is unusable: {e}"))?
-        .with_node_validity(validity))
+        .with_leaf_validity(validity))
 }
 
 /// Renews this node's certificate if it is due, writing the new key and
@@ -94,6 +102,42 @@ pub fn renew_if_due(
     })
 }
 
+/// Renews the admin client certificate in the data dir (only the node that
+/// ran `init` has one) if it is due. Returns whether it was renewed.
+pub fn renew_admin_if_due(
+    data_dir: &DataDir,
+    kv: &KvReader,
+    ca_cert_pem: &str,
+    validity: Duration,
+) -> Result<bool, NodeError> {
+    let cert_path = data_dir.admin_cert();
+    let tls_error = |reason: String| NodeError::Tls {
+        path: cert_path.clone(),
+        reason,
+    };
+    let cert_pem = match std::fs::read_to_string(&cert_path) {
+        Ok(pem) => pem,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(error) => return Err(tls_error(error.to_string())),
+    };
+    let not_after = pki::not_after(&cert_pem).map_err(|e| tls_error(e.to_string()))?;
+    if !renewal_due(not_after, validity, SystemTime::now()) {
+        return Ok(false);
+    }
+    let ca = ca_from_replica(kv, ca_cert_pem, validity).map_err(tls_error)?;
+    let renewed = ca
+        .issue_client(ADMIN_CLIENT_NAME)
+        .map_err(|e| tls_error(e.to_string()))?;
+    write_file_atomic(&data_dir.admin_key(), renewed.key_pem.as_bytes(), 0o600)?;
+    write_file_atomic(&cert_path, renewed.cert_pem.as_bytes(), 0o644)?;
+    info!(
+        expired = not_after <= SystemTime::now(),
+        valid_for = ?validity,
+        "admin client certificate renewed from the cluster CA in the local replica"
+    );
+    Ok(true)
+}
+
 impl Node {
     /// Renews the certificate whenever it falls due, for as long as the node
     /// runs, and presents the new one on the endpoint.
@@ -114,6 +158,7 @@ impl Node {
                 }
             };
             let before = current.cert_pem.clone();
+            let ca_cert_pem = current.ca_cert_pem.clone();
             match renew_if_due(
                 &data_dir,
                 &self.inner.identity,
@@ -128,6 +173,11 @@ impl Node {
                 }
                 Ok(_) => {}
                 Err(error) => warn!(%error, "certificate renewal failed; retrying later"),
+            }
+            if let Err(error) =
+                renew_admin_if_due(&data_dir, &self.inner.kv, &ca_cert_pem, validity)
+            {
+                warn!(%error, "admin certificate renewal failed; retrying later");
             }
         }
     }

@@ -226,6 +226,11 @@ impl Node {
                 tls
             }
         };
+        if let Err(error) =
+            certs::renew_admin_if_due(&data_dir, &kv, &tls.ca_cert_pem, config.cert_validity)
+        {
+            warn!(%error, "cannot renew the admin certificate at start");
+        }
 
         let listen: SocketAddr =
             identity

@@ -143,9 +143,9 @@ pub struct ClusterCa {
     cert_pem: String,
     key_pem: String,
     issuer: Issuer<'static, KeyPair>,
-    /// Validity of the node certificates it issues ([`LEAF_VALIDITY`]
-    /// unless set with [`ClusterCa::with_node_validity`]).
-    node_validity: Duration,
+    /// Validity of the node and client certificates it issues
+    /// ([`LEAF_VALIDITY`] unless set with [`ClusterCa::with_leaf_validity`]).
+    leaf_validity: Duration,
 }
 
 impl std::fmt::Debug for ClusterCa {
@@ -188,7 +188,7 @@ impl ClusterCa {
             cert_pem,
             key_pem,
             issuer,
-            node_validity: LEAF_VALIDITY,
+            leaf_validity: LEAF_VALIDITY,
         })
     }
 
@@ -212,14 +212,14 @@ impl ClusterCa {
             cert_pem: cert_pem.to_string(),
             key_pem: key_pem.to_string(),
             issuer,
-            node_validity: LEAF_VALIDITY,
+            leaf_validity: LEAF_VALIDITY,
         })
     }
 
-    /// Issues node certificates valid for `validity` instead of
+    /// Issues node and client certificates valid for `validity` instead of
     /// [`LEAF_VALIDITY`] (tests of expiry and renewal use seconds).
-    pub fn with_node_validity(mut self, validity: Duration) -> ClusterCa {
-        self.node_validity = validity;
+    pub fn with_leaf_validity(mut self, validity: Duration) -> ClusterCa {
+        self.leaf_validity = validity;
         self
     }
 
@@ -244,7 +244,7 @@ impl ClusterCa {
     pub fn sign_node_csr(&self, csr_pem: &str, node_id: NodeId, node_name: &str) -> Result<String> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|source| PkiError::ParseCsr { source })?;
-        let params = node_params(node_id, node_name, self.node_validity)?;
+        let params = node_params(node_id, node_name, self.leaf_validity)?;
         let cert = params
             .signed_by(&csr.public_key, &self.issuer)
             .map_err(|source| PkiError::BuildCertificate {
@@ -256,7 +256,7 @@ impl ClusterCa {
 
     /// Issues a node certificate with a fresh key (for the first node at init).
     pub fn issue_node(&self, node_id: NodeId, node_name: &str) -> Result<CertifiedKey> {
-        let params = node_params(node_id, node_name, self.node_validity)?;
+        let params = node_params(node_id, node_name, self.leaf_validity)?;
         self.issue(params, "node")
     }
 
@@ -271,7 +271,7 @@ impl ClusterCa {
             vec![dns_san(client_dns_name(name))?, uri_san(client_uri(name))?];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        set_validity(&mut params, LEAF_VALIDITY);
+        set_validity(&mut params, self.leaf_validity);
         params.serial_number = Some(random_serial());
         params.use_authority_key_identifier_extension = true;
         self.issue(params, "client")
