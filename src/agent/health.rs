@@ -7,15 +7,17 @@
 //! [`HealthTracker`] is the pure core (which checks are due, what a result
 //! means); [`run`] is the IO loop beside the driver. The driver hands it the
 //! running containers that have a check after every pass ([`targets`]), so
-//! the prober reads neither the store nor the runtime's list itself. It runs
-//! the checks one at a time: each is a short exec, and execs clone under the
-//! runtime's process-wide lock anyway.
+//! the prober reads neither the store nor the runtime's list itself. Checks
+//! run side by side (up to [`MAX_CHECKS_AT_ONCE`]): a check that hangs until
+//! its timeout must not hold back the others' verdicts. Only their clone is
+//! serialized, by the runtime.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use crate::model::HealthCheck;
@@ -39,6 +41,9 @@ pub type Targets = Vec<(Instance, HealthCheck)>;
 /// How often the loop looks at the driver's latest targets when no check is
 /// due.
 const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// Checks in flight at once, each an exec waited on by a blocking thread.
+pub const MAX_CHECKS_AT_ONCE: usize = 8;
 
 /// The running containers among `containers` whose task (in `tasks`, this
 /// node's) wants a health check. Pure: the driver calls it after each pass.
@@ -83,6 +88,8 @@ struct Probe {
     since: Duration,
     next_due: Duration,
     in_a_row: u32,
+    /// Handed out by `due` and not recorded yet: not due again meanwhile.
+    in_flight: bool,
 }
 
 /// Which running containers are due for a check, and what results mean.
@@ -93,9 +100,16 @@ pub struct HealthTracker {
 
 impl HealthTracker {
     /// Takes the running containers with a health check and returns those
-    /// due at `now`. A container seen for the first time is first checked
-    /// one interval later; containers no longer running are forgotten.
-    pub fn due(&mut self, running: &[(Instance, HealthCheck)], now: Duration) -> Vec<Instance> {
+    /// due at `now`, at most `limit` of them, marking them in flight until
+    /// their result is recorded (or skipped). A container seen for the first
+    /// time is first checked one interval later; containers no longer
+    /// running are forgotten.
+    pub fn due(
+        &mut self,
+        running: &[(Instance, HealthCheck)],
+        now: Duration,
+        limit: usize,
+    ) -> Vec<Instance> {
         self.probes
             .retain(|instance, _| running.iter().any(|(seen, _)| seen == instance));
         for (instance, check) in running {
@@ -107,13 +121,18 @@ impl HealthTracker {
                     since: now,
                     next_due: now + check.interval,
                     in_a_row: 0,
+                    in_flight: false,
                 });
             probe.check = check.clone();
         }
         self.probes
-            .iter()
-            .filter(|(_, probe)| probe.next_due <= now)
-            .map(|(instance, _)| instance.clone())
+            .iter_mut()
+            .filter(|(_, probe)| !probe.in_flight && probe.next_due <= now)
+            .take(limit)
+            .map(|(instance, probe)| {
+                probe.in_flight = true;
+                instance.clone()
+            })
             .collect()
     }
 
@@ -129,6 +148,7 @@ impl HealthTracker {
             return Verdict::Healthy;
         };
         probe.next_due = now + probe.check.interval;
+        probe.in_flight = false;
         let Some(failure) = failure else {
             probe.in_a_row = 0;
             return Verdict::Healthy;
@@ -156,12 +176,17 @@ impl HealthTracker {
     pub fn skip(&mut self, instance: &Instance, now: Duration) {
         if let Some(probe) = self.probes.get_mut(instance) {
             probe.next_due = now + probe.check.interval;
+            probe.in_flight = false;
         }
     }
 
-    /// The earliest next check.
+    /// The earliest next check of a container not being checked now.
     pub fn next_due(&self) -> Option<Duration> {
-        self.probes.values().map(|probe| probe.next_due).min()
+        self.probes
+            .values()
+            .filter(|probe| !probe.in_flight)
+            .map(|probe| probe.next_due)
+            .min()
     }
 }
 
@@ -190,6 +215,9 @@ pub fn failure_of(output: &runtime::ExecOutput, timeout: Duration) -> Option<Str
     }
 }
 
+/// What one check came back with: its exec's output, or why it did not run.
+type CheckRun = Result<Result<runtime::ExecOutput, runtime::Error>, tokio::task::JoinError>;
+
 /// Runs the checks of `targets` (kept current by the driver) until the
 /// node shuts down.
 pub async fn run(node: Node, targets: watch::Receiver<Targets>, kills: UnhealthyKills) {
@@ -199,59 +227,29 @@ pub async fn run(node: Node, targets: watch::Receiver<Targets>, kills: Unhealthy
     let mut shutdown = node.shutdown_signal();
     let epoch = Instant::now();
     let mut tracker = HealthTracker::default();
+    let mut checks = JoinSet::new();
+    let mut checking: HashMap<tokio::task::Id, (Instance, Duration)> = HashMap::new();
     loop {
         let running = targets.borrow().clone();
-        for instance in tracker.due(&running, epoch.elapsed()) {
+        let free = MAX_CHECKS_AT_ONCE.saturating_sub(checks.len());
+        for instance in tracker.due(&running, epoch.elapsed(), free) {
             let Some(check) = running
                 .iter()
                 .find(|(seen, _)| *seen == instance)
                 .map(|(_, check)| check.clone())
             else {
+                tracker.skip(&instance, epoch.elapsed());
                 continue;
             };
             let exec_runtime = runtime.clone();
             let id = instance.0.clone();
-            let command = check.exec.clone();
-            let timeout = check.timeout;
-            let ran = tokio::task::spawn_blocking(move || {
-                exec_runtime.exec_until(&id, &command, Some(timeout))
-            })
-            .await;
-            let output = match ran {
-                Ok(Ok(output)) => output,
-                // Not running any more, or the exec could not be set up: no
-                // verdict on the task's health.
-                Ok(Err(error)) => {
-                    debug!(container = %instance.0, %error, "health check not run");
-                    tracker.skip(&instance, epoch.elapsed());
-                    continue;
-                }
-                Err(error) => {
-                    warn!(container = %instance.0, %error, "health check task failed");
-                    tracker.skip(&instance, epoch.elapsed());
-                    continue;
-                }
-            };
-            let failure = failure_of(&output, timeout);
-            match tracker.record(&instance, failure, epoch.elapsed()) {
-                Verdict::Healthy | Verdict::Failing { .. } => {}
-                Verdict::Unhealthy { reason } => {
-                    warn!(container = %instance.0, %reason, "unhealthy: killing it");
-                    kills
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(instance.clone(), reason);
-                    let kill_runtime = runtime.clone();
-                    let id = instance.0.clone();
-                    let killed = tokio::task::spawn_blocking(move || {
-                        kill_runtime.kill(&id, nix::sys::signal::Signal::SIGKILL)
-                    })
-                    .await;
-                    if let Ok(Err(error)) = killed {
-                        warn!(container = %instance.0, %error, "cannot kill an unhealthy container");
-                    }
-                }
-            }
+            let handle = checks.spawn(async move {
+                tokio::task::spawn_blocking(move || {
+                    exec_runtime.exec_until(&id, &check.exec, Some(check.timeout))
+                })
+                .await
+            });
+            checking.insert(handle.id(), (instance, check.timeout));
         }
         let sleep = tracker
             .next_due()
@@ -259,6 +257,15 @@ pub async fn run(node: Node, targets: watch::Receiver<Targets>, kills: Unhealthy
             .unwrap_or(IDLE_POLL)
             .min(IDLE_POLL);
         tokio::select! {
+            Some(done) = checks.join_next_with_id(), if !checks.is_empty() => {
+                let (task_id, ran): (tokio::task::Id, CheckRun) = match done {
+                    Ok((task_id, ran)) => (task_id, ran),
+                    Err(error) => (error.id(), Err(error)),
+                };
+                if let Some((instance, timeout)) = checking.remove(&task_id) {
+                    judge(&runtime, &mut tracker, &kills, instance, timeout, ran, epoch).await;
+                }
+            }
             _ = tokio::time::sleep(sleep) => {}
             changed = shutdown.changed() => {
                 if changed.is_err() || *shutdown.borrow() {
@@ -266,6 +273,52 @@ pub async fn run(node: Node, targets: watch::Receiver<Targets>, kills: Unhealthy
                 }
             }
         }
+    }
+}
+
+/// Records one check's outcome, and kills the container if it is now
+/// unhealthy.
+async fn judge(
+    runtime: &Arc<runtime::Runtime>,
+    tracker: &mut HealthTracker,
+    kills: &UnhealthyKills,
+    instance: Instance,
+    timeout: Duration,
+    ran: CheckRun,
+    epoch: Instant,
+) {
+    let output = match ran {
+        Ok(Ok(output)) => output,
+        // Not running any more, or the exec could not be set up: no verdict
+        // on the task's health.
+        Ok(Err(error)) => {
+            debug!(container = %instance.0, %error, "health check not run");
+            tracker.skip(&instance, epoch.elapsed());
+            return;
+        }
+        Err(error) => {
+            warn!(container = %instance.0, %error, "health check task failed");
+            tracker.skip(&instance, epoch.elapsed());
+            return;
+        }
+    };
+    let failure = failure_of(&output, timeout);
+    let Verdict::Unhealthy { reason } = tracker.record(&instance, failure, epoch.elapsed()) else {
+        return;
+    };
+    warn!(container = %instance.0, %reason, "unhealthy: killing it");
+    kills
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(instance.clone(), reason);
+    let kill_runtime = runtime.clone();
+    let id = instance.0.clone();
+    let killed = tokio::task::spawn_blocking(move || {
+        kill_runtime.kill(&id, nix::sys::signal::Signal::SIGKILL)
+    })
+    .await;
+    if let Ok(Err(error)) = killed {
+        warn!(container = %instance.0, %error, "cannot kill an unhealthy container");
     }
 }
 
@@ -291,13 +344,17 @@ mod tests {
     fn first_check_one_interval_after_start_then_every_interval() {
         let mut tracker = HealthTracker::default();
         let web = (("web.0.1".to_string(), 1), check(3, Duration::ZERO));
-        assert!(tracker.due(std::slice::from_ref(&web), secs(0)).is_empty());
+        assert!(tracker
+            .due(std::slice::from_ref(&web), secs(0), usize::MAX)
+            .is_empty());
         assert_eq!(
-            tracker.due(std::slice::from_ref(&web), secs(1)),
+            tracker.due(std::slice::from_ref(&web), secs(1), usize::MAX),
             vec![web.0.clone()]
         );
         assert_eq!(tracker.record(&web.0, None, secs(1)), Verdict::Healthy);
-        assert!(tracker.due(std::slice::from_ref(&web), secs(1)).is_empty());
+        assert!(tracker
+            .due(std::slice::from_ref(&web), secs(1), usize::MAX)
+            .is_empty());
         assert_eq!(tracker.next_due(), Some(secs(2)));
     }
 
@@ -305,7 +362,7 @@ mod tests {
     fn unhealthy_after_retries_failures_in_a_row_and_a_pass_resets() {
         let mut tracker = HealthTracker::default();
         let web = (("web.0.1".to_string(), 1), check(2, Duration::ZERO));
-        tracker.due(std::slice::from_ref(&web), secs(0));
+        tracker.due(std::slice::from_ref(&web), secs(0), usize::MAX);
         let fail = || Some("exit code 1".to_string());
         assert_eq!(
             tracker.record(&web.0, fail(), secs(1)),
@@ -328,13 +385,15 @@ mod tests {
     fn a_check_that_could_not_run_waits_an_interval_without_a_verdict() {
         let mut tracker = HealthTracker::default();
         let web = (("web.0.1".to_string(), 1), check(1, Duration::ZERO));
-        tracker.due(std::slice::from_ref(&web), secs(0));
+        tracker.due(std::slice::from_ref(&web), secs(0), usize::MAX);
         assert_eq!(
-            tracker.due(std::slice::from_ref(&web), secs(1)),
+            tracker.due(std::slice::from_ref(&web), secs(1), usize::MAX),
             vec![web.0.clone()]
         );
         tracker.skip(&web.0, secs(1));
-        assert!(tracker.due(std::slice::from_ref(&web), secs(1)).is_empty());
+        assert!(tracker
+            .due(std::slice::from_ref(&web), secs(1), usize::MAX)
+            .is_empty());
         assert_eq!(tracker.next_due(), Some(secs(2)));
         // And the failure count is untouched: one failure still decides.
         assert!(matches!(
@@ -347,7 +406,7 @@ mod tests {
     fn failures_in_the_start_period_do_not_count() {
         let mut tracker = HealthTracker::default();
         let web = (("web.0.1".to_string(), 1), check(1, secs(5)));
-        tracker.due(std::slice::from_ref(&web), secs(0));
+        tracker.due(std::slice::from_ref(&web), secs(0), usize::MAX);
         let fail = || Some("exit code 1".to_string());
         assert_eq!(
             tracker.record(&web.0, fail(), secs(4)),
@@ -360,14 +419,39 @@ mod tests {
     }
 
     #[test]
+    fn a_check_in_flight_is_not_handed_out_again_and_at_most_limit_at_once() {
+        let mut tracker = HealthTracker::default();
+        let containers: Vec<_> = (0..3)
+            .map(|i| ((format!("web.{i}.1"), 1), check(3, Duration::ZERO)))
+            .collect();
+        tracker.due(&containers, secs(0), usize::MAX);
+        let first = tracker.due(&containers, secs(1), 2);
+        assert_eq!(first.len(), 2);
+        // The two in flight are neither due again nor counted as the next
+        // wake-up, however long their checks take; the third still is.
+        let rest = tracker.due(&containers, secs(5), usize::MAX);
+        assert_eq!(rest, vec![containers[2].0.clone()]);
+        assert!(!first.contains(&rest[0]));
+        assert!(tracker.due(&containers, secs(6), usize::MAX).is_empty());
+        assert_eq!(tracker.next_due(), None);
+        // A recorded result schedules the next check an interval later.
+        tracker.record(&first[0], None, secs(6));
+        assert_eq!(tracker.next_due(), Some(secs(7)));
+        assert_eq!(
+            tracker.due(&containers, secs(7), usize::MAX),
+            vec![first[0].clone()]
+        );
+    }
+
+    #[test]
     fn a_restarted_container_is_a_new_instance_with_a_fresh_count() {
         let mut tracker = HealthTracker::default();
         let first = (("web.0.1".to_string(), 1), check(2, Duration::ZERO));
-        tracker.due(std::slice::from_ref(&first), secs(0));
+        tracker.due(std::slice::from_ref(&first), secs(0), usize::MAX);
         tracker.record(&first.0, Some("x".into()), secs(1));
         let second = (("web.0.1".to_string(), 2), check(2, Duration::ZERO));
         assert!(tracker
-            .due(std::slice::from_ref(&second), secs(1))
+            .due(std::slice::from_ref(&second), secs(1), usize::MAX)
             .is_empty());
         assert_eq!(
             tracker.record(&second.0, Some("x".into()), secs(2)),

@@ -591,6 +591,13 @@ fn failing_health_checks_restart_the_container_by_policy() {
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", logs(&cluster)));
 
+    // A check that hangs until its timeout (a minute) holds back no other
+    // container's checks: the next service is still judged within CONVERGE.
+    let hung = "  command: [\"sleep\", \"100000\"]\n  healthCheck:\n    exec: [\"sleep\", \"100000\"]\n    interval: 200ms\n    timeout: 60s\n    retries: 3\n";
+    apply_ok(&cluster, 1, &service_yaml("hung", 1, hung));
+    wait_converged(&cluster, 1, "hung", 1);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+
     // Under `never`, a task whose check never passes ends, named unhealthy.
     let doomed = "  command: [\"sleep\", \"100000\"]\n  healthCheck:\n    exec: [\"test\", \"-f\", \"/never\"]\n    interval: 200ms\n    retries: 2\n  restartPolicy:\n    condition: never\n";
     apply_ok(&cluster, 1, &service_yaml("doomed", 1, doomed));
