@@ -36,7 +36,7 @@ const SNAPSHOT_FORMAT_VERSION: u32 = 1;
 /// store keeps its full history, every batch compacts as many revisions as it
 /// writes; a range tombstone per batch would pile up in the memtable, and
 /// RocksDB re-fragments all of them on every read and iterator of the family
-/// (it was a tenth of the leader's CPU under steady writes).
+/// (4-5% of the leader's CPU under steady writes).
 const POINT_DELETES_MAX: u64 = 1024;
 
 /// The serialized state machine carried by a snapshot.
