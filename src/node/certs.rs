@@ -13,6 +13,7 @@
 //! copy in `~/.config/edgectl` point to), so the operator is not locked out
 //! of a cluster that outlived a year. Copies taken elsewhere still expire.
 
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use raft::store::KvReader;
@@ -63,6 +64,46 @@ pub(super) fn ca_from_replica(
         .with_leaf_validity(validity))
 }
 
+/// Where one renewable certificate lives and how to re-issue it.
+struct Renewable<'a> {
+    what: &'static str,
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    issue: &'a dyn Fn(&pki::ClusterCa) -> Result<pki::CertifiedKey, pki::PkiError>,
+}
+
+/// Re-issues `renewable` from the CA in the replica if `cert_pem` is due,
+/// writing the new key and certificate in place. None when nothing was due.
+fn reissue_if_due(
+    renewable: Renewable<'_>,
+    cert_pem: &str,
+    kv: &KvReader,
+    ca_cert_pem: &str,
+    validity: Duration,
+) -> Result<Option<pki::CertifiedKey>, NodeError> {
+    let tls_error = |reason: String| NodeError::Tls {
+        path: renewable.cert_path.clone(),
+        reason,
+    };
+    let not_after = pki::not_after(cert_pem).map_err(|e| tls_error(e.to_string()))?;
+    if !renewal_due(not_after, validity, SystemTime::now()) {
+        return Ok(None);
+    }
+    let ca = ca_from_replica(kv, ca_cert_pem, validity).map_err(tls_error)?;
+    let renewed = (renewable.issue)(&ca).map_err(|e| tls_error(e.to_string()))?;
+    // Key first: a crash between the two writes leaves the old certificate
+    // with a key it does not match, which the next check renews again.
+    write_file_atomic(&renewable.key_path, renewed.key_pem.as_bytes(), 0o600)?;
+    write_file_atomic(&renewable.cert_path, renewed.cert_pem.as_bytes(), 0o644)?;
+    info!(
+        expired = not_after <= SystemTime::now(),
+        valid_for = ?validity,
+        "{} certificate renewed from the cluster CA in the local replica",
+        renewable.what
+    );
+    Ok(Some(renewed))
+}
+
 /// Renews this node's certificate if it is due, writing the new key and
 /// certificate into the data dir. Returns the identity to present: the new
 /// one, or `current` when nothing was due.
@@ -73,33 +114,20 @@ pub fn renew_if_due(
     current: TlsIdentity,
     validity: Duration,
 ) -> Result<TlsIdentity, NodeError> {
-    let tls_error = |reason: String| NodeError::Tls {
-        path: data_dir.tls_dir(),
-        reason,
+    let node = Renewable {
+        what: "node",
+        cert_path: data_dir.node_cert(),
+        key_path: data_dir.node_key(),
+        issue: &|ca| ca.issue_node(identity.node_id, &identity.name),
     };
-    let not_after = pki::not_after(&current.cert_pem).map_err(|e| tls_error(e.to_string()))?;
-    if !renewal_due(not_after, validity, SystemTime::now()) {
-        return Ok(current);
+    match reissue_if_due(node, &current.cert_pem, kv, &current.ca_cert_pem, validity)? {
+        None => Ok(current),
+        Some(renewed) => Ok(TlsIdentity {
+            ca_cert_pem: current.ca_cert_pem,
+            cert_pem: renewed.cert_pem,
+            key_pem: renewed.key_pem,
+        }),
     }
-    let ca = ca_from_replica(kv, &current.ca_cert_pem, validity).map_err(tls_error)?;
-    let renewed = ca
-        .issue_node(identity.node_id, &identity.name)
-        .map_err(|e| tls_error(e.to_string()))?;
-    // Key first: a crash between the two writes leaves the old certificate
-    // with a key it does not match, which the next start renews again.
-    write_file_atomic(&data_dir.node_key(), renewed.key_pem.as_bytes(), 0o600)?;
-    write_file_atomic(&data_dir.node_cert(), renewed.cert_pem.as_bytes(), 0o644)?;
-    let expired = not_after <= SystemTime::now();
-    info!(
-        expired,
-        valid_for = ?validity,
-        "node certificate renewed from the cluster CA in the local replica"
-    );
-    Ok(TlsIdentity {
-        ca_cert_pem: current.ca_cert_pem,
-        cert_pem: renewed.cert_pem,
-        key_pem: renewed.key_pem,
-    })
 }
 
 /// Renews the admin client certificate in the data dir (only the node that
@@ -110,32 +138,23 @@ pub fn renew_admin_if_due(
     ca_cert_pem: &str,
     validity: Duration,
 ) -> Result<bool, NodeError> {
-    let cert_path = data_dir.admin_cert();
-    let tls_error = |reason: String| NodeError::Tls {
-        path: cert_path.clone(),
-        reason,
+    let admin = Renewable {
+        what: "admin client",
+        cert_path: data_dir.admin_cert(),
+        key_path: data_dir.admin_key(),
+        issue: &|ca| ca.issue_client(ADMIN_CLIENT_NAME),
     };
-    let cert_pem = match std::fs::read_to_string(&cert_path) {
+    let cert_pem = match std::fs::read_to_string(&admin.cert_path) {
         Ok(pem) => pem,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(error) => return Err(tls_error(error.to_string())),
+        Err(error) => {
+            return Err(NodeError::Tls {
+                path: admin.cert_path,
+                reason: error.to_string(),
+            })
+        }
     };
-    let not_after = pki::not_after(&cert_pem).map_err(|e| tls_error(e.to_string()))?;
-    if !renewal_due(not_after, validity, SystemTime::now()) {
-        return Ok(false);
-    }
-    let ca = ca_from_replica(kv, ca_cert_pem, validity).map_err(tls_error)?;
-    let renewed = ca
-        .issue_client(ADMIN_CLIENT_NAME)
-        .map_err(|e| tls_error(e.to_string()))?;
-    write_file_atomic(&data_dir.admin_key(), renewed.key_pem.as_bytes(), 0o600)?;
-    write_file_atomic(&cert_path, renewed.cert_pem.as_bytes(), 0o644)?;
-    info!(
-        expired = not_after <= SystemTime::now(),
-        valid_for = ?validity,
-        "admin client certificate renewed from the cluster CA in the local replica"
-    );
-    Ok(true)
+    Ok(reissue_if_due(admin, &cert_pem, kv, ca_cert_pem, validity)?.is_some())
 }
 
 impl Node {

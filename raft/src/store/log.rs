@@ -51,25 +51,20 @@ fn write_options(sync: bool) -> WriteOptions {
 /// write that RocksDB would stall (memtables full, flush behind) is refused
 /// at once by `no_slowdown` and waits on the blocking pool instead.
 async fn write_unsynced(db: Arc<Db>, batch: WriteBatch) -> Result<()> {
+    let failed = |source| StoreError::Rocks {
+        operation: "append log entries",
+        source,
+    };
     let mut fast = write_options(false);
     fast.set_no_slowdown(true);
-    // RocksDB consumes nothing of a refused batch: keep a copy to retry with.
+    // The binding takes the batch by value: keep a copy to retry with (a
+    // memcpy of the encoded entries, small beside the write).
     let retry = WriteBatch::from_data(batch.data());
     match db.write_opt(batch, &fast) {
         Err(error) if error.kind() == rocksdb::ErrorKind::Incomplete => {
-            blocking(move || {
-                db.write_opt(retry, &write_options(false))
-                    .map_err(|source| StoreError::Rocks {
-                        operation: "append log entries",
-                        source,
-                    })
-            })
-            .await
+            blocking(move || db.write_opt(retry, &write_options(false)).map_err(failed)).await
         }
-        result => result.map_err(|source| StoreError::Rocks {
-            operation: "append log entries",
-            source,
-        }),
+        result => result.map_err(failed),
     }
 }
 

@@ -245,16 +245,19 @@ impl StateMachineStore {
                 encode("watch events", events)?,
             );
         }
-        let (first, last) = (
-            changes.previous_compacted_revision + 1,
-            changes.compacted_revision,
-        );
-        if last >= first && last - first < POINT_DELETES_MAX {
-            for revision in first..=last {
+        // Never moves backwards (`compaction_target`): empty when nothing
+        // was compacted.
+        let dropped = changes.previous_compacted_revision + 1..changes.compacted_revision + 1;
+        if dropped.end - dropped.start > POINT_DELETES_MAX {
+            batch.delete_range_cf(
+                events_cf,
+                dropped.start.to_be_bytes(),
+                dropped.end.to_be_bytes(),
+            );
+        } else {
+            for revision in dropped {
                 batch.delete_cf(events_cf, revision.to_be_bytes());
             }
-        } else if last >= first {
-            batch.delete_range_cf(events_cf, first.to_be_bytes(), (last + 1).to_be_bytes());
         }
         let sm_cf = cf(&db, CF_SM)?;
         batch.put_cf(
