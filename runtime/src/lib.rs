@@ -75,7 +75,7 @@ pub struct Runtime {
     monitor: monitor::Monitor,
     options: RuntimeOptions,
     layout: Option<CgroupLayout>,
-    /// Serialises create/delete within this process (the `flock` in
+    /// Serialises create/delete within this process (the file lock in
     /// `containers/.lock` does it across processes).
     containers_mutex: Mutex<()>,
     /// Containers this instance created (the rest were adopted).

@@ -1,8 +1,8 @@
 //! Node-local commands that drive the runtime crate directly (no cluster):
 //! `edgectl image import|ls|inspect|rm|gc` and the `edgectl run` debug
 //! command. They open the runtime under `--data-dir` themselves; the image
-//! store and the container table are `flock`ed, so they may run beside a
-//! daemon using the same data dir. The exception: when a cluster node lives
+//! store and the container table are locked (`fcntl` record locks), so they
+//! may run beside a daemon using the same data dir. The exception: when a cluster node lives
 //! in `--data-dir`, `image import` and `image ls` go through that node, so an
 //! imported image is recorded cluster-wide and `ls` shows the cluster's.
 

@@ -96,7 +96,7 @@ pub struct GcReport {
 }
 
 /// The node's image store. Safe to share between threads; operations that
-/// change the store hold an in-process mutex and a `flock`.
+/// change the store hold an in-process mutex and a file lock (`FileLock`).
 #[derive(Debug)]
 pub struct ImageStore {
     root: PathBuf,
