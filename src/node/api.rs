@@ -104,7 +104,9 @@ impl Node {
         leader: u64,
         forward: &PeerRequest,
     ) -> Result<PeerResponse, PeerCallError> {
-        let mut metrics = self.inner.raft.metrics();
+        // Server metrics: the full ones change (and would wake this) with
+        // every commit.
+        let mut metrics = self.inner.raft.server_metrics();
         let leadership_moved = async move {
             let _ = metrics.wait_for(|m| m.current_leader != Some(leader)).await;
         };

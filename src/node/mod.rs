@@ -350,15 +350,18 @@ impl Node {
     /// Resolves, with the reason, if Raft stops on its own: a storage error
     /// (the log could not be written or synced) is fatal to openraft, and a
     /// node without Raft can only exit and be restarted.
+    ///
+    /// Waits on the server metrics, which change with the vote, role, leader
+    /// or membership only: the full metrics change with every commit, and a
+    /// waiter on them is woken (a thread switch) for every write.
     pub async fn raft_stopped(&self) -> String {
-        let mut metrics = self.inner.raft.metrics();
-        loop {
-            if let Err(fatal) = &metrics.borrow().running_state {
-                return fatal.to_string();
-            }
-            if metrics.changed().await.is_err() {
-                return "raft stopped".to_string();
-            }
+        let mut server_metrics = self.inner.raft.server_metrics();
+        // Their sender lives in Raft's core task, which sets the final
+        // `running_state` before it ends.
+        while server_metrics.changed().await.is_ok() {}
+        match &self.inner.raft.metrics().borrow().running_state {
+            Err(fatal) => fatal.to_string(),
+            Ok(()) => "raft stopped".to_string(),
         }
     }
 

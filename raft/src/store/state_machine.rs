@@ -16,7 +16,9 @@ use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::reader::{collect_prefix, ReplicaRevisions, COMPACTED_KEY, REVISION_KEY};
+use super::reader::{
+    collect_prefix, AppliedChange, ReplicaRevisions, TouchedKeys, COMPACTED_KEY, REVISION_KEY,
+};
 use super::{
     blocking, cf, decode, decode_kv, decode_u64_be, encode, storage_error, Db, KvReader, Result,
     StoreError, CF_EVENTS, CF_KV, CF_SM,
@@ -129,7 +131,7 @@ pub struct StateMachineStore {
     compacted_revision: u64,
     revisions: Arc<ReplicaRevisions>,
     /// Wakes watchers after every write; dropping it tells them the store closed.
-    changes: watch::Sender<u64>,
+    changes: watch::Sender<AppliedChange>,
     /// Serializes saving the current snapshot between builder tasks and installs.
     snapshot_lock: Arc<Mutex<()>>,
 }
@@ -148,7 +150,8 @@ impl StateMachineStore {
         revisions
             .compacted_revision
             .store(compacted_revision, Ordering::Release);
-        let (changes, receiver) = watch::channel(revision);
+        let (changes, receiver) =
+            watch::channel(AppliedChange::at_start(revision, compacted_revision));
         let reader = KvReader::new(db.clone(), revisions.clone(), receiver);
         let state_machine = StateMachineStore {
             db,
@@ -173,14 +176,21 @@ impl StateMachineStore {
         )
     }
 
-    fn publish(&self) {
+    /// Tells readers and watchers about the write that took the replica
+    /// from revision `first_revision - 1` to the current one.
+    fn publish(&self, first_revision: u64, keys: TouchedKeys) {
         self.revisions
             .revision
             .store(self.revision, Ordering::Release);
         self.revisions
             .compacted_revision
             .store(self.compacted_revision, Ordering::Release);
-        self.changes.send_replace(self.revision);
+        self.changes.send_replace(AppliedChange {
+            first_revision,
+            revision: self.revision,
+            compacted_revision: self.compacted_revision,
+            keys,
+        });
     }
 
     fn apply_entries(
@@ -288,9 +298,16 @@ impl StateMachineStore {
         if let Some(membership) = last_membership {
             self.last_membership = membership;
         }
+        let first_revision = self.revision + 1;
+        let touched = TouchedKeys::of(
+            changes
+                .history
+                .iter()
+                .flat_map(|(_, events)| events.iter().map(|event| event.kv().key.as_slice())),
+        );
         self.revision = changes.revision;
         self.compacted_revision = changes.compacted_revision;
-        self.publish();
+        self.publish(first_revision, touched);
         Ok(responses)
     }
 
@@ -367,7 +384,8 @@ impl StateMachineStore {
         self.last_membership = meta.last_membership.clone();
         self.revision = payload.revision;
         self.compacted_revision = payload.revision;
-        self.publish();
+        // A watcher behind the snapshot finds its revisions compacted.
+        self.publish(payload.revision + 1, TouchedKeys::Unknown);
         Ok(())
     }
 }

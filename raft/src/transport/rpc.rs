@@ -99,10 +99,11 @@ pub async fn write_frame(send: &mut quinn::SendStream, body: &[u8]) -> Result<()
             len: body.len(),
             max: MAX_FRAME_BYTES,
         })?;
-    send.write_all(&len.to_be_bytes())
-        .await
-        .map_err(write_error)?;
-    send.write_all(body).await.map_err(write_error)?;
+    // One write: each takes the connection's lock and wakes its driver.
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(body);
+    send.write_all(&frame).await.map_err(write_error)?;
     send.finish().map_err(|_| RpcError::StreamClosed {
         detail: "stream already closed".to_string(),
     })?;
