@@ -11,7 +11,7 @@ use crate::support::{wait_until, ProcessStatus};
 use crate::{EdgeCluster, CONVERGE};
 
 /// A tmpfs of `mib` MiB at `dir`, unmounted (lazily, so even with the node
-/// still in it) when dropped.
+/// still in it) when dropped. Drop it before the cluster that owns `dir`.
 struct SmallDisk(PathBuf);
 
 impl SmallDisk {
@@ -130,8 +130,10 @@ fn a_filling_disk_refuses_growing_writes_then_recovers() {
     })
     .unwrap();
     assert_eq!(cluster.get(1, "/kv/gone", false), None);
-    drop(cluster);
+    // The disk first (as on a panic: it was declared last): the cluster
+    // then removes an empty directory instead of failing on a mount point.
     drop(disk);
+    drop(cluster);
 }
 
 /// Text that compresses badly, so the store really fills its disk.
@@ -178,6 +180,8 @@ fn with_no_reserve_a_full_disk_stops_the_node_with_the_reason_not_an_abort() {
         (cluster.get(1, "/kv/first", false).as_deref() == Some("kept")).then_some(())
     })
     .unwrap();
-    drop(cluster);
+    // The disk first (as on a panic: it was declared last): the cluster
+    // then removes an empty directory instead of failing on a mount point.
     drop(disk);
+    drop(cluster);
 }
