@@ -607,6 +607,17 @@ mod model {
             })
     }
 
+    /// `requests` as log entries, numbered on from `last_index`.
+    fn numbered_entries(requests: &[KvRequest], last_index: &mut u64) -> Vec<Entry> {
+        requests
+            .iter()
+            .map(|request| {
+                *last_index += 1;
+                entry(*last_index, request.clone())
+            })
+            .collect()
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
 
@@ -628,13 +639,7 @@ mod model {
                         drop(store);
                         store = open(dir.path(), retention);
                     }
-                    let entries: Vec<Entry> = chunk
-                        .iter()
-                        .map(|request| {
-                            index += 1;
-                            entry(index, request.clone())
-                        })
-                        .collect();
+                    let entries = numbered_entries(chunk, &mut index);
                     let got = store.state_machine.apply(entries).await.unwrap();
                     let want = model.apply_batch(chunk);
                     assert_eq!(got, want);
@@ -695,13 +700,7 @@ mod model {
                 let mut delivered: Vec<Vec<WatchEvent>> = vec![Vec::new(); prefixes.len()];
                 let mut index = 0;
                 for (chunk_number, chunk) in requests.chunks(batch).enumerate() {
-                    let entries: Vec<Entry> = chunk
-                        .iter()
-                        .map(|request| {
-                            index += 1;
-                            entry(index, request.clone())
-                        })
-                        .collect();
+                    let entries = numbered_entries(chunk, &mut index);
                     store.state_machine.apply(entries).await.unwrap();
                     model.apply_batch(chunk);
                     // Some watchers look after this write, the others
