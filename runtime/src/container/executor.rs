@@ -9,6 +9,13 @@
 //!
 //! This executor never touches the environment: it passes the spec's env to
 //! `execve` directly and searches the spec's PATH itself.
+//!
+//! It also gives the workload default signal dispositions and an empty
+//! signal mask. The init is a clone of the daemon, and `execve` keeps
+//! ignored signals ignored: every container inherited SIGPIPE ignored (Rust
+//! ignores it in every program), and SIGHUP too under `nohup`, where a
+//! shell's `trap … HUP` then silently does nothing. A workload must behave
+//! the same whoever started the daemon, as under Docker or Kubernetes.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -24,6 +31,36 @@ pub(crate) struct EnvFreeExecutor;
 
 fn cstring(s: &str) -> Result<CString, ExecutorError> {
     CString::new(s.as_bytes()).map_err(|_| ExecutorError::InvalidArg)
+}
+
+/// Every catchable signal to its default action, none blocked. Runs in the
+/// container's init, single-threaded, right before `execve`.
+fn reset_signals() -> Result<(), ExecutorError> {
+    use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
+    // The kernel's own `struct sigaction`, all zero: SIG_DFL (0), no flags,
+    // an empty mask, whatever the architecture's field order. The raw call,
+    // because glibc's wrappers refuse its internal signals (32 and 33), and
+    // the daemon leaves 32 ignored.
+    let default_action = [0u64; 4];
+    const KERNEL_SIGSET_BYTES: usize = 8;
+    for signal in 1..=libc::SIGRTMAX() {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: the kernel reads a zeroed sigaction (SIG_DFL, no handler
+        // to run) and writes nothing back (no old-action pointer).
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                default_action.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                KERNEL_SIGSET_BYTES,
+            );
+        }
+    }
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .map_err(|e| ExecutorError::Execution(format!("clearing the signal mask: {e}").into()))
 }
 
 impl Executor for EnvFreeExecutor {
@@ -53,6 +90,7 @@ impl Executor for EnvFreeExecutor {
                 .map(|dir| format!("{}/{program}", dir.trim_end_matches('/')))
                 .collect()
         };
+        reset_signals()?;
         let mut last_error = nix::errno::Errno::ENOENT;
         for candidate in candidates {
             let c_path = cstring(&candidate)?;

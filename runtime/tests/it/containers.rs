@@ -319,6 +319,34 @@ fn stop_sends_term_then_kill_after_grace() {
     env.finish();
 }
 
+/// The workload starts with no signal ignored or blocked, whatever the
+/// daemon's own dispositions: this test process ignores SIGPIPE (as every
+/// Rust program does) and, for the length of the test, SIGHUP (as under
+/// `nohup`).
+#[test]
+fn workloads_start_with_default_signal_dispositions() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    let env = Env::new("signals");
+    env.import_busybox();
+    // SAFETY: SIG_IGN installs no handler; restored below.
+    let previous = unsafe { signal(Signal::SIGHUP, SigHandler::SigIgn) }.unwrap();
+    let (status, out) = env.run(env.spec(
+        "signals",
+        &["/bin/grep", "-E", "^Sig(Ign|Blk):", "/proc/self/status"],
+    ));
+    // SAFETY: puts back what was there.
+    unsafe { signal(Signal::SIGHUP, previous) }.unwrap();
+    assert_eq!(status.code, Some(0), "{out:?}");
+    assert_eq!(
+        out,
+        vec![
+            "SigBlk:\t0000000000000000".to_string(),
+            "SigIgn:\t0000000000000000".to_string()
+        ]
+    );
+    env.finish();
+}
+
 #[test]
 fn mounts_bind_volume_tmpfs() {
     let env = Env::new("mounts");
