@@ -318,6 +318,9 @@ pub(crate) struct Resolved<'a> {
     pub(crate) netns: Option<PathBuf>,
 }
 
+/// The umask a workload starts with.
+const WORKLOAD_UMASK: u32 = 0o022;
+
 /// Builds the OCI runtime spec (config.json) for a container.
 pub(crate) fn build_oci_spec(
     spec: &ContainerSpec,
@@ -334,7 +337,14 @@ pub(crate) fn build_oci_spec(
     value["process"]["args"] = json!(plan.args);
     value["process"]["env"] = json!(plan.env);
     value["process"]["cwd"] = json!(plan.cwd);
-    value["process"]["user"] = json!({ "uid": resolved.uid, "gid": resolved.gid });
+    // libcontainer keeps the daemon's umask when the spec has none (a
+    // hardened unit's 077 would make every file a workload creates
+    // private); 022 is what runc, and so Docker and Kubernetes, give.
+    value["process"]["user"] = json!({
+        "uid": resolved.uid,
+        "gid": resolved.gid,
+        "umask": WORKLOAD_UMASK,
+    });
     value["process"]["terminal"] = json!(false);
     value["linux"]["cgroupsPath"] = json!(resolved.cgroups_path);
 

@@ -347,6 +347,40 @@ fn workloads_start_with_default_signal_dispositions() {
     env.finish();
 }
 
+/// The workload's umask is 022 whatever the daemon's: here 077, as in a
+/// hardened service unit. The umask is process-wide, so the check runs in a
+/// child copy of this test binary, not beside the other tests.
+#[test]
+fn workloads_start_with_the_usual_umask() {
+    const CHILD: &str = "EDGECTL_TEST_UMASK_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        use nix::sys::stat::{umask, Mode};
+        umask(Mode::from_bits_truncate(0o077));
+        let env = Env::new("umask");
+        env.import_busybox();
+        let (status, out) = env.run(env.spec("umask", &["/bin/sh", "-c", "umask"]));
+        assert_eq!(status.code, Some(0), "{out:?}");
+        assert_eq!(out, vec!["0022".to_string()]);
+        env.finish();
+        return;
+    }
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "containers::workloads_start_with_the_usual_umask",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&child.stdout);
+    assert!(
+        child.status.success() && report.contains("1 passed"),
+        "{report}\n{}",
+        String::from_utf8_lossy(&child.stderr)
+    );
+}
+
 #[test]
 fn mounts_bind_volume_tmpfs() {
     let env = Env::new("mounts");
