@@ -347,29 +347,12 @@ fn workloads_start_with_default_signal_dispositions() {
     env.finish();
 }
 
-/// The workload's umask is 022 whatever the daemon's: here 077, as in a
-/// hardened service unit. The umask is process-wide, so the check runs in a
-/// child copy of this test binary, not beside the other tests.
-#[test]
-fn workloads_start_with_the_usual_umask() {
-    const CHILD: &str = "EDGECTL_TEST_UMASK_CHILD";
-    if std::env::var_os(CHILD).is_some() {
-        use nix::sys::stat::{umask, Mode};
-        umask(Mode::from_bits_truncate(0o077));
-        let env = Env::new("umask");
-        env.import_busybox();
-        let (status, out) = env.run(env.spec("umask", &["/bin/sh", "-c", "umask"]));
-        assert_eq!(status.code, Some(0), "{out:?}");
-        assert_eq!(out, vec!["0022".to_string()]);
-        env.finish();
-        return;
-    }
+/// Runs test `name` again in a child copy of this test binary with `CHILD`
+/// set, and checks that it passed there: for tests that change
+/// process-wide state (umask, OOM score) the other tests must not see.
+fn passes_in_a_child_copy(name: &str) {
     let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "containers::workloads_start_with_the_usual_umask",
-            "--test-threads=1",
-        ])
+        .args(["--exact", name, "--test-threads=1"])
         .env(CHILD, "1")
         .output()
         .unwrap();
@@ -379,6 +362,77 @@ fn workloads_start_with_the_usual_umask() {
         "{report}\n{}",
         String::from_utf8_lossy(&child.stderr)
     );
+}
+
+/// Set in the child copy of [`passes_in_a_child_copy`].
+const CHILD: &str = "EDGECTL_TEST_CHILD_COPY";
+
+fn in_child_copy() -> bool {
+    std::env::var_os(CHILD).is_some()
+}
+
+/// The workload's umask is 022 whatever the daemon's: here 077, as in a
+/// hardened service unit.
+#[test]
+fn workloads_start_with_the_usual_umask() {
+    if !in_child_copy() {
+        return passes_in_a_child_copy("containers::workloads_start_with_the_usual_umask");
+    }
+    use nix::sys::stat::{umask, Mode};
+    umask(Mode::from_bits_truncate(0o077));
+    let env = Env::new("umask");
+    env.import_busybox();
+    let (status, out) = env.run(env.spec("umask", &["/bin/sh", "-c", "umask"]));
+    assert_eq!(status.code, Some(0), "{out:?}");
+    assert_eq!(out, vec!["0022".to_string()]);
+    env.finish();
+}
+
+/// A workload, and a process exec'd into it, get the kernel's default OOM
+/// score adjustment (0), not the daemon's. Here the daemon's is 500: only
+/// a privileged process can lower its own (as a daemon shielding itself
+/// would), and this sandbox has no CAP_SYS_RESOURCE.
+#[test]
+fn workloads_do_not_inherit_the_daemons_oom_score() {
+    if !in_child_copy() {
+        return passes_in_a_child_copy(
+            "containers::workloads_do_not_inherit_the_daemons_oom_score",
+        );
+    }
+    fs::write("/proc/self/oom_score_adj", "500").unwrap();
+    let env = Env::new("oom");
+    env.import_busybox();
+    let rt = env.rt();
+    rt.create(env.spec(
+        "oom",
+        &[
+            "/bin/sh",
+            "-c",
+            "cat /proc/self/oom_score_adj; echo ready; sleep 600",
+        ],
+    ))
+    .unwrap();
+    rt.start("oom").unwrap();
+    crate::support::wait_for_line(rt, "oom", "ready");
+    let lines: Vec<String> = rt
+        .logs("oom")
+        .unwrap()
+        .into_iter()
+        .map(|l| l.text)
+        .collect();
+    assert_eq!(lines.first().map(String::as_str), Some("0"), "{lines:?}");
+    let exec = rt
+        .exec(
+            "oom",
+            &[
+                "/bin/cat".to_string(),
+                "/proc/self/oom_score_adj".to_string(),
+            ],
+        )
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&exec.stdout).trim(), "0");
+    rt.stop("oom", Duration::from_millis(100)).unwrap();
+    env.finish();
 }
 
 #[test]
