@@ -10,7 +10,6 @@
 //! too slow for the retention sees `Compacted`, never silence.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rocksdb::{Direction, IteratorMode, SnapshotWithThreadMode, DB};
@@ -28,18 +27,12 @@ pub(super) const COMPACTED_KEY: &[u8] = b"compacted";
 /// catches up on a long history.
 const WATCH_READ_REVISIONS_MAX: u64 = 256;
 
-/// The replica's revisions, published by the state machine after each write
-/// so readers need not touch the disk for them.
-#[derive(Debug, Default)]
-pub(super) struct ReplicaRevisions {
-    pub(super) revision: AtomicU64,
-    pub(super) compacted_revision: AtomicU64,
-}
-
-/// What the state machine's last write changed, published to watchers: one
-/// whose prefix it cannot have touched moves past it without reading the
-/// disk (on a node whose watchers look at `/sys/` while clients write
-/// elsewhere, a disk read per watcher per write was ~6% of a follower's CPU).
+/// What the state machine's last write changed, published after each one:
+/// readers take the replica's revisions from it without touching the disk,
+/// and a watcher whose prefix the write cannot have touched moves past it
+/// without reading (on a node whose watchers look at `/sys/` while clients
+/// write elsewhere, a disk read per watcher per write was ~6% of a
+/// follower's CPU).
 #[derive(Clone, Debug)]
 pub(super) struct AppliedChange {
     /// The write covered revisions `first_revision..=revision` (none when
@@ -145,21 +138,12 @@ pub enum WatchError {
 #[derive(Clone)]
 pub struct KvReader {
     db: Arc<Db>,
-    revisions: Arc<ReplicaRevisions>,
     changes: watch::Receiver<AppliedChange>,
 }
 
 impl KvReader {
-    pub(super) fn new(
-        db: Arc<Db>,
-        revisions: Arc<ReplicaRevisions>,
-        changes: watch::Receiver<AppliedChange>,
-    ) -> Self {
-        KvReader {
-            db,
-            revisions,
-            changes,
-        }
+    pub(super) fn new(db: Arc<Db>, changes: watch::Receiver<AppliedChange>) -> Self {
+        KvReader { db, changes }
     }
 
     /// The live version of `key` on this replica.
@@ -188,23 +172,26 @@ impl KvReader {
 
     /// The revision of the last write applied on this replica.
     pub fn revision(&self) -> u64 {
-        self.revisions.revision.load(Ordering::Acquire)
+        self.changes.borrow().revision
     }
 
     /// Watch history at or below this revision is no longer kept.
     pub fn compacted_revision(&self) -> u64 {
-        self.revisions.compacted_revision.load(Ordering::Acquire)
+        self.changes.borrow().compacted_revision
     }
 
     /// Watches keys under `prefix` from `from_revision` (inclusive);
     /// `from_revision = 0` means from the next write on.
     pub fn watch(&self, prefix: &[u8], from_revision: u64) -> Result<Watcher, WatchError> {
+        let (revision, compacted) = {
+            let change = self.changes.borrow();
+            (change.revision, change.compacted_revision)
+        };
         let next_revision = if from_revision == 0 {
-            self.revision() + 1
+            revision + 1
         } else {
             from_revision
         };
-        let compacted = self.compacted_revision();
         if next_revision <= compacted {
             return Err(WatchError::Compacted {
                 requested: next_revision,

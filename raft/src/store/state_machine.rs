@@ -7,7 +7,6 @@
 //! [`crate::store`] for why that is durable enough).
 
 use std::io::Cursor;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::RaftStateMachine;
@@ -16,9 +15,7 @@ use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::reader::{
-    collect_prefix, AppliedChange, ReplicaRevisions, TouchedKeys, COMPACTED_KEY, REVISION_KEY,
-};
+use super::reader::{collect_prefix, AppliedChange, TouchedKeys, COMPACTED_KEY, REVISION_KEY};
 use super::{
     blocking, cf, decode, decode_kv, decode_u64_be, encode, storage_error, Db, KvReader, Result,
     StoreError, CF_EVENTS, CF_KV, CF_SM,
@@ -129,8 +126,8 @@ pub struct StateMachineStore {
     last_membership: StoredMembership,
     revision: u64,
     compacted_revision: u64,
-    revisions: Arc<ReplicaRevisions>,
-    /// Wakes watchers after every write; dropping it tells them the store closed.
+    /// The replica's revisions and what the last write touched, for readers
+    /// and watchers; dropping it tells them the store closed.
     changes: watch::Sender<AppliedChange>,
     /// Serializes saving the current snapshot between builder tasks and installs.
     snapshot_lock: Arc<Mutex<()>>,
@@ -145,14 +142,9 @@ impl StateMachineStore {
             read_sm(&db, LAST_MEMBERSHIP_KEY, "last membership")?.unwrap_or_default();
         let revision = read_sm_u64(&db, REVISION_KEY, "revision")?;
         let compacted_revision = read_sm_u64(&db, COMPACTED_KEY, "compacted revision")?;
-        let revisions = Arc::new(ReplicaRevisions::default());
-        revisions.revision.store(revision, Ordering::Release);
-        revisions
-            .compacted_revision
-            .store(compacted_revision, Ordering::Release);
         let (changes, receiver) =
             watch::channel(AppliedChange::at_start(revision, compacted_revision));
-        let reader = KvReader::new(db.clone(), revisions.clone(), receiver);
+        let reader = KvReader::new(db.clone(), receiver);
         let state_machine = StateMachineStore {
             db,
             history_retention,
@@ -160,7 +152,6 @@ impl StateMachineStore {
             last_membership,
             revision,
             compacted_revision,
-            revisions,
             changes,
             snapshot_lock: Arc::new(Mutex::new(())),
         };
@@ -169,22 +160,12 @@ impl StateMachineStore {
 
     /// A reader of this state machine's replica.
     pub fn reader(&self) -> KvReader {
-        KvReader::new(
-            self.db.clone(),
-            self.revisions.clone(),
-            self.changes.subscribe(),
-        )
+        KvReader::new(self.db.clone(), self.changes.subscribe())
     }
 
     /// Tells readers and watchers about the write that took the replica
     /// from revision `first_revision - 1` to the current one.
     fn publish(&self, first_revision: u64, keys: TouchedKeys) {
-        self.revisions
-            .revision
-            .store(self.revision, Ordering::Release);
-        self.revisions
-            .compacted_revision
-            .store(self.compacted_revision, Ordering::Release);
         self.changes.send_replace(AppliedChange {
             first_revision,
             revision: self.revision,
