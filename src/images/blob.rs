@@ -217,12 +217,12 @@ async fn open_blob(node: &Node, request: &BlobRequest) -> Result<(tokio::fs::Fil
 }
 
 async fn send_reply(send: &mut quinn::SendStream, reply: &BlobReply) -> Result<(), String> {
-    let body = rpc::encode(reply).map_err(|e| e.to_string())?;
-    let len = u32::try_from(body.len()).map_err(|_| "reply too large".to_owned())?;
-    send.write_all(&len.to_be_bytes())
+    // The blob's bytes follow on the same stream: no `write_frame`, which
+    // would end it.
+    let frame = rpc::encode(reply).map_err(|e| e.to_string())?;
+    send.write_all(frame.as_bytes())
         .await
-        .map_err(|e| e.to_string())?;
-    send.write_all(&body).await.map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// What one `fetch_blob` did.
@@ -446,8 +446,8 @@ async fn request_into(
         digest: digest.to_string(),
         offset,
     };
-    let body = rpc::encode(&request).map_err(|e| e.to_string())?;
-    rpc::write_frame(&mut send, &body)
+    let frame = rpc::encode(&request).map_err(|e| e.to_string())?;
+    rpc::write_frame(&mut send, &frame)
         .await
         .map_err(|e| e.to_string())?;
     let header = tokio::time::timeout(CONNECT_TIMEOUT, rpc::read_frame(&mut recv, REPLY_BYTES_MAX))

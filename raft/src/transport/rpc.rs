@@ -61,17 +61,48 @@ fn bincode_config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
-/// Serializes `message` as one frame body.
-pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>> {
-    let body = bincode::serde::encode_to_vec(message, bincode_config())
-        .map_err(|source| RpcError::Encode { source })?;
-    if body.len() > MAX_FRAME_BYTES {
-        return Err(RpcError::TooLarge {
-            len: body.len(),
-            max: MAX_FRAME_BYTES,
-        });
+/// One message ready for the wire: its `u32` big-endian length, then its
+/// body. Made by [`encode`] in one buffer, so it goes out in one write with
+/// no copy.
+pub struct Frame(Vec<u8>);
+
+const LEN_BYTES: usize = 4;
+
+impl Frame {
+    /// Frames `body` as it is (bytes encoded elsewhere, or a test's garbage).
+    pub fn from_body(body: &[u8]) -> Result<Frame> {
+        let mut frame = Vec::with_capacity(LEN_BYTES + body.len());
+        frame.extend_from_slice(&[0; LEN_BYTES]);
+        frame.extend_from_slice(body);
+        Frame::with_len(frame)
     }
-    Ok(body)
+
+    /// Fills in the length of a buffer holding the prefix's room and a body.
+    fn with_len(mut frame: Vec<u8>) -> Result<Frame> {
+        let len = frame.len() - LEN_BYTES;
+        if len > MAX_FRAME_BYTES {
+            return Err(RpcError::TooLarge {
+                len,
+                max: MAX_FRAME_BYTES,
+            });
+        }
+        // MAX_FRAME_BYTES is far below u32::MAX.
+        frame[..LEN_BYTES].copy_from_slice(&(len as u32).to_be_bytes());
+        Ok(Frame(frame))
+    }
+
+    /// The length prefix and the body, as they go on the wire.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Serializes `message` straight into a frame.
+pub fn encode<T: Serialize>(message: &T) -> Result<Frame> {
+    let mut frame = vec![0; LEN_BYTES];
+    bincode::serde::encode_into_std_write(message, &mut frame, bincode_config())
+        .map_err(|source| RpcError::Encode { source })?;
+    Frame::with_len(frame)
 }
 
 /// Deserializes one frame body; trailing bytes are a bad frame.
@@ -90,20 +121,11 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
     Ok(message)
 }
 
-/// Writes one frame (length prefix and body) and ends the stream.
-pub async fn write_frame(send: &mut quinn::SendStream, body: &[u8]) -> Result<()> {
-    let len = u32::try_from(body.len())
-        .ok()
-        .filter(|len| *len as usize <= MAX_FRAME_BYTES)
-        .ok_or(RpcError::TooLarge {
-            len: body.len(),
-            max: MAX_FRAME_BYTES,
-        })?;
-    // One write: each takes the connection's lock and wakes its driver.
-    let mut frame = Vec::with_capacity(4 + body.len());
-    frame.extend_from_slice(&len.to_be_bytes());
-    frame.extend_from_slice(body);
-    send.write_all(&frame).await.map_err(write_error)?;
+/// Writes one frame and ends the stream.
+pub async fn write_frame(send: &mut quinn::SendStream, frame: &Frame) -> Result<()> {
+    send.write_all(frame.as_bytes())
+        .await
+        .map_err(write_error)?;
     send.finish().map_err(|_| RpcError::StreamClosed {
         detail: "stream already closed".to_string(),
     })?;
@@ -163,19 +185,19 @@ pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
     request: &Req,
     timeout: Duration,
 ) -> Result<Resp> {
-    let body = encode(request)?;
-    match tokio::time::timeout(timeout, call_body(connection, &body)).await {
+    let frame = encode(request)?;
+    match tokio::time::timeout(timeout, call_frame(connection, &frame)).await {
         Ok(result) => decode(&result?),
         Err(_) => Err(RpcError::Timeout { timeout }),
     }
 }
 
-async fn call_body(connection: &quinn::Connection, body: &[u8]) -> Result<Vec<u8>> {
+async fn call_frame(connection: &quinn::Connection, frame: &Frame) -> Result<Vec<u8>> {
     let (mut send, mut recv) = connection
         .open_bi()
         .await
         .map_err(|source| RpcError::ConnectionLost { source })?;
-    write_frame(&mut send, body).await?;
+    write_frame(&mut send, frame).await?;
     read_frame(&mut recv, MAX_FRAME_BYTES).await
 }
 
@@ -254,8 +276,8 @@ async fn serve_stream<Req, Resp, Handler, Fut>(
         }
     };
     match encode(&response) {
-        Ok(body) => {
-            if let Err(err) = write_frame(&mut send, &body).await {
+        Ok(frame) => {
+            if let Err(err) = write_frame(&mut send, &frame).await {
                 tracing::debug!(error = %err, "writing response");
             }
         }
@@ -263,5 +285,32 @@ async fn serve_stream<Req, Resp, Handler, Fut>(
             tracing::warn!(error = %err, "encoding response");
             let _ = send.reset(STREAM_CODE_BAD_FRAME.into());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_is_its_body_s_length_then_the_body() {
+        let frame = encode(&"hello".to_string()).unwrap();
+        let bytes = frame.as_bytes();
+        let len = u32::from_be_bytes(bytes[..LEN_BYTES].try_into().unwrap()) as usize;
+        assert_eq!(len, bytes.len() - LEN_BYTES);
+        assert_eq!(decode::<String>(&bytes[LEN_BYTES..]).unwrap(), "hello");
+        assert_eq!(
+            Frame::from_body(&bytes[LEN_BYTES..]).unwrap().as_bytes(),
+            bytes
+        );
+    }
+
+    #[test]
+    fn a_body_over_the_limit_is_refused_before_sending() {
+        let body = vec![0u8; MAX_FRAME_BYTES + 1];
+        assert!(matches!(
+            Frame::from_body(&body),
+            Err(RpcError::TooLarge { len, max: MAX_FRAME_BYTES }) if len == MAX_FRAME_BYTES + 1
+        ));
     }
 }

@@ -464,9 +464,12 @@ async fn oversized_and_garbled_frames_are_refused() {
 
     // A well-sized frame that is not a valid request.
     let (mut send, mut recv) = connection.open_bi().await.unwrap();
-    rpc::write_frame(&mut send, &[0xff, 0xff, 0xff])
-        .await
-        .unwrap();
+    rpc::write_frame(
+        &mut send,
+        &rpc::Frame::from_body(&[0xff, 0xff, 0xff]).unwrap(),
+    )
+    .await
+    .unwrap();
     match rpc::read_frame(&mut recv, MAX_FRAME_BYTES).await {
         Err(RpcError::Refused { code }) => assert_eq!(code, u64::from(STREAM_CODE_BAD_FRAME)),
         other => panic!("expected the stream to be refused, got {other:?}"),
