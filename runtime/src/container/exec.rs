@@ -117,9 +117,6 @@ impl Runtime {
             action: "exec in",
             source: Box::new(source),
         })?;
-        // Already running: it may have exited by now, and then there is no
-        // score left to fix, so a failure here is not the exec's.
-        let _ = super::reset_oom_score_adj(pid.as_raw());
         let timed_out = match timeout {
             Some(timeout) => kill_after(pid, timeout),
             None => false,

@@ -14,8 +14,13 @@
 //! signal mask. The init is a clone of the daemon, and `execve` keeps
 //! ignored signals ignored: every container inherited SIGPIPE ignored (Rust
 //! ignores it in every program), and SIGHUP too under `nohup`, where a
-//! shell's `trap … HUP` then silently does nothing. A workload must behave
-//! the same whoever started the daemon, as under Docker or Kubernetes.
+//! shell's `trap … HUP` then silently does nothing. For the same reason it
+//! gives the workload the kernel's default OOM score adjustment: an
+//! operator who shields the daemon from the OOM killer must not shield
+//! every container with it (libcontainer's `oomScoreAdj` writes the
+//! daemon's own score, not the container's). A workload must behave the
+//! same whoever started the daemon, as under Docker or Kubernetes. This
+//! executor runs for the init and for every exec'd process alike.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -63,6 +68,16 @@ fn reset_signals() -> Result<(), ExecutorError> {
         .map_err(|e| ExecutorError::Execution(format!("clearing the signal mask: {e}").into()))
 }
 
+/// The kernel's default OOM score adjustment, for every workload process.
+const WORKLOAD_OOM_SCORE_ADJ: &str = "0";
+
+/// Sets this process's OOM score adjustment to the workload's. Best effort:
+/// it is refused only where something privileged raised the daemon's floor
+/// above 0, and the workload then runs with the daemon's score.
+fn reset_oom_score_adj() {
+    let _ = std::fs::write("/proc/self/oom_score_adj", WORKLOAD_OOM_SCORE_ADJ);
+}
+
 impl Executor for EnvFreeExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
         let process = spec.process().as_ref().ok_or(ExecutorError::InvalidArg)?;
@@ -91,6 +106,7 @@ impl Executor for EnvFreeExecutor {
                 .collect()
         };
         reset_signals()?;
+        reset_oom_score_adj();
         let mut last_error = nix::errno::Errno::ENOENT;
         for candidate in candidates {
             let c_path = cstring(&candidate)?;

@@ -57,19 +57,6 @@ pub(crate) fn libcontainer_lock() -> std::sync::MutexGuard<'static, ()> {
 /// few dozen. A fresh thread gets an arena no other thread uses (arenas are
 /// shared only past `M_ARENA_MAX`, which the guard raises), and everything
 /// the builder allocates before the clone lives in that arena.
-/// The kernel's default OOM score adjustment, for every workload process.
-/// They are clones of the daemon and would inherit its score: an operator
-/// who shields the daemon from the OOM killer must not shield every
-/// container with it. (libcontainer's `oomScoreAdj` would write the
-/// daemon's own score, not the container's.)
-const WORKLOAD_OOM_SCORE_ADJ: i32 = 0;
-
-/// Gives process `pid` the workload OOM score adjustment.
-pub(crate) fn reset_oom_score_adj(pid: i32) -> Result<()> {
-    let path = format!("/proc/{pid}/oom_score_adj");
-    fs::write(&path, WORKLOAD_OOM_SCORE_ADJ.to_string()).ctx("write", path)
-}
-
 pub(crate) fn on_clone_thread<R: Send>(call: impl FnOnce() -> R + Send) -> R {
     let _guard = libcontainer_lock();
     std::thread::scope(|scope| {
@@ -447,12 +434,6 @@ impl Runtime {
                 state: "without a pid".to_owned(),
                 action: "create",
             })?;
-        // Before start: the workload never runs with the daemon's score.
-        // Refused only where something privileged raised the daemon's
-        // floor above 0; the container still runs, with the daemon's score.
-        if let Err(e) = reset_oom_score_adj(pid) {
-            tracing::warn!(%id, error = %e, "the container keeps the daemon's OOM score");
-        }
         let ticks = process_start_ticks(pid);
         let pidfd = pidfd_open(pid).ctx("pidfd_open", format!("/proc/{pid}"))?;
         let record = Record {

@@ -319,37 +319,10 @@ fn stop_sends_term_then_kill_after_grace() {
     env.finish();
 }
 
-/// The workload starts with no signal ignored or blocked, whatever the
-/// daemon's own dispositions: this test process ignores SIGPIPE (as every
-/// Rust program does) and, for the length of the test, SIGHUP (as under
-/// `nohup`).
-#[test]
-fn workloads_start_with_default_signal_dispositions() {
-    use nix::sys::signal::{signal, SigHandler, Signal};
-    let env = Env::new("signals");
-    env.import_busybox();
-    // SAFETY: SIG_IGN installs no handler; restored below.
-    let previous = unsafe { signal(Signal::SIGHUP, SigHandler::SigIgn) }.unwrap();
-    let (status, out) = env.run(env.spec(
-        "signals",
-        &["/bin/grep", "-E", "^Sig(Ign|Blk):", "/proc/self/status"],
-    ));
-    // SAFETY: puts back what was there.
-    unsafe { signal(Signal::SIGHUP, previous) }.unwrap();
-    assert_eq!(status.code, Some(0), "{out:?}");
-    assert_eq!(
-        out,
-        vec![
-            "SigBlk:\t0000000000000000".to_string(),
-            "SigIgn:\t0000000000000000".to_string()
-        ]
-    );
-    env.finish();
-}
-
 /// Runs test `name` again in a child copy of this test binary with `CHILD`
 /// set, and checks that it passed there: for tests that change
-/// process-wide state (umask, OOM score) the other tests must not see.
+/// process-wide state (signal dispositions, umask, OOM score) the other
+/// tests must not see.
 fn passes_in_a_child_copy(name: &str) {
     let child = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", name, "--test-threads=1"])
@@ -369,6 +342,36 @@ const CHILD: &str = "EDGECTL_TEST_CHILD_COPY";
 
 fn in_child_copy() -> bool {
     std::env::var_os(CHILD).is_some()
+}
+
+/// The workload starts with no signal ignored or blocked, whatever the
+/// daemon's own dispositions: this test process ignores SIGPIPE (as every
+/// Rust program does) and SIGHUP (as under `nohup`).
+#[test]
+fn workloads_start_with_default_signal_dispositions() {
+    if !in_child_copy() {
+        return passes_in_a_child_copy(
+            "containers::workloads_start_with_default_signal_dispositions",
+        );
+    }
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: SIG_IGN installs no handler.
+    unsafe { signal(Signal::SIGHUP, SigHandler::SigIgn) }.unwrap();
+    let env = Env::new("signals");
+    env.import_busybox();
+    let (status, out) = env.run(env.spec(
+        "signals",
+        &["/bin/grep", "-E", "^Sig(Ign|Blk):", "/proc/self/status"],
+    ));
+    assert_eq!(status.code, Some(0), "{out:?}");
+    assert_eq!(
+        out,
+        vec![
+            "SigBlk:\t0000000000000000".to_string(),
+            "SigIgn:\t0000000000000000".to_string()
+        ]
+    );
+    env.finish();
 }
 
 /// The workload's umask is 022 whatever the daemon's: here 077, as in a
