@@ -243,11 +243,8 @@ pub async fn run(node: Node, targets: watch::Receiver<Targets>, kills: Unhealthy
             };
             let exec_runtime = runtime.clone();
             let id = instance.0.clone();
-            let handle = checks.spawn(async move {
-                tokio::task::spawn_blocking(move || {
-                    exec_runtime.exec_until(&id, &check.exec, Some(check.timeout))
-                })
-                .await
+            let handle = checks.spawn_blocking(move || {
+                exec_runtime.exec_until(&id, &check.exec, Some(check.timeout))
             });
             checking.insert(handle.id(), (instance, check.timeout));
         }
@@ -259,7 +256,7 @@ pub async fn run(node: Node, targets: watch::Receiver<Targets>, kills: Unhealthy
         tokio::select! {
             Some(done) = checks.join_next_with_id(), if !checks.is_empty() => {
                 let (task_id, ran): (tokio::task::Id, CheckRun) = match done {
-                    Ok((task_id, ran)) => (task_id, ran),
+                    Ok((task_id, ran)) => (task_id, Ok(ran)),
                     Err(error) => (error.id(), Err(error)),
                 };
                 if let Some((instance, timeout)) = checking.remove(&task_id) {
