@@ -36,8 +36,8 @@ pub use container::{ContainerInfo, ContainerState, ExecOutput, EXEC_OUTPUT_BYTES
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use image::{
-    GcReport, ImageConfig, ImageInfo, ImageStore, ImportLimits, LayerInfo, Limit, PartialBlob,
-    DISK_RESERVE_BYTES_DEFAULT,
+    GcReport, ImageConfig, ImageInfo, ImageStore, ImportFuzzer, ImportLimits, LayerInfo, Limit,
+    PartialBlob, DISK_RESERVE_BYTES_DEFAULT,
 };
 pub use logs::{LogLine, Stream};
 pub use monitor::ExitStatus;

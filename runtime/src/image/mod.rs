@@ -14,12 +14,14 @@
 //! This module knows nothing of containers except that it reads their
 //! records to refuse removing an image in use.
 
+mod fuzzing;
 mod import;
 mod limits;
 pub(crate) mod oci;
 mod partial;
 mod unpack;
 
+pub use fuzzing::ImportFuzzer;
 pub use limits::{ImportLimits, Limit, DISK_RESERVE_BYTES_DEFAULT};
 pub use partial::PartialBlob;
 
