@@ -397,6 +397,7 @@ fn extract_entries<R: Read>(
     let mut entries_seen = 0u64;
     for entry in archive.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
+        meter.entry_started();
         entries_seen += 1;
         let raw = entry.path().map_err(bad)?.into_owned();
         let name = || format!("archive entry {:?}", clip(&raw.to_string_lossy()));
@@ -413,6 +414,8 @@ fn extract_entries<R: Read>(
         let relative = normalize_relative(&raw)
             .ok_or_else(|| source.bad(format!("entry {} escapes the archive", raw.display())))?;
         if relative.as_os_str().is_empty() {
+            // The archive's root directory: no data, nothing to stage.
+            meter.entry_done();
             continue;
         }
         let target = staging.join(&relative);

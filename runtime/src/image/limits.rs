@@ -221,8 +221,9 @@ impl ImportLimits {
 /// Counts the bytes read from a stream against a bound, and the bytes of
 /// tar metadata read between two entries against `ENTRY_METADATA_BYTES_MAX`.
 /// Shared (`&StreamMeter`) by the reader the tar crate pulls from and the
-/// loop over entries, which calls `entry_done` once it has consumed an
-/// entry's data.
+/// loop over entries, which calls `entry_started` when the tar reader
+/// yields an entry and `entry_done` once it has consumed the entry's data:
+/// only what is read outside an entry counts as metadata.
 #[derive(Debug)]
 pub(crate) struct StreamMeter {
     read: Cell<u64>,
@@ -231,6 +232,8 @@ pub(crate) struct StreamMeter {
     /// smallest names the refusal).
     read_limit: Limit,
     since_entry: Cell<u64>,
+    /// Between `entry_started` and `entry_done`: entry data, not metadata.
+    in_entry: Cell<bool>,
     /// False once the entries are over: the trailing blocks and padding
     /// are bounded by `read_max` alone.
     between_entries: Cell<bool>,
@@ -244,6 +247,7 @@ impl StreamMeter {
             read_max,
             read_limit,
             since_entry: Cell::new(0),
+            in_entry: Cell::new(false),
             between_entries: Cell::new(true),
             exceeded: Cell::new(None),
         }
@@ -270,9 +274,15 @@ impl StreamMeter {
         self.read_limit
     }
 
+    /// The tar reader yielded an entry: what is read next is its data.
+    pub(crate) fn entry_started(&self) {
+        self.in_entry.set(true);
+    }
+
     /// The current entry's data has been consumed: what is read next until
     /// the next entry is tar metadata.
     pub(crate) fn entry_done(&self) {
+        self.in_entry.set(false);
         self.since_entry.set(0);
     }
 
@@ -288,11 +298,14 @@ impl StreamMeter {
     fn count(&self, n: usize) -> io::Result<()> {
         let n = n as u64;
         self.read.set(self.read.get().saturating_add(n));
-        self.since_entry
-            .set(self.since_entry.get().saturating_add(n));
+        let is_metadata = self.between_entries.get() && !self.in_entry.get();
+        if is_metadata {
+            self.since_entry
+                .set(self.since_entry.get().saturating_add(n));
+        }
         let over = if self.read.get() > self.read_max {
             Some(self.read_limit)
-        } else if self.between_entries.get() && self.since_entry.get() > ENTRY_METADATA_BYTES_MAX {
+        } else if is_metadata && self.since_entry.get() > ENTRY_METADATA_BYTES_MAX {
             Some(Limit::EntryMetadataBytes)
         } else {
             None

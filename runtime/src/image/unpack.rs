@@ -105,6 +105,7 @@ pub(crate) fn unpack_layer(
         let mut archive = tar::Archive::new(&mut hashing);
         for entry in archive.entries().map_err(bad_tar)? {
             let mut entry = entry.map_err(bad_tar)?;
+            meter.entry_started();
             files += 1;
             if files > bounds.files_max {
                 return Err(bounds.exceeded(bounds.files_limit));

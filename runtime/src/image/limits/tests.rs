@@ -34,6 +34,13 @@ fn metadata_between_entries_is_bounded_and_reset_by_each_entry() {
     read_all(&meter, &chunk).unwrap();
     meter.entry_done();
     read_all(&meter, &chunk).unwrap();
+    // An entry's own data is not metadata, however big.
+    meter.entry_started();
+    for _ in 0..4 {
+        read_all(&meter, &chunk).unwrap();
+    }
+    meter.entry_done();
+    read_all(&meter, &chunk).unwrap();
     read_all(&meter, &chunk).unwrap();
     assert!(read_all(&meter, &[0u8; 1]).is_err());
     assert_eq!(meter.exceeded(), Some(Limit::EntryMetadataBytes));
