@@ -225,7 +225,7 @@ fn check_blob_sizes(limits: &ImportLimits, image: &PendingImage) -> Result<()> {
     let mut total = 0u64;
     for blob in &image.blobs {
         let size = blob.size.unwrap_or(0);
-        if blob.what.starts_with("layer") {
+        if blob.is_layer {
             limits.check(Limit::LayerBytes, size, || {
                 format!("image {} {} {}", image.id, blob.what, blob.digest)
             })?;
@@ -326,6 +326,8 @@ struct PendingBlob {
     digest: Digest,
     size: Option<u64>,
     what: String,
+    /// Held to the per-layer size limit.
+    is_layer: bool,
     /// For blobs we wrote ourselves (a docker manifest converted to OCI).
     content: Option<Vec<u8>>,
 }
@@ -687,6 +689,7 @@ fn pending_from_manifest(
         digest: id.clone(),
         size: Some(manifest_size),
         what: "manifest".to_owned(),
+        is_layer: false,
         content: manifest_bytes,
     }];
     blobs.push(PendingBlob {
@@ -694,6 +697,7 @@ fn pending_from_manifest(
         digest: manifest.config.digest.clone(),
         size: Some(manifest.config.size),
         what: "config".to_owned(),
+        is_layer: false,
         content: None,
     });
     for (i, layer) in manifest.layers.iter().enumerate() {
@@ -708,6 +712,7 @@ fn pending_from_manifest(
             digest: layer.digest.clone(),
             size: Some(layer.size),
             what: format!("layer {i}"),
+            is_layer: true,
             content: None,
         });
     }
@@ -824,6 +829,7 @@ fn pending_from_manifest_docker(
         digest: id.clone(),
         size: Some(manifest_bytes.len() as u64),
         what: "manifest".to_owned(),
+        is_layer: false,
         content: Some(manifest_bytes),
     }];
     blobs.push(PendingBlob {
@@ -831,6 +837,7 @@ fn pending_from_manifest_docker(
         digest: manifest.config.digest.clone(),
         size: Some(manifest.config.size),
         what: "config".to_owned(),
+        is_layer: false,
         content: None,
     });
     for (i, (layer, name)) in manifest.layers.iter().zip(entry.layers.iter()).enumerate() {
@@ -839,6 +846,7 @@ fn pending_from_manifest_docker(
             digest: layer.digest.clone(),
             size: Some(layer.size),
             what: format!("layer {i}"),
+            is_layer: true,
             content: None,
         });
     }

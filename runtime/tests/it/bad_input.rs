@@ -349,6 +349,30 @@ fn an_import_that_would_eat_the_disk_reserve_is_refused() {
     );
     assert_eq!(fs::read_dir(rt.root().join("tmp")).unwrap().count(), 0);
     let layout = rt.cgroup_layout().cloned();
+
+    // A blob fetched from a peer is held to the same reserve, chunk by
+    // chunk: what was received before the refusal stays for a resume.
+    let blob = noise(56 << 20);
+    let digest: runtime::Digest = format!("sha256:{}", support::sha256_hex(&blob))
+        .parse()
+        .unwrap();
+    let mut partial = rt.images().partial_blob(&digest).unwrap();
+    let chunk = 1 << 20;
+    let mut sent = 0;
+    let err = loop {
+        match partial.append(&blob[sent..sent + chunk]) {
+            Ok(()) => sent += chunk,
+            Err(err) => break err,
+        }
+        assert!(sent < blob.len(), "the whole blob was accepted");
+    };
+    assert!(
+        matches!(err, Error::DiskReserve { .. }),
+        "unexpected error: {err}"
+    );
+    assert_eq!(partial.len(), sent as u64);
+    assert!(sent > 32 << 20, "refused too early, after {sent} bytes");
+    partial.discard().unwrap();
     drop(rt);
 
     // With a smaller reserve the same image fits.
