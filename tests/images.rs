@@ -748,3 +748,26 @@ async fn cancelled_fetch_resumes_from_what_it_wrote() {
     })
     .await;
 }
+
+/// Known content imported under a new name is reported under that name
+/// (the record keeps every name, sorted) and the new name is added.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retag_is_reported_under_the_new_name() {
+    with_cluster("retag", |cluster| async move {
+        let work = cluster.guard.path().join("retag-work");
+        let layout = random_image_layout(&work, "control", 4096);
+        let first = images::import_file(&cluster.a, &layout).await.unwrap();
+        assert_eq!(first[0].display_name(), "control:latest");
+        // The same manifest, named otherwise in the layout's index.
+        let index_path = layout.join("index.json");
+        let index = fs::read_to_string(&index_path).unwrap();
+        fs::write(&index_path, index.replace("control:latest", "retag:latest")).unwrap();
+        let second = images::import_file(&cluster.a, &layout).await.unwrap();
+        assert_eq!(second[0].id, first[0].id);
+        assert_eq!(second[0].display_name(), "retag:latest", "{:?}", second[0].refs);
+        let mut names = second[0].refs.clone();
+        names.sort();
+        assert_eq!(names, ["control:latest", "retag:latest"]);
+    })
+    .await;
+}

@@ -87,6 +87,51 @@ pub enum Error {
         /// What makes it unsafe.
         reason: &'static str,
     },
+    /// An import went over one of its `ImportLimits`; nothing was kept.
+    #[error("image import refused: {what} is over the limit of {max} {unit}; {remedy}", unit = limit.unit(), remedy = limit.remedy())]
+    ImportLimit {
+        /// What went over (the archive, layer N, an entry's path).
+        what: String,
+        /// Which limit.
+        limit: crate::image::Limit,
+        /// Its value.
+        max: u64,
+    },
+    /// An import would have left less than the disk reserve free.
+    #[error(
+        "image import refused: it would leave less than the disk reserve of {reserve} bytes \
+         free on the filesystem of {path} ({free} bytes free, {needed} more needed); free \
+         space there (`edgectl image rm` of images no task uses, then `edgectl image gc`) \
+         or lower `--disk-reserve`"
+    )]
+    DiskReserve {
+        /// A directory on that filesystem.
+        path: PathBuf,
+        /// Bytes free when checked.
+        free: u64,
+        /// Bytes the next write needed.
+        needed: u64,
+        /// The reserve.
+        reserve: u64,
+    },
+    /// A layer holds a device node, which images may not carry.
+    #[error(
+        "layer {layer} entry {entry:?} is a {kind} device ({major}:{minor}): image layers may \
+         not carry device nodes (a container gets its /dev from the runtime, and devices from \
+         its spec); rebuild the image without it"
+    )]
+    DeviceNodeInLayer {
+        /// The layer digest.
+        layer: String,
+        /// The entry's path as written in the tar.
+        entry: String,
+        /// "character" or "block".
+        kind: &'static str,
+        /// Major number.
+        major: u32,
+        /// Minor number.
+        minor: u32,
+    },
     /// A media type we do not know how to handle.
     #[error("unsupported media type {media_type:?} for {what}")]
     UnknownMediaType {

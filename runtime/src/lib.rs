@@ -35,7 +35,10 @@ pub use cgroup::CgroupLayout;
 pub use container::{ContainerInfo, ContainerState, ExecOutput, EXEC_OUTPUT_BYTES_MAX};
 pub use digest::Digest;
 pub use error::{Error, Result};
-pub use image::{GcReport, ImageConfig, ImageInfo, ImageStore, LayerInfo, PartialBlob};
+pub use image::{
+    GcReport, ImageConfig, ImageInfo, ImageStore, ImportFuzzer, ImportLimits, LayerInfo, Limit,
+    PartialBlob, DISK_RESERVE_BYTES_DEFAULT,
+};
 pub use logs::{LogLine, Stream};
 pub use monitor::ExitStatus;
 pub use network::host_veth_name;
@@ -56,6 +59,8 @@ pub struct RuntimeOptions {
     pub log_size_max_bytes: u64,
     /// Log files kept per container, the live one included.
     pub log_files_max: u32,
+    /// What an image import may hold and must leave free on the disk.
+    pub import_limits: ImportLimits,
 }
 
 impl Default for RuntimeOptions {
@@ -64,6 +69,7 @@ impl Default for RuntimeOptions {
             cgroup_parent: "edgectl".to_owned(),
             log_size_max_bytes: 10 * 1024 * 1024,
             log_files_max: 3,
+            import_limits: ImportLimits::default(),
         }
     }
 }
@@ -101,7 +107,7 @@ impl Runtime {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).ctx("create directory", &path)?;
         }
-        let images = ImageStore::open(&root)?;
+        let images = ImageStore::open(&root, options.import_limits.clone())?;
         let layout = CgroupLayout::detect().ok();
         let monitor = monitor::Monitor::start(layout.clone()).ctx("start monitor thread", &root)?;
         let janitor = janitor::Janitor::start(root.join("trash"))?;

@@ -202,6 +202,56 @@ pub struct TuningArgs {
     /// and renewal; the default is a year, renewed at half-life).
     #[arg(long, value_parser = humantime::parse_duration, hide = true)]
     pub cert_validity: Option<Duration>,
+    #[command(flatten)]
+    pub import: ImportLimitArgs,
+}
+
+/// Bounds of an image import on this node (defaults suit small flash
+/// disks; raise them for big trusted images). Sizes take `Mi`/`Gi`.
+#[derive(Clone, Debug, Args)]
+pub struct ImportLimitArgs {
+    /// Most bytes an image archive may hold (as read, after gzip).
+    #[arg(long, value_parser = parse_memory, default_value_t = runtime::ImportLimits::default().archive_bytes_max)]
+    pub import_archive_max: u64,
+    /// Most bytes of one layer blob (compressed).
+    #[arg(long, value_parser = parse_memory, default_value_t = runtime::ImportLimits::default().layer_bytes_max)]
+    pub import_layer_max: u64,
+    /// Most bytes of one layer unpacked (a gzip bomb stops here).
+    #[arg(long, value_parser = parse_memory, default_value_t = runtime::ImportLimits::default().layer_unpacked_bytes_max)]
+    pub import_layer_unpacked_max: u64,
+    /// Most bytes of all of an image's blobs.
+    #[arg(long, value_parser = parse_memory, default_value_t = runtime::ImportLimits::default().image_bytes_max)]
+    pub import_image_max: u64,
+    /// Most bytes of all of an image's layers unpacked.
+    #[arg(long, value_parser = parse_memory, default_value_t = runtime::ImportLimits::default().image_unpacked_bytes_max)]
+    pub import_image_unpacked_max: u64,
+    /// Most files (entries) in one layer.
+    #[arg(long, default_value_t = runtime::ImportLimits::default().layer_files_max)]
+    pub import_layer_files_max: u64,
+    /// Most files in all of an image's layers.
+    #[arg(long, default_value_t = runtime::ImportLimits::default().image_files_max)]
+    pub import_image_files_max: u64,
+    /// Longest path of a file in a layer, in bytes (at most 4096).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4096), default_value_t = runtime::ImportLimits::default().path_bytes_max as u16)]
+    pub import_path_max: u16,
+}
+
+impl ImportLimitArgs {
+    /// The runtime's limits; imports keep `disk_reserve` free too.
+    pub fn limits(&self, disk_reserve: u64) -> runtime::ImportLimits {
+        runtime::ImportLimits {
+            archive_bytes_max: self.import_archive_max,
+            layer_bytes_max: self.import_layer_max,
+            layer_unpacked_bytes_max: self.import_layer_unpacked_max,
+            image_bytes_max: self.import_image_max,
+            image_unpacked_bytes_max: self.import_image_unpacked_max,
+            layer_files_max: self.import_layer_files_max,
+            image_files_max: self.import_image_files_max,
+            path_bytes_max: usize::from(self.import_path_max),
+            disk_reserve_bytes: disk_reserve,
+            ..runtime::ImportLimits::default()
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -31,6 +31,7 @@ fn node_config(data_dir: &Path, tuning: &TuningArgs) -> NodeConfig {
     config.heartbeat_interval = tuning.heartbeat;
     config.lease = tuning.lease;
     config.disk_reserve = tuning.disk_reserve;
+    config.import_limits = tuning.import.limits(tuning.disk_reserve);
     if let Some(validity) = tuning.cert_validity {
         config.cert_validity = validity;
     }

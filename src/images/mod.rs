@@ -126,12 +126,14 @@ impl From<ImageError> for crate::api::ApiError {
                 | runtime::Error::UnknownMediaType { .. }
                 | runtime::Error::Json { .. }
                 | runtime::Error::UnsafeLayerEntry { .. }
+                | runtime::Error::ImportLimit { .. }
+                | runtime::Error::DeviceNodeInLayer { .. }
                 | runtime::Error::Io { .. },
             ) => ApiError::Invalid(error.to_string()),
             // Not a bug of ours: the message says what to free.
-            ImageError::Store(runtime::Error::DiskFull { .. }) => {
-                ApiError::Unavailable(error.to_string())
-            }
+            ImageError::Store(
+                runtime::Error::DiskFull { .. } | runtime::Error::DiskReserve { .. },
+            ) => ApiError::Unavailable(error.to_string()),
             _ => ApiError::Internal(error.to_string()),
         }
     }
@@ -375,7 +377,15 @@ pub async fn import_file(node: &Node, path: &Path) -> Result<Vec<ClusterImage>, 
     let infos = blocking(move || runtime.images().import(&archive)).await?;
     let mut records = Vec::new();
     for info in &infos {
-        let record = register(node, info).await?;
+        let mut record = register(node, info).await?;
+        // Reported under the names this import gave it (the runtime lists
+        // them first), not the first of the record's sorted names.
+        record.refs.sort_by_key(|name| {
+            info.refs
+                .iter()
+                .position(|n| n == name)
+                .unwrap_or(usize::MAX)
+        });
         info!(image = %record.display_name(), id = %record.id, "image imported into the cluster");
         records.push(record);
     }

@@ -113,6 +113,9 @@ pub struct NodeConfig {
     /// Validity of the node certificates this node issues (its own on
     /// renewal, joiners' when it leads); renewed at half-life (certs.rs).
     pub cert_validity: Duration,
+    /// Bounds of image imports and fetches (the runtime keeps
+    /// `disk_reserve` free whatever this says).
+    pub import_limits: runtime::ImportLimits,
 }
 
 impl NodeConfig {
@@ -131,6 +134,7 @@ impl NodeConfig {
             lease: DEFAULT_LEASE,
             disk_reserve: disk::DEFAULT_DISK_RESERVE_BYTES,
             cert_validity: raft::transport::pki::LEAF_VALIDITY,
+            import_limits: runtime::ImportLimits::default(),
         }
     }
 }
@@ -264,7 +268,11 @@ impl Node {
         .map_err(|e| NodeError::Raft(e.to_string()))?;
 
         let runtime = if config.agent.enabled {
-            Some(open_runtime(&data_dir, &identity).await?)
+            let import_limits = runtime::ImportLimits {
+                disk_reserve_bytes: config.disk_reserve,
+                ..config.import_limits.clone()
+            };
+            Some(open_runtime(&data_dir, &identity, import_limits).await?)
         } else {
             None
         };
@@ -741,11 +749,13 @@ fn openraft_config(
 async fn open_runtime(
     data_dir: &DataDir,
     identity: &NodeIdentity,
+    import_limits: runtime::ImportLimits,
 ) -> Result<Arc<runtime::Runtime>, NodeError> {
     let root = std::path::absolute(data_dir.root())
         .map_err(|e| NodeError::Runtime(format!("data dir {}: {e}", data_dir.root().display())))?;
     let options = runtime::RuntimeOptions {
         cgroup_parent: cgroup_parent(identity),
+        import_limits,
         ..Default::default()
     };
     tokio::task::spawn_blocking(move || runtime::Runtime::open(&root, options))

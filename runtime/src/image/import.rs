@@ -17,10 +17,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use flate2::read::GzDecoder;
 
+use super::limits::{DiskBudget, ImportLimits, Limit, StreamMeter};
 use super::oci::{
     self, ConfigFile, Descriptor, DockerManifestEntry, Index, Manifest, ManifestKind,
 };
-use super::unpack::unpack_layer;
+use super::unpack::{diff_id_of, unpack_layer, LayerBounds};
 use super::ImageStore;
 use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, IoContext, Result};
@@ -152,8 +153,17 @@ fn unique_name(prefix: &str) -> String {
     )
 }
 
+/// One image an import added: its id and the names the archive gave it
+/// (which may be new names for content the store held already).
+pub(super) struct Imported {
+    pub(super) id: Digest,
+    pub(super) refs: Vec<String>,
+}
+
 /// Runs an import; the caller holds the store lock.
-pub(super) fn import(store: &ImageStore, path: &Path) -> Result<Vec<Digest>> {
+pub(super) fn import(store: &ImageStore, path: &Path) -> Result<Vec<Imported>> {
+    let limits = &store.limits;
+    let mut disk = DiskBudget::new(&store.tmp_dir(), limits.disk_reserve_bytes);
     let meta = fs::metadata(path).ctx("stat", path)?;
     let staging = store.tmp_dir().join(unique_name("import"));
     let _staging_guard = StagingGuard(staging.clone());
@@ -167,7 +177,7 @@ pub(super) fn import(store: &ImageStore, path: &Path) -> Result<Vec<Digest>> {
         }
     } else {
         fs::create_dir(&staging).ctx("create directory", &staging)?;
-        extract_archive(path, &staging)?
+        extract_archive(path, &staging, limits, &mut disk)?
     };
     let mut txn = Txn {
         added: Vec::new(),
@@ -184,11 +194,15 @@ pub(super) fn import(store: &ImageStore, path: &Path) -> Result<Vec<Digest>> {
     if images.is_empty() {
         return Err(source.bad("the archive names no image"));
     }
+    // Every image's blob sizes are known now: refuse before copying any.
+    for image in &images {
+        check_blob_sizes(limits, image)?;
+    }
     for image in &images {
         for blob in &image.blobs {
-            ingest_blob(store, &source, blob, &mut txn)?;
+            ingest_blob(store, &source, blob, &mut txn, &mut disk)?;
         }
-        unpack_layers(store, image, &mut txn)?;
+        unpack_layers(store, image, &mut txn, &mut disk)?;
     }
     let mut index = store.read_index()?;
     for image in &images {
@@ -196,7 +210,29 @@ pub(super) fn import(store: &ImageStore, path: &Path) -> Result<Vec<Digest>> {
     }
     store.write_index(&index)?;
     txn.committed = true;
-    Ok(images.into_iter().map(|i| i.id).collect())
+    Ok(images
+        .into_iter()
+        .map(|i| Imported {
+            id: i.id,
+            refs: i.refs,
+        })
+        .collect())
+}
+
+/// Refuses an image with a layer or a total over the limits, from the
+/// sizes its manifest gives (verified as each blob is ingested).
+fn check_blob_sizes(limits: &ImportLimits, image: &PendingImage) -> Result<()> {
+    let mut total = 0u64;
+    for blob in &image.blobs {
+        let size = blob.size.unwrap_or(0);
+        if blob.is_layer {
+            limits.check(Limit::LayerBytes, size, || {
+                format!("image {} {} {}", image.id, blob.what, blob.digest)
+            })?;
+        }
+        total = total.saturating_add(size);
+    }
+    limits.check(Limit::ImageBytes, total, || format!("image {}", image.id))
 }
 
 /// Adds an image whose manifest, config and layer blobs are all in the
@@ -256,6 +292,8 @@ pub(super) fn import_from_blobs(
         manifest,
         None,
     )?;
+    check_blob_sizes(&store.limits, &image)?;
+    let mut disk = DiskBudget::new(&store.tmp_dir(), store.limits.disk_reserve_bytes);
     let mut txn = Txn {
         added: Vec::new(),
         committed: false,
@@ -263,9 +301,9 @@ pub(super) fn import_from_blobs(
     for blob in &image.blobs {
         // Every blob is in place already: this hashes it and checks digest
         // and size against the manifest, and copies nothing.
-        ingest_blob(store, &source, blob, &mut txn)?;
+        ingest_blob(store, &source, blob, &mut txn, &mut disk)?;
     }
-    unpack_layers(store, &image, &mut txn)?;
+    unpack_layers(store, &image, &mut txn, &mut disk)?;
     let mut index = store.read_index()?;
     add_to_index(&mut index, &image);
     store.write_index(&index)?;
@@ -288,6 +326,8 @@ struct PendingBlob {
     digest: Digest,
     size: Option<u64>,
     what: String,
+    /// Held to the per-layer size limit.
+    is_layer: bool,
     /// For blobs we wrote ourselves (a docker manifest converted to OCI).
     content: Option<Vec<u8>>,
 }
@@ -302,7 +342,12 @@ struct PendingImage {
     blobs: Vec<PendingBlob>,
 }
 
-fn extract_archive(path: &Path, staging: &Path) -> Result<Source> {
+fn extract_archive(
+    path: &Path,
+    staging: &Path,
+    limits: &ImportLimits,
+    disk: &mut DiskBudget,
+) -> Result<Source> {
     let file = File::open(path).ctx("open", path)?;
     let mut buffered = BufReader::with_capacity(256 * 1024, file);
     let head = buffered.fill_buf().ctx("read", path)?;
@@ -319,27 +364,70 @@ fn extract_archive(path: &Path, staging: &Path) -> Result<Source> {
         links: HashMap::new(),
         digests: HashMap::new(),
     };
+    let meter = StreamMeter::new(limits.archive_bytes_max, Limit::ArchiveBytes);
+    let what = || format!("archive {}", path.display());
+    let walked = extract_entries(meter.reader(reader), &meter, &mut source, limits, disk);
+    if let Some(limit) = meter.exceeded() {
+        return Err(limits.exceeded(limit, what()));
+    }
+    let entries_seen = walked?;
+    if entries_seen == 0 {
+        return Err(source.bad("the archive is empty"));
+    }
+    check_links(&source)?;
+    Ok(source)
+}
+
+/// Writes the archive's files into the staging directory (hashing them as
+/// they are written) and records its links; returns how many entries it had.
+fn extract_entries<R: Read>(
+    reader: R,
+    meter: &StreamMeter,
+    source: &mut Source,
+    limits: &ImportLimits,
+    disk: &mut DiskBudget,
+) -> Result<u64> {
+    let path = source.archive.clone();
+    let staging = source.root.clone();
     let bad = |e: io::Error| Error::BadArchive {
-        path: path.to_owned(),
+        path: path.clone(),
         reason: format!("not a readable tar archive: {}", clip(&e.to_string())),
     };
+    // No file of an archive is bigger than the biggest blob it may hold.
+    let entry_bytes_max = limits.layer_bytes_max.max(JSON_SIZE_MAX);
     let mut archive = tar::Archive::new(reader);
-    let mut entries_seen = 0usize;
+    let mut entries_seen = 0u64;
     for entry in archive.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
+        meter.entry_started();
         entries_seen += 1;
         let raw = entry.path().map_err(bad)?.into_owned();
+        let name = || format!("archive entry {:?}", clip(&raw.to_string_lossy()));
+        limits.check(Limit::ArchiveFiles, entries_seen, || {
+            format!("archive {}", path.display())
+        })?;
+        limits.check_path(&raw, name)?;
+        if !meter.fits(entry.size()) {
+            return Err(limits.exceeded(meter.read_limit(), format!("archive {}", path.display())));
+        }
+        if entry.size() > entry_bytes_max {
+            return Err(limits.exceeded(Limit::LayerBytes, name()));
+        }
         let relative = normalize_relative(&raw)
             .ok_or_else(|| source.bad(format!("entry {} escapes the archive", raw.display())))?;
         if relative.as_os_str().is_empty() {
+            // The archive's root directory: no data, nothing to stage.
+            meter.entry_done();
             continue;
         }
         let target = staging.join(&relative);
         match entry.header().entry_type() {
             tar::EntryType::Directory => {
+                disk.claim(0)?;
                 fs::create_dir_all(&target).ctx("create directory", &target)?;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
+                disk.claim(entry.size())?;
                 if let Some(parent) = target.parent() {
                     fs::create_dir_all(parent).ctx("create directory", parent)?;
                 }
@@ -365,7 +453,16 @@ fn extract_archive(path: &Path, staging: &Path) -> Result<Source> {
                     .ok_or_else(|| source.bad("link without a target"))?
                     .into_owned();
                 let is_symlink = entry.header().entry_type() == tar::EntryType::Symlink;
-                let joined = if is_symlink && link.is_relative() {
+                if is_symlink && link.is_absolute() {
+                    // Names the host's filesystem, not the archive's: docker
+                    // save links layers with relative targets only.
+                    return Err(source.bad(format!(
+                        "symlink {} points at the absolute path {}: an archive's links must stay inside it",
+                        raw.display(),
+                        link.display()
+                    )));
+                }
+                let joined = if is_symlink {
                     relative.parent().unwrap_or(Path::new("")).join(&link)
                 } else {
                     link.strip_prefix("/").unwrap_or(&link).to_owned()
@@ -375,13 +472,40 @@ fn extract_archive(path: &Path, staging: &Path) -> Result<Source> {
                 })?;
                 source.links.insert(relative, resolved);
             }
-            _ => {}
+            // Pax defaults for the entries that follow: nothing of ours.
+            tar::EntryType::XGlobalHeader => {}
+            other => {
+                return Err(source.bad(format!(
+                    "entry {} is a {other:?}: an image archive holds only files, directories and links",
+                    raw.display()
+                )));
+            }
+        }
+        io::copy(&mut entry, &mut io::sink()).map_err(bad)?;
+        meter.entry_done();
+    }
+    meter.entries_over();
+    Ok(entries_seen)
+}
+
+/// Every link of the archive must lead, within the archive, to one of its
+/// regular files: a link to nothing, to a directory or round in a loop is
+/// refused here, by name, rather than met later as a "missing blob" or
+/// never noticed when nothing reads it.
+fn check_links(source: &Source) -> Result<()> {
+    let mut names: Vec<&PathBuf> = source.links.keys().collect();
+    names.sort();
+    for name in names {
+        let resolved = source.resolve(&name.to_string_lossy())?;
+        if !source.digests.contains_key(&resolved) {
+            return Err(source.bad(format!(
+                "link {} leads to {}, which is not a file of the archive",
+                name.display(),
+                resolved.display()
+            )));
         }
     }
-    if entries_seen == 0 {
-        return Err(source.bad("the archive is empty"));
-    }
-    Ok(source)
+    Ok(())
 }
 
 /// The tar reader quotes header bytes in its errors; a random file would
@@ -565,6 +689,7 @@ fn pending_from_manifest(
         digest: id.clone(),
         size: Some(manifest_size),
         what: "manifest".to_owned(),
+        is_layer: false,
         content: manifest_bytes,
     }];
     blobs.push(PendingBlob {
@@ -572,6 +697,7 @@ fn pending_from_manifest(
         digest: manifest.config.digest.clone(),
         size: Some(manifest.config.size),
         what: "config".to_owned(),
+        is_layer: false,
         content: None,
     });
     for (i, layer) in manifest.layers.iter().enumerate() {
@@ -586,6 +712,7 @@ fn pending_from_manifest(
             digest: layer.digest.clone(),
             size: Some(layer.size),
             what: format!("layer {i}"),
+            is_layer: true,
             content: None,
         });
     }
@@ -702,6 +829,7 @@ fn pending_from_manifest_docker(
         digest: id.clone(),
         size: Some(manifest_bytes.len() as u64),
         what: "manifest".to_owned(),
+        is_layer: false,
         content: Some(manifest_bytes),
     }];
     blobs.push(PendingBlob {
@@ -709,6 +837,7 @@ fn pending_from_manifest_docker(
         digest: manifest.config.digest.clone(),
         size: Some(manifest.config.size),
         what: "config".to_owned(),
+        is_layer: false,
         content: None,
     });
     for (i, (layer, name)) in manifest.layers.iter().zip(entry.layers.iter()).enumerate() {
@@ -717,6 +846,7 @@ fn pending_from_manifest_docker(
             digest: layer.digest.clone(),
             size: Some(layer.size),
             what: format!("layer {i}"),
+            is_layer: true,
             content: None,
         });
     }
@@ -735,10 +865,12 @@ fn ingest_blob(
     source: &Source,
     blob: &PendingBlob,
     txn: &mut Txn,
+    disk: &mut DiskBudget,
 ) -> Result<()> {
     let dest = store.blob_file(&blob.digest);
     if let Some(content) = &blob.content {
         if !dest.exists() {
+            disk.claim(content.len() as u64)?;
             fsutil::write_atomic(&dest, content)?;
             txn.added.push(dest);
         }
@@ -759,11 +891,13 @@ fn ingest_blob(
         // Staged files are ours and were hashed while written: a rename is
         // enough. Copy when the same file backs two blobs names (links).
         if fs::rename(&path, &tmp).is_err() {
+            disk.claim(size)?;
             fs::copy(&path, &tmp).ctx("copy blob", &tmp)?;
         }
     } else {
         // Hash again while copying so that what lands in the store is what
         // was verified, even if the source directory changes meanwhile.
+        disk.claim(size)?;
         let input = File::open(&path).ctx("open", &path)?;
         let mut hashing = HashingReader::new(BufReader::new(input));
         let mut out = File::create(&tmp).ctx("create", &tmp)?;
@@ -792,7 +926,20 @@ fn ingest_blob(
     Ok(())
 }
 
-fn unpack_layers(store: &ImageStore, image: &PendingImage, txn: &mut Txn) -> Result<()> {
+/// Unpacks the image's layers the store lacks, within the image's limits,
+/// and checks every layer's diff id against the config, the layers the
+/// store holds already included: a stored layer proves only that some
+/// image once had it, not that this config describes it.
+fn unpack_layers(
+    store: &ImageStore,
+    image: &PendingImage,
+    txn: &mut Txn,
+    disk: &mut DiskBudget,
+) -> Result<()> {
+    let limits = &store.limits;
+    // What this import writes for the image: stored layers cost nothing.
+    let mut bytes_left = limits.image_unpacked_bytes_max;
+    let mut files_left = limits.image_files_max;
     for (i, (layer, diff_id)) in image
         .manifest
         .layers
@@ -800,18 +947,46 @@ fn unpack_layers(store: &ImageStore, image: &PendingImage, txn: &mut Txn) -> Res
         .zip(image.config.rootfs.diff_ids.iter())
         .enumerate()
     {
+        let (bytes_max, bytes_limit) = if limits.layer_unpacked_bytes_max <= bytes_left {
+            (limits.layer_unpacked_bytes_max, Limit::LayerUnpackedBytes)
+        } else {
+            (bytes_left, Limit::ImageUnpackedBytes)
+        };
+        let (files_max, files_limit) = if limits.layer_files_max <= files_left {
+            (limits.layer_files_max, Limit::LayerFiles)
+        } else {
+            (files_left, Limit::ImageFiles)
+        };
+        let bounds = LayerBounds {
+            limits,
+            bytes_max,
+            bytes_limit,
+            files_max,
+            files_limit,
+            what: format!("layer {i} {}", layer.digest),
+        };
+        let what = format!("layer {i} diff id");
+        let blob = store.blob_file(&layer.digest);
         let dest = store.layer_path(&layer.digest);
         if dest.is_dir() {
+            let actual = diff_id_of(&blob, &layer.digest, &bounds)?;
+            verify(&what, diff_id, &actual, None, 0)?;
             continue;
         }
         let tmp = store.tmp_dir().join(unique_name("layer"));
         fs::create_dir(&tmp).ctx("create directory", &tmp)?;
-        let result = unpack_layer(&store.blob_file(&layer.digest), &tmp, &layer.digest)
-            .and_then(|actual| verify(&format!("layer {i} diff id"), diff_id, &actual, None, 0));
-        if let Err(e) = result {
-            let _ = fs::remove_dir_all(&tmp);
-            return Err(e);
-        }
+        let result = unpack_layer(&blob, &tmp, &layer.digest, &bounds, disk).and_then(|unpacked| {
+            verify(&what, diff_id, &unpacked.diff_id, None, 0).map(|()| unpacked)
+        });
+        let unpacked = match result {
+            Ok(unpacked) => unpacked,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
+        bytes_left = bytes_left.saturating_sub(unpacked.bytes);
+        files_left = files_left.saturating_sub(unpacked.files);
         if let Err(e) = fs::rename(&tmp, &dest) {
             let _ = fs::remove_dir_all(&tmp);
             return Err(e).ctx("move layer into store", &dest);

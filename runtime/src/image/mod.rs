@@ -14,11 +14,15 @@
 //! This module knows nothing of containers except that it reads their
 //! records to refuse removing an image in use.
 
+mod fuzzing;
 mod import;
+mod limits;
 pub(crate) mod oci;
 mod partial;
 mod unpack;
 
+pub use fuzzing::ImportFuzzer;
+pub use limits::{ImportLimits, Limit, DISK_RESERVE_BYTES_DEFAULT};
 pub use partial::PartialBlob;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -101,14 +105,17 @@ pub struct GcReport {
 pub struct ImageStore {
     root: PathBuf,
     mutex: Mutex<()>,
+    limits: ImportLimits,
 }
 
 impl ImageStore {
-    /// Opens (creating if needed) the store under `runtime_root`.
-    pub(crate) fn open(runtime_root: &Path) -> Result<ImageStore> {
+    /// Opens (creating if needed) the store under `runtime_root`; imports
+    /// are held to `limits`.
+    pub(crate) fn open(runtime_root: &Path, limits: ImportLimits) -> Result<ImageStore> {
         let store = ImageStore {
             root: runtime_root.to_owned(),
             mutex: Mutex::new(()),
+            limits,
         };
         for dir in [store.blob_dir(), store.layers_dir(), store.tmp_dir()] {
             fs::create_dir_all(&dir).ctx("create directory", &dir)?;
@@ -204,16 +211,33 @@ impl ImageStore {
     }
 
     /// Imports an OCI image archive (tar, optionally gzip), an OCI layout
-    /// directory, or a `docker save` tarball. Returns every image it named.
-    /// On any error the store is left exactly as it was.
+    /// directory, or a `docker save` tarball, within the store's
+    /// `ImportLimits`. Returns every image it named; each one's `refs` start
+    /// with the names the archive gave it (so content the store held under
+    /// another name is reported under the name just added), then its other
+    /// names. On any error the store is left exactly as it was.
     pub fn import(&self, path: &Path) -> Result<Vec<ImageInfo>> {
         let _lock = self.lock()?;
-        let ids = import::import(self, path)?;
+        let imported = import::import(self, path)?;
         let mut infos = Vec::new();
-        for id in ids {
-            infos.push(self.info_unlocked(&id)?);
+        for image in imported {
+            let mut info = self.info_unlocked(&image.id)?;
+            let others: Vec<String> = info
+                .refs
+                .drain(..)
+                .filter(|name| !image.refs.contains(name))
+                .collect();
+            info.refs = image.refs;
+            info.refs.dedup();
+            info.refs.extend(others);
+            infos.push(info);
         }
         Ok(infos)
+    }
+
+    /// The limits imports are held to.
+    pub fn limits(&self) -> &ImportLimits {
+        &self.limits
     }
 
     /// The file of a blob the store holds (verified when it entered), for

@@ -11,6 +11,7 @@ use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use super::limits::DiskBudget;
 use super::ImageStore;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
@@ -31,6 +32,8 @@ pub struct PartialBlob {
     dest: PathBuf,
     file: File,
     len: u64,
+    /// The store's disk reserve, kept as bytes arrive.
+    disk: DiskBudget,
 }
 
 impl PartialBlob {
@@ -50,6 +53,7 @@ impl PartialBlob {
             dest: store.blob_file(digest),
             file,
             len,
+            disk: DiskBudget::new(&store.tmp_dir(), store.limits.disk_reserve_bytes),
         })
     }
 
@@ -73,8 +77,10 @@ impl PartialBlob {
         &self.path
     }
 
-    /// Appends the next bytes of the blob.
+    /// Appends the next bytes of the blob; refused (nothing written) when
+    /// they would leave less than the store's disk reserve free.
     pub fn append(&mut self, bytes: &[u8]) -> Result<()> {
+        self.disk.claim(bytes.len() as u64)?;
         if let Err(e) = self.file.write_all(bytes) {
             // A short write leaves an unknown length: read it back so the
             // next resume starts where the file really ends.

@@ -10,6 +10,7 @@ use std::ffi::CString;
 use std::fs;
 use std::io::{self, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use flate2::read::GzDecoder;
@@ -17,17 +18,52 @@ use tar::EntryType;
 
 use sha2::{Digest as _, Sha256};
 
+use super::limits::{DiskBudget, ImportLimits, Limit, StreamMeter};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const WHITEOUT_OPAQUE: &str = ".wh..wh..opq";
 
-/// Unpacks the layer blob at `blob` into `dest` (which must exist and be
-/// empty) and returns the digest of the uncompressed tar (the diff id).
-/// An uncompressed blob *is* its tar: its diff id is the blob digest the
-/// caller already verified, so it is not hashed a second time.
-pub(crate) fn unpack_layer(blob: &Path, dest: &Path, layer: &Digest) -> Result<Digest> {
+/// How much one layer may hold: its share of the image's budget (what the
+/// image's earlier layers left) when that is smaller than a layer's own.
+#[derive(Debug, Clone)]
+pub(crate) struct LayerBounds<'l> {
+    pub(crate) limits: &'l ImportLimits,
+    /// Decompressed bytes, and the limit they come from.
+    pub(crate) bytes_max: u64,
+    pub(crate) bytes_limit: Limit,
+    /// Entries, and the limit they come from.
+    pub(crate) files_max: u64,
+    pub(crate) files_limit: Limit,
+    /// Names the layer in refusals ("layer 0 sha256:…").
+    pub(crate) what: String,
+}
+
+impl LayerBounds<'_> {
+    fn exceeded(&self, limit: Limit) -> Error {
+        let what = match limit {
+            Limit::ImageUnpackedBytes | Limit::ImageFiles => {
+                format!("the image (at {})", self.what)
+            }
+            _ => self.what.clone(),
+        };
+        self.limits.exceeded(limit, what)
+    }
+}
+
+/// What unpacking a layer found.
+#[derive(Debug)]
+pub(crate) struct Unpacked {
+    /// The digest of the uncompressed tar.
+    pub(crate) diff_id: Digest,
+    /// Decompressed bytes read.
+    pub(crate) bytes: u64,
+    /// Entries in the tar.
+    pub(crate) files: u64,
+}
+
+fn open_layer(blob: &Path) -> Result<(Box<dyn Read>, bool)> {
     let file = fs::File::open(blob).ctx("open layer blob", blob)?;
     let mut buffered = BufReader::with_capacity(256 * 1024, file);
     let is_gzip = {
@@ -39,28 +75,103 @@ pub(crate) fn unpack_layer(blob: &Path, dest: &Path, layer: &Digest) -> Result<D
     } else {
         Box::new(buffered)
     };
+    Ok((reader, is_gzip))
+}
+
+/// Unpacks the layer blob at `blob` into `dest` (which must exist and be
+/// empty) within `bounds`, claiming each entry's bytes from `disk` before
+/// writing them, and returns the digest of the uncompressed tar (the diff
+/// id). An uncompressed blob *is* its tar: its diff id is the blob digest
+/// the caller already verified, so it is not hashed a second time.
+pub(crate) fn unpack_layer(
+    blob: &Path,
+    dest: &Path,
+    layer: &Digest,
+    bounds: &LayerBounds<'_>,
+    disk: &mut DiskBudget,
+) -> Result<Unpacked> {
+    let (reader, is_gzip) = open_layer(blob)?;
+    let meter = StreamMeter::new(bounds.bytes_max, bounds.bytes_limit);
     let mut hashing = MaybeHashing {
-        inner: reader,
+        inner: meter.reader(reader),
         hasher: is_gzip.then(Sha256::new),
     };
     let bad_tar = |e: io::Error| Error::BadArchive {
         path: blob.to_owned(),
         reason: format!("layer {layer} is not a readable tar: {e}"),
     };
-    {
+    let mut files = 0u64;
+    let walked = (|| {
         let mut archive = tar::Archive::new(&mut hashing);
         for entry in archive.entries().map_err(bad_tar)? {
-            let entry = entry.map_err(bad_tar)?;
-            unpack_entry(entry, dest, layer).map_err(|e| match e {
+            let mut entry = entry.map_err(bad_tar)?;
+            meter.entry_started();
+            files += 1;
+            if files > bounds.files_max {
+                return Err(bounds.exceeded(bounds.files_limit));
+            }
+            // The header says how big the entry is: refuse it before any
+            // of its bytes are read or written.
+            if !meter.fits(entry.size()) {
+                return Err(bounds.exceeded(meter.read_limit()));
+            }
+            disk.claim(entry.size())?;
+            unpack_entry(&mut entry, dest, layer, bounds.limits).map_err(|e| match e {
                 Error::Io { source, .. } if source.kind() == io::ErrorKind::UnexpectedEof => {
                     bad_tar(source)
                 }
                 other => other,
             })?;
+            // Whatever the entry's kind, its data is consumed here, so what
+            // the tar reader reads until the next entry is metadata only.
+            io::copy(&mut entry, &mut io::sink()).map_err(bad_tar)?;
+            meter.entry_done();
         }
-    }
+        Ok(())
+    })();
+    meter.entries_over();
     // The tar end-of-archive blocks and any padding are part of the diff id.
-    io::copy(&mut hashing, &mut io::sink()).map_err(bad_tar)?;
+    let drained = walked.and_then(|()| {
+        io::copy(&mut hashing, &mut io::sink())
+            .map(drop)
+            .map_err(bad_tar)
+    });
+    if let Some(limit) = meter.exceeded() {
+        return Err(bounds.exceeded(limit));
+    }
+    drained?;
+    Ok(Unpacked {
+        diff_id: match hashing.hasher {
+            Some(hasher) => Digest::from_sha256(hasher),
+            None => layer.clone(),
+        },
+        bytes: meter.read(),
+        files,
+    })
+}
+
+/// The diff id of a layer blob, computed within `bounds` without writing
+/// anything: for a layer the store holds already, whose diff id must still
+/// match what the importing image's config says.
+pub(crate) fn diff_id_of(blob: &Path, layer: &Digest, bounds: &LayerBounds<'_>) -> Result<Digest> {
+    let (reader, is_gzip) = open_layer(blob)?;
+    if !is_gzip {
+        return Ok(layer.clone());
+    }
+    let meter = StreamMeter::new(bounds.bytes_max, bounds.bytes_limit);
+    meter.entries_over();
+    let mut hashing = MaybeHashing {
+        inner: meter.reader(reader),
+        hasher: Some(Sha256::new()),
+    };
+    let copied = io::copy(&mut hashing, &mut io::sink());
+    if let Some(limit) = meter.exceeded() {
+        return Err(bounds.exceeded(limit));
+    }
+    copied.map_err(|e| Error::BadArchive {
+        path: blob.to_owned(),
+        reason: format!("layer {layer} does not decompress: {e}"),
+    })?;
     Ok(match hashing.hasher {
         Some(hasher) => Digest::from_sha256(hasher),
         None => layer.clone(),
@@ -177,7 +288,12 @@ fn set_opaque(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn unpack_entry<R: Read>(mut entry: tar::Entry<'_, R>, root: &Path, layer: &Digest) -> Result<()> {
+fn unpack_entry<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    root: &Path,
+    layer: &Digest,
+    limits: &ImportLimits,
+) -> Result<()> {
     let raw = entry
         .path()
         .map_err(|e| Error::BadArchive {
@@ -201,10 +317,34 @@ fn unpack_entry<R: Read>(mut entry: tar::Entry<'_, R>, root: &Path, layer: &Dige
         // else (sparse files, global headers) carries no file of its own.
         return Ok(());
     }
+    limits.check_path(&raw, || {
+        format!("layer {layer} entry {:?}", clip_path(&raw))
+    })?;
     let relative = checked_relative(layer, &raw)?;
     if relative.as_os_str().is_empty() {
         // The layer root itself ("./"): its mode is the rootfs's, already set.
         return Ok(());
+    }
+    let device = match kind {
+        EntryType::Char | EntryType::Block => Some(device_numbers(entry, layer, &raw)?),
+        _ => None,
+    };
+    // A device node is refused (see DeviceNodeInLayer) unless it is the
+    // 0:0 character device overlayfs itself uses as a whiteout: layers
+    // written in overlay form carry those instead of `.wh.` files.
+    let is_overlay_whiteout = kind == EntryType::Char && device == Some((0, 0));
+    if let (Some((major, minor)), false) = (device, is_overlay_whiteout) {
+        return Err(Error::DeviceNodeInLayer {
+            layer: layer.to_string(),
+            entry: raw.display().to_string(),
+            kind: if kind == EntryType::Char {
+                "character"
+            } else {
+                "block"
+            },
+            major,
+            minor,
+        });
     }
     ensure_parents(root, &relative, layer, &raw)?;
     let file_name = relative
@@ -227,6 +367,9 @@ fn unpack_entry<R: Read>(mut entry: tar::Entry<'_, R>, root: &Path, layer: &Dige
     }
 
     clear_target(&target, kind == EntryType::Directory)?;
+    if is_overlay_whiteout {
+        return make_whiteout(&target);
+    }
     if kind == EntryType::Link {
         let link = entry
             .link_name()
@@ -234,6 +377,9 @@ fn unpack_entry<R: Read>(mut entry: tar::Entry<'_, R>, root: &Path, layer: &Dige
             .flatten()
             .ok_or_else(|| unsafe_entry(layer, &raw, "hard link without a target"))?
             .into_owned();
+        limits.check_path(&link, || {
+            format!("layer {layer} link target of {:?}", clip_path(&raw))
+        })?;
         let link_relative = checked_relative(layer, &link)?;
         ensure_parents(root, &link_relative, layer, &link)?;
         let source = root.join(&link_relative);
@@ -242,14 +388,64 @@ fn unpack_entry<R: Read>(mut entry: tar::Entry<'_, R>, root: &Path, layer: &Dige
         fs::hard_link(&source, &target).ctx("hard link", &target)?;
         return Ok(());
     }
-    entry.set_preserve_permissions(true);
-    entry.set_preserve_mtime(true);
-    entry.set_unpack_xattrs(false);
-    entry.unpack(&target).ctx("unpack entry", &target)?;
+    if kind == EntryType::Symlink {
+        if let Ok(Some(link)) = entry.link_name() {
+            limits.check_path(&link, || {
+                format!("layer {layer} symlink target of {:?}", clip_path(&raw))
+            })?;
+        }
+    }
+    let mode = entry.header().mode().unwrap_or(0o644);
+    if kind == EntryType::Fifo {
+        // The tar crate would write a FIFO as an empty regular file.
+        nix::unistd::mkfifo(
+            &target,
+            nix::sys::stat::Mode::from_bits_truncate(mode & 0o7777),
+        )
+        .map_err(|e| io::Error::from_raw_os_error(e as i32))
+        .ctx("create fifo", &target)?;
+    } else {
+        entry.set_preserve_permissions(true);
+        entry.set_preserve_mtime(true);
+        entry.set_unpack_xattrs(false);
+        entry.unpack(&target).ctx("unpack entry", &target)?;
+    }
     let uid = entry.header().uid().unwrap_or(0) as u32;
     let gid = entry.header().gid().unwrap_or(0) as u32;
     if uid != 0 || gid != 0 {
         std::os::unix::fs::lchown(&target, Some(uid), Some(gid)).ctx("chown", &target)?;
     }
+    if kind == EntryType::Fifo {
+        // mkfifo applied the umask; chown cleared set-id bits: set the mode last.
+        fs::set_permissions(&target, fs::Permissions::from_mode(mode & 0o7777))
+            .ctx("chmod", &target)?;
+    }
     Ok(())
+}
+
+/// The major and minor numbers of a device entry.
+fn device_numbers<R: Read>(
+    entry: &tar::Entry<'_, R>,
+    layer: &Digest,
+    raw: &Path,
+) -> Result<(u32, u32)> {
+    let header = entry.header();
+    let bad = |e: io::Error| Error::BadArchive {
+        path: raw.to_owned(),
+        reason: format!("layer {layer} device entry {}: {e}", raw.display()),
+    };
+    let major = header.device_major().map_err(bad)?.unwrap_or(0);
+    let minor = header.device_minor().map_err(bad)?.unwrap_or(0);
+    Ok((major, minor))
+}
+
+/// A path for a message: a hostile one may be kilobytes long.
+fn clip_path(path: &Path) -> String {
+    const PATH_CHARS_SHOWN_MAX: usize = 80;
+    let text = path.to_string_lossy();
+    if text.chars().count() <= PATH_CHARS_SHOWN_MAX {
+        return text.into_owned();
+    }
+    let head: String = text.chars().take(PATH_CHARS_SHOWN_MAX).collect();
+    format!("{head}... ({} bytes)", path.as_os_str().len())
 }

@@ -19,7 +19,7 @@ fn layout_with(dir: &Path, layers: Vec<Vec<u8>>, media: &str) -> std::path::Path
 
 /// Imports `path`, expects an error matching `check`, and proves the store
 /// did not change.
-fn refused(env: &Env, path: &Path, check: impl Fn(&Error) -> bool) {
+pub(crate) fn refused(env: &Env, path: &Path, check: impl Fn(&Error) -> bool) {
     let before = support::store_snapshot(env.rt());
     let err = env.rt().images().import(path).unwrap_err();
     assert!(check(&err), "unexpected error: {err}");
@@ -246,6 +246,11 @@ fn a_full_disk_is_named_as_such_and_loses_nothing() {
     let cgroup_parent = format!("edgectl-test-fulldisk-{}", std::process::id());
     let options = runtime::RuntimeOptions {
         cgroup_parent: cgroup_parent.clone(),
+        // This test is about the disk really filling: no reserve.
+        import_limits: runtime::ImportLimits {
+            disk_reserve_bytes: 0,
+            ..runtime::ImportLimits::default()
+        },
         ..runtime::RuntimeOptions::default()
     };
     let rt = runtime::Runtime::open(&data, options).unwrap();
@@ -296,6 +301,83 @@ fn a_full_disk_is_named_as_such_and_loses_nothing() {
     assert_eq!(rt.wait("squeezed").unwrap().code, Some(0));
     rt.delete("squeezed").unwrap();
     let layout = rt.cgroup_layout().cloned();
+    drop(rt);
+    support::assert_no_leftovers(&data, &cgroup_parent, layout.as_ref());
+}
+
+#[test]
+fn an_import_that_would_eat_the_disk_reserve_is_refused() {
+    let disk = SmallDisk::new(64);
+    let data = disk.dir.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    let cgroup_parent = format!("edgectl-test-reserve-{}", std::process::id());
+    let open = |reserve_mib: u64| {
+        let options = runtime::RuntimeOptions {
+            cgroup_parent: cgroup_parent.clone(),
+            import_limits: runtime::ImportLimits {
+                disk_reserve_bytes: reserve_mib << 20,
+                ..runtime::ImportLimits::default()
+            },
+            ..runtime::RuntimeOptions::default()
+        };
+        runtime::Runtime::open(&data, options).unwrap()
+    };
+    let rt = open(16);
+    rt.images().import(&support::busybox_tar()).unwrap();
+    // 24 MiB, copied in as a blob (leaves ~30 MiB free) then unpacked
+    // (would leave ~6): refused as the layer is written, not up front.
+    let work = tempfile::tempdir().unwrap();
+    let big = layout_with(
+        &work.path().join("big"),
+        vec![support::layer_tar(&[Entry::File(
+            "blob.bin",
+            &noise(24 << 20),
+        )])],
+        "application/vnd.oci.image.layer.v1.tar",
+    );
+    let before = support::store_snapshot(&rt);
+    let err = rt.images().import(&big).unwrap_err();
+    assert!(
+        matches!(err, Error::DiskReserve { reserve, .. } if reserve == 16 << 20),
+        "unexpected error: {err}"
+    );
+    assert!(err.to_string().contains("--disk-reserve"), "{err}");
+    assert_eq!(
+        support::store_snapshot(&rt),
+        before,
+        "store changed after: {err}"
+    );
+    assert_eq!(fs::read_dir(rt.root().join("tmp")).unwrap().count(), 0);
+    let layout = rt.cgroup_layout().cloned();
+
+    // A blob fetched from a peer is held to the same reserve, chunk by
+    // chunk: what was received before the refusal stays for a resume.
+    let blob = noise(56 << 20);
+    let digest: runtime::Digest = format!("sha256:{}", support::sha256_hex(&blob))
+        .parse()
+        .unwrap();
+    let mut partial = rt.images().partial_blob(&digest).unwrap();
+    let chunk = 1 << 20;
+    let mut sent = 0;
+    let err = loop {
+        match partial.append(&blob[sent..sent + chunk]) {
+            Ok(()) => sent += chunk,
+            Err(err) => break err,
+        }
+        assert!(sent < blob.len(), "the whole blob was accepted");
+    };
+    assert!(
+        matches!(err, Error::DiskReserve { .. }),
+        "unexpected error: {err}"
+    );
+    assert_eq!(partial.len(), sent as u64);
+    assert!(sent > 32 << 20, "refused too early, after {sent} bytes");
+    partial.discard().unwrap();
+    drop(rt);
+
+    // With a smaller reserve the same image fits.
+    let rt = open(4);
+    rt.images().import(&big).unwrap();
     drop(rt);
     support::assert_no_leftovers(&data, &cgroup_parent, layout.as_ref());
 }

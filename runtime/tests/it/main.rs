@@ -6,6 +6,7 @@ mod adoption;
 mod bad_input;
 mod blob_ingest;
 mod containers;
+mod hostile_images;
 mod images;
 mod network;
 mod support;

@@ -310,17 +310,26 @@ pub struct LayoutImage {
     pub name: String,
 }
 
-/// Writes an OCI layout directory; returns the path.
+/// Writes an OCI layout directory; returns the path. The diff ids are the
+/// layer digests (right for uncompressed layers).
 pub fn write_layout(dir: &Path, image: &LayoutImage) -> PathBuf {
+    let diff_ids: Vec<String> = image
+        .layers
+        .iter()
+        .map(|layer| format!("sha256:{}", sha256_hex(layer)))
+        .collect();
+    write_layout_with_diff_ids(dir, image, &diff_ids)
+}
+
+/// Writes an OCI layout directory whose config lists `diff_ids`.
+pub fn write_layout_with_diff_ids(dir: &Path, image: &LayoutImage, diff_ids: &[String]) -> PathBuf {
     let blobs = dir.join("blobs/sha256");
     fs::create_dir_all(&blobs).unwrap();
     let mut layer_descs = Vec::new();
-    let mut diff_ids = Vec::new();
     for layer in &image.layers {
         let digest = sha256_hex(layer);
         fs::write(blobs.join(&digest), layer).unwrap();
         layer_descs.push(serde_json::json!({"mediaType": image.layer_media_type, "digest": format!("sha256:{digest}"), "size": layer.len()}));
-        diff_ids.push(format!("sha256:{digest}"));
     }
     let config = serde_json::to_vec(&serde_json::json!({
         "architecture": "amd64", "os": "linux", "config": image.process,
