@@ -9,8 +9,8 @@ use tracing::debug;
 use super::peer::{PeerCallError, PeerRequest, PeerResponse, FORWARD_TIMEOUT};
 use super::Node;
 use crate::api::{ApiError, ApiRequest, ApiResponse, ApiResult, ReadConsistency, TokenInfo};
-use crate::cluster::keys;
 use crate::clock::now_unix;
+use crate::cluster::keys;
 use crate::cluster::records::TokenRecord;
 use crate::cluster::token::JoinToken;
 
