@@ -4,14 +4,18 @@
 # real processes on 127.0.0.1 (started and torn down by the harness binary
 # benches/src/bin/cluster_core.rs).
 #
-# Usage: scripts/bench-cluster.sh [cluster_core options, e.g. --rounds 10]
+# Usage: scripts/bench-cluster.sh [--smoke] [cluster_core options, e.g. --rounds 10]
+#   --smoke   one round on a debug build, to prove the bench still works
+#             (scripts/test.sh); its figures mean nothing
 # Environment: CARGO_TARGET_DIR as usual; BENCH_DIR parent of the data dirs
 # (default /var/tmp, disk-backed).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-target_dir=${CARGO_TARGET_DIR:-$repo/target}
 cd "$repo"
-bash scripts/setup.sh --bench
-echo "bench-cluster: building edgectl and cluster_core (release)" >&2
-cargo build --release -p edgectl -p benches --bin edgectl --bin cluster_core
-"$target_dir/release/cluster_core" --edgectl "$target_dir/release/edgectl" "$@"
+# shellcheck source=scripts/lib/bench.sh
+source scripts/lib/bench.sh
+bench_init cluster "$@"
+set -- "${BENCH_ARGS[@]}"
+
+bench_build -p edgectl --bin edgectl --bin cluster_core
+"$BENCH_BIN/cluster_core" --edgectl "$BENCH_BIN/edgectl" "${BENCH_SMOKE_ARGS[@]}" "$@"

@@ -3,19 +3,21 @@
 #   apply of N replicas (default 100) → all running   (target ≤ 5 s)
 #   SIGKILL of a node → its replicas running elsewhere (target ≤ 3 s, default lease)
 # Prints JSON and a table with the ratios to the targets.
-# Usage: scripts/bench-orchestration.sh [--replicas N] [--rounds R]   (as root)
+# Usage: scripts/bench-orchestration.sh [--smoke] [--replicas N] [--rounds R]   (as root)
+#   --smoke   3 replicas, one round, on a debug build: proves the bench still
+#             works (scripts/test.sh); its figures mean nothing
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target}"
-bash scripts/setup.sh
-export PATH="$HOME/.cargo/bin:$PATH"
+# shellcheck source=scripts/lib/bench.sh
+source scripts/lib/bench.sh
+bench_init orchestration "$@"
+set -- "${BENCH_ARGS[@]}"
 
 images="$CARGO_TARGET_DIR/images"
 bash scripts/build-images.sh "$images" >/dev/null
-echo "bench-orchestration: building edgectl and the harness (release)" >&2
-cargo build -q --release -p edgectl -p benches --bin edgectl --bin orchestration
-bin="$CARGO_TARGET_DIR/release"
+bench_build -p edgectl --bin edgectl --bin orchestration
+bin="$BENCH_BIN"
 
 prefix=borch
 work=$(mktemp -d /var/tmp/edgectl-bench-orch.XXXXXX)
@@ -42,4 +44,4 @@ bash scripts/netns-harness.sh up "$prefix" 3 >/dev/null
 # The harness binary runs inside node 1's namespace, where the nodes' API is.
 bash scripts/netns-harness.sh exec "$prefix" 1 -- "$bin/orchestration" \
     --edgectl "$bin/edgectl" --harness "$repo/scripts/netns-harness.sh" \
-    --prefix "$prefix" --image "$images/busybox.tar" --dir "$work" "$@"
+    --prefix "$prefix" --image "$images/busybox.tar" --dir "$work" "${BENCH_SMOKE_ARGS[@]}" "$@"

@@ -5,48 +5,46 @@
 # and runs benches/src/bin/raft_write.rs in release, and tears everything
 # down on exit, even on failure or Ctrl-C.
 #
-# Usage: scripts/bench-raft.sh [raft_write options...]
+# Usage: scripts/bench-raft.sh [--smoke] [raft_write options...]
 #   e.g. scripts/bench-raft.sh --ops 500 --concurrent-ops 3200
+#   --smoke   edgectl and the fsync floor only (no etcd), a few puts per phase,
+#             on a debug build: proves the bench still works (scripts/test.sh);
+#             its figures mean nothing
 # Environment:
 #   BENCH_DIR       parent of the temporary data dirs (default /var/tmp: a
 #                   disk-backed filesystem; /tmp may be tmpfs on some hosts,
 #                   which would make the fsync floor meaningless)
-#   BENCH_TARGETS   targets to measure (default "etcd"; "etcd,edgectl" once
-#                   edgectl's WriteTarget exists and a cluster is started below)
+#   BENCH_TARGETS   targets to measure, comma separated (default
+#                   "etcd,edgectl"; "edgectl" with --smoke). etcd's client is
+#                   built only when etcd is measured (the benches package's
+#                   `etcd` feature: it needs protoc, from scripts/setup.sh --bench)
 #   BENCH_JSON_OUT  also write the JSON result line to this file
-#   BENCH_PROFILE   cargo profile of the harness (default release; "dev" for
-#                   a quick check of the script itself, not for figures)
+#   BENCH_PROFILE   cargo profile of the harness (default release, dev with
+#                   --smoke)
 #   CARGO_TARGET_DIR as usual (default: target/ in the repository)
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+# shellcheck source=scripts/lib/bench.sh
+source scripts/lib/bench.sh
+bench_init raft "$@"
+set -- "${BENCH_ARGS[@]}"
 bench_parent=${BENCH_DIR:-/var/tmp}
-targets=${BENCH_TARGETS:-etcd,edgectl}
-target_dir=${CARGO_TARGET_DIR:-$repo/target}
-profile=${BENCH_PROFILE:-release}
-# cargo puts the dev profile's output under debug/.
-profile_dir=$profile
-[[ "$profile" == dev ]] && profile_dir=debug
+if ((BENCH_SMOKE)); then
+    targets=${BENCH_TARGETS:-edgectl}
+else
+    targets=${BENCH_TARGETS:-etcd,edgectl}
+fi
 
 # Members of the etcd cluster; raft needs a majority, 3 is the usual size.
 ETCD_MEMBERS=3
 # Seconds to wait for the cluster to become healthy.
 ETCD_HEALTH_TIMEOUT=30
 
-log() { echo "bench-raft: $*" >&2; }
+log() { bench_log "$@"; }
 
-need_packages() {
-    local missing=()
-    command -v etcd >/dev/null || missing+=(etcd-server)
-    command -v etcdctl >/dev/null || missing+=(etcd-client)
-    command -v protoc >/dev/null || missing+=(protobuf-compiler)
-    if ((${#missing[@]})); then
-        log "installing ${missing[*]}"
-        [[ $(id -u) == 0 ]] || { log "need root to install ${missing[*]}"; exit 1; }
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    fi
-}
+measures() { [[ ,$targets, == *,$1,* ]]; }
 
 # port_is_free PORT: nothing listens on 127.0.0.1:PORT (TCP).
 port_is_free() {
@@ -155,8 +153,7 @@ start_etcd() {
 # A 3-node edgectl cluster on 127.0.0.1 (ports 17441-17443), default Raft
 # timings; data dirs under $work_dir. Its pids join etcd_pids for cleanup.
 start_edgectl() {
-    local bin="$target_dir/$profile_dir/edgectl" i token=""
-    (cd "$repo" && CARGO_TARGET_DIR="$target_dir" cargo build --profile "$profile" -p edgectl)
+    local bin="$BENCH_BIN/edgectl" i token=""
     # HOME: init writes ~/.config/edgectl when absent; keep it in the work dir.
     HOME=$work_dir "$bin" --data-dir "$work_dir/edgectl-1" init --listen 127.0.0.1:17441 --name e1 \
         >"$work_dir/edgectl-1.log" 2>&1 &
@@ -185,24 +182,28 @@ start_edgectl() {
 }
 
 main() {
-    need_packages
-    log "building raft_write ($profile) in $target_dir"
-    (cd "$repo" && CARGO_TARGET_DIR="$target_dir" cargo build --profile "$profile" -p benches --bin raft_write)
+    local features=()
+    measures etcd && features=(--features benches/etcd)
+    # edgectl's binary too: the cluster start_edgectl runs.
+    bench_build "${features[@]}" -p edgectl --bin edgectl --bin raft_write
     mkdir -p "$bench_parent"
     work_dir=$(mktemp -d "$bench_parent/edgectl-bench-raft.XXXXXX")
     log "data dirs in $work_dir ($(df -T "$work_dir" | awk 'NR==2 {print $2}'))"
-    start_etcd
-    local edgectl_args=()
-    if [[ ,$targets, == *,edgectl,* ]]; then
+    local target_args=()
+    if measures etcd; then
+        start_etcd
+        target_args+=(--etcd-endpoints "$ETCD_ENDPOINTS")
+    fi
+    if measures edgectl; then
         start_edgectl
-        edgectl_args=(--edgectl-data-dir "$work_dir/edgectl-1")
+        target_args+=(--edgectl-data-dir "$work_dir/edgectl-1")
     fi
     local output
-    output=$("$target_dir/$profile_dir/raft_write" \
+    output=$("$BENCH_BIN/raft_write" \
         --targets "$targets" \
-        --etcd-endpoints "$ETCD_ENDPOINTS" \
-        "${edgectl_args[@]}" \
+        "${target_args[@]}" \
         --fsync-dir "$work_dir" \
+        "${BENCH_SMOKE_ARGS[@]}" \
         "$@")
     echo "$output"
     if [[ -n "${BENCH_JSON_OUT:-}" ]]; then

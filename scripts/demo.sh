@@ -8,11 +8,18 @@
 # back and its superseded replicas gone, and a leader killed and replaced.
 #
 #   scripts/demo.sh          set up, build, bring the cluster up, show it
-#   scripts/demo.sh down     stop every node and remove the namespaces
+#   scripts/demo.sh down     stop every node, remove the namespaces and the
+#                            demo's data, and put ~/.config/edgectl back
 #   EDGECTL_BIN=path scripts/demo.sh   use an existing binary instead of building
 #
 # The cluster keeps running after the script ends; talk to it with
 #   scripts/netns-harness.sh exec demo 1 -- target/release/edgectl --data-dir /var/lib/edgectl-demo/n1 node ls
+#
+# `edgectl init` writes ~/.config/edgectl/config.json (naming the admin files
+# in the demo's data dir) when there is none: the demo sets the user's own
+# aside on the way up, as config.json.before-demo, so that the demo's cluster
+# is the default while it runs, and `down` deletes the demo's and puts the
+# user's back, leaving nothing that names deleted files.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,6 +30,39 @@ PORT=7440
 DATA=/var/lib/edgectl-demo
 harness() { bash scripts/netns-harness.sh "$@"; }
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+USER_CONFIG=$HOME/.config/edgectl/config.json
+SAVED_USER_CONFIG=$USER_CONFIG.before-demo
+
+# The user configuration was written by a demo's init: it names the demo's
+# data dir.
+user_config_is_demos() {
+    [[ -f $USER_CONFIG ]] && grep -qF "\"$DATA/" "$USER_CONFIG"
+}
+
+# On the way up: a previous demo's configuration goes (init writes a fresh
+# one); the user's own is set aside unless one already is (then it stays in
+# place, and init leaves it alone).
+set_user_config_aside() {
+    if user_config_is_demos; then
+        rm -f "$USER_CONFIG"
+    elif [[ -f $USER_CONFIG && ! -e $SAVED_USER_CONFIG ]]; then
+        mv "$USER_CONFIG" "$SAVED_USER_CONFIG"
+        echo "  your $USER_CONFIG is kept as $SAVED_USER_CONFIG until scripts/demo.sh down"
+    fi
+}
+
+# On the way down: the demo's configuration goes, the user's comes back.
+restore_user_config() {
+    if user_config_is_demos; then
+        rm -f "$USER_CONFIG"
+        echo "removed the demo's $USER_CONFIG"
+    fi
+    if [[ -f $SAVED_USER_CONFIG && ! -e $USER_CONFIG ]]; then
+        mv "$SAVED_USER_CONFIG" "$USER_CONFIG"
+        echo "restored your $USER_CONFIG"
+    fi
+}
 
 retire_nodes() {
     # Containers outlive their node process by design (no shim): `edgectl
@@ -37,6 +77,7 @@ retire_nodes() {
 if [[ ${1:-} == down ]]; then
     harness down "$PREFIX"
     retire_nodes "${EDGECTL_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/edgectl}"
+    restore_user_config
     echo "demo cluster removed"
     exit 0
 fi
@@ -55,6 +96,7 @@ ctl() { local node=$1; shift; harness exec "$PREFIX" "$node" -- "$bin" --data-di
 say "network: $NODES namespaces on one bridge"
 harness down "$PREFIX" >/dev/null 2>&1 || true
 retire_nodes "$bin"
+set_user_config_aside
 mapfile -t nodes < <(harness up "$PREFIX" "$NODES")
 printf '  %s\n' "${nodes[@]}"
 addr() { harness addr "$PREFIX" "$1"; }

@@ -4,7 +4,8 @@
 #
 #   scripts/setup.sh           build + test dependencies
 #   scripts/setup.sh --bench   also the peers the benchmarks compare against
-#                              (etcd, runc, crun) and protoc for etcd's client
+#                              (etcd, runc, crun), and protoc with the
+#                              well-known .proto files for etcd's client
 #
 # The Rust toolchain comes from rustup, and only when cargo is missing.
 set -euo pipefail
@@ -19,14 +20,17 @@ BUILD_PACKAGES=(
     libseccomp-dev
     busybox-static iproute2 iptables procps
 )
-BENCH_PACKAGES=(etcd-server etcd-client runc crun protobuf-compiler)
+# Bench: the peers measured against (etcd, runc, crun), and protoc with the
+# well-known .proto files (google/protobuf/*.proto) that etcd's client crate
+# compiles its gRPC API from (benches package, feature `etcd`).
+BENCH_PACKAGES=(etcd-server etcd-client runc crun protobuf-compiler libprotobuf-dev)
 
 with_bench=0
 for arg in "$@"; do
     case "$arg" in
     --bench) with_bench=1 ;;
     -h | --help)
-        sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # test.sh: set up a fresh Debian 12 machine (as root) and run every test.
 #
-#   scripts/test.sh            setup + build + all tests
+#   scripts/test.sh            setup, checks, build, all tests, bench smoke runs
+#
+# In order: cargo fmt --check; the layering check (scripts/check-layering.sh,
+# its own self-test first); cargo clippy -D warnings on every target; the
+# build; every test; every benchmark once in its smoke mode
+# (scripts/bench-smoke.sh: tiny sizes, a debug build, no peers).
 #
 # Environment:
 #   CARGO_TARGET_DIR   reuse a target dir between runs (default: target/)
@@ -38,10 +43,22 @@ fi
 echo "test.sh: cargo fmt --check"
 cargo fmt --all -- --check
 
+echo "test.sh: layering"
+bash scripts/check-layering.sh --self-test
+bash scripts/check-layering.sh
+
+# Every package, benches included: without its `etcd` feature it needs no
+# protoc. Clippy checks without codegen, so this costs little beside the build.
+echo "test.sh: cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 echo "test.sh: building"
-# The benches package is left out: it drives etcd through a client that needs
-# protoc, and it measures rather than tests (scripts/bench-*.sh run it).
+# The benches package's binaries are built (in the debug profile) by their
+# smoke runs below; it has no tests.
 cargo build --workspace --exclude benches --all-targets --locked
 
 echo "test.sh: testing"
 cargo test --workspace --exclude benches --locked --no-fail-fast -- --test-threads="${TEST_THREADS:-2}"
+
+echo "test.sh: bench smoke runs"
+bash scripts/bench-smoke.sh

@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod clock;
 pub mod cluster;
 pub mod images;
 pub mod model;

@@ -92,3 +92,52 @@ fn image_import_ls_run_rm() {
         0
     );
 }
+
+/// A client configuration outlives the cluster it was written for (the demo's
+/// `down` deletes its admin files): a command then says which configuration
+/// names which missing file, and how to fix it, whether the configuration
+/// was found in ~/.config/edgectl or passed with --config.
+#[test]
+fn a_config_naming_missing_files_says_which_and_how_to_fix_it() {
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().join("home");
+    let config_dir = home.join(".config/edgectl");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    let config = config_dir.join("config.json");
+    let gone = work.path().join("gone-cluster/admin");
+    let ca_cert = gone.join("ca.crt");
+    let written = serde_json::json!({
+        "cluster_id": "c0ffee",
+        "endpoints": [[1, "127.0.0.1:7440"]],
+        "ca_cert": ca_cert,
+        "cert": gone.join("admin.crt"),
+        "key": gone.join("admin.key"),
+    });
+    std::fs::write(&config, written.to_string()).unwrap();
+
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_edgectl"))
+            .env("HOME", &home)
+            // No node here: the CLI falls back to the user's configuration.
+            .env("EDGECTL_DATA_DIR", work.path().join("no-node-here"))
+            .env("RUST_LOG", "error")
+            .args(extra)
+            .args(["node", "ls"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        text(&out.stderr)
+    };
+    let explicit = config.to_str().unwrap();
+    for stderr in [run(&[]), run(&["--config", explicit])] {
+        for wanted in [
+            explicit,
+            ca_cert.to_str().unwrap(),
+            "does not exist",
+            &format!("delete {explicit}"),
+            "--config",
+        ] {
+            assert!(stderr.contains(wanted), "{wanted:?} not in: {stderr}");
+        }
+    }
+}

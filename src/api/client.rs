@@ -20,6 +20,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum ClientError {
     #[error("cannot read client configuration {path}: {reason}")]
     Config { path: PathBuf, reason: String },
+    #[error("client configuration {config} names {role} {file}, which does not exist: the cluster it was written for is gone or its files moved; delete {config} if so, or pass --data-dir of a node on this machine or --config of a current configuration")]
+    ConfigNamesMissingFile {
+        config: PathBuf,
+        role: &'static str,
+        file: PathBuf,
+    },
     #[error("no client credentials found: pass --data-dir of a node on this machine, or --config (written by `edgectl init` to <data-dir>/admin/config.json and ~/.config/edgectl/config.json)")]
     NoCredentials,
     #[error("cannot reach node {node_id} at {addr}: {reason}")]
@@ -47,15 +53,43 @@ pub struct AdminConfig {
 }
 
 impl AdminConfig {
+    /// Reads the configuration at `path`, and checks that the credential
+    /// files it names are there: a configuration outlives the cluster it was
+    /// written for, and its missing certificate should be reported as that.
     pub fn load(path: &Path) -> Result<Self, ClientError> {
         let bytes = std::fs::read(path).map_err(|e| ClientError::Config {
             path: path.into(),
             reason: e.to_string(),
         })?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Config {
-            path: path.into(),
-            reason: e.to_string(),
-        })
+        let config: AdminConfig =
+            serde_json::from_slice(&bytes).map_err(|e| ClientError::Config {
+                path: path.into(),
+                reason: e.to_string(),
+            })?;
+        config.check_files_exist(path)?;
+        Ok(config)
+    }
+
+    /// Only a file that is not there is reported here; one that cannot be
+    /// read for another reason is reported with that reason on connect.
+    fn check_files_exist(&self, config_path: &Path) -> Result<(), ClientError> {
+        let files = [
+            ("the CA certificate", &self.ca_cert),
+            ("the client certificate", &self.cert),
+            ("the client key", &self.key),
+        ];
+        for (role, file) in files {
+            if let Err(error) = std::fs::metadata(file) {
+                if error.kind() == std::io::ErrorKind::NotFound {
+                    return Err(ClientError::ConfigNamesMissingFile {
+                        config: config_path.into(),
+                        role,
+                        file: file.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn save(&self, path: &Path) -> Result<(), ClientError> {

@@ -79,7 +79,7 @@ pub async fn token(cli: &Cli, command: &TokenCommand) -> anyhow::Result<()> {
             };
             output::print(cli.output, &tokens, |tokens| {
                 let mut t = table(&["ID", "CREATED", "EXPIRES", "STATE", "DESCRIPTION"]);
-                let now = edgectl::cluster::records::now_unix();
+                let now = edgectl::clock::now_unix();
                 for token in tokens {
                     let state = if token.revoked {
                         "revoked"

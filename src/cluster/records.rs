@@ -28,13 +28,6 @@ pub struct TokenRecord {
     pub description: String,
 }
 
-pub fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Records are plain structs of strings and integers: serializing one cannot
 /// fail, and if it ever did that would be a bug, not an operating error.
 pub fn to_json<T: Serialize>(record: &T) -> Vec<u8> {

@@ -2,11 +2,11 @@
 //!
 //! The fingerprint lets the joining node check it reached *this* cluster
 //! before it sends anything; the secret lets the cluster trust the node. Only
-//! the secret's hash is stored. Pure code: the caller passes the clock.
+//! the secret's hash is stored. Pure code: the caller passes the clock and
+//! the random bytes.
 
 use std::fmt;
 
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
@@ -15,6 +15,8 @@ use super::records::TokenRecord;
 const PREFIX: &str = "ec1";
 const TOKEN_ID_BYTES: usize = 4;
 const SECRET_BYTES: usize = 16;
+/// Random bytes a new token is made of: its id, then its secret.
+pub const TOKEN_RANDOM_BYTES: usize = TOKEN_ID_BYTES + SECRET_BYTES;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum TokenError {
@@ -67,13 +69,11 @@ fn is_hex(s: &str, len: usize) -> bool {
 }
 
 impl JoinToken {
-    /// A fresh token for the cluster whose CA has `ca_fingerprint`.
-    pub fn generate(ca_fingerprint: &str) -> Self {
-        let mut rng = rand::thread_rng();
-        let mut id = [0u8; TOKEN_ID_BYTES];
-        let mut secret = [0u8; SECRET_BYTES];
-        rng.fill_bytes(&mut id);
-        rng.fill_bytes(&mut secret);
+    /// A fresh token for the cluster whose CA has `ca_fingerprint`, made of
+    /// `random` (which must come from a cryptographically secure generator:
+    /// the secret is what lets a node in).
+    pub fn generate(ca_fingerprint: &str, random: [u8; TOKEN_RANDOM_BYTES]) -> Self {
+        let (id, secret) = random.split_at(TOKEN_ID_BYTES);
         JoinToken {
             ca_fingerprint: ca_fingerprint.to_ascii_lowercase(),
             id: hex::encode(id),
@@ -165,9 +165,22 @@ mod tests {
 
     const FP: &str = "aa00000000000000000000000000000000000000000000000000000000000000";
 
+    /// Distinct bytes, so that a token made of them shows where each went.
+    fn random_bytes() -> [u8; TOKEN_RANDOM_BYTES] {
+        std::array::from_fn(|index| index as u8 + 1)
+    }
+
+    #[test]
+    fn generate_makes_the_id_then_the_secret_from_the_given_bytes() {
+        let token = JoinToken::generate(&FP.to_ascii_uppercase(), random_bytes());
+        assert_eq!(token.ca_fingerprint, FP);
+        assert_eq!(token.id, "01020304");
+        assert_eq!(token.secret, "05060708090a0b0c0d0e0f1011121314");
+    }
+
     #[test]
     fn round_trips_through_text() {
-        let token = JoinToken::generate(FP);
+        let token = JoinToken::generate(FP, random_bytes());
         let parsed = JoinToken::parse(&token.to_string()).unwrap();
         assert_eq!(parsed, token);
         assert!(!format!("{token:?}").contains(&token.secret));
@@ -191,7 +204,7 @@ mod tests {
 
     #[test]
     fn check_accepts_only_a_live_token_with_its_secret() {
-        let token = JoinToken::generate(FP);
+        let token = JoinToken::generate(FP, random_bytes());
         let record = token.record(1_000, 60, "");
         assert_eq!(
             check(Some(&record), &token.id, &token.secret, 1_010),

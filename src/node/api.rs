@@ -9,8 +9,9 @@ use tracing::debug;
 use super::peer::{PeerCallError, PeerRequest, PeerResponse, FORWARD_TIMEOUT};
 use super::Node;
 use crate::api::{ApiError, ApiRequest, ApiResponse, ApiResult, ReadConsistency, TokenInfo};
+use crate::clock::now_unix;
 use crate::cluster::keys;
-use crate::cluster::records::{now_unix, TokenRecord};
+use crate::cluster::records::TokenRecord;
 use crate::cluster::token::JoinToken;
 
 /// How long a request waits for a leader to appear before giving up.
@@ -241,7 +242,7 @@ impl Node {
 
     async fn create_token(&self, ttl_secs: u64, description: &str) -> ApiResult {
         let ca_fingerprint = self.ca_fingerprint()?;
-        let token = JoinToken::generate(&ca_fingerprint);
+        let token = JoinToken::generate(&ca_fingerprint, rand::random());
         let record = token.record(now_unix(), ttl_secs, description);
         let value = serde_json::to_vec(&record).map_err(internal)?;
         self.write(KvRequest::Txn(Txn::put(keys::token(&token.id), value)))

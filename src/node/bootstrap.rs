@@ -13,8 +13,9 @@ use tracing::info;
 use super::certs::ADMIN_CLIENT_NAME;
 use super::{Node, NodeError};
 use crate::api::client::{AdminConfig, ADMIN_CONFIG_FILE};
+use crate::clock::now_unix;
 use crate::cluster::keys;
-use crate::cluster::records::{now_unix, to_json, ClusterRecord, NodeRecord};
+use crate::cluster::records::{to_json, ClusterRecord, NodeRecord};
 use crate::paths::{write_file_atomic, DataDir, NodeIdentity, DATA_DIR_FORMAT};
 
 /// The first node's id; later ones are handed out by the leader.

@@ -14,8 +14,9 @@ use tracing::{debug, info, warn};
 
 use super::Node;
 use crate::api::{ApiError, ReadConsistency};
+use crate::clock::now_unix;
 use crate::cluster::keys::SYSTEM_PREFIX;
-use crate::cluster::records::{now_unix, to_json};
+use crate::cluster::records::to_json;
 use crate::orchestrator::reconcile::{reconcile, Decision, NodeState, Snapshot, TaskChange};
 use crate::orchestrator::records::{
     self, NodeCapacity, NodeSettings, ServiceEvent, ServiceRecord, TaskRecord, TaskStatus,

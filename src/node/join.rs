@@ -11,8 +11,9 @@ use super::api::internal;
 use super::peer::{JoinRequest, JoinResponse, PeerRequest, PeerResponse, FORWARD_TIMEOUT};
 use super::{Node, NodeError};
 use crate::api::{ApiError, ReadConsistency};
+use crate::clock::now_unix;
 use crate::cluster::keys;
-use crate::cluster::records::{now_unix, to_json, ClusterRecord, NodeRecord, TokenRecord};
+use crate::cluster::records::{to_json, ClusterRecord, NodeRecord, TokenRecord};
 use crate::cluster::token::{self, JoinToken};
 use crate::paths::{write_file_atomic, DataDir, NodeIdentity, DATA_DIR_FORMAT};
 

@@ -11,7 +11,8 @@ use crate::api::{
     ApiError, ApiRequest, ApiResponse, ApiResult, ApplyChange, ApplyOutcome, NodeChange, NodeView,
     ReadConsistency, ServiceDescription, ServiceSummary, TaskView,
 };
-use crate::cluster::records::{now_unix, to_json};
+use crate::clock::now_unix;
+use crate::cluster::records::to_json;
 use crate::model::{self, ServiceSpec, REPLICAS_MAX};
 use crate::orchestrator::reconcile::requested;
 use crate::orchestrator::records::{

@@ -30,6 +30,19 @@ struct Args {
     /// Seconds the cluster idles before RSS is read.
     #[arg(long, default_value_t = 5)]
     settle_secs: u64,
+
+    /// A run of seconds that proves the bench still works (scripts/test.sh):
+    /// replaces the sizes above with tiny ones. Its figures mean nothing.
+    #[arg(long)]
+    smoke: bool,
+}
+
+impl Args {
+    /// The sizes of a smoke run.
+    fn shrink_for_smoke(&mut self) {
+        self.rounds = 1;
+        self.settle_secs = 1;
+    }
 }
 
 const NODES: usize = 3;
@@ -159,7 +172,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.smoke {
+        args.shrink_for_smoke();
+    }
     let binary_mb = std::fs::metadata(&args.edgectl)?.len() as f64 / 1e6;
 
     let mut cluster = Cluster {

@@ -39,6 +39,19 @@ struct Args {
     /// Rounds of each measurement.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+
+    /// A run of seconds that proves the bench still works (scripts/test.sh):
+    /// replaces the sizes above with tiny ones. Its figures mean nothing.
+    #[arg(long)]
+    smoke: bool,
+}
+
+impl Args {
+    /// The sizes of a smoke run.
+    fn shrink_for_smoke(&mut self) {
+        self.replicas = 3;
+        self.rounds = 1;
+    }
 }
 
 const NODES: usize = 3;
@@ -226,7 +239,10 @@ fn median(mut values: Vec<Duration>) -> Duration {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.smoke {
+        args.shrink_for_smoke();
+    }
     std::fs::create_dir_all(&args.dir)?;
     let mut bench = Bench {
         addrs: Vec::new(),

@@ -62,6 +62,22 @@ struct Args {
     /// Bytes per value.
     #[arg(long, default_value_t = 256)]
     value_bytes: usize,
+
+    /// A run of seconds that proves the bench still works (scripts/test.sh):
+    /// replaces the sizes above with tiny ones. Its figures mean nothing.
+    #[arg(long)]
+    smoke: bool,
+}
+
+impl Args {
+    /// The sizes of a smoke run.
+    fn shrink_for_smoke(&mut self) {
+        self.ops = 20;
+        self.apply_ops = 256;
+        self.apply_batch = 16;
+        self.raft_ops = 20;
+        self.writers = 4;
+    }
 }
 
 struct Latencies(Vec<Duration>);
@@ -276,7 +292,10 @@ async fn start_raft(dir: &Path) -> anyhow::Result<(Raft, LogStats)> {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.smoke {
+        args.shrink_for_smoke();
+    }
     let work = tempfile::Builder::new()
         .prefix("raft-store-bench")
         .tempdir_in(&args.dir)?;

@@ -25,6 +25,10 @@
 //! Adding a target: one `impl WriteTarget for YourTarget`, one variant of
 //! `TargetKind` (with its name) and its arm in `connect_target`. This binary starts nothing:
 //! scripts/bench-raft.sh starts the clusters and passes their endpoints.
+//!
+//! The etcd target is built only with the package's `etcd` feature (its
+//! client needs protoc to build); without it `--targets etcd` is refused.
+//! `--smoke` runs a few puts of each phase, to prove the bench still works.
 
 use std::fs::File;
 use std::future::Future;
@@ -112,6 +116,22 @@ struct Args {
     /// Bytes per value.
     #[arg(long, default_value_t = 256)]
     value_bytes: usize,
+
+    /// A run of seconds that proves the bench still works (scripts/test.sh):
+    /// replaces the sizes above with tiny ones. Its figures mean nothing.
+    #[arg(long)]
+    smoke: bool,
+}
+
+impl Args {
+    /// The sizes of a smoke run: every phase runs, each a few operations.
+    fn shrink_for_smoke(&mut self) {
+        self.ops = 20;
+        self.rounds = None;
+        self.warmup = 5;
+        self.writers = 4;
+        self.concurrent_ops = 40;
+    }
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -207,16 +227,7 @@ struct ConnectedTarget {
 /// Connects to the target of `kind`, as configured by `args`.
 async fn connect_target(kind: TargetKind, args: &Args) -> anyhow::Result<ConnectedTarget> {
     let (target, detail): (Arc<dyn DynWriteTarget>, String) = match kind {
-        TargetKind::Etcd => {
-            let (target, endpoints) =
-                EtcdTarget::connect(&args.etcd_endpoints, args.etcd_route).await?;
-            let route = match args.etcd_route {
-                EtcdRoute::Leader => "leader only",
-                EtcdRoute::All => "all members",
-            };
-            let detail = format!("v3 gRPC, {route}: {}", endpoints.join(","));
-            (Arc::new(target), detail)
-        }
+        TargetKind::Etcd => connect_etcd(args).await?,
         TargetKind::Edgectl => {
             let data_dir = args
                 .edgectl_data_dir
@@ -233,12 +244,34 @@ async fn connect_target(kind: TargetKind, args: &Args) -> anyhow::Result<Connect
     })
 }
 
+#[cfg(feature = "etcd")]
+async fn connect_etcd(args: &Args) -> anyhow::Result<(Arc<dyn DynWriteTarget>, String)> {
+    let (target, endpoints) = EtcdTarget::connect(&args.etcd_endpoints, args.etcd_route).await?;
+    let route = match args.etcd_route {
+        EtcdRoute::Leader => "leader only",
+        EtcdRoute::All => "all members",
+    };
+    let detail = format!("v3 gRPC, {route}: {}", endpoints.join(","));
+    Ok((Arc::new(target), detail))
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn connect_etcd(_args: &Args) -> anyhow::Result<(Arc<dyn DynWriteTarget>, String)> {
+    bail!(
+        "this raft_write was built without the etcd target: build it with \
+         `cargo build -p benches --features etcd` (scripts/bench-raft.sh does when \
+         BENCH_TARGETS names etcd), or leave etcd out of --targets"
+    )
+}
+
 /// etcd through its v3 gRPC API. One HTTP/2 channel; concurrent puts are
 /// concurrent streams on it, so the client never serializes them.
+#[cfg(feature = "etcd")]
 struct EtcdTarget {
     client: etcd_client::Client,
 }
 
+#[cfg(feature = "etcd")]
 impl EtcdTarget {
     async fn connect(
         endpoints: &[String],
@@ -258,6 +291,7 @@ impl EtcdTarget {
     }
 }
 
+#[cfg(feature = "etcd")]
 fn etcd_connect_options() -> etcd_client::ConnectOptions {
     etcd_client::ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(5))
@@ -266,6 +300,7 @@ fn etcd_connect_options() -> etcd_client::ConnectOptions {
 
 /// The endpoint whose member is the leader: each member's status names the
 /// leader's id and its own.
+#[cfg(feature = "etcd")]
 async fn etcd_leader_endpoint(endpoints: &[String]) -> anyhow::Result<String> {
     let mut seen = Vec::new();
     for endpoint in endpoints {
@@ -291,6 +326,7 @@ async fn etcd_leader_endpoint(endpoints: &[String]) -> anyhow::Result<String> {
     bail!("no etcd endpoint is the leader: {}", seen.join("; "))
 }
 
+#[cfg(feature = "etcd")]
 impl WriteTarget for EtcdTarget {
     async fn put(&self, key: Vec<u8>, value: Vec<u8>) -> anyhow::Result<()> {
         // A KvClient is a handle on the shared channel; cloning it is cheap.
@@ -546,7 +582,10 @@ fn check_args(args: &Args) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.smoke {
+        args.shrink_for_smoke();
+    }
     check_args(&args)?;
     let run_id = format!(
         "{}-{}",

@@ -17,6 +17,18 @@ struct Args {
     /// Containers to start.
     #[arg(long, default_value_t = 50)]
     containers: usize,
+
+    /// A run of seconds that proves the bench still works (scripts/test.sh):
+    /// replaces the sizes above with tiny ones. Its figures mean nothing.
+    #[arg(long)]
+    smoke: bool,
+}
+
+impl Args {
+    /// The sizes of a smoke run.
+    fn shrink_for_smoke(&mut self) {
+        self.containers = 3;
+    }
 }
 
 fn rss_kib() -> u64 {
@@ -40,7 +52,10 @@ fn spec(i: usize) -> ContainerSpec {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.smoke {
+        args.shrink_for_smoke();
+    }
     let work = tempfile::Builder::new()
         .prefix("edgectl-bench-density-")
         .tempdir()?;
@@ -72,6 +87,13 @@ fn main() -> anyhow::Result<()> {
         .count();
     for i in 0..args.containers {
         rt.delete(&format!("d{i}"))?;
+    }
+    // Fewer running than started means the figures below measure a failure.
+    if running != args.containers {
+        anyhow::bail!(
+            "{running} of {} containers were running after their start",
+            args.containers
+        );
     }
     let per_container_mib =
         (rss_after.saturating_sub(rss_before)) as f64 / 1024.0 / args.containers as f64;

@@ -21,6 +21,19 @@ struct Args {
     /// Repetitions (best of).
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+
+    /// A run of seconds that proves the bench still works (scripts/test.sh):
+    /// replaces the sizes above with tiny ones. Its figures mean nothing.
+    #[arg(long)]
+    smoke: bool,
+}
+
+impl Args {
+    /// The sizes of a smoke run.
+    fn shrink_for_smoke(&mut self) {
+        self.size_mib = 2;
+        self.repeat = 1;
+    }
 }
 
 fn sha256_hex(path: &Path) -> anyhow::Result<String> {
@@ -134,7 +147,10 @@ fn sync_and_drop_caches() {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.smoke {
+        args.shrink_for_smoke();
+    }
     let work = tempfile::Builder::new()
         .prefix("edgectl-bench-import-")
         .tempdir()?;

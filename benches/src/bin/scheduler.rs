@@ -40,6 +40,20 @@ struct Args {
     /// Timed runs per scenario; the median is reported.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+
+    /// A run of seconds that proves the bench still works (scripts/test.sh):
+    /// replaces the sizes above with tiny ones. Its figures mean nothing.
+    #[arg(long)]
+    smoke: bool,
+}
+
+impl Args {
+    /// The sizes of a smoke run.
+    fn shrink_for_smoke(&mut self) {
+        self.scenarios = vec!["50:500".to_string()];
+        self.replicas = 5;
+        self.rounds = 1;
+    }
 }
 
 const MI: u64 = 1024 * 1024;
@@ -210,7 +224,10 @@ fn evaluate(nodes: &[NodeView], tasks: &[TaskRequest], plan: &Plan) -> anyhow::R
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.smoke {
+        args.shrink_for_smoke();
+    }
     let mut rows = Vec::new();
     for scenario in &args.scenarios {
         let (nodes_text, tasks_text) = scenario
