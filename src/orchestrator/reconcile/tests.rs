@@ -13,6 +13,8 @@ use crate::cluster::records::to_json;
 use crate::model::parse_service;
 use crate::orchestrator::records::TaskState;
 
+mod properties;
+
 
 
 const GI: u64 = 1 << 30;
