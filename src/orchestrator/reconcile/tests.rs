@@ -15,8 +15,6 @@ use crate::orchestrator::records::TaskState;
 
 mod properties;
 
-
-
 const GI: u64 = 1 << 30;
 
 /// Watch history is irrelevant here: keep the model's history short.
