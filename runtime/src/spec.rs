@@ -321,7 +321,9 @@ pub(crate) struct Resolved<'a> {
 /// The umask a workload starts with.
 const WORKLOAD_UMASK: u32 = 0o022;
 
-/// Builds the OCI runtime spec (config.json) for a container.
+/// Builds the OCI runtime spec (config.json) for a container: libcontainer's
+/// defaults with the process, namespaces, resource limits, mounts and
+/// devices of this container.
 pub(crate) fn build_oci_spec(
     spec: &ContainerSpec,
     plan: &ProcessPlan,
@@ -332,6 +334,40 @@ pub(crate) fn build_oci_spec(
             what: "default oci spec".to_owned(),
             source,
         })?;
+    set_process(&mut value, spec, plan, resolved);
+    value["linux"]["cgroupsPath"] = json!(resolved.cgroups_path);
+    value["linux"]["namespaces"] = namespaces(spec, resolved);
+    let mut resources = resource_limits(&spec.resources);
+    let default_mounts = value["mounts"].as_array().cloned().unwrap_or_default();
+    let (mounts, linux_devices) = mounts_and_devices(spec, resolved, default_mounts)?;
+    // Each device node the container gets is also allowed by the device
+    // cgroup, whose first rule denies everything.
+    if let Some(rules) = resources["devices"].as_array_mut() {
+        rules.extend(linux_devices.iter().map(|device| {
+            json!({
+                "allow": true, "type": device["type"], "major": device["major"],
+                "minor": device["minor"], "access": "rwm"
+            })
+        }));
+    }
+    value["mounts"] = Value::Array(mounts);
+    value["linux"]["resources"] = resources;
+    if !linux_devices.is_empty() {
+        value["linux"]["devices"] = Value::Array(linux_devices);
+    }
+    serde_json::from_value(value).map_err(|source| Error::Json {
+        what: "generated oci spec".to_owned(),
+        source,
+    })
+}
+
+/// Root, hostname and the process: argv, env, cwd, user and umask.
+fn set_process(
+    value: &mut Value,
+    spec: &ContainerSpec,
+    plan: &ProcessPlan,
+    resolved: &Resolved<'_>,
+) {
     value["root"] = json!({ "path": resolved.rootfs, "readonly": false });
     value["hostname"] = json!(spec.hostname.clone().unwrap_or_else(|| spec.id.clone()));
     value["process"]["args"] = json!(plan.args);
@@ -346,8 +382,11 @@ pub(crate) fn build_oci_spec(
         "umask": WORKLOAD_UMASK,
     });
     value["process"]["terminal"] = json!(false);
-    value["linux"]["cgroupsPath"] = json!(resolved.cgroups_path);
+}
 
+/// New pid, ipc, uts and mount namespaces; the network one is new, the
+/// pinned one of bridge mode, or the host's.
+fn namespaces(spec: &ContainerSpec, resolved: &Resolved<'_>) -> Value {
     let mut namespaces = vec![
         json!({"type": "pid"}),
         json!({"type": "ipc"}),
@@ -359,10 +398,12 @@ pub(crate) fn build_oci_spec(
         (_, Some(path)) => namespaces.push(json!({"type": "network", "path": path})),
         (_, None) => namespaces.push(json!({"type": "network"})),
     }
-    value["linux"]["namespaces"] = Value::Array(namespaces);
+    Value::Array(namespaces)
+}
 
+/// The cgroup limits: memory, CPU, pids, and a device rule denying all.
+fn resource_limits(r: &Resources) -> Value {
     let mut resources = json!({ "devices": [ { "allow": false, "access": "rwm" } ] });
-    let r = &spec.resources;
     if let Some(memory) = r.memory_bytes {
         // Swap equal to the limit: no swap beyond it, so an OOM is an OOM.
         resources["memory"] = json!({ "limit": memory, "swap": memory });
@@ -381,8 +422,16 @@ pub(crate) fn build_oci_spec(
     if let Some(pids) = r.pids_max {
         resources["pids"] = json!({ "limit": pids });
     }
+    resources
+}
 
-    let mut mounts = value["mounts"].as_array().cloned().unwrap_or_default();
+/// The spec's mounts after `default_mounts`, then the /etc files; and the
+/// device nodes (`linux.devices`) of its device mounts.
+fn mounts_and_devices(
+    spec: &ContainerSpec,
+    resolved: &Resolved<'_>,
+    mut mounts: Vec<Value>,
+) -> Result<(Vec<Value>, Vec<Value>)> {
     let mut linux_devices = Vec::new();
     let mut volume_dirs = resolved.volume_dirs.iter();
     let mut devices = resolved.devices.iter();
@@ -431,24 +480,13 @@ pub(crate) fn build_oci_spec(
                     "path": path, "type": kind, "major": major, "minor": minor,
                     "fileMode": 0o660, "uid": 0, "gid": 0
                 }));
-                if let Some(rules) = resources["devices"].as_array_mut() {
-                    rules.push(json!({ "allow": true, "type": kind, "major": major, "minor": minor, "access": "rwm" }));
-                }
             }
         }
     }
     for (host_file, target) in &resolved.etc_files {
         mounts.push(bind(host_file, target, true));
     }
-    value["mounts"] = Value::Array(mounts);
-    value["linux"]["resources"] = resources;
-    if !linux_devices.is_empty() {
-        value["linux"]["devices"] = Value::Array(linux_devices);
-    }
-    serde_json::from_value(value).map_err(|source| Error::Json {
-        what: "generated oci spec".to_owned(),
-        source,
-    })
+    Ok((mounts, linux_devices))
 }
 
 fn bind(source: &Path, target: &str, read_only: bool) -> Value {

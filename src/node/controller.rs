@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use raft::{Compare, KvOp, KvRequest, Txn};
+use raft::{KvOp, KvRequest, Txn};
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
@@ -17,7 +17,7 @@ use crate::api::{ApiError, ReadConsistency};
 use crate::clock::now_unix;
 use crate::cluster::keys::SYSTEM_PREFIX;
 use crate::cluster::records::to_json;
-use crate::orchestrator::reconcile::{reconcile, Decision, NodeState, Snapshot, TaskChange};
+use crate::orchestrator::reconcile::{reconcile, Decision, NodeState, Snapshot};
 use crate::orchestrator::records::{
     self, NodeCapacity, NodeSettings, ServiceEvent, ServiceRecord, TaskRecord, TaskStatus,
 };
@@ -201,39 +201,7 @@ impl Node {
     }
 
     fn decision_txn(&self, decision: &Decision, now: u64) -> Result<Txn, ApiError> {
-        let mut txn = Txn::default();
-        for change in &decision.changes {
-            match change {
-                TaskChange::Put {
-                    task,
-                    expected_mod_revision,
-                } => {
-                    let key = records::task_key(&task.id).into_bytes();
-                    txn.compares.push(Compare {
-                        key: key.clone(),
-                        mod_revision: *expected_mod_revision,
-                    });
-                    txn.success.push(KvOp::Put {
-                        key,
-                        value: to_json(&**task),
-                    });
-                }
-                TaskChange::Delete {
-                    id,
-                    expected_mod_revision,
-                } => {
-                    let key = records::task_key(id).into_bytes();
-                    txn.compares.push(Compare {
-                        key: key.clone(),
-                        mod_revision: *expected_mod_revision,
-                    });
-                    txn.success.push(KvOp::Delete { key });
-                    txn.success.push(KvOp::Delete {
-                        key: records::task_status_key(id).into_bytes(),
-                    });
-                }
-            }
-        }
+        let mut txn = decision.task_txn();
         let mut events: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for (service, message) in &decision.events {
             events.entry(service).or_default().push(message);

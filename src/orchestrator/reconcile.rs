@@ -21,6 +21,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use raft::{Compare, KvOp, Txn};
+
+use crate::cluster::records::to_json;
 use crate::model::{ConstraintOperator, ServiceSpec, Spread, VolumeType};
 use crate::orchestrator::records::{
     self, DesiredState, NodeCapacity, NodeSettings, ServiceRecord, TaskRecord, TaskState,
@@ -77,124 +80,190 @@ pub struct Decision {
     pub events: Vec<(String, String)>,
 }
 
+impl Decision {
+    /// The decision's task writes as one transaction, each guarded by the
+    /// task key's mod revision: a pass computed from a stale view writes
+    /// nothing. Deleting a task deletes its status too. (The controller adds
+    /// the service events to it.)
+    pub fn task_txn(&self) -> Txn {
+        let mut txn = Txn::default();
+        for change in &self.changes {
+            let (id, expected_mod_revision) = match change {
+                TaskChange::Put {
+                    task,
+                    expected_mod_revision,
+                } => (&task.id, expected_mod_revision),
+                TaskChange::Delete {
+                    id,
+                    expected_mod_revision,
+                } => (id, expected_mod_revision),
+            };
+            let key = records::task_key(id).into_bytes();
+            txn.compares.push(Compare {
+                key: key.clone(),
+                mod_revision: *expected_mod_revision,
+            });
+            match change {
+                TaskChange::Put { task, .. } => txn.success.push(KvOp::Put {
+                    key,
+                    value: to_json(&**task),
+                }),
+                TaskChange::Delete { id, .. } => {
+                    txn.success.push(KvOp::Delete { key });
+                    txn.success.push(KvOp::Delete {
+                        key: records::task_status_key(id).into_bytes(),
+                    });
+                }
+            }
+        }
+        txn
+    }
+}
+
 /// The controller's pass. See the module doc for the rules.
 pub fn reconcile(snapshot: &Snapshot) -> Decision {
-    let mut decision = Decision::default();
-    // The tasks as this pass leaves them (id → (record, expected mod revision)).
-    let mut tasks: BTreeMap<String, (TaskRecord, u64)> = snapshot.tasks.clone();
-    let mut touched: BTreeSet<String> = BTreeSet::new();
-    let mut deleted: BTreeSet<String> = BTreeSet::new();
+    let mut pass = Pass {
+        tasks: snapshot.tasks.clone(),
+        touched: BTreeSet::new(),
+        decision: Decision::default(),
+    };
+    pass.shut_down_and_delete(snapshot);
+    pass.fill_empty_slots(snapshot);
+    place_pending(snapshot, &mut pass);
+    pass.finish()
+}
 
-    // Rule 1: shut down what should not run, delete what has stopped.
-    let mut rollout_budget = rollout_budgets(snapshot);
-    for (id, (task, _)) in tasks.iter_mut() {
-        match task.desired {
-            DesiredState::Running => {
-                let reason = match shutdown_reason(task, snapshot) {
-                    Some(Shutdown::Now(reason)) => Some(reason),
-                    Some(Shutdown::Rollout(reason)) => {
-                        // A running old task waits for a free place in the
-                        // rollout; one that is not serving anyway goes now.
-                        if is_running(task, snapshot) {
-                            let budget = rollout_budget.entry(task.service.clone()).or_insert(0);
-                            if *budget > 0 {
-                                *budget -= 1;
-                                Some(reason)
-                            } else {
-                                None
-                            }
-                        } else {
-                            Some(reason)
-                        }
-                    }
-                    None => None,
-                };
-                if let Some(reason) = reason {
-                    decision.events.push((
+/// The tasks as one pass leaves them, and what it has decided so far.
+struct Pass {
+    /// Id → (record, expected mod revision).
+    tasks: BTreeMap<String, (TaskRecord, u64)>,
+    /// Tasks whose record this pass changes (written as `Put`s at the end).
+    touched: BTreeSet<String>,
+    decision: Decision,
+}
+
+impl Pass {
+    /// Rule 1: shut down what should not run, delete what has stopped.
+    fn shut_down_and_delete(&mut self, snapshot: &Snapshot) {
+        let mut rollout_budget = rollout_budgets(snapshot);
+        let mut deleted: BTreeSet<String> = BTreeSet::new();
+        for (id, (task, _)) in self.tasks.iter_mut() {
+            if task.desired == DesiredState::Running {
+                if let Some(reason) = stop_reason(task, snapshot, &mut rollout_budget) {
+                    self.decision.events.push((
                         task.service.clone(),
                         format!("task {id} shut down: {reason}"),
                     ));
                     task.desired = DesiredState::Shutdown;
                     task.shutdown_reason = Some(reason);
                     task.pending_reason = None;
-                    touched.insert(id.clone());
+                    self.touched.insert(id.clone());
                 }
             }
-            DesiredState::Shutdown => {}
+            if task.desired == DesiredState::Shutdown && is_gone(task, snapshot) {
+                deleted.insert(id.clone());
+            }
         }
-        if task.desired == DesiredState::Shutdown && is_gone(task, snapshot) {
-            deleted.insert(id.clone());
-        }
-    }
-    for id in &deleted {
-        touched.remove(id);
-        if let Some((_, revision)) = tasks.remove(id) {
-            decision.changes.push(TaskChange::Delete {
-                id: id.clone(),
-                expected_mod_revision: revision,
-            });
+        for id in &deleted {
+            self.touched.remove(id);
+            if let Some((_, revision)) = self.tasks.remove(id) {
+                self.decision.changes.push(TaskChange::Delete {
+                    id: id.clone(),
+                    expected_mod_revision: revision,
+                });
+            }
         }
     }
 
-    // Rule 2: one running task per slot.
-    for (name, service) in &snapshot.services {
+    /// Rule 2: one running task per slot.
+    fn fill_empty_slots(&mut self, snapshot: &Snapshot) {
+        for (name, service) in &snapshot.services {
+            let served = self.served_slots(name);
+            for slot in 0..service.spec.spec.replicas {
+                if served.contains(&slot) {
+                    continue;
+                }
+                let id = format!("{name}.{slot}.{}", snapshot.revision);
+                let task = TaskRecord {
+                    id: id.clone(),
+                    service: name.clone(),
+                    slot,
+                    generation: service.generation,
+                    spec: service.spec.clone(),
+                    node: None,
+                    desired: DesiredState::Running,
+                    pending_reason: None,
+                    shutdown_reason: None,
+                    created_unix: snapshot.now_unix,
+                };
+                self.tasks.insert(id.clone(), (task, 0));
+                self.touched.insert(id);
+            }
+        }
+    }
+
+    /// The slots of `service` with a task desired running. Two such tasks for
+    /// one slot cannot come from this module, but a hand-edited store could
+    /// hold them: the placed, oldest one is kept and the others shut down.
+    fn served_slots(&mut self, service: &str) -> BTreeSet<u32> {
         let mut served: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-        for (id, (task, _)) in &tasks {
-            if task.service == *name && task.desired == DesiredState::Running {
+        for (id, (task, _)) in &self.tasks {
+            if task.service == service && task.desired == DesiredState::Running {
                 served.entry(task.slot).or_default().push(id.clone());
             }
         }
-        // Two running tasks for one slot cannot come from this function, but
-        // a hand-edited store could hold them: keep the placed, oldest one.
         for ids in served.values() {
             let keep = ids
                 .iter()
-                .find(|id| tasks.get(*id).is_some_and(|(t, _)| t.node.is_some()))
+                .find(|id| self.tasks.get(*id).is_some_and(|(t, _)| t.node.is_some()))
                 .unwrap_or(&ids[0])
                 .clone();
             for id in ids.iter().filter(|id| **id != keep) {
-                if let Some((task, _)) = tasks.get_mut(id) {
+                if let Some((task, _)) = self.tasks.get_mut(id) {
                     task.desired = DesiredState::Shutdown;
                     task.shutdown_reason =
                         Some(format!("slot {} already served by {keep}", task.slot));
-                    touched.insert(id.clone());
+                    self.touched.insert(id.clone());
                 }
             }
         }
-        for slot in 0..service.spec.spec.replicas {
-            if served.contains_key(&slot) {
-                continue;
+        served.into_keys().collect()
+    }
+
+    /// Every touched task becomes a `Put` after the deletes.
+    fn finish(mut self) -> Decision {
+        for id in self.touched {
+            if let Some((task, revision)) = self.tasks.remove(&id) {
+                self.decision.changes.push(TaskChange::Put {
+                    task: Box::new(task),
+                    expected_mod_revision: revision,
+                });
             }
-            let id = format!("{name}.{slot}.{}", snapshot.revision);
-            let task = TaskRecord {
-                id: id.clone(),
-                service: name.clone(),
-                slot,
-                generation: service.generation,
-                spec: service.spec.clone(),
-                node: None,
-                desired: DesiredState::Running,
-                pending_reason: None,
-                shutdown_reason: None,
-                created_unix: snapshot.now_unix,
-            };
-            tasks.insert(id.clone(), (task, 0));
-            touched.insert(id);
+        }
+        self.decision
+    }
+}
+
+/// Why a task desired running is shut down in this pass, if it is. A running
+/// task of an old generation takes a place in its service's rollout budget
+/// and waits when there is none; one that is not serving anyway goes now.
+fn stop_reason(
+    task: &TaskRecord,
+    snapshot: &Snapshot,
+    rollout_budget: &mut BTreeMap<String, u32>,
+) -> Option<String> {
+    match shutdown_reason(task, snapshot)? {
+        Shutdown::Now(reason) => Some(reason),
+        Shutdown::Rollout(reason) if !is_running(task, snapshot) => Some(reason),
+        Shutdown::Rollout(reason) => {
+            let budget = rollout_budget.entry(task.service.clone()).or_insert(0);
+            if *budget == 0 {
+                return None;
+            }
+            *budget -= 1;
+            Some(reason)
         }
     }
-
-    // Rule 3: place what is unplaced.
-    place_pending(snapshot, &mut tasks, &mut touched, &mut decision.events);
-
-    for id in touched {
-        if let Some((task, revision)) = tasks.remove(&id) {
-            decision.changes.push(TaskChange::Put {
-                task: Box::new(task),
-                expected_mod_revision: revision,
-            });
-        }
-    }
-    decision
 }
 
 /// Why a task that should be running must stop.
@@ -298,12 +367,15 @@ fn is_gone(task: &TaskRecord, snapshot: &Snapshot) -> bool {
         .is_some_and(|status| status.node == node_id && status.state.is_terminal())
 }
 
-fn place_pending(
-    snapshot: &Snapshot,
-    tasks: &mut BTreeMap<String, (TaskRecord, u64)>,
-    touched: &mut BTreeSet<String>,
-    events: &mut Vec<(String, String)>,
-) {
+/// Rule 3: unplaced tasks go through the scheduler; those that fit nowhere
+/// keep their reason (an event only when it changes).
+fn place_pending(snapshot: &Snapshot, pass: &mut Pass) {
+    let Pass {
+        tasks,
+        touched,
+        decision,
+    } = pass;
+    let events = &mut decision.events;
     let pending: Vec<&TaskRecord> = tasks
         .values()
         .map(|(task, _)| task)
@@ -478,5 +550,4 @@ fn node_views(snapshot: &Snapshot, tasks: &BTreeMap<String, (TaskRecord, u64)>) 
 }
 
 #[cfg(test)]
-#[path = "reconcile_tests.rs"]
 mod tests;

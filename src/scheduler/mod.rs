@@ -26,13 +26,14 @@
 //! explain why.
 
 mod feasible;
+mod pass;
 mod reason;
 mod types;
 
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 pub use reason::{format_bytes, format_cpu, FilterCount, NodeFilter, PendingReason};
 pub use types::{
@@ -40,7 +41,7 @@ pub use types::{
     TaskRequest,
 };
 
-use feasible::NodeWork;
+use pass::{Outcome, Pass};
 
 /// At most this many feasible nodes are scored per task, as Nomad's
 /// `LimitIterator` does: it bounds the work when many nodes tie on spread.
@@ -195,9 +196,21 @@ pub fn schedule(
     existing: &ExistingReplicas,
 ) -> Result<Plan> {
     // Work in node id order so that index positions order like ids.
-    let mut sorted_nodes: Vec<&NodeView> = snapshot.iter().collect();
-    sorted_nodes.sort_by_key(|n| n.id);
-    if let Some(pair) = sorted_nodes.windows(2).find(|w| w[0].id == w[1].id) {
+    let mut nodes: Vec<&NodeView> = snapshot.iter().collect();
+    nodes.sort_by_key(|n| n.id);
+    check_unique_ids(&nodes, tasks)?;
+    let order = decision_order(snapshot, tasks);
+    let mut pass = Pass::new(nodes, tasks, existing, &order, Scale::new(snapshot));
+    let mut outcome: Vec<Option<Outcome>> = vec![None; tasks.len()];
+    for (position, &task_index) in order.iter().enumerate() {
+        outcome[task_index] = Some(pass.decide(position, task_index));
+    }
+    Ok(plan_of(tasks, outcome))
+}
+
+/// Refuses duplicate node ids (`nodes` sorted by id) and task ids.
+fn check_unique_ids(nodes: &[&NodeView], tasks: &[TaskRequest]) -> Result<()> {
+    if let Some(pair) = nodes.windows(2).find(|w| w[0].id == w[1].id) {
         return Err(ScheduleError::DuplicateNodeId {
             node_id: pair[0].id,
         });
@@ -210,157 +223,11 @@ pub fn schedule(
             });
         }
     }
-    let order = decision_order(snapshot, tasks);
-    let scale = Scale::new(snapshot);
-    let nodes = sorted_nodes;
-    let node_index: HashMap<u64, u32> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.id, i as u32))
-        .collect();
+    Ok(())
+}
 
-    let mut work: Vec<NodeWork> = nodes.iter().map(|n| NodeWork::new(n)).collect();
-
-    // Only nodes that can take work at all are indexed, by (free key, index).
-    let mut index: BTreeSet<(u128, u32)> = nodes
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| n.ready && !n.cordoned)
-        .map(|(i, n)| (scale.key(n.free()), i as u32))
-        .collect();
-
-    // Replica counts keyed by (service, node index); services are interned
-    // so the hot loop hashes integers. Lookups only: no iteration order leaks.
-    let mut service_ids: HashMap<&str, u32> = HashMap::new();
-    for task in tasks {
-        let next = service_ids.len() as u32;
-        service_ids.entry(task.service.as_str()).or_insert(next);
-    }
-    let mut replicas: HashMap<(u32, u32), u32> = HashMap::new();
-    for (service, node_id, count) in existing.iter() {
-        if let (Some(&s), Some(&n)) = (service_ids.get(service), node_index.get(&node_id)) {
-            *replicas.entry((s, n)).or_insert(0) += count;
-        }
-    }
-
-    // The smallest CPU and memory requests among the tasks still to decide,
-    // per position in the decision order. A node with less free than that
-    // on either dimension can take none of them (free only shrinks during a
-    // call), so the walk drops it from the index for good: without this,
-    // nodes full on one dimension but not the other would be walked past by
-    // every later task.
-    let mut smallest_left = vec![Resources::new(u64::MAX, u64::MAX); order.len() + 1];
-    for (position, &task_index) in order.iter().enumerate().rev() {
-        let r = tasks[task_index].resources;
-        let after = smallest_left[position + 1];
-        smallest_left[position] = Resources::new(
-            after.cpu_millis.min(r.cpu_millis),
-            after.memory_bytes.min(r.memory_bytes),
-        );
-    }
-    let mut useless: Vec<(u128, u32)> = Vec::new();
-
-    // Reasons already explained in this call, by request, each with the
-    // number of placements made when it was computed: it is reused for an
-    // identical request only while no placement has changed the working
-    // state since. A full cluster thus explains each kind of request once,
-    // not once per task.
-    let mut placements_made: u64 = 0;
-    let mut explained: HashMap<Resources, Vec<(u64, usize, PendingReason)>> = HashMap::new();
-
-    let mut outcome: Vec<Option<std::result::Result<u64, PendingReason>>> = vec![None; tasks.len()];
-    for (position, &task_index) in order.iter().enumerate() {
-        let task = &tasks[task_index];
-        let smallest = smallest_left[position];
-        let service = service_ids[task.service.as_str()];
-        let request_key = scale.key(task.resources);
-
-        // (score, free key, node index) of the best node so far.
-        let mut best: Option<(u128, u128, u32)> = None;
-        let mut ranked = 0usize;
-        for &(free_key, i) in index.range((request_key, 0)..) {
-            // Capacity left after placing here; grows along the walk.
-            let left = free_key - request_key;
-            if best.is_some_and(|(score, _, _)| left >= score) {
-                break;
-            }
-            let node = nodes[i as usize];
-            let node_work = &work[i as usize];
-            if !smallest.fits_in(&node_work.free) {
-                useless.push((free_key, i));
-                continue;
-            }
-            if !feasible::fits(node, node_work, task) {
-                continue;
-            }
-            let count = replicas.get(&(service, i)).copied().unwrap_or(0);
-            let score = left.saturating_add(scale.spread_penalty.saturating_mul(u128::from(count)));
-            // Strictly better only: among equal scores the earlier node in the
-            // walk (less free capacity, then lower id) wins.
-            if best.is_none_or(|(best_score, _, _)| score < best_score) {
-                best = Some((score, free_key, i));
-            }
-            ranked += 1;
-            if ranked >= MAX_RANKED_CANDIDATES {
-                break;
-            }
-        }
-
-        for entry in useless.drain(..) {
-            index.remove(&entry);
-        }
-
-        match best {
-            Some((_, free_key, i)) => {
-                let node_work = &mut work[i as usize];
-                index.remove(&(free_key, i));
-                node_work.free = node_work.free.saturating_sub(&task.resources);
-                for port in &task.host_ports {
-                    if !node_work.ports_added.contains(port) {
-                        node_work.ports_added.push(*port);
-                    }
-                }
-                // Back into the index only if some later task could still fit.
-                if smallest_left[position + 1].fits_in(&node_work.free) {
-                    index.insert((scale.key(node_work.free), i));
-                }
-                *replicas.entry((service, i)).or_insert(0) += 1;
-                placements_made += 1;
-                outcome[task_index] = Some(Ok(nodes[i as usize].id));
-            }
-            None => {
-                let same_request = |earlier: &TaskRequest| {
-                    earlier.constraints == task.constraints
-                        && earlier.volume == task.volume
-                        && earlier.host_ports == task.host_ports
-                };
-                let cached = explained.get(&task.resources).and_then(|entries| {
-                    entries.iter().find(|(made, earlier, _)| {
-                        *made == placements_made && same_request(&tasks[*earlier])
-                    })
-                });
-                if let Some((_, _, reason)) = cached {
-                    outcome[task_index] = Some(Err(reason.clone()));
-                    continue;
-                }
-                // The walk covers every node that could fit, so `explain`
-                // finding a fitting node is a broken invariant.
-                let reason = feasible::explain(&nodes, &work, task);
-                assert!(
-                    reason.is_some(),
-                    "scheduler index missed a feasible node for task {}",
-                    task.id
-                );
-                if let Some(reason) = reason {
-                    let entries = explained.entry(task.resources).or_default();
-                    entries.retain(|(made, _, _)| *made == placements_made);
-                    entries.push((placements_made, task_index, reason.clone()));
-                    outcome[task_index] = Some(Err(reason));
-                }
-            }
-        }
-    }
-
+/// The plan, in input order, from each task's outcome.
+fn plan_of(tasks: &[TaskRequest], outcome: Vec<Option<Outcome>>) -> Plan {
     let mut plan = Plan::default();
     for (task, result) in tasks.iter().zip(outcome) {
         match result {
@@ -376,5 +243,5 @@ pub fn schedule(
             None => unreachable!("task {} was never decided", task.id),
         }
     }
-    Ok(plan)
+    plan
 }

@@ -20,7 +20,7 @@ use super::{
     blocking, cf, decode, decode_kv, decode_u64_be, encode, storage_error, Db, KvReader, Result,
     StoreError, CF_EVENTS, CF_KV, CF_SM,
 };
-use crate::kv::{KvCore, KvRead};
+use crate::kv::{Changes, KvCore, KvRead};
 use crate::typ::{Entry, LogId, Snapshot, SnapshotMeta, StoredMembership};
 use crate::types::{KeyValue, KvResponse, NodeId, TypeConfig};
 
@@ -174,6 +174,8 @@ impl StateMachineStore {
         });
     }
 
+    /// Applies a batch of committed entries and persists the result in one
+    /// WriteBatch, then tells readers and watchers.
     fn apply_entries(
         &mut self,
         entries: impl IntoIterator<Item = Entry>,
@@ -181,102 +183,20 @@ impl StateMachineStore {
         let db = self.db.clone();
         let base = DbKv { db: &db };
         let mut core = KvCore::new(&base, self.revision, self.compacted_revision);
-        let mut last_applied = self.last_applied;
-        let mut last_membership = None;
-        let mut responses = Vec::new();
-        for entry in entries {
-            // After a crash the unsynced state may lag the log and openraft
-            // re-applies from what it finds; entries already in the state are
-            // skipped so a write is never applied twice.
-            if last_applied.is_some_and(|applied| entry.log_id.index <= applied.index) {
-                responses.push(KvResponse {
-                    revision: core.revision(),
-                    succeeded: true,
-                    batch: Vec::new(),
-                });
-                continue;
-            }
-            last_applied = Some(entry.log_id);
-            let response = match entry.payload {
-                EntryPayload::Blank => KvResponse {
-                    revision: core.revision(),
-                    succeeded: true,
-                    batch: Vec::new(),
-                },
-                EntryPayload::Normal(request) => core.apply(&request)?,
-                EntryPayload::Membership(membership) => {
-                    last_membership = Some(StoredMembership::new(Some(entry.log_id), membership));
-                    KvResponse {
-                        revision: core.revision(),
-                        succeeded: true,
-                        batch: Vec::new(),
-                    }
-                }
-            };
-            responses.push(response);
-        }
-        if last_applied == self.last_applied {
-            return Ok(responses);
+        let applied = run_entries(&mut core, self.last_applied, entries)?;
+        if applied.last_applied == self.last_applied {
+            return Ok(applied.responses);
         }
         let changes = core.finish(self.history_retention);
-
-        let mut batch = WriteBatch::default();
-        let kv_cf = cf(&db, CF_KV)?;
-        for (key, write) in &changes.writes {
-            match write {
-                Some(kv) => batch.put_cf(kv_cf, key, encode("key value", kv)?),
-                None => batch.delete_cf(kv_cf, key),
-            }
-        }
-        let events_cf = cf(&db, CF_EVENTS)?;
-        for (revision, events) in &changes.history {
-            batch.put_cf(
-                events_cf,
-                revision.to_be_bytes(),
-                encode("watch events", events)?,
-            );
-        }
-        // Never moves backwards (`compaction_target`): empty when nothing
-        // was compacted.
-        let dropped = changes.previous_compacted_revision + 1..changes.compacted_revision + 1;
-        if dropped.end - dropped.start > POINT_DELETES_MAX {
-            batch.delete_range_cf(
-                events_cf,
-                dropped.start.to_be_bytes(),
-                dropped.end.to_be_bytes(),
-            );
-        } else {
-            for revision in dropped {
-                batch.delete_cf(events_cf, revision.to_be_bytes());
-            }
-        }
-        let sm_cf = cf(&db, CF_SM)?;
-        batch.put_cf(
-            sm_cf,
-            LAST_APPLIED_KEY,
-            encode("last applied log id", &last_applied)?,
-        );
-        if let Some(membership) = &last_membership {
-            batch.put_cf(
-                sm_cf,
-                LAST_MEMBERSHIP_KEY,
-                encode("last membership", membership)?,
-            );
-        }
-        batch.put_cf(sm_cf, REVISION_KEY, changes.revision.to_be_bytes());
-        batch.put_cf(
-            sm_cf,
-            COMPACTED_KEY,
-            changes.compacted_revision.to_be_bytes(),
-        );
+        let batch = applied_batch(&db, &changes, &applied)?;
         db.write_opt(batch, &write_options(false))
             .map_err(|source| StoreError::Rocks {
                 operation: "write applied entries",
                 source,
             })?;
 
-        self.last_applied = last_applied;
-        if let Some(membership) = last_membership {
+        self.last_applied = applied.last_applied;
+        if let Some(membership) = applied.last_membership {
             self.last_membership = membership;
         }
         let first_revision = self.revision + 1;
@@ -289,7 +209,7 @@ impl StateMachineStore {
         self.revision = changes.revision;
         self.compacted_revision = changes.compacted_revision;
         self.publish(first_revision, touched);
-        Ok(responses)
+        Ok(applied.responses)
     }
 
     fn install(&mut self, meta: &SnapshotMeta, data: Vec<u8>) -> Result<()> {
@@ -430,6 +350,116 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 pub struct SnapshotBuilder {
     db: Arc<Db>,
     snapshot_lock: Arc<Mutex<()>>,
+}
+
+/// What running a batch of entries through the core gave.
+struct AppliedEntries {
+    responses: Vec<KvResponse>,
+    last_applied: Option<LogId>,
+    /// The last membership entry of the batch, if any.
+    last_membership: Option<StoredMembership>,
+}
+
+/// Runs `entries` through `core`: data requests apply, blank and membership
+/// entries only advance the applied log id.
+fn run_entries<B: KvRead<Error = StoreError>>(
+    core: &mut KvCore<'_, B>,
+    mut last_applied: Option<LogId>,
+    entries: impl IntoIterator<Item = Entry>,
+) -> Result<AppliedEntries> {
+    let mut last_membership = None;
+    let mut responses = Vec::new();
+    for entry in entries {
+        // After a crash the unsynced state may lag the log and openraft
+        // re-applies from what it finds; entries already in the state are
+        // skipped so a write is never applied twice.
+        if last_applied.is_some_and(|applied| entry.log_id.index <= applied.index) {
+            responses.push(KvResponse {
+                revision: core.revision(),
+                succeeded: true,
+                batch: Vec::new(),
+            });
+            continue;
+        }
+        last_applied = Some(entry.log_id);
+        let response = match entry.payload {
+            EntryPayload::Blank => KvResponse {
+                revision: core.revision(),
+                succeeded: true,
+                batch: Vec::new(),
+            },
+            EntryPayload::Normal(request) => core.apply(&request)?,
+            EntryPayload::Membership(membership) => {
+                last_membership = Some(StoredMembership::new(Some(entry.log_id), membership));
+                KvResponse {
+                    revision: core.revision(),
+                    succeeded: true,
+                    batch: Vec::new(),
+                }
+            }
+        };
+        responses.push(response);
+    }
+    Ok(AppliedEntries {
+        responses,
+        last_applied,
+        last_membership,
+    })
+}
+
+/// One WriteBatch with everything a batch of entries changed: keys, watch
+/// history and its compaction, last applied log id, membership, revisions.
+fn applied_batch(db: &DB, changes: &Changes, applied: &AppliedEntries) -> Result<WriteBatch> {
+    let mut batch = WriteBatch::default();
+    let kv_cf = cf(db, CF_KV)?;
+    for (key, write) in &changes.writes {
+        match write {
+            Some(kv) => batch.put_cf(kv_cf, key, encode("key value", kv)?),
+            None => batch.delete_cf(kv_cf, key),
+        }
+    }
+    let events_cf = cf(db, CF_EVENTS)?;
+    for (revision, events) in &changes.history {
+        batch.put_cf(
+            events_cf,
+            revision.to_be_bytes(),
+            encode("watch events", events)?,
+        );
+    }
+    // Never moves backwards (`compaction_target`): empty when nothing
+    // was compacted.
+    let dropped = changes.previous_compacted_revision + 1..changes.compacted_revision + 1;
+    if dropped.end - dropped.start > POINT_DELETES_MAX {
+        batch.delete_range_cf(
+            events_cf,
+            dropped.start.to_be_bytes(),
+            dropped.end.to_be_bytes(),
+        );
+    } else {
+        for revision in dropped {
+            batch.delete_cf(events_cf, revision.to_be_bytes());
+        }
+    }
+    let sm_cf = cf(db, CF_SM)?;
+    batch.put_cf(
+        sm_cf,
+        LAST_APPLIED_KEY,
+        encode("last applied log id", &applied.last_applied)?,
+    );
+    if let Some(membership) = &applied.last_membership {
+        batch.put_cf(
+            sm_cf,
+            LAST_MEMBERSHIP_KEY,
+            encode("last membership", membership)?,
+        );
+    }
+    batch.put_cf(sm_cf, REVISION_KEY, changes.revision.to_be_bytes());
+    batch.put_cf(
+        sm_cf,
+        COMPACTED_KEY,
+        changes.compacted_revision.to_be_bytes(),
+    );
+    Ok(batch)
 }
 
 fn build(db: &DB, snapshot_lock: &Mutex<()>) -> Result<(SnapshotMeta, Vec<u8>)> {

@@ -5,6 +5,8 @@ use std::time::Duration;
 use super::*;
 use crate::model::parse_service;
 
+mod properties;
+
 fn task_with(id: &str, restart: &str, generation: u64) -> TaskRecord {
     let yaml = format!(
         "apiVersion: edgectl/v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  \
