@@ -18,4 +18,7 @@ bench_init cluster "$@"
 set -- "${BENCH_ARGS[@]}"
 
 bench_build -p edgectl --bin edgectl --bin cluster_core
-"$BENCH_BIN/cluster_core" --edgectl "$BENCH_BIN/edgectl" "${BENCH_SMOKE_ARGS[@]}" "$@"
+# Free ports unless told which (cluster_core's default is a fixed one).
+port_args=()
+[[ " $* " == *" --port"* ]] || port_args=(--port "$(bench_free_ports 3)")
+"$BENCH_BIN/cluster_core" --edgectl "$BENCH_BIN/edgectl" "${port_args[@]}" "${BENCH_SMOKE_ARGS[@]}" "$@"

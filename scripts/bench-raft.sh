@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # bench-raft.sh: replicated durable writes, edgectl vs etcd vs the fsync floor.
 #
-# Starts a 3-member etcd cluster on 127.0.0.1 (temporary data dirs), builds
-# and runs benches/src/bin/raft_write.rs in release, and tears everything
-# down on exit, even on failure or Ctrl-C.
+# Starts a 3-member etcd cluster and a 3-node edgectl cluster on 127.0.0.1
+# (each only if measured; temporary data dirs), builds and runs
+# benches/src/bin/raft_write.rs in release, and tears everything down on
+# exit, even on failure or Ctrl-C.
 #
 # Usage: scripts/bench-raft.sh [--smoke] [raft_write options...]
 #   e.g. scripts/bench-raft.sh --ops 500 --concurrent-ops 3200
@@ -46,29 +47,9 @@ log() { bench_log "$@"; }
 
 measures() { [[ ,$targets, == *,$1,* ]]; }
 
-# port_is_free PORT: nothing listens on 127.0.0.1:PORT (TCP).
-port_is_free() {
-    ! ss -Htln "sport = :$1" 2>/dev/null | grep -q .
-}
-
-# pick_ports: sets PORT_BASE so that PORT_BASE .. PORT_BASE+2*members-1 are
-# free (client ports first, then peer ports), from a random start so that
-# two runs at once (or another helper's etcd) do not collide.
+# pick_ports COUNT: sets PORT_BASE to the first of COUNT free ports.
 pick_ports() {
-    local attempt base offset ok
-    for ((attempt = 0; attempt < 50; attempt++)); do
-        base=$((20000 + RANDOM % 20000))
-        ok=1
-        for ((offset = 0; offset < 2 * ETCD_MEMBERS; offset++)); do
-            port_is_free $((base + offset)) || { ok=0; break; }
-        done
-        if ((ok)); then
-            PORT_BASE=$base
-            return 0
-        fi
-    done
-    log "found no free range of $((2 * ETCD_MEMBERS)) ports"
-    exit 1
+    PORT_BASE=$(bench_free_ports "$1")
 }
 
 etcd_pids=()
@@ -107,7 +88,8 @@ trap 'exit 130' INT TERM
 
 start_etcd() {
     local i cluster="" client_urls="" name client peer
-    pick_ports
+    # Client ports first, then peer ports.
+    pick_ports $((2 * ETCD_MEMBERS))
     for ((i = 1; i <= ETCD_MEMBERS; i++)); do
         peer=$((PORT_BASE + ETCD_MEMBERS + i - 1))
         cluster+="${cluster:+,}m$i=http://127.0.0.1:$peer"
@@ -150,12 +132,14 @@ start_etcd() {
     exit 1
 }
 
-# A 3-node edgectl cluster on 127.0.0.1 (ports 17441-17443), default Raft
+# A 3-node edgectl cluster on 127.0.0.1 (3 free UDP ports), default Raft
 # timings; data dirs under $work_dir. Its pids join etcd_pids for cleanup.
 start_edgectl() {
-    local bin="$BENCH_BIN/edgectl" i token=""
+    local bin="$BENCH_BIN/edgectl" i token="" first
+    pick_ports 3
+    first=127.0.0.1:$PORT_BASE
     # HOME: init writes ~/.config/edgectl when absent; keep it in the work dir.
-    HOME=$work_dir "$bin" --data-dir "$work_dir/edgectl-1" init --listen 127.0.0.1:17441 --name e1 \
+    HOME=$work_dir "$bin" --data-dir "$work_dir/edgectl-1" init --listen "$first" --name e1 \
         >"$work_dir/edgectl-1.log" 2>&1 &
     etcd_pids+=($!)
     for _ in $(seq 1 300); do
@@ -165,13 +149,13 @@ start_edgectl() {
     done
     [[ -n $token ]] || { tail -n 20 "$work_dir/edgectl-1.log" >&2; exit 1; }
     for i in 2 3; do
-        "$bin" --data-dir "$work_dir/edgectl-$i" join 127.0.0.1:17441 --token "$token" \
-            --listen "127.0.0.1:1744$i" --name "e$i" >"$work_dir/edgectl-$i.log" 2>&1 &
+        "$bin" --data-dir "$work_dir/edgectl-$i" join "$first" --token "$token" \
+            --listen "127.0.0.1:$((PORT_BASE + i - 1))" --name "e$i" >"$work_dir/edgectl-$i.log" 2>&1 &
         etcd_pids+=($!)
     done
     for _ in $(seq 1 300); do
         if [[ $("$bin" --data-dir "$work_dir/edgectl-1" node ls -o json 2>/dev/null | grep -c '"Voter"') == 3 ]]; then
-            log "edgectl: 3 voters on 127.0.0.1:17441-17443"
+            log "edgectl: 3 voters on 127.0.0.1:$PORT_BASE-$((PORT_BASE + 2))"
             return
         fi
         sleep 0.1

@@ -16,6 +16,8 @@
 #   bench_build ARGS...    cargo build of the benches package (and whatever
 #                          else ARGS name) in BENCH_PROFILE, quietly
 #   bench_log TEXT         a line on stderr, prefixed with the bench's name
+#   bench_free_ports COUNT prints the first of COUNT consecutive ports that
+#                          nothing listens on (TCP or UDP)
 #
 # A smoke run is the bench end to end at tiny sizes: seconds, to prove that it
 # still builds and runs (scripts/bench-smoke.sh runs them all for CI).
@@ -54,4 +56,26 @@ bench_init() {
 bench_build() {
     bench_log "building $* ($BENCH_PROFILE)"
     cargo build -q --profile "$BENCH_PROFILE" -p benches "$@"
+}
+
+# From a random start, so that two runs at once (or another session's
+# cluster on the same machine) do not collide on fixed ports.
+bench_free_ports() {
+    local count=$1 attempt base offset ok
+    for ((attempt = 0; attempt < 50; attempt++)); do
+        base=$((20000 + RANDOM % 20000))
+        ok=1
+        for ((offset = 0; offset < count; offset++)); do
+            if ss -Htuln "sport = :$((base + offset))" 2>/dev/null | grep -q .; then
+                ok=0
+                break
+            fi
+        done
+        if ((ok)); then
+            echo "$base"
+            return 0
+        fi
+    done
+    bench_log "found no free range of $count ports"
+    return 1
 }
