@@ -27,7 +27,8 @@ use super::container::{container_spec, LABEL_GENERATION, LABEL_TASK};
 use super::host::{cgroup_memory_bytes, node_capacity};
 use super::plan::{Action, Exit, Observed, ObservedState, Planner, RemoveReason, Report};
 use super::publish::{self, Wanted};
-use super::{AgentConfig, NodeUsage};
+use super::AgentConfig;
+use crate::orchestrator::records::NodeUsage;
 
 /// Passes run at least this often (the level-triggered safety net for
 /// container exits, which the runtime does not push to us).

@@ -26,8 +26,6 @@ mod publish;
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
 use crate::node::Node;
 
 pub use container::{container_spec, node_subnet, LABEL_GENERATION, LABEL_SERVICE, LABEL_TASK};
@@ -44,13 +42,6 @@ pub struct AgentConfig {
     pub memory_bytes: Option<u64>,
     /// Labels this node starts with (`--label k=v`).
     pub labels: BTreeMap<String, String>,
-}
-
-/// What a node's tasks use right now; sent to the leader with every heartbeat.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeUsage {
-    pub running_tasks: u32,
-    pub memory_used_bytes: u64,
 }
 
 /// Runs the agent until the node shuts down. Containers are left running

@@ -140,7 +140,7 @@ pub enum ApiResponse {
     Service(Box<ServiceDescription>),
     NodeViews(Vec<NodeView>),
     NodeUpdated(NodeView),
-    Images(Vec<crate::images::ClusterImage>),
+    Images(Vec<crate::orchestrator::records::ClusterImage>),
     Logs(Vec<LogLine>),
     Exec(ExecResult),
 }

@@ -21,17 +21,14 @@ use std::time::Duration;
 
 use raft::NodeId;
 use runtime::Digest;
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tracing::{debug, info};
 
 use crate::node::Node;
+pub use crate::orchestrator::records::{BlobRef, ClusterImage, IMAGES_PREFIX};
 
 pub use blob::{bytes_served, fetch_blob, serve_blob_connection, BlobFetch};
 pub use rate::{set_upload_rate_cap, Limiter, TokenBucket};
-
-/// Where the image records live in the replicated store.
-pub const IMAGES_PREFIX: &str = "/sys/images/";
 
 /// A record update that lost a compare-and-swap is retried this many times:
 /// only concurrent registrations of one image race, and each retry reads the
@@ -40,43 +37,6 @@ const REGISTER_ATTEMPTS_MAX: usize = 16;
 /// How long a lost CAS waits for the local replica to apply the write that
 /// beat it before reading again.
 const REPLICA_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// An image as the cluster knows it (`/sys/images/<manifest hex>`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClusterImage {
-    /// The image id: the digest of its manifest.
-    pub id: Digest,
-    /// Names (`name:tag`) that point at it; a name points at one image.
-    pub refs: Vec<String>,
-    /// Manifest, config, then layers bottom first, with their sizes.
-    pub blobs: Vec<BlobRef>,
-    /// Sum of the blob sizes.
-    pub size_bytes: u64,
-    /// Nodes whose store holds every blob of it, sorted.
-    pub holders: Vec<NodeId>,
-}
-
-/// One blob of an image.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BlobRef {
-    pub digest: Digest,
-    pub size: u64,
-}
-
-impl ClusterImage {
-    /// `/sys/images/<manifest hex>`.
-    pub fn key(id: &Digest) -> String {
-        format!("{IMAGES_PREFIX}{}", id.hex())
-    }
-
-    /// The first name, or the short id of an unnamed image.
-    pub fn display_name(&self) -> String {
-        self.refs
-            .first()
-            .cloned()
-            .unwrap_or_else(|| self.id.short().to_owned())
-    }
-}
 
 #[derive(Debug, Error)]
 pub enum ImageError {

@@ -159,9 +159,9 @@ struct NodeInner {
     /// in Nomad: a new leader starts everyone with the same grace.
     heartbeats: Mutex<HashMap<NodeId, Instant>>,
     /// Leader-side: what each member's tasks use, from its last heartbeat.
-    usages: Mutex<HashMap<NodeId, crate::agent::NodeUsage>>,
+    usages: Mutex<HashMap<NodeId, crate::orchestrator::records::NodeUsage>>,
     /// This node's own usage, sent with its heartbeats (set by the agent).
-    own_usage: Mutex<crate::agent::NodeUsage>,
+    own_usage: Mutex<crate::orchestrator::records::NodeUsage>,
     /// The container runtime (None on a control-plane-only node).
     runtime: Option<Arc<runtime::Runtime>>,
     /// (term, since) of this node's current leadership.
@@ -371,7 +371,7 @@ impl Node {
     }
 
     /// What this node's tasks use now; goes to the leader with the next heartbeat.
-    pub fn set_usage(&self, usage: crate::agent::NodeUsage) {
+    pub fn set_usage(&self, usage: crate::orchestrator::records::NodeUsage) {
         *self
             .inner
             .own_usage
