@@ -4,10 +4,13 @@
 
 pub mod client;
 pub mod orchestration;
+pub mod system;
 
 pub use orchestration::{
     ApplyChange, ApplyOutcome, NodeChange, NodeView, ServiceDescription, ServiceSummary, TaskView,
 };
+
+pub use system::{MemberDialer, SystemWriter};
 
 use serde::{Deserialize, Serialize};
 

@@ -161,7 +161,11 @@ struct NodeInner {
     /// Leader-side: what each member's tasks use, from its last heartbeat.
     usages: Mutex<HashMap<NodeId, crate::orchestrator::records::NodeUsage>>,
     /// This node's own usage, sent with its heartbeats (set by the agent).
-    own_usage: Mutex<crate::orchestrator::records::NodeUsage>,
+    own_usage: watch::Sender<crate::orchestrator::records::NodeUsage>,
+    /// Dials other members at their last known address.
+    members: crate::api::MemberDialer,
+    /// This node's image locks, upload cap and served bytes.
+    image_state: Arc<crate::images::ImageState>,
     /// The container runtime (None on a control-plane-only node).
     runtime: Option<Arc<runtime::Runtime>>,
     /// (term, since) of this node's current leadership.
@@ -269,6 +273,7 @@ impl Node {
             None
         };
         let peers = PeerPool::new(endpoint.clone());
+        let members = crate::api::MemberDialer::new(endpoint.clone(), raft.metrics());
         let (shutdown, _) = watch::channel(false);
         let (proposals, proposals_rx) = tokio::sync::mpsc::channel(proposer::PROPOSAL_QUEUE);
         let node = Node {
@@ -282,7 +287,9 @@ impl Node {
                 address_updates: Mutex::default(),
                 heartbeats: Mutex::new(HashMap::new()),
                 usages: Mutex::default(),
-                own_usage: Mutex::default(),
+                own_usage: watch::Sender::new(Default::default()),
+                members,
+                image_state: Arc::default(),
                 runtime,
                 leadership: Mutex::new(None),
                 dedup_swept_to_minute: Mutex::new(0),
@@ -296,11 +303,8 @@ impl Node {
         tokio::spawn(node.clone().heartbeat_loop());
         tokio::spawn(node.clone().leader_loop());
         tokio::spawn(node.clone().controller_loop());
-        if node.inner.config.agent.enabled {
-            tokio::spawn(crate::agent::run(
-                node.clone(),
-                node.inner.config.agent.clone(),
-            ));
+        if let Some(handles) = node.agent_handles() {
+            tokio::spawn(crate::agent::run(handles, node.inner.config.agent.clone()));
         }
         if node.inner.identity.bootstrap_pending {
             bootstrap::finish(&node).await?;
@@ -336,11 +340,30 @@ impl Node {
         self.inner.runtime.as_ref()
     }
 
-    /// Images (issue 4; added by the images helper): this node's endpoint and
-    /// the last known address of member `id`, so that `crate::images` can
-    /// dial it on `ALPN_BLOB`. None when `id` is not a member.
-    pub fn member_dial(&self, id: NodeId) -> Option<(Endpoint, String)> {
-        Some((self.inner.endpoint.clone(), self.member_addr(id)?))
+    /// What `crate::images` uses of this node: its runtime, replica, system
+    /// writer, member dialer and image state.
+    pub fn images(&self) -> crate::images::ImageHost {
+        crate::images::ImageHost::new(
+            self.id(),
+            self.inner.runtime.clone(),
+            self.inner.kv.clone(),
+            Arc::new(self.clone()),
+            self.inner.members.clone(),
+            self.inner.image_state.clone(),
+        )
+    }
+
+    /// What the agent uses of this node; None without a container runtime.
+    fn agent_handles(&self) -> Option<crate::agent::AgentHandles> {
+        Some(crate::agent::AgentHandles {
+            node_id: self.id(),
+            runtime: self.inner.runtime.clone()?,
+            replica: self.inner.kv.clone(),
+            system: Arc::new(self.clone()),
+            images: self.images(),
+            usage: self.inner.own_usage.clone(),
+            shutdown: self.shutdown_signal(),
+        })
     }
 
     pub fn config(&self) -> &NodeConfig {
@@ -370,17 +393,9 @@ impl Node {
         self.inner.shutdown.subscribe()
     }
 
-    /// What this node's tasks use now; goes to the leader with the next heartbeat.
-    pub fn set_usage(&self, usage: crate::orchestrator::records::NodeUsage) {
-        *self
-            .inner
-            .own_usage
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = usage;
-    }
-
     /// A write of edgectl's own records (under `/sys/`), made by the node
     /// itself: executed on the leader, applied at most once even if re-sent.
+    /// (Also the node's [`crate::api::SystemWriter`], for its loops.)
     pub async fn write_system(
         &self,
         txn: raft::Txn,
@@ -419,13 +434,7 @@ impl Node {
     }
 
     fn member_addr(&self, id: NodeId) -> Option<String> {
-        let metrics = self.inner.raft.metrics();
-        let metrics = metrics.borrow();
-        metrics
-            .membership_config
-            .membership()
-            .get_node(&id)
-            .map(|n: &PeerNode| n.addr.clone())
+        self.inner.members.address_of(id)
     }
 
     /// Sends `request` to member `id` at its last known address.
@@ -490,7 +499,7 @@ impl Node {
                 .await;
             }
             (a, Some(PeerIdentity::Node(from))) if a == ALPN_BLOB => {
-                crate::images::serve_blob_connection(self.clone(), *from, connection).await;
+                crate::images::serve_blob_connection(self.images(), *from, connection).await;
             }
             (a, _) if a == ALPN_JOIN => {
                 let node = self.clone();
@@ -553,12 +562,7 @@ impl Node {
                 node_id: self.id(),
                 name: self.inner.identity.name.clone(),
                 advertise: self.inner.identity.advertise.clone(),
-                usage: self
-                    .inner
-                    .own_usage
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone(),
+                usage: self.inner.own_usage.borrow().clone(),
             };
             match self.current_leader() {
                 Some(leader) if leader == self.id() => self.record_heartbeat(&heartbeat),
@@ -701,6 +705,15 @@ impl Node {
             }
             Err(e) => debug!("dropping old dedup records: {e}"),
         }
+    }
+}
+
+impl crate::api::SystemWriter for Node {
+    fn write_system(
+        &self,
+        txn: raft::Txn,
+    ) -> futures::future::BoxFuture<'_, Result<raft::KvResponse, crate::api::ApiError>> {
+        Box::pin(Node::write_system(self, txn))
     }
 }
 

@@ -416,12 +416,12 @@ impl Node {
     }
 
     async fn import_image(&self, path: &str) -> ApiResult {
-        let images = crate::images::import_file(self, std::path::Path::new(path)).await?;
+        let images = crate::images::import_file(&self.images(), std::path::Path::new(path)).await?;
         Ok(ApiResponse::Images(images))
     }
 
     fn list_images(&self) -> ApiResult {
-        Ok(ApiResponse::Images(crate::images::list(self)?))
+        Ok(ApiResponse::Images(crate::images::list(&self.inner.kv)?))
     }
 }
 
