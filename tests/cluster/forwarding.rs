@@ -9,10 +9,18 @@ use crate::{EdgeCluster, CONVERGE};
 
 /// Writes sent while the leader is frozen.
 const WRITES: usize = 5;
+/// Followers wait this long for the frozen leader before electing a new
+/// one: long enough for the writes to reach a follower that still
+/// forwards to it (a CLI takes a while to start on a loaded machine), short
+/// enough that an election, even a split one, ends within the request's
+/// own wait for a leader.
+const ELECTION_FLAGS: [&str; 4] = ["--election-min-ms", "2000", "--election-max-ms", "3000"];
 
 #[test]
 fn a_write_forwarded_across_a_leader_change_is_applied_once() {
-    let mut cluster = EdgeCluster::new("cfw", 3);
+    let mut flags = vec!["--no-agent"];
+    flags.extend(ELECTION_FLAGS);
+    let mut cluster = EdgeCluster::with_flags("cfw", 3, &flags);
     cluster.form(3);
     cluster.wait_voters(1, 3, 3);
     let old_leader = cluster.leader_index(1).expect("leader");
@@ -24,8 +32,10 @@ fn a_write_forwarded_across_a_leader_change_is_applied_once() {
 
     // Frozen, not killed: the forwarded writes reach its socket and are
     // still queued when it wakes, as a leader behind a stalled link would
-    // find them. A blind re-send of an unnamed write could then apply
-    // twice.
+    // find them. The follower gives up on it once a new leader is elected
+    // and, the writes being named, sends them again there; a write that
+    // could not be re-sent would fail here as "may or may not have been
+    // applied".
     let leader_name = EdgeCluster::name(old_leader);
     cluster.net.signal(&leader_name, "STOP");
     let keys: Vec<String> = (0..WRITES).map(|k| format!("/fw/{k}")).collect();
