@@ -11,13 +11,13 @@ mod certs;
 mod controller;
 pub mod disk;
 mod join;
+mod members;
 mod orchestration;
 pub mod peer;
 mod proposer;
 mod status;
 mod tasks;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -155,11 +155,9 @@ struct NodeInner {
     kv: KvReader,
     endpoint: Endpoint,
     peers: PeerPool,
-    /// Leader-side: when each member was last heard from. In memory only, as
-    /// in Nomad: a new leader starts everyone with the same grace.
-    heartbeats: Mutex<HashMap<NodeId, Instant>>,
-    /// Leader-side: what each member's tasks use, from its last heartbeat.
-    usages: Mutex<HashMap<NodeId, crate::orchestrator::records::NodeUsage>>,
+    /// Leader-side: heartbeats, usages, leadership and address updates
+    /// of the members (members.rs).
+    members_table: Mutex<members::MemberTable>,
     /// This node's own usage, sent with its heartbeats (set by the agent).
     own_usage: watch::Sender<crate::orchestrator::records::NodeUsage>,
     /// Dials other members at their last known address.
@@ -168,13 +166,9 @@ struct NodeInner {
     image_state: Arc<crate::images::ImageState>,
     /// The container runtime (None on a control-plane-only node).
     runtime: Option<Arc<runtime::Runtime>>,
-    /// (term, since) of this node's current leadership.
-    leadership: Mutex<Option<(u64, Instant)>>,
     /// Leader-side: dedup buckets up to this minute have been dropped
     /// (0: not yet in this leadership).
     dedup_swept_to_minute: Mutex<u64>,
-    /// Members whose new address is being written to the membership.
-    address_updates: Mutex<std::collections::HashSet<NodeId>>,
     /// Writes to propose through Raft (see proposer.rs).
     proposals: tokio::sync::mpsc::Sender<proposer::Proposal>,
     shutdown: watch::Sender<bool>,
@@ -284,14 +278,11 @@ impl Node {
                 kv,
                 endpoint,
                 peers,
-                address_updates: Mutex::default(),
-                heartbeats: Mutex::new(HashMap::new()),
-                usages: Mutex::default(),
+                members_table: Mutex::default(),
                 own_usage: watch::Sender::new(Default::default()),
                 members,
                 image_state: Arc::default(),
                 runtime,
-                leadership: Mutex::new(None),
                 dedup_swept_to_minute: Mutex::new(0),
                 proposals,
                 shutdown,
@@ -580,31 +571,36 @@ impl Node {
         }
     }
 
+    /// The member table, locked (members.rs). A poisoned lock still holds
+    /// a consistent table: every change to it is one call.
+    fn members_table(&self) -> std::sync::MutexGuard<'_, members::MemberTable> {
+        self.inner
+            .members_table
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The thresholds members are judged by.
+    fn liveness(&self) -> members::Liveness {
+        members::Liveness {
+            heartbeat_interval: self.inner.config.heartbeat_interval,
+            lease: self.inner.config.lease,
+        }
+    }
+
     fn record_heartbeat(&self, heartbeat: &peer::Heartbeat) {
-        self.inner
-            .heartbeats
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(heartbeat.node_id, Instant::now());
-        self.inner
-            .usages
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(heartbeat.node_id, heartbeat.usage.clone());
+        self.members_table().record_heartbeat(
+            heartbeat.node_id,
+            heartbeat.usage.clone(),
+            Instant::now(),
+        );
         if heartbeat.node_id == self.id() {
             return;
         }
         // A device that moved announces its new address; the membership follows.
         let known = self.member_addr(heartbeat.node_id);
         if known.is_some() && known.as_deref() != Some(heartbeat.advertise.as_str()) {
-            // Heartbeats keep coming while the change commits: propose it once.
-            let newly_pending = self
-                .inner
-                .address_updates
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(heartbeat.node_id);
-            if !newly_pending {
+            if !self.members_table().begin_address_update(heartbeat.node_id) {
                 return;
             }
             let node = self.clone();
@@ -619,11 +615,7 @@ impl Node {
                 if let Err(e) = node.inner.raft.change_membership(change, true).await {
                     warn!(node = id, "cannot update member address: {e}");
                 }
-                node.inner
-                    .address_updates
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&id);
+                node.members_table().end_address_update(id);
             });
         }
     }
@@ -640,11 +632,7 @@ impl Node {
             }
             let metrics = self.metrics();
             if metrics.current_leader != Some(self.id()) {
-                *self
-                    .inner
-                    .leadership
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = None;
+                self.members_table().step_down();
                 *self
                     .inner
                     .dedup_swept_to_minute
@@ -652,17 +640,8 @@ impl Node {
                     .unwrap_or_else(|e| e.into_inner()) = 0;
                 continue;
             }
-            {
-                let mut leadership = self
-                    .inner
-                    .leadership
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                match *leadership {
-                    Some((term, _)) if term == metrics.current_term => {}
-                    _ => *leadership = Some((metrics.current_term, Instant::now())),
-                }
-            }
+            self.members_table()
+                .lead(metrics.current_term, Instant::now());
             self.run_autopilot(&metrics).await;
             self.drop_old_dedup_records().await;
         }

@@ -304,12 +304,7 @@ impl Node {
 
     fn node_views(&self) -> Result<Vec<NodeView>, ApiError> {
         let snapshot = self.orchestration_snapshot()?;
-        let usages = self
-            .inner
-            .usages
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let usages = self.members_table().usages();
         let leader = self.current_leader();
         let metrics = self.metrics();
         let membership = metrics.membership_config.membership();
