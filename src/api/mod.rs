@@ -1,6 +1,7 @@
 //! The client API: the requests `edgectl` sends to a node over QUIC (ALPN
-//! `edgectl/api/1`, mutual TLS with an admin or node certificate), and the
-//! client that sends them.
+//! `edgectl/api/1`, mutual TLS with an admin or node certificate), each
+//! classified once ([`ApiRequest::class`]), and the client that sends them.
+//! `system` holds the narrow handles a node gives its own loops.
 
 pub mod client;
 pub mod orchestration;

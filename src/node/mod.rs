@@ -3,7 +3,9 @@
 //! leader-only loops (autopilot) and every node's heartbeat.
 //!
 //! Decisions live elsewhere (cluster::autopilot, cluster::token); this module
-//! is the IO edge that executes them.
+//! is the IO edge that executes them. The leader's member table and its
+//! liveness rules are in `members`. The agent and the image code get narrow
+//! handles (`agent_handles`, `images`), never the `Node` itself.
 
 mod api;
 mod bootstrap;
