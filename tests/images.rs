@@ -226,7 +226,7 @@ async fn wait_record(
     accept: impl Fn(&ClusterImage) -> bool,
 ) -> ClusterImage {
     wait_for(what, || {
-        let found = images::list(node)
+        let found = images::list(node.kv())
             .unwrap()
             .into_iter()
             .find(|i| &i.id == id && accept(i));
@@ -237,7 +237,7 @@ async fn wait_record(
 
 /// Imports busybox on A and waits until B's replica knows it.
 async fn import_on_a(cluster: &Cluster) -> ClusterImage {
-    let records = images::import_file(&cluster.a, &busybox_tar())
+    let records = images::import_file(&cluster.a.images(), &busybox_tar())
         .await
         .unwrap();
     assert_eq!(records.len(), 1);
@@ -300,15 +300,16 @@ async fn image_imported_on_a_is_fetched_by_b() {
         assert!(store(b).images().list().unwrap().is_empty());
 
         // Two calls at once on B: one fetch, the same id for both.
-        let served_before = images::bytes_served(a);
+        let served_before = images::bytes_served(&a.images());
+        let b_images = b.images();
         let (first, second) = tokio::join!(
-            images::ensure_local(b, "busybox"),
-            images::ensure_local(b, &record.id.hex()[..12]),
+            images::ensure_local(&b_images, "busybox"),
+            images::ensure_local(&b_images, &record.id.hex()[..12]),
         );
         assert_eq!(first.unwrap(), record.id);
         assert_eq!(second.unwrap(), record.id);
         assert_eq!(
-            images::bytes_served(a) - served_before,
+            images::bytes_served(&a.images()) - served_before,
             record.size_bytes,
             "every blob sent once"
         );
@@ -328,7 +329,7 @@ async fn image_imported_on_a_is_fetched_by_b() {
         }
         // Already local: nothing to do, same answer.
         assert_eq!(
-            images::ensure_local(b, "busybox:latest").await.unwrap(),
+            images::ensure_local(&b.images(), "busybox:latest").await.unwrap(),
             record.id
         );
         // An image imported into B's store behind the cluster's back (the
@@ -340,15 +341,15 @@ async fn image_imported_on_a_is_fetched_by_b() {
         })
         .await
         .unwrap();
-        assert!(images::list(b).unwrap().iter().all(|r| r.id != httpd.id));
-        assert_eq!(images::ensure_local(b, "httpd").await.unwrap(), httpd.id);
+        assert!(images::list(b.kv()).unwrap().iter().all(|r| r.id != httpd.id));
+        assert_eq!(images::ensure_local(&b.images(), "httpd").await.unwrap(), httpd.id);
         wait_record(a, &httpd.id, "A to see B's httpd", |r| r.holders == vec![b.id()]).await;
         // Importing again on A changes nothing in the record.
-        let again = images::import_file(a, &busybox_tar()).await.unwrap();
+        let again = images::import_file(&a.images(), &busybox_tar()).await.unwrap();
         assert_eq!(again[0].holders, both);
 
         // An unknown reference names what the cluster has.
-        let err = images::ensure_local(b, "nginx:1.25").await.unwrap_err();
+        let err = images::ensure_local(&b.images(), "nginx:1.25").await.unwrap_err();
         assert!(matches!(err, ImageError::NotInCluster { .. }), "{err}");
         let message = err.to_string();
         assert!(
@@ -373,7 +374,7 @@ async fn cut_transfer_resumes_from_the_partial_file() {
         // What a transfer cut halfway leaves behind on B.
         write_partial(b, &layer.digest, bytes[..half].to_vec()).await;
 
-        let fetch = images::fetch_blob(b, &layer.digest, layer.size, &[a.id()])
+        let fetch = images::fetch_blob(&b.images(), &layer.digest, layer.size, &[a.id()])
             .await
             .unwrap();
         assert_eq!(fetch.resumed_from, half as u64);
@@ -387,10 +388,13 @@ async fn cut_transfer_resumes_from_the_partial_file() {
         assert!(tmp_entries(b).is_empty(), "{:?}", tmp_entries(b));
 
         // The rest of the image comes along; the layer is not fetched again.
-        assert_eq!(images::ensure_local(b, "busybox").await.unwrap(), record.id);
+        assert_eq!(
+            images::ensure_local(&b.images(), "busybox").await.unwrap(),
+            record.id
+        );
         let info = store(b).images().inspect("busybox").unwrap();
         assert_eq!(info.layers[0].digest, layer.digest);
-        let again = images::fetch_blob(b, &layer.digest, layer.size, &[a.id()])
+        let again = images::fetch_blob(&b.images(), &layer.digest, layer.size, &[a.id()])
             .await
             .unwrap();
         assert_eq!(again.bytes_received, 0, "held already");
@@ -412,7 +416,7 @@ async fn wrong_bytes_are_refused_and_leave_the_store_as_it_was() {
         // A holder whose blob is not the size the record says is refused
         // before a byte is written.
         let config = record.blobs[1].clone();
-        let err = images::fetch_blob(b, &config.digest, config.size - 1, &[a.id()])
+        let err = images::fetch_blob(&b.images(), &config.digest, config.size - 1, &[a.id()])
             .await
             .unwrap_err();
         assert!(
@@ -430,7 +434,9 @@ async fn wrong_bytes_are_refused_and_leave_the_store_as_it_was() {
         let middle = rotten.len() / 2;
         rotten[middle] ^= 0xff;
         fs::write(&a_file, &rotten).unwrap();
-        let err = images::ensure_local(b, "busybox").await.unwrap_err();
+        let err = images::ensure_local(&b.images(), "busybox")
+            .await
+            .unwrap_err();
         let message = err.to_string();
         assert!(matches!(err, ImageError::Fetch { .. }), "{message}");
         assert!(
@@ -455,7 +461,7 @@ async fn wrong_bytes_are_refused_and_leave_the_store_as_it_was() {
             0
         );
         assert!(tmp_entries(b).is_empty(), "{:?}", tmp_entries(b));
-        let record_now = images::list(b).unwrap();
+        let record_now = images::list(b.kv()).unwrap();
         assert_eq!(record_now[0].holders, vec![a.id()], "B is no holder");
 
         // A's copy repaired; B's partial file holds a corrupted first half
@@ -466,7 +472,7 @@ async fn wrong_bytes_are_refused_and_leave_the_store_as_it_was() {
         let mut bad_half = good[..half].to_vec();
         bad_half[half / 2] ^= 0xff;
         write_partial(b, &layer.digest, bad_half).await;
-        let fetch = images::fetch_blob(b, &layer.digest, layer.size, &[a.id()])
+        let fetch = images::fetch_blob(&b.images(), &layer.digest, layer.size, &[a.id()])
             .await
             .unwrap();
         assert_eq!(
@@ -475,11 +481,14 @@ async fn wrong_bytes_are_refused_and_leave_the_store_as_it_was() {
             "the rest, then the whole blob again"
         );
         assert_eq!(fs::read(blob_file(b, &layer.digest)).unwrap(), good);
-        assert_eq!(images::ensure_local(b, "busybox").await.unwrap(), record.id);
+        assert_eq!(
+            images::ensure_local(&b.images(), "busybox").await.unwrap(),
+            record.id
+        );
 
         // A holder that does not have the blob says so.
         let stranger: Digest = format!("sha256:{}", "0".repeat(64)).parse().unwrap();
-        let err = images::fetch_blob(b, &stranger, 10, &[a.id()])
+        let err = images::fetch_blob(&b.images(), &stranger, 10, &[a.id()])
             .await
             .unwrap_err();
         assert!(
@@ -536,7 +545,7 @@ async fn cli_import_goes_through_the_node_living_in_the_data_dir() {
         assert_eq!(records[0].holders, vec![a.id()]);
         wait_record(b, &records[0].id, "B to see the image record", |_| true).await;
         assert_eq!(
-            images::ensure_local(b, "busybox").await.unwrap(),
+            images::ensure_local(&b.images(), "busybox").await.unwrap(),
             records[0].id
         );
     })
@@ -550,7 +559,9 @@ async fn transfer_cut_by_a_dying_holder_resumes_from_another() {
     with_nodes("cut", 3, |cluster| async move {
         let (a, b, c) = (&cluster.a, &cluster.b, &cluster.others[0]);
         let record = import_on_a(&cluster).await;
-        images::import_file(c, &busybox_tar()).await.unwrap();
+        images::import_file(&c.images(), &busybox_tar())
+            .await
+            .unwrap();
         let mut both = vec![a.id(), c.id()];
         both.sort();
         wait_record(b, &record.id, "B to see A and C as holders", |r| {
@@ -561,14 +572,16 @@ async fn transfer_cut_by_a_dying_holder_resumes_from_another() {
         let good = fs::read(blob_file(a, &layer.digest)).unwrap();
 
         // A sends slowly enough to be cut midway (a few chunks a second).
-        images::set_upload_rate_cap(a, Some(256 * 1024));
+        images::set_upload_rate_cap(&a.images(), Some(256 * 1024));
         let partial = store(b)
             .root()
             .join("tmp")
             .join(format!("partial-{}", layer.digest.hex()));
         let fetch = {
             let (b, digest, holders) = (b.clone(), layer.digest.clone(), vec![a.id(), c.id()]);
-            tokio::spawn(async move { images::fetch_blob(&b, &digest, layer.size, &holders).await })
+            tokio::spawn(async move {
+                images::fetch_blob(&b.images(), &digest, layer.size, &holders).await
+            })
         };
         wait_for("B to have received part of the layer from A", || {
             let len = fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
@@ -577,7 +590,7 @@ async fn transfer_cut_by_a_dying_holder_resumes_from_another() {
         .await;
         a.shutdown().await;
         let fetch = fetch.await.unwrap().unwrap();
-        images::set_upload_rate_cap(a, None);
+        images::set_upload_rate_cap(&a.images(), None);
 
         assert_eq!(fetch.transfers.len(), 2, "{fetch:?}");
         let (first, from_a) = fetch.transfers[0];
@@ -594,7 +607,10 @@ async fn transfer_cut_by_a_dying_holder_resumes_from_another() {
         assert_eq!(fs::read(blob_file(b, &layer.digest)).unwrap(), good);
 
         // The rest of the image comes from C while A stays down.
-        assert_eq!(images::ensure_local(b, "busybox").await.unwrap(), record.id);
+        assert_eq!(
+            images::ensure_local(&b.images(), "busybox").await.unwrap(),
+            record.id
+        );
         assert_eq!(store(b).images().inspect("busybox").unwrap().id, record.id);
     })
     .await;
@@ -673,19 +689,19 @@ async fn large_layer_arrives_intact() {
         const LAYER_BYTES: usize = 64 * 1024 * 1024;
         let (a, b) = (&cluster.a, &cluster.b);
         let layout = random_image_layout(&cluster.guard.path().join("big"), "big", LAYER_BYTES);
-        let record = images::import_file(a, &layout).await.unwrap().remove(0);
+        let record = images::import_file(&a.images(), &layout).await.unwrap().remove(0);
         assert_eq!(record.refs, vec!["big:latest".to_string()]);
         wait_record(b, &record.id, "B to see the big image", |_| true).await;
         let layer = record.blobs[2].clone();
         assert!(layer.size > LAYER_BYTES as u64);
         let started = std::time::Instant::now();
-        let fetch = images::fetch_blob(b, &layer.digest, layer.size, &[a.id()])
+        let fetch = images::fetch_blob(&b.images(), &layer.digest, layer.size, &[a.id()])
             .await
             .unwrap();
         let fetched = started.elapsed();
         assert_eq!(fetch.bytes_received, layer.size);
         let started = std::time::Instant::now();
-        assert_eq!(images::ensure_local(b, "big").await.unwrap(), record.id);
+        assert_eq!(images::ensure_local(&b.images(), "big").await.unwrap(), record.id);
         let imported = started.elapsed();
         assert_eq!(
             fs::read(blob_file(b, &layer.digest)).unwrap(),
@@ -713,14 +729,16 @@ async fn cancelled_fetch_resumes_from_what_it_wrote() {
         let (a, b) = (&cluster.a, &cluster.b);
         let record = import_on_a(&cluster).await;
         let layer = record.blobs[2].clone();
-        images::set_upload_rate_cap(a, Some(256 * 1024));
+        images::set_upload_rate_cap(&a.images(), Some(256 * 1024));
         let partial = store(b)
             .root()
             .join("tmp")
             .join(format!("partial-{}", layer.digest.hex()));
         let first = {
             let (b, digest, holders) = (b.clone(), layer.digest.clone(), vec![a.id()]);
-            tokio::spawn(async move { images::fetch_blob(&b, &digest, layer.size, &holders).await })
+            tokio::spawn(async move {
+                images::fetch_blob(&b.images(), &digest, layer.size, &holders).await
+            })
         };
         let seen = wait_for("B to have written part of the layer", || {
             let len = fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
@@ -729,9 +747,9 @@ async fn cancelled_fetch_resumes_from_what_it_wrote() {
         .await;
         first.abort();
         assert!(first.await.unwrap_err().is_cancelled());
-        images::set_upload_rate_cap(a, None);
+        images::set_upload_rate_cap(&a.images(), None);
 
-        let fetch = images::fetch_blob(b, &layer.digest, layer.size, &[a.id()])
+        let fetch = images::fetch_blob(&b.images(), &layer.digest, layer.size, &[a.id()])
             .await
             .unwrap();
         assert!(

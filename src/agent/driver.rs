@@ -16,18 +16,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use raft::store::{WatchError, Watcher};
+use raft::store::{KvReader, WatchError, Watcher};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::node::Node;
+use crate::images::ImageHost;
 use crate::orchestrator::records::{self, TaskRecord, TaskState, TaskStatus};
 
 use super::container::{container_spec, LABEL_GENERATION, LABEL_TASK};
 use super::host::{cgroup_memory_bytes, node_capacity};
 use super::plan::{Action, Exit, Observed, ObservedState, Planner, RemoveReason, Report};
 use super::publish::{self, Wanted};
-use super::{AgentConfig, NodeUsage};
+use super::{AgentConfig, AgentHandles};
+use crate::orchestrator::records::NodeUsage;
 
 /// Passes run at least this often (the level-triggered safety net for
 /// container exits, which the runtime does not push to us).
@@ -38,13 +39,10 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// removed, is tried again after this (not on the pass its outcome wakes).
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-pub(super) async fn run(node: Node, config: AgentConfig) {
-    let Some(runtime) = node.runtime().cloned() else {
-        warn!("the agent is enabled but this node has no container runtime; agent not started");
-        return;
-    };
-    let mut shutdown = node.shutdown_signal();
-    let mut watcher = open_watch(&node);
+pub(super) async fn run(handles: AgentHandles, config: AgentConfig) {
+    let runtime = handles.runtime.clone();
+    let mut shutdown = handles.shutdown.clone();
+    let mut watcher = open_watch(&handles.replica);
     // A container's exit starts a pass at once (restart policies), rather
     // than on the next tick.
     let exited = Arc::new(tokio::sync::Notify::new());
@@ -58,16 +56,20 @@ pub(super) async fn run(node: Node, config: AgentConfig) {
     let unhealthy_kills = super::health::UnhealthyKills::default();
     let (health_targets, targets) = watch::channel(Vec::new());
     tokio::spawn(super::health::run(
-        node.clone(),
+        runtime.clone(),
+        handles.shutdown.clone(),
         targets,
         unhealthy_kills.clone(),
     ));
     let mut agent = Driver {
         unhealthy_kills,
         health_targets,
-        publisher: publish::spawn(node.clone()),
-        node,
-        runtime,
+        publisher: publish::spawn(publish::Store {
+            me: handles.node_id,
+            replica: handles.replica.clone(),
+            system: handles.system.clone(),
+        }),
+        handles,
         config,
         planner: Planner::new(),
         busy: BTreeSet::new(),
@@ -77,7 +79,7 @@ pub(super) async fn run(node: Node, config: AgentConfig) {
         seeded: false,
         epoch: Instant::now(),
     };
-    info!(node = agent.node.id(), "agent started");
+    info!(node = agent.handles.node_id, "agent started");
     loop {
         if *shutdown.borrow() {
             break;
@@ -104,7 +106,7 @@ pub(super) async fn run(node: Node, config: AgentConfig) {
                             while let Some(Ok(_)) = watcher.next().now_or_never() {}
                         }
                     }
-                    Err(WatchError::Compacted { .. }) => watcher = open_watch(&agent.node),
+                    Err(WatchError::Compacted { .. }) => watcher = open_watch(&agent.handles.replica),
                     Err(error) => {
                         warn!("task watch ended ({error}); the agent runs on its tick only");
                         watcher = None;
@@ -118,15 +120,15 @@ pub(super) async fn run(node: Node, config: AgentConfig) {
     // Containers stay up: a restarted daemon adopts them. Actions still in
     // flight finish on their own.
     info!(
-        node = agent.node.id(),
+        node = agent.handles.node_id,
         "agent stopped; containers left running"
     );
 }
 
 /// A watch on the tasks from the next write on (a pass re-reads everything,
 /// so history is not needed).
-fn open_watch(node: &Node) -> Option<Watcher> {
-    match node.kv().watch(records::TASKS_PREFIX.as_bytes(), 0) {
+fn open_watch(replica: &KvReader) -> Option<Watcher> {
+    match replica.watch(records::TASKS_PREFIX.as_bytes(), 0) {
         Ok(watcher) => Some(watcher),
         Err(error) => {
             warn!("cannot watch tasks ({error}); the agent runs on its tick only");
@@ -143,8 +145,7 @@ async fn next_event(watcher: &mut Option<Watcher>) -> Result<(), WatchError> {
 }
 
 struct Driver {
-    node: Node,
-    runtime: Arc<runtime::Runtime>,
+    handles: AgentHandles,
     config: AgentConfig,
     planner: Planner,
     /// Tasks with an action in progress.
@@ -224,8 +225,8 @@ impl Driver {
     }
 
     async fn pass(&mut self) {
-        let me = self.node.id();
-        let (all_tasks, revision) = match read_tasks(&self.node) {
+        let me = self.handles.node_id;
+        let (all_tasks, revision) = match read_tasks(&self.handles.replica) {
             Ok(read) => read,
             Err(error) => {
                 warn!("cannot read tasks from the local replica: {error}");
@@ -240,7 +241,7 @@ impl Driver {
             .filter(|task| task.node == Some(me))
             .cloned()
             .collect();
-        let runtime = self.runtime.clone();
+        let runtime = self.handles.runtime.clone();
         let containers = match tokio::task::spawn_blocking(move || runtime.list()).await {
             Ok(Ok(list)) => list,
             Ok(Err(error)) => {
@@ -295,11 +296,11 @@ impl Driver {
                 Action::Remove { task, .. } => task.clone(),
             };
             self.busy.insert(task);
-            let node = self.node.clone();
-            let runtime = self.runtime.clone();
+            let images = self.handles.images.clone();
+            let runtime = self.handles.runtime.clone();
             let outcomes = self.outcome_sender.clone();
             tokio::spawn(async move {
-                let outcome = execute(node, runtime, action).await;
+                let outcome = execute(&images, runtime, action).await;
                 // The receiver is gone only when the agent stopped.
                 let _ = outcomes.send(outcome);
             });
@@ -314,7 +315,7 @@ impl Driver {
             }
         }
         self.last_reports = reports.clone();
-        self.node.set_usage(self.usage(&reports));
+        self.handles.usage.send_replace(self.usage(&reports));
         self.publish(me, reports, all_tasks);
     }
 
@@ -370,14 +371,18 @@ impl Driver {
         let wanted = Wanted {
             statuses,
             known_tasks: all_tasks.into_iter().map(|task| task.id).collect(),
-            capacity: node_capacity(&self.config, self.runtime.root()),
+            capacity: node_capacity(&self.config, self.handles.runtime.root()),
         };
         self.publisher.send_replace(Some(Arc::new(wanted)));
     }
 
     /// Carries on the restart counts an earlier agent published.
     fn seed_from_store(&mut self, me: u64) {
-        let statuses = match self.node.kv().range(records::TASK_STATUS_PREFIX.as_bytes()) {
+        let statuses = match self
+            .handles
+            .replica
+            .range(records::TASK_STATUS_PREFIX.as_bytes())
+        {
             Ok((statuses, _)) => statuses,
             Err(error) => {
                 warn!("cannot read task statuses: {error}");
@@ -404,7 +409,9 @@ impl Driver {
             running_tasks: u32::try_from(running.len()).unwrap_or(u32::MAX),
             memory_used_bytes: running
                 .iter()
-                .filter_map(|report| cgroup_memory_bytes(&self.runtime, &report.container_id))
+                .filter_map(|report| {
+                    cgroup_memory_bytes(&self.handles.runtime, &report.container_id)
+                })
                 .sum(),
         }
     }
@@ -412,8 +419,8 @@ impl Driver {
 
 /// Every task record on the local replica (records that do not parse are
 /// skipped with a warning: they cannot be acted on), and its revision.
-fn read_tasks(node: &Node) -> Result<(Vec<TaskRecord>, u64), raft::store::StoreError> {
-    let (kvs, revision) = node.kv().range(records::TASKS_PREFIX.as_bytes())?;
+fn read_tasks(replica: &KvReader) -> Result<(Vec<TaskRecord>, u64), raft::store::StoreError> {
+    let (kvs, revision) = replica.range(records::TASKS_PREFIX.as_bytes())?;
     let tasks = kvs
         .into_iter()
         .filter_map(|kv| match serde_json::from_slice::<TaskRecord>(&kv.value) {
@@ -462,20 +469,20 @@ fn observe(info: &runtime::ContainerInfo) -> Option<Observed> {
     })
 }
 
-async fn execute(node: Node, runtime: Arc<runtime::Runtime>, action: Action) -> Outcome {
+async fn execute(images: &ImageHost, runtime: Arc<runtime::Runtime>, action: Action) -> Outcome {
     match action {
         Action::Start {
             task,
             replace,
             restart,
         } => {
-            if let Err(reason) = ensure_image(&node, &runtime, &task.spec.spec.image).await {
+            if let Err(reason) = ensure_image(images, &task.spec.spec.image).await {
                 return Outcome::ImageMissing {
                     task: task.id.clone(),
                     reason,
                 };
             }
-            let spec = match container_spec(&task, node.id()) {
+            let spec = match container_spec(&task, images.node_id()) {
                 Ok(spec) => spec,
                 Err(error) => {
                     return Outcome::StartFailed {
@@ -525,12 +532,8 @@ async fn execute(node: Node, runtime: Arc<runtime::Runtime>, action: Action) -> 
 /// Makes sure `reference` is in this node's image store, fetching the blobs
 /// it lacks from a peer that holds the image (`crate::images::ensure_local`).
 /// Err is why the task waits (reported as Pending, retried next pass).
-async fn ensure_image(
-    node: &Node,
-    _runtime: &Arc<runtime::Runtime>,
-    reference: &str,
-) -> Result<(), String> {
-    crate::images::ensure_local(node, reference)
+async fn ensure_image(images: &ImageHost, reference: &str) -> Result<(), String> {
+    crate::images::ensure_local(images, reference)
         .await
         .map(|_| ())
         .map_err(|error| format!("{error} (retrying)"))

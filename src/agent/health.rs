@@ -21,7 +21,6 @@ use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use crate::model::HealthCheck;
-use crate::node::Node;
 use crate::orchestrator::records::{DesiredState, TaskRecord};
 
 use super::plan::{Observed, ObservedState};
@@ -218,13 +217,14 @@ pub fn failure_of(output: &runtime::ExecOutput, timeout: Duration) -> Option<Str
 /// What one check came back with: its exec's output, or why it did not run.
 type CheckRun = Result<Result<runtime::ExecOutput, runtime::Error>, tokio::task::JoinError>;
 
-/// Runs the checks of `targets` (kept current by the driver) until the
-/// node shuts down.
-pub async fn run(node: Node, targets: watch::Receiver<Targets>, kills: UnhealthyKills) {
-    let Some(runtime) = node.runtime().cloned() else {
-        return;
-    };
-    let mut shutdown = node.shutdown_signal();
+/// Runs the checks of `targets` (kept current by the driver) in `runtime`'s
+/// containers until `shutdown` fires.
+pub async fn run(
+    runtime: Arc<runtime::Runtime>,
+    mut shutdown: watch::Receiver<bool>,
+    targets: watch::Receiver<Targets>,
+    kills: UnhealthyKills,
+) {
     let epoch = Instant::now();
     let mut tracker = HealthTracker::default();
     let mut checks = JoinSet::new();

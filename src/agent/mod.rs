@@ -25,10 +25,15 @@ pub mod plan;
 mod publish;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use raft::store::KvReader;
+use raft::NodeId;
+use tokio::sync::watch;
 
-use crate::node::Node;
+use crate::api::SystemWriter;
+use crate::images::ImageHost;
+use crate::orchestrator::records::NodeUsage;
 
 pub use container::{container_spec, node_subnet, LABEL_GENERATION, LABEL_SERVICE, LABEL_TASK};
 pub use host::node_capacity;
@@ -46,15 +51,25 @@ pub struct AgentConfig {
     pub labels: BTreeMap<String, String>,
 }
 
-/// What a node's tasks use right now; sent to the leader with every heartbeat.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeUsage {
-    pub running_tasks: u32,
-    pub memory_used_bytes: u64,
+/// What the agent uses of its node, and nothing more.
+#[derive(Clone)]
+pub struct AgentHandles {
+    pub node_id: NodeId,
+    pub runtime: Arc<runtime::Runtime>,
+    /// The local replica: the agent reads only this, never the leader.
+    pub replica: KvReader,
+    /// Where task statuses and this node's capacity are written.
+    pub system: Arc<dyn SystemWriter>,
+    /// Fetches the images a task needs from the nodes that hold them.
+    pub images: ImageHost,
+    /// This node's usage, sent to the leader with its heartbeats.
+    pub usage: watch::Sender<NodeUsage>,
+    /// Fires when the node shuts down.
+    pub shutdown: watch::Receiver<bool>,
 }
 
 /// Runs the agent until the node shuts down. Containers are left running
 /// when it stops: the next agent on this data dir adopts them.
-pub async fn run(node: Node, config: AgentConfig) {
-    driver::run(node, config).await
+pub async fn run(handles: AgentHandles, config: AgentConfig) {
+    driver::run(handles, config).await
 }

@@ -12,11 +12,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use raft::store::KvReader;
 use raft::{KvOp, Txn};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use crate::node::Node;
+use crate::api::SystemWriter;
 use crate::orchestrator::records::{
     self, node_capacity_key, task_status_key, NodeCapacity, TaskStatus,
 };
@@ -39,22 +40,30 @@ pub(super) struct Wanted {
     pub(super) capacity: NodeCapacity,
 }
 
+/// Where the publisher reads and writes: this node's id, its replica and
+/// the system writer.
+pub(super) struct Store {
+    pub(super) me: u64,
+    pub(super) replica: KvReader,
+    pub(super) system: Arc<dyn SystemWriter>,
+}
+
 /// Starts the publisher; it stops when the sender is dropped.
-pub(super) fn spawn(node: Node) -> watch::Sender<Option<Arc<Wanted>>> {
+pub(super) fn spawn(store: Store) -> watch::Sender<Option<Arc<Wanted>>> {
     let (sender, receiver) = watch::channel(None);
-    tokio::spawn(run(node, receiver));
+    tokio::spawn(run(store, receiver));
     sender
 }
 
-async fn run(node: Node, mut wanted: watch::Receiver<Option<Arc<Wanted>>>) {
-    let mut publisher = Publisher::from_store(&node);
+async fn run(store: Store, mut wanted: watch::Receiver<Option<Arc<Wanted>>>) {
+    let mut publisher = Publisher::from_store(&store);
     let mut retry = WRITE_RETRY_MIN;
     while wanted.changed().await.is_ok() {
         loop {
             let Some(current) = wanted.borrow_and_update().clone() else {
                 break;
             };
-            match publisher.publish(&node, &current).await {
+            match publisher.publish(&store, &current).await {
                 Ok(()) => {
                     retry = WRITE_RETRY_MIN;
                     break;
@@ -85,10 +94,10 @@ struct Publisher {
 impl Publisher {
     /// Learns what an earlier agent left in the store, so unchanged values
     /// are not rewritten after a restart.
-    fn from_store(node: &Node) -> Publisher {
-        let me = node.id();
+    fn from_store(store: &Store) -> Publisher {
+        let me = store.me;
         let mut statuses = BTreeMap::new();
-        match node.kv().range(records::TASK_STATUS_PREFIX.as_bytes()) {
+        match store.replica.range(records::TASK_STATUS_PREFIX.as_bytes()) {
             Ok((kvs, _)) => {
                 for kv in kvs {
                     if let Ok(status) = serde_json::from_slice::<TaskStatus>(&kv.value) {
@@ -107,7 +116,7 @@ impl Publisher {
         }
     }
 
-    async fn publish(&mut self, node: &Node, wanted: &Wanted) -> Result<(), String> {
+    async fn publish(&mut self, store: &Store, wanted: &Wanted) -> Result<(), String> {
         let updated_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_secs());
@@ -137,7 +146,7 @@ impl Publisher {
             .collect();
         let mut deletes = Vec::new();
         for task in gone {
-            match node.kv().get(task_status_key(&task).as_bytes()) {
+            match store.replica.get(task_status_key(&task).as_bytes()) {
                 Ok(None) => {
                     self.statuses.remove(&task);
                 }
@@ -145,7 +154,7 @@ impl Publisher {
             }
         }
         let capacity_changed = self.capacity.as_ref() != Some(&wanted.capacity)
-            && !self.store_has_capacity(node, &wanted.capacity);
+            && !self.store_has_capacity(store, &wanted.capacity);
         if puts.is_empty() && deletes.is_empty() && !capacity_changed {
             return Ok(());
         }
@@ -172,7 +181,7 @@ impl Publisher {
                 value,
             });
         }
-        match tokio::time::timeout(WRITE_TIMEOUT, node.write_system(txn)).await {
+        match tokio::time::timeout(WRITE_TIMEOUT, store.system.write_system(txn)).await {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => return Err(error.to_string()),
             Err(_) => return Err("timed out".to_string()),
@@ -196,9 +205,9 @@ impl Publisher {
     }
 
     /// The store already holds this capacity (an earlier agent wrote it).
-    fn store_has_capacity(&mut self, node: &Node, capacity: &NodeCapacity) -> bool {
-        let stored = node
-            .kv()
+    fn store_has_capacity(&mut self, store: &Store, capacity: &NodeCapacity) -> bool {
+        let stored = store
+            .replica
             .get(node_capacity_key(self.me).as_bytes())
             .ok()
             .flatten()

@@ -1,13 +1,17 @@
 //! The client API: the requests `edgectl` sends to a node over QUIC (ALPN
-//! `edgectl/api/1`, mutual TLS with an admin or node certificate), and the
-//! client that sends them.
+//! `edgectl/api/1`, mutual TLS with an admin or node certificate), each
+//! classified once ([`ApiRequest::class`]), and the client that sends them.
+//! `system` holds the narrow handles a node gives its own loops.
 
 pub mod client;
 pub mod orchestration;
+pub mod system;
 
 pub use orchestration::{
     ApplyChange, ApplyOutcome, NodeChange, NodeView, ServiceDescription, ServiceSummary, TaskView,
 };
+
+pub use system::{MemberDialer, SystemWriter};
 
 use serde::{Deserialize, Serialize};
 
@@ -93,32 +97,90 @@ pub enum ApiRequest {
     },
 }
 
+/// Where a request is executed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// On the leader: other nodes forward it there.
+    Leader,
+    /// On the node that received it (its own replica or store).
+    Here,
+    /// On the node that runs the task it names, found in the receiving
+    /// node's replica.
+    TaskNode,
+}
+
+/// What kind of request it is. Every verb is classified once, in
+/// [`ApiRequest::class`], with no wildcard: a new verb does not compile
+/// until it says where it runs, whether it writes, and whether it may be
+/// sent again after a leader vanished mid-call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestClass {
+    pub route: Route,
+    /// It changes the replicated state.
+    pub writes: bool,
+    /// Doing it twice has the effect of doing it once, so it may be re-sent
+    /// to a new leader when the old one may have applied it: reads, named
+    /// writes, and requests that state an end result (applying the same
+    /// spec twice, scaling to N twice, cordoning twice change nothing).
+    pub idempotent: bool,
+}
+
+impl RequestClass {
+    const fn new(route: Route, writes: bool, idempotent: bool) -> Self {
+        RequestClass {
+            route,
+            writes,
+            idempotent,
+        }
+    }
+}
+
 impl ApiRequest {
-    /// Whether only the leader can answer it (other nodes forward it).
-    pub fn needs_leader(&self) -> bool {
+    pub fn class(&self) -> RequestClass {
+        use Route::{Here, Leader, TaskNode};
+        const READ: bool = false;
+        const WRITE: bool = true;
+        const ONCE_ONLY: bool = false;
+        const REPEATABLE: bool = true;
         match self {
+            ApiRequest::Write(write) => RequestClass::new(
+                Leader,
+                WRITE,
+                match write {
+                    // Named: the state machine applies an id at most once.
+                    KvRequest::Idempotent { .. } => REPEATABLE,
+                    KvRequest::Txn(_) | KvRequest::Batch(_) => ONCE_ONLY,
+                },
+            ),
             ApiRequest::Get { consistency, .. } | ApiRequest::Range { consistency, .. } => {
-                *consistency == ReadConsistency::Linearizable
+                let route = match consistency {
+                    ReadConsistency::Linearizable => Leader,
+                    ReadConsistency::Stale => Here,
+                };
+                RequestClass::new(route, READ, REPEATABLE)
             }
-            ApiRequest::TokenList
-            | ApiRequest::ImageImport { .. }
-            | ApiRequest::ImageList
-            | ApiRequest::TaskLogs { .. }
-            | ApiRequest::TaskExec { .. } => false,
-            ApiRequest::Write(_)
-            | ApiRequest::TokenCreate { .. }
-            | ApiRequest::TokenRevoke { .. }
-            | ApiRequest::NodeList
+            ApiRequest::TokenList | ApiRequest::ImageList => {
+                RequestClass::new(Here, READ, REPEATABLE)
+            }
+            ApiRequest::NodeList
             | ApiRequest::ClusterStatus
-            | ApiRequest::Apply { .. }
-            | ApiRequest::Scale { .. }
-            | ApiRequest::DeleteService { .. }
-            | ApiRequest::RollbackService { .. }
             | ApiRequest::GetServices
             | ApiRequest::GetTasks { .. }
             | ApiRequest::DescribeService { .. }
-            | ApiRequest::GetNodes
-            | ApiRequest::UpdateNode { .. } => true,
+            | ApiRequest::GetNodes => RequestClass::new(Leader, READ, REPEATABLE),
+            // Each makes something new: a second token, one more step back.
+            ApiRequest::TokenCreate { .. }
+            | ApiRequest::TokenRevoke { .. }
+            | ApiRequest::RollbackService { .. } => RequestClass::new(Leader, WRITE, ONCE_ONLY),
+            ApiRequest::Apply { .. }
+            | ApiRequest::Scale { .. }
+            | ApiRequest::DeleteService { .. }
+            | ApiRequest::UpdateNode { .. } => RequestClass::new(Leader, WRITE, REPEATABLE),
+            // Records the image through the system writer, which names it.
+            ApiRequest::ImageImport { .. } => RequestClass::new(Here, WRITE, ONCE_ONLY),
+            ApiRequest::TaskLogs { .. } => RequestClass::new(TaskNode, READ, REPEATABLE),
+            // Runs a command: never run twice on our own.
+            ApiRequest::TaskExec { .. } => RequestClass::new(TaskNode, READ, ONCE_ONLY),
         }
     }
 }
@@ -140,7 +202,7 @@ pub enum ApiResponse {
     Service(Box<ServiceDescription>),
     NodeViews(Vec<NodeView>),
     NodeUpdated(NodeView),
-    Images(Vec<crate::images::ClusterImage>),
+    Images(Vec<crate::orchestrator::records::ClusterImage>),
     Logs(Vec<LogLine>),
     Exec(ExecResult),
 }
@@ -245,3 +307,6 @@ pub enum ApiError {
 }
 
 pub type ApiResult = Result<ApiResponse, ApiError>;
+
+#[cfg(test)]
+mod tests;

@@ -5,8 +5,6 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use super::local::{ImageCommand, RunArgs};
-
 #[derive(Debug, Parser)]
 #[command(
     name = "edgectl",
@@ -450,4 +448,68 @@ fn parse_target_voters(text: &str) -> Result<usize, String> {
             "{text:?}: the number of voters must be 1, 3 or 5 (an odd number keeps a majority)"
         )),
     }
+}
+
+/// `edgectl image ...`
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Import an image archive: an OCI image archive or layout directory, or a `docker save` tarball.
+    /// When a node lives in --data-dir, that node imports it and records it in the cluster.
+    Import {
+        /// The archive (tar, optionally gzipped) or OCI layout directory.
+        file: PathBuf,
+    },
+    /// List the images in this node's store, or the cluster's when a node lives in --data-dir
+    /// (a table; `-o json` for JSON).
+    Ls,
+    /// Show one image as JSON.
+    Inspect {
+        /// Name (name:tag), id (sha256:...) or short id.
+        image: String,
+    },
+    /// Remove images (refused while a container uses one).
+    Rm {
+        /// Names or ids.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Delete blobs and unpacked layers no image references.
+    Gc,
+}
+
+/// `edgectl run IMAGE [-- CMD...]`: run one container and print its output and exit code.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Image reference (name:tag) or digest.
+    pub image: String,
+    /// Command and arguments, replacing the image's CMD.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+    /// Container id (default: generated).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Replace the image's ENTRYPOINT.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Environment variable KEY=VALUE (repeatable).
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Working directory in the container.
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// User (uid[:gid] or name).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Memory limit in bytes.
+    #[arg(long)]
+    pub memory: Option<u64>,
+    /// Max number of processes.
+    #[arg(long)]
+    pub pids: Option<i64>,
+    /// Use the host's network namespace.
+    #[arg(long)]
+    pub host_network: bool,
+    /// Keep the container (and its logs) after it exits.
+    #[arg(long)]
+    pub keep: bool,
 }

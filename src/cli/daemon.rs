@@ -86,7 +86,7 @@ pub async fn init(data_dir: &Path, args: InitArgs) -> anyhow::Result<()> {
     )
     .with_context(|| format!("cannot initialize a cluster in {}", data_dir.display()))?;
     let node = Node::start(config).await.context("cannot start the node")?;
-    edgectl::images::set_upload_rate_cap(&node, args.tuning.blob_upload_cap);
+    edgectl::images::set_upload_rate_cap(&node.images(), args.tuning.blob_upload_cap);
 
     let response = node
         .request(ApiRequest::TokenCreate {
@@ -143,7 +143,7 @@ pub async fn join(data_dir: &Path, args: JoinArgs) -> anyhow::Result<()> {
     let node = Node::start(node_config(data_dir, &args.tuning))
         .await
         .context("cannot start the node")?;
-    edgectl::images::set_upload_rate_cap(&node, args.tuning.blob_upload_cap);
+    edgectl::images::set_upload_rate_cap(&node.images(), args.tuning.blob_upload_cap);
     run_until_signal(node).await
 }
 
@@ -154,7 +154,7 @@ pub async fn serve(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
     let node = Node::start(config)
         .await
         .with_context(|| format!("cannot start the node in {}", data_dir.display()))?;
-    edgectl::images::set_upload_rate_cap(&node, args.tuning.blob_upload_cap);
+    edgectl::images::set_upload_rate_cap(&node.images(), args.tuning.blob_upload_cap);
     println!(
         "node {} ({}) of cluster {} running",
         node.identity().node_id,

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod args;
+mod connect;
 pub mod daemon;
 pub mod local;
 pub mod orchestration;

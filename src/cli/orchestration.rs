@@ -12,11 +12,11 @@ use edgectl::api::{
 use edgectl::orchestrator::records::DesiredState;
 use edgectl::scheduler::{format_bytes, format_cpu};
 
-use super::admin::call;
 use super::args::{
     ApplyArgs, Cli, DeleteCommand, DescribeCommand, ExecArgs, GetCommand, LogsArgs, NodeCommand,
     OutputFormat, RollbackCommand, ScaleArgs, WaitArgs,
 };
+use super::connect::call;
 use super::output::{self, table, unix_time};
 
 /// How often `--wait` asks for progress.

@@ -10,13 +10,10 @@
 //! sent: the size is bounded by the record and the whole blob is hashed
 //! before it enters the store.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use raft::transport::{rpc, PeerIdentityExpectation, ALPN_BLOB};
+use raft::transport::{rpc, ALPN_BLOB};
 use raft::NodeId;
 use runtime::{Digest, PartialBlob};
 use serde::{Deserialize, Serialize};
@@ -24,8 +21,9 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
-use super::{keyed_lock, node_runtime, ImageError};
-use crate::node::Node;
+use super::error::ImageError;
+use super::host::{blocking, ImageHost};
+use super::rate::Limiter;
 
 /// A request frame is a digest and an offset: anything bigger is garbage.
 const REQUEST_BYTES_MAX: usize = 1024;
@@ -35,7 +33,7 @@ const REPLY_BYTES_MAX: usize = 4096;
 /// its blobs one after another, so this only bounds a misbehaving peer.
 const STREAMS_PER_CONNECTION_MAX: usize = 4;
 /// Bytes read from disk or the network per step.
-pub(super) const CHUNK_BYTES: usize = 256 * 1024;
+const CHUNK_BYTES: usize = 256 * 1024;
 /// Received bytes are written to the partial file in batches of this size.
 const WRITE_BATCH_BYTES: usize = 1024 * 1024;
 /// A holder that sends nothing for this long is given up on (the transfer
@@ -71,28 +69,21 @@ enum BlobReply {
     },
 }
 
-/// Blob bytes each node (by data dir) has sent to peers since it started
-/// in this process: what a metrics endpoint would export, and what tests
-/// count to show a blob was sent once.
-static BYTES_SERVED: LazyLock<Mutex<HashMap<PathBuf, Arc<AtomicU64>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
-
-fn served_counter(node: &Node) -> Arc<AtomicU64> {
-    BYTES_SERVED
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .entry(node.config().data_dir.root().to_owned())
-        .or_default()
-        .clone()
+/// Blob bytes `host`'s node has sent to its peers (all streams).
+pub fn bytes_served(host: &ImageHost) -> u64 {
+    host.bytes_served()
 }
 
-/// Blob bytes `node` has sent to its peers (all streams, this process).
-pub fn bytes_served(node: &Node) -> u64 {
-    served_counter(node).load(Ordering::Relaxed)
+/// Caps the bytes per second this node sends to peers, all blob streams
+/// together; None lifts the cap. Takes effect for the next chunk sent.
+pub fn set_upload_rate_cap(host: &ImageHost, bytes_per_second: Option<u64>) {
+    // A chunk is what the server sends at once: the burst never starves it.
+    let limiter = bytes_per_second.map(|rate| Arc::new(Limiter::new(rate, CHUNK_BYTES as u64)));
+    host.set_upload_limiter(limiter);
 }
 
 /// Serves blob requests from another member on one connection.
-pub async fn serve_blob_connection(node: Node, from: NodeId, connection: quinn::Connection) {
+pub async fn serve_blob_connection(host: ImageHost, from: NodeId, connection: quinn::Connection) {
     let streams = Arc::new(Semaphore::new(STREAMS_PER_CONNECTION_MAX));
     loop {
         let (send, recv) = match connection.accept_bi().await {
@@ -105,16 +96,16 @@ pub async fn serve_blob_connection(node: Node, from: NodeId, connection: quinn::
         let Ok(permit) = streams.clone().acquire_owned().await else {
             return;
         };
-        let node = node.clone();
+        let host = host.clone();
         tokio::spawn(async move {
-            serve_stream(&node, from, send, recv).await;
+            serve_stream(&host, from, send, recv).await;
             drop(permit);
         });
     }
 }
 
 async fn serve_stream(
-    node: &Node,
+    host: &ImageHost,
     from: NodeId,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
@@ -131,7 +122,7 @@ async fn serve_stream(
             return;
         }
     };
-    let opened = open_blob(node, &request).await;
+    let opened = open_blob(host, &request).await;
     let (mut file, size) = match opened {
         Ok(opened) => opened,
         Err(reason) => {
@@ -145,7 +136,6 @@ async fn serve_stream(
         debug!(from, "blob reply: {e}");
         return;
     }
-    let served = served_counter(node);
     let mut buffer = vec![0u8; CHUNK_BYTES];
     let mut sent = 0u64;
     let to_send = size - request.offset;
@@ -159,7 +149,7 @@ async fn serve_stream(
                 return;
             }
         };
-        if let Some(limiter) = super::rate::upload_limiter(node.config().data_dir.root()) {
+        if let Some(limiter) = host.upload_limiter() {
             limiter.acquire(n as u64).await;
         }
         match tokio::time::timeout(STALL_TIMEOUT, send.write_all(&buffer[..n])).await {
@@ -177,7 +167,7 @@ async fn serve_stream(
             }
         }
         sent += n as u64;
-        served.fetch_add(n as u64, Ordering::Relaxed);
+        host.count_served(n as u64);
     }
     let _ = send.finish();
     // Hold the stream (and its permit) until the receiver has it all, but
@@ -186,23 +176,27 @@ async fn serve_stream(
 }
 
 /// The blob's file positioned at the offset, and its size; or why not.
-async fn open_blob(node: &Node, request: &BlobRequest) -> Result<(tokio::fs::File, u64), String> {
+async fn open_blob(
+    host: &ImageHost,
+    request: &BlobRequest,
+) -> Result<(tokio::fs::File, u64), String> {
+    let me = host.node_id();
     let digest: Digest = request
         .digest
         .parse()
         .map_err(|e| format!("bad digest: {e}"))?;
-    let runtime = node_runtime(node).map_err(|e| e.to_string())?;
+    let runtime = host.runtime().map_err(|e| e.to_string())?;
     let path = runtime
         .images()
         .blob_path(&digest)
-        .ok_or_else(|| format!("node {} does not hold blob {digest}", node.id()))?;
+        .ok_or_else(|| format!("node {me} does not hold blob {digest}"))?;
     let mut file = tokio::fs::File::open(&path)
         .await
-        .map_err(|e| format!("node {} cannot open blob {digest}: {e}", node.id()))?;
+        .map_err(|e| format!("node {me} cannot open blob {digest}: {e}"))?;
     let size = file
         .metadata()
         .await
-        .map_err(|e| format!("node {} cannot stat blob {digest}: {e}", node.id()))?
+        .map_err(|e| format!("node {me} cannot stat blob {digest}: {e}"))?
         .len();
     if request.offset > size {
         return Err(format!(
@@ -212,7 +206,7 @@ async fn open_blob(node: &Node, request: &BlobRequest) -> Result<(tokio::fs::Fil
     }
     file.seek(std::io::SeekFrom::Start(request.offset))
         .await
-        .map_err(|e| format!("node {} cannot seek in blob {digest}: {e}", node.id()))?;
+        .map_err(|e| format!("node {me} cannot seek in blob {digest}: {e}"))?;
     Ok((file, size))
 }
 
@@ -246,14 +240,14 @@ pub struct BlobFetch {
 /// without bringing a byte, or served a whole blob that did not verify. The
 /// error lists what each attempt did.
 pub async fn fetch_blob(
-    node: &Node,
+    host: &ImageHost,
     digest: &Digest,
     size: u64,
     holders: &[NodeId],
 ) -> Result<BlobFetch, ImageError> {
-    let runtime = node_runtime(node)?;
+    let runtime = host.runtime()?;
     // One writer per partial file.
-    let lock = keyed_lock(runtime.root(), &format!("blob {digest}"));
+    let lock = host.lock(&format!("blob {digest}"));
     // Held (through clones) by every blocking write too: if this future is
     // dropped midway (a cancelled fetch), the next one waits for a write
     // still in flight instead of racing it on the same file.
@@ -272,7 +266,7 @@ pub async fn fetch_blob(
     let mut usable: Vec<NodeId> = holders
         .iter()
         .copied()
-        .filter(|h| *h != node.id())
+        .filter(|h| *h != host.node_id())
         .collect();
     usable.dedup();
     let attempts_max = usable.len() * ATTEMPTS_PER_HOLDER_MAX;
@@ -287,7 +281,7 @@ pub async fn fetch_blob(
         let holder = usable[next % usable.len()];
         let start = partial.len();
         let (returned, result) =
-            receive(node, &runtime, &guard, holder, digest, size, partial).await?;
+            receive(host, &runtime, &guard, holder, digest, size, partial).await?;
         partial = returned;
         let received = partial.len() - start;
         outcome.bytes_received += received;
@@ -350,12 +344,12 @@ async fn open_partial(
 ) -> Result<PartialBlob, ImageError> {
     let runtime = runtime.clone();
     let digest = digest.clone();
-    super::blocking(move || runtime.images().partial_blob(&digest)).await
+    blocking(move || runtime.images().partial_blob(&digest)).await
 }
 
 async fn discard(guard: &Held, partial: PartialBlob) -> Result<(), ImageError> {
     let held = guard.clone();
-    super::blocking(move || {
+    blocking(move || {
         let discarded = partial.discard();
         drop(held);
         discarded
@@ -381,7 +375,7 @@ type Held = Arc<tokio::sync::OwnedMutexGuard<()>>;
 
 #[allow(clippy::too_many_arguments)]
 async fn receive(
-    node: &Node,
+    host: &ImageHost,
     runtime: &Arc<runtime::Runtime>,
     guard: &Held,
     holder: NodeId,
@@ -391,7 +385,7 @@ async fn receive(
 ) -> Result<(PartialBlob, Result<(), String>), ImageError> {
     let offset = partial.len();
     let mut writer = BatchWriter::new(partial, guard.clone());
-    let result = receive_into(node, holder, digest, size, offset, &mut writer).await;
+    let result = receive_into(host, holder, digest, size, offset, &mut writer).await;
     let (partial, flushed) = writer.flush_and_take().await;
     let partial = match partial {
         Some(partial) => partial,
@@ -407,26 +401,17 @@ async fn receive(
 }
 
 async fn receive_into(
-    node: &Node,
+    host: &ImageHost,
     holder: NodeId,
     digest: &Digest,
     size: u64,
     offset: u64,
     writer: &mut BatchWriter,
 ) -> Result<(), String> {
-    let (endpoint, addr) = node
-        .member_dial(holder)
-        .ok_or_else(|| format!("node {holder} is not a member"))?;
-    let socket: std::net::SocketAddr = addr
-        .parse()
-        .map_err(|e| format!("bad address {addr:?}: {e}"))?;
-    let connection = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        endpoint.connect(socket, PeerIdentityExpectation::Node(holder), ALPN_BLOB),
-    )
-    .await
-    .map_err(|_| format!("no connection within {CONNECT_TIMEOUT:?}"))?
-    .map_err(|e| e.to_string())?;
+    let connection =
+        tokio::time::timeout(CONNECT_TIMEOUT, host.members().connect(holder, ALPN_BLOB))
+            .await
+            .map_err(|_| format!("no connection within {CONNECT_TIMEOUT:?}"))??;
     let result = request_into(&connection, digest, size, offset, writer).await;
     // One connection per request: fetches are rare, a dial is a few ms, and
     // a cut connection is never reused half dead.

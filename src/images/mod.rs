@@ -3,35 +3,39 @@
 //! peer that holds them, over QUIC (ALPN `edgectl/blob/1`), verified by
 //! digest and resumable. No registry.
 //!
-//! - this file: the record (`/sys/images/<manifest hex>`), `register`,
-//!   `list`, `import_file` and `ensure_local`;
-//! - [`blob`]: the blob protocol, server and client;
-//! - [`rate`]: the upload rate cap.
+//! - this file: `register`, `list`, `import_file` and `ensure_local` (the
+//!   record itself, `ClusterImage`, is in `orchestrator::records`);
+//! - `host`: what these run on: the node's narrow handles and its image
+//!   state (locks, upload cap, bytes served);
+//! - `blob`: the blob protocol, server and client;
+//! - `rate`: the upload rate cap;
+//! - `error`: `ImageError`.
 //!
 //! Not here: what images a node needs (the agent asks `ensure_local`),
 //! staging ahead of a rollout, dropping holders that left.
 
 mod blob;
+mod error;
+mod host;
 mod rate;
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use raft::store::KvReader;
 use raft::NodeId;
 use runtime::Digest;
-use serde::{Deserialize, Serialize};
-use thiserror::Error;
 use tracing::{debug, info};
 
-use crate::node::Node;
+pub use crate::orchestrator::records::{BlobRef, ClusterImage, IMAGES_PREFIX};
+pub use blob::{bytes_served, fetch_blob, serve_blob_connection, set_upload_rate_cap, BlobFetch};
+pub use error::ImageError;
+pub use host::{ImageHost, ImageState};
+pub use rate::{Limiter, TokenBucket};
 
-pub use blob::{bytes_served, fetch_blob, serve_blob_connection, BlobFetch};
-pub use rate::{set_upload_rate_cap, Limiter, TokenBucket};
-
-/// Where the image records live in the replicated store.
-pub const IMAGES_PREFIX: &str = "/sys/images/";
+use host::blocking;
 
 /// A record update that lost a compare-and-swap is retried this many times:
 /// only concurrent registrations of one image race, and each retry reads the
@@ -41,120 +45,6 @@ const REGISTER_ATTEMPTS_MAX: usize = 16;
 /// beat it before reading again.
 const REPLICA_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// An image as the cluster knows it (`/sys/images/<manifest hex>`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClusterImage {
-    /// The image id: the digest of its manifest.
-    pub id: Digest,
-    /// Names (`name:tag`) that point at it; a name points at one image.
-    pub refs: Vec<String>,
-    /// Manifest, config, then layers bottom first, with their sizes.
-    pub blobs: Vec<BlobRef>,
-    /// Sum of the blob sizes.
-    pub size_bytes: u64,
-    /// Nodes whose store holds every blob of it, sorted.
-    pub holders: Vec<NodeId>,
-}
-
-/// One blob of an image.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BlobRef {
-    pub digest: Digest,
-    pub size: u64,
-}
-
-impl ClusterImage {
-    /// `/sys/images/<manifest hex>`.
-    pub fn key(id: &Digest) -> String {
-        format!("{IMAGES_PREFIX}{}", id.hex())
-    }
-
-    /// The first name, or the short id of an unnamed image.
-    pub fn display_name(&self) -> String {
-        self.refs
-            .first()
-            .cloned()
-            .unwrap_or_else(|| self.id.short().to_owned())
-    }
-}
-
-#[derive(Debug, Error)]
-pub enum ImageError {
-    #[error(
-        "this node runs no container runtime (started with --no-agent): it cannot hold images"
-    )]
-    NoRuntime,
-    #[error("image {reference} is not in the cluster; import it with `edgectl image import FILE` on any node (the cluster has {known})")]
-    NotInCluster { reference: String, known: String },
-    #[error("image reference {reference:?} matches more than one image in the cluster: {matches}")]
-    Ambiguous { reference: String, matches: String },
-    #[error("no other node holds image {image} (holders: {holders:?})")]
-    NoHolder { image: String, holders: Vec<NodeId> },
-    #[error("cannot fetch blob {digest}{}: {attempts}", .image.as_deref().map(|i| format!(" of image {i}")).unwrap_or_default())]
-    Fetch {
-        /// The image it belongs to, when fetched for one.
-        image: Option<String>,
-        digest: Digest,
-        attempts: String,
-    },
-    #[error("image store: {0}")]
-    Store(#[from] runtime::Error),
-    #[error("cannot record image {image} in the cluster: {reason}")]
-    Record { image: String, reason: String },
-    #[error("image record {key} is unreadable: {reason}")]
-    BadRecord { key: String, reason: String },
-    #[error("reading the local replica: {0}")]
-    Replica(String),
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl From<ImageError> for crate::api::ApiError {
-    fn from(error: ImageError) -> Self {
-        use crate::api::ApiError;
-        match &error {
-            ImageError::NotInCluster { .. } => ApiError::NotFound(error.to_string()),
-            ImageError::Ambiguous { .. } | ImageError::NoRuntime => {
-                ApiError::Invalid(error.to_string())
-            }
-            // What the user handed in is wrong: a bad or missing archive.
-            ImageError::Store(
-                runtime::Error::BadArchive { .. }
-                | runtime::Error::DigestMismatch { .. }
-                | runtime::Error::SizeMismatch { .. }
-                | runtime::Error::MissingBlob { .. }
-                | runtime::Error::UnknownMediaType { .. }
-                | runtime::Error::Json { .. }
-                | runtime::Error::UnsafeLayerEntry { .. }
-                | runtime::Error::ImportLimit { .. }
-                | runtime::Error::DeviceNodeInLayer { .. }
-                | runtime::Error::Io { .. },
-            ) => ApiError::Invalid(error.to_string()),
-            // Not a bug of ours: the message says what to free.
-            ImageError::Store(
-                runtime::Error::DiskFull { .. } | runtime::Error::DiskReserve { .. },
-            ) => ApiError::Unavailable(error.to_string()),
-            _ => ApiError::Internal(error.to_string()),
-        }
-    }
-}
-
-/// Runs a blocking runtime call off the async threads.
-async fn blocking<T, F>(f: F) -> Result<T, ImageError>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T, runtime::Error> + Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ImageError::Internal(format!("blocking task: {e}")))?
-        .map_err(ImageError::Store)
-}
-
-fn node_runtime(node: &Node) -> Result<Arc<runtime::Runtime>, ImageError> {
-    node.runtime().cloned().ok_or(ImageError::NoRuntime)
-}
-
 fn decode_record(key: &[u8], value: &[u8]) -> Result<ClusterImage, ImageError> {
     serde_json::from_slice(value).map_err(|e| ImageError::BadRecord {
         key: String::from_utf8_lossy(key).into_owned(),
@@ -163,9 +53,8 @@ fn decode_record(key: &[u8], value: &[u8]) -> Result<ClusterImage, ImageError> {
 }
 
 /// Every image the cluster knows, from the local replica, by first name.
-pub fn list(node: &Node) -> Result<Vec<ClusterImage>, ImageError> {
-    let (entries, _) = node
-        .kv()
+pub fn list(replica: &KvReader) -> Result<Vec<ClusterImage>, ImageError> {
+    let (entries, _) = replica
         .range(IMAGES_PREFIX.as_bytes())
         .map_err(|e| ImageError::Replica(e.to_string()))?;
     let mut images = entries
@@ -250,8 +139,11 @@ pub fn find<'a>(
 /// Adds (or merges into) the cluster's record of an image this node's store
 /// holds whole, with this node as a holder. Its names move to it from any
 /// other record (a name points at one image), in the same transaction.
-pub async fn register(node: &Node, info: &runtime::ImageInfo) -> Result<ClusterImage, ImageError> {
-    let runtime = node_runtime(node)?;
+pub async fn register(
+    host: &ImageHost,
+    info: &runtime::ImageInfo,
+) -> Result<ClusterImage, ImageError> {
+    let runtime = host.runtime()?;
     let id = info.id.clone();
     let blobs = blocking(move || runtime.images().blobs_of(&id)).await?;
     let blobs: Vec<BlobRef> = blobs
@@ -264,8 +156,8 @@ pub async fn register(node: &Node, info: &runtime::ImageInfo) -> Result<ClusterI
         reason,
     };
     for attempt in 0..REGISTER_ATTEMPTS_MAX {
-        let (entries, _) = node
-            .kv()
+        let (entries, _) = host
+            .replica()
             .range(IMAGES_PREFIX.as_bytes())
             .map_err(|e| ImageError::Replica(e.to_string()))?;
         let mut compares = Vec::new();
@@ -295,7 +187,7 @@ pub async fn register(node: &Node, info: &runtime::ImageInfo) -> Result<ClusterI
             .iter()
             .find(|kv| kv.key == key.as_bytes())
             .map_or(0, |kv| kv.mod_revision);
-        let merged = merge(current.as_ref(), info, &blobs, node.id());
+        let merged = merge(current.as_ref(), info, &blobs, host.node_id());
         if current.as_ref() == Some(&merged) && ops.is_empty() {
             return Ok(merged);
         }
@@ -312,18 +204,18 @@ pub async fn register(node: &Node, info: &runtime::ImageInfo) -> Result<ClusterI
             success: ops,
             failure: Vec::new(),
         };
-        // Boxed: the API serves image imports, and this write goes back
-        // through the API's leader path (an async cycle needs a box).
-        let response = Box::pin(node.write_system(txn))
+        let response = host
+            .system()
+            .write_system(txn)
             .await
             .map_err(|e| record_error(e.to_string()))?;
         if response.succeeded {
             debug!(image = %info.id, holders = ?merged.holders, "image registered");
-            wait_for_revision(node, response.revision).await;
+            wait_for_revision(host.replica(), response.revision).await;
             return Ok(merged);
         }
         debug!(image = %info.id, attempt, "image record changed meanwhile; reading it again");
-        wait_for_revision(node, response.revision).await;
+        wait_for_revision(host.replica(), response.revision).await;
     }
     Err(record_error(format!(
         "the record kept changing for {REGISTER_ATTEMPTS_MAX} attempts"
@@ -360,10 +252,10 @@ fn merge(
 
 /// Waits (bounded) until the local replica has applied `revision`, so the
 /// next read sees the write that was just made or that won a race.
-async fn wait_for_revision(node: &Node, revision: u64) {
+async fn wait_for_revision(replica: &KvReader, revision: u64) {
     const POLL: Duration = Duration::from_millis(10);
     let deadline = tokio::time::Instant::now() + REPLICA_CATCH_UP_TIMEOUT;
-    while node.kv().revision() < revision && tokio::time::Instant::now() < deadline {
+    while replica.revision() < revision && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(POLL).await;
     }
 }
@@ -371,13 +263,13 @@ async fn wait_for_revision(node: &Node, revision: u64) {
 /// Imports an archive (a path on this node's machine) into this node's
 /// store, then records each image it named in the cluster with this node as
 /// a holder.
-pub async fn import_file(node: &Node, path: &Path) -> Result<Vec<ClusterImage>, ImageError> {
-    let runtime = node_runtime(node)?;
+pub async fn import_file(host: &ImageHost, path: &Path) -> Result<Vec<ClusterImage>, ImageError> {
+    let runtime = host.runtime()?;
     let archive = path.to_owned();
     let infos = blocking(move || runtime.images().import(&archive)).await?;
     let mut records = Vec::new();
     for info in &infos {
-        let mut record = register(node, info).await?;
+        let mut record = register(host, info).await?;
         // Reported under the names this import gave it (the runtime lists
         // them first), not the first of the record's sorted names.
         record.refs.sort_by_key(|name| {
@@ -397,15 +289,15 @@ pub async fn import_file(node: &Node, path: &Path) -> Result<Vec<ClusterImage>, 
 /// blob from the nodes that hold it (never from itself), imported, and this
 /// node recorded as a holder. Concurrent calls for one image share a lock:
 /// the blobs are fetched once.
-pub async fn ensure_local(node: &Node, reference: &str) -> Result<Digest, ImageError> {
-    let runtime = node_runtime(node)?;
+pub async fn ensure_local(host: &ImageHost, reference: &str) -> Result<Digest, ImageError> {
+    let runtime = host.runtime()?;
     if let Some(id) = resolve_local(&runtime, reference).await? {
-        announce_holder(node, &runtime, &id).await;
+        announce_holder(host, &runtime, &id).await;
         return Ok(id);
     }
-    let images = list(node)?;
+    let images = list(host.replica())?;
     let image = find(&images, reference)?.clone();
-    let lock = keyed_lock(runtime.root(), &image.id.to_string());
+    let lock = host.lock(&image.id.to_string());
     let _guard = lock.lock().await;
     // Another call may have fetched it while this one waited.
     if let Some(id) = resolve_local(&runtime, &image.id.to_string()).await? {
@@ -415,7 +307,7 @@ pub async fn ensure_local(node: &Node, reference: &str) -> Result<Digest, ImageE
         .holders
         .iter()
         .copied()
-        .filter(|h| *h != node.id())
+        .filter(|h| *h != host.node_id())
         .collect();
     if holders.is_empty() {
         return Err(ImageError::NoHolder {
@@ -426,11 +318,11 @@ pub async fn ensure_local(node: &Node, reference: &str) -> Result<Digest, ImageE
     // Nodes start at different holders, so that many fetching one image
     // spread the load; the holder that served last is asked first next.
     let mut holders = holders;
-    let start = usize::try_from(node.id()).unwrap_or(0) % holders.len();
+    let start = usize::try_from(host.node_id()).unwrap_or(0) % holders.len();
     holders.rotate_left(start);
     let mut fetched_bytes = 0;
     for blob in &image.blobs {
-        let outcome = fetch_blob(node, &blob.digest, blob.size, &holders)
+        let outcome = fetch_blob(host, &blob.digest, blob.size, &holders)
             .await
             .map_err(|e| match e {
                 ImageError::Fetch {
@@ -454,28 +346,28 @@ pub async fn ensure_local(node: &Node, reference: &str) -> Result<Digest, ImageE
     let store_runtime = runtime.clone();
     let info = blocking(move || store_runtime.images().import_from_blobs(&id, &refs)).await?;
     info!(image = %image.display_name(), id = %image.id, fetched_bytes, "image fetched from peers");
-    register(node, &info).await?;
+    register(host, &info).await?;
     Ok(info.id)
 }
 
 /// Makes sure the cluster lists this node as a holder of a local image (it
 /// may have been imported with the daemon stopped): best effort, since the
 /// image is here whatever the record says.
-async fn announce_holder(node: &Node, runtime: &Arc<runtime::Runtime>, id: &Digest) {
-    let listed = node
-        .kv()
+async fn announce_holder(host: &ImageHost, runtime: &Arc<runtime::Runtime>, id: &Digest) {
+    let listed = host
+        .replica()
         .get(ClusterImage::key(id).as_bytes())
         .ok()
         .flatten()
         .and_then(|kv| decode_record(&kv.key, &kv.value).ok())
-        .is_some_and(|record| record.holders.contains(&node.id()));
+        .is_some_and(|record| record.holders.contains(&host.node_id()));
     if listed {
         return;
     }
     let store = runtime.clone();
     let image = id.to_string();
     let registered = match blocking(move || store.images().inspect(&image)).await {
-        Ok(info) => register(node, &info).await.map(|_| ()),
+        Ok(info) => register(host, &info).await.map(|_| ()),
         Err(e) => Err(e),
     };
     if let Err(e) = registered {
@@ -495,24 +387,6 @@ async fn resolve_local(
         Err(ImageError::Store(runtime::Error::ImageNotFound { .. })) => Ok(None),
         Err(e) => Err(e),
     }
-}
-
-type KeyedLocks = Mutex<HashMap<(PathBuf, String), Weak<tokio::sync::Mutex<()>>>>;
-
-/// One async lock per (store, key), alive while someone holds or waits for
-/// it. Keyed by the store's root as well, so that several nodes in one
-/// process (tests) do not serialise each other.
-fn keyed_lock(store_root: &Path, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-    static LOCKS: LazyLock<KeyedLocks> = LazyLock::new(|| Mutex::new(HashMap::new()));
-    let mut locks = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
-    locks.retain(|_, weak| weak.strong_count() > 0);
-    let entry = (store_root.to_owned(), key.to_owned());
-    if let Some(lock) = locks.get(&entry).and_then(Weak::upgrade) {
-        return lock;
-    }
-    let lock = Arc::new(tokio::sync::Mutex::new(()));
-    locks.insert(entry, Arc::downgrade(&lock));
-    lock
 }
 
 #[cfg(test)]

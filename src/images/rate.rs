@@ -3,15 +3,11 @@
 //! uplink leaves room for everything else on it.
 //!
 //! [`TokenBucket`] is the pure core (time is an input); [`Limiter`] sleeps
-//! on it. The cap is set per node ([`set_upload_rate_cap`]) and read by the
-//! blob server.
+//! on it. Each node keeps its own (`host::ImageState`), set through
+//! `images::set_upload_rate_cap` and read by the blob server.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-use crate::node::Node;
 
 /// A token bucket in bytes that may go into debt: a request larger than
 /// what is available is granted at once and the debt is what the caller
@@ -62,12 +58,13 @@ pub struct Limiter {
 }
 
 impl Limiter {
-    pub fn new(bytes_per_second: u64) -> Self {
+    /// A full bucket of one second's worth, and never less than
+    /// `burst_min_bytes` (what a sender takes at once).
+    pub fn new(bytes_per_second: u64, burst_min_bytes: u64) -> Self {
         Limiter {
-            // One second's worth, and never less than one chunk.
             bucket: Mutex::new(TokenBucket::new(
                 bytes_per_second,
-                bytes_per_second.max(super::blob::CHUNK_BYTES as u64),
+                bytes_per_second.max(burst_min_bytes),
                 Instant::now(),
             )),
         }
@@ -84,33 +81,6 @@ impl Limiter {
             tokio::time::sleep(wait).await;
         }
     }
-}
-
-type Caps = Mutex<HashMap<PathBuf, Arc<Limiter>>>;
-
-static CAPS: LazyLock<Caps> = LazyLock::new(|| Mutex::new(HashMap::new()));
-
-/// Caps the bytes per second `node` sends to peers, all blob streams
-/// together; None lifts the cap. Takes effect for the next chunk sent.
-pub fn set_upload_rate_cap(node: &Node, bytes_per_second: Option<u64>) {
-    let key = node.config().data_dir.root().to_owned();
-    let mut caps = CAPS.lock().unwrap_or_else(|p| p.into_inner());
-    match bytes_per_second {
-        Some(rate) => {
-            caps.insert(key, Arc::new(Limiter::new(rate)));
-        }
-        None => {
-            caps.remove(&key);
-        }
-    }
-}
-
-/// The limiter of the node with this data dir, if it is capped.
-pub(super) fn upload_limiter(data_dir: &Path) -> Option<Arc<Limiter>> {
-    CAPS.lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(data_dir)
-        .cloned()
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use tracing::debug;
 
 use super::peer::{PeerCallError, PeerRequest, PeerResponse, FORWARD_TIMEOUT};
 use super::Node;
-use crate::api::{ApiError, ApiRequest, ApiResponse, ApiResult, ReadConsistency, TokenInfo};
+use crate::api::{ApiError, ApiRequest, ApiResponse, ApiResult, ReadConsistency, Route, TokenInfo};
 use crate::clock::now_unix;
 use crate::cluster::keys;
 use crate::cluster::records::TokenRecord;
@@ -34,7 +34,7 @@ impl Node {
             }),
             other => other,
         };
-        if request.needs_leader() {
+        if request.class().route == Route::Leader {
             self.execute_on_leader(request).await
         } else {
             self.execute_local(request).await
@@ -47,7 +47,8 @@ impl Node {
     /// vanished is not replayed (it could apply twice): the caller is told.
     pub(crate) async fn execute_on_leader(&self, request: ApiRequest) -> ApiResult {
         let deadline = Instant::now() + LEADER_WAIT;
-        let retry_safe = !is_write(&request) || is_idempotent(&request);
+        let class = request.class();
+        let retry_safe = class.idempotent;
         let mut maybe_applied = false;
         let mut last_problem = String::from("no leader elected");
         loop {
@@ -85,7 +86,7 @@ impl Node {
                             return Err(ApiError::OutcomeUnknown(e.message))
                         }
                         Err(e) => {
-                            maybe_applied |= e.maybe_delivered && is_write(&request);
+                            maybe_applied |= e.maybe_delivered && class.writes;
                             debug!("forward to leader {leader}: {}", e.message);
                             last_problem = e.message;
                         }
@@ -298,20 +299,6 @@ impl Node {
     }
 }
 
-/// Requests that may be re-sent after a leader vanished mid-call: named
-/// writes, and orchestration requests that state an end result (applying
-/// the same spec twice, scaling to N twice, cordoning twice change nothing).
-fn is_idempotent(request: &ApiRequest) -> bool {
-    matches!(
-        request,
-        ApiRequest::Write(KvRequest::Idempotent { .. })
-            | ApiRequest::Apply { .. }
-            | ApiRequest::Scale { .. }
-            | ApiRequest::DeleteService { .. }
-            | ApiRequest::UpdateNode { .. }
-    )
-}
-
 /// Minutes for which a write's dedup record is kept: far longer than any
 /// retry, short enough that the records stay few.
 pub(crate) const DEDUP_WINDOW_MINUTES: u64 = 10;
@@ -325,21 +312,6 @@ pub(crate) fn fresh_request_id() -> RequestId {
         bucket_minute: now_minute(),
         nonce: rand::random(),
     }
-}
-
-fn is_write(request: &ApiRequest) -> bool {
-    matches!(
-        request,
-        ApiRequest::Write(_)
-            | ApiRequest::TokenCreate { .. }
-            | ApiRequest::TokenRevoke { .. }
-            | ApiRequest::Apply { .. }
-            | ApiRequest::Scale { .. }
-            | ApiRequest::DeleteService { .. }
-            | ApiRequest::RollbackService { .. }
-            | ApiRequest::UpdateNode { .. }
-            | ApiRequest::ImageImport { .. }
-    )
 }
 
 /// Client writes may touch only user keys: they start with `/` and are not

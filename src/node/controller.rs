@@ -129,7 +129,7 @@ impl Node {
             .collect();
         let capacities = self.read_node_records::<NodeCapacity>(records::NODE_CAPACITY_PREFIX)?;
         let mut settings = self.read_node_records::<NodeSettings>(records::NODE_SETTINGS_PREFIX)?;
-        let lease = self.inner.config.lease;
+        let liveness = self.liveness();
         let silences = self.silences();
         let metrics = self.metrics();
         let nodes = metrics
@@ -140,7 +140,9 @@ impl Node {
                 let state = NodeState {
                     id: *id,
                     name: peer.name.clone(),
-                    alive: silences.get(id).is_some_and(|silent| *silent <= lease),
+                    alive: silences
+                        .get(id)
+                        .is_some_and(|silent| liveness.is_alive(*silent)),
                     capacity: capacities.get(id).cloned(),
                     settings: settings.remove(id).unwrap_or_default(),
                 };

@@ -3,7 +3,9 @@
 //! leader-only loops (autopilot) and every node's heartbeat.
 //!
 //! Decisions live elsewhere (cluster::autopilot, cluster::token); this module
-//! is the IO edge that executes them.
+//! is the IO edge that executes them. The leader's member table and its
+//! liveness rules are in `members`. The agent and the image code get narrow
+//! handles (`agent_handles`, `images`), never the `Node` itself.
 
 mod api;
 mod bootstrap;
@@ -11,13 +13,13 @@ mod certs;
 mod controller;
 pub mod disk;
 mod join;
+mod members;
 mod orchestration;
 pub mod peer;
 mod proposer;
 mod status;
 mod tasks;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -159,22 +161,20 @@ struct NodeInner {
     kv: KvReader,
     endpoint: Endpoint,
     peers: PeerPool,
-    /// Leader-side: when each member was last heard from. In memory only, as
-    /// in Nomad: a new leader starts everyone with the same grace.
-    heartbeats: Mutex<HashMap<NodeId, Instant>>,
-    /// Leader-side: what each member's tasks use, from its last heartbeat.
-    usages: Mutex<HashMap<NodeId, crate::agent::NodeUsage>>,
+    /// Leader-side: heartbeats, usages, leadership and address updates
+    /// of the members (members.rs).
+    members_table: Mutex<members::MemberTable>,
     /// This node's own usage, sent with its heartbeats (set by the agent).
-    own_usage: Mutex<crate::agent::NodeUsage>,
+    own_usage: watch::Sender<crate::orchestrator::records::NodeUsage>,
+    /// Dials other members at their last known address.
+    members: crate::api::MemberDialer,
+    /// This node's image locks, upload cap and served bytes.
+    image_state: Arc<crate::images::ImageState>,
     /// The container runtime (None on a control-plane-only node).
     runtime: Option<Arc<runtime::Runtime>>,
-    /// (term, since) of this node's current leadership.
-    leadership: Mutex<Option<(u64, Instant)>>,
     /// Leader-side: dedup buckets up to this minute have been dropped
     /// (0: not yet in this leadership).
     dedup_swept_to_minute: Mutex<u64>,
-    /// Members whose new address is being written to the membership.
-    address_updates: Mutex<std::collections::HashSet<NodeId>>,
     /// Writes to propose through Raft (see proposer.rs).
     proposals: tokio::sync::mpsc::Sender<proposer::Proposal>,
     shutdown: watch::Sender<bool>,
@@ -277,6 +277,7 @@ impl Node {
             None
         };
         let peers = PeerPool::new(endpoint.clone());
+        let members = crate::api::MemberDialer::new(endpoint.clone(), raft.metrics());
         let (shutdown, _) = watch::channel(false);
         let (proposals, proposals_rx) = tokio::sync::mpsc::channel(proposer::PROPOSAL_QUEUE);
         let node = Node {
@@ -287,12 +288,11 @@ impl Node {
                 kv,
                 endpoint,
                 peers,
-                address_updates: Mutex::default(),
-                heartbeats: Mutex::new(HashMap::new()),
-                usages: Mutex::default(),
-                own_usage: Mutex::default(),
+                members_table: Mutex::default(),
+                own_usage: watch::Sender::new(Default::default()),
+                members,
+                image_state: Arc::default(),
                 runtime,
-                leadership: Mutex::new(None),
                 dedup_swept_to_minute: Mutex::new(0),
                 proposals,
                 shutdown,
@@ -304,11 +304,8 @@ impl Node {
         tokio::spawn(node.clone().heartbeat_loop());
         tokio::spawn(node.clone().leader_loop());
         tokio::spawn(node.clone().controller_loop());
-        if node.inner.config.agent.enabled {
-            tokio::spawn(crate::agent::run(
-                node.clone(),
-                node.inner.config.agent.clone(),
-            ));
+        if let Some(handles) = node.agent_handles() {
+            tokio::spawn(crate::agent::run(handles, node.inner.config.agent.clone()));
         }
         if node.inner.identity.bootstrap_pending {
             bootstrap::finish(&node).await?;
@@ -344,11 +341,30 @@ impl Node {
         self.inner.runtime.as_ref()
     }
 
-    /// Images (issue 4; added by the images helper): this node's endpoint and
-    /// the last known address of member `id`, so that `crate::images` can
-    /// dial it on `ALPN_BLOB`. None when `id` is not a member.
-    pub fn member_dial(&self, id: NodeId) -> Option<(Endpoint, String)> {
-        Some((self.inner.endpoint.clone(), self.member_addr(id)?))
+    /// What `crate::images` uses of this node: its runtime, replica, system
+    /// writer, member dialer and image state.
+    pub fn images(&self) -> crate::images::ImageHost {
+        crate::images::ImageHost::new(
+            self.id(),
+            self.inner.runtime.clone(),
+            self.inner.kv.clone(),
+            Arc::new(self.clone()),
+            self.inner.members.clone(),
+            self.inner.image_state.clone(),
+        )
+    }
+
+    /// What the agent uses of this node; None without a container runtime.
+    fn agent_handles(&self) -> Option<crate::agent::AgentHandles> {
+        Some(crate::agent::AgentHandles {
+            node_id: self.id(),
+            runtime: self.inner.runtime.clone()?,
+            replica: self.inner.kv.clone(),
+            system: Arc::new(self.clone()),
+            images: self.images(),
+            usage: self.inner.own_usage.clone(),
+            shutdown: self.shutdown_signal(),
+        })
     }
 
     pub fn config(&self) -> &NodeConfig {
@@ -378,17 +394,9 @@ impl Node {
         self.inner.shutdown.subscribe()
     }
 
-    /// What this node's tasks use now; goes to the leader with the next heartbeat.
-    pub fn set_usage(&self, usage: crate::agent::NodeUsage) {
-        *self
-            .inner
-            .own_usage
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = usage;
-    }
-
     /// A write of edgectl's own records (under `/sys/`), made by the node
     /// itself: executed on the leader, applied at most once even if re-sent.
+    /// (Also the node's [`crate::api::SystemWriter`], for its loops.)
     pub async fn write_system(
         &self,
         txn: raft::Txn,
@@ -427,13 +435,7 @@ impl Node {
     }
 
     fn member_addr(&self, id: NodeId) -> Option<String> {
-        let metrics = self.inner.raft.metrics();
-        let metrics = metrics.borrow();
-        metrics
-            .membership_config
-            .membership()
-            .get_node(&id)
-            .map(|n: &PeerNode| n.addr.clone())
+        self.inner.members.address_of(id)
     }
 
     /// Sends `request` to member `id` at its last known address.
@@ -498,7 +500,7 @@ impl Node {
                 .await;
             }
             (a, Some(PeerIdentity::Node(from))) if a == ALPN_BLOB => {
-                crate::images::serve_blob_connection(self.clone(), *from, connection).await;
+                crate::images::serve_blob_connection(self.images(), *from, connection).await;
             }
             (a, _) if a == ALPN_JOIN => {
                 let node = self.clone();
@@ -561,12 +563,7 @@ impl Node {
                 node_id: self.id(),
                 name: self.inner.identity.name.clone(),
                 advertise: self.inner.identity.advertise.clone(),
-                usage: self
-                    .inner
-                    .own_usage
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone(),
+                usage: self.inner.own_usage.borrow().clone(),
             };
             match self.current_leader() {
                 Some(leader) if leader == self.id() => self.record_heartbeat(&heartbeat),
@@ -584,31 +581,36 @@ impl Node {
         }
     }
 
+    /// The member table, locked (members.rs). A poisoned lock still holds
+    /// a consistent table: every change to it is one call.
+    fn members_table(&self) -> std::sync::MutexGuard<'_, members::MemberTable> {
+        self.inner
+            .members_table
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The thresholds members are judged by.
+    fn liveness(&self) -> members::Liveness {
+        members::Liveness {
+            heartbeat_interval: self.inner.config.heartbeat_interval,
+            lease: self.inner.config.lease,
+        }
+    }
+
     fn record_heartbeat(&self, heartbeat: &peer::Heartbeat) {
-        self.inner
-            .heartbeats
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(heartbeat.node_id, Instant::now());
-        self.inner
-            .usages
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(heartbeat.node_id, heartbeat.usage.clone());
+        self.members_table().record_heartbeat(
+            heartbeat.node_id,
+            heartbeat.usage.clone(),
+            Instant::now(),
+        );
         if heartbeat.node_id == self.id() {
             return;
         }
         // A device that moved announces its new address; the membership follows.
         let known = self.member_addr(heartbeat.node_id);
         if known.is_some() && known.as_deref() != Some(heartbeat.advertise.as_str()) {
-            // Heartbeats keep coming while the change commits: propose it once.
-            let newly_pending = self
-                .inner
-                .address_updates
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(heartbeat.node_id);
-            if !newly_pending {
+            if !self.members_table().begin_address_update(heartbeat.node_id) {
                 return;
             }
             let node = self.clone();
@@ -623,11 +625,7 @@ impl Node {
                 if let Err(e) = node.inner.raft.change_membership(change, true).await {
                     warn!(node = id, "cannot update member address: {e}");
                 }
-                node.inner
-                    .address_updates
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&id);
+                node.members_table().end_address_update(id);
             });
         }
     }
@@ -644,11 +642,7 @@ impl Node {
             }
             let metrics = self.metrics();
             if metrics.current_leader != Some(self.id()) {
-                *self
-                    .inner
-                    .leadership
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = None;
+                self.members_table().step_down();
                 *self
                     .inner
                     .dedup_swept_to_minute
@@ -656,17 +650,8 @@ impl Node {
                     .unwrap_or_else(|e| e.into_inner()) = 0;
                 continue;
             }
-            {
-                let mut leadership = self
-                    .inner
-                    .leadership
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                match *leadership {
-                    Some((term, _)) if term == metrics.current_term => {}
-                    _ => *leadership = Some((metrics.current_term, Instant::now())),
-                }
-            }
+            self.members_table()
+                .lead(metrics.current_term, Instant::now());
             self.run_autopilot(&metrics).await;
             self.drop_old_dedup_records().await;
         }
@@ -709,6 +694,15 @@ impl Node {
             }
             Err(e) => debug!("dropping old dedup records: {e}"),
         }
+    }
+}
+
+impl crate::api::SystemWriter for Node {
+    fn write_system(
+        &self,
+        txn: raft::Txn,
+    ) -> futures::future::BoxFuture<'_, Result<raft::KvResponse, crate::api::ApiError>> {
+        Box::pin(Node::write_system(self, txn))
     }
 }
 

@@ -305,12 +305,7 @@ impl Node {
 
     fn node_views(&self) -> Result<Vec<NodeView>, ApiError> {
         let snapshot = self.orchestration_snapshot()?;
-        let usages = self
-            .inner
-            .usages
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let usages = self.members_table().usages();
         let leader = self.current_leader();
         let metrics = self.metrics();
         let membership = metrics.membership_config.membership();
@@ -417,12 +412,12 @@ impl Node {
     }
 
     async fn import_image(&self, path: &str) -> ApiResult {
-        let images = crate::images::import_file(self, std::path::Path::new(path)).await?;
+        let images = crate::images::import_file(&self.images(), std::path::Path::new(path)).await?;
         Ok(ApiResponse::Images(images))
     }
 
     fn list_images(&self) -> ApiResult {
-        Ok(ApiResponse::Images(crate::images::list(self)?))
+        Ok(ApiResponse::Images(crate::images::list(&self.inner.kv)?))
     }
 }
 

@@ -37,7 +37,7 @@ pub struct Heartbeat {
     pub node_id: u64,
     pub name: String,
     pub advertise: String,
-    pub usage: crate::agent::NodeUsage,
+    pub usage: crate::orchestrator::records::NodeUsage,
 }
 
 /// Sent by a joining node on ALPN `edgectl/join/1` (no client certificate yet).

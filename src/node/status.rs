@@ -11,43 +11,17 @@ use crate::cluster::autopilot::{self, AutopilotAction, ClusterView, MemberHealth
 use crate::cluster::keys;
 use crate::cluster::records::ClusterRecord;
 
-/// A member silent for longer than this many heartbeat intervals shows as unhealthy.
-const UNHEALTHY_AFTER_HEARTBEATS: u32 = 4;
-
 impl Node {
     /// How long each member has been silent, from the leader's point of view.
     pub(super) fn silences(&self) -> BTreeMap<u64, Duration> {
         let now = Instant::now();
-        let leader_since = self
-            .inner
-            .leadership
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .map(|(_, since)| since)
-            .unwrap_or(now);
-        let heartbeats = self
-            .inner
-            .heartbeats
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let table = self.members_table();
         let metrics = self.metrics();
         metrics
             .membership_config
             .membership()
             .nodes()
-            .map(|(id, _)| {
-                let last = heartbeats
-                    .get(id)
-                    .copied()
-                    .map(|t| t.max(leader_since))
-                    .unwrap_or(leader_since);
-                let silent = if *id == self.id() {
-                    Duration::ZERO
-                } else {
-                    now.saturating_duration_since(last)
-                };
-                (*id, silent)
-            })
+            .map(|(id, _)| (*id, table.silence(*id, self.id(), now)))
             .collect()
     }
 
@@ -67,21 +41,20 @@ impl Node {
         let metrics = self.metrics();
         let membership = metrics.membership_config.membership();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
-        let heartbeats = self
-            .inner
-            .heartbeats
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
         let matched = self.matched_indexes();
-        let unhealthy_after = self.inner.config.heartbeat_interval * UNHEALTHY_AFTER_HEARTBEATS;
+        let liveness = self.liveness();
         let now = Instant::now();
+        let ages: BTreeMap<u64, Option<Duration>> = {
+            let table = self.members_table();
+            membership
+                .nodes()
+                .map(|(id, _)| (*id, table.heartbeat_age(*id, now)))
+                .collect()
+        };
         membership
             .nodes()
             .map(|(id, node)| {
-                let last_heartbeat = heartbeats
-                    .get(id)
-                    .map(|t| now.saturating_duration_since(*t));
+                let last_heartbeat = ages.get(id).copied().flatten();
                 let is_self = *id == self.id();
                 NodeStatus {
                     id: *id,
@@ -98,7 +71,7 @@ impl Node {
                     } else {
                         last_heartbeat.map(|d| d.as_millis() as u64)
                     },
-                    healthy: is_self || last_heartbeat.is_some_and(|d| d < unhealthy_after),
+                    healthy: is_self || liveness.is_healthy(last_heartbeat),
                     matched_index: matched.get(id).copied().flatten(),
                 }
             })

@@ -7,10 +7,17 @@
 //! - task status (`/sys/task-status/<id>`): the agent of the task's node only;
 //! - node settings (`/sys/node-settings/<id>`): the API (`node label|cordon|drain`);
 //! - node capacity (`/sys/node-capacity/<id>`): that node's agent only;
-//! - service events (`/sys/service-events/<name>`): the leader's controller.
+//! - service events (`/sys/service-events/<name>`): the leader's controller;
+//! - images (`/sys/images/<manifest hex>`): the nodes that hold them
+//!   (`crate::images`), each adding itself as a holder.
+//!
+//! [`NodeUsage`] is not stored: each node sends it with its heartbeats and
+//! the leader keeps the latest in memory.
 
 use std::collections::BTreeMap;
 
+use raft::NodeId;
+use runtime::Digest;
 use serde::{Deserialize, Serialize};
 
 use crate::model::ServiceSpec;
@@ -21,6 +28,7 @@ pub const TASK_STATUS_PREFIX: &str = "/sys/task-status/";
 pub const NODE_SETTINGS_PREFIX: &str = "/sys/node-settings/";
 pub const NODE_CAPACITY_PREFIX: &str = "/sys/node-capacity/";
 pub const SERVICE_EVENTS_PREFIX: &str = "/sys/service-events/";
+pub const IMAGES_PREFIX: &str = "/sys/images/";
 
 pub fn service_key(name: &str) -> String {
     format!("{SERVICES_PREFIX}{name}")
@@ -172,6 +180,13 @@ pub struct NodeCapacity {
     pub volumes: Vec<String>,
 }
 
+/// What a node's tasks use right now; sent to the leader with every heartbeat.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeUsage {
+    pub running_tasks: u32,
+    pub memory_used_bytes: u64,
+}
+
 /// A node's labels: its own (`--label`), overridden by the operator's.
 pub fn effective_labels(
     capacity: Option<&NodeCapacity>,
@@ -191,6 +206,43 @@ pub struct ServiceEvent {
 
 /// Events kept per service.
 pub const SERVICE_EVENTS_MAX: usize = 50;
+
+/// An image as the cluster knows it (`/sys/images/<manifest hex>`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterImage {
+    /// The image id: the digest of its manifest.
+    pub id: Digest,
+    /// Names (`name:tag`) that point at it; a name points at one image.
+    pub refs: Vec<String>,
+    /// Manifest, config, then layers bottom first, with their sizes.
+    pub blobs: Vec<BlobRef>,
+    /// Sum of the blob sizes.
+    pub size_bytes: u64,
+    /// Nodes whose store holds every blob of it, sorted.
+    pub holders: Vec<NodeId>,
+}
+
+/// One blob of an image.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRef {
+    pub digest: Digest,
+    pub size: u64,
+}
+
+impl ClusterImage {
+    /// `/sys/images/<manifest hex>`.
+    pub fn key(id: &Digest) -> String {
+        format!("{IMAGES_PREFIX}{}", id.hex())
+    }
+
+    /// The first name, or the short id of an unnamed image.
+    pub fn display_name(&self) -> String {
+        self.refs
+            .first()
+            .cloned()
+            .unwrap_or_else(|| self.id.short().to_owned())
+    }
+}
 
 /// The container id of a task: its id, shortened (with a digest of what was
 /// cut, so ids stay unique) when the runtime's 64-character limit needs it.

@@ -4,9 +4,67 @@
 //! "0/5 nodes fit: 3 insufficient memory (needs 512Mi, most free 256Mi),
 //! 1 cordoned, 1 lacks label zone=north".
 
+use std::collections::BTreeMap;
 use std::fmt;
 
-use super::types::{Constraint, ConstraintOp};
+/// How a constraint compares a node label with a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConstraintOp {
+    /// The node must carry the label with exactly this value.
+    Equal,
+    /// The node must not carry the label with this value (a node without the
+    /// label satisfies it).
+    NotEqual,
+}
+
+/// A hard constraint on node labels.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Constraint {
+    /// Label key, e.g. `zone`.
+    pub label: String,
+    /// Comparison.
+    pub op: ConstraintOp,
+    /// Label value, e.g. `north`.
+    pub value: String,
+}
+
+impl Constraint {
+    /// `label == value`.
+    pub fn equal(label: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            label: label.into(),
+            op: ConstraintOp::Equal,
+            value: value.into(),
+        }
+    }
+
+    /// `label != value`.
+    pub fn not_equal(label: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            label: label.into(),
+            op: ConstraintOp::NotEqual,
+            value: value.into(),
+        }
+    }
+
+    /// True when a node with these labels satisfies the constraint.
+    pub fn is_met_by(&self, labels: &BTreeMap<String, String>) -> bool {
+        let has_value = labels.get(&self.label).is_some_and(|v| *v == self.value);
+        match self.op {
+            ConstraintOp::Equal => has_value,
+            ConstraintOp::NotEqual => !has_value,
+        }
+    }
+}
+
+impl fmt::Display for Constraint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.op {
+            ConstraintOp::Equal => write!(f, "{}={}", self.label, self.value),
+            ConstraintOp::NotEqual => write!(f, "{}!={}", self.label, self.value),
+        }
+    }
+}
 
 /// The first check a node failed for one task.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -10,6 +10,7 @@ mod certs;
 mod disk;
 mod failover;
 mod formation;
+mod forwarding;
 mod membership;
 mod moved;
 mod orchestration;
