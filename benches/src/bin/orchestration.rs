@@ -60,7 +60,8 @@ const POLL: Duration = Duration::from_millis(20);
 const GIVE_UP: Duration = Duration::from_secs(120);
 const TARGET_APPLY: Duration = Duration::from_secs(5);
 const TARGET_HEAL: Duration = Duration::from_secs(3);
-/// Docker Swarm on this machine (FACTS.md, 1 manager + 2 workers, defaults):
+/// Docker Swarm on this kind of machine (measured 2026-11 with Debian's docker.io
+/// 20.10, 1 manager + 2 workers, defaults; not re-run by this bench):
 /// 30 replicas → running 4.4–6.5 s; worker killed → tasks elsewhere 18–22 s.
 /// Not measured in this run (no Docker here); quoted for scale.
 const SWARM_30_REPLICAS_S: (f64, f64) = (4.4, 6.5);
@@ -383,7 +384,7 @@ async fn run(bench: &mut Bench) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(&report)?);
     println!();
     println!(
-        "| measurement | edgectl p50 | target | ratio | Docker Swarm (FACTS.md, not this run) |"
+        "| measurement | edgectl p50 | target | ratio | Docker Swarm (measured 2026-11, not this run) |"
     );
     println!("|---|---|---|---|---|");
     println!(

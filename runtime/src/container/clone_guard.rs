@@ -6,7 +6,7 @@
 use std::sync::Mutex;
 
 /// One process-wide lock around every libcontainer call that clones or
-/// `chdir`s (build, start, tenant build). FACTS: concurrent creates hang or
+/// `chdir`s (build, start, tenant build). Measured here: concurrent creates hang or
 /// fail; serialised, they run at ~100/s.
 pub(crate) static LIBCONTAINER_LOCK: Mutex<()> = Mutex::new(());
 
