@@ -764,7 +764,12 @@ async fn a_retag_is_reported_under_the_new_name() {
         fs::write(&index_path, index.replace("control:latest", "retag:latest")).unwrap();
         let second = images::import_file(&cluster.a, &layout).await.unwrap();
         assert_eq!(second[0].id, first[0].id);
-        assert_eq!(second[0].display_name(), "retag:latest", "{:?}", second[0].refs);
+        assert_eq!(
+            second[0].display_name(),
+            "retag:latest",
+            "{:?}",
+            second[0].refs
+        );
         let mut names = second[0].refs.clone();
         names.sort();
         assert_eq!(names, ["control:latest", "retag:latest"]);
