@@ -8,6 +8,9 @@
 //! 4. `index.json` is replaced atomically.
 //!
 //! A failure at any step drops the `Txn`, which deletes what steps 3 added.
+//!
+//! Every step is held to the store's `ImportLimits` (see `limits.rs`) and
+//! claims its writes from a `DiskBudget` that keeps the disk reserve free.
 
 use std::collections::HashMap;
 use std::fs::{self, File};

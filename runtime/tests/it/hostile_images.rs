@@ -292,8 +292,11 @@ fn a_wrong_diff_id_is_refused_even_for_a_stored_layer() {
     let wrong = format!("sha256:{}", support::sha256_hex(b"not this layer"));
     let mut forged = image(vec![plain], TAR, "forged:1");
     forged.process = serde_json::json!({"Cmd": ["/bin/false"]});
-    let layout =
-        support::write_layout_with_diff_ids(&work.path().join("forged"), &forged, &[wrong.clone()]);
+    let layout = support::write_layout_with_diff_ids(
+        &work.path().join("forged"),
+        &forged,
+        std::slice::from_ref(&wrong),
+    );
     refused(
         &env,
         &layout,
