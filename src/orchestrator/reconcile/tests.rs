@@ -299,6 +299,48 @@ fn scaling_down_shuts_the_highest_slots_and_deletes_them_once_stopped() {
 }
 
 #[test]
+fn a_deleted_task_takes_its_status_with_it() {
+    let mut c = cluster(vec![node(1, 4000, 4 * GI)], vec![service("web", 2, SMALL)]);
+    c.converge();
+    c.update_service("web", |web| web.spec.spec.replicas = 1);
+    c.pass();
+    let shut = c
+        .tasks()
+        .into_iter()
+        .find(|t| t.desired == DesiredState::Shutdown)
+        .unwrap()
+        .id;
+    c.report(&shut, TaskState::Stopped);
+    c.pass();
+    let snapshot = c.snapshot();
+    assert!(!snapshot.tasks.contains_key(&shut));
+    assert!(!snapshot.statuses.contains_key(&shut), "status left behind");
+}
+
+#[test]
+fn a_decision_from_a_stale_view_writes_nothing() {
+    let mut c = cluster(vec![node(1, 4000, 4 * GI)], vec![service("web", 2, SMALL)]);
+    c.converge();
+    c.update_service("web", |web| web.spec.spec.replicas = 1);
+    let decision = c.decide();
+    assert!(!decision.changes.is_empty());
+    // Another writer (a previous leader's late pass) rewrites the task the
+    // decision shuts down, before the decision is written.
+    let TaskChange::Put { task, .. } = &decision.changes[0] else {
+        panic!("expected a shutdown: {decision:?}");
+    };
+    let (task, _) = c.snapshot().tasks[&task.id].clone();
+    c.write(KvOp::Put {
+        key: records::task_key(&task.id).into_bytes(),
+        value: to_json(&task),
+    });
+    let before = c.kv.revision();
+    let response = c.kv.apply(&KvRequest::Txn(decision.task_txn()));
+    assert!(!response.succeeded);
+    assert_eq!(c.kv.revision(), before, "a refused pass wrote something");
+}
+
+#[test]
 fn a_lapsed_nodes_tasks_are_replaced_on_the_others_and_dropped_when_it_returns() {
     let mut c = cluster(
         vec![
