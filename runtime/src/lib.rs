@@ -4,8 +4,8 @@
 //! The API is **blocking**: call it from a plain thread or from
 //! `tokio::task::spawn_blocking`. Creating, starting and exec'ing clone
 //! processes and `chdir` the whole process; they are serialised by one
-//! process-wide lock (see `container::LIBCONTAINER_LOCK`), and the rest of
-//! the program must use absolute paths only.
+//! process-wide lock (`container::clone_guard::LIBCONTAINER_LOCK`), and the
+//! rest of the program must use absolute paths only.
 //!
 //! Layout under `<data_dir>/runtime/`: `images/` (OCI image layout),
 //! `layers/` (unpacked layers), `containers/<id>/` (our record, bundle,
