@@ -74,7 +74,9 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::limits::{DocumentLimit, SpecLimits};
 use super::locate::{self, Segment};
+use super::prescan;
 use super::quantity::{CpuMillis, MemoryBytes};
 
 /// The only `apiVersion` this build reads.
@@ -99,9 +101,8 @@ pub const CPU_LIMIT_MILLIS_MIN: u64 = 10;
 /// than this would spin and starve its node.
 pub const BACKOFF_INITIAL_MIN: Duration = Duration::from_millis(100);
 
-/// Largest spec file read: a service spec is a few KiB; anything this big
-/// is a mistake and would sit in every replica of the store.
-pub const SPEC_BYTES_MAX: usize = 1024 * 1024;
+/// Largest spec file read ([`SpecLimits::BYTES_MAX`]).
+pub const SPEC_BYTES_MAX: usize = SpecLimits::BYTES_MAX;
 
 /// Longest service name: a DNS label.
 const NAME_LEN_MAX: usize = 63;
@@ -679,6 +680,24 @@ pub enum SpecError {
         /// [`SPEC_BYTES_MAX`].
         max: usize,
     },
+    /// Not UTF-8 text.
+    #[error("the spec is not utf-8 text (invalid byte at offset {valid_up_to}); save it as utf-8")]
+    NotUtf8 {
+        /// Bytes of valid text before the first invalid one.
+        valid_up_to: usize,
+    },
+    /// The document breaks a limit of its shape (nesting, nodes, aliases),
+    /// found before parsing.
+    #[error(
+        "the document is too complex{}: {limit}; a service spec needs far less",
+        at(.location)
+    )]
+    TooComplex {
+        /// Which limit.
+        limit: DocumentLimit,
+        /// Where the scan passed it.
+        location: Option<Location>,
+    },
     /// Not well-formed YAML.
     #[error("yaml syntax error{}: {message}", at(.location))]
     Syntax {
@@ -711,10 +730,10 @@ impl SpecError {
     /// The 1-based line, when known.
     pub fn line(&self) -> Option<usize> {
         match self {
-            SpecError::Syntax { location, .. } | SpecError::Field { location, .. } => {
-                location.map(|location| location.line)
-            }
-            SpecError::TooLarge { .. } => None,
+            SpecError::Syntax { location, .. }
+            | SpecError::Field { location, .. }
+            | SpecError::TooComplex { location, .. } => location.map(|location| location.line),
+            SpecError::TooLarge { .. } | SpecError::NotUtf8 { .. } => None,
         }
     }
 }
@@ -733,14 +752,38 @@ fn invalid(path: Vec<Segment>, message: String) -> Invalid {
     Invalid { path, message }
 }
 
-/// Parses and validates a service spec from YAML text.
-pub fn parse_service(source: &str) -> Result<ServiceSpec, SpecError> {
-    if source.len() > SPEC_BYTES_MAX {
+/// Parses and validates a service spec from bytes as they arrived (a
+/// file, a request): the entry point for untrusted input and for fuzzing.
+/// Every limit of [`SpecLimits`] is checked, the cheap ones first.
+pub fn parse_service_document(bytes: &[u8]) -> Result<ServiceSpec, SpecError> {
+    check_size(bytes.len())?;
+    let source = std::str::from_utf8(bytes).map_err(|error| SpecError::NotUtf8 {
+        valid_up_to: error.valid_up_to(),
+    })?;
+    parse_service(source)
+}
+
+fn check_size(size: usize) -> Result<(), SpecError> {
+    if size > SpecLimits::BYTES_MAX {
         return Err(SpecError::TooLarge {
-            size: source.len(),
-            max: SPEC_BYTES_MAX,
+            size,
+            max: SpecLimits::BYTES_MAX,
         });
     }
+    Ok(())
+}
+
+/// Parses and validates a service spec from YAML text. The document limits
+/// are checked by a linear scan before the parser runs.
+pub fn parse_service(source: &str) -> Result<ServiceSpec, SpecError> {
+    check_size(source.len())?;
+    prescan::check(source).map_err(|broken| SpecError::TooComplex {
+        limit: broken.limit,
+        location: Some(Location {
+            line: broken.line,
+            column: broken.column,
+        }),
+    })?;
     let spec: ServiceSpec =
         serde_yaml::from_str(source).map_err(|error| from_yaml_error(source, &error))?;
     check(&spec).map_err(|found| {
@@ -892,6 +935,12 @@ fn check_metadata(metadata: &Metadata) -> Result<(), Invalid> {
             ),
         ));
     }
+    check_count(
+        vec![key("metadata"), key("labels")],
+        "labels",
+        metadata.labels.len(),
+        SpecLimits::LABELS_MAX,
+    )?;
     for (label, value) in &metadata.labels {
         let path = vec![key("metadata"), key("labels"), key(label)];
         if !valid_label_key(label) {
@@ -906,6 +955,62 @@ fn check_metadata(metadata: &Metadata) -> Result<(), Invalid> {
                 format!("label value {value:?} is invalid; expected 0-63 of `[A-Za-z0-9._-]`"),
             ));
         }
+    }
+    Ok(())
+}
+
+/// A list or map with more entries than its limit.
+fn check_count(path: Vec<Segment>, what: &str, count: usize, max: usize) -> Result<(), Invalid> {
+    if count > max {
+        return Err(invalid(
+            path,
+            format!("{count} {what} is more than the {max} accepted"),
+        ));
+    }
+    Ok(())
+}
+
+/// Arguments of a process: their number and each one's length.
+fn check_argv<'a>(
+    path: Vec<Segment>,
+    items: impl ExactSizeIterator<Item = &'a String>,
+) -> Result<(), Invalid> {
+    check_count(
+        path.clone(),
+        "arguments",
+        items.len(),
+        SpecLimits::ARGV_ITEMS_MAX,
+    )?;
+    for (index, item) in items.enumerate() {
+        // The kernel counts the NUL.
+        if item.len() + 1 > SpecLimits::ARG_BYTES_MAX {
+            let mut item_path = path.clone();
+            item_path.push(Segment::Index(index));
+            return Err(invalid(
+                item_path,
+                format!(
+                    "an argument of {} bytes is longer than the {} the kernel passes to a \
+                     program; pass large data in a file or a volume",
+                    item.len(),
+                    SpecLimits::ARG_BYTES_MAX - 1
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A host or container path no longer than Linux accepts.
+fn check_path_len(path: Vec<Segment>, value: &str) -> Result<(), Invalid> {
+    if value.len() + 1 > SpecLimits::PATH_BYTES_MAX {
+        return Err(invalid(
+            path,
+            format!(
+                "a path of {} bytes is longer than the {} Linux accepts",
+                value.len(),
+                SpecLimits::PATH_BYTES_MAX - 1
+            ),
+        ));
     }
     Ok(())
 }
@@ -926,6 +1031,33 @@ fn check_body(body: &ServiceBody) -> Result<(), Invalid> {
             ),
         ));
     }
+    if body.image.len() > SpecLimits::IMAGE_REF_BYTES_MAX {
+        return Err(invalid(
+            spec_path(&[key("image")]),
+            format!(
+                "an image reference of {} bytes is longer than the {} accepted",
+                body.image.len(),
+                SpecLimits::IMAGE_REF_BYTES_MAX
+            ),
+        ));
+    }
+    let argv_len =
+        body.command.as_ref().map_or(0, Vec::len) + body.args.as_ref().map_or(0, Vec::len);
+    check_count(
+        spec_path(&[key(if body.args.is_some() {
+            "args"
+        } else {
+            "command"
+        })]),
+        "arguments in command and args together",
+        argv_len,
+        SpecLimits::ARGV_ITEMS_MAX,
+    )?;
+    for (field, items) in [("command", &body.command), ("args", &body.args)] {
+        if let Some(items) = items {
+            check_argv(spec_path(&[key(field)]), items.iter())?;
+        }
+    }
     if let Some(command) = &body.command {
         if command.is_empty() {
             return Err(invalid(
@@ -936,7 +1068,26 @@ fn check_body(body: &ServiceBody) -> Result<(), Invalid> {
             ));
         }
     }
+    check_count(
+        spec_path(&[key("env")]),
+        "environment variables",
+        body.env.len(),
+        SpecLimits::ENV_VARS_MAX,
+    )?;
     for (name, value) in &body.env {
+        // `NAME=value` and its NUL, as the kernel counts it.
+        if name.len() + value.len() + 2 > SpecLimits::ARG_BYTES_MAX {
+            return Err(invalid(
+                spec_path(&[key("env"), key(name)]),
+                format!(
+                    "environment variable {:?} is {} bytes with its value, more than the {} \
+                     the kernel passes to a program; put large data in a file or a volume",
+                    truncated(name),
+                    name.len() + value.len() + 1,
+                    SpecLimits::ARG_BYTES_MAX - 1
+                ),
+            ));
+        }
         if name.is_empty() || name.contains(['=', '\0']) || value.contains('\0') {
             return Err(invalid(
                 spec_path(&[key("env"), key(name)]),
@@ -956,6 +1107,30 @@ fn check_body(body: &ServiceBody) -> Result<(), Invalid> {
             ),
         ));
     }
+    check_count(
+        spec_path(&[key("placement"), key("constraints")]),
+        "constraints",
+        body.placement.constraints.len(),
+        SpecLimits::CONSTRAINTS_MAX,
+    )?;
+    check_count(
+        spec_path(&[key("volumes")]),
+        "volumes",
+        body.volumes.len(),
+        SpecLimits::VOLUMES_MAX,
+    )?;
+    check_count(
+        spec_path(&[key("mounts")]),
+        "mounts",
+        body.mounts.len(),
+        SpecLimits::VOLUMES_MAX,
+    )?;
+    check_count(
+        spec_path(&[key("ports")]),
+        "ports",
+        body.ports.len(),
+        SpecLimits::PORTS_MAX,
+    )?;
     check_resources(&body.resources)?;
     check_backoff(&body.restart_policy.backoff)?;
     check_volumes(body)?;
@@ -978,6 +1153,7 @@ fn check_body(body: &ServiceBody) -> Result<(), Invalid> {
 fn check_health(health: &HealthCheck) -> Result<(), Invalid> {
     let path = |field: &str| spec_path(&[key("healthCheck"), key(field)]);
     let format = |duration: Duration| humantime::format_duration(duration).to_string();
+    check_argv(path("exec"), health.exec.iter())?;
     if health.exec.is_empty() || health.exec[0].trim().is_empty() {
         return Err(invalid(
             path("exec"),
@@ -1132,6 +1308,9 @@ fn check_volumes(body: &ServiceBody) -> Result<(), Invalid> {
                     ),
                 ))
             }
+            (Some(host_path), true) if host_path.len() + 1 > SpecLimits::PATH_BYTES_MAX => {
+                check_path_len(path("path"), host_path)?
+            }
             (Some(host_path), true) if !host_path.starts_with('/') => {
                 return Err(invalid(
                     path("path"),
@@ -1177,6 +1356,7 @@ fn check_volumes(body: &ServiceBody) -> Result<(), Invalid> {
                 ),
             ));
         }
+        check_path_len(path("path"), &mount.path)?;
         if !mount.path.starts_with('/') {
             return Err(invalid(
                 path("path"),
@@ -1258,6 +1438,15 @@ fn check_ports(body: &ServiceBody) -> Result<(), Invalid> {
         }
     }
     Ok(())
+}
+
+/// The start of a long name, for an error message that must stay short.
+fn truncated(text: &str) -> String {
+    const SHOWN_CHARS_MAX: usize = 64;
+    match text.char_indices().nth(SHOWN_CHARS_MAX) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_string(),
+    }
 }
 
 /// A DNS label as RFC 1123 and Kubernetes define it.

@@ -702,6 +702,87 @@ mod service_tests {
     }
 
     #[test]
+    fn labels_env_and_lists_over_their_limits_are_refused() {
+        let labels: String = (0..=SpecLimits::LABELS_MAX)
+            .map(|index| format!("    l{index}: v\n"))
+            .collect();
+        let source = MINIMAL.replace(
+            "  name: web\n",
+            &format!("  name: web\n  labels:\n{labels}"),
+        );
+        check_field_error(
+            &source,
+            "metadata.labels",
+            5,
+            "65 labels is more than the 64 accepted",
+        );
+
+        let env: String = (0..=SpecLimits::ENV_VARS_MAX)
+            .map(|index| format!("    V{index}: x\n"))
+            .collect();
+        check_field_error(
+            &format!("{MINIMAL}  env:\n{env}"),
+            "spec.env",
+            7,
+            "1025 environment variables is more than the 1024 accepted",
+        );
+        let value = "x".repeat(SpecLimits::ARG_BYTES_MAX);
+        check_field_error(
+            &format!("{MINIMAL}  env:\n    BIG: {value}\n"),
+            "spec.env.BIG",
+            8,
+            "put large data in a file or a volume",
+        );
+        check_field_error(
+            &format!("{MINIMAL}  args: [\"{value}\"]\n"),
+            "spec.args[0]",
+            7,
+            "pass large data in a file or a volume",
+        );
+        let args = vec!["a"; SpecLimits::ARGV_ITEMS_MAX + 1].join(", ");
+        check_field_error(
+            &format!("{MINIMAL}  args: [{args}]\n"),
+            "spec.args",
+            7,
+            "1025 arguments",
+        );
+        let ports: String = (1..=SpecLimits::PORTS_MAX + 1)
+            .map(|port| format!("    - container: {port}\n"))
+            .collect();
+        check_field_error(
+            &format!("{MINIMAL}  ports:\n{ports}"),
+            "spec.ports",
+            7,
+            "257 ports is more than the 256 accepted",
+        );
+        let image = "r/".repeat(SpecLimits::IMAGE_REF_BYTES_MAX);
+        check_field_error(
+            &MINIMAL.replace("busybox", &image),
+            "spec.image",
+            6,
+            "longer than the 1024 accepted",
+        );
+        let long_path = format!("/{}", "p".repeat(SpecLimits::PATH_BYTES_MAX));
+        check_field_error(
+            &format!(
+                "{MINIMAL}  volumes:\n    - {{name: d, type: local}}\n  mounts:\n    - volume: d\n      path: {long_path}\n"
+            ),
+            "spec.mounts[0].path",
+            11,
+            "longer than the 4095 Linux accepts",
+        );
+        // At the limits, accepted.
+        let labels: String = (0..SpecLimits::LABELS_MAX)
+            .map(|index| format!("    l{index}: v\n"))
+            .collect();
+        let source = MINIMAL.replace(
+            "  name: web\n",
+            &format!("  name: web\n  labels:\n{labels}"),
+        );
+        assert!(parse_service(&source).is_ok());
+    }
+
+    #[test]
     fn oversized_spec_is_rejected() {
         let source = format!("{MINIMAL}#{}\n", "x".repeat(SPEC_BYTES_MAX));
         assert!(matches!(
