@@ -19,6 +19,3 @@ pub use service::{
     UpdatePolicy, Volume, VolumeMount, VolumeType, API_VERSION, KIND_SERVICE, REPLICAS_MAX,
     SPEC_BYTES_MAX,
 };
-
-#[cfg(test)]
-mod tests;
