@@ -5,6 +5,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::model::{NetworkMode, VolumeType};
+
+// The model writes the runtime's memory floor out rather than linking the
+// runtime crate for it; this is where both meet, so this is where a
+// difference stops the build.
+const _: () = assert!(
+    crate::model::service::MEMORY_LIMIT_BYTES_MIN == runtime::MEMORY_BYTES_MIN,
+    "model::service::MEMORY_LIMIT_BYTES_MIN must equal runtime::MEMORY_BYTES_MIN"
+);
 use crate::orchestrator::records::{container_id, TaskRecord};
 
 /// Label naming the task a container runs: how the agent finds its own

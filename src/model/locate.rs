@@ -225,3 +225,6 @@ pub(crate) fn format_path(path: &[Segment]) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests;

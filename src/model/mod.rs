@@ -4,17 +4,18 @@
 //! Pure: no IO, no clock, no tokio. Specs are parsed and validated here;
 //! turning one into the runtime's `ContainerSpec` is the node agent's job.
 
+pub mod limits;
 mod locate;
+mod prescan;
 pub mod quantity;
 pub mod service;
 
+pub use limits::{DocumentLimit, SpecLimits};
 pub use quantity::{CpuMillis, MemoryBytes, QuantityError};
 pub use service::{
-    parse_service, validate, Backoff, Constraint, ConstraintOperator, HealthCheck, Location,
-    Metadata, NetworkMode, Placement, Port, Protocol, ResourceList, Resources, RestartCondition,
-    RestartPolicy, ServiceBody, ServiceSpec, SpecError, Spread, UpdatePolicy, Volume, VolumeMount,
-    VolumeType, API_VERSION, KIND_SERVICE, REPLICAS_MAX, SPEC_BYTES_MAX,
+    parse_service, parse_service_document, validate, Backoff, Constraint, ConstraintOperator,
+    HealthCheck, Location, Metadata, NetworkMode, Placement, Port, Protocol, ResourceList,
+    Resources, RestartCondition, RestartPolicy, ServiceBody, ServiceSpec, SpecError, Spread,
+    UpdatePolicy, Volume, VolumeMount, VolumeType, API_VERSION, KIND_SERVICE, REPLICAS_MAX,
+    SPEC_BYTES_MAX,
 };
-
-#[cfg(test)]
-mod tests;

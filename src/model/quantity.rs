@@ -419,3 +419,6 @@ impl<'de> Deserialize<'de> for MemoryBytes {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -25,6 +25,11 @@ impl Node {
         if let ApiRequest::Write(write) = &request {
             reject_system_keys(write)?;
         }
+        // A spec is checked where it arrived: a hostile document must cost
+        // this node, not stall the leader (issue 18).
+        if let ApiRequest::Apply { yaml } = &request {
+            super::orchestration::parse_service_off_workers(yaml).await?;
+        }
         // Name every write once, here, so that it can be re-sent to a new
         // leader without being applied twice.
         let request = match request {

@@ -13,7 +13,7 @@ use crate::api::{
 };
 use crate::clock::now_unix;
 use crate::cluster::records::to_json;
-use crate::model::{self, ServiceSpec, REPLICAS_MAX};
+use crate::model::{self, ServiceSpec, SpecLimits, REPLICAS_MAX};
 use crate::orchestrator::reconcile::requested;
 use crate::orchestrator::records::{
     self, DesiredState, NodeSettings, ServiceEvent, ServiceRecord, TaskRecord, TaskState,
@@ -56,7 +56,7 @@ impl Node {
     }
 
     async fn apply_service(&self, yaml: &str) -> ApiResult {
-        let spec = model::parse_service(yaml).map_err(|e| ApiError::Invalid(e.to_string()))?;
+        let spec = parse_service_off_workers(yaml).await?;
         let name = spec.metadata.name.clone();
         self.check_disk_room(&format!("applying service {name}"))?;
         let key = records::service_key(&name);
@@ -422,6 +422,34 @@ impl Node {
 }
 
 /// What changed between two specs of one service.
+/// Parses and validates a service document on the blocking pool, within
+/// [`SpecLimits::PARSE_DEADLINE`]: the node that receives an `apply` calls
+/// it before forwarding (a hostile document costs that node, not the
+/// leader), and the leader again before it writes. The limits keep a parse
+/// to milliseconds; the deadline answers the client even if one does not.
+pub(super) async fn parse_service_off_workers(yaml: &str) -> Result<ServiceSpec, ApiError> {
+    // The size first, before the text is copied for the blocking task.
+    if yaml.len() > SpecLimits::BYTES_MAX {
+        return Err(ApiError::Invalid(
+            model::SpecError::TooLarge {
+                size: yaml.len(),
+                max: SpecLimits::BYTES_MAX,
+            }
+            .to_string(),
+        ));
+    }
+    let text = yaml.to_owned();
+    let parse = tokio::task::spawn_blocking(move || model::parse_service(&text));
+    match tokio::time::timeout(SpecLimits::PARSE_DEADLINE, parse).await {
+        Ok(Ok(parsed)) => parsed.map_err(|e| ApiError::Invalid(e.to_string())),
+        Ok(Err(join_error)) => Err(internal(join_error)),
+        Err(_) => Err(ApiError::Invalid(format!(
+            "the spec was still being parsed after {:?}; simplify it (fewer nodes, less nesting)",
+            SpecLimits::PARSE_DEADLINE
+        ))),
+    }
+}
+
 fn classify_change(old: &ServiceSpec, new: &ServiceSpec) -> ApplyChange {
     if old == new {
         return ApplyChange::Unchanged;

@@ -265,3 +265,89 @@ fn a_leader_that_freezes_mid_call_gives_a_clear_error_or_a_new_leader_not_a_hang
     })
     .unwrap();
 }
+
+/// Issue 18: a document of deeply nested flow sequences made the leader
+/// parse for 30 s, and two at once cost it its leadership. Now every node
+/// refuses it with the limit named, before parsing, and the cluster keeps
+/// committing writes under the same leader and term.
+#[test]
+fn hostile_specs_are_refused_while_the_cluster_keeps_committing() {
+    const HOSTILE_APPLIES_PER_SENDER: usize = 8;
+    let mut cluster = EdgeCluster::new("cbh", 3);
+    cluster.form(3);
+    cluster.wait_voters(1, 3, 3);
+    let leader = cluster.leader_index(1).unwrap();
+    let followers: Vec<usize> = (1..=3).filter(|i| *i != leader).collect();
+    let before = cluster.status(leader).unwrap();
+
+    // ~200 KB, as in the issue, as the value of a real field.
+    let depth = 100_000;
+    let hostile = cluster.dirs.path().join("hostile.yaml");
+    fs::write(
+        &hostile,
+        format!(
+            "apiVersion: edgectl/v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  image: busybox\n  \
+             args: {}{}\n",
+            "[".repeat(depth),
+            "]".repeat(depth)
+        ),
+    )
+    .unwrap();
+    let hostile = hostile.to_str().unwrap();
+
+    let writes_committed = std::thread::scope(|scope| {
+        // One sender through the leader, one through a follower (the check
+        // runs where the request arrives, and again on the leader).
+        let senders: Vec<_> = [leader, followers[0]]
+            .into_iter()
+            .map(|via| {
+                let cluster = &cluster;
+                scope.spawn(move || {
+                    for _ in 0..HOSTILE_APPLIES_PER_SENDER {
+                        let out = cluster.cli(via, &["apply", "-f", hostile]);
+                        let stderr = String::from_utf8_lossy(&out.stderr);
+                        assert!(!out.status.success(), "applied through node{via}");
+                        assert!(
+                            stderr.contains("levels of nesting")
+                                && stderr.contains("SpecLimits::DEPTH_MAX"),
+                            "the limit is named: {stderr}"
+                        );
+                    }
+                })
+            })
+            .collect();
+        let mut committed = 0;
+        while senders.iter().any(|sender| !sender.is_finished()) {
+            let key = format!("/kv/during-hostile-{committed}");
+            let out = cluster.put(followers[1], &key, "1");
+            assert!(
+                out.status.success(),
+                "a write failed while hostile specs were sent: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            committed += 1;
+        }
+        for sender in senders {
+            sender.join().expect("a sender failed");
+        }
+        committed
+    });
+    assert!(writes_committed > 0, "no write was tried meanwhile");
+
+    let after = cluster.status(followers[1]).unwrap();
+    assert_eq!(
+        (after.leader_id, after.term),
+        (before.leader_id, before.term),
+        "no leader change"
+    );
+    assert_eq!(
+        cluster.get(
+            leader,
+            &format!("/kv/during-hostile-{}", writes_committed - 1),
+            false
+        ),
+        Some("1".to_string())
+    );
+    let services: Vec<serde_json::Value> = cluster.cli_json(leader, &["get", "services"]).unwrap();
+    assert!(services.is_empty(), "nothing was applied: {services:?}");
+}

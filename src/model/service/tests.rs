@@ -1,0 +1,662 @@
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::model::limits::SpecLimits;
+use crate::model::quantity::{CpuMillis, MemoryBytes};
+
+/// The smallest valid spec, six lines; cases append to it so that the
+/// lines they name are easy to count.
+const MINIMAL: &str = "\
+apiVersion: edgectl/v1
+kind: Service
+metadata:
+  name: web
+spec:
+  image: busybox
+";
+
+/// Parses `source`, expects a field error, and checks its field, its line
+/// and that the message contains `message_part`.
+fn check_field_error(source: &str, field: &str, line: usize, message_part: &str) {
+    let error = parse_service(source).expect_err("the spec should be rejected");
+    let text = error.to_string();
+    assert_eq!(error.field(), Some(field), "wrong field in: {text}");
+    assert_eq!(error.line(), Some(line), "wrong line in: {text}");
+    assert!(
+        text.contains(message_part),
+        "{text:?} does not contain {message_part:?}"
+    );
+    assert!(
+        text.contains(&format!("line {line}")),
+        "the message {text:?} does not show the line"
+    );
+}
+
+fn web_expected() -> ServiceSpec {
+    let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    ServiceSpec {
+        api_version: "edgectl/v1".into(),
+        kind: "Service".into(),
+        metadata: Metadata {
+            name: "web".into(),
+            labels: BTreeMap::from([
+                ("app".into(), "web".into()),
+                ("tier".into(), "frontend".into()),
+            ]),
+        },
+        spec: ServiceBody {
+            image: "registry.local/web:1.4".into(),
+            command: Some(strings(&["/bin/httpd"])),
+            args: Some(strings(&["-f", "-p", "8080"])),
+            env: BTreeMap::from([
+                ("LOG_LEVEL".into(), "info".into()),
+                ("PORT".into(), "8080".into()),
+            ]),
+            replicas: 3,
+            resources: Resources {
+                requests: ResourceList {
+                    cpu: Some(CpuMillis(250)),
+                    memory: Some(MemoryBytes(64 << 20)),
+                },
+                limits: ResourceList {
+                    cpu: Some(CpuMillis(1000)),
+                    memory: Some(MemoryBytes(128 << 20)),
+                },
+            },
+            restart_policy: RestartPolicy {
+                condition: RestartCondition::OnFailure,
+                backoff: Backoff {
+                    initial: Duration::from_secs(1),
+                    max: Duration::from_secs(300),
+                },
+            },
+            placement: Placement {
+                constraints: vec![
+                    Constraint {
+                        label: "zone".into(),
+                        operator: ConstraintOperator::Equal,
+                        value: "north".into(),
+                    },
+                    Constraint {
+                        label: "gpu".into(),
+                        operator: ConstraintOperator::NotEqual,
+                        value: "true".into(),
+                    },
+                ],
+                spread: Spread::Label("rack".into()),
+            },
+            volumes: vec![
+                Volume {
+                    name: "data".into(),
+                    volume_type: VolumeType::Local,
+                    path: None,
+                    size: None,
+                },
+                Volume {
+                    name: "config".into(),
+                    volume_type: VolumeType::HostPath,
+                    path: Some("/etc/web".into()),
+                    size: None,
+                },
+                Volume {
+                    name: "scratch".into(),
+                    volume_type: VolumeType::Tmpfs,
+                    path: None,
+                    size: Some(MemoryBytes(64 << 20)),
+                },
+            ],
+            mounts: vec![
+                VolumeMount {
+                    volume: "data".into(),
+                    path: "/var/lib/web".into(),
+                    read_only: false,
+                },
+                VolumeMount {
+                    volume: "config".into(),
+                    path: "/etc/web".into(),
+                    read_only: true,
+                },
+                VolumeMount {
+                    volume: "scratch".into(),
+                    path: "/tmp".into(),
+                    read_only: false,
+                },
+            ],
+            network: NetworkMode::Bridge,
+            ports: vec![
+                Port {
+                    container: 8080,
+                    host: Some(80),
+                    protocol: Protocol::Tcp,
+                },
+                Port {
+                    container: 9090,
+                    host: None,
+                    protocol: Protocol::Tcp,
+                },
+            ],
+            health_check: Some(HealthCheck {
+                exec: strings(&["wget", "-q", "-O-", "http://localhost:8080/health"]),
+                interval: Duration::from_secs(10),
+                timeout: Duration::from_secs(2),
+                retries: 3,
+                start_period: Duration::from_secs(30),
+            }),
+            update: UpdatePolicy { parallelism: 2 },
+        },
+    }
+}
+
+#[test]
+fn example_web_yaml_parses_to_the_expected_spec() {
+    let source = include_str!("../../../examples/web.yaml");
+    let spec = parse_service(source).unwrap();
+    assert_eq!(spec, web_expected());
+}
+
+#[test]
+fn the_demo_service_parses() {
+    let spec = parse_service(include_str!("../../../examples/demo-web.yaml")).unwrap();
+    assert_eq!(spec.spec.replicas, 6);
+    assert!(spec.spec.health_check.is_some());
+}
+
+#[test]
+fn module_doc_example_parses() {
+    // The example in the service module's doc comment, with the `//! ` cut off.
+    let doc = include_str!("mod.rs");
+    let start = doc.find("//! ```yaml\n").unwrap() + "//! ```yaml\n".len();
+    let end = start + doc[start..].find("//! ```\n").unwrap();
+    let yaml: String = doc[start..end]
+        .lines()
+        .map(|line| {
+            line.strip_prefix("//! ")
+                .or(line.strip_prefix("//!"))
+                .unwrap()
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let spec = parse_service(&yaml).unwrap();
+    assert_eq!(spec.spec.volumes.len(), 4);
+    assert_eq!(spec.spec.volumes[3].volume_type, VolumeType::Device);
+    assert_eq!(spec.spec.resources.limits.cpu, Some(CpuMillis(1000)));
+}
+
+#[test]
+fn minimal_spec_gets_the_defaults() {
+    let spec = parse_service(MINIMAL).unwrap();
+    let body = &spec.spec;
+    assert_eq!(body.replicas, 1);
+    assert_eq!(body.command, None);
+    assert_eq!(body.restart_policy.condition, RestartCondition::Always);
+    assert_eq!(body.restart_policy.backoff, Backoff::default());
+    assert_eq!(body.placement.spread, Spread::Nodes);
+    assert_eq!(body.network, NetworkMode::Bridge);
+    assert_eq!(body.resources, Resources::default());
+    assert!(body.env.is_empty() && body.volumes.is_empty() && body.ports.is_empty());
+}
+
+#[test]
+fn spec_serializes_and_parses_back_unchanged() {
+    let spec = web_expected();
+    let text = serde_yaml::to_string(&spec).unwrap();
+    assert_eq!(parse_service(&text).unwrap(), spec);
+    let json = serde_json::to_string(&spec).unwrap();
+    let from_json: ServiceSpec = serde_json::from_str(&json).unwrap();
+    assert_eq!(from_json, spec);
+    validate(&from_json).unwrap();
+}
+
+#[test]
+fn env_scalars_are_kept_as_written() {
+    let source = format!("{MINIMAL}  env:\n    PORT: 8080\n    RATIO: 1.10\n    ON: true\n");
+    let spec = parse_service(&source).unwrap();
+    assert_eq!(spec.spec.env["PORT"], "8080");
+    assert_eq!(spec.spec.env["RATIO"], "1.10");
+    assert_eq!(spec.spec.env["ON"], "true");
+}
+
+#[test]
+fn numeric_quantities_are_read_exactly() {
+    let source =
+        format!("{MINIMAL}  resources:\n    requests:\n      cpu: 0.1\n      memory: 1000000\n");
+    let spec = parse_service(&source).unwrap();
+    assert_eq!(spec.spec.resources.requests.cpu, Some(CpuMillis(100)));
+    assert_eq!(
+        spec.spec.resources.requests.memory,
+        Some(MemoryBytes(1_000_000))
+    );
+}
+
+#[test]
+fn effective_requests_fall_back_to_limits() {
+    let resources = Resources {
+        requests: ResourceList {
+            cpu: Some(CpuMillis(100)),
+            memory: None,
+        },
+        limits: ResourceList {
+            cpu: Some(CpuMillis(500)),
+            memory: Some(MemoryBytes(64 << 20)),
+        },
+    };
+    assert_eq!(
+        resources.effective_requests(),
+        ResourceList {
+            cpu: Some(CpuMillis(100)),
+            memory: Some(MemoryBytes(64 << 20)),
+        }
+    );
+}
+
+#[test]
+fn unknown_top_level_field() {
+    let source = format!("{MINIMAL}replica: 3\n");
+    check_field_error(&source, "replica", 7, "unknown field `replica`");
+}
+
+#[test]
+fn unknown_nested_fields() {
+    let source = format!("{MINIMAL}  resources:\n    limits:\n      memroy: 64Mi\n");
+    check_field_error(
+        &source,
+        "spec.resources.limits.memroy",
+        9,
+        "expected `cpu` or `memory`",
+    );
+    let source = format!("{MINIMAL}  volumes:\n    - name: v\n      type: local\n      zize: 1\n");
+    check_field_error(&source, "spec.volumes[0].zize", 10, "unknown field `zize`");
+}
+
+#[test]
+fn bad_quantity_names_the_field() {
+    let source = format!("{MINIMAL}  resources:\n    limits:\n      memory: 12Qi\n");
+    check_field_error(&source, "spec.resources.limits.memory", 9, "\"Qi\"");
+    let source = format!("{MINIMAL}  resources:\n    requests:\n      cpu: -1\n");
+    check_field_error(&source, "spec.resources.requests.cpu", 9, "negative");
+}
+
+#[test]
+fn limits_below_requests() {
+    let source = format!(
+            "{MINIMAL}  resources:\n    requests:\n      memory: 256Mi\n    limits:\n      memory: 128Mi\n"
+        );
+    check_field_error(
+        &source,
+        "spec.resources.limits.memory",
+        11,
+        "memory limit 128Mi is below the request 256Mi",
+    );
+    let source = format!(
+        "{MINIMAL}  resources:\n    limits:\n      cpu: 100m\n    requests:\n      cpu: 200m\n"
+    );
+    check_field_error(&source, "spec.resources.limits.cpu", 9, "at least 200m");
+}
+
+#[test]
+fn health_check_defaults_and_bounds() {
+    let spec = parse_service(&format!("{MINIMAL}  healthCheck:\n    exec: [\"true\"]\n")).unwrap();
+    let health = spec.spec.health_check.unwrap();
+    assert_eq!(
+        (
+            health.interval,
+            health.timeout,
+            health.retries,
+            health.start_period
+        ),
+        (
+            Duration::from_secs(10),
+            Duration::from_secs(5),
+            3,
+            Duration::ZERO
+        )
+    );
+    check_field_error(
+        &format!("{MINIMAL}  healthCheck:\n    exec: [\"true\"]\n    retries: 0\n"),
+        "spec.healthCheck.retries",
+        9,
+        "expected 1 to 100",
+    );
+    check_field_error(
+        &format!("{MINIMAL}  healthCheck:\n    exec: []\n"),
+        "spec.healthCheck.exec",
+        8,
+        "exec is empty",
+    );
+    check_field_error(
+        &format!("{MINIMAL}  healthCheck:\n    exec: [\"true\"]\n    interval: 10ms\n"),
+        "spec.healthCheck.interval",
+        9,
+        "expected 100ms to 10m",
+    );
+    let unknown = parse_service(&format!(
+        "{MINIMAL}  healthCheck:\n    exec: [\"true\"]\n    tries: 3\n"
+    ))
+    .unwrap_err();
+    assert_eq!(unknown.field(), Some("spec.healthCheck.tries"), "{unknown}");
+}
+
+#[test]
+fn update_parallelism_defaults_to_one_and_is_at_least_one() {
+    assert_eq!(parse_service(MINIMAL).unwrap().spec.update.parallelism, 1);
+    check_field_error(
+        &format!("{MINIMAL}  update:\n    parallelism: 0\n"),
+        "spec.update.parallelism",
+        8,
+        "expected 1 to",
+    );
+}
+
+#[test]
+fn memory_limit_floor() {
+    let source = format!("{MINIMAL}  resources:\n    limits:\n      memory: 1Mi\n");
+    check_field_error(&source, "spec.resources.limits.memory", 9, "at least 4Mi");
+}
+
+#[test]
+fn missing_image_points_at_spec() {
+    let source =
+        "apiVersion: edgectl/v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  replicas: 2\n";
+    check_field_error(source, "spec.image", 5, "missing field `image`");
+    let source = MINIMAL.replace("busybox", "\"\"");
+    check_field_error(&source, "spec.image", 6, "not an image reference");
+}
+
+#[test]
+fn bad_constraint() {
+    let source = format!(
+            "{MINIMAL}  placement:\n    constraints:\n      - node.labels.zone == north\n      - zone = north\n"
+        );
+    check_field_error(
+        &source,
+        "spec.placement.constraints[1]",
+        10,
+        "node.labels.KEY == VALUE",
+    );
+    let source = format!("{MINIMAL}  placement:\n    spread: rack\n");
+    check_field_error(&source, "spec.placement.spread", 8, "node.labels.KEY");
+}
+
+#[test]
+fn mount_of_undeclared_volume() {
+    let source = format!(
+            "{MINIMAL}  volumes:\n  - name: data\n    type: local\n  mounts:\n  - volume: data\n    path: /data\n  - volume: cache\n    path: /cache\n"
+        );
+    check_field_error(
+        &source,
+        "spec.mounts[1].volume",
+        13,
+        "volume \"cache\" is not declared in spec.volumes; declared: data",
+    );
+}
+
+#[test]
+fn volume_checks() {
+    let source = format!(
+        "{MINIMAL}  volumes:\n    - name: a\n      type: local\n    - name: a\n      type: tmpfs\n"
+    );
+    check_field_error(&source, "spec.volumes[1].name", 10, "declared twice");
+    let source = format!("{MINIMAL}  volumes:\n    - name: a\n      type: hostPath\n");
+    check_field_error(&source, "spec.volumes[0].type", 9, "needs `path`");
+    let source = format!("{MINIMAL}  volumes:\n    - name: a\n      type: nfs\n");
+    check_field_error(&source, "spec.volumes[0].type", 9, "`hostPath`");
+    let source =
+        format!("{MINIMAL}  volumes:\n    - name: a\n      type: local\n      size: 1Gi\n");
+    check_field_error(&source, "spec.volumes[0].size", 10, "only tmpfs");
+}
+
+#[test]
+fn duplicate_host_port() {
+    let source = format!(
+            "{MINIMAL}  ports:\n    - container: 80\n      host: 8080\n    - container: 81\n      host: 8080\n"
+        );
+    check_field_error(
+        &source,
+        "spec.ports[1].host",
+        11,
+        "host port 8080 is published twice",
+    );
+    // Same number, other protocol: allowed.
+    let source = format!(
+            "{MINIMAL}  ports:\n    - container: 53\n      host: 53\n    - container: 53\n      host: 53\n      protocol: udp\n"
+        );
+    parse_service(&source).unwrap();
+    let source = format!("{MINIMAL}  ports:\n    - container: 70000\n");
+    check_field_error(&source, "spec.ports[0].container", 8, "expected u16");
+    let source = format!("{MINIMAL}  ports:\n    - container: 80\n      host: 0\n");
+    check_field_error(&source, "spec.ports[0].host", 9, "1-65535");
+}
+
+#[test]
+fn wrong_kind_and_api_version() {
+    let source = MINIMAL.replace("kind: Service", "kind: Deployment");
+    check_field_error(&source, "kind", 2, "accepted: Service");
+    let source = MINIMAL.replace("edgectl/v1", "apps/v1");
+    check_field_error(&source, "apiVersion", 1, "accepted: edgectl/v1");
+}
+
+#[test]
+fn yaml_syntax_error() {
+    let source = format!("{MINIMAL}  env:\n    A: 1\n     B: 2\n");
+    let error = parse_service(&source).unwrap_err();
+    assert!(matches!(error, SpecError::Syntax { .. }), "{error}");
+    assert_eq!(error.line(), Some(9), "{error}");
+    assert!(
+        error.to_string().starts_with("yaml syntax error (line 9"),
+        "{error}"
+    );
+}
+
+#[test]
+fn restart_policy_checks() {
+    let source = format!("{MINIMAL}  restartPolicy:\n    condition: sometimes\n");
+    check_field_error(
+        &source,
+        "spec.restartPolicy.condition",
+        8,
+        "`always`, `on-failure`, `never`",
+    );
+    let source =
+        format!("{MINIMAL}  restartPolicy:\n    backoff:\n      initial: 10m\n      max: 1m\n");
+    check_field_error(
+        &source,
+        "spec.restartPolicy.backoff.initial",
+        9,
+        "longer than max",
+    );
+    let source = format!("{MINIMAL}  restartPolicy:\n    backoff:\n      max: soon\n");
+    check_field_error(&source, "spec.restartPolicy.backoff.max", 9, "`5m`");
+}
+
+#[test]
+fn name_replicas_and_command_checks() {
+    let source = MINIMAL.replace("name: web", "name: Web_1");
+    check_field_error(&source, "metadata.name", 4, "DNS label");
+    let source = format!("{MINIMAL}  replicas: 1001\n");
+    check_field_error(&source, "spec.replicas", 7, "1000");
+    let source = format!("{MINIMAL}  command: []\n");
+    check_field_error(&source, "spec.command", 7, "empty list");
+    let source = format!("{MINIMAL}  network: overlay\n");
+    check_field_error(&source, "spec.network", 7, "expected `bridge` or `host`");
+}
+
+#[test]
+fn host_network_ports_must_match() {
+    let source =
+        format!("{MINIMAL}  network: host\n  ports:\n    - container: 80\n      host: 8080\n");
+    check_field_error(&source, "spec.ports[0].host", 10, "network: host");
+}
+
+#[test]
+fn labels_env_and_lists_over_their_limits_are_refused() {
+    let labels: String = (0..=SpecLimits::LABELS_MAX)
+        .map(|index| format!("    l{index}: v\n"))
+        .collect();
+    let source = MINIMAL.replace(
+        "  name: web\n",
+        &format!("  name: web\n  labels:\n{labels}"),
+    );
+    check_field_error(
+        &source,
+        "metadata.labels",
+        5,
+        "65 labels is more than the 64 accepted",
+    );
+
+    let env: String = (0..=SpecLimits::ENV_VARS_MAX)
+        .map(|index| format!("    V{index}: x\n"))
+        .collect();
+    check_field_error(
+        &format!("{MINIMAL}  env:\n{env}"),
+        "spec.env",
+        7,
+        "1025 environment variables is more than the 1024 accepted",
+    );
+    let value = "x".repeat(SpecLimits::ARG_BYTES_MAX);
+    check_field_error(
+        &format!("{MINIMAL}  env:\n    BIG: {value}\n"),
+        "spec.env.BIG",
+        8,
+        "put large data in a file or a volume",
+    );
+    check_field_error(
+        &format!("{MINIMAL}  args: [\"{value}\"]\n"),
+        "spec.args[0]",
+        7,
+        "pass large data in a file or a volume",
+    );
+    let args = vec!["a"; SpecLimits::ARGV_ITEMS_MAX + 1].join(", ");
+    check_field_error(
+        &format!("{MINIMAL}  args: [{args}]\n"),
+        "spec.args",
+        7,
+        "1025 arguments",
+    );
+    let ports: String = (1..=SpecLimits::PORTS_MAX + 1)
+        .map(|port| format!("    - container: {port}\n"))
+        .collect();
+    check_field_error(
+        &format!("{MINIMAL}  ports:\n{ports}"),
+        "spec.ports",
+        7,
+        "257 ports is more than the 256 accepted",
+    );
+    let image = "r/".repeat(SpecLimits::IMAGE_REF_BYTES_MAX);
+    check_field_error(
+        &MINIMAL.replace("busybox", &image),
+        "spec.image",
+        6,
+        "longer than the 1024 accepted",
+    );
+    let long_path = format!("/{}", "p".repeat(SpecLimits::PATH_BYTES_MAX));
+    check_field_error(
+            &format!(
+                "{MINIMAL}  volumes:\n    - {{name: d, type: local}}\n  mounts:\n    - volume: d\n      path: {long_path}\n"
+            ),
+            "spec.mounts[0].path",
+            11,
+            "longer than the 4095 Linux accepts",
+        );
+    // At the limits, accepted.
+    let labels: String = (0..SpecLimits::LABELS_MAX)
+        .map(|index| format!("    l{index}: v\n"))
+        .collect();
+    let source = MINIMAL.replace(
+        "  name: web\n",
+        &format!("  name: web\n  labels:\n{labels}"),
+    );
+    assert!(parse_service(&source).is_ok());
+}
+
+#[test]
+fn oversized_spec_is_rejected() {
+    let source = format!("{MINIMAL}#{}\n", "x".repeat(SPEC_BYTES_MAX));
+    assert!(matches!(
+        parse_service(&source),
+        Err(SpecError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn backoff_doubles_up_to_max() {
+    let backoff = Backoff {
+        initial: Duration::from_secs(1),
+        max: Duration::from_secs(10),
+    };
+    let delays: Vec<u64> = (0..6).map(|n| backoff.delay(n).as_secs()).collect();
+    assert_eq!(delays, [1, 2, 4, 8, 10, 10]);
+    assert_eq!(backoff.delay(u32::MAX), Duration::from_secs(10));
+}
+
+#[test]
+fn constraints_match_node_labels() {
+    let labels = BTreeMap::from([("zone".to_string(), "north".to_string())]);
+    let parse = |text: &str| text.parse::<Constraint>().unwrap();
+    assert!(parse("node.labels.zone == north").matches(&labels));
+    assert!(!parse("node.labels.zone != north").matches(&labels));
+    assert!(!parse("node.labels.gpu == true").matches(&labels));
+    assert!(parse("node.labels.gpu != true").matches(&labels));
+    assert_eq!(
+        parse("node.labels.zone==north").to_string(),
+        "node.labels.zone == north"
+    );
+}
+
+mod robustness {
+    use super::*;
+
+    const WEB: &str = include_str!("../../../examples/web.yaml");
+
+    /// Checks what every outcome must satisfy: no panic, and an error's
+    /// line lies inside the text (an error never points past the end).
+    fn check_outcome(source: &str) {
+        let lines = source.lines().count().max(1);
+        match parse_service(source) {
+            Ok(spec) => validate(&spec).unwrap(),
+            Err(error) => {
+                if let Some(line) = error.line() {
+                    assert!(
+                        (1..=lines + 1).contains(&line),
+                        "line {line} outside 1..={lines}: {error}"
+                    );
+                }
+                assert!(!error.to_string().is_empty());
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn dropped_lines_never_panic_and_point_inside(
+            dropped in proptest::collection::btree_set(0usize..64, 0..6)
+        ) {
+            let source: String = WEB
+                .lines()
+                .enumerate()
+                .filter(|(index, _)| !dropped.contains(index))
+                .map(|(_, line)| format!("{line}\n"))
+                .collect();
+            check_outcome(&source);
+        }
+
+        #[test]
+        fn replaced_values_never_panic_and_point_inside(
+            index in 0usize..64,
+            value in "\\PC{0,16}",
+        ) {
+            // Keep the key and indentation, replace what follows the colon.
+            let source: String = WEB
+                .lines()
+                .enumerate()
+                .map(|(number, line)| match line.split_once(": ") {
+                    Some((key, _)) if number == index => format!("{key}: {value}\n"),
+                    _ => format!("{line}\n"),
+                })
+                .collect();
+            check_outcome(&source);
+        }
+    }
+}

@@ -1,0 +1,442 @@
+//! The service spec's types, as they are deserialized: the document, its
+//! sections, their defaults and the small pure methods over them. How the
+//! special fields read and print is in `codec`; what a valid spec is, in
+//! `validate`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::limits::SpecLimits;
+use crate::model::quantity::{CpuMillis, MemoryBytes};
+
+/// The only `apiVersion` this build reads.
+pub const API_VERSION: &str = "edgectl/v1";
+
+/// The `kind` of a service document.
+pub const KIND_SERVICE: &str = "Service";
+
+/// Most replicas of one service: an edge site runs tens of nodes, and a
+/// typo (`replicas: 30000`) must not flood the scheduler and the store.
+pub const REPLICAS_MAX: u32 = 1000;
+
+/// Smallest memory limit: the runtime's own floor
+/// (`runtime::MEMORY_BYTES_MIN`), below which a container's init dies of
+/// OOM before it runs anything. Written out rather than imported so that
+/// the pure model does not link the runtime crate; `agent::container`,
+/// which links both, fails to compile if the two differ.
+pub const MEMORY_LIMIT_BYTES_MIN: u64 = 4 * 1024 * 1024;
+
+/// Smallest CPU limit: the kernel's CFS quota floor is 1 ms per 100 ms
+/// period, i.e. 10 millicores.
+pub const CPU_LIMIT_MILLIS_MIN: u64 = 10;
+
+/// Shortest first restart delay: a crashing container restarted sooner
+/// than this would spin and starve its node.
+pub const BACKOFF_INITIAL_MIN: Duration = Duration::from_millis(100);
+
+/// Largest spec file read ([`SpecLimits::BYTES_MAX`]).
+pub const SPEC_BYTES_MAX: usize = SpecLimits::BYTES_MAX;
+
+/// A service document: `apiVersion`, `kind`, `metadata`, `spec`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// Must be [`API_VERSION`].
+    pub api_version: String,
+    /// Must be [`KIND_SERVICE`].
+    pub kind: String,
+    /// Name and labels.
+    pub metadata: Metadata,
+    /// What to run and how.
+    pub spec: ServiceBody,
+}
+
+/// `metadata:`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Metadata {
+    /// A DNS label (`[a-z0-9-]`, 1-63, alphanumeric at both ends): it
+    /// becomes the service's DNS name.
+    pub name: String,
+    /// Free-form labels (keys `[A-Za-z0-9._/-]`, values `[A-Za-z0-9._-]`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `spec:`, the desired state of the service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServiceBody {
+    /// Image reference (`name:tag`, `sha256:...`).
+    pub image: String,
+    /// Replaces the image's `Entrypoint` (Kubernetes' meaning of `command`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Replaces the image's `Cmd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    /// Environment, as a map (compose's form, and the runtime's). Scalars
+    /// are taken as written: `PORT: 8080` is the text `8080`.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// How many copies run (default 1, at most [`REPLICAS_MAX`]; 0 stops all).
+    #[serde(default = "default_replicas")]
+    pub replicas: u32,
+    /// Requests (what the scheduler packs) and limits (what cgroups enforce).
+    #[serde(default)]
+    pub resources: Resources,
+    /// When a stopped container is started again.
+    #[serde(default)]
+    pub restart_policy: RestartPolicy,
+    /// Which nodes may run it and how replicas spread.
+    #[serde(default)]
+    pub placement: Placement,
+    /// Volumes the mounts may use.
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
+    /// Where volumes appear in the container.
+    #[serde(default)]
+    pub mounts: Vec<VolumeMount>,
+    /// `bridge` (default) or `host`.
+    #[serde(default)]
+    pub network: NetworkMode,
+    /// Published ports.
+    #[serde(default)]
+    pub ports: Vec<Port>,
+    /// A command run inside the container now and then: after `retries`
+    /// failures in a row the container is killed and the restart policy
+    /// applies (Kubernetes' liveness probe, Docker's HEALTHCHECK).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    /// How a changed spec replaces the running tasks.
+    #[serde(default)]
+    pub update: UpdatePolicy,
+}
+
+/// `update:`: a changed spec replaces the tasks of the old generation a few
+/// at a time, each batch only once the new tasks before it are running; a
+/// new generation that does not come up stops the rollout with the rest of
+/// the service still running the old one (Docker Swarm's `pause`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpdatePolicy {
+    /// Old tasks stopped at once, that is replicas out of service at most
+    /// during a rollout (default 1).
+    #[serde(default = "default_parallelism")]
+    pub parallelism: u32,
+}
+
+fn default_parallelism() -> u32 {
+    1
+}
+
+impl Default for UpdatePolicy {
+    fn default() -> Self {
+        UpdatePolicy {
+            parallelism: default_parallelism(),
+        }
+    }
+}
+
+/// `healthCheck:`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HealthCheck {
+    /// The command and its arguments; exit code 0 means healthy.
+    pub exec: Vec<String>,
+    /// Time between two checks (default 10s, at least [`HEALTH_INTERVAL_MIN`]).
+    #[serde(
+        default = "default_health_interval",
+        with = "super::codec::humantime_serde_duration"
+    )]
+    pub interval: Duration,
+    /// A check still running after this has failed, and is killed (default 5s).
+    #[serde(
+        default = "default_health_timeout",
+        with = "super::codec::humantime_serde_duration"
+    )]
+    pub timeout: Duration,
+    /// Failures in a row that make the container unhealthy (default 3).
+    #[serde(default = "default_health_retries")]
+    pub retries: u32,
+    /// Failures this soon after the container started do not count
+    /// (default 0s): room for a slow start.
+    #[serde(default, with = "super::codec::humantime_serde_duration")]
+    pub start_period: Duration,
+}
+
+fn default_health_interval() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_health_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_health_retries() -> u32 {
+    3
+}
+
+/// Shortest health check interval and timeout accepted.
+pub const HEALTH_INTERVAL_MIN: Duration = Duration::from_millis(100);
+/// Longest health check timeout and start period accepted.
+pub const HEALTH_DURATION_MAX: Duration = Duration::from_secs(600);
+/// Most failures in a row a health check may wait for.
+pub const HEALTH_RETRIES_MAX: u32 = 100;
+
+fn default_replicas() -> u32 {
+    1
+}
+
+/// `resources:`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Resources {
+    /// Reserved on the node by the scheduler.
+    #[serde(default)]
+    pub requests: ResourceList,
+    /// Enforced by cgroups.
+    #[serde(default)]
+    pub limits: ResourceList,
+}
+
+impl Resources {
+    /// What the scheduler reserves: the requests, and where a request is
+    /// missing, the limit (Kubernetes' rule: a limit alone also requests).
+    pub fn effective_requests(&self) -> ResourceList {
+        ResourceList {
+            cpu: self.requests.cpu.or(self.limits.cpu),
+            memory: self.requests.memory.or(self.limits.memory),
+        }
+    }
+}
+
+/// A CPU and memory amount; `None` means not set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ResourceList {
+    /// `500m`, `0.5`, `2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuMillis>,
+    /// `128Mi`, `1Gi`, `512M`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryBytes>,
+}
+
+/// `restartPolicy:`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RestartPolicy {
+    /// When to restart.
+    #[serde(default)]
+    pub condition: RestartCondition,
+    /// How long to wait before each restart.
+    #[serde(default)]
+    pub backoff: Backoff,
+}
+
+/// When a container that stopped is started again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartCondition {
+    /// Whatever the exit status.
+    #[default]
+    Always,
+    /// Only after a non-zero exit (or a kill).
+    OnFailure,
+    /// Never; the task ends with its container.
+    Never,
+}
+
+/// Exponential backoff: `initial`, then doubled after each restart, capped
+/// at `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Backoff {
+    /// The first delay (default 1s, at least [`BACKOFF_INITIAL_MIN`]).
+    #[serde(
+        default = "default_backoff_initial",
+        with = "super::codec::humantime_serde_duration"
+    )]
+    pub initial: Duration,
+    /// The largest delay (default 5m, at least `initial`).
+    #[serde(
+        default = "default_backoff_max",
+        with = "super::codec::humantime_serde_duration"
+    )]
+    pub max: Duration,
+}
+
+fn default_backoff_initial() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(5 * 60)
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: default_backoff_initial(),
+            max: default_backoff_max(),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before restart number `restarts_before` + 1: `initial`
+    /// doubled `restarts_before` times, never above `max`.
+    pub fn delay(&self, restarts_before: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(restarts_before.min(31))
+            .unwrap_or(u32::MAX);
+        self.initial
+            .checked_mul(factor)
+            .map_or(self.max, |delay| delay.min(self.max))
+    }
+}
+
+/// `placement:`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Placement {
+    /// Every constraint must hold on a node for it to run a replica.
+    #[serde(default)]
+    pub constraints: Vec<Constraint>,
+    /// How replicas spread over the nodes that qualify.
+    #[serde(default)]
+    pub spread: Spread,
+}
+
+/// A placement constraint, written `node.labels.KEY == VALUE` or
+/// `node.labels.KEY != VALUE` (Swarm's form). A node without the label
+/// fails `==` and passes `!=`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Constraint {
+    /// The node label's key.
+    pub label: String,
+    /// `==` or `!=`.
+    pub operator: ConstraintOperator,
+    /// The value compared with.
+    pub value: String,
+}
+
+/// The comparison in a [`Constraint`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConstraintOperator {
+    /// `==`.
+    Equal,
+    /// `!=`.
+    NotEqual,
+}
+
+impl Constraint {
+    /// Does a node with these labels satisfy it?
+    pub fn matches(&self, node_labels: &BTreeMap<String, String>) -> bool {
+        let actual = node_labels.get(&self.label);
+        match self.operator {
+            ConstraintOperator::Equal => actual == Some(&self.value),
+            ConstraintOperator::NotEqual => actual != Some(&self.value),
+        }
+    }
+}
+
+/// How replicas spread over the nodes that qualify. Written `true`
+/// (default: at most as many on one node as needed), `false` (bin packing
+/// only) or `node.labels.KEY` (even over that label's values, e.g. zones).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Spread {
+    /// Bin packing decides alone.
+    None,
+    /// Replicas go to different nodes first.
+    #[default]
+    Nodes,
+    /// Replicas go evenly over the values of this node label.
+    Label(String),
+}
+
+/// A volume: `{name, type, path?, size?}`. Which fields a type takes:
+/// `local` (a directory under the node's data dir) none; `hostPath` and
+/// `device` an absolute `path` on the host; `tmpfs` an optional `size`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Volume {
+    /// Unique in the service; `[A-Za-z0-9_.-]`, 1-63 (the runtime's rule).
+    pub name: String,
+    /// What backs it.
+    #[serde(rename = "type")]
+    pub volume_type: VolumeType,
+    /// The host path, for `hostPath` and `device`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The size cap, for `tmpfs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<MemoryBytes>,
+}
+
+/// What backs a [`Volume`]. A flat `type` field rather than a serde tagged
+/// enum: tagged enums buffer the mapping and lose serde_yaml's locations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum VolumeType {
+    /// A named directory on the node that outlives the container.
+    Local,
+    /// A host directory or file.
+    HostPath,
+    /// A memory-backed filesystem.
+    Tmpfs,
+    /// A host device node.
+    Device,
+}
+
+/// `mounts:` items: a declared volume at a path in the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VolumeMount {
+    /// The name of an entry of `volumes`.
+    pub volume: String,
+    /// Absolute path in the container.
+    pub path: String,
+    /// Mount read-only.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// How containers reach the network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum NetworkMode {
+    /// Own network namespace on the node bridge.
+    #[default]
+    Bridge,
+    /// The host's network namespace.
+    Host,
+}
+
+/// A published port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Port {
+    /// The port the container listens on.
+    pub container: u16,
+    /// Also published on this port of the node, when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<u16>,
+    /// `tcp` (default) or `udp`.
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+/// Transport protocol of a [`Port`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP.
+    #[default]
+    Tcp,
+    /// UDP.
+    Udp,
+}

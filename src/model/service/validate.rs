@@ -1,0 +1,626 @@
+//! What a valid spec is: the semantic checks that serde cannot express
+//! (ranges, references between fields, uniqueness, the field limits of
+//! [`SpecLimits`]), in document order, each error with the field's path.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::model::limits::SpecLimits;
+use crate::model::locate::{self, Segment};
+use crate::model::quantity::MemoryBytes;
+
+use super::error::SpecError;
+use super::types::*;
+
+/// Longest service name: a DNS label.
+const NAME_LEN_MAX: usize = 63;
+
+/// An error found by [`validate`], before it has a location.
+pub(super) struct Invalid {
+    pub(super) path: Vec<Segment>,
+    pub(super) message: String,
+}
+
+pub(super) fn key(name: &str) -> Segment {
+    Segment::Key(name.to_string())
+}
+
+pub(super) fn invalid(path: Vec<Segment>, message: String) -> Invalid {
+    Invalid { path, message }
+}
+
+/// Validates a spec that did not come from text (e.g. decoded from the
+/// store or the API): the same checks as [`parse_service`], no locations.
+pub fn validate(spec: &ServiceSpec) -> Result<(), SpecError> {
+    check(spec).map_err(|found| SpecError::Field {
+        field: locate::format_path(&found.path),
+        location: None,
+        message: found.message,
+    })
+}
+
+/// The semantic checks, in document order so the first error is the
+/// topmost one.
+pub(super) fn check(spec: &ServiceSpec) -> Result<(), Invalid> {
+    if spec.api_version != API_VERSION {
+        return Err(invalid(
+            vec![key("apiVersion")],
+            format!(
+                "unknown apiVersion {:?}; accepted: {API_VERSION}",
+                spec.api_version
+            ),
+        ));
+    }
+    if spec.kind != KIND_SERVICE {
+        return Err(invalid(
+            vec![key("kind")],
+            format!("unknown kind {:?}; accepted: {KIND_SERVICE}", spec.kind),
+        ));
+    }
+    check_metadata(&spec.metadata)?;
+    check_body(&spec.spec)
+}
+
+fn check_metadata(metadata: &Metadata) -> Result<(), Invalid> {
+    if !valid_dns_label(&metadata.name) {
+        return Err(invalid(
+            vec![key("metadata"), key("name")],
+            format!(
+                "name {:?} is not a DNS label; expected 1-{NAME_LEN_MAX} lowercase letters, \
+                 digits or `-`, starting and ending with a letter or digit (e.g. `web-api`)",
+                metadata.name
+            ),
+        ));
+    }
+    check_count(
+        vec![key("metadata"), key("labels")],
+        "labels",
+        metadata.labels.len(),
+        SpecLimits::LABELS_MAX,
+    )?;
+    for (label, value) in &metadata.labels {
+        let path = vec![key("metadata"), key("labels"), key(label)];
+        if !valid_label_key(label) {
+            return Err(invalid(
+                path,
+                format!("label key {label:?} is invalid; expected 1-253 of `[A-Za-z0-9._/-]`"),
+            ));
+        }
+        if !valid_label_value(value) {
+            return Err(invalid(
+                path,
+                format!("label value {value:?} is invalid; expected 0-63 of `[A-Za-z0-9._-]`"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A list or map with more entries than its limit.
+fn check_count(path: Vec<Segment>, what: &str, count: usize, max: usize) -> Result<(), Invalid> {
+    if count > max {
+        return Err(invalid(
+            path,
+            format!("{count} {what} is more than the {max} accepted"),
+        ));
+    }
+    Ok(())
+}
+
+/// Arguments of a process: their number and each one's length.
+fn check_argv<'a>(
+    path: Vec<Segment>,
+    items: impl ExactSizeIterator<Item = &'a String>,
+) -> Result<(), Invalid> {
+    check_count(
+        path.clone(),
+        "arguments",
+        items.len(),
+        SpecLimits::ARGV_ITEMS_MAX,
+    )?;
+    for (index, item) in items.enumerate() {
+        // The kernel counts the NUL.
+        if item.len() + 1 > SpecLimits::ARG_BYTES_MAX {
+            let mut item_path = path.clone();
+            item_path.push(Segment::Index(index));
+            return Err(invalid(
+                item_path,
+                format!(
+                    "an argument of {} bytes is longer than the {} the kernel passes to a \
+                     program; pass large data in a file or a volume",
+                    item.len(),
+                    SpecLimits::ARG_BYTES_MAX - 1
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A host or container path no longer than Linux accepts.
+fn check_path_len(path: Vec<Segment>, value: &str) -> Result<(), Invalid> {
+    if value.len() + 1 > SpecLimits::PATH_BYTES_MAX {
+        return Err(invalid(
+            path,
+            format!(
+                "a path of {} bytes is longer than the {} Linux accepts",
+                value.len(),
+                SpecLimits::PATH_BYTES_MAX - 1
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn spec_path(rest: &[Segment]) -> Vec<Segment> {
+    let mut path = vec![key("spec")];
+    path.extend_from_slice(rest);
+    path
+}
+
+fn check_body(body: &ServiceBody) -> Result<(), Invalid> {
+    if body.image.trim().is_empty() || body.image.contains(char::is_whitespace) {
+        return Err(invalid(
+            spec_path(&[key("image")]),
+            format!(
+                "image {:?} is not an image reference; expected e.g. `nginx:1.25` or `sha256:...`",
+                body.image
+            ),
+        ));
+    }
+    if body.image.len() > SpecLimits::IMAGE_REF_BYTES_MAX {
+        return Err(invalid(
+            spec_path(&[key("image")]),
+            format!(
+                "an image reference of {} bytes is longer than the {} accepted",
+                body.image.len(),
+                SpecLimits::IMAGE_REF_BYTES_MAX
+            ),
+        ));
+    }
+    let argv_len =
+        body.command.as_ref().map_or(0, Vec::len) + body.args.as_ref().map_or(0, Vec::len);
+    check_count(
+        spec_path(&[key(if body.args.is_some() {
+            "args"
+        } else {
+            "command"
+        })]),
+        "arguments in command and args together",
+        argv_len,
+        SpecLimits::ARGV_ITEMS_MAX,
+    )?;
+    for (field, items) in [("command", &body.command), ("args", &body.args)] {
+        if let Some(items) = items {
+            check_argv(spec_path(&[key(field)]), items.iter())?;
+        }
+    }
+    if let Some(command) = &body.command {
+        if command.is_empty() {
+            return Err(invalid(
+                spec_path(&[key("command")]),
+                "command is an empty list; give the program to run, or leave command out to \
+                 use the image's entrypoint"
+                    .to_string(),
+            ));
+        }
+    }
+    check_count(
+        spec_path(&[key("env")]),
+        "environment variables",
+        body.env.len(),
+        SpecLimits::ENV_VARS_MAX,
+    )?;
+    for (name, value) in &body.env {
+        // `NAME=value` and its NUL, as the kernel counts it.
+        if name.len() + value.len() + 2 > SpecLimits::ARG_BYTES_MAX {
+            return Err(invalid(
+                spec_path(&[key("env"), key(name)]),
+                format!(
+                    "environment variable {:?} is {} bytes with its value, more than the {} \
+                     the kernel passes to a program; put large data in a file or a volume",
+                    truncated(name),
+                    name.len() + value.len() + 1,
+                    SpecLimits::ARG_BYTES_MAX - 1
+                ),
+            ));
+        }
+        if name.is_empty() || name.contains(['=', '\0']) || value.contains('\0') {
+            return Err(invalid(
+                spec_path(&[key("env"), key(name)]),
+                format!(
+                    "environment variable {name:?} is invalid; names must be non-empty with no \
+                     `=` and no NUL, values must have no NUL"
+                ),
+            ));
+        }
+    }
+    if body.replicas > REPLICAS_MAX {
+        return Err(invalid(
+            spec_path(&[key("replicas")]),
+            format!(
+                "{} replicas is more than the {REPLICAS_MAX} accepted",
+                body.replicas
+            ),
+        ));
+    }
+    check_count(
+        spec_path(&[key("placement"), key("constraints")]),
+        "constraints",
+        body.placement.constraints.len(),
+        SpecLimits::CONSTRAINTS_MAX,
+    )?;
+    check_count(
+        spec_path(&[key("volumes")]),
+        "volumes",
+        body.volumes.len(),
+        SpecLimits::VOLUMES_MAX,
+    )?;
+    check_count(
+        spec_path(&[key("mounts")]),
+        "mounts",
+        body.mounts.len(),
+        SpecLimits::VOLUMES_MAX,
+    )?;
+    check_count(
+        spec_path(&[key("ports")]),
+        "ports",
+        body.ports.len(),
+        SpecLimits::PORTS_MAX,
+    )?;
+    check_resources(&body.resources)?;
+    check_backoff(&body.restart_policy.backoff)?;
+    check_volumes(body)?;
+    check_ports(body)?;
+    if body.update.parallelism == 0 || body.update.parallelism > REPLICAS_MAX {
+        return Err(invalid(
+            spec_path(&[key("update"), key("parallelism")]),
+            format!(
+                "parallelism {} is out of range; expected 1 to {REPLICAS_MAX}",
+                body.update.parallelism
+            ),
+        ));
+    }
+    match &body.health_check {
+        Some(health_check) => check_health(health_check),
+        None => Ok(()),
+    }
+}
+
+fn check_health(health: &HealthCheck) -> Result<(), Invalid> {
+    let path = |field: &str| spec_path(&[key("healthCheck"), key(field)]);
+    let format = |duration: Duration| humantime::format_duration(duration).to_string();
+    check_argv(path("exec"), health.exec.iter())?;
+    if health.exec.is_empty() || health.exec[0].trim().is_empty() {
+        return Err(invalid(
+            path("exec"),
+            "exec is empty; give the command to run, e.g. [\"wget\", \"-q\", \"-O-\", \"localhost:8080/health\"]"
+                .to_string(),
+        ));
+    }
+    for (field, value) in [("interval", health.interval), ("timeout", health.timeout)] {
+        if value < HEALTH_INTERVAL_MIN || value > HEALTH_DURATION_MAX {
+            return Err(invalid(
+                path(field),
+                format!(
+                    "{field} {} is out of range; expected {} to {}",
+                    format(value),
+                    format(HEALTH_INTERVAL_MIN),
+                    format(HEALTH_DURATION_MAX)
+                ),
+            ));
+        }
+    }
+    if health.start_period > HEALTH_DURATION_MAX {
+        return Err(invalid(
+            path("startPeriod"),
+            format!(
+                "startPeriod {} is too long; expected at most {}",
+                format(health.start_period),
+                format(HEALTH_DURATION_MAX)
+            ),
+        ));
+    }
+    if health.retries == 0 || health.retries > HEALTH_RETRIES_MAX {
+        return Err(invalid(
+            path("retries"),
+            format!(
+                "retries {} is out of range; expected 1 to {HEALTH_RETRIES_MAX}",
+                health.retries
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_resources(resources: &Resources) -> Result<(), Invalid> {
+    let limits = resources.limits;
+    let requests = resources.requests;
+    let path =
+        |section: &str, resource: &str| spec_path(&[key("resources"), key(section), key(resource)]);
+    if let Some(cpu) = limits.cpu {
+        if cpu.0 < CPU_LIMIT_MILLIS_MIN {
+            return Err(invalid(
+                path("limits", "cpu"),
+                format!(
+                    "cpu limit {cpu} is below the smallest the kernel enforces; expected at \
+                     least {CPU_LIMIT_MILLIS_MIN}m"
+                ),
+            ));
+        }
+        if let Some(request) = requests.cpu.filter(|request| *request > cpu) {
+            return Err(invalid(
+                path("limits", "cpu"),
+                format!(
+                    "cpu limit {cpu} is below the request {request}; expected a limit of at \
+                     least {request}"
+                ),
+            ));
+        }
+    }
+    if let Some(memory) = limits.memory {
+        if memory.0 < MEMORY_LIMIT_BYTES_MIN {
+            return Err(invalid(
+                path("limits", "memory"),
+                format!(
+                    "memory limit {memory} is too small for a container to start; expected at \
+                     least {}",
+                    MemoryBytes(MEMORY_LIMIT_BYTES_MIN)
+                ),
+            ));
+        }
+        if let Some(request) = requests.memory.filter(|request| *request > memory) {
+            return Err(invalid(
+                path("limits", "memory"),
+                format!(
+                    "memory limit {memory} is below the request {request}; expected a limit of \
+                     at least {request}"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_backoff(backoff: &Backoff) -> Result<(), Invalid> {
+    let path = |field: &str| spec_path(&[key("restartPolicy"), key("backoff"), key(field)]);
+    let format = |duration: Duration| humantime::format_duration(duration).to_string();
+    if backoff.initial < BACKOFF_INITIAL_MIN {
+        return Err(invalid(
+            path("initial"),
+            format!(
+                "initial backoff {} is too short; expected at least {}",
+                format(backoff.initial),
+                format(BACKOFF_INITIAL_MIN)
+            ),
+        ));
+    }
+    if backoff.initial > backoff.max {
+        return Err(invalid(
+            path("initial"),
+            format!(
+                "initial backoff {} is longer than max {}; expected initial <= max",
+                format(backoff.initial),
+                format(backoff.max)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_volumes(body: &ServiceBody) -> Result<(), Invalid> {
+    let mut names = BTreeSet::new();
+    for (index, volume) in body.volumes.iter().enumerate() {
+        let path = |field: &str| spec_path(&[key("volumes"), Segment::Index(index), key(field)]);
+        if !valid_volume_name(&volume.name) {
+            return Err(invalid(
+                path("name"),
+                format!(
+                    "volume name {:?} is invalid; expected 1-63 of `[A-Za-z0-9_.-]`",
+                    volume.name
+                ),
+            ));
+        }
+        if !names.insert(volume.name.as_str()) {
+            return Err(invalid(
+                path("name"),
+                format!(
+                    "volume {:?} is declared twice; expected unique names",
+                    volume.name
+                ),
+            ));
+        }
+        let needs_path = matches!(
+            volume.volume_type,
+            VolumeType::HostPath | VolumeType::Device
+        );
+        match (&volume.path, needs_path) {
+            (None, true) => {
+                return Err(invalid(
+                    path("type"),
+                    format!(
+                        "volume {:?} of type {} needs `path`, an absolute host path",
+                        volume.name,
+                        volume_type_name(volume.volume_type)
+                    ),
+                ))
+            }
+            (Some(host_path), true) if host_path.len() + 1 > SpecLimits::PATH_BYTES_MAX => {
+                check_path_len(path("path"), host_path)?
+            }
+            (Some(host_path), true) if !host_path.starts_with('/') => {
+                return Err(invalid(
+                    path("path"),
+                    format!("path {host_path:?} is not absolute; expected e.g. `/srv/data`"),
+                ))
+            }
+            (Some(_), false) => {
+                return Err(invalid(
+                    path("path"),
+                    format!(
+                        "a {} volume takes no `path`; only hostPath and device volumes do",
+                        volume_type_name(volume.volume_type)
+                    ),
+                ))
+            }
+            _ => {}
+        }
+        if volume.size.is_some() && volume.volume_type != VolumeType::Tmpfs {
+            return Err(invalid(
+                path("size"),
+                format!(
+                    "a {} volume takes no `size`; only tmpfs volumes do",
+                    volume_type_name(volume.volume_type)
+                ),
+            ));
+        }
+    }
+    let mut targets = BTreeSet::new();
+    for (index, mount) in body.mounts.iter().enumerate() {
+        let path = |field: &str| spec_path(&[key("mounts"), Segment::Index(index), key(field)]);
+        if !names.contains(mount.volume.as_str()) {
+            let declared: Vec<&str> = names.iter().copied().collect();
+            return Err(invalid(
+                path("volume"),
+                format!(
+                    "volume {:?} is not declared in spec.volumes; declared: {}",
+                    mount.volume,
+                    if declared.is_empty() {
+                        "none".to_string()
+                    } else {
+                        declared.join(", ")
+                    }
+                ),
+            ));
+        }
+        check_path_len(path("path"), &mount.path)?;
+        if !mount.path.starts_with('/') {
+            return Err(invalid(
+                path("path"),
+                format!(
+                    "mount path {:?} is not absolute; expected e.g. `/data`",
+                    mount.path
+                ),
+            ));
+        }
+        if !targets.insert(mount.path.trim_end_matches('/')) {
+            return Err(invalid(
+                path("path"),
+                format!(
+                    "two mounts use the path {:?}; expected one mount per path",
+                    mount.path
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn volume_type_name(volume_type: VolumeType) -> &'static str {
+    match volume_type {
+        VolumeType::Local => "local",
+        VolumeType::HostPath => "hostPath",
+        VolumeType::Tmpfs => "tmpfs",
+        VolumeType::Device => "device",
+    }
+}
+
+fn check_ports(body: &ServiceBody) -> Result<(), Invalid> {
+    let mut host_ports = BTreeSet::new();
+    let mut container_ports = BTreeSet::new();
+    for (index, port) in body.ports.iter().enumerate() {
+        let path = |field: &str| spec_path(&[key("ports"), Segment::Index(index), key(field)]);
+        if port.container == 0 {
+            return Err(invalid(
+                path("container"),
+                "container port 0 is not a port; expected 1-65535".to_string(),
+            ));
+        }
+        if !container_ports.insert((port.container, port.protocol)) {
+            return Err(invalid(
+                path("container"),
+                format!(
+                    "container port {} is listed twice; expected each port once",
+                    port.container
+                ),
+            ));
+        }
+        let Some(host) = port.host else {
+            continue;
+        };
+        if host == 0 {
+            return Err(invalid(
+                path("host"),
+                "host port 0 is not a port; expected 1-65535, or leave host out".to_string(),
+            ));
+        }
+        if body.network == NetworkMode::Host && host != port.container {
+            return Err(invalid(
+                path("host"),
+                format!(
+                    "with network: host the container's port is the host's; expected host \
+                     {} (or leave host out), not {host}",
+                    port.container
+                ),
+            ));
+        }
+        if !host_ports.insert((host, port.protocol)) {
+            return Err(invalid(
+                path("host"),
+                format!(
+                    "host port {host} is published twice; expected each host port once per \
+                     protocol"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The start of a long name, for an error message that must stay short.
+fn truncated(text: &str) -> String {
+    const SHOWN_CHARS_MAX: usize = 64;
+    match text.char_indices().nth(SHOWN_CHARS_MAX) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
+/// A DNS label as RFC 1123 and Kubernetes define it.
+pub fn valid_dns_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= NAME_LEN_MAX
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+}
+
+/// A label key: 1-253 of `[A-Za-z0-9._/-]` (Kubernetes' prefix/name form,
+/// checked loosely).
+pub fn valid_label_key(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 253
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'/' | b'-'))
+}
+
+/// A label value: 0-63 of `[A-Za-z0-9._-]`.
+pub fn valid_label_value(value: &str) -> bool {
+    value.len() <= 63
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The runtime's volume name rule, capped at a DNS label's length.
+fn valid_volume_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
