@@ -1190,3 +1190,81 @@ fn expect_handshake_error<T: std::fmt::Debug>(result: Result<T, EndpointError>, 
         other => panic!("expected a handshake failure, got {other:?}"),
     }
 }
+
+/// A UDP socket that takes every packet and never answers: a member cut off
+/// by a partition, seen from the dialling side.
+fn silent_peer() -> (std::net::UdpSocket, std::net::SocketAddr) {
+    let socket = std::net::UdpSocket::bind(loopback()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
+}
+
+#[tokio::test]
+async fn calls_to_a_silent_member_share_one_dial_whatever_their_number() {
+    let ca = ClusterCa::generate("c").unwrap();
+    let dialler = bind_node(&ca, 1);
+    let pool = raft::transport::ConnectionPool::new(dialler.clone(), ALPN_RAFT);
+    let (_silent, addr) = silent_peer();
+    let addr = addr.to_string();
+    // Heartbeat-sized deadlines, many calls in a row and at once: each used
+    // to start (and abandon) a handshake of its own.
+    for _ in 0..20 {
+        let calls =
+            (0..10).map(|_| tokio::time::timeout(Duration::from_millis(20), pool.get(2, &addr)));
+        for result in futures::future::join_all(calls).await {
+            assert!(result.is_err(), "a silent member cannot answer");
+        }
+    }
+    assert!(
+        dialler.open_connections() <= 1,
+        "{} connections held for one silent member",
+        dialler.open_connections()
+    );
+    assert_eq!(pool.len(), 1);
+}
+
+#[tokio::test]
+async fn a_dial_outlives_the_call_that_started_it() {
+    let ca = ClusterCa::generate("c").unwrap();
+    let server = bind_node(&ca, 2);
+    spawn_echo_server(&server);
+    let dialler = bind_node(&ca, 1);
+    let pool = raft::transport::ConnectionPool::new(dialler.clone(), ALPN_RAFT);
+    let addr = server.local_addr().unwrap().to_string();
+    // A deadline no handshake meets: the call gives up, the dial goes on.
+    let first = tokio::time::timeout(Duration::from_micros(1), pool.get(2, &addr)).await;
+    assert!(first.is_err());
+    let connection = tokio::time::timeout(CALL_TIMEOUT, pool.get(2, &addr))
+        .await
+        .unwrap()
+        .unwrap();
+    let (echo, _): (String, String) = rpc::call(&connection, &"hi".to_string(), CALL_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(echo, "hi");
+    // Both calls were served by one handshake.
+    assert_eq!(dialler.open_connections(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_dial_is_reported_to_its_callers_and_retried_later() {
+    let ca = ClusterCa::generate("c").unwrap();
+    let dialler = bind_node(&ca, 1);
+    let pool = raft::transport::ConnectionPool::new(dialler.clone(), ALPN_RAFT);
+    let (_silent, addr) = silent_peer();
+    let err = tokio::time::timeout(CALL_TIMEOUT, pool.get(2, &addr.to_string()))
+        .await
+        .expect("the dial gives up by itself")
+        .unwrap_err();
+    assert!(err.to_string().contains("no handshake within"), "{err}");
+    // A member that has come back at that address is found by a later call.
+    drop(_silent);
+    tokio::time::sleep(raft::transport::pool::DIAL_HOLDOFF).await;
+    let server = Endpoint::bind(addr, node_identity(&ca, 2)).unwrap();
+    spawn_echo_server(&server);
+    let connection = tokio::time::timeout(CALL_TIMEOUT, pool.get(2, &addr.to_string()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(connection.close_reason().is_none());
+}
