@@ -152,6 +152,8 @@ struct NodeInner {
     identity: NodeIdentity,
     config: NodeConfig,
     raft: typ::Raft,
+    /// Linearizable reads, confirmed in shared rounds (api.rs `read_barrier`).
+    reads: raft::read_index::ReadIndex,
     kv: KvReader,
     endpoint: Endpoint,
     peers: PeerPool,
@@ -269,12 +271,14 @@ impl Node {
             None
         };
         let peers = PeerPool::new(endpoint.clone());
+        let reads = raft::read_index::ReadIndex::new(identity.node_id, raft.clone());
         let (shutdown, _) = watch::channel(false);
         let (proposals, proposals_rx) = tokio::sync::mpsc::channel(proposer::PROPOSAL_QUEUE);
         let node = Node {
             inner: Arc::new(NodeInner {
                 identity,
                 config,
+                reads,
                 raft,
                 kv,
                 endpoint,

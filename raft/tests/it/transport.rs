@@ -712,6 +712,77 @@ mod cluster {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_on_a_cut_off_leader_are_bounded_and_answered_with_the_reason() {
+        use raft::read_index::{
+            ReadIndex, ReadIndexError, MAX_PENDING_READS, READ_CONFIRM_TIMEOUT,
+        };
+
+        let ca = ClusterCa::generate("lab").unwrap();
+        let config = raft_config();
+        let mut nodes = Vec::new();
+        for id in 1..=3 {
+            nodes.push(start_node(&ca, id, config.clone()).await);
+        }
+        let members: BTreeMap<NodeId, PeerNode> = nodes.iter().map(|n| (n.id, n.peer())).collect();
+        nodes[0].raft.initialize(members).await.unwrap();
+        let leader_id = wait_for_leader(&nodes[0], None).await;
+        let position = nodes.iter().position(|n| n.id == leader_id).unwrap();
+        let leader = nodes.remove(position);
+        let reads = ReadIndex::new(leader.id, leader.raft.clone());
+        reads
+            .confirm()
+            .await
+            .expect("a leader with its voters confirms");
+
+        for follower in nodes {
+            follower.kill().await;
+        }
+        // More readers than the queue takes, all at once.
+        let started = std::time::Instant::now();
+        let answers = futures::future::join_all((0..MAX_PENDING_READS + 50).map(|_| {
+            let reads = reads.clone();
+            async move { reads.confirm().await }
+        }))
+        .await;
+        let took = started.elapsed();
+        let refused = answers
+            .iter()
+            .filter(|a| matches!(a, Err(ReadIndexError::TooManyPending { .. })))
+            .count();
+        let unconfirmed = answers
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a,
+                    Err(ReadIndexError::QuorumNotReached { .. } | ReadIndexError::Timeout { .. })
+                )
+            })
+            .count();
+        assert_eq!(refused, 50, "readers beyond the queue are refused at once");
+        assert_eq!(unconfirmed, MAX_PENDING_READS, "{answers:?}");
+        // Generous (the bound is the point, not the speed): every reader is
+        // answered by its deadline, not left waiting.
+        assert!(took < READ_CONFIRM_TIMEOUT * 3, "answered after {took:?}");
+        let message = answers
+            .iter()
+            .find_map(|a| {
+                a.as_ref()
+                    .err()
+                    .filter(|e| !matches!(e, ReadIndexError::TooManyPending { .. }))
+            })
+            .unwrap()
+            .to_string();
+        assert!(message.contains("--stale"), "{message}");
+        assert_eq!(reads.pending(), 0, "nothing stays queued");
+        // A thousand readers cost one dial per silent voter, not one each.
+        assert!(
+            leader.endpoint.open_connections() <= 2 * 2,
+            "{} connections",
+            leader.endpoint.open_connections()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn three_nodes_elect_replicate_and_survive_the_leader() {
         let ca = ClusterCa::generate("lab").unwrap();
         let config = raft_config();
