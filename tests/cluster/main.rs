@@ -9,11 +9,13 @@ mod bad_input;
 mod certs;
 mod disk;
 mod failover;
+mod failover_tail;
 mod formation;
 mod membership;
 mod moved;
 mod orchestration;
 mod partition;
+mod partition_memory;
 mod restart;
 
 use std::path::PathBuf;
