@@ -112,6 +112,30 @@ impl ReadIndex {
     /// before: a read from the local store that follows is linearizable.
     pub async fn confirm(&self) -> Result<(), ReadIndexError> {
         let node = self.shared.node;
+        let deadline = tokio::time::Instant::now() + READ_CONFIRM_TIMEOUT;
+        loop {
+            let result = self.one_round(deadline).await;
+            // A voter's answer later than a heartbeat interval (a loaded
+            // machine, a lost packet) fails a round: the next one may
+            // confirm, while the read's deadline lasts. Rounds are shared,
+            // so retrying costs nothing per reader.
+            match result {
+                Err(ReadIndexError::QuorumNotReached { .. })
+                    if tokio::time::Instant::now() < deadline => {}
+                Err(ReadIndexError::Timeout { .. }) => {
+                    return Err(ReadIndexError::Timeout {
+                        node,
+                        timeout: READ_CONFIRM_TIMEOUT,
+                    })
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Queues for the next round and waits for its answer until `deadline`.
+    async fn one_round(&self, deadline: tokio::time::Instant) -> Result<(), ReadIndexError> {
+        let node = self.shared.node;
         let Ok(slot) = self.shared.slots.clone().try_acquire_owned() else {
             return Err(ReadIndexError::TooManyPending {
                 node,
@@ -127,7 +151,7 @@ impl ReadIndex {
         if start_round {
             tokio::spawn(run_rounds(self.shared.clone()));
         }
-        match tokio::time::timeout(READ_CONFIRM_TIMEOUT, answered).await {
+        match tokio::time::timeout_at(deadline, answered).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(ReadIndexError::Stopped {
                 node,
@@ -168,7 +192,9 @@ async fn run_rounds(shared: Arc<Shared>) {
                     timeout: ROUND_TIMEOUT,
                 }),
             };
-        for (answer, _slot) in batch {
+        for (answer, slot) in batch {
+            // Freed before the reader wakes: one that retries takes it again.
+            drop(slot);
             // A reader that gave up is gone: nothing to tell it.
             let _ = answer.send(result.clone());
         }
