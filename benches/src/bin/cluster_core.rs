@@ -42,6 +42,8 @@ struct Args {
     writers: usize,
 }
 
+/// Joins tried per node before the bench gives up.
+const JOIN_ATTEMPTS: usize = 5;
 /// A write that has not committed within this long counts as a failed round.
 const FAILOVER_GIVE_UP: Duration = Duration::from_secs(20);
 const TARGET_FAILOVER: Duration = Duration::from_secs(1);
@@ -95,12 +97,17 @@ impl Cluster {
         Ok(())
     }
 
-    fn wait_log_line(&self, i: usize, prefix: &str) -> anyhow::Result<String> {
+    fn wait_log_line(&mut self, i: usize, prefix: &str) -> anyhow::Result<String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             let text = std::fs::read_to_string(self.log(i)).unwrap_or_default();
             if let Some(line) = text.lines().find_map(|l| l.strip_prefix(prefix)) {
                 return Ok(line.to_string());
+            }
+            if let Some(child) = self.children[i].as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    bail!("node {i} exited ({status}) before printing {prefix:?}; log: {text}");
+                }
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -205,8 +212,22 @@ async fn main() -> anyhow::Result<()> {
             "--target-voters".into(),
             target_voters.clone(),
         ];
-        cluster.spawn(i, &join)?;
-        cluster.wait_log_line(i, "joined cluster")?;
+        // A join refused while the cluster elects (a loaded machine) is
+        // tried again, as an operator would.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            cluster.spawn(i, &join)?;
+            match cluster.wait_log_line(i, "joined cluster") {
+                Ok(_) => break,
+                Err(err) if attempt >= JOIN_ATTEMPTS => return Err(err),
+                Err(err) => {
+                    eprintln!("node {i}: join attempt {attempt} failed, retrying: {err}");
+                    cluster.kill(i);
+                    let _ = std::fs::remove_dir_all(cluster.data_dir(i));
+                }
+            }
+        }
     }
     // Let autopilot promote both learners and the cluster go idle.
     tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
