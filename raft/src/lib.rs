@@ -10,6 +10,7 @@
 //! keys and values are opaque bytes to it.
 
 pub mod kv;
+pub mod read_index;
 pub mod store;
 pub mod transport;
 pub mod types;

@@ -207,18 +207,23 @@ impl Node {
         }
     }
 
+    /// Returns once a read of the local store is linearizable: this node
+    /// has confirmed its leadership with a quorum after the call began. The
+    /// reads waiting at once are bounded, and each is answered within a
+    /// deadline (raft::read_index).
     pub(crate) async fn read_barrier(&self, consistency: ReadConsistency) -> Result<(), ApiError> {
+        use raft::read_index::ReadIndexError;
         if consistency == ReadConsistency::Stale {
             return Ok(());
         }
-        self.inner
-            .raft
-            .ensure_linearizable()
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                ApiError::NoLeader(format!("node {} cannot confirm leadership: {e}", self.id()))
-            })
+        self.inner.reads.confirm().await.map_err(|err| match err {
+            // Not retried by execute_on_leader: a full queue is the answer.
+            ReadIndexError::TooManyPending { .. } => ApiError::Unavailable(err.to_string()),
+            ReadIndexError::NotLeader { .. }
+            | ReadIndexError::QuorumNotReached { .. }
+            | ReadIndexError::Timeout { .. }
+            | ReadIndexError::Stopped { .. } => ApiError::NoLeader(err.to_string()),
+        })
     }
 
     /// Refuses `what` (a write that grows the store) while this node's disk

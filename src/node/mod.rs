@@ -158,6 +158,8 @@ struct NodeInner {
     identity: NodeIdentity,
     config: NodeConfig,
     raft: typ::Raft,
+    /// Linearizable reads, confirmed in shared rounds (api.rs `read_barrier`).
+    reads: raft::read_index::ReadIndex,
     kv: KvReader,
     endpoint: Endpoint,
     peers: PeerPool,
@@ -278,12 +280,14 @@ impl Node {
         };
         let peers = PeerPool::new(endpoint.clone());
         let members = crate::api::MemberDialer::new(endpoint.clone(), raft.metrics());
+        let reads = raft::read_index::ReadIndex::new(identity.node_id, raft.clone());
         let (shutdown, _) = watch::channel(false);
         let (proposals, proposals_rx) = tokio::sync::mpsc::channel(proposer::PROPOSAL_QUEUE);
         let node = Node {
             inner: Arc::new(NodeInner {
                 identity,
                 config,
+                reads,
                 raft,
                 kv,
                 endpoint,

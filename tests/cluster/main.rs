@@ -9,12 +9,14 @@ mod bad_input;
 mod certs;
 mod disk;
 mod failover;
+mod failover_tail;
 mod formation;
 mod forwarding;
 mod membership;
 mod moved;
 mod orchestration;
 mod partition;
+mod partition_memory;
 mod restart;
 
 use std::path::PathBuf;

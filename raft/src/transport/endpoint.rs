@@ -63,6 +63,9 @@ pub enum EndpointError {
         expected: PeerIdentity,
         actual: String,
     },
+    /// A dial shared by several calls failed; the reason is its error's text.
+    #[error("dialling {addr} failed: {reason}")]
+    Dial { addr: SocketAddr, reason: String },
     #[error("peer at {addr} presented no certificate")]
     NoPeerCertificate { addr: SocketAddr },
     #[error(
@@ -289,6 +292,12 @@ impl Endpoint {
     /// calls return `None`.
     pub fn close(&self) {
         self.inner.quinn.close(CLOSE_SHUTDOWN.into(), b"shutdown");
+    }
+
+    /// Connections this endpoint holds, handshakes and draining ones
+    /// included: what a peer that does not answer can make grow.
+    pub fn open_connections(&self) -> usize {
+        self.inner.quinn.open_connections()
     }
 
     /// Waits until every connection has been closed and its close delivered.

@@ -51,6 +51,13 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Keep-alive pings, well inside [`IDLE_TIMEOUT`], so that a quiet but live
 /// link is never mistaken for a dead one and a dead one is seen in seconds.
 pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(1);
+/// The round-trip time assumed before one is measured. quinn's default
+/// (333 ms, a guess for the Internet) retransmits a lost first handshake
+/// packet only after about a second, so a member that was down (or a dial
+/// that raced its start) is reached a second late: longer than a failover
+/// may take. Members share a site's network; a guess that is too low costs
+/// only an early retransmit of a handshake packet.
+pub const INITIAL_RTT: Duration = Duration::from_millis(50);
 /// Concurrent bidirectional streams a peer may open on one connection: one
 /// stream per RPC, so this caps the RPCs in flight per peer.
 pub const MAX_CONCURRENT_BIDI_STREAMS: u32 = 256;
@@ -162,6 +169,7 @@ pub fn transport_config() -> quinn::TransportConfig {
     let idle = quinn::IdleTimeout::try_from(IDLE_TIMEOUT).ok();
     transport.max_idle_timeout(idle);
     transport.keep_alive_interval(Some(KEEP_ALIVE_INTERVAL));
+    transport.initial_rtt(INITIAL_RTT);
     transport.max_concurrent_bidi_streams(quinn::VarInt::from_u32(MAX_CONCURRENT_BIDI_STREAMS));
     transport.max_concurrent_uni_streams(quinn::VarInt::from_u32(MAX_CONCURRENT_UNI_STREAMS));
     transport

@@ -712,6 +712,77 @@ mod cluster {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_on_a_cut_off_leader_are_bounded_and_answered_with_the_reason() {
+        use raft::read_index::{
+            ReadIndex, ReadIndexError, MAX_PENDING_READS, READ_CONFIRM_TIMEOUT,
+        };
+
+        let ca = ClusterCa::generate("lab").unwrap();
+        let config = raft_config();
+        let mut nodes = Vec::new();
+        for id in 1..=3 {
+            nodes.push(start_node(&ca, id, config.clone()).await);
+        }
+        let members: BTreeMap<NodeId, PeerNode> = nodes.iter().map(|n| (n.id, n.peer())).collect();
+        nodes[0].raft.initialize(members).await.unwrap();
+        let leader_id = wait_for_leader(&nodes[0], None).await;
+        let position = nodes.iter().position(|n| n.id == leader_id).unwrap();
+        let leader = nodes.remove(position);
+        let reads = ReadIndex::new(leader.id, leader.raft.clone());
+        reads
+            .confirm()
+            .await
+            .expect("a leader with its voters confirms");
+
+        for follower in nodes {
+            follower.kill().await;
+        }
+        // More readers than the queue takes, all at once.
+        let started = std::time::Instant::now();
+        let answers = futures::future::join_all((0..MAX_PENDING_READS + 50).map(|_| {
+            let reads = reads.clone();
+            async move { reads.confirm().await }
+        }))
+        .await;
+        let took = started.elapsed();
+        let refused = answers
+            .iter()
+            .filter(|a| matches!(a, Err(ReadIndexError::TooManyPending { .. })))
+            .count();
+        let unconfirmed = answers
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a,
+                    Err(ReadIndexError::QuorumNotReached { .. } | ReadIndexError::Timeout { .. })
+                )
+            })
+            .count();
+        assert_eq!(refused, 50, "readers beyond the queue are refused at once");
+        assert_eq!(unconfirmed, MAX_PENDING_READS, "{answers:?}");
+        // Generous (the bound is the point, not the speed): every reader is
+        // answered by its deadline, not left waiting.
+        assert!(took < READ_CONFIRM_TIMEOUT * 3, "answered after {took:?}");
+        let message = answers
+            .iter()
+            .find_map(|a| {
+                a.as_ref()
+                    .err()
+                    .filter(|e| !matches!(e, ReadIndexError::TooManyPending { .. }))
+            })
+            .unwrap()
+            .to_string();
+        assert!(message.contains("--stale"), "{message}");
+        assert_eq!(reads.pending(), 0, "nothing stays queued");
+        // A thousand readers cost one dial per silent voter, not one each.
+        assert!(
+            leader.endpoint.open_connections() <= 2 * 2,
+            "{} connections",
+            leader.endpoint.open_connections()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn three_nodes_elect_replicate_and_survive_the_leader() {
         let ca = ClusterCa::generate("lab").unwrap();
         let config = raft_config();
@@ -1189,4 +1260,112 @@ fn expect_handshake_error<T: std::fmt::Debug>(result: Result<T, EndpointError>, 
         ),
         other => panic!("expected a handshake failure, got {other:?}"),
     }
+}
+
+/// A UDP socket that takes every packet and never answers: a member cut off
+/// by a partition, seen from the dialling side.
+fn silent_peer() -> (std::net::UdpSocket, std::net::SocketAddr) {
+    let socket = std::net::UdpSocket::bind(loopback()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
+}
+
+#[tokio::test]
+async fn calls_to_a_silent_member_share_one_dial_whatever_their_number() {
+    let ca = ClusterCa::generate("c").unwrap();
+    let dialler = bind_node(&ca, 1);
+    let pool = raft::transport::ConnectionPool::new(dialler.clone(), ALPN_RAFT);
+    let (_silent, addr) = silent_peer();
+    let addr = addr.to_string();
+    // Heartbeat-sized deadlines, many calls in a row and at once: each used
+    // to start (and abandon) a handshake of its own.
+    for _ in 0..20 {
+        let calls =
+            (0..10).map(|_| tokio::time::timeout(Duration::from_millis(20), pool.get(2, &addr)));
+        for result in futures::future::join_all(calls).await {
+            assert!(result.is_err(), "a silent member cannot answer");
+        }
+    }
+    assert!(
+        dialler.open_connections() <= 1,
+        "{} connections held for one silent member",
+        dialler.open_connections()
+    );
+    assert_eq!(pool.len(), 1);
+}
+
+#[tokio::test]
+async fn a_dial_outlives_the_call_that_started_it() {
+    let ca = ClusterCa::generate("c").unwrap();
+    let server = bind_node(&ca, 2);
+    spawn_echo_server(&server);
+    let dialler = bind_node(&ca, 1);
+    let pool = raft::transport::ConnectionPool::new(dialler.clone(), ALPN_RAFT);
+    let addr = server.local_addr().unwrap().to_string();
+    // A deadline no handshake meets: the call gives up, the dial goes on.
+    let first = tokio::time::timeout(Duration::from_micros(1), pool.get(2, &addr)).await;
+    assert!(first.is_err());
+    let connection = tokio::time::timeout(CALL_TIMEOUT, pool.get(2, &addr))
+        .await
+        .unwrap()
+        .unwrap();
+    let (echo, _): (String, String) = rpc::call(&connection, &"hi".to_string(), CALL_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(echo, "hi");
+    // Both calls were served by one handshake.
+    assert_eq!(dialler.open_connections(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_dial_is_reported_to_its_callers_and_retried_later() {
+    let ca = ClusterCa::generate("c").unwrap();
+    let dialler = bind_node(&ca, 1);
+    let pool = raft::transport::ConnectionPool::new(dialler.clone(), ALPN_RAFT);
+    let (_silent, addr) = silent_peer();
+    let err = tokio::time::timeout(CALL_TIMEOUT, pool.get(2, &addr.to_string()))
+        .await
+        .expect("the dial gives up by itself")
+        .unwrap_err();
+    assert!(err.to_string().contains("no handshake within"), "{err}");
+    // A member that has come back at that address is found by a later call.
+    drop(_silent);
+    tokio::time::sleep(raft::transport::pool::DIAL_HOLDOFF).await;
+    let server = Endpoint::bind(addr, node_identity(&ca, 2)).unwrap();
+    spawn_echo_server(&server);
+    let connection = tokio::time::timeout(CALL_TIMEOUT, pool.get(2, &addr.to_string()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(connection.close_reason().is_none());
+}
+
+#[tokio::test]
+async fn a_member_that_starts_listening_during_a_dial_is_reached_soon_after() {
+    let ca = ClusterCa::generate("c").unwrap();
+    let dialler = bind_node(&ca, 1);
+    let pool = raft::transport::ConnectionPool::new(dialler.clone(), ALPN_RAFT);
+    // Reserve a port, then free it: the first handshake packet is lost.
+    let addr = std::net::UdpSocket::bind(loopback())
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dial = {
+        let addr = addr.to_string();
+        async move { pool.get(2, &addr).await }
+    };
+    let dialling = tokio::spawn(dial);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let server = Endpoint::bind(addr, node_identity(&ca, 2)).unwrap();
+    spawn_echo_server(&server);
+    let started = std::time::Instant::now();
+    let connection = dialling.await.unwrap().expect("the same dial reaches it");
+    // Generous: with quinn's default initial RTT the lost first packet was
+    // sent again only after ~1 s, after the dial had given up.
+    assert!(
+        started.elapsed() < raft::transport::pool::DIAL_TIMEOUT / 2,
+        "reached after {:?}",
+        started.elapsed()
+    );
+    assert!(connection.close_reason().is_none());
 }

@@ -1,0 +1,151 @@
+//! Failover has no tail: the leader of five voters is SIGKILLed 50 times
+//! under writes, and every time a write is acknowledged again within
+//! [`WORST_GAP`] of the kill (issue 18 item 7: one kill in 15 used to leave
+//! no write acknowledged for 3.1-3.9 s, after a split vote).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::support::{edgectl_bin, harness_script, wait_until};
+use crate::{EdgeCluster, CONVERGE};
+
+/// `edgectl kv put KEY VALUE` through node `i`, as a command that needs no
+/// borrow of the cluster (the test restarts nodes while writers run).
+fn put_command(cluster: &EdgeCluster, i: usize, key: &str) -> std::process::Command {
+    let mut command = std::process::Command::new("bash");
+    command
+        .arg(harness_script())
+        .args(["exec", cluster.net.prefix(), &i.to_string(), "--"])
+        .arg(edgectl_bin(env!("CARGO_BIN_EXE_edgectl")))
+        .arg("--data-dir")
+        .arg(cluster.data_dir(i))
+        .args(["kv", "put", key, "b"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    command
+}
+
+const KILLS: usize = 50;
+const NODES: usize = 5;
+/// The bound the issue asks for, from the kill to the next acknowledged write.
+const WORST_GAP: Duration = Duration::from_millis(1500);
+/// A round that sees no write at all within this long has failed outright.
+const GIVE_UP: Duration = Duration::from_secs(20);
+/// Writers kept busy through the whole run, so that a kill finds entries in
+/// flight (followers with logs of different lengths, as in production).
+const BACKGROUND_WRITERS: usize = 2;
+
+#[test]
+#[ignore = "issue 18 item 7 is not met yet: on a loaded 2-core machine (debug build, load \
+            average 15) votes time out at openraft's 150 ms and kills left 1.5-4 s gaps, one \
+            none within 20 s; run with --ignored"]
+fn fifty_leader_kills_under_writes_each_heal_within_the_bound() {
+    let mut cluster =
+        EdgeCluster::with_flags("cft", NODES, &["--target-voters", "5", "--no-agent"]);
+    cluster.form(NODES);
+    cluster.wait_voters(1, NODES, NODES);
+
+    let stop = AtomicBool::new(false);
+    let background_acks = AtomicUsize::new(0);
+    let mut gaps = Vec::new();
+    let mut acknowledged = Vec::new();
+    // Built up front: the writers run while the test restarts nodes.
+    let background_puts: Vec<Vec<_>> = (0..BACKGROUND_WRITERS)
+        .map(|writer| {
+            (1..=NODES)
+                .map(|i| (i, format!("/kv/ft/bg-{writer}-via-{i}")))
+                .collect()
+        })
+        .collect();
+    let put_commands: Vec<Vec<std::process::Command>> = background_puts
+        .iter()
+        .map(|puts| {
+            puts.iter()
+                .map(|(i, key)| put_command(&cluster, *i, key))
+                .collect()
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        for (writer, mut commands) in put_commands.into_iter().enumerate() {
+            let (stop, acks) = (&stop, &background_acks);
+            scope.spawn(move || {
+                let mut n = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    // Through each node in turn: one of them is down at times.
+                    let command = &mut commands[(n + writer) % NODES];
+                    if command.status().is_ok_and(|status| status.success()) {
+                        acks.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+
+        let mut via = 1;
+        for round in 0..KILLS {
+            let leader = wait_until(CONVERGE, "a leader", || cluster.leader_index(via))
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            let survivor = (1..=NODES)
+                .map(|k| 1 + (leader + round + k) % NODES)
+                .find(|i| *i != leader)
+                .expect("a survivor");
+            let killed_at = Instant::now();
+            cluster.kill(leader);
+            let mut attempt = 0;
+            let gap = loop {
+                attempt += 1;
+                let key = format!("/kv/ft/after-{round}-{attempt}");
+                if cluster
+                    .put(survivor, &key, &round.to_string())
+                    .status
+                    .success()
+                {
+                    acknowledged.push((key, round.to_string()));
+                    break killed_at.elapsed();
+                }
+                assert!(
+                    killed_at.elapsed() < GIVE_UP,
+                    "round {round}: no write acknowledged within {GIVE_UP:?} of the kill"
+                );
+            };
+            eprintln!(
+                "round {round}: leader node{leader} killed, write through node{survivor} \
+                 acknowledged after {gap:?}"
+            );
+            gaps.push(gap);
+
+            // Back to five voters before the next kill, the killed node caught up.
+            let (key, value) = acknowledged.last().cloned().expect("just pushed");
+            cluster.serve(leader);
+            wait_until(CONVERGE, "the restarted node catches up", || {
+                cluster.get(leader, &key, true).as_ref() == Some(&value)
+            })
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            via = survivor;
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+
+    let mut sorted = gaps.clone();
+    sorted.sort();
+    let p50 = sorted[sorted.len() / 2];
+    let worst = *sorted.last().expect("rounds ran");
+    eprintln!(
+        "{KILLS} leader kills: kill -> next acknowledged write p50 {p50:?}, p90 {:?}, worst \
+         {worst:?}; {} background writes acknowledged",
+        sorted[sorted.len() * 9 / 10],
+        background_acks.load(Ordering::Relaxed)
+    );
+    for (key, value) in &acknowledged {
+        assert_eq!(
+            cluster.get(1, key, false).as_ref(),
+            Some(value),
+            "{key} was acknowledged"
+        );
+    }
+    assert!(
+        worst <= WORST_GAP,
+        "worst kill -> next acknowledged write {worst:?} (bound {WORST_GAP:?}); all: {gaps:?}"
+    );
+}
