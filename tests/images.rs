@@ -774,13 +774,17 @@ async fn a_retag_is_reported_under_the_new_name() {
     with_cluster("retag", |cluster| async move {
         let work = cluster.guard.path().join("retag-work");
         let layout = random_image_layout(&work, "control", 4096);
-        let first = images::import_file(&cluster.a.images(), &layout).await.unwrap();
+        let first = images::import_file(&cluster.a.images(), &layout)
+            .await
+            .unwrap();
         assert_eq!(first[0].display_name(), "control:latest");
         // The same manifest, named otherwise in the layout's index.
         let index_path = layout.join("index.json");
         let index = fs::read_to_string(&index_path).unwrap();
         fs::write(&index_path, index.replace("control:latest", "retag:latest")).unwrap();
-        let second = images::import_file(&cluster.a.images(), &layout).await.unwrap();
+        let second = images::import_file(&cluster.a.images(), &layout)
+            .await
+            .unwrap();
         assert_eq!(second[0].id, first[0].id);
         assert_eq!(
             second[0].display_name(),

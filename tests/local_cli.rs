@@ -141,3 +141,73 @@ fn a_config_naming_missing_files_says_which_and_how_to_fix_it() {
         }
     }
 }
+
+/// Every `edgectl ...` command line that an error message or a hint in the
+/// code tells the user to run is a real command: its words and flags parse
+/// (run with `--help`, which stops before doing anything). Placeholders
+/// (`FILE`, `{name}`) stand for one argument; a flag family (`--import-*`)
+/// is left out.
+#[test]
+fn every_command_a_message_suggests_exists() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut suggested = std::collections::BTreeSet::new();
+    for dir in ["src", "raft/src", "runtime/src"] {
+        collect_suggestions(&repo.join(dir), &mut suggested);
+    }
+    assert!(
+        suggested.len() >= 10,
+        "the scan found too few suggestions to be working: {suggested:?}"
+    );
+    let scratch = tempfile::tempdir().unwrap();
+    for line in &suggested {
+        let mut args: Vec<&str> = line
+            .split_whitespace()
+            .skip(1)
+            .filter(|word| !word.ends_with('*'))
+            .map(|word| {
+                let placeholder = word.starts_with('{')
+                    || (word.len() > 1 && word.chars().all(|c| c.is_ascii_uppercase()));
+                if placeholder {
+                    "x"
+                } else {
+                    word
+                }
+            })
+            .collect();
+        args.push("--help");
+        let out = edgectl(scratch.path(), &args);
+        assert!(
+            out.status.success(),
+            "a message suggests `{line}`, which is not a command: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+/// The backquoted `edgectl ...` spans of every line of code (not comments)
+/// under `dir`.
+fn collect_suggestions(dir: &Path, out: &mut std::collections::BTreeSet<String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            collect_suggestions(&path, out);
+            continue;
+        }
+        if path.extension().and_then(|e| e.to_str()) != Some("rs") {
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).unwrap();
+        for line in source.lines() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            let mut rest = line;
+            while let Some(start) = rest.find("`edgectl ") {
+                let after = &rest[start + 1..];
+                let Some(end) = after.find('`') else { break };
+                out.insert(after[..end].to_string());
+                rest = &after[end + 1..];
+            }
+        }
+    }
+}

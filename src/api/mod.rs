@@ -290,7 +290,7 @@ pub enum ApiError {
     Invalid(String),
     #[error("not found: {0}")]
     NotFound(String),
-    #[error("no leader is reachable right now ({0}); the cluster may be electing one or may have lost its majority: retry, and check `edgectl node ls --stale`")]
+    #[error("no leader is reachable right now ({0}); the cluster may be electing one or may have lost its majority: retry in a few seconds; if it lasts, check that most voters are running and can reach each other (each `edgectl serve` logs whom it cannot reach), and read this node's own replica meanwhile with `edgectl kv get --stale KEY`")]
     NoLeader(String),
     #[error("the write may or may not have been applied ({0}); read the key before retrying")]
     OutcomeUnknown(String),

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod args;
 mod connect;
 pub mod daemon;
+pub mod errors;
 pub mod local;
 pub mod orchestration;
 pub mod output;

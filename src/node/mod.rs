@@ -46,7 +46,7 @@ pub use join::join_data_dir;
 pub enum NodeError {
     #[error(transparent)]
     DataDir(#[from] DataDirError),
-    #[error("cannot open the replicated store in {path}: {source}")]
+    #[error("cannot open the replicated store in {path}{}", store_advice(source))]
     Store {
         path: std::path::PathBuf,
         source: raft::store::StoreError,
@@ -68,6 +68,19 @@ pub enum NodeError {
     Runtime(String),
     #[error("{0}")]
     DiskFull(String),
+}
+
+/// What to do about a store that does not open. A corrupt replica is not
+/// the end of the node's data: every other member holds the whole state.
+fn store_advice(error: &raft::store::StoreError) -> &'static str {
+    if error.to_string().contains("Corruption") || format!("{error:?}").contains("Corruption") {
+        " (RocksDB found it corrupt: stop this node, move the data dir aside and \
+         join again with a token from a healthy node, `edgectl token create` then \
+         `edgectl join`; the other members hold the whole state, and a single-node \
+         cluster needs its data dir restored from a backup)"
+    } else {
+        ""
+    }
 }
 
 /// Raft timing. The defaults elect a new leader well under a second after

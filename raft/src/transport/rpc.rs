@@ -41,7 +41,7 @@ pub enum RpcError {
     Unreachable { source: EndpointError },
     #[error("no answer within {timeout:?}")]
     Timeout { timeout: Duration },
-    #[error("connection lost mid-call: {source}")]
+    #[error("{}", describe_lost_connection(.source))]
     ConnectionLost { source: quinn::ConnectionError },
     #[error("peer ended the stream mid-call ({detail})")]
     StreamClosed { detail: String },
@@ -56,6 +56,48 @@ pub enum RpcError {
 }
 
 type Result<T, E = RpcError> = std::result::Result<T, E>;
+
+/// QUIC carries a TLS alert as a transport error code of 0x100 + the alert.
+const QUIC_CRYPTO_ERROR_FIRST: u64 = 0x100;
+const QUIC_CRYPTO_ERROR_LAST: u64 = 0x1ff;
+
+/// What a lost connection means to the operator. Under TLS 1.3 the client
+/// finishes its handshake before the server has checked the client's
+/// certificate, so a certificate the server refuses shows up as the
+/// connection closing during the first call, with the TLS alert as its
+/// code: say that, not "connection lost".
+fn describe_lost_connection(error: &quinn::ConnectionError) -> String {
+    if let quinn::ConnectionError::ConnectionClosed(close) = error {
+        let code = u64::from(close.error_code);
+        if (QUIC_CRYPTO_ERROR_FIRST..=QUIC_CRYPTO_ERROR_LAST).contains(&code) {
+            let alert = code - QUIC_CRYPTO_ERROR_FIRST;
+            return format!(
+                "the peer refused this side's certificate (TLS alert {alert}{}): it was not \
+                 issued by this cluster's CA, or it expired or names another node; use the \
+                 credentials of this cluster (a node's --data-dir, or its admin config) \
+                 ({error})",
+                tls_alert_name(alert)
+                    .map(|name| format!(", {name}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    format!("connection lost mid-call: {error}")
+}
+
+/// The TLS alerts a certificate check sends (RFC 8446, section 6).
+fn tls_alert_name(alert: u64) -> Option<&'static str> {
+    Some(match alert {
+        42 => "bad certificate",
+        43 => "unsupported certificate",
+        44 => "certificate revoked",
+        45 => "certificate expired",
+        46 => "certificate unknown",
+        48 => "unknown ca",
+        116 => "certificate required",
+        _ => return None,
+    })
+}
 
 fn bincode_config() -> bincode::config::Configuration {
     bincode::config::standard()
