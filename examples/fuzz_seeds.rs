@@ -64,6 +64,14 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&join_dir)?;
     std::fs::write(join_dir.join("valid"), &encode(&join)?.as_bytes()[4..])?;
 
+    let spec_dir = root.join("service_spec");
+    std::fs::create_dir_all(&spec_dir)?;
+    std::fs::write(spec_dir.join("web.yaml"), include_str!("web.yaml"))?;
+    std::fs::write(
+        spec_dir.join("demo-web.yaml"),
+        include_str!("demo-web.yaml"),
+    )?;
+
     let image_dir = root.join("image_archive");
     std::fs::create_dir_all(&image_dir)?;
     let layer = layer_tar(&[("etc/", None), ("etc/motd", Some(b"hello\n".as_slice()))])?;

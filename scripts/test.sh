@@ -10,6 +10,7 @@
 #
 # Environment:
 #   CARGO_TARGET_DIR   reuse a target dir between runs (default: target/)
+#   FUZZ_SECONDS       how long each fuzz target runs (default 30)
 #   TEST_THREADS       parallel tests per test binary (default 2: the
 #                      multi-node suites each run several edgectl processes
 #                      and the machine this must pass on has 2 cores)
@@ -62,3 +63,9 @@ cargo test --workspace --exclude benches --locked --no-fail-fast -- --test-threa
 
 echo "test.sh: bench smoke runs"
 bash scripts/bench-smoke.sh
+
+# Every fuzz target for a bounded time (FUZZ_SECONDS each): a decoder that
+# panics, hangs for a second or runs away with memory on an input the
+# fuzzer finds in that time fails the run. Long runs: scripts/fuzz.sh 3600.
+echo "test.sh: fuzzing"
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
