@@ -6,7 +6,8 @@
 # In order: cargo fmt --check; the layering check (scripts/check-layering.sh,
 # its own self-test first); cargo clippy -D warnings on every target; the
 # build; every test; every benchmark once in its smoke mode
-# (scripts/bench-smoke.sh: tiny sizes, a debug build, no peers).
+# (scripts/bench-smoke.sh: tiny sizes, a debug build, no peers); every fuzz
+# target for FUZZ_SECONDS (scripts/fuzz.sh).
 #
 # Environment:
 #   CARGO_TARGET_DIR   reuse a target dir between runs (default: target/)
