@@ -582,3 +582,47 @@ mod classify_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod hostile_spec_tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// Issue 18's bound for refusing a hostile document; the scan takes
+    /// microseconds, so this is loose enough for a loaded CI machine.
+    const REFUSAL_BOUND: Duration = Duration::from_millis(100);
+
+    async fn refused_quickly(document: &str) -> String {
+        let started = Instant::now();
+        let refused = parse_service_off_workers(document).await;
+        let took = started.elapsed();
+        let Err(error) = refused else {
+            panic!("a hostile document was accepted")
+        };
+        assert!(took < REFUSAL_BOUND, "refused after {took:?}");
+        error.to_string()
+    }
+
+    #[tokio::test]
+    async fn deep_nesting_and_alias_bombs_are_refused_at_once_naming_the_limit() {
+        // Issue 18's document: ~200 KB of nested flow sequences.
+        let nested = format!(
+            "apiVersion: edgectl/v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  image: {}\n",
+            "[".repeat(200_000)
+        );
+        let text = refused_quickly(&nested).await;
+        assert!(text.contains("SpecLimits::DEPTH_MAX"), "{text}");
+
+        let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x]\n");
+        for (previous, name) in ["a", "b", "c", "d", "e", "f", "g", "h"]
+            .iter()
+            .zip(["b", "c", "d", "e", "f", "g", "h", "i"])
+        {
+            let aliases = vec![format!("*{previous}"); 9].join(",");
+            bomb.push_str(&format!("{name}: &{name} [{aliases}]\n"));
+        }
+        let text = refused_quickly(&bomb).await;
+        assert!(text.contains("SpecLimits::ALIASES_MAX"), "{text}");
+    }
+}

@@ -1,5 +1,3 @@
-use std::time::{Duration, Instant};
-
 use proptest::prelude::*;
 
 use super::super::{parse_service, parse_service_document, DocumentLimit, SpecError, SpecLimits};
@@ -15,11 +13,6 @@ spec:
   image: busybox
 ";
 
-/// A generous bound for refusing a hostile document: the scan stops at the
-/// limit, within microseconds; the parser took 30 s on the document of
-/// issue 18. Loose enough for a loaded CI machine.
-const REFUSAL_BOUND: Duration = Duration::from_millis(100);
-
 fn check_broken(source: &str, limit: DocumentLimit, line: usize) {
     let broken = check(source).expect_err("the scan should refuse it");
     assert_eq!(broken.limit, limit, "{broken:?}");
@@ -27,10 +20,9 @@ fn check_broken(source: &str, limit: DocumentLimit, line: usize) {
 }
 
 fn check_refused_quickly(source: &str, limit: DocumentLimit) -> String {
-    let started = Instant::now();
+    // How quickly is checked where the clock may be read: the receiving
+    // node's entry, node::orchestration's tests.
     let error = parse_service(source).expect_err("the spec should be refused");
-    let took = started.elapsed();
-    assert!(took < REFUSAL_BOUND, "refused after {took:?}");
     assert!(
         matches!(error, SpecError::TooComplex { limit: found, .. } if found == limit),
         "{error}"
