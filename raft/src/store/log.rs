@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, LogState, RaftLogReader, StorageError};
-use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
+use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 
 use super::{blocking, cf, decode, encode, storage_error, Db, Result, StoreError, CF_LOG, CF_META};
 use crate::typ::{Entry, LogId, Vote};
@@ -60,12 +60,17 @@ async fn write_unsynced(db: Arc<Db>, batch: WriteBatch) -> Result<()> {
     // The binding takes the batch by value: keep a copy to retry with (a
     // memcpy of the encoded entries, small beside the write).
     let retry = WriteBatch::from_data(batch.data());
-    match db.write_opt(batch, &fast) {
+    let written = match db.write_opt(batch, &fast) {
         Err(error) if error.kind() == rocksdb::ErrorKind::Incomplete => {
+            let db = db.clone();
             blocking(move || db.write_opt(retry, &write_options(false)).map_err(failed)).await
         }
         result => result.map_err(failed),
+    };
+    if written.is_err() {
+        db.note_write_failed();
     }
+    written
 }
 
 /// Reads log entries; cheap to clone, handed to openraft's replication tasks.
@@ -353,7 +358,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let db = self.db().clone();
         blocking(move || {
             // The state machine's writes are not synced, and these entries
-            // may be their only durable record: sync the WAL first.
+            // may be their only durable record: sync the WAL first (never
+            // after a failed write: RocksDB would abort, see `Db`).
+            if db.write_failed() {
+                return Err(StoreError::Corrupt {
+                    what: "write-ahead log",
+                    detail: "an earlier write failed (is the disk full?); not purging".into(),
+                });
+            }
             db.flush_wal(true).map_err(|source| StoreError::Rocks {
                 operation: "sync the WAL before purging",
                 source,
@@ -426,7 +438,7 @@ impl Drop for Syncer {
     }
 }
 
-fn sync_loop(db: &DB, receiver: &mpsc::Receiver<LogFlushed<TypeConfig>>, stats: &LogStats) {
+fn sync_loop(db: &Db, receiver: &mpsc::Receiver<LogFlushed<TypeConfig>>, stats: &LogStats) {
     // After one failed sync the WAL writer is in an error state: RocksDB
     // (Debian's build keeps its assertions) aborts the process if it is
     // asked to sync again. So the first failure is final: every later
@@ -437,6 +449,11 @@ fn sync_loop(db: &DB, receiver: &mpsc::Receiver<LogFlushed<TypeConfig>>, stats: 
         // Every append queued behind the previous sync shares this one.
         let mut waiting = vec![first];
         waiting.extend(receiver.try_iter());
+        if failed.is_none() && db.write_failed() {
+            tracing::error!("a write to the raft log's WAL failed; no sync is attempted");
+            failed =
+                Some("an earlier write to the write-ahead log failed (is the disk full?)".into());
+        }
         if failed.is_none() {
             stats.0.syncs.fetch_add(1, Ordering::Relaxed);
             if let Err(error) = db.flush_wal(true) {

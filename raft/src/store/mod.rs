@@ -135,7 +135,26 @@ pub(crate) struct Db {
     // Declared first so it is dropped (RocksDB closed, its lock released)
     // before the guard signals.
     db: DB,
+    /// A write through the WAL failed (a full disk, say). RocksDB's WAL
+    /// writer is then in an error state, and Debian's build, which keeps its
+    /// assertions, aborts the process on the next WAL sync: after this, no
+    /// sync is attempted and the store fails instead (see log.rs).
+    wal_write_failed: std::sync::atomic::AtomicBool,
     _closed: ClosedGuard,
+}
+
+impl Db {
+    /// Records that a write through the WAL failed; no WAL sync follows.
+    pub(crate) fn note_write_failed(&self) {
+        self.wal_write_failed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether a write through the WAL has failed since the store opened.
+    pub(crate) fn write_failed(&self) -> bool {
+        self.wal_write_failed
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl std::ops::Deref for Db {
@@ -153,6 +172,7 @@ impl Db {
         let (closed, _) = tokio::sync::watch::channel(false);
         Arc::new(Db {
             db,
+            wal_write_failed: Default::default(),
             _closed: ClosedGuard(closed),
         })
     }
@@ -190,6 +210,7 @@ pub fn open(dir: &Path, options: StoreOptions) -> Result<Store> {
     let (closed_sender, closed_receiver) = tokio::sync::watch::channel(false);
     let db = Arc::new(Db {
         db: open_db(dir)?,
+        wal_write_failed: Default::default(),
         _closed: ClosedGuard(closed_sender),
     });
     let history_retention = options.history_retention.max(1);

@@ -190,9 +190,12 @@ impl StateMachineStore {
         let changes = core.finish(self.history_retention);
         let batch = applied_batch(&db, &changes, &applied)?;
         db.write_opt(batch, &write_options(false))
-            .map_err(|source| StoreError::Rocks {
-                operation: "write applied entries",
-                source,
+            .map_err(|source| {
+                db.note_write_failed();
+                StoreError::Rocks {
+                    operation: "write applied entries",
+                    source,
+                }
             })?;
 
         self.last_applied = applied.last_applied;
