@@ -5,18 +5,22 @@
 # The harness (benches/src/bin/hostile_specs.rs) starts the cluster on
 # 127.0.0.1 and tears it down at the end, even on error.
 #
-# Usage: scripts/bench-hostile.sh [hostile_specs options, e.g. --rounds 5]
+# Usage: scripts/bench-hostile.sh [--smoke] [hostile_specs options, e.g. --rounds 5]
+#   --smoke   one 1 s round on a debug build: proves the bench still works
+#             (scripts/bench-smoke.sh); its figures mean nothing
 # Environment: CARGO_TARGET_DIR as usual; BENCH_DIR parent of the data dirs
 # (default /var/tmp, disk-backed); BENCH_PROFILE cargo profile (default
-# release; "dev" for a quick check of the script, not for figures).
+# release, dev for --smoke).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-target_dir=${CARGO_TARGET_DIR:-$repo/target}
-profile=${BENCH_PROFILE:-release}
-profile_dir=$profile
-[[ "$profile" == dev ]] && profile_dir=debug
 cd "$repo"
-bash scripts/setup.sh --bench
-echo "bench-hostile: building edgectl and hostile_specs ($profile)" >&2
-cargo build --profile "$profile" -p edgectl -p benches --bin edgectl --bin hostile_specs
-"$target_dir/$profile_dir/hostile_specs" --edgectl "$target_dir/$profile_dir/edgectl" "$@"
+# shellcheck source=scripts/lib/bench.sh
+source scripts/lib/bench.sh
+bench_init hostile "$@"
+set -- "${BENCH_ARGS[@]}"
+
+bench_build -p edgectl --bin edgectl --bin hostile_specs
+port_args=()
+[[ " $* " == *" --port "* ]] || port_args=(--port "$(bench_free_ports 3)")
+"$BENCH_BIN/hostile_specs" --edgectl "$BENCH_BIN/edgectl" "${port_args[@]}" \
+    "${BENCH_SMOKE_ARGS[@]}" "$@"

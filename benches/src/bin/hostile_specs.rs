@@ -44,6 +44,22 @@ struct Args {
     /// First UDP port; nodes use PORT, PORT+1, PORT+2.
     #[arg(long, default_value_t = 17540)]
     port: u16,
+    /// One short round with few clients, to prove that the bench still runs
+    /// (scripts/bench-smoke.sh); its figures mean nothing.
+    #[arg(long)]
+    smoke: bool,
+}
+
+impl Args {
+    fn smoke_sized(mut self) -> Self {
+        if self.smoke {
+            self.rounds = 1;
+            self.phase_secs = 1;
+            self.writers = 2;
+            self.hostile_clients = 2;
+        }
+        self
+    }
 }
 
 const NODES: usize = 3;
@@ -272,7 +288,7 @@ async fn run_phase(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let args = Args::parse().smoke_sized();
     let mut cluster = Cluster {
         edgectl: args.edgectl.clone(),
         dir: tempfile::Builder::new()
