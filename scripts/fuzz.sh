@@ -47,6 +47,9 @@ for target in "${targets[@]}"; do
     if ! cargo fuzz run "${build_flags[@]}" "$target" "$scratch/$target" "corpus/$target" -- \
         -max_total_time="$seconds" -timeout=1 -rss_limit_mb=1024 -print_final_stats=1 \
         >"$log" 2>&1; then
+        # The cause is far above libFuzzer's closing report: show it first.
+        grep -m 5 -E 'panicked at|memory allocation of|ERROR: libFuzzer|out-of-memory|timeout after' \
+            "$log" >&2 || true
         tail -n 40 "$log" >&2
         echo "fuzz.sh: $target failed; the input is under fuzz/artifacts/$target/" >&2
         exit 1

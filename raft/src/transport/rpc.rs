@@ -148,9 +148,16 @@ pub fn encode<T: Serialize>(message: &T) -> Result<Frame> {
 }
 
 /// Deserializes one frame body; trailing bytes are a bad frame.
+///
+/// The decoder may reserve at most [`MAX_FRAME_BYTES`] for what the body
+/// says it holds: a length prefix is the sender's word, and without a limit
+/// bincode reserves whatever it claims before reading a byte of it (the
+/// join fuzz target found a 40-byte body claiming 3.5 EB, which aborted the
+/// process). A real message never holds more than its frame.
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    let config = bincode_config().with_limit::<MAX_FRAME_BYTES>();
     let (message, read) =
-        bincode::serde::decode_from_slice(body, bincode_config()).map_err(|err| {
+        bincode::serde::decode_from_slice(body, config).map_err(|err| {
             RpcError::BadFrame {
                 reason: err.to_string(),
             }
@@ -354,5 +361,29 @@ mod tests {
             Frame::from_body(&body),
             Err(RpcError::TooLarge { len, max: MAX_FRAME_BYTES }) if len == MAX_FRAME_BYTES + 1
         ));
+    }
+
+    #[test]
+    fn a_length_prefix_claiming_more_than_a_frame_is_a_bad_frame_not_an_abort() {
+        // bincode's varint: 0xfd then a u64 for the byte string's length.
+        let mut body = vec![0xfd];
+        body.extend_from_slice(&(1u64 << 61).to_le_bytes());
+        body.extend_from_slice(b"far fewer bytes than claimed");
+        assert!(matches!(
+            decode::<serde_bytes::ByteBuf>(&body),
+            Err(RpcError::BadFrame { .. })
+        ));
+        assert!(matches!(
+            decode::<Vec<String>>(&body),
+            Err(RpcError::BadFrame { .. })
+        ));
+    }
+
+    #[test]
+    fn a_message_as_large_as_a_frame_allows_still_decodes() {
+        let body = vec![7u8; MAX_FRAME_BYTES - 16];
+        let frame = encode(&serde_bytes::ByteBuf::from(body.clone())).unwrap();
+        let back: serde_bytes::ByteBuf = decode(&frame.as_bytes()[LEN_BYTES..]).unwrap();
+        assert_eq!(back.into_vec(), body);
     }
 }
