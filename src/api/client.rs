@@ -36,6 +36,8 @@ pub enum ClientError {
     },
     #[error("request to node {node_id} failed: {reason}")]
     Call { node_id: u64, reason: String },
+    #[error("the request is {len} bytes and a node takes at most {max} from a client (api::API_LIMITS); a service document may be at most 1 MiB: split it, or keep large data in an image or a volume")]
+    TooLarge { len: usize, max: usize },
     #[error(transparent)]
     Api(#[from] ApiError),
 }
@@ -206,13 +208,20 @@ impl Client {
     }
 
     pub async fn call(&self, request: ApiRequest) -> Result<ApiResponse, ClientError> {
-        let result: Result<ApiResponse, ApiError> =
-            rpc::call(&self.connection, &request, CALL_TIMEOUT)
-                .await
-                .map_err(|e| ClientError::Call {
-                    node_id: self.node_id,
-                    reason: e.to_string(),
-                })?;
+        let result: Result<ApiResponse, ApiError> = rpc::call_within(
+            &self.connection,
+            &request,
+            super::API_LIMITS.request_bytes_max,
+            CALL_TIMEOUT,
+        )
+        .await
+        .map_err(|e| match e {
+            rpc::RpcError::TooLarge { len, max } => ClientError::TooLarge { len, max },
+            e => ClientError::Call {
+                node_id: self.node_id,
+                reason: e.to_string(),
+            },
+        })?;
         Ok(result?)
     }
 

@@ -17,6 +17,18 @@ use serde::{Deserialize, Serialize};
 
 pub use raft::{KeyValue, KvRequest, KvResponse};
 
+/// What one client connection (ALPN `edgectl/api/1`) may ask of a node: a
+/// request frame of at most 4 MiB (a service document is at most 1 MiB,
+/// [`crate::model::SpecLimits::BYTES_MAX`]; a raw key-value write carries
+/// its value, and etcd stops at 1.5 MiB), as many calls at a time as a
+/// member may make (clients pipeline writes over one connection). Images
+/// come in by path, not through this frame. Forwarded to the leader, a
+/// request travels between members, whose limit is larger.
+pub const API_LIMITS: raft::transport::ServeLimits = raft::transport::ServeLimits {
+    request_bytes_max: 4 * 1024 * 1024,
+    calls_max: raft::transport::ServeLimits::MEMBERS.calls_max,
+};
+
 /// How fresh a read must be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReadConsistency {

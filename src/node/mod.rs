@@ -507,8 +507,9 @@ impl Node {
             }
             (a, Some(_)) if a == ALPN_API => {
                 let node = self.clone();
-                raft::transport::rpc::serve_connection(
+                raft::transport::rpc::serve_connection_within(
                     connection,
+                    crate::api::API_LIMITS,
                     move |request: crate::api::ApiRequest| {
                         let node = node.clone();
                         async move { node.request(request).await }
@@ -521,8 +522,9 @@ impl Node {
             }
             (a, _) if a == ALPN_JOIN => {
                 let node = self.clone();
-                raft::transport::rpc::serve_connection(
+                raft::transport::rpc::serve_connection_within(
                     connection,
+                    peer::JOIN_LIMITS,
                     move |request: peer::JoinRequest| {
                         let node = node.clone();
                         async move { node.handle_join(request).await }

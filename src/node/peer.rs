@@ -40,6 +40,15 @@ pub struct Heartbeat {
     pub usage: crate::orchestrator::records::NodeUsage,
 }
 
+/// What a connection on the join ALPN may ask of a node. Anyone who reaches
+/// the port may open one (a joining node has no certificate yet), and a
+/// real join request is a name, an address, a token and a CSR of under 2
+/// KiB: 64 KiB, two calls at a time, is ample for it and holds little.
+pub const JOIN_LIMITS: raft::transport::ServeLimits = raft::transport::ServeLimits {
+    request_bytes_max: 64 * 1024,
+    calls_max: 2,
+};
+
 /// Sent by a joining node on ALPN `edgectl/join/1` (no client certificate yet).
 #[derive(Clone, Serialize, Deserialize)]
 pub struct JoinRequest {

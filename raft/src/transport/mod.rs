@@ -38,5 +38,5 @@ pub use no_network::NoNetwork;
 pub use pki::{CertifiedKey, ClusterCa, PeerIdentity, PkiError};
 pub use pool::{ConnectionPool, DialError};
 pub use raft_network::{serve_raft_connection, QuicRaftNetworkFactory};
-pub use rpc::{RpcError, MAX_FRAME_BYTES};
+pub use rpc::{RpcError, ServeLimits, MAX_FRAME_BYTES};
 pub use tls::{TlsError, TlsIdentity, ALPN_API, ALPN_BLOB, ALPN_JOIN, ALPN_PEER, ALPN_RAFT};

@@ -29,7 +29,27 @@ pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
 pub const MAX_CONCURRENT_CALLS_PER_CONNECTION: usize =
     super::tls::MAX_CONCURRENT_BIDI_STREAMS as usize;
 
-/// Stream error code: the request frame was larger than [`MAX_FRAME_BYTES`].
+/// What one connection may ask of a server: the largest request frame and
+/// the calls served at once. Peers that prove a cluster identity get
+/// [`ServeLimits::MEMBERS`]; a protocol open to strangers (joining) or to
+/// clients passes smaller ones, so that what an unauthenticated host can
+/// make a node hold is sized by what that protocol really carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServeLimits {
+    pub request_bytes_max: usize,
+    pub calls_max: usize,
+}
+
+impl ServeLimits {
+    /// Members of the cluster: Raft batches and snapshot chunks.
+    pub const MEMBERS: ServeLimits = ServeLimits {
+        request_bytes_max: MAX_FRAME_BYTES,
+        calls_max: MAX_CONCURRENT_CALLS_PER_CONNECTION,
+    };
+}
+
+/// Stream error code: the request frame was larger than the server's
+/// [`ServeLimits::request_bytes_max`].
 pub const STREAM_CODE_TOO_LARGE: u32 = 0x20;
 /// Stream error code: the request frame could not be read or decoded.
 pub const STREAM_CODE_BAD_FRAME: u32 = 0x21;
@@ -45,7 +65,7 @@ pub enum RpcError {
     ConnectionLost { source: quinn::ConnectionError },
     #[error("peer ended the stream mid-call ({detail})")]
     StreamClosed { detail: String },
-    #[error("peer refused the call with stream code {code}")]
+    #[error("{}", describe_refusal(*.code))]
     Refused { code: u64 },
     #[error("bad frame: {reason}")]
     BadFrame { reason: String },
@@ -83,6 +103,18 @@ fn describe_lost_connection(error: &quinn::ConnectionError) -> String {
         }
     }
     format!("connection lost mid-call: {error}")
+}
+
+fn describe_refusal(code: u64) -> String {
+    match u32::try_from(code) {
+        Ok(STREAM_CODE_TOO_LARGE) => "the peer refused the request as larger than it accepts \
+             on this protocol (see \"Limits on what a node takes in\" in the README)"
+            .to_string(),
+        Ok(STREAM_CODE_BAD_FRAME) => "the peer could not decode the request (a client or \
+             node of another edgectl version?)"
+            .to_string(),
+        _ => format!("peer refused the call with stream code {code}"),
+    }
 }
 
 /// The TLS alerts a certificate check sends (RFC 8446, section 6).
@@ -157,10 +189,8 @@ pub fn encode<T: Serialize>(message: &T) -> Result<Frame> {
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
     let config = bincode_config().with_limit::<MAX_FRAME_BYTES>();
     let (message, read) =
-        bincode::serde::decode_from_slice(body, config).map_err(|err| {
-            RpcError::BadFrame {
-                reason: err.to_string(),
-            }
+        bincode::serde::decode_from_slice(body, config).map_err(|err| RpcError::BadFrame {
+            reason: err.to_string(),
         })?;
     if read != body.len() {
         return Err(RpcError::BadFrame {
@@ -234,7 +264,26 @@ pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
     request: &Req,
     timeout: Duration,
 ) -> Result<Resp> {
+    call_within(connection, request, MAX_FRAME_BYTES, timeout).await
+}
+
+/// [`call`] to a server that takes requests of at most `request_bytes_max`
+/// (its [`ServeLimits`]): a larger request is refused here, with its size
+/// and the limit, before a byte is sent.
+pub async fn call_within<Req: Serialize, Resp: DeserializeOwned>(
+    connection: &quinn::Connection,
+    request: &Req,
+    request_bytes_max: usize,
+    timeout: Duration,
+) -> Result<Resp> {
     let frame = encode(request)?;
+    let len = frame.as_bytes().len() - LEN_BYTES;
+    if len > request_bytes_max {
+        return Err(RpcError::TooLarge {
+            len,
+            max: request_bytes_max,
+        });
+    }
     match tokio::time::timeout(timeout, call_frame(connection, &frame)).await {
         Ok(result) => decode(&result?),
         Err(_) => Err(RpcError::Timeout { timeout }),
@@ -250,10 +299,8 @@ async fn call_frame(connection: &quinn::Connection, frame: &Frame) -> Result<Vec
     read_frame(&mut recv, MAX_FRAME_BYTES).await
 }
 
-/// Serves calls on `connection` until it closes: every incoming stream gets
-/// its own task, which reads one request, runs `handler` and writes its
-/// response. A request that is too large or does not decode has its stream
-/// reset with [`STREAM_CODE_TOO_LARGE`] or [`STREAM_CODE_BAD_FRAME`].
+/// Serves calls on `connection` until it closes, within
+/// [`ServeLimits::MEMBERS`]: see [`serve_connection_within`].
 pub async fn serve_connection<Req, Resp, Handler, Fut>(
     connection: quinn::Connection,
     handler: Handler,
@@ -263,7 +310,26 @@ pub async fn serve_connection<Req, Resp, Handler, Fut>(
     Handler: Fn(Req) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Resp> + Send + 'static,
 {
-    let calls = Arc::new(Semaphore::new(MAX_CONCURRENT_CALLS_PER_CONNECTION));
+    serve_connection_within(connection, ServeLimits::MEMBERS, handler).await
+}
+
+/// Serves calls on `connection` until it closes: every incoming stream gets
+/// its own task, which reads one request, runs `handler` and writes its
+/// response; at most `limits.calls_max` at once (the others wait in QUIC's
+/// flow control). A request over `limits.request_bytes_max` or one that
+/// does not decode has its stream reset with [`STREAM_CODE_TOO_LARGE`] or
+/// [`STREAM_CODE_BAD_FRAME`].
+pub async fn serve_connection_within<Req, Resp, Handler, Fut>(
+    connection: quinn::Connection,
+    limits: ServeLimits,
+    handler: Handler,
+) where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+    Handler: Fn(Req) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Resp> + Send + 'static,
+{
+    let calls = Arc::new(Semaphore::new(limits.calls_max));
     loop {
         let (send, recv) = match connection.accept_bi().await {
             Ok(streams) => streams,
@@ -277,7 +343,7 @@ pub async fn serve_connection<Req, Resp, Handler, Fut>(
         };
         let handler = handler.clone();
         tokio::spawn(async move {
-            serve_stream(send, recv, handler).await;
+            serve_stream(send, recv, limits.request_bytes_max, handler).await;
             drop(permit);
         });
     }
@@ -286,6 +352,7 @@ pub async fn serve_connection<Req, Resp, Handler, Fut>(
 async fn serve_stream<Req, Resp, Handler, Fut>(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
+    request_bytes_max: usize,
     handler: Handler,
 ) where
     Req: DeserializeOwned,
@@ -293,7 +360,7 @@ async fn serve_stream<Req, Resp, Handler, Fut>(
     Handler: Fn(Req) -> Fut,
     Fut: Future<Output = Resp>,
 {
-    let request = match read_frame(&mut recv, MAX_FRAME_BYTES)
+    let request = match read_frame(&mut recv, request_bytes_max)
         .await
         .and_then(|body| decode::<Req>(&body))
     {

@@ -507,6 +507,95 @@ async fn oversized_and_garbled_frames_are_refused() {
 }
 
 #[tokio::test]
+async fn a_server_s_own_limits_bound_request_size_and_calls_at_once() {
+    let ca = ClusterCa::generate("lab").unwrap();
+    let node1 = bind_node(&ca, 1);
+    let node2 = bind_node(&ca, 2);
+    let limits = rpc::ServeLimits {
+        request_bytes_max: 64,
+        calls_max: 1,
+    };
+    let arrived = Arc::new(Notify::new());
+    let release = Arc::new(Notify::new());
+    {
+        let (endpoint, arrived, release) = (node2.clone(), arrived.clone(), release.clone());
+        tokio::spawn(async move {
+            while let Some(accepted) = endpoint.accept().await {
+                let (arrived, release) = (arrived.clone(), release.clone());
+                tokio::spawn(rpc::serve_connection_within(
+                    accepted.connection,
+                    limits,
+                    move |request: String| {
+                        let (arrived, release) = (arrived.clone(), release.clone());
+                        async move {
+                            arrived.notify_one();
+                            if request == "park" {
+                                release.notified().await;
+                            }
+                            request
+                        }
+                    },
+                ));
+            }
+        });
+    }
+    let connection = node1
+        .connect(
+            node2.local_addr().unwrap(),
+            PeerIdentityExpectation::Node(2),
+            ALPN_RAFT,
+        )
+        .await
+        .unwrap();
+
+    // Over this server's limit, though far under MAX_FRAME_BYTES: refused
+    // by the server, with a message that says so.
+    let long = "x".repeat(100);
+    let refused = rpc::call::<String, String>(&connection, &long, CALL_TIMEOUT).await;
+    match &refused {
+        Err(RpcError::Refused { code }) => assert_eq!(*code, u64::from(STREAM_CODE_TOO_LARGE)),
+        other => panic!("expected the stream to be refused, got {other:?}"),
+    }
+    assert!(
+        refused
+            .unwrap_err()
+            .to_string()
+            .contains("larger than it accepts"),
+        "the refusal says why"
+    );
+    // A caller that knows the limit refuses before sending.
+    match rpc::call_within::<String, String>(&connection, &long, 64, CALL_TIMEOUT).await {
+        Err(RpcError::TooLarge { max: 64, len }) => assert!(len > 100),
+        other => panic!("expected a local refusal, got {other:?}"),
+    }
+
+    // One call at a time: a second waits while the first is parked, and
+    // is answered once it ends.
+    let parked = {
+        let connection = connection.clone();
+        tokio::spawn(async move {
+            rpc::call::<String, String>(&connection, &"park".to_string(), CALL_TIMEOUT).await
+        })
+    };
+    arrived.notified().await;
+    let second = {
+        let connection = connection.clone();
+        tokio::spawn(async move {
+            rpc::call::<String, String>(&connection, &"second".to_string(), CALL_TIMEOUT).await
+        })
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), arrived.notified())
+            .await
+            .is_err(),
+        "the second call reached the handler while the first held the only slot"
+    );
+    release.notify_one();
+    assert_eq!(parked.await.unwrap().unwrap(), "park");
+    assert_eq!(second.await.unwrap().unwrap(), "second");
+}
+
+#[tokio::test]
 async fn concurrent_calls_on_one_connection_do_not_queue() {
     let ca = ClusterCa::generate("lab").unwrap();
     let node1 = bind_node(&ca, 1);
