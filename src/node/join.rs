@@ -151,11 +151,14 @@ impl Node {
                 self.id()
             )));
         }
-        // Checked before an id is taken: the certificate will carry the name.
+        // Checked before an id is taken (a refused join must not use one up):
+        // the certificate will carry the name, the address and the key.
         pki::check_name(&request.name).map_err(|e| ApiError::Invalid(e.to_string()))?;
         let _: SocketAddr = request.advertise.parse().map_err(|e| {
             ApiError::Invalid(format!("advertise address {:?}: {e}", request.advertise))
         })?;
+        pki::check_csr(&request.csr_pem)
+            .map_err(|e| ApiError::Invalid(format!("certificate signing request: {e}")))?;
         self.read_barrier(ReadConsistency::Linearizable).await?;
 
         let kv = &self.inner.kv;

@@ -342,6 +342,14 @@ fn uri_san(uri: String) -> Result<SanType> {
     Ok(SanType::URI(value))
 }
 
+/// Whether `csr_pem` is a certificate signing request [`ClusterCa::sign_node_csr`]
+/// can sign: checked by a leader before it spends a node id on a join.
+pub fn check_csr(csr_pem: &str) -> Result<()> {
+    CertificateSigningRequestParams::from_pem(csr_pem)
+        .map(drop)
+        .map_err(|source| PkiError::ParseCsr { source })
+}
+
 /// Names become DNS labels in certificates, so they follow DNS label rules.
 pub fn check_name(name: &str) -> Result<()> {
     let invalid = |reason| {

@@ -171,3 +171,19 @@ fn conflicting_sans_are_refused() {
         Err(PkiError::ConflictingIdentities { .. })
     ));
 }
+
+#[test]
+fn a_csr_is_checked_without_signing_it() {
+    let (_key_pem, csr_pem) = generate_node_key_and_csr("edge-c").unwrap();
+    check_csr(&csr_pem).unwrap();
+    let truncated = format!(
+        "{}\n-----END CERTIFICATE REQUEST-----\n",
+        &csr_pem[..csr_pem.len() / 2]
+    );
+    for garbage in ["", "not a pem", &truncated] {
+        assert!(
+            matches!(check_csr(garbage), Err(PkiError::ParseCsr { .. })),
+            "{garbage:?} was taken for a CSR"
+        );
+    }
+}
