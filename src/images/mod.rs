@@ -315,6 +315,11 @@ pub async fn ensure_local(host: &ImageHost, reference: &str) -> Result<Digest, I
             holders: image.holders.clone(),
         });
     }
+    let sizes: Vec<(&Digest, u64)> = image.blobs.iter().map(|b| (&b.digest, b.size)).collect();
+    runtime
+        .images()
+        .limits()
+        .check_fetch(&image.display_name(), &sizes)?;
     // Nodes start at different holders, so that many fetching one image
     // spread the load; the holder that served last is asked first next.
     let mut holders = holders;

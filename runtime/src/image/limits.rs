@@ -182,6 +182,24 @@ impl Limit {
 }
 
 impl ImportLimits {
+    /// Refuses, before a byte is fetched, an image this store would refuse
+    /// once it held it: `blobs` are its manifest, config and layers in that
+    /// order with the sizes the cluster recorded, as `ImageStore::blobs_of`
+    /// lists them. Another node imported it under its own limits, which may
+    /// be larger than this node's.
+    pub fn check_fetch(&self, image: &str, blobs: &[(impl std::fmt::Display, u64)]) -> Result<()> {
+        let mut total = 0u64;
+        for (index, (digest, size)) in blobs.iter().enumerate() {
+            if index >= 2 {
+                self.check(Limit::LayerBytes, *size, || {
+                    format!("image {image} layer {digest}")
+                })?;
+            }
+            total = total.saturating_add(*size);
+        }
+        self.check(Limit::ImageBytes, total, || format!("image {image}"))
+    }
+
     /// The refusal of `what` for going over `limit`.
     pub(crate) fn exceeded(&self, limit: Limit, what: impl Into<String>) -> Error {
         Error::ImportLimit {

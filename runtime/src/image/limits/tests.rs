@@ -117,3 +117,54 @@ fn the_disk_budget_refuses_what_would_eat_the_reserve() {
     assert!(matches!(err, Error::DiskReserve { .. }), "{err}");
     assert!(err.to_string().contains("reserve"), "{err}");
 }
+
+#[test]
+fn a_fetch_is_refused_from_the_recorded_sizes_before_any_byte() {
+    let limits = ImportLimits {
+        layer_bytes_max: 1_000,
+        image_bytes_max: 2_500,
+        ..ImportLimits::default()
+    };
+    // The manifest and config are not layers: their size counts only
+    // towards the image.
+    limits
+        .check_fetch("web", &[("m", 900), ("c", 900), ("l1", 500)])
+        .unwrap();
+    let big_layer = limits
+        .check_fetch("web", &[("m", 10), ("c", 10), ("l1", 1_001)])
+        .unwrap_err();
+    assert!(
+        matches!(
+            big_layer,
+            Error::ImportLimit {
+                limit: Limit::LayerBytes,
+                max: 1_000,
+                ..
+            }
+        ),
+        "{big_layer}"
+    );
+    assert!(big_layer.to_string().contains("l1"), "{big_layer}");
+    let big_image = limits
+        .check_fetch(
+            "web",
+            &[
+                ("m", 10),
+                ("c", 10),
+                ("l1", 1_000),
+                ("l2", 1_000),
+                ("l3", 900),
+            ],
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            big_image,
+            Error::ImportLimit {
+                limit: Limit::ImageBytes,
+                ..
+            }
+        ),
+        "{big_image}"
+    );
+}
