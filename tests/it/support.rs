@@ -1,9 +1,6 @@
 //! Test support: a multi-node cluster of network namespaces, driven through
 //! `scripts/netns-harness.sh`, for the end-to-end tests of the root package.
 //!
-//! Include it with `#[path = "../support/mod.rs"] mod support;` (or
-//! `#[path = "support/mod.rs"]` from a file directly under `tests/`).
-//!
 //! This is not a library: failures of the harness itself (a namespace that
 //! cannot be created, a process that cannot be started) panic with the
 //! script's own error, which is how a test should fail on them. Everything a
@@ -12,9 +9,6 @@
 //!
 //! The tests that use it need root. They panic with a clear message when not
 //! run as root rather than skipping silently.
-
-// Each test binary that includes this module uses only part of it.
-#![allow(dead_code)]
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -153,12 +147,6 @@ impl NetnsCluster {
     pub fn addr(&self, i: usize) -> Ipv4Addr {
         self.check_node(i);
         self.addrs[i - 1]
-    }
-
-    /// Name of node `i`'s network namespace (for `ip netns exec`).
-    pub fn node_ns(&self, i: usize) -> String {
-        self.check_node(i);
-        format!("{}-n{i}", self.prefix)
     }
 
     /// The harness's state directory of this cluster (logs, pid files).
@@ -483,7 +471,7 @@ pub fn wait_until<O: Observation>(
 }
 
 /// The test images (busybox.tar, httpd.tar), built once per target dir by
-/// scripts/build-images.sh and shared by every test binary.
+/// scripts/build-images.sh and shared by every test.
 pub fn test_images_dir(target_tmpdir: &str) -> PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
@@ -500,7 +488,7 @@ pub fn test_images_dir(target_tmpdir: &str) -> PathBuf {
             .status()
             .expect("run scripts/build-images.sh");
         assert!(status.success(), "scripts/build-images.sh failed");
-        // Another test binary may have finished first: either copy will do.
+        // Another test process may have finished first: either copy will do.
         if std::fs::rename(&staging, &out).is_err() {
             let _ = std::fs::remove_dir_all(&staging);
         }

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::{EdgeCluster, CONVERGE};
 use crate::support::wait_until;
-use crate::{EdgeCluster, CONVERGE};
 
 /// How long the leader stays cut off (the figure).
 const PARTITION: Duration = Duration::from_secs(60);

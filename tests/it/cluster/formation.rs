@@ -2,7 +2,7 @@
 
 use edgectl::api::RaftRole;
 
-use crate::EdgeCluster;
+use super::EdgeCluster;
 
 #[test]
 fn one_node_cluster_serves_linearizable_writes_and_reads() {
@@ -59,7 +59,7 @@ fn three_nodes_form_three_voters_and_any_node_accepts_writes() {
     }
     // Stale reads come from the local replica and catch up within moments.
     for i in 1..=3 {
-        crate::support::wait_until(crate::CONVERGE, "replica has the writes", || {
+        crate::support::wait_until(super::CONVERGE, "replica has the writes", || {
             cluster.get(i, "/kv/from-3", true) == Some("v3".into())
         })
         .unwrap();
@@ -84,7 +84,7 @@ fn five_nodes_with_target_three_make_three_voters_and_two_learners() {
         String::from_utf8_lossy(&out.stderr)
     );
     for i in 1..=5 {
-        crate::support::wait_until(crate::CONVERGE, "learner replica has the write", || {
+        crate::support::wait_until(super::CONVERGE, "learner replica has the write", || {
             cluster.get(i, "/kv/x", true) == Some("1".into())
         })
         .unwrap();

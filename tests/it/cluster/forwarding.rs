@@ -4,8 +4,8 @@
 
 use std::process::Output;
 
+use super::{EdgeCluster, CONVERGE};
 use crate::support::wait_until;
-use crate::{EdgeCluster, CONVERGE};
 
 /// Writes sent while the leader is frozen.
 const WRITES: usize = 5;

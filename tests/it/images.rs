@@ -3,19 +3,12 @@
 //! image imported on node A and fetched blob by blob by node B from A over
 //! the blob ALPN. Needs root (each node opens a container runtime).
 
-#[path = "support/mod.rs"]
-mod support;
-
-/// Containers are created in this process: allocate as the daemon does
-/// (ARCHITECTURE, fork safety: glibc's malloc can hang a cloned child).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support;
 use edgectl::api::{ApiRequest, ApiResponse};
 use edgectl::images::{self, ClusterImage, ImageError};
 use edgectl::node::{init_data_dir, join_data_dir, Node, NodeConfig};

@@ -2,8 +2,8 @@
 
 use edgectl::api::RaftRole;
 
+use super::{EdgeCluster, CONVERGE};
 use crate::support::wait_until;
-use crate::{EdgeCluster, CONVERGE};
 
 #[test]
 fn autopilot_replaces_a_dead_voter_with_a_healthy_learner() {

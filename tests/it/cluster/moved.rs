@@ -1,8 +1,8 @@
 //! A device that comes back with another address: its identity is its
 //! certificate, so it rejoins with no token and the membership follows.
 
+use super::{EdgeCluster, CONVERGE, PORT};
 use crate::support::wait_until;
-use crate::{EdgeCluster, CONVERGE, PORT};
 
 #[test]
 fn a_node_restarted_on_a_new_address_is_followed_by_the_membership() {

@@ -6,8 +6,8 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use super::{EdgeCluster, CONVERGE};
 use crate::support::{edgectl_bin, harness_script, wait_until};
-use crate::{EdgeCluster, CONVERGE};
 
 /// `edgectl kv put KEY VALUE` through node `i`, as a command that needs no
 /// borrow of the cluster (the test restarts nodes while writers run).

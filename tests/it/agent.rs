@@ -9,20 +9,13 @@
 //! `init` writes under $HOME), so the test needs no $HOME isolation; it does
 //! not set environment variables either (see ARCHITECTURE, fork safety).
 
-#[path = "support/mod.rs"]
-mod support;
-
-/// Containers are created in this process: allocate as the daemon does
-/// (ARCHITECTURE, fork safety: glibc's malloc can hang a cloned child).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support;
 use edgectl::agent::{LABEL_SERVICE, LABEL_TASK};
 use edgectl::api::{ApiRequest, ApiResponse};
 use edgectl::model::parse_service;

@@ -1,7 +1,7 @@
 //! A minority cut off cannot commit; the majority can; after healing all converge.
 
+use super::{EdgeCluster, CONVERGE};
 use crate::support::wait_until;
-use crate::{EdgeCluster, CONVERGE};
 
 #[test]
 fn partitioned_minority_cannot_commit_and_everyone_converges_after_healing() {

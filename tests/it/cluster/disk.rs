@@ -7,8 +7,8 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::{EdgeCluster, CONVERGE};
 use crate::support::{wait_until, ProcessStatus};
-use crate::{EdgeCluster, CONVERGE};
 
 /// A tmpfs of `mib` MiB at `dir`, unmounted (lazily, so even with the node
 /// still in it) when dropped. Drop it before the cluster that owns `dir`.

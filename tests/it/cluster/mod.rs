@@ -2,9 +2,6 @@
 //! network namespace of its own (scripts/netns-harness.sh), real RocksDB,
 //! real QUIC with mutual TLS. Needs root.
 
-#[path = "../support/mod.rs"]
-mod support;
-
 mod bad_input;
 mod certs;
 mod disk;
@@ -23,9 +20,9 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
+use crate::support::{edgectl_bin, wait_until, NetnsCluster};
 use edgectl::api::{ClusterStatus, NodeStatus, RaftRole};
 use serde::de::DeserializeOwned;
-use support::{edgectl_bin, wait_until, NetnsCluster};
 
 /// Generous: the machine has two cores shared by every test.
 pub const CONVERGE: Duration = Duration::from_secs(30);

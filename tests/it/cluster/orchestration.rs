@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use edgectl::api::{NodeView, ServiceSummary, TaskView};
 use edgectl::orchestrator::records::{DesiredState, TaskState};
 
+use super::{EdgeCluster, CONVERGE};
 use crate::support::{test_images_dir, wait_until};
-use crate::{EdgeCluster, CONVERGE};
 
 /// Every node offers this much, so that placements are decided by capacity.
 const NODE_RESOURCES: [&str; 4] = ["--cpu", "1", "--memory", "512Mi"];

@@ -1,7 +1,7 @@
 //! Every node restarts: identities, membership and data are intact.
 
+use super::{EdgeCluster, CONVERGE};
 use crate::support::wait_until;
-use crate::{EdgeCluster, CONVERGE};
 
 #[test]
 fn restarting_every_node_keeps_the_state() {

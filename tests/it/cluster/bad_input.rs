@@ -2,8 +2,8 @@
 
 use std::fs;
 
+use super::{EdgeCluster, CONVERGE, PORT};
 use crate::support::{wait_until, ProcessStatus};
-use crate::{EdgeCluster, CONVERGE, PORT};
 
 /// Starts a join of node `i` with `token` and waits for it to fail; returns its log.
 fn failed_join(cluster: &mut EdgeCluster, i: usize, token: &str) -> String {

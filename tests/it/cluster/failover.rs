@@ -1,7 +1,7 @@
 //! The leader dies: a new one takes over, writes go on, nothing acknowledged is lost.
 
+use super::{EdgeCluster, CONVERGE};
 use crate::support::wait_until;
-use crate::{EdgeCluster, CONVERGE};
 
 #[test]
 fn leader_killed_new_leader_elected_and_no_acknowledged_write_lost() {

@@ -1,15 +1,12 @@
 //! Tests of the multi-node harness itself (scripts/netns-harness.sh through
-//! tests/support): real namespaces, a real bridge, real TCP between nodes.
+//! tests/it/support.rs): real namespaces, a real bridge, real TCP between nodes.
 //! Root only: they panic when not run as root.
-
-#[path = "support/mod.rs"]
-mod support;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{wait_until, NetnsCluster, ProcessStatus};
+use crate::support::{self, wait_until, NetnsCluster, ProcessStatus};
 
 /// Port of the echo servers the tests start (inside the node namespaces).
 const ECHO_PORT: &str = "7000";

@@ -6,8 +6,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use super::{EdgeCluster, CONVERGE};
 use crate::support::wait_until;
-use crate::{EdgeCluster, CONVERGE};
 
 const VALIDITY: &str = "20s";
 const PAST_VALIDITY: Duration = Duration::from_secs(24);
