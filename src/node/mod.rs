@@ -200,97 +200,48 @@ impl Node {
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
         let data_dir = config.data_dir.clone();
         disk::ensure_room_to_start(data_dir.root()).map_err(NodeError::DiskFull)?;
-        let mut identity = data_dir.read_identity()?;
-        let mut identity_changed = false;
-        if let Some(advertise) = &config.advertise_override {
-            if *advertise != identity.advertise {
-                info!(old = %identity.advertise, new = %advertise, "advertise address changed");
-                identity.advertise = advertise.clone();
-                identity_changed = true;
-            }
-        }
-        if let Some(listen) = &config.listen_override {
-            if *listen != identity.listen {
-                identity.listen = listen.clone();
-                identity_changed = true;
-            }
-        }
-
+        let (identity, identity_changed) = identity_with_overrides(&data_dir, &config)?;
         let tls = load_tls(&data_dir)?;
-        let store =
-            raft::store::open(&data_dir.raft_dir(), StoreOptions::default()).map_err(|source| {
-                NodeError::Store {
-                    path: data_dir.raft_dir(),
-                    source,
-                }
-            })?;
         let raft::store::Store {
             log: log_store,
             state_machine,
             reader: kv,
             closed: _,
-        } = store;
-        // A device back from a drawer may hold an expired certificate, which
-        // its peers would refuse: renew it from the local replica first.
-        let tls = match certs::renew_if_due(
-            &data_dir,
-            &identity,
-            &kv,
-            tls.clone(),
-            config.cert_validity,
-        ) {
-            Ok(tls) => tls,
-            Err(error) => {
-                warn!(%error, "cannot renew the node certificate at start; using the current one");
-                tls
-            }
-        };
-        if let Err(error) =
-            certs::renew_admin_if_due(&data_dir, &kv, &tls.ca_cert_pem, config.cert_validity)
-        {
-            warn!(%error, "cannot renew the admin certificate at start");
-        }
-
-        let listen: SocketAddr =
-            identity
-                .listen
-                .parse()
-                .map_err(|e: std::net::AddrParseError| NodeError::Address {
-                    addr: identity.listen.clone(),
-                    reason: e.to_string(),
-                })?;
-        let endpoint = Endpoint::bind(listen, tls).map_err(|e| NodeError::Listen {
-            addr: identity.listen.clone(),
-            reason: e.to_string(),
-        })?;
+        } = open_store(&data_dir)?;
+        let tls = renew_certificates_at_start(&data_dir, &identity, &kv, tls, config.cert_validity);
+        let endpoint = bind_endpoint(&identity, tls)?;
         // Only once the new address is bound: a typo must not replace a
         // working address in node.json.
         if identity_changed {
             data_dir.write_identity(&identity)?;
         }
+        let raft = start_raft(&identity, &config.raft, &endpoint, log_store, state_machine).await?;
+        let runtime = open_runtime(&config, &identity).await?;
+        let (node, proposals_rx) = Node::assemble(identity, config, raft, kv, endpoint, runtime);
+        node.spawn_background_tasks(proposals_rx);
+        if node.inner.identity.bootstrap_pending {
+            bootstrap::finish(&node).await?;
+        }
+        info!(
+            node_id = node.inner.identity.node_id,
+            name = %node.inner.identity.name,
+            listen = %node.inner.identity.listen,
+            cluster = %node.inner.identity.cluster_id,
+            "node started"
+        );
+        Ok(node)
+    }
 
-        let raft_config = openraft_config(&identity.cluster_id, &config.raft)?;
-        let network =
-            raft::transport::QuicRaftNetworkFactory::new(identity.node_id, endpoint.clone());
-        let raft = typ::Raft::new(
-            identity.node_id,
-            raft_config,
-            network,
-            log_store,
-            state_machine,
-        )
-        .await
-        .map_err(|e| NodeError::Raft(e.to_string()))?;
-
-        let runtime = if config.agent.enabled {
-            let import_limits = runtime::ImportLimits {
-                disk_reserve_bytes: config.disk_reserve,
-                ..config.import_limits.clone()
-            };
-            Some(open_runtime(&data_dir, &identity, import_limits).await?)
-        } else {
-            None
-        };
+    /// The node's shared state around what `start` opened. The receiver is
+    /// the proposer's end of `proposals`, for `spawn_background_tasks`.
+    fn assemble(
+        identity: NodeIdentity,
+        config: NodeConfig,
+        raft: typ::Raft,
+        kv: KvReader,
+        endpoint: Endpoint,
+        runtime: Option<Arc<runtime::Runtime>>,
+    ) -> (Node, tokio::sync::mpsc::Receiver<proposer::Proposal>) {
         let peers = PeerPool::new(endpoint.clone());
         let members = crate::api::MemberDialer::new(endpoint.clone(), raft.metrics());
         let reads = raft::read_index::ReadIndex::new(identity.node_id, raft.clone());
@@ -315,26 +266,23 @@ impl Node {
                 shutdown,
             }),
         };
-        tokio::spawn(node.clone().proposer_loop(proposals_rx));
-        tokio::spawn(node.clone().cert_renewal_loop());
-        tokio::spawn(node.clone().accept_loop());
-        tokio::spawn(node.clone().heartbeat_loop());
-        tokio::spawn(node.clone().leader_loop());
-        tokio::spawn(node.clone().controller_loop());
-        if let Some(handles) = node.agent_handles() {
-            tokio::spawn(crate::agent::run(handles, node.inner.config.agent.clone()));
+        (node, proposals_rx)
+    }
+
+    /// The loops that run for the node's life; each ends on `shutdown`.
+    fn spawn_background_tasks(
+        &self,
+        proposals_rx: tokio::sync::mpsc::Receiver<proposer::Proposal>,
+    ) {
+        tokio::spawn(self.clone().proposer_loop(proposals_rx));
+        tokio::spawn(self.clone().cert_renewal_loop());
+        tokio::spawn(self.clone().accept_loop());
+        tokio::spawn(self.clone().heartbeat_loop());
+        tokio::spawn(self.clone().leader_loop());
+        tokio::spawn(self.clone().controller_loop());
+        if let Some(handles) = self.agent_handles() {
+            tokio::spawn(crate::agent::run(handles, self.inner.config.agent.clone()));
         }
-        if node.inner.identity.bootstrap_pending {
-            bootstrap::finish(&node).await?;
-        }
-        info!(
-            node_id = node.inner.identity.node_id,
-            name = %node.inner.identity.name,
-            listen = %node.inner.identity.listen,
-            cluster = %node.inner.identity.cluster_id,
-            "node started"
-        );
-        Ok(node)
     }
 
     pub fn id(&self) -> NodeId {
@@ -725,6 +673,99 @@ impl crate::api::SystemWriter for Node {
     }
 }
 
+/// The stored identity with the command line's `--advertise`/`--listen`
+/// applied, and whether they changed it (node.json is rewritten only once
+/// the new address is bound).
+fn identity_with_overrides(
+    data_dir: &DataDir,
+    config: &NodeConfig,
+) -> Result<(NodeIdentity, bool), NodeError> {
+    let mut identity = data_dir.read_identity()?;
+    let mut changed = false;
+    if let Some(advertise) = &config.advertise_override {
+        if *advertise != identity.advertise {
+            info!(old = %identity.advertise, new = %advertise, "advertise address changed");
+            identity.advertise = advertise.clone();
+            changed = true;
+        }
+    }
+    if let Some(listen) = &config.listen_override {
+        if *listen != identity.listen {
+            identity.listen = listen.clone();
+            changed = true;
+        }
+    }
+    Ok((identity, changed))
+}
+
+fn open_store(data_dir: &DataDir) -> Result<raft::store::Store, NodeError> {
+    raft::store::open(&data_dir.raft_dir(), StoreOptions::default()).map_err(|source| {
+        NodeError::Store {
+            path: data_dir.raft_dir(),
+            source,
+        }
+    })
+}
+
+/// A device back from a drawer may hold an expired certificate, which its
+/// peers would refuse: renew it from the local replica before the endpoint
+/// presents it. A failed renewal is not fatal: the current one may still do.
+fn renew_certificates_at_start(
+    data_dir: &DataDir,
+    identity: &NodeIdentity,
+    kv: &KvReader,
+    tls: TlsIdentity,
+    validity: Duration,
+) -> TlsIdentity {
+    let tls = match certs::renew_if_due(data_dir, identity, kv, tls.clone(), validity) {
+        Ok(tls) => tls,
+        Err(error) => {
+            warn!(%error, "cannot renew the node certificate at start; using the current one");
+            tls
+        }
+    };
+    if let Err(error) = certs::renew_admin_if_due(data_dir, kv, &tls.ca_cert_pem, validity) {
+        warn!(%error, "cannot renew the admin certificate at start");
+    }
+    tls
+}
+
+/// The QUIC endpoint every ALPN of this node is served on.
+fn bind_endpoint(identity: &NodeIdentity, tls: TlsIdentity) -> Result<Endpoint, NodeError> {
+    let listen: SocketAddr = identity
+        .listen
+        .parse()
+        .map_err(|e: std::net::AddrParseError| NodeError::Address {
+            addr: identity.listen.clone(),
+            reason: e.to_string(),
+        })?;
+    Endpoint::bind(listen, tls).map_err(|e| NodeError::Listen {
+        addr: identity.listen.clone(),
+        reason: e.to_string(),
+    })
+}
+
+/// Raft over the store, speaking to its peers through `endpoint`.
+async fn start_raft(
+    identity: &NodeIdentity,
+    tuning: &RaftTuning,
+    endpoint: &Endpoint,
+    log_store: raft::store::LogStore,
+    state_machine: raft::store::StateMachineStore,
+) -> Result<typ::Raft, NodeError> {
+    let raft_config = openraft_config(&identity.cluster_id, tuning)?;
+    let network = raft::transport::QuicRaftNetworkFactory::new(identity.node_id, endpoint.clone());
+    typ::Raft::new(
+        identity.node_id,
+        raft_config,
+        network,
+        log_store,
+        state_machine,
+    )
+    .await
+    .map_err(|e| NodeError::Raft(e.to_string()))
+}
+
 use raft::openraft;
 
 /// Time allowed to send one snapshot chunk to a follower.
@@ -756,14 +797,21 @@ fn openraft_config(
         .map_err(|e| NodeError::Raft(format!("invalid raft configuration: {e}")))
 }
 
-/// Opens this node's container runtime. Each node gets a cgroup parent of
-/// its own (`edgectl-<cluster>-n<id>`), so several nodes, even of several
-/// clusters, can share one machine (tests, the demo).
+/// Opens this node's container runtime, None without an agent. Each node
+/// gets a cgroup parent of its own (`edgectl-<cluster>-n<id>`), so several
+/// nodes, even of several clusters, can share one machine (tests, the demo).
 async fn open_runtime(
-    data_dir: &DataDir,
+    config: &NodeConfig,
     identity: &NodeIdentity,
-    import_limits: runtime::ImportLimits,
-) -> Result<Arc<runtime::Runtime>, NodeError> {
+) -> Result<Option<Arc<runtime::Runtime>>, NodeError> {
+    if !config.agent.enabled {
+        return Ok(None);
+    }
+    let import_limits = runtime::ImportLimits {
+        disk_reserve_bytes: config.disk_reserve,
+        ..config.import_limits.clone()
+    };
+    let data_dir = &config.data_dir;
     let root = std::path::absolute(data_dir.root())
         .map_err(|e| NodeError::Runtime(format!("data dir {}: {e}", data_dir.root().display())))?;
     let options = runtime::RuntimeOptions {
@@ -774,7 +822,7 @@ async fn open_runtime(
     tokio::task::spawn_blocking(move || runtime::Runtime::open(&root, options))
         .await
         .map_err(|e| NodeError::Runtime(e.to_string()))?
-        .map(Arc::new)
+        .map(|runtime| Some(Arc::new(runtime)))
         .map_err(|e| NodeError::Runtime(format!(
             "{e}; run as root on a host with cgroups, or start a control-plane-only node with --no-agent"
         )))
