@@ -9,11 +9,11 @@
 //! --writers 2` kills the leader of five voters 50 times while two writers
 //! keep writing, and prints the distribution (p50, p90, worst).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use benches::loopback::Cluster;
 use clap::Parser;
 use edgectl::api::client::{AdminConfig, Client};
 use edgectl::api::{ApiRequest, ApiResponse};
@@ -55,98 +55,11 @@ impl Args {
     }
 }
 
-/// Joins tried per node before the bench gives up.
-const JOIN_ATTEMPTS: usize = 5;
 /// A write that has not committed within this long counts as a failed round.
 const FAILOVER_GIVE_UP: Duration = Duration::from_secs(20);
 const TARGET_FAILOVER: Duration = Duration::from_secs(1);
 const TARGET_RSS_MIB: f64 = 30.0;
 const TARGET_BINARY_MB: f64 = 25.0;
-
-struct Cluster {
-    edgectl: PathBuf,
-    dir: tempfile::TempDir,
-    port: u16,
-    children: Vec<Option<Child>>,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for child in self.children.iter_mut().flatten() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Cluster {
-    fn data_dir(&self, i: usize) -> PathBuf {
-        self.dir.path().join(format!("n{i}"))
-    }
-    fn addr(&self, i: usize) -> String {
-        format!("127.0.0.1:{}", self.port + i as u16)
-    }
-    fn log(&self, i: usize) -> PathBuf {
-        self.dir.path().join(format!("n{i}.log"))
-    }
-
-    fn spawn(&mut self, i: usize, verb: &[String]) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log(i))?;
-        // init writes ~/.config/edgectl when absent: keep it in the bench's dir.
-        let child = Command::new(&self.edgectl)
-            .env("HOME", self.dir.path())
-            .arg("--data-dir")
-            .arg(self.data_dir(i))
-            .args(verb)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start {}", self.edgectl.display()))?;
-        self.children[i] = Some(child);
-        Ok(())
-    }
-
-    fn wait_log_line(&mut self, i: usize, prefix: &str) -> anyhow::Result<String> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            let text = std::fs::read_to_string(self.log(i)).unwrap_or_default();
-            if let Some(line) = text.lines().find_map(|l| l.strip_prefix(prefix)) {
-                return Ok(line.to_string());
-            }
-            if let Some(child) = self.children[i].as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    bail!("node {i} exited ({status}) before printing {prefix:?}; log: {text}");
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        bail!(
-            "node {i} never printed {prefix:?}; log: {}",
-            std::fs::read_to_string(self.log(i)).unwrap_or_default()
-        )
-    }
-
-    fn pid(&self, i: usize) -> Option<u32> {
-        self.children[i].as_ref().map(|c| c.id())
-    }
-
-    fn kill(&mut self, i: usize) {
-        if let Some(mut child) = self.children[i].take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn admin(&self, i: usize) -> anyhow::Result<AdminConfig> {
-        Ok(AdminConfig::from_node_data_dir(
-            &edgectl::paths::DataDir::new(self.data_dir(i)),
-        )?)
-    }
-}
 
 async fn leader_of(cluster: &Cluster, via: usize) -> anyhow::Result<u64> {
     let client = Client::connect(&cluster.admin(via)?).await?;
@@ -194,57 +107,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let binary_mb = std::fs::metadata(&args.edgectl)?.len() as f64 / 1e6;
 
-    let mut cluster = Cluster {
-        edgectl: args.edgectl.clone(),
-        dir: tempfile::Builder::new()
-            .prefix("edgectl-bench-")
-            .tempdir_in(bench_parent())?,
-        port: args.port,
-        children: (0..args.nodes).map(|_| None).collect(),
-    };
     let nodes = args.nodes;
-    let target_voters = nodes.to_string();
-    let init = vec![
-        "init".into(),
-        "--listen".into(),
-        cluster.addr(0),
-        "--name".into(),
-        "b0".into(),
-        "--target-voters".into(),
-        target_voters.clone(),
-    ];
-    cluster.spawn(0, &init)?;
-    let token = cluster.wait_log_line(0, "join token: ")?;
-    for i in 1..nodes {
-        let join = vec![
-            "join".into(),
-            cluster.addr(0),
-            "--token".into(),
-            token.clone(),
-            "--listen".into(),
-            cluster.addr(i),
-            "--name".into(),
-            format!("b{i}"),
-            "--target-voters".into(),
-            target_voters.clone(),
-        ];
-        // A join refused while the cluster elects (a loaded machine) is
-        // tried again, as an operator would.
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            cluster.spawn(i, &join)?;
-            match cluster.wait_log_line(i, "joined cluster") {
-                Ok(_) => break,
-                Err(err) if attempt >= JOIN_ATTEMPTS => return Err(err),
-                Err(err) => {
-                    eprintln!("node {i}: join attempt {attempt} failed, retrying: {err}");
-                    cluster.kill(i);
-                    let _ = std::fs::remove_dir_all(cluster.data_dir(i));
-                }
-            }
-        }
-    }
+    let mut cluster = Cluster::new(&args.edgectl, "edgectl-bench-", args.port, nodes)?;
+    cluster.form("b", &["--target-voters".into(), nodes.to_string()])?;
     // Let autopilot promote both learners and the cluster go idle.
     tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
     let mut rss = Vec::new();
@@ -275,14 +140,14 @@ async fn main() -> anyhow::Result<()> {
     let mut failovers = Vec::new();
     for round in 0..args.rounds {
         let via = (0..nodes)
-            .find(|i| cluster.children[*i].is_some())
+            .find(|i| cluster.is_running(*i))
             .context("no node running")?;
         let leader_id = leader_of(&cluster, via).await?;
         // Node ids are handed out in join order: id 1 is index 0.
         let leader = (leader_id - 1) as usize;
         let survivor = (0..nodes)
             .map(|k| (leader + 1 + round + k) % nodes)
-            .find(|i| *i != leader && cluster.children[*i].is_some())
+            .find(|i| *i != leader && cluster.is_running(*i))
             .context("no survivor")?;
         let config = cluster.admin(survivor)?;
         put_once(&config, &format!("/kv/bench/warm-{round}")).await?;
@@ -354,10 +219,4 @@ async fn main() -> anyhow::Result<()> {
         })
     );
     Ok(())
-}
-
-fn bench_parent() -> PathBuf {
-    std::env::var_os("BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new("/var/tmp").to_path_buf())
 }

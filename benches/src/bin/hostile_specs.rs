@@ -9,15 +9,15 @@
 //! temporary data dirs) and tears it down at the end, even on error. Run
 //! through scripts/bench-hostile.sh.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
+use benches::loopback::Cluster;
 use clap::Parser;
-use edgectl::api::client::{AdminConfig, Client};
+use edgectl::api::client::Client;
 use edgectl::api::{ApiRequest, ApiResponse};
 use raft::{KvRequest, Txn};
 
@@ -64,104 +64,6 @@ impl Args {
 
 const NODES: usize = 3;
 const TARGET_RATIO: f64 = 0.9;
-
-struct Cluster {
-    edgectl: PathBuf,
-    dir: tempfile::TempDir,
-    port: u16,
-    children: Vec<Option<Child>>,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for child in self.children.iter_mut().flatten() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Cluster {
-    fn data_dir(&self, i: usize) -> PathBuf {
-        self.dir.path().join(format!("n{i}"))
-    }
-
-    fn addr(&self, i: usize) -> String {
-        format!("127.0.0.1:{}", self.port + i as u16)
-    }
-
-    fn log(&self, i: usize) -> PathBuf {
-        self.dir.path().join(format!("n{i}.log"))
-    }
-
-    fn spawn(&mut self, i: usize, verb: &[String]) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log(i))?;
-        // init writes ~/.config/edgectl when absent: keep it in the bench's dir.
-        let child = Command::new(&self.edgectl)
-            .env("HOME", self.dir.path())
-            .arg("--data-dir")
-            .arg(self.data_dir(i))
-            .args(verb)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start {}", self.edgectl.display()))?;
-        self.children[i] = Some(child);
-        Ok(())
-    }
-
-    fn wait_log_line(&self, i: usize, prefix: &str) -> anyhow::Result<String> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            let text = std::fs::read_to_string(self.log(i)).unwrap_or_default();
-            if let Some(line) = text.lines().find_map(|l| l.strip_prefix(prefix)) {
-                return Ok(line.to_string());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        bail!(
-            "node {i} never printed {prefix:?}; log: {}",
-            std::fs::read_to_string(self.log(i)).unwrap_or_default()
-        )
-    }
-
-    fn admin(&self, i: usize) -> anyhow::Result<AdminConfig> {
-        Ok(AdminConfig::from_node_data_dir(
-            &edgectl::paths::DataDir::new(self.data_dir(i)),
-        )?)
-    }
-
-    async fn form(&mut self) -> anyhow::Result<()> {
-        let init = vec![
-            "init".into(),
-            "--listen".into(),
-            self.addr(0),
-            "--name".into(),
-            "h0".into(),
-        ];
-        self.spawn(0, &init)?;
-        let token = self.wait_log_line(0, "join token: ")?;
-        for i in 1..NODES {
-            let join = vec![
-                "join".into(),
-                self.addr(0),
-                "--token".into(),
-                token.clone(),
-                "--listen".into(),
-                self.addr(i),
-                "--name".into(),
-                format!("h{i}"),
-            ];
-            self.spawn(i, &join)?;
-            self.wait_log_line(i, "joined cluster")?;
-        }
-        Ok(())
-    }
-}
 
 /// The leader's id and term, asked through node `via`.
 async fn leader_and_term(client: &Client) -> anyhow::Result<(u64, u64)> {
@@ -289,15 +191,8 @@ async fn run_phase(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse().smoke_sized();
-    let mut cluster = Cluster {
-        edgectl: args.edgectl.clone(),
-        dir: tempfile::Builder::new()
-            .prefix("edgectl-bench-hostile-")
-            .tempdir_in(bench_parent())?,
-        port: args.port,
-        children: (0..NODES).map(|_| None).collect(),
-    };
-    cluster.form().await?;
+    let mut cluster = Cluster::new(&args.edgectl, "edgectl-bench-hostile-", args.port, NODES)?;
+    cluster.form("h", &[])?;
     let status_client = Client::connect(&cluster.admin(0)?).await?;
     wait_three_voters(&status_client).await?;
     let (leader_id, term_before) = leader_and_term(&status_client).await?;
@@ -378,10 +273,4 @@ async fn main() -> anyhow::Result<()> {
     }
     status_client.close().await;
     Ok(())
-}
-
-fn bench_parent() -> PathBuf {
-    std::env::var_os("BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new("/var/tmp").to_path_buf())
 }
