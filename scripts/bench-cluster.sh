@@ -20,5 +20,5 @@ set -- "${BENCH_ARGS[@]}"
 bench_build -p edgectl --bin edgectl --bin cluster_core
 # Free ports unless told which (cluster_core's default is a fixed one).
 port_args=()
-[[ " $* " == *" --port"* ]] || port_args=(--port "$(bench_free_ports 3)")
+[[ " $* " == *" --port"* ]] || port_args=(--port "$(bench_free_ports 5)")  # --nodes is at most 5
 "$BENCH_BIN/cluster_core" --edgectl "$BENCH_BIN/edgectl" "${port_args[@]}" "${BENCH_SMOKE_ARGS[@]}" "$@"

@@ -84,7 +84,7 @@ fn store_advice(error: &raft::store::StoreError) -> &'static str {
 }
 
 /// Raft timing. The defaults elect a new leader well under a second after
-/// the old one dies (FACTS.md: ~0.5 s with these figures).
+/// the old one dies (~0.5 s with these figures: scripts/bench-cluster.sh).
 #[derive(Clone, Debug)]
 pub struct RaftTuning {
     pub heartbeat_ms: u64,
