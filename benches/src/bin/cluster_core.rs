@@ -57,7 +57,10 @@ impl Args {
 
 /// A write that has not committed within this long counts as a failed round.
 const FAILOVER_GIVE_UP: Duration = Duration::from_secs(20);
+/// Issue 2's target for a failover (p50).
 const TARGET_FAILOVER: Duration = Duration::from_secs(1);
+/// Issue 18's target for the worst failover of a run (50 kills under writes).
+const TARGET_FAILOVER_WORST: Duration = Duration::from_millis(1500);
 const TARGET_RSS_MIB: f64 = 30.0;
 const TARGET_BINARY_MB: f64 = 25.0;
 
@@ -194,6 +197,12 @@ async fn main() -> anyhow::Result<()> {
         worst.as_secs_f64() * 1e3,
         TARGET_FAILOVER.as_millis(),
         p50.as_secs_f64() / TARGET_FAILOVER.as_secs_f64()
+    );
+    println!(
+        "| worst of those failovers | {:.0} ms | ≤ {} ms | {:.2} |",
+        worst.as_secs_f64() * 1e3,
+        TARGET_FAILOVER_WORST.as_millis(),
+        worst.as_secs_f64() / TARGET_FAILOVER_WORST.as_secs_f64()
     );
     println!(
         "| idle RSS of a voter (max of {}) | {:.1} MiB | ≤ {TARGET_RSS_MIB} MiB | {:.2} |",
