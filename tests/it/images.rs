@@ -43,8 +43,22 @@ where
         is_root(),
         "the images test needs root: every node opens a container runtime"
     );
+    with_configured_nodes(name, count, |_, _| {}, scenario).await;
+}
+
+/// `with_nodes`, each node's config changed by `configure(index, config)`
+/// first (A is index 0, B index 1).
+async fn with_configured_nodes<F, Fut>(
+    name: &str,
+    count: usize,
+    configure: fn(usize, &mut NodeConfig),
+    scenario: F,
+) where
+    F: FnOnce(Cluster) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let cluster = Cluster::start(name, count).await;
+    let cluster = Cluster::start(name, count, configure).await;
     let nodes = cluster.nodes();
     let guard = cluster.guard.clone();
     let outcome = tokio::spawn(scenario(cluster)).await;
@@ -66,7 +80,7 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn start(name: &str, count: usize) -> Cluster {
+    async fn start(name: &str, count: usize, configure: fn(usize, &mut NodeConfig)) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix(&format!("edgectl-images-{name}-"))
             .tempdir()
@@ -86,7 +100,9 @@ impl Cluster {
             raft::transport::pki::LEAF_VALIDITY,
         )
         .unwrap();
-        let a = Node::start(NodeConfig::new(data_a)).await.unwrap();
+        let mut config_a = NodeConfig::new(data_a);
+        configure(0, &mut config_a);
+        let a = Node::start(config_a).await.unwrap();
         guard.add_cgroup_parent(&a);
         let token = wait_for("a join token from node A", || {
             let a = a.clone();
@@ -112,7 +128,9 @@ impl Cluster {
             join_data_dir(&data, &listen_a, &token, &name, &listen, &listen)
                 .await
                 .unwrap();
-            let node = Node::start(NodeConfig::new(data)).await.unwrap();
+            let mut config = NodeConfig::new(data);
+            configure(i, &mut config);
+            let node = Node::start(config).await.unwrap();
             guard.add_cgroup_parent(&node);
             joined.push(node);
         }
@@ -350,6 +368,57 @@ async fn image_imported_on_a_is_fetched_by_b() {
             "{message}"
         );
         assert!(message.contains("busybox:latest"), "{message}");
+    })
+    .await;
+}
+
+/// B's layer limit: below busybox's one layer (~1 MiB compressed), above
+/// its manifest and config.
+const SMALL_LAYER_MAX: u64 = 64 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_with_smaller_limits_refuses_a_fetch_before_any_byte() {
+    let smaller_limits_on_b = |index: usize, config: &mut NodeConfig| {
+        if index == 1 {
+            config.import_limits.layer_bytes_max = SMALL_LAYER_MAX;
+        }
+    };
+    with_configured_nodes("limits", 2, smaller_limits_on_b, |cluster| async move {
+        let (a, b) = (&cluster.a, &cluster.b);
+        let record = import_on_a(&cluster).await;
+        let layer = record.blobs[2].clone();
+        assert!(
+            layer.size > SMALL_LAYER_MAX,
+            "the fixture's layer is {} bytes",
+            layer.size
+        );
+
+        let served_before = images::bytes_served(&a.images());
+        let err = images::ensure_local(&b.images(), "busybox")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ImageError::Store(runtime::Error::ImportLimit {
+                    limit: runtime::Limit::LayerBytes,
+                    ..
+                })
+            ),
+            "{err}"
+        );
+        let message = err.to_string();
+        assert!(message.contains(&layer.digest.to_string()), "{message}");
+        assert!(message.contains("--import-layer-max"), "{message}");
+        assert_eq!(
+            images::bytes_served(&a.images()),
+            served_before,
+            "A sent bytes for a fetch B was bound to refuse"
+        );
+        for blob in &record.blobs {
+            assert!(!blob_file(b, &blob.digest).exists(), "{} on B", blob.digest);
+        }
+        assert!(tmp_entries(b).is_empty(), "{:?}", tmp_entries(b));
     })
     .await;
 }
