@@ -45,6 +45,7 @@ PURE_MODULES=(
     src/orchestrator/reconcile
     src/agent/plan
     src/cluster
+    src/network
     raft/src/kv
 )
 

@@ -10,6 +10,8 @@
 //!   decision of which tasks to create, place, stop and delete.
 //! - [`cluster`]: membership decisions: join tokens, autopilot, records.
 //! - `agent::plan`: what one node's agent does with its tasks.
+//! - [`network`]: the cluster network: pod CIDR, node blocks (allocated by
+//!   the leader) and the routes between nodes.
 //!
 //! IO edges:
 //! - [`node`]: the node daemon: Raft, QUIC, join, heartbeats, the member
@@ -27,6 +29,7 @@ pub mod clock;
 pub mod cluster;
 pub mod images;
 pub mod model;
+pub mod network;
 pub mod node;
 pub mod orchestrator;
 pub mod paths;

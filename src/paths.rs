@@ -93,6 +93,11 @@ impl DataDir {
     pub fn tls_dir(&self) -> PathBuf {
         self.root.join("tls")
     }
+    /// The network `init` was given, kept until the first node has written
+    /// it into the cluster record (`node::bootstrap::finish`).
+    pub fn init_network(&self) -> PathBuf {
+        self.tls_dir().join("init-network.json")
+    }
     pub fn ca_cert(&self) -> PathBuf {
         self.tls_dir().join("ca.pem")
     }

@@ -43,6 +43,17 @@ pub enum Error {
         #[source]
         source: nix::Error,
     },
+    /// A netlink request about a route (or IPv4 forwarding) failed.
+    #[error("{action} {route}: {source}")]
+    Route {
+        /// What was being done ("add route", "list routes", ...).
+        action: &'static str,
+        /// The route (`10.88.1.0/24 via 10.0.0.2`) or what was touched.
+        route: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
     /// The archive is not a readable tar, OCI layout or docker save tarball.
     #[error("bad image archive {path}: {reason}")]
     BadArchive {

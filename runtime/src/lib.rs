@@ -42,6 +42,7 @@ pub use image::{
 pub use logs::{LogLine, Stream};
 pub use monitor::ExitStatus;
 pub use network::host_veth_name;
+pub use network::routes::{self, GatewayRoute};
 pub use spec::{
     valid_id, validate, ContainerSpec, Mount, NetworkMode, Resources, MEMORY_BYTES_MIN,
 };
@@ -138,6 +139,12 @@ impl Runtime {
     /// The cgroup path (`cgroupsPath`) of a container.
     pub fn cgroup_path(&self, id: &str) -> String {
         format!("/{}/{}", self.options.cgroup_parent.trim_matches('/'), id)
+    }
+
+    /// The subnet `bridge` serves while a container holds an address on it:
+    /// what a node asks to keep when the cluster assigns blocks.
+    pub fn bridge_subnet_in_use(&self, bridge: &str) -> Result<Option<String>> {
+        network::bridge_subnet_in_use(&self.root, bridge)
     }
 
     /// Deletes a bridge created for `NetworkMode::Bridge` once no container

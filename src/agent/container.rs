@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::model::{NetworkMode, VolumeType};
+use crate::network::Ipv4Cidr;
 
 // The model writes the runtime's memory floor out rather than linking the
 // runtime crate for it; this is where both meet, so this is where a
@@ -41,18 +42,24 @@ pub enum SpecError {
     UndeclaredVolume { volume: String, path: String },
     #[error("volume {volume:?} of type {kind} has no path")]
     VolumeWithoutPath { volume: String, kind: &'static str },
+    /// A bridged task waits for the leader to give its node a block.
+    #[error("this node has no block of the pod CIDR yet, so it runs no bridged task: {reason}")]
+    NoNodeBlock { reason: String },
 }
 
-/// The bridge subnet of a node: one /24 per node, from its id.
-/// Leader-assigned subnets (no collision past 250 nodes) are left for later.
-pub fn node_subnet(node_id: u64) -> String {
-    format!("10.88.{}.0/24", node_id % 250 + 1)
+/// This node's block of the pod CIDR, as the agent found it on its replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeBlock {
+    /// The bridge serves this block.
+    Assigned(Ipv4Cidr),
+    /// None yet; why (the allocator's reason, or that it has not run).
+    Missing { reason: String },
 }
 
-/// The container spec for `task` on node `node_id`.
+/// The container spec for `task` on a node whose block is `block`.
 pub fn container_spec(
     task: &TaskRecord,
-    node_id: u64,
+    block: &NodeBlock,
 ) -> Result<runtime::ContainerSpec, SpecError> {
     let body = &task.spec.spec;
     let id = container_id(&task.id);
@@ -116,9 +123,16 @@ pub fn container_spec(
         });
     }
     let network = match body.network {
-        NetworkMode::Bridge => runtime::NetworkMode::Bridge {
-            bridge: BRIDGE.to_string(),
-            subnet: node_subnet(node_id),
+        NetworkMode::Bridge => match block {
+            NodeBlock::Assigned(block) => runtime::NetworkMode::Bridge {
+                bridge: BRIDGE.to_string(),
+                subnet: block.to_string(),
+            },
+            NodeBlock::Missing { reason } => {
+                return Err(SpecError::NoNodeBlock {
+                    reason: reason.clone(),
+                })
+            }
         },
         NetworkMode::Host => runtime::NetworkMode::Host,
     };

@@ -23,11 +23,15 @@ use tracing::{debug, info, warn};
 use crate::images::ImageHost;
 use crate::orchestrator::records::{self, TaskRecord, TaskState, TaskStatus};
 
-use super::container::{container_spec, LABEL_GENERATION, LABEL_TASK};
+use super::container::{
+    container_spec, NodeBlock, SpecError, BRIDGE, LABEL_GENERATION, LABEL_TASK,
+};
 use super::host::{cgroup_memory_bytes, node_capacity};
 use super::plan::{Action, Exit, Observed, ObservedState, Planner, RemoveReason, Report};
 use super::publish::{self, Wanted};
 use super::{AgentConfig, AgentHandles};
+use crate::cluster::keys;
+use crate::cluster::records::{AllocationRecord, NodeBlockRecord};
 use crate::orchestrator::records::NodeUsage;
 
 /// Passes run at least this often (the level-triggered safety net for
@@ -177,7 +181,9 @@ enum Outcome {
         task: Box<TaskRecord>,
         reason: String,
     },
-    ImageMissing {
+    /// It cannot start yet (image not here, no block for the bridge): it
+    /// is reported Pending with the reason and tried again later.
+    Waiting {
         task: String,
         reason: String,
     },
@@ -266,6 +272,7 @@ impl Driver {
         let plan = self
             .planner
             .plan(&mine, &observed, &left_alone, revision > 0, now);
+        let block = read_node_block(&self.handles.replica, me);
         let mut reports = plan.reports;
 
         for action in plan.actions {
@@ -299,8 +306,9 @@ impl Driver {
             let images = self.handles.images.clone();
             let runtime = self.handles.runtime.clone();
             let outcomes = self.outcome_sender.clone();
+            let block = block.clone();
             tokio::spawn(async move {
-                let outcome = execute(&images, runtime, action).await;
+                let outcome = execute(&images, runtime, &block, action).await;
                 // The receiver is gone only when the agent stopped.
                 let _ = outcomes.send(outcome);
             });
@@ -334,10 +342,10 @@ impl Driver {
                 let report = self.planner.handle_start_failure(&task, reason, self.now());
                 self.last_reports.insert(task.id.clone(), report);
             }
-            Outcome::ImageMissing { task, reason } => {
+            Outcome::Waiting { task, reason } => {
                 self.busy.remove(&task);
                 self.cooling.insert(task.clone(), self.now() + RETRY_AFTER);
-                debug!(task = %task, "waiting for the image: {reason}");
+                debug!(task = %task, "waiting: {reason}");
                 if let Some(report) = self.last_reports.get_mut(&task) {
                     report.state = TaskState::Pending { reason };
                 }
@@ -368,10 +376,18 @@ impl Driver {
                 (task, status)
             })
             .collect();
+        let mut capacity = node_capacity(&self.config, self.handles.runtime.root());
+        capacity.bridge_subnet = match self.handles.runtime.bridge_subnet_in_use(BRIDGE) {
+            Ok(subnet) => subnet,
+            Err(error) => {
+                warn!("cannot read the bridge's subnet: {error}");
+                None
+            }
+        };
         let wanted = Wanted {
             statuses,
             known_tasks: all_tasks.into_iter().map(|task| task.id).collect(),
-            capacity: node_capacity(&self.config, self.handles.runtime.root()),
+            capacity,
         };
         self.publisher.send_replace(Some(Arc::new(wanted)));
     }
@@ -469,7 +485,38 @@ fn observe(info: &runtime::ContainerInfo) -> Option<Observed> {
     })
 }
 
-async fn execute(images: &ImageHost, runtime: Arc<runtime::Runtime>, action: Action) -> Outcome {
+/// This node's block from the local replica; when it has none, why (the
+/// allocator's reason if it gave one).
+fn read_node_block(replica: &KvReader, me: u64) -> NodeBlock {
+    let read = |key: &str| replica.get(key.as_bytes()).map(|kv| kv.map(|kv| kv.value));
+    match read(&keys::node_block(me)) {
+        Ok(Some(value)) => match serde_json::from_slice::<NodeBlockRecord>(&value) {
+            Ok(record) => return NodeBlock::Assigned(record.block),
+            Err(error) => warn!("unreadable block record of this node: {error}"),
+        },
+        Ok(None) => {}
+        Err(error) => {
+            return NodeBlock::Missing {
+                reason: format!("cannot read it from the local replica: {error}"),
+            }
+        }
+    }
+    let allocation = read(keys::BLOCK_ALLOCATION)
+        .ok()
+        .flatten()
+        .and_then(|value| serde_json::from_slice::<AllocationRecord>(&value).ok());
+    let reason = allocation
+        .and_then(|mut record| record.unassigned.remove(&me))
+        .unwrap_or_else(|| "the leader has not assigned one yet".to_string());
+    NodeBlock::Missing { reason }
+}
+
+async fn execute(
+    images: &ImageHost,
+    runtime: Arc<runtime::Runtime>,
+    block: &NodeBlock,
+    action: Action,
+) -> Outcome {
     match action {
         Action::Start {
             task,
@@ -477,13 +524,19 @@ async fn execute(images: &ImageHost, runtime: Arc<runtime::Runtime>, action: Act
             restart,
         } => {
             if let Err(reason) = ensure_image(images, &task.spec.spec.image).await {
-                return Outcome::ImageMissing {
+                return Outcome::Waiting {
                     task: task.id.clone(),
                     reason,
                 };
             }
-            let spec = match container_spec(&task, images.node_id()) {
+            let spec = match container_spec(&task, block) {
                 Ok(spec) => spec,
+                Err(error @ SpecError::NoNodeBlock { .. }) => {
+                    return Outcome::Waiting {
+                        task: task.id.clone(),
+                        reason: error.to_string(),
+                    }
+                }
                 Err(error) => {
                     return Outcome::StartFailed {
                         task,

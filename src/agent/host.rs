@@ -23,6 +23,8 @@ pub fn node_capacity(config: &AgentConfig, runtime_root: &Path) -> NodeCapacity 
         memory_bytes,
         labels: config.labels.clone(),
         volumes: volume_names(&runtime_root.join("volumes")),
+        // Filled in by the driver, which asks the runtime.
+        bridge_subnet: None,
     }
 }
 

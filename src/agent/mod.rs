@@ -35,7 +35,7 @@ use crate::api::SystemWriter;
 use crate::images::ImageHost;
 use crate::orchestrator::records::NodeUsage;
 
-pub use container::{container_spec, node_subnet, LABEL_GENERATION, LABEL_SERVICE, LABEL_TASK};
+pub use container::{container_spec, NodeBlock, LABEL_GENERATION, LABEL_SERVICE, LABEL_TASK};
 pub use host::node_capacity;
 
 /// How this node's agent runs.

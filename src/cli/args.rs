@@ -112,6 +112,19 @@ pub struct InitArgs {
     /// Lifetime of the printed join token (0 = never expires).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "24h")]
     pub token_ttl: Duration,
+    /// Every task address of the cluster comes from this IPv4 block; each
+    /// node is given a block of it. Fixed for the life of the cluster.
+    #[arg(long, default_value = "10.88.0.0/16")]
+    pub pod_cidr: edgectl::network::Ipv4Cidr,
+    /// Prefix length of each node's block of --pod-cidr (24: 254 task
+    /// addresses per node, 256 nodes in a /16).
+    #[arg(long, default_value_t = edgectl::network::config::DEFAULT_NODE_PREFIX_LEN)]
+    pub node_prefix: u8,
+    /// How tasks on different nodes reach each other: routed (kernel routes
+    /// via each node's address; nodes on one segment or a routed LAN) or
+    /// vxlan (not implemented yet).
+    #[arg(long, default_value = "routed")]
+    pub network: edgectl::network::NetworkMode,
     #[command(flatten)]
     pub tuning: TuningArgs,
 }

@@ -77,12 +77,19 @@ pub async fn init(data_dir: &Path, args: InitArgs) -> anyhow::Result<()> {
     let advertise = advertise_addr(&args.node.listen, args.node.advertise.as_deref())?;
     let data = DataDir::new(data_dir);
     let config = node_config(data_dir, &args.tuning);
-    let outcome = node::init_data_dir(
+    let network = edgectl::network::ClusterNetwork {
+        pod_cidr: args.pod_cidr,
+        node_prefix_len: args.node_prefix,
+        mode: args.network,
+    };
+    network.validate().context("cannot initialize a cluster")?;
+    let outcome = node::init_data_dir_with_network(
         &data,
         &name,
         &args.node.listen,
         &advertise,
         config.cert_validity,
+        network,
     )
     .with_context(|| format!("cannot initialize a cluster in {}", data_dir.display()))?;
     let node = Node::start(config).await.context("cannot start the node")?;

@@ -10,6 +10,15 @@ pub const CA_KEY: &str = "/sys/ca/key";
 pub const NEXT_NODE_ID: &str = "/sys/next-node-id";
 pub const TOKENS_PREFIX: &str = "/sys/tokens/";
 pub const NODES_PREFIX: &str = "/sys/nodes/";
+/// The cluster network's records: every node's route loop watches this.
+pub const NETWORK_PREFIX: &str = "/sys/network/";
+/// Each member's block of the pod CIDR (`NodeBlockRecord`). One writer: the
+/// leader's allocator (`node::subnets`).
+pub const NODE_BLOCKS_PREFIX: &str = "/sys/network/blocks/";
+/// The allocator's own record (`AllocationRecord`): every allocation
+/// compares its mod revision and rewrites it, so a pass computed from a
+/// stale view of the blocks writes nothing.
+pub const BLOCK_ALLOCATION: &str = "/sys/network/allocation";
 
 pub fn token(id: &str) -> String {
     format!("{TOKENS_PREFIX}{id}")
@@ -17,4 +26,8 @@ pub fn token(id: &str) -> String {
 
 pub fn node(id: u64) -> String {
     format!("{NODES_PREFIX}{id:020}")
+}
+
+pub fn node_block(id: u64) -> String {
+    format!("{NODE_BLOCKS_PREFIX}{id:020}")
 }

@@ -1,12 +1,44 @@
 //! The cluster's own records, stored as JSON values under `/sys/`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+
+use crate::network::{ClusterNetwork, Ipv4Cidr};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterRecord {
     pub cluster_id: String,
     pub created_unix: u64,
     pub ca_cert_pem: String,
+    /// The pod CIDR, node block size and mode chosen at `init`. None in a
+    /// cluster made before they were recorded: it behaves as the defaults
+    /// (`10.88.0.0/16`, /24 blocks, routed), see [`Self::network`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<ClusterNetwork>,
+}
+
+impl ClusterRecord {
+    /// The cluster's network, the defaults for a cluster that recorded none.
+    pub fn network(&self) -> ClusterNetwork {
+        self.network.unwrap_or_default()
+    }
+}
+
+/// A member's block of the pod CIDR (`/sys/network/blocks/<id>`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeBlockRecord {
+    pub node: u64,
+    pub block: Ipv4Cidr,
+}
+
+/// The allocator's record (`/sys/network/allocation`): its CAS guard, and
+/// why members have no block (what their agents report).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationRecord {
+    /// Members the allocator could not give a block, and why.
+    #[serde(default)]
+    pub unassigned: BTreeMap<u64, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

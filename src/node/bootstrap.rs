@@ -16,6 +16,7 @@ use crate::api::client::{AdminConfig, ADMIN_CONFIG_FILE};
 use crate::clock::now_unix;
 use crate::cluster::keys;
 use crate::cluster::records::{to_json, ClusterRecord, NodeRecord};
+use crate::network::ClusterNetwork;
 use crate::paths::{write_file_atomic, DataDir, NodeIdentity, DATA_DIR_FORMAT};
 
 /// The first node's id; later ones are handed out by the leader.
@@ -27,9 +28,8 @@ pub struct InitOutcome {
     pub admin_config: PathBuf,
 }
 
-/// Creates the CA and certificates and writes the node's identity, marked
-/// `bootstrap_pending` until [`finish`] has written the cluster's first
-/// records through Raft.
+/// [`init_data_dir_with_network`] with the default network
+/// (`10.88.0.0/16`, /24 blocks, routed).
 pub fn init_data_dir(
     data_dir: &DataDir,
     name: &str,
@@ -37,6 +37,30 @@ pub fn init_data_dir(
     advertise: &str,
     cert_validity: Duration,
 ) -> Result<InitOutcome, NodeError> {
+    init_data_dir_with_network(
+        data_dir,
+        name,
+        listen,
+        advertise,
+        cert_validity,
+        ClusterNetwork::default(),
+    )
+}
+
+/// Creates the CA and certificates and writes the node's identity, marked
+/// `bootstrap_pending` until [`finish`] has written the cluster's first
+/// records through Raft (the network among them).
+pub fn init_data_dir_with_network(
+    data_dir: &DataDir,
+    name: &str,
+    listen: &str,
+    advertise: &str,
+    cert_validity: Duration,
+    network: ClusterNetwork,
+) -> Result<InitOutcome, NodeError> {
+    network
+        .validate()
+        .map_err(|e| NodeError::Bootstrap(e.to_string()))?;
     data_dir.ensure_unused()?;
     let mut id_bytes = [0u8; 8];
     rand::thread_rng().fill_bytes(&mut id_bytes);
@@ -58,6 +82,7 @@ pub fn init_data_dir(
         ca.key_pem().as_bytes(),
         0o600,
     )?;
+    write_file_atomic(&data_dir.init_network(), &to_json(&network), 0o644)?;
     write_file_atomic(&data_dir.node_cert(), node_cert.cert_pem.as_bytes(), 0o644)?;
     write_file_atomic(&data_dir.node_key(), node_cert.key_pem.as_bytes(), 0o600)?;
 
@@ -129,10 +154,20 @@ pub(super) async fn finish(node: &Node) -> Result<(), NodeError> {
     if ca_key_path.exists() {
         let ca_cert_pem = data_dir.read_text(&data_dir.ca_cert())?;
         let ca_key_pem = data_dir.read_text(&ca_key_path)?;
+        let network_path = data_dir.init_network();
+        // An init by a version that wrote no network file gets the defaults.
+        let network: ClusterNetwork = if network_path.exists() {
+            serde_json::from_str(&data_dir.read_text(&network_path)?).map_err(|e| {
+                NodeError::Bootstrap(format!("cannot read {}: {e}", network_path.display()))
+            })?
+        } else {
+            ClusterNetwork::default()
+        };
         let cluster = ClusterRecord {
             cluster_id: identity.cluster_id.clone(),
             created_unix: now_unix(),
             ca_cert_pem,
+            network: Some(network),
         };
         let first = NodeRecord {
             id: identity.node_id,
@@ -167,9 +202,16 @@ pub(super) async fn finish(node: &Node) -> Result<(), NodeError> {
         node.write(KvRequest::Txn(txn)).await.map_err(|e| {
             NodeError::Bootstrap(format!("cannot write the cluster's first records: {e}"))
         })?;
-        std::fs::remove_file(&ca_key_path).map_err(|e| {
-            NodeError::Bootstrap(format!("cannot remove {}: {e}", ca_key_path.display()))
-        })?;
+        // The network file goes first: once the key is gone this branch
+        // never runs again, and the file would stay behind.
+        for path in [&network_path, &ca_key_path] {
+            if !path.exists() {
+                continue;
+            }
+            std::fs::remove_file(path).map_err(|e| {
+                NodeError::Bootstrap(format!("cannot remove {}: {e}", path.display()))
+            })?;
+        }
     }
     let mut done = identity.clone();
     done.bootstrap_pending = false;

@@ -56,6 +56,9 @@ impl Node {
             if let Err(e) = self.reconcile_once().await {
                 warn!("orchestration pass failed: {e}");
             }
+            if let Err(e) = self.assign_blocks_once().await {
+                warn!("block allocation pass failed: {e}");
+            }
         }
     }
 

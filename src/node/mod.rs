@@ -18,6 +18,7 @@ mod orchestration;
 pub mod peer;
 mod proposer;
 mod status;
+mod subnets;
 mod tasks;
 
 use std::net::SocketAddr;
@@ -39,7 +40,7 @@ use crate::cluster::autopilot::AutopilotConfig;
 use crate::paths::{DataDir, DataDirError, NodeIdentity};
 use peer::PeerPool;
 
-pub use bootstrap::{init_data_dir, InitOutcome};
+pub use bootstrap::{init_data_dir, init_data_dir_with_network, InitOutcome};
 pub use join::join_data_dir;
 
 #[derive(Debug, Error)]

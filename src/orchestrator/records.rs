@@ -178,6 +178,10 @@ pub struct NodeCapacity {
     pub labels: BTreeMap<String, String>,
     /// Named local volumes present on the node.
     pub volumes: Vec<String>,
+    /// The subnet the node's bridge serves while containers hold addresses
+    /// on it: the block it asks the leader to keep (network::allocator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge_subnet: Option<String>,
 }
 
 /// What a node's tasks use right now; sent to the leader with every heartbeat.

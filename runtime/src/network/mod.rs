@@ -5,9 +5,13 @@
 //! as `eth0`, and addresses from a persisted IPAM table per bridge. All of it
 //! through netlink (`netlink.rs`), never by running `ip`.
 //!
+//! `routes`: the routes to other nodes' blocks (the cluster network's
+//! `routed` mode), marked with edgectl's own route protocol.
+//!
 //! Not here (yet): NAT to the outside, port publishing, IPv6.
 
 pub(crate) mod netlink;
+pub mod routes;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -104,14 +108,16 @@ fn valid_bridge_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// Leases an address for `id` on `bridge` (idempotent per id).
+/// Leases an address for `id` on `bridge` (idempotent per id). The flag
+/// says the bridge moved to `subnet` from another one (no lease was left on
+/// it), so its old address must go.
 fn lease(
     network_dir: &Path,
     bridge: &str,
     subnet: &Subnet,
     subnet_text: &str,
     id: &str,
-) -> Result<Ipv4Addr> {
+) -> Result<(Ipv4Addr, bool)> {
     fs::create_dir_all(network_dir).ctx("create directory", network_dir)?;
     let _lock = FileLock::acquire(&network_dir.join(".lock"))?;
     let path = network_dir.join(format!("ipam-{bridge}.json"));
@@ -126,6 +132,13 @@ fn lease(
         },
         Err(e) => return Err(e).ctx("read", &path),
     };
+    let mut readdressed = false;
+    if Subnet::parse(&table.subnet)? != *subnet && table.leases.is_empty() {
+        // The node was given another block and nothing uses the old one:
+        // the bridge moves to the new block (its caller re-creates it).
+        table.subnet = subnet_text.to_owned();
+        readdressed = true;
+    }
     if Subnet::parse(&table.subnet)? != *subnet {
         return Err(Error::InvalidSpec(format!(
             "bridge {bridge} already uses subnet {}, not {subnet_text}",
@@ -133,7 +146,7 @@ fn lease(
         )));
     }
     if let Some(ip) = table.leases.get(id) {
-        return Ok(*ip);
+        return Ok((*ip, readdressed));
     }
     // .1 is the gateway; hand out the lowest free address after it.
     let ip = (2..=subnet.hosts_max())
@@ -148,7 +161,7 @@ fn lease(
         source,
     })?;
     fsutil::write_atomic(&path, &bytes)?;
-    Ok(ip)
+    Ok((ip, readdressed))
 }
 
 fn release(network_dir: &Path, bridge: &str, id: &str) -> Result<()> {
@@ -229,7 +242,7 @@ pub(crate) fn attach(
     }
     let subnet = Subnet::parse(subnet_text)?;
     let network_dir = root.join("network");
-    let ip = lease(&network_dir, bridge, &subnet, subnet_text, id)?;
+    let (ip, readdressed) = lease(&network_dir, bridge, &subnet, subnet_text, id)?;
     let attachment = Attachment {
         bridge: bridge.to_owned(),
         subnet: subnet_text.to_owned(),
@@ -245,6 +258,16 @@ pub(crate) fn attach(
     let netns = container_dir.join("netns");
     create_netns(&netns)?;
     let mut host = Netlink::open().map_err(net_err("open netlink", "/"))?;
+    if readdressed {
+        // Re-created below with the new block's gateway address only.
+        if let Some(index) = host
+            .link_index(bridge)
+            .map_err(net_err("look up bridge", bridge))?
+        {
+            host.delete_link(index)
+                .map_err(net_err("delete re-addressed bridge", bridge))?;
+        }
+    }
     let bridge_index = match host
         .link_index(bridge)
         .map_err(net_err("look up bridge", bridge))?
@@ -330,6 +353,22 @@ pub(crate) fn detach(root: &Path, container_dir: &Path, id: &str) -> Result<()> 
     fsutil::remove_file_if_exists(&path)
 }
 
+/// The subnet `bridge` serves while a container holds an address on it
+/// (None: no lease, so the bridge may move to any subnet).
+pub(crate) fn bridge_subnet_in_use(root: &Path, bridge: &str) -> Result<Option<String>> {
+    let path = root.join("network").join(format!("ipam-{bridge}.json"));
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).ctx("read", &path),
+    };
+    let table: IpamTable = serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+        what: path.display().to_string(),
+        source,
+    })?;
+    Ok((!table.leases.is_empty()).then_some(table.subnet))
+}
+
 /// Deletes a bridge this runtime created, if no container holds a lease on it.
 pub(crate) fn remove_bridge(root: &Path, bridge: &str) -> Result<bool> {
     let network_dir = root.join("network");
@@ -374,15 +413,15 @@ mod tests {
     fn leases_are_unique_persisted_and_released() {
         let dir = tempfile::tempdir().unwrap();
         let subnet = Subnet::parse("10.9.0.0/29").unwrap();
-        let a = lease(dir.path(), "br", &subnet, "10.9.0.0/29", "a").unwrap();
-        let b = lease(dir.path(), "br", &subnet, "10.9.0.0/29", "b").unwrap();
+        let (a, _) = lease(dir.path(), "br", &subnet, "10.9.0.0/29", "a").unwrap();
+        let (b, _) = lease(dir.path(), "br", &subnet, "10.9.0.0/29", "b").unwrap();
         assert_eq!(
             (a, b),
             (Ipv4Addr::new(10, 9, 0, 2), Ipv4Addr::new(10, 9, 0, 3))
         );
         assert_eq!(
             lease(dir.path(), "br", &subnet, "10.9.0.0/29", "a").unwrap(),
-            a,
+            (a, false),
             "idempotent"
         );
         for id in ["c", "d", "e"] {
@@ -395,12 +434,35 @@ mod tests {
         release(dir.path(), "br", "a").unwrap();
         assert_eq!(
             lease(dir.path(), "br", &subnet, "10.9.0.0/29", "g").unwrap(),
-            a
+            (a, false)
         );
         let other = Subnet::parse("10.10.0.0/24").unwrap();
         assert!(
             lease(dir.path(), "br", &other, "10.10.0.0/24", "h").is_err(),
-            "one subnet per bridge"
+            "one subnet per bridge while it has leases"
         );
+        for id in ["b", "c", "d", "e", "g"] {
+            release(dir.path(), "br", id).unwrap();
+        }
+        assert_eq!(
+            lease(dir.path(), "br", &other, "10.10.0.0/24", "h").unwrap(),
+            (Ipv4Addr::new(10, 10, 0, 2), true),
+            "an unused bridge moves to the new subnet"
+        );
+    }
+
+    #[test]
+    fn a_bridge_serves_a_subnet_only_while_leased() {
+        let root = tempfile::tempdir().unwrap();
+        let network_dir = root.path().join("network");
+        assert_eq!(bridge_subnet_in_use(root.path(), "br").unwrap(), None);
+        let subnet = Subnet::parse("10.9.0.0/24").unwrap();
+        lease(&network_dir, "br", &subnet, "10.9.0.0/24", "a").unwrap();
+        assert_eq!(
+            bridge_subnet_in_use(root.path(), "br").unwrap().as_deref(),
+            Some("10.9.0.0/24")
+        );
+        release(&network_dir, "br", "a").unwrap();
+        assert_eq!(bridge_subnet_in_use(root.path(), "br").unwrap(), None);
     }
 }

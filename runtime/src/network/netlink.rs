@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
     NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
@@ -202,5 +202,84 @@ impl Netlink {
             NLM_F_CREATE | NLM_F_EXCL,
         )
         .map(drop)
+    }
+
+    /// The IPv4 routes of the main table that carry `protocol`, as
+    /// (destination, prefix length, gateway); routes without a gateway are
+    /// left out (edgectl adds none).
+    pub(crate) fn ipv4_routes_of_protocol(
+        &mut self,
+        protocol: u8,
+    ) -> io::Result<Vec<(Ipv4Addr, u8, Ipv4Addr)>> {
+        let mut message = RouteMessage::default();
+        message.header.address_family = AddressFamily::Inet;
+        let replies = self.request(RouteNetlinkMessage::GetRoute(message), NLM_F_DUMP)?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|reply| match reply {
+                RouteNetlinkMessage::NewRoute(route) => Some(route),
+                _ => None,
+            })
+            .filter(|route| {
+                route.header.address_family == AddressFamily::Inet
+                    && route.header.table == RouteHeader::RT_TABLE_MAIN
+                    && u8::from(route.header.protocol) == protocol
+            })
+            .filter_map(|route| {
+                let mut destination = Ipv4Addr::UNSPECIFIED;
+                let mut gateway = None;
+                for attribute in &route.attributes {
+                    match attribute {
+                        RouteAttribute::Destination(RouteAddress::Inet(address)) => {
+                            destination = *address
+                        }
+                        RouteAttribute::Gateway(RouteAddress::Inet(address)) => {
+                            gateway = Some(*address)
+                        }
+                        _ => {}
+                    }
+                }
+                Some((
+                    destination,
+                    route.header.destination_prefix_length,
+                    gateway?,
+                ))
+            })
+            .collect())
+    }
+
+    /// Adds or deletes (`add` false) the main-table route `destination/prefix
+    /// via gateway` marked with `protocol`.
+    pub(crate) fn change_gateway_route(
+        &mut self,
+        add: bool,
+        destination: Ipv4Addr,
+        prefix: u8,
+        gateway: Ipv4Addr,
+        protocol: u8,
+    ) -> io::Result<()> {
+        let mut message = RouteMessage::default();
+        message.header.address_family = AddressFamily::Inet;
+        message.header.table = RouteHeader::RT_TABLE_MAIN;
+        message.header.protocol = RouteProtocol::from(protocol);
+        message.header.scope = RouteScope::Universe;
+        message.header.kind = RouteType::Unicast;
+        message.header.destination_prefix_length = prefix;
+        message
+            .attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet(destination)));
+        message
+            .attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        if add {
+            self.request(
+                RouteNetlinkMessage::NewRoute(message),
+                NLM_F_CREATE | NLM_F_EXCL,
+            )
+            .map(drop)
+        } else {
+            self.request(RouteNetlinkMessage::DelRoute(message), 0)
+                .map(drop)
+        }
     }
 }

@@ -4,6 +4,11 @@ use super::*;
 use crate::model::parse_service;
 use crate::orchestrator::records::DesiredState;
 
+/// The block the node of most tests holds.
+fn block() -> NodeBlock {
+    NodeBlock::Assigned("10.88.8.0/24".parse().unwrap())
+}
+
 fn task(spec_body: &str) -> TaskRecord {
     let yaml = format!(
         "apiVersion: edgectl/v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n{spec_body}"
@@ -29,7 +34,7 @@ fn process_identity_and_labels() {
             "  image: busybox:latest\n  command: [/bin/sh, -c]\n  args: [\"exit 3\"]\n  \
              env: {A: one, PORT: 8080}\n",
         ),
-        7,
+        &block(),
     )
     .unwrap();
     assert_eq!(spec.id, "web.2.17");
@@ -50,7 +55,7 @@ fn process_identity_and_labels() {
 
 #[test]
 fn unset_command_and_args_keep_the_image_defaults() {
-    let spec = container_spec(&task("  image: busybox:latest\n"), 7).unwrap();
+    let spec = container_spec(&task("  image: busybox:latest\n"), &block()).unwrap();
     assert_eq!(spec.entrypoint, None);
     assert_eq!(spec.command, None);
     assert_eq!(spec.resources, runtime::Resources::default());
@@ -63,7 +68,7 @@ fn resources_map_to_cgroup_limits() {
             "  image: busybox:latest\n  resources:\n    requests: {cpu: 250m, memory: 64Mi}\n    \
              limits: {cpu: 1500m, memory: 128Mi}\n",
         ),
-        7,
+        &block(),
     )
     .unwrap();
     assert_eq!(
@@ -83,7 +88,7 @@ fn resources_map_to_cgroup_limits() {
 fn tiny_cpu_request_keeps_the_minimum_share_and_a_limit_alone_also_requests() {
     let spec = container_spec(
         &task("  image: busybox:latest\n  resources:\n    requests: {cpu: 1m}\n"),
-        7,
+        &block(),
     )
     .unwrap();
     assert_eq!(spec.resources.cpu_shares, Some(2));
@@ -91,7 +96,7 @@ fn tiny_cpu_request_keeps_the_minimum_share_and_a_limit_alone_also_requests() {
 
     let spec = container_spec(
         &task("  image: busybox:latest\n  resources:\n    limits: {cpu: \"2\"}\n"),
-        7,
+        &block(),
     )
     .unwrap();
     assert_eq!(spec.resources.cpu_shares, Some(2048));
@@ -112,7 +117,7 @@ fn volumes_map_to_runtime_mounts() {
              - {volume: scratch, path: /tmp}\n    \
              - {volume: serial, path: /dev/serial0}\n",
         ),
-        7,
+        &block(),
     )
     .unwrap();
     assert_eq!(
@@ -150,7 +155,7 @@ fn a_mount_of_an_undeclared_volume_is_an_error() {
         read_only: false,
     });
     assert_eq!(
-        container_spec(&web, 7),
+        container_spec(&web, &block()),
         Err(SpecError::UndeclaredVolume {
             volume: "ghost".into(),
             path: "/x".into()
@@ -159,8 +164,8 @@ fn a_mount_of_an_undeclared_volume_is_an_error() {
 }
 
 #[test]
-fn network_bridge_gets_one_subnet_per_node_and_host_is_host() {
-    let spec = container_spec(&task("  image: busybox:latest\n"), 7).unwrap();
+fn network_bridge_uses_the_node_block_and_host_is_host() {
+    let spec = container_spec(&task("  image: busybox:latest\n"), &block()).unwrap();
     assert_eq!(
         spec.network,
         runtime::NetworkMode::Bridge {
@@ -168,9 +173,11 @@ fn network_bridge_gets_one_subnet_per_node_and_host_is_host() {
             subnet: "10.88.8.0/24".into()
         }
     );
-    assert_eq!(node_subnet(250), "10.88.1.0/24");
-    assert_eq!(node_subnet(249), "10.88.250.0/24");
-    let spec = container_spec(&task("  image: busybox:latest\n  network: host\n"), 7).unwrap();
+    let spec = container_spec(
+        &task("  image: busybox:latest\n  network: host\n"),
+        &block(),
+    )
+    .unwrap();
     assert_eq!(spec.network, runtime::NetworkMode::Host);
 }
 
@@ -178,8 +185,26 @@ fn network_bridge_gets_one_subnet_per_node_and_host_is_host() {
 fn long_task_ids_use_the_short_container_id_as_hostname() {
     let mut web = task("  image: busybox:latest\n");
     web.id = format!("{}.0.1", "a".repeat(63));
-    let spec = container_spec(&web, 7).unwrap();
+    let spec = container_spec(&web, &block()).unwrap();
     assert_eq!(spec.hostname.as_deref(), Some(spec.id.as_str()));
     assert!(spec.id.len() <= 64);
     assert_eq!(spec.labels[LABEL_TASK], web.id);
+}
+
+#[test]
+fn a_bridged_task_without_a_node_block_says_why_and_a_host_task_runs() {
+    let missing = NodeBlock::Missing {
+        reason: "pod CIDR 10.1.0.0/23 is full".into(),
+    };
+    let error = container_spec(&task("  image: busybox:latest\n"), &missing).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "this node has no block of the pod CIDR yet, so it runs no bridged task: \
+         pod CIDR 10.1.0.0/23 is full"
+    );
+    let host = container_spec(
+        &task("  image: busybox:latest\n  network: host\n"),
+        &missing,
+    );
+    assert_eq!(host.unwrap().network, runtime::NetworkMode::Host);
 }

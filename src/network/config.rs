@@ -1,0 +1,163 @@
+//! The cluster network as `init` chose it: the pod CIDR, the size of each
+//! node's block and how blocks reach each other. Recorded in the cluster
+//! record (`cluster::records::ClusterRecord::network`) and never changed.
+
+use core::fmt;
+use core::net::Ipv4Addr;
+use core::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::cidr::Ipv4Cidr;
+
+/// The pod CIDR of a cluster made before the network was recorded, and
+/// `init`'s default.
+pub const DEFAULT_POD_CIDR: Ipv4Cidr = match Ipv4Cidr::from_octets([10, 88, 0, 0], 16) {
+    Some(cidr) => cidr,
+    None => panic!("10.88.0.0/16 is a valid block"),
+};
+/// The prefix length of each node's block, likewise.
+pub const DEFAULT_NODE_PREFIX_LEN: u8 = 24;
+/// The longest node block: a /30 leaves the bridge's address and one task.
+/// (The runtime refuses a bridge subnet longer than that.)
+pub const NODE_PREFIX_LEN_MAX: u8 = 30;
+/// The most blocks a pod CIDR may be cut into: the allocator walks them, and
+/// a /8 of /24s is more nodes than a Raft cluster of edge devices holds.
+pub const NODE_BLOCKS_MAX: u64 = 1 << 16;
+
+/// How traffic between the blocks of different nodes travels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// Plain kernel routes: every node routes each other node's block via
+    /// that node's address (nodes share an L2 segment or a routed LAN that
+    /// forwards pod addresses).
+    #[default]
+    Routed,
+    /// The kernel's VXLAN device. Recorded so that the choice is explicit,
+    /// but not implemented yet: `init` refuses it.
+    Vxlan,
+}
+
+impl NetworkMode {
+    /// Whether this version can run a cluster in this mode.
+    pub fn is_implemented(&self) -> bool {
+        match self {
+            NetworkMode::Routed => true,
+            NetworkMode::Vxlan => false,
+        }
+    }
+}
+
+impl fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NetworkMode::Routed => "routed",
+            NetworkMode::Vxlan => "vxlan",
+        })
+    }
+}
+
+impl FromStr for NetworkMode {
+    type Err = NetworkConfigError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "routed" => Ok(NetworkMode::Routed),
+            "vxlan" => Ok(NetworkMode::Vxlan),
+            other => Err(NetworkConfigError::UnknownMode {
+                mode: other.to_owned(),
+            }),
+        }
+    }
+}
+
+/// Why a network configuration cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetworkConfigError {
+    #[error("network mode {mode:?} is not one of: routed, vxlan")]
+    UnknownMode { mode: String },
+    #[error("network mode {mode} is not implemented yet; use --network routed")]
+    ModeNotImplemented { mode: NetworkMode },
+    #[error(
+        "node blocks of /{node_prefix_len} do not fit pod CIDR {pod_cidr}: \
+         use a prefix length between /{} and /{NODE_PREFIX_LEN_MAX}",
+        pod_cidr.prefix_len() + 1
+    )]
+    NodePrefixOutOfRange {
+        pod_cidr: Ipv4Cidr,
+        node_prefix_len: u8,
+    },
+    #[error(
+        "pod CIDR {pod_cidr} holds {blocks} blocks of /{node_prefix_len}, more than \
+         the {NODE_BLOCKS_MAX} allowed: use a longer node prefix or a smaller CIDR"
+    )]
+    TooManyBlocks {
+        pod_cidr: Ipv4Cidr,
+        node_prefix_len: u8,
+        blocks: u64,
+    },
+}
+
+/// The cluster's network, as recorded at `init`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterNetwork {
+    /// Every task address of the cluster lies in here.
+    pub pod_cidr: Ipv4Cidr,
+    /// Each node gets one block of this prefix length out of `pod_cidr`.
+    pub node_prefix_len: u8,
+    pub mode: NetworkMode,
+}
+
+impl Default for ClusterNetwork {
+    /// What a cluster made before the network was recorded behaves as.
+    fn default() -> Self {
+        ClusterNetwork {
+            pod_cidr: DEFAULT_POD_CIDR,
+            node_prefix_len: DEFAULT_NODE_PREFIX_LEN,
+            mode: NetworkMode::Routed,
+        }
+    }
+}
+
+impl ClusterNetwork {
+    /// Checks what `init` was given; the same checks hold for a recorded one.
+    pub fn validate(&self) -> Result<(), NetworkConfigError> {
+        if !self.mode.is_implemented() {
+            return Err(NetworkConfigError::ModeNotImplemented { mode: self.mode });
+        }
+        let blocks = self
+            .block_count()
+            .filter(|_| self.node_prefix_len <= NODE_PREFIX_LEN_MAX)
+            .ok_or(NetworkConfigError::NodePrefixOutOfRange {
+                pod_cidr: self.pod_cidr,
+                node_prefix_len: self.node_prefix_len,
+            })?;
+        if blocks > NODE_BLOCKS_MAX {
+            return Err(NetworkConfigError::TooManyBlocks {
+                pod_cidr: self.pod_cidr,
+                node_prefix_len: self.node_prefix_len,
+                blocks,
+            });
+        }
+        Ok(())
+    }
+
+    /// How many node blocks the pod CIDR holds.
+    pub fn block_count(&self) -> Option<u64> {
+        self.pod_cidr.subblock_count(self.node_prefix_len)
+    }
+
+    /// Whether `block` is one of this network's node blocks.
+    pub fn is_node_block(&self, block: &Ipv4Cidr) -> bool {
+        block.prefix_len() == self.node_prefix_len && self.pod_cidr.contains(block)
+    }
+}
+
+/// The subnet a node of a cluster made before subnets were assigned had
+/// derived from its id (`10.88.<id % 250 + 1>.0/24`): the block such a node
+/// prefers, so that containers it already runs keep their addresses.
+pub fn legacy_node_block(node_id: u64) -> Ipv4Cidr {
+    let third_octet = u8::try_from(node_id % 250 + 1).unwrap_or(u8::MAX);
+    Ipv4Cidr::new(Ipv4Addr::new(10, 88, third_octet, 0), 24).unwrap_or(DEFAULT_POD_CIDR)
+}
