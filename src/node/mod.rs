@@ -17,6 +17,7 @@ mod members;
 mod orchestration;
 pub mod peer;
 mod proposer;
+mod routes;
 mod status;
 mod subnets;
 mod tasks;
@@ -283,6 +284,7 @@ impl Node {
         tokio::spawn(self.clone().controller_loop());
         if let Some(handles) = self.agent_handles() {
             tokio::spawn(crate::agent::run(handles, self.inner.config.agent.clone()));
+            tokio::spawn(self.clone().routes_loop());
         }
     }
 

@@ -11,6 +11,7 @@ mod formation;
 mod forwarding;
 mod membership;
 mod moved;
+mod network;
 mod orchestration;
 mod partition;
 mod partition_memory;

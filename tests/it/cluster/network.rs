@@ -1,0 +1,322 @@
+//! The cluster network (issue 12) end to end: the leader gives every node
+//! its own block of the pod CIDR, every node routes the other nodes' blocks
+//! via their addresses (`routed` mode), and a task on one node fetches HTTP
+//! from a task on another by its address. Real nodes, one network namespace
+//! each; traffic stays inside the namespaces the harness made.
+
+use std::collections::BTreeSet;
+
+use edgectl::api::TaskView;
+use edgectl::orchestrator::records::{DesiredState, TaskState};
+
+use super::{EdgeCluster, CONVERGE, PORT};
+use crate::support::{test_images_dir, wait_until};
+
+/// `ip route show proto 236`: edgectl's routes (runtime::routes::ROUTE_PROTOCOL).
+const ROUTE_PROTOCOL: &str = "236";
+
+/// A cluster of `n` nodes, node `i` labelled `slot=n<i>`, with the busybox
+/// and httpd images imported on node 1.
+fn network_cluster(prefix: &str, n: usize, flags: &[&str]) -> EdgeCluster {
+    let mut cluster = EdgeCluster::with_flags(prefix, n, flags);
+    for i in 1..=n {
+        let label = format!("slot=n{i}");
+        cluster.set_node_flags(i, &["--label", &label]);
+    }
+    cluster.form(n);
+    let images = test_images_dir(env!("CARGO_TARGET_TMPDIR"));
+    for image in ["busybox.tar", "httpd.tar"] {
+        let archive = images.join(image);
+        cluster.cli_ok(
+            1,
+            &["image", "import", archive.to_str().expect("utf-8 path")],
+        );
+    }
+    cluster
+}
+
+/// Runs one replica of `image` on node `on` (by its label).
+fn run_on(cluster: &EdgeCluster, name: &str, image: &str, on: usize, command: &str) {
+    let yaml = format!(
+        "apiVersion: edgectl/v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  \
+         image: {image}\n  replicas: 1\n{command}  placement:\n    constraints:\n      \
+         - node.labels.slot == n{on}\n"
+    );
+    let file = cluster.dirs.path().join(format!("{name}.yaml"));
+    std::fs::write(&file, yaml).expect("write spec");
+    cluster.cli_ok(1, &["apply", "-f", file.to_str().expect("utf-8 path")]);
+}
+
+/// The running task of `service`, once it runs and has an address.
+fn running_task(cluster: &EdgeCluster, service: &str) -> TaskView {
+    wait_until(
+        CONVERGE,
+        &format!("{service} running with an address"),
+        || {
+            let tasks: Vec<TaskView> = cluster.cli_json(1, &["get", "tasks", service])?;
+            tasks
+                .into_iter()
+                .find(|t| {
+                    t.desired == DesiredState::Running
+                        && t.state == Some(TaskState::Running)
+                        && t.ip.is_some()
+                })
+                .ok_or_else(|| format!("not running yet ({service})"))
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(cluster)))
+}
+
+fn node_logs(cluster: &EdgeCluster) -> String {
+    (1..=cluster.net.nodes())
+        .map(|i| {
+            let log = cluster.net.log(&EdgeCluster::name(i));
+            let tail: Vec<&str> = log.lines().rev().take(12).collect();
+            format!(
+                "--- node{i}\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// edgectl's routes in node `i`'s namespace, as `ip route` prints them.
+fn edgectl_routes(cluster: &EdgeCluster, i: usize) -> BTreeSet<String> {
+    cluster
+        .net
+        .exec_ok(i, ["ip", "route", "show", "proto", ROUTE_PROTOCOL])
+        .lines()
+        .map(|line| {
+            line.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|line| !line.is_empty())
+        .collect()
+}
+
+/// The /24 an address lies in (the tests use the default /24 blocks).
+fn block_of(ip: &str) -> String {
+    let octets: Vec<&str> = ip.split('.').collect();
+    format!("{}.{}.{}.0/24", octets[0], octets[1], octets[2])
+}
+
+/// Fetches the httpd page from inside `client`'s container (under
+/// `timeout`: Debian's busybox 1.35 segfaults on `wget -T`).
+fn fetch(cluster: &EdgeCluster, client: &TaskView, server_ip: &str) -> Result<String, String> {
+    let url = format!("http://{server_ip}:8080/");
+    let out = cluster.cli(
+        1,
+        &[
+            "exec",
+            client.id.as_str(),
+            "--",
+            "timeout",
+            "5",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            &url,
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() && !stdout.trim().is_empty() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "wget {url}: {:?} {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+const SLEEP: &str = "  command: [\"sleep\", \"100000\"]\n";
+
+#[test]
+fn a_task_reaches_a_task_on_another_node_also_after_that_node_moves() {
+    let mut cluster = network_cluster("nrt", 3, &[]);
+    run_on(&cluster, "web", "httpd:latest", 3, "");
+    run_on(&cluster, "client", "busybox:latest", 1, SLEEP);
+    let web = running_task(&cluster, "web");
+    let client = running_task(&cluster, "client");
+    let web_ip = web.ip.clone().expect("address");
+    let client_ip = client.ip.clone().expect("address");
+    assert_ne!(
+        block_of(&web_ip),
+        block_of(&client_ip),
+        "each node has its own block"
+    );
+
+    // Node 1 routes node 3's block via node 3's address, and the reverse.
+    let via3 = format!("{} via {}", block_of(&web_ip), cluster.net.addr(3));
+    let via1 = format!("{} via {}", block_of(&client_ip), cluster.net.addr(1));
+    wait_until(CONVERGE, "routes both ways", || {
+        let (on1, on3) = (edgectl_routes(&cluster, 1), edgectl_routes(&cluster, 3));
+        if on1.contains(&via3) && on3.contains(&via1) {
+            Ok(())
+        } else {
+            Err(format!("node1 {on1:?}, node3 {on3:?}"))
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+    // Three nodes, three distinct blocks: each node routes the two others.
+    let blocks: BTreeSet<String> = edgectl_routes(&cluster, 1)
+        .into_iter()
+        .chain(edgectl_routes(&cluster, 2))
+        .filter_map(|route| route.split_whitespace().next().map(str::to_owned))
+        .collect();
+    assert_eq!(blocks.len(), 3, "three distinct blocks: {blocks:?}");
+
+    let page = wait_until(CONVERGE, "the client fetches the page across nodes", || {
+        fetch(&cluster, &client, &web_ip)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+    assert!(!page.is_empty());
+
+    // Node 3 comes back on a new address (moved.rs): the others route its
+    // block there, and its task is reached at the same task address.
+    cluster.kill(3);
+    let old = cluster.net.addr(3);
+    let octets = old.octets();
+    let new_ip = format!(
+        "{}.{}.{}.{}",
+        octets[0],
+        octets[1],
+        octets[2],
+        octets[3] + 100
+    );
+    cluster.net.exec_ok(
+        3,
+        ["ip", "addr", "del", &format!("{old}/24"), "dev", "eth0"],
+    );
+    cluster.net.exec_ok(
+        3,
+        ["ip", "addr", "add", &format!("{new_ip}/24"), "dev", "eth0"],
+    );
+    let new_addr = format!("{new_ip}:{PORT}");
+    let home = cluster.home_env();
+    cluster.net.start(
+        3,
+        &EdgeCluster::name(3),
+        [
+            "env",
+            home.as_str(),
+            env!("CARGO_BIN_EXE_edgectl"),
+            "--data-dir",
+            cluster.data_dir(3).to_str().expect("utf-8 path"),
+            "serve",
+            "--listen",
+            &new_addr,
+            "--advertise",
+            &new_addr,
+            "--label",
+            "slot=n3",
+        ],
+    );
+    let via_new = format!("{} via {new_ip}", block_of(&web_ip));
+    wait_until(
+        CONVERGE,
+        "node 1 routes node 3's block via its new address",
+        || {
+            let on1 = edgectl_routes(&cluster, 1);
+            if on1.contains(&via_new) && !on1.contains(&via3) {
+                Ok(())
+            } else {
+                Err(format!("node1 {on1:?}"))
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+    wait_until(
+        CONVERGE,
+        "the client fetches the page at the moved node",
+        || fetch(&cluster, &client, &web_ip),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+}
+
+#[test]
+fn a_removed_node_s_block_is_reclaimed_and_its_route_goes() {
+    // Four nodes, three voters: the learner, once silent for 3 s, leaves.
+    let cluster = network_cluster("nrm", 4, &["--remove-after", "3s"]);
+    let learner = wait_until(CONVERGE, "a learner", || {
+        let nodes = cluster.nodes(1)?;
+        nodes
+            .iter()
+            .find(|n| n.role == edgectl::api::RaftRole::Learner && n.healthy)
+            .map(|n| n.name.clone())
+            .ok_or_else(|| format!("{nodes:?}"))
+    })
+    .unwrap();
+    let gone: usize = learner.trim_start_matches("node").parse().expect("nodeN");
+    let watcher = (1..=4).find(|i| *i != gone).expect("another node");
+    let via_gone = format!(" via {}", cluster.net.addr(gone));
+    wait_until(
+        CONVERGE,
+        "every other node routes the learner's block",
+        || {
+            let routes = edgectl_routes(&cluster, watcher);
+            if routes.len() == 3 && routes.iter().any(|r| r.ends_with(&via_gone)) {
+                Ok(())
+            } else {
+                Err(format!("{routes:?}"))
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+
+    cluster.kill(gone);
+    wait_until(CONVERGE, "the learner's route is gone", || {
+        let routes = edgectl_routes(&cluster, watcher);
+        if routes.len() == 2 && !routes.iter().any(|r| r.ends_with(&via_gone)) {
+            Ok(())
+        } else {
+            Err(format!("{routes:?}"))
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+    // Its block record went with it.
+    let leader = cluster.leader_index(watcher).expect("a leader");
+    let blocks = cluster.cli_ok(leader, &["kv", "ls", "/sys/network/blocks/"]);
+    assert_eq!(
+        blocks.matches("/sys/network/blocks/").count(),
+        3,
+        "three blocks left: {blocks}"
+    );
+}
+
+#[test]
+fn init_refuses_vxlan_and_a_cidr_too_small_for_a_block() {
+    let cluster = EdgeCluster::new("nin", 1);
+    let dir = cluster.dirs.path().join("refused");
+    for (flags, expected) in [
+        (vec!["--network", "vxlan"], "not implemented yet"),
+        (
+            vec!["--pod-cidr", "10.1.0.0/24", "--node-prefix", "24"],
+            "do not fit pod CIDR 10.1.0.0/24",
+        ),
+        (vec!["--pod-cidr", "10.1.1.0/16"], "host bits set"),
+    ] {
+        let mut args = vec![
+            "--data-dir".to_string(),
+            dir.display().to_string(),
+            "init".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+        ];
+        args.extend(flags.iter().map(|s| s.to_string()));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_edgectl"))
+            .env("HOME", cluster.dirs.path())
+            .args(&args)
+            .output()
+            .expect("run edgectl init");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flags:?} accepted");
+        assert!(stderr.contains(expected), "{flags:?}: {stderr}");
+        assert!(!dir.join("node.json").exists(), "{flags:?} left a data dir");
+    }
+}
