@@ -15,6 +15,7 @@ pub mod disk;
 mod join;
 mod members;
 mod orchestration;
+mod pacing;
 pub mod peer;
 mod proposer;
 mod routes;
@@ -192,6 +193,8 @@ struct NodeInner {
     /// Leader-side: dedup buckets up to this minute have been dropped
     /// (0: not yet in this leadership).
     dedup_swept_to_minute: Mutex<u64>,
+    /// Refusal budgets of the clients (pacing.rs).
+    refusals: pacing::RefusalPacer,
     /// Writes to propose through Raft (see proposer.rs).
     proposals: tokio::sync::mpsc::Sender<proposer::Proposal>,
     shutdown: watch::Sender<bool>,
@@ -264,6 +267,7 @@ impl Node {
                 image_state: Arc::default(),
                 runtime,
                 dedup_swept_to_minute: Mutex::new(0),
+                refusals: pacing::RefusalPacer::default(),
                 proposals,
                 shutdown,
             }),
@@ -456,17 +460,9 @@ impl Node {
                 )
                 .await;
             }
-            (a, Some(_)) if a == ALPN_API => {
-                let node = self.clone();
-                raft::transport::rpc::serve_connection_within(
-                    connection,
-                    crate::api::API_LIMITS,
-                    move |request: crate::api::ApiRequest| {
-                        let node = node.clone();
-                        async move { node.request(request).await }
-                    },
-                )
-                .await;
+            (a, Some(identity)) if a == ALPN_API => {
+                self.serve_api_connection(identity.to_string(), connection)
+                    .await;
             }
             (a, Some(PeerIdentity::Node(from))) if a == ALPN_BLOB => {
                 crate::images::serve_blob_connection(self.images(), *from, connection).await;
@@ -491,6 +487,45 @@ impl Node {
                 );
             }
         }
+    }
+
+    /// Serves one client connection. Requests refused as invalid are
+    /// charged to the client's identity, and a connection that was refused
+    /// something waits for that identity's budget before its next request
+    /// is read (pacing.rs).
+    async fn serve_api_connection(&self, identity: String, connection: quinn::Connection) {
+        let refused_before = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let admit = {
+            let (node, identity, refused_before) =
+                (self.clone(), identity.clone(), refused_before.clone());
+            move || {
+                let wait = if refused_before.load(std::sync::atomic::Ordering::Relaxed) {
+                    node.inner.refusals.wait(&identity, Instant::now())
+                } else {
+                    Duration::ZERO
+                };
+                tokio::time::sleep(wait)
+            }
+        };
+        let node = self.clone();
+        raft::transport::rpc::serve_connection_paced(
+            connection,
+            crate::api::API_LIMITS,
+            admit,
+            move |request: crate::api::ApiRequest| {
+                let (node, identity, refused_before) =
+                    (node.clone(), identity.clone(), refused_before.clone());
+                async move {
+                    let response = node.request(request).await;
+                    if let Err(crate::api::ApiError::Invalid(_)) = &response {
+                        refused_before.store(true, std::sync::atomic::Ordering::Relaxed);
+                        node.inner.refusals.charge(&identity, Instant::now());
+                    }
+                    response
+                }
+            },
+        )
+        .await;
     }
 
     async fn handle_peer(&self, from: NodeId, request: peer::PeerRequest) -> peer::PeerResponse {

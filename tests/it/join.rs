@@ -7,53 +7,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::support;
-use edgectl::api::{ApiError, ApiRequest, ApiResponse};
+use edgectl::api::ApiError;
 use edgectl::cluster::token::JoinToken;
+use edgectl::node::join_data_dir;
 use edgectl::node::peer::{JoinRequest, JoinResponse, JOIN_LIMITS};
-use edgectl::node::{init_data_dir, join_data_dir, Node, NodeConfig};
 use edgectl::paths::DataDir;
 use raft::transport::rpc::{self, RpcError, STREAM_CODE_TOO_LARGE};
 use raft::transport::Endpoint;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
-
-async fn one_node(dir: &std::path::Path) -> (Node, String) {
-    let data = DataDir::new(dir.join("first"));
-    let listen = support::free_udp_addr();
-    init_data_dir(
-        &data,
-        "first",
-        &listen,
-        &listen,
-        raft::transport::pki::LEAF_VALIDITY,
-    )
-    .expect("init");
-    let mut config = NodeConfig::new(data);
-    config.agent.enabled = false;
-    (Node::start(config).await.expect("start"), listen)
-}
-
-async fn token(node: &Node) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        match node
-            .request(ApiRequest::TokenCreate {
-                ttl_secs: 600,
-                description: "join test".into(),
-            })
-            .await
-        {
-            Ok(ApiResponse::TokenCreated { token, .. }) => return token,
-            other => {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "no token within 60 s: {other:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
 
 /// A connection on the join ALPN, as `edgectl join` opens it.
 async fn join_connection(addr: &str, token: &JoinToken) -> (Endpoint, quinn::Connection) {
@@ -72,8 +34,8 @@ async fn an_oversized_or_garbled_join_costs_no_node_id_and_a_real_one_follows() 
         .prefix("edgectl-it-join-")
         .tempdir()
         .expect("a temp dir");
-    let (node, addr) = one_node(dir.path()).await;
-    let token_text = token(&node).await;
+    let (node, addr) = support::one_node_in_process(dir.path()).await;
+    let token_text = support::join_token(&node).await;
     let token = JoinToken::parse(&token_text).expect("a token");
     let (endpoint, connection) = join_connection(&addr, &token).await;
 

@@ -2,7 +2,7 @@
 //! `support`): real `edgectl` processes and in-process nodes, real RocksDB,
 //! real QUIC with mutual TLS, real containers. Needs root.
 //!
-//! - `agent`, `images`, `join`: nodes in this process, on loopback.
+//! - `agent`, `images`, `join`, `pacing`: nodes in this process, on loopback.
 //! - `local_cli`: the node-local verbs through the real binary.
 //! - `harness_selftest`: the multi-node harness itself.
 //! - `cluster`: one `edgectl` process per network namespace.
@@ -17,6 +17,7 @@ mod harness_selftest;
 mod images;
 mod join;
 mod local_cli;
+mod pacing;
 mod support;
 
 /// Containers are created in this process (`agent`, `images`): allocate as

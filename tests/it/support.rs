@@ -505,3 +505,45 @@ pub fn free_udp_addr() -> String {
         .expect("a bound socket has an address")
         .to_string()
 }
+
+/// A one-node cluster in this process, with no agent (no containers):
+/// initialised in `dir`/first, listening on a free loopback port. Returns
+/// the node and its address.
+pub async fn one_node_in_process(dir: &Path) -> (edgectl::node::Node, String) {
+    let data = edgectl::paths::DataDir::new(dir.join("first"));
+    let listen = free_udp_addr();
+    edgectl::node::init_data_dir(
+        &data,
+        "first",
+        &listen,
+        &listen,
+        raft::transport::pki::LEAF_VALIDITY,
+    )
+    .expect("init");
+    let mut config = edgectl::node::NodeConfig::new(data);
+    config.agent.enabled = false;
+    let node = edgectl::node::Node::start(config).await.expect("start");
+    (node, listen)
+}
+
+/// A join token from `node`, once it leads (a fresh node elects itself
+/// within a second or so).
+pub async fn join_token(node: &edgectl::node::Node) -> String {
+    use edgectl::api::{ApiRequest, ApiResponse};
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match node
+            .request(ApiRequest::TokenCreate {
+                ttl_secs: 600,
+                description: "test".into(),
+            })
+            .await
+        {
+            Ok(ApiResponse::TokenCreated { token, .. }) => return token,
+            other => {
+                assert!(Instant::now() < deadline, "no token within 60 s: {other:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

@@ -329,8 +329,32 @@ pub async fn serve_connection_within<Req, Resp, Handler, Fut>(
     Handler: Fn(Req) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Resp> + Send + 'static,
 {
+    serve_connection_paced(connection, limits, || std::future::ready(()), handler).await
+}
+
+/// [`serve_connection_within`], awaiting `admit()` before each next request
+/// is accepted: while it waits, nothing more of the caller's is read, and
+/// QUIC's flow control holds the caller back (a server paces a caller it
+/// has reasons to distrust this way, at no cost to itself).
+pub async fn serve_connection_paced<Req, Resp, Admit, AdmitFut, Handler, Fut>(
+    connection: quinn::Connection,
+    limits: ServeLimits,
+    admit: Admit,
+    handler: Handler,
+) where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+    Admit: Fn() -> AdmitFut,
+    AdmitFut: Future<Output = ()>,
+    Handler: Fn(Req) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Resp> + Send + 'static,
+{
     let calls = Arc::new(Semaphore::new(limits.calls_max));
     loop {
+        tokio::select! {
+            () = admit() => {}
+            _ = connection.closed() => return,
+        }
         let (send, recv) = match connection.accept_bi().await {
             Ok(streams) => streams,
             Err(err) => {
