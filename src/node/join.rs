@@ -115,7 +115,14 @@ impl Node {
         let deadline = Instant::now() + JOIN_TIMEOUT;
         loop {
             match self.current_leader() {
-                Some(leader) if leader == self.id() => return self.join_as_leader(request).await,
+                // An election under way refuses with NoLeader before any id
+                // is taken: wait it out like a forwarded write would.
+                Some(leader) if leader == self.id() => {
+                    match self.join_as_leader(request.clone()).await {
+                        Err(ApiError::NoLeader(_)) => {}
+                        other => return other,
+                    }
+                }
                 Some(leader) => {
                     let forward = PeerRequest::Join(request.clone());
                     match self.call_member(leader, &forward, FORWARD_TIMEOUT).await {
