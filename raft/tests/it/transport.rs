@@ -59,6 +59,18 @@ fn spawn_accept_loop(endpoint: &Endpoint) -> mpsc::UnboundedReceiver<Accepted> {
     rx
 }
 
+/// Node 1's connection to node 2 on the Raft ALPN.
+async fn raft_connection(node1: &Endpoint, node2: &Endpoint) -> quinn::Connection {
+    node1
+        .connect(
+            node2.local_addr().unwrap(),
+            PeerIdentityExpectation::Node(2),
+            ALPN_RAFT,
+        )
+        .await
+        .unwrap()
+}
+
 /// Serves every accepted connection with an echo handler that answers
 /// `(request, server's view of the caller)`.
 fn spawn_echo_server(endpoint: &Endpoint) {
@@ -84,14 +96,7 @@ async fn mtls_round_trip_between_nodes() {
     let node2 = bind_node(&ca, 2);
     spawn_echo_server(&node2);
 
-    let connection = node1
-        .connect(
-            node2.local_addr().unwrap(),
-            PeerIdentityExpectation::Node(2),
-            ALPN_RAFT,
-        )
-        .await
-        .unwrap();
+    let connection = raft_connection(&node1, &node2).await;
     assert_eq!(
         connection_peer_identity(&connection).unwrap().unwrap(),
         PeerIdentity::Node(2)
@@ -385,14 +390,7 @@ async fn peer_vanishing_mid_call_gives_connection_lost() {
     let node2 = bind_node(&ca, 2);
     let arrived = Arc::new(Notify::new());
     spawn_parking_server(&node2, arrived.clone());
-    let connection = node1
-        .connect(
-            node2.local_addr().unwrap(),
-            PeerIdentityExpectation::Node(2),
-            ALPN_RAFT,
-        )
-        .await
-        .unwrap();
+    let connection = raft_connection(&node1, &node2).await;
 
     let call = tokio::spawn(async move {
         rpc::call::<String, String>(&connection, &"x".to_string(), CALL_TIMEOUT).await
@@ -411,14 +409,7 @@ async fn silent_peer_gives_timeout() {
     let node1 = bind_node(&ca, 1);
     let node2 = bind_node(&ca, 2);
     spawn_parking_server(&node2, Arc::new(Notify::new()));
-    let connection = node1
-        .connect(
-            node2.local_addr().unwrap(),
-            PeerIdentityExpectation::Node(2),
-            ALPN_RAFT,
-        )
-        .await
-        .unwrap();
+    let connection = raft_connection(&node1, &node2).await;
     let timeout = Duration::from_millis(200);
     match rpc::call::<String, String>(&connection, &"x".to_string(), timeout).await {
         Err(RpcError::Timeout { timeout: reported }) => assert_eq!(reported, timeout),
@@ -454,14 +445,7 @@ async fn oversized_and_garbled_frames_are_refused() {
     let node1 = bind_node(&ca, 1);
     let node2 = bind_node(&ca, 2);
     spawn_echo_server(&node2);
-    let connection = node1
-        .connect(
-            node2.local_addr().unwrap(),
-            PeerIdentityExpectation::Node(2),
-            ALPN_RAFT,
-        )
-        .await
-        .unwrap();
+    let connection = raft_connection(&node1, &node2).await;
 
     // A length prefix over the limit: refused before any body is read.
     let (mut send, mut recv) = connection.open_bi().await.unwrap();
@@ -539,14 +523,7 @@ async fn a_server_s_own_limits_bound_request_size_and_calls_at_once() {
             }
         });
     }
-    let connection = node1
-        .connect(
-            node2.local_addr().unwrap(),
-            PeerIdentityExpectation::Node(2),
-            ALPN_RAFT,
-        )
-        .await
-        .unwrap();
+    let connection = raft_connection(&node1, &node2).await;
 
     // Over this server's limit, though far under MAX_FRAME_BYTES: refused
     // by the server, with a message that says so.
@@ -622,14 +599,7 @@ async fn concurrent_calls_on_one_connection_do_not_queue() {
             }
         });
     }
-    let connection = node1
-        .connect(
-            node2.local_addr().unwrap(),
-            PeerIdentityExpectation::Node(2),
-            ALPN_RAFT,
-        )
-        .await
-        .unwrap();
+    let connection = raft_connection(&node1, &node2).await;
     let first = {
         let connection = connection.clone();
         tokio::spawn(async move {
