@@ -43,6 +43,7 @@ pub use logs::{LogLine, Stream};
 pub use monitor::ExitStatus;
 pub use network::host_veth_name;
 pub use network::routes::{self, GatewayRoute};
+pub use network::vxlan;
 pub use spec::{
     valid_id, validate, ContainerSpec, Mount, NetworkMode, Resources, MEMORY_BYTES_MIN,
 };

@@ -12,6 +12,7 @@
 
 pub(crate) mod netlink;
 pub mod routes;
+pub mod vxlan;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -37,7 +37,7 @@ impl Netlink {
     }
 
     /// Sends one request and collects replies until the kernel's ACK.
-    fn request(
+    pub(super) fn request(
         &mut self,
         message: RouteNetlinkMessage,
         extra_flags: u16,
