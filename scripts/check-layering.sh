@@ -46,6 +46,7 @@ PURE_MODULES=(
     src/agent/plan
     src/cluster
     src/network
+    src/secrets
     raft/src/kv
 )
 

@@ -34,3 +34,4 @@ pub mod node;
 pub mod orchestrator;
 pub mod paths;
 pub mod scheduler;
+pub mod secrets;
