@@ -104,6 +104,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Command::Delete(command) => cli::orchestration::delete(&cli, command).await?,
             Command::Rollback(command) => cli::orchestration::rollback(&cli, command).await?,
+            Command::Secret(command) => cli::objects::secret(&cli, command).await?,
+            Command::Config(command) => cli::objects::config(&cli, command).await?,
             Command::Image(_) | Command::Run(_) | Command::Reset { .. } => {
                 unreachable!("handled above")
             }

@@ -15,6 +15,9 @@ pub use system::{MemberDialer, SystemWriter};
 
 use serde::{Deserialize, Serialize};
 
+use crate::secrets::records::ObjectMeta;
+use crate::secrets::{ObjectKind, ObjectValue};
+
 pub use raft::{KeyValue, KvRequest, KvResponse};
 
 /// What one client connection (ALPN `edgectl/api/1`) may ask of a node: a
@@ -107,6 +110,30 @@ pub enum ApiRequest {
         command: Vec<String>,
         timeout_ms: u64,
     },
+    /// Create (`create: true`, refused if the name exists) or update a
+    /// secret or config. A secret is sealed on the leader before it is
+    /// proposed.
+    ObjectPut {
+        kind: ObjectKind,
+        name: String,
+        value: ObjectValue,
+        create: bool,
+    },
+    ObjectRemove {
+        kind: ObjectKind,
+        name: String,
+    },
+    ObjectList {
+        kind: ObjectKind,
+    },
+    /// Metadata; a config's value too with `show_value` (refused for a secret).
+    ObjectInspect {
+        kind: ObjectKind,
+        name: String,
+        show_value: bool,
+    },
+    /// A new keyring data key, every secret re-encrypted under it.
+    SecretRotateKey,
 }
 
 /// Where a request is executed.
@@ -179,7 +206,15 @@ impl ApiRequest {
             | ApiRequest::GetServices
             | ApiRequest::GetTasks { .. }
             | ApiRequest::DescribeService { .. }
-            | ApiRequest::GetNodes => RequestClass::new(Leader, READ, REPEATABLE),
+            | ApiRequest::GetNodes
+            | ApiRequest::ObjectList { .. }
+            | ApiRequest::ObjectInspect { .. } => RequestClass::new(Leader, READ, REPEATABLE),
+            // A second create is refused, a second update makes one more
+            // version, a second removal finds nothing, a second rotation
+            // makes one more key: none is the same as once.
+            ApiRequest::ObjectPut { .. }
+            | ApiRequest::ObjectRemove { .. }
+            | ApiRequest::SecretRotateKey => RequestClass::new(Leader, WRITE, ONCE_ONLY),
             // Each makes something new: a second token, one more step back.
             ApiRequest::TokenCreate { .. }
             | ApiRequest::TokenRevoke { .. }
@@ -217,6 +252,17 @@ pub enum ApiResponse {
     Images(Vec<crate::orchestrator::records::ClusterImage>),
     Logs(Vec<LogLine>),
     Exec(ExecResult),
+    Object(ObjectView),
+    Objects(Vec<ObjectMeta>),
+    ObjectRemoved,
+    KeyRotated { generation: u64, secrets: u64 },
+}
+
+/// A secret's or config's metadata, and a config's value when asked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectView {
+    pub meta: ObjectMeta,
+    pub value: Option<ObjectValue>,
 }
 
 /// What a command run with `edgectl exec` did.

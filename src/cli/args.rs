@@ -83,6 +83,12 @@ pub enum Command {
     /// Go back to a service's previous spec (rolled out like an update).
     #[command(subcommand)]
     Rollback(RollbackCommand),
+    /// Manage secrets (encrypted at rest).
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// Manage configs.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Retire this node's data dir: stop and delete its containers, then remove the dir (the node must be stopped).
     Reset {
         /// Remove the containers but keep the data dir.
@@ -525,4 +531,56 @@ pub struct RunArgs {
     /// Keep the container (and its logs) after it exits.
     #[arg(long)]
     pub keep: bool,
+}
+
+/// `edgectl secret ...`: values encrypted before they reach the replicated
+/// state, never shown by any command.
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Create a secret from FILE, or from standard input with `-` (at most 512 KiB).
+    Create(ObjectPutArgs),
+    /// Replace a secret's value: a new version.
+    Update(ObjectPutArgs),
+    /// Remove a secret.
+    Rm(ObjectNameArgs),
+    /// List the secrets (metadata only).
+    Ls,
+    /// Show a secret's metadata (never its value).
+    Inspect(ObjectNameArgs),
+    /// Make a new keyring data key and re-encrypt every secret under it.
+    RotateKey,
+}
+
+/// `edgectl config ...`: versioned like secrets, stored unencrypted.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Create a config from FILE, or from standard input with `-` (at most 1 MiB).
+    Create(ObjectPutArgs),
+    /// Replace a config's value: a new version.
+    Update(ObjectPutArgs),
+    /// Remove a config.
+    Rm(ObjectNameArgs),
+    /// List the configs.
+    Ls,
+    /// Show a config's metadata, and its value with --show.
+    Inspect {
+        #[command(flatten)]
+        object: ObjectNameArgs,
+        /// Print the value too.
+        #[arg(long)]
+        show: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ObjectPutArgs {
+    /// Name: a-z, 0-9, '-', '_', '.'; at most 63 characters.
+    pub name: String,
+    /// File holding the value, or `-` for standard input.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ObjectNameArgs {
+    pub name: String,
 }

@@ -7,6 +7,7 @@ mod connect;
 pub mod daemon;
 pub mod errors;
 pub mod local;
+pub mod objects;
 pub mod orchestration;
 pub mod output;
 pub mod reset;

@@ -190,6 +190,11 @@ impl Node {
             | ApiRequest::UpdateNode { .. }
             | ApiRequest::ImageImport { .. }
             | ApiRequest::ImageList => self.execute_orchestration(request).await,
+            ApiRequest::ObjectPut { .. }
+            | ApiRequest::ObjectRemove { .. }
+            | ApiRequest::ObjectList { .. }
+            | ApiRequest::ObjectInspect { .. }
+            | ApiRequest::SecretRotateKey => self.execute_objects(request).await,
             ApiRequest::TaskLogs { .. } | ApiRequest::TaskExec { .. } => {
                 self.on_task_node(request).await
             }

@@ -13,12 +13,14 @@ mod certs;
 mod controller;
 pub mod disk;
 mod join;
+mod keyring;
 mod members;
 mod orchestration;
 mod pacing;
 pub mod peer;
 mod proposer;
 mod routes;
+mod secrets;
 mod status;
 mod subnets;
 mod tasks;
@@ -197,6 +199,9 @@ struct NodeInner {
     refusals: pacing::RefusalPacer,
     /// Writes to propose through Raft (see proposer.rs).
     proposals: tokio::sync::mpsc::Sender<proposer::Proposal>,
+    /// This node's keyring key (keyring.rs), loaded once at start; the
+    /// error says why secrets cannot be read here.
+    node_key: std::sync::OnceLock<Result<Arc<crate::secrets::crypto::NodeKey>, String>>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -269,6 +274,7 @@ impl Node {
                 dedup_swept_to_minute: Mutex::new(0),
                 refusals: pacing::RefusalPacer::default(),
                 proposals,
+                node_key: std::sync::OnceLock::new(),
                 shutdown,
             }),
         };
@@ -286,6 +292,7 @@ impl Node {
         tokio::spawn(self.clone().heartbeat_loop());
         tokio::spawn(self.clone().leader_loop());
         tokio::spawn(self.clone().controller_loop());
+        tokio::spawn(self.clone().keyring_loop());
         if let Some(handles) = self.agent_handles() {
             tokio::spawn(crate::agent::run(handles, self.inner.config.agent.clone()));
             tokio::spawn(self.clone().routes_loop());

@@ -18,6 +18,7 @@ mod images;
 mod join;
 mod local_cli;
 mod pacing;
+mod secrets;
 mod support;
 
 /// Containers are created in this process (`agent`, `images`): allocate as
