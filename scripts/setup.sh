@@ -13,12 +13,15 @@ set -euo pipefail
 # Build: compilers, bindgen's libclang, RocksDB linked statically with the
 # compression libraries it was built with (see .cargo/config.toml), and
 # libseccomp for libcontainer. Test: busybox (container images, echo servers),
-# iproute2 + iptables (namespace clusters), procps (ps, pgrep).
+# iproute2 + iptables (namespace clusters), procps (ps, pgrep). Run:
+# nftables (the `nft` binary applies a node's table of published ports and
+# outbound masquerade in one transaction); curl (tests: clients outside
+# the cluster).
 BUILD_PACKAGES=(
     build-essential pkg-config clang libclang-dev
     librocksdb-dev libzstd-dev liblz4-dev libsnappy-dev zlib1g-dev libbz2-dev
     libseccomp-dev
-    busybox-static iproute2 iptables procps
+    busybox-static iproute2 iptables procps nftables curl
 )
 # Bench: the peers measured against (etcd, runc, crun), and protoc with the
 # well-known .proto files (google/protobuf/*.proto) that etcd's client crate

@@ -43,6 +43,17 @@ pub enum Error {
         #[source]
         source: nix::Error,
     },
+    /// Running `nft` on edgectl's table failed (or nft refused the ruleset).
+    #[error("{action} nftables table {table}: {source}")]
+    Nftables {
+        /// What was being done ("apply", "run nft to list", ...).
+        action: &'static str,
+        /// The table (`ip edgectl`).
+        table: String,
+        /// The underlying error (nft's own message for a refusal).
+        #[source]
+        source: io::Error,
+    },
     /// A netlink request about a route (or IPv4 forwarding) failed.
     #[error("{action} {route}: {source}")]
     Route {

@@ -1,18 +1,27 @@
 //! The cluster network's decisions (issue 12): the pod CIDR and how it is
 //! cut into node blocks (`config`, `cidr`), which node holds which block
 //! (`allocator`, run by the leader) and which routes a node keeps to the
-//! other nodes' blocks (`routes`, run by every node). Pure: no IO, no
-//! clock. The IO edges are `node::subnets` (the leader writes the blocks),
-//! `node::routes` (every node's kernel routes) and the agent (the bridge of
-//! the node's block); the kernel work itself is the runtime's
-//! (`runtime::routes`).
+//! other nodes' blocks (`routes`, run by every node), and each node's
+//! nftables table of published ports and outbound masquerade (`nat`).
+//! Pure: no IO, no clock. The IO edges are `node::subnets` (the leader
+//! writes the blocks), `node::routes` (every node's kernel routes),
+//! `node::nat` (its table) and the agent (the bridge of the node's block);
+//! the kernel work itself is the runtime's (`runtime::routes`,
+//! `runtime::nftables`).
 
 pub mod allocator;
 pub mod cidr;
 pub mod config;
+pub mod nat;
 pub mod routes;
+pub mod vxlan;
 
 pub use allocator::{plan_blocks, AllocationError, AllocationInput, AllocationPlan};
 pub use cidr::{CidrError, Ipv4Cidr};
 pub use config::{legacy_node_block, ClusterNetwork, NetworkConfigError, NetworkMode};
+pub use nat::{
+    check_published_ports, nat_ruleset, NatView, PortClash, TaskEndpoint, NAT_TABLE_FAMILY,
+    NAT_TABLE_NAME,
+};
 pub use routes::{desired_routes, route_changes, PeerRoute, RouteChanges, RouteSkip};
+pub use vxlan::{desired_vxlan, vxlan_changes, NoDevice, VxlanChanges, VxlanSetup};

@@ -187,7 +187,7 @@ impl Node {
     }
 
     /// (key after `prefix`, record) of every record under `prefix` that decodes.
-    fn read_keyed_records<T: DeserializeOwned>(
+    pub(crate) fn read_keyed_records<T: DeserializeOwned>(
         &self,
         prefix: &str,
     ) -> Result<Vec<(String, T)>, ApiError> {

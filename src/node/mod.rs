@@ -15,6 +15,7 @@ pub mod disk;
 mod join;
 mod keyring;
 mod members;
+pub mod nat;
 mod orchestration;
 mod pacing;
 pub mod peer;
@@ -296,6 +297,7 @@ impl Node {
         if let Some(handles) = self.agent_handles() {
             tokio::spawn(crate::agent::run(handles, self.inner.config.agent.clone()));
             tokio::spawn(self.clone().routes_loop());
+            tokio::spawn(self.clone().nat_loop());
         }
     }
 

@@ -59,6 +59,7 @@ impl Node {
         let spec = parse_service_off_workers(yaml).await?;
         let name = spec.metadata.name.clone();
         self.check_disk_room(&format!("applying service {name}"))?;
+        self.check_published_ports(&spec)?;
         let key = records::service_key(&name);
         let current = self.inner.kv.get(key.as_bytes()).map_err(internal)?;
         let now = now_unix();
@@ -107,6 +108,22 @@ impl Node {
         }))
     }
 
+    /// A `publish: cluster` port is open on every node: refuses a spec whose
+    /// published ports clash with another service's (read on the leader).
+    /// Two applies racing on different services could both pass; the
+    /// rarer loss is a port forwarded to one of the two services.
+    fn check_published_ports(&self, spec: &ServiceSpec) -> Result<(), ApiError> {
+        let services = self.read_keyed_records::<ServiceRecord>(records::SERVICES_PREFIX)?;
+        crate::network::check_published_ports(
+            &spec.metadata.name,
+            &spec.spec.ports,
+            services
+                .iter()
+                .map(|(name, record)| (name.as_str(), record.spec.spec.ports.as_slice())),
+        )
+        .map_err(|clash| ApiError::Invalid(clash.to_string()))
+    }
+
     async fn scale_service(&self, name: &str, replicas: u32) -> ApiResult {
         if replicas > REPLICAS_MAX {
             return Err(ApiError::Invalid(format!(
@@ -142,6 +159,7 @@ impl Node {
         };
         spec.spec.replicas = record.spec.spec.replicas;
         spec.spec.update = record.spec.spec.update;
+        self.check_published_ports(&spec)?;
         let rolled = ServiceRecord {
             generation: record.generation + 1,
             updated_unix: now_unix(),

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use raft::{Compare, KvOp, Txn};
 
 use crate::cluster::records::to_json;
-use crate::model::{ConstraintOperator, ServiceSpec, Spread, VolumeType};
+use crate::model::{ConstraintOperator, Publish, ServiceSpec, Spread, VolumeType};
 use crate::orchestrator::records::{
     self, DesiredState, NodeCapacity, NodeSettings, ServiceRecord, TaskRecord, TaskState,
     TaskStatus,
@@ -500,8 +500,16 @@ fn local_volume(spec: &ServiceSpec) -> Option<String> {
         .map(|v| v.name.clone())
 }
 
+/// The node ports a task holds on its own node. A `publish: cluster` port
+/// is open on every node whatever runs where, so it does not steer
+/// placement: the API keeps it apart from every other service's ports.
 fn host_ports(spec: &ServiceSpec) -> Vec<u16> {
-    spec.spec.ports.iter().filter_map(|p| p.host).collect()
+    spec.spec
+        .ports
+        .iter()
+        .filter(|p| p.publish == Publish::Host)
+        .filter_map(|p| p.host)
+        .collect()
 }
 
 /// The nodes as the scheduler sees them, with what this pass's running tasks

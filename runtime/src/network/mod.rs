@@ -8,9 +8,13 @@
 //! `routes`: the routes to other nodes' blocks (the cluster network's
 //! `routed` mode), marked with edgectl's own route protocol.
 //!
-//! Not here (yet): NAT to the outside, port publishing, IPv6.
+//! `nftables`: edgectl's nftables table (published ports, masquerade of
+//! tasks' outbound traffic), applied whole through `nft -f`.
+//!
+//! Not here (yet): IPv6.
 
 pub(crate) mod netlink;
+pub mod nftables;
 pub mod routes;
 pub mod vxlan;
 

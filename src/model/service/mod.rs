@@ -56,7 +56,8 @@
 //!     retries: 3
 //!     startPeriod: 30s
 //!   ports:
-//!     - {container: 8080, host: 80}  # protocol tcp (default) | udp
+//!     - {container: 8080, host: 80}  # protocol tcp (default) | udp; on the task's node
+//!     - {container: 8443, host: 8443, publish: cluster}  # on every node, to any task
 //!     - {container: 9090}            # reachable through the service only
 //! ```
 //!

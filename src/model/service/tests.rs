@@ -131,11 +131,13 @@ fn web_expected() -> ServiceSpec {
                     container: 8080,
                     host: Some(80),
                     protocol: Protocol::Tcp,
+                    publish: Publish::Host,
                 },
                 Port {
                     container: 9090,
                     host: None,
                     protocol: Protocol::Tcp,
+                    publish: Publish::Host,
                 },
             ],
             health_check: Some(HealthCheck {
@@ -659,4 +661,26 @@ mod robustness {
             check_outcome(&source);
         }
     }
+}
+
+#[test]
+fn publish_cluster_needs_a_host_port_and_a_bridged_task() {
+    let source = format!(
+        "{MINIMAL}  ports:\n    - container: 80\n      host: 8080\n      publish: cluster\n"
+    );
+    let spec = parse_service(&source).unwrap();
+    assert_eq!(spec.spec.ports[0].publish, Publish::Cluster);
+    let source = format!("{MINIMAL}  ports:\n    - container: 80\n      publish: cluster\n");
+    check_field_error(
+        &source,
+        "spec.ports[0].publish",
+        9,
+        "needs the port every node",
+    );
+    let source = format!(
+        "{MINIMAL}  network: host\n  ports:\n    - container: 80\n      host: 80\n      publish: cluster\n"
+    );
+    check_field_error(&source, "spec.ports[0].publish", 11, "network: host");
+    let source = format!("{MINIMAL}  ports:\n    - container: 80\n      publish: mesh\n");
+    check_field_error(&source, "spec.ports[0].publish", 9, "`host` or `cluster`");
 }

@@ -428,6 +428,31 @@ pub struct Port {
     /// `tcp` (default) or `udp`.
     #[serde(default)]
     pub protocol: Protocol,
+    /// Where `host` is open: `host` (default) on the node running each
+    /// task, or `cluster` on every node, forwarding to a running task
+    /// anywhere (Swarm's routing mesh). Left out of the stored form when
+    /// `host`, so specs stored before the field read the same.
+    #[serde(default, skip_serializing_if = "Publish::is_host")]
+    pub publish: Publish,
+}
+
+/// How a [`Port`] with a `host` port is published.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Publish {
+    /// On the node that runs the task, to that task (the client's address
+    /// is kept).
+    #[default]
+    Host,
+    /// On every node, to a running task of the service on any node.
+    Cluster,
+}
+
+impl Publish {
+    /// Whether this is the default (kept out of the stored form).
+    pub fn is_host(&self) -> bool {
+        *self == Publish::Host
+    }
 }
 
 /// Transport protocol of a [`Port`].

@@ -546,12 +546,30 @@ fn check_ports(body: &ServiceBody) -> Result<(), Invalid> {
             ));
         }
         let Some(host) = port.host else {
+            if port.publish == Publish::Cluster {
+                return Err(invalid(
+                    path("publish"),
+                    format!(
+                        "publish: cluster needs the port every node opens; expected host: \
+                         <1-65535> beside container: {}",
+                        port.container
+                    ),
+                ));
+            }
             continue;
         };
         if host == 0 {
             return Err(invalid(
                 path("host"),
                 "host port 0 is not a port; expected 1-65535, or leave host out".to_string(),
+            ));
+        }
+        if body.network == NetworkMode::Host && port.publish == Publish::Cluster {
+            return Err(invalid(
+                path("publish"),
+                "publish: cluster forwards to a task's own address, which a task with \
+                 network: host does not have; expected network: bridge, or publish: host"
+                    .to_string(),
             ));
         }
         if body.network == NetworkMode::Host && host != port.container {

@@ -15,6 +15,7 @@ mod network;
 mod orchestration;
 mod partition;
 mod partition_memory;
+mod published;
 mod restart;
 
 use std::path::PathBuf;

@@ -1,0 +1,194 @@
+//! Every node's IO edge of `network::nat`: from its own replica (the
+//! running tasks with their addresses and ports, the pod CIDR, its own
+//! block) the text of its nftables table; applied whole through the
+//! runtime's `nftables` when it differs from what this process last
+//! applied, or when the table is missing from the kernel (deleted by hand,
+//! or a fresh process after a restart: the table is rebuilt, not appended
+//! to). Wakes when a task or a task status changes, and every `NAT_TICK`
+//! (the cluster record and the blocks change rarely).
+//!
+//! Runs on nodes with an agent, like the route loop. The table stays when
+//! the daemon stops: the containers outlive it by design, and so do their
+//! published ports; `edgectl reset` deletes it.
+
+use std::time::Duration;
+
+use core::net::{Ipv4Addr, SocketAddr};
+
+use tracing::{info, warn};
+
+use super::Node;
+use crate::cluster::keys;
+use crate::cluster::records::{ClusterRecord, NodeBlockRecord};
+use crate::network::{nat_ruleset, NatView, TaskEndpoint, NAT_TABLE_FAMILY, NAT_TABLE_NAME};
+use crate::orchestrator::records::{
+    DesiredState, TaskRecord, TaskState, TaskStatus, TASKS_PREFIX, TASK_STATUS_PREFIX,
+};
+
+/// The longest a table deleted by hand (or a change the watches missed)
+/// waits to be put right.
+const NAT_TICK: Duration = Duration::from_secs(1);
+/// After a wake-up, wait this long for the rest of a burst of changes.
+const DEBOUNCE: Duration = Duration::from_millis(10);
+
+/// `ip edgectl`, as `nft` names it.
+pub fn nat_table() -> String {
+    format!("{NAT_TABLE_FAMILY} {NAT_TABLE_NAME}")
+}
+
+/// What the last pass did, so that an unchanged table is not re-applied.
+#[derive(Default)]
+struct NatState {
+    applied: Option<String>,
+    skipped_loopback: bool,
+}
+
+impl Node {
+    pub(super) async fn nat_loop(self) {
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let watch = |prefix: &str| {
+            self.inner
+                .kv
+                .watch(prefix.as_bytes(), 0)
+                .map_err(|e| warn!("cannot watch {prefix} ({e}); the nat table follows the tick"))
+                .ok()
+        };
+        let mut tasks_watcher = watch(TASKS_PREFIX);
+        let mut status_watcher = watch(TASK_STATUS_PREFIX);
+        let mut state = NatState::default();
+        loop {
+            if let Err(e) = self.sync_nat_once(&mut state).await {
+                warn!("cannot update the nftables table {}: {e}", nat_table());
+            }
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                event = next_event(&mut tasks_watcher) => {
+                    if event.is_err() {
+                        // Fell behind compaction: watch again from now.
+                        tasks_watcher = watch(TASKS_PREFIX);
+                    }
+                }
+                event = next_event(&mut status_watcher) => {
+                    if event.is_err() {
+                        status_watcher = watch(TASK_STATUS_PREFIX);
+                    }
+                }
+                _ = tokio::time::sleep(NAT_TICK) => {}
+            }
+            tokio::time::sleep(DEBOUNCE).await;
+        }
+    }
+
+    /// One pass: the table from the replica, applied if it changed or is
+    /// missing.
+    async fn sync_nat_once(&self, state: &mut NatState) -> Result<(), String> {
+        let Some(view) = self.nat_view(state)? else {
+            return Ok(());
+        };
+        let ruleset = nat_ruleset(&view);
+        let unchanged = state.applied.as_deref() == Some(ruleset.as_str());
+        let table = nat_table();
+        let applied = tokio::task::spawn_blocking(move || {
+            if unchanged && runtime::nftables::table_exists(&table).map_err(|e| e.to_string())? {
+                return Ok(None);
+            }
+            runtime::nftables::apply_ruleset(&table, &ruleset).map_err(|e| e.to_string())?;
+            Ok::<_, String>(Some(ruleset))
+        })
+        .await
+        .map_err(|e| format!("nft task failed: {e}"))??;
+        if let Some(ruleset) = applied {
+            info!(
+                table = %nat_table(),
+                forwards = ruleset.matches(" dnat to ").count() / 2,
+                "nftables table applied"
+            );
+            state.applied = Some(ruleset);
+        }
+        Ok(())
+    }
+
+    /// The replica as `nat_ruleset` reads it; None when this node keeps no
+    /// table (no cluster record yet, or an address on loopback).
+    fn nat_view(&self, state: &mut NatState) -> Result<Option<NatView>, String> {
+        let Some(cluster_kv) = self
+            .inner
+            .kv
+            .get(keys::CLUSTER.as_bytes())
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        let cluster: ClusterRecord =
+            serde_json::from_slice(&cluster_kv.value).map_err(|e| e.to_string())?;
+        let me = self.id();
+        let my_address = self
+            .metrics()
+            .membership_config
+            .membership()
+            .get_node(&me)
+            .map(|peer| peer.addr.clone());
+        // Nodes that share one host (tests, benchmarks on loopback) share
+        // its network namespace: the table would be the host's, and every
+        // node would overwrite the others'. As for routes, they keep none.
+        let on_loopback = my_address
+            .as_deref()
+            .and_then(|address| address.parse::<SocketAddr>().ok())
+            .is_some_and(|address| address.ip().is_loopback());
+        if on_loopback {
+            if !state.skipped_loopback {
+                info!("this node's address is a loopback address: it keeps no nftables table");
+                state.skipped_loopback = true;
+            }
+            return Ok(None);
+        }
+        let own_block = match self.inner.kv.get(keys::node_block(me).as_bytes()) {
+            Ok(Some(kv)) => serde_json::from_slice::<NodeBlockRecord>(&kv.value)
+                .ok()
+                .map(|record| record.block),
+            Ok(None) => None,
+            Err(e) => return Err(e.to_string()),
+        };
+        let tasks = self
+            .read_keyed_records::<TaskRecord>(TASKS_PREFIX)
+            .map_err(|e| e.to_string())?;
+        let statuses: std::collections::BTreeMap<String, TaskStatus> = self
+            .read_keyed_records::<TaskStatus>(TASK_STATUS_PREFIX)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .collect();
+        let endpoints = tasks
+            .into_iter()
+            .filter_map(|(_, task)| {
+                let node = task.node?;
+                if task.desired != DesiredState::Running {
+                    return None;
+                }
+                let status = statuses.get(&task.id)?;
+                if status.node != node || status.state != TaskState::Running {
+                    return None;
+                }
+                let address: Ipv4Addr = status.ip.as_deref()?.parse().ok()?;
+                Some(TaskEndpoint {
+                    service: task.service,
+                    node,
+                    address,
+                    ports: task.spec.spec.ports,
+                })
+            })
+            .collect();
+        Ok(Some(NatView {
+            me,
+            pod_cidr: cluster.network().pod_cidr,
+            own_block,
+            tasks: endpoints,
+        }))
+    }
+}
+
+async fn next_event(watcher: &mut Option<raft::store::Watcher>) -> Result<(), ()> {
+    match watcher.as_mut() {
+        Some(watcher) => watcher.next().await.map(drop).map_err(drop),
+        None => std::future::pending().await,
+    }
+}
