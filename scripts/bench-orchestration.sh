@@ -34,8 +34,10 @@ cleanup() {
     fi
     bash scripts/netns-harness.sh down "$prefix" >/dev/null 2>&1 || true
     # Containers (and their cgroups) outlive the node processes: reset each node.
+    # In an empty network namespace: the node's is gone, and reset also
+    # deletes the bridge, routes and nftables table of the one it runs in.
     for dir in "$work"/n*; do
-        [[ -f $dir/node.json ]] && "$bin/edgectl" --data-dir "$dir" reset >/dev/null 2>&1 || true
+        [[ -f $dir/node.json ]] && unshare --net -- "$bin/edgectl" --data-dir "$dir" reset >/dev/null 2>&1 || true
     done
     rm -rf "$work"
 }

@@ -67,9 +67,11 @@ restore_user_config() {
 retire_nodes() {
     # Containers outlive their node process by design (no shim): `edgectl
     # reset` stops and deletes them, then removes the data dir.
+    # In an empty network namespace: the node's is gone, and reset also
+    # deletes the bridge, routes and nftables table of the one it runs in.
     local bin=$1
     for dir in "$DATA"/n*; do
-        [[ -f $dir/node.json ]] && "$bin" --data-dir "$dir" reset >/dev/null || true
+        [[ -f $dir/node.json ]] && unshare --net -- "$bin" --data-dir "$dir" reset >/dev/null || true
     done
     rm -rf "$DATA"
 }

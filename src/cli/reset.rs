@@ -1,7 +1,12 @@
 //! `edgectl reset`: what an operator runs to retire a node's data dir (as
 //! `kubeadm reset` does): every container of the node is stopped and deleted
 //! (containers outlive their daemon by design, so stopping the daemon leaves
-//! them running), then the data dir is removed.
+//! them running), then the node's network state goes (its nftables table,
+//! its protocol-236 routes, its bridge), then the data dir is removed.
+//!
+//! The network state belongs to the network namespace the node ran in:
+//! run `reset` there. A node on a loopback address shares its host's
+//! namespace with other nodes (tests), so its network state is left alone.
 
 use std::path::Path;
 
@@ -41,6 +46,15 @@ pub fn reset(data_dir: &Path, keep_data: bool) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot delete container {}", container.id))?;
         }
         eprintln!("removed {} containers", containers.len());
+        if shares_the_host_namespace(&identity.listen) {
+            eprintln!(
+                "{} is a loopback address: the bridge, routes and nftables table of this \
+                 namespace may serve other nodes, so they stay",
+                identity.listen
+            );
+        } else {
+            remove_network_state(&rt);
+        }
     }
     if !keep_data {
         std::fs::remove_dir_all(&root)
@@ -48,4 +62,40 @@ pub fn reset(data_dir: &Path, keep_data: bool) -> anyhow::Result<()> {
         eprintln!("removed {}", root.display());
     }
     Ok(())
+}
+
+/// A node listening on a loopback address shares the host's namespace (and
+/// its bridge) with the other nodes of that host.
+fn shares_the_host_namespace(listen: &str) -> bool {
+    listen
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|address| address.ip().is_loopback())
+}
+
+/// Deletes the node's nftables table, its routes to other nodes' blocks and
+/// its bridge. Each step is tried even when one before failed, and a
+/// failure is reported, not fatal: the data dir still goes.
+fn remove_network_state(rt: &runtime::Runtime) {
+    let table = edgectl::node::nat::nat_table();
+    match runtime::nftables::delete_table(&table) {
+        Ok(()) => eprintln!("removed nftables table {table}"),
+        Err(e) => eprintln!("cannot remove nftables table {table}: {e}"),
+    }
+    match runtime::routes::list_routes() {
+        Ok(routes) => {
+            for route in &routes {
+                if let Err(e) = runtime::routes::delete_route(route) {
+                    eprintln!("cannot remove route {route}: {e}");
+                }
+            }
+            eprintln!("removed {} routes to other nodes' blocks", routes.len());
+        }
+        Err(e) => eprintln!("cannot list the routes to other nodes' blocks: {e}"),
+    }
+    let bridge = edgectl::agent::container::BRIDGE;
+    match rt.remove_bridge(bridge) {
+        Ok(true) => eprintln!("removed bridge {bridge}"),
+        Ok(false) => eprintln!("bridge {bridge} still has leases; it stays"),
+        Err(e) => eprintln!("cannot remove bridge {bridge}: {e}"),
+    }
 }

@@ -57,11 +57,17 @@ impl Drop for EdgeCluster {
 
 /// Stops and deletes every container of the node whose data dir is `dir`,
 /// with `edgectl reset --keep-data` (the data dir goes with the temp dir).
+/// It runs in an empty network namespace of its own: the node's namespace
+/// is gone by now, and `reset` also deletes the bridge, routes and
+/// nftables table of the namespace it runs in, which must not be the
+/// host's.
 fn remove_containers(bin: &std::path::Path, dir: &std::path::Path) {
     if !dir.join("node.json").exists() {
         return;
     }
-    match std::process::Command::new(bin)
+    match std::process::Command::new("unshare")
+        .args(["--net", "--"])
+        .arg(bin)
         .arg("--data-dir")
         .arg(dir)
         .args(["reset", "--keep-data"])

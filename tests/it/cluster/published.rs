@@ -4,7 +4,7 @@
 //! node and a `publish: cluster` port on every node; a task reaches a
 //! server in that namespace, which sees the node's address; a restarted
 //! node rebuilds the same nftables table, and `reset` leaves no table,
-//! route or bridge. Traffic only goes into namespaces the test made.
+//! route, bridge or veth. Traffic only goes into namespaces the test made.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -342,6 +342,32 @@ fn published_ports_answer_from_outside_and_follow_their_tasks() {
     outside
         .fetch(&url)
         .unwrap_or_else(|e| panic!("the cluster port still answers: {e}"));
+
+    // reset, in node 3's namespace, leaves no table, route or bridge.
+    cluster.kill(3);
+    let data_dir = cluster.data_dir(3);
+    cluster.net.exec_ok(
+        3,
+        [
+            env!("CARGO_BIN_EXE_edgectl"),
+            "--data-dir",
+            data_dir.to_str().expect("utf-8 path"),
+            "reset",
+            "--keep-data",
+        ],
+    );
+    assert_eq!(cluster.net.exec_ok(3, ["nft", "list", "tables"]), "");
+    assert_eq!(
+        cluster
+            .net
+            .exec_ok(3, ["ip", "route", "show", "proto", "236"]),
+        ""
+    );
+    let links = cluster.net.exec_ok(3, ["ip", "-o", "link", "show"]);
+    assert!(
+        !links.contains("edgectl0") && !links.contains("edg"),
+        "no bridge nor veth left: {links}"
+    );
 }
 
 #[test]
