@@ -513,7 +513,15 @@ impl Node {
                 } else {
                     Duration::ZERO
                 };
-                tokio::time::sleep(wait)
+                // Not `sleep(ZERO)`: a timer entry is only fired at the timer
+                // wheel's next millisecond tick, and this runs before every
+                // request of the connection, one at a time (that cost 4x in
+                // writes/s at 64 writers on one connection).
+                async move {
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
             }
         };
         let node = self.clone();
