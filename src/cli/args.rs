@@ -128,9 +128,16 @@ pub struct InitArgs {
     pub node_prefix: u8,
     /// How tasks on different nodes reach each other: routed (kernel routes
     /// via each node's address; nodes on one segment or a routed LAN) or
-    /// vxlan (not implemented yet).
+    /// vxlan (the kernel's VXLAN device; nodes on different segments).
     #[arg(long, default_value = "routed")]
     pub network: edgectl::network::NetworkMode,
+    /// VXLAN network identifier of --network vxlan (1 to 16777215); give
+    /// clusters that share a segment different ones.
+    #[arg(long, default_value_t = edgectl::network::config::DEFAULT_VXLAN_VNI)]
+    pub vxlan_vni: u32,
+    /// UDP port of --network vxlan's tunnel, on every node.
+    #[arg(long, default_value_t = edgectl::network::config::DEFAULT_VXLAN_PORT)]
+    pub vxlan_port: u16,
     #[command(flatten)]
     pub tuning: TuningArgs,
 }

@@ -81,6 +81,10 @@ pub async fn init(data_dir: &Path, args: InitArgs) -> anyhow::Result<()> {
         pod_cidr: args.pod_cidr,
         node_prefix_len: args.node_prefix,
         mode: args.network,
+        vxlan: edgectl::network::config::VxlanConfig {
+            vni: args.vxlan_vni,
+            port: args.vxlan_port,
+        },
     };
     network.validate().context("cannot initialize a cluster")?;
     let outcome = node::init_data_dir_with_network(

@@ -34,8 +34,9 @@ pub enum NetworkMode {
     /// forwards pod addresses).
     #[default]
     Routed,
-    /// The kernel's VXLAN device. Recorded so that the choice is explicit,
-    /// but not implemented yet: `init` refuses it.
+    /// The kernel's VXLAN device: every node's block travels encapsulated
+    /// in UDP to that node's address (nodes whose addresses are not on one
+    /// segment; only UDP between them must pass).
     Vxlan,
 }
 
@@ -44,7 +45,7 @@ impl NetworkMode {
     pub fn is_implemented(&self) -> bool {
         match self {
             NetworkMode::Routed => true,
-            NetworkMode::Vxlan => false,
+            NetworkMode::Vxlan => true,
         }
     }
 }
@@ -79,6 +80,10 @@ pub enum NetworkConfigError {
     UnknownMode { mode: String },
     #[error("network mode {mode} is not implemented yet; use --network routed")]
     ModeNotImplemented { mode: NetworkMode },
+    #[error("VXLAN network identifier {vni} is out of range: use 1 to {VXLAN_VNI_MAX}")]
+    VniOutOfRange { vni: u32 },
+    #[error("VXLAN port 0 is not a port")]
+    VxlanPortZero,
     #[error(
         "node blocks of /{node_prefix_len} do not fit pod CIDR {pod_cidr}: \
          use a prefix length between /{} and /{NODE_PREFIX_LEN_MAX}",
@@ -99,6 +104,32 @@ pub enum NetworkConfigError {
     },
 }
 
+/// The VXLAN network identifier `init` records unless told otherwise.
+/// Not 1 (flannel's and many examples' choice), so that a cluster sharing a
+/// segment with another tunnel does not accept its frames by default.
+pub const DEFAULT_VXLAN_VNI: u32 = 7440;
+/// The largest VNI: the field is 24 bits wide.
+pub const VXLAN_VNI_MAX: u32 = (1 << 24) - 1;
+/// IANA's VXLAN port.
+pub const DEFAULT_VXLAN_PORT: u16 = 4789;
+
+/// The tunnel of `vxlan` mode, fixed at `init` like the rest: every node
+/// must use the same VNI and UDP port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VxlanConfig {
+    pub vni: u32,
+    pub port: u16,
+}
+
+impl Default for VxlanConfig {
+    fn default() -> Self {
+        VxlanConfig {
+            vni: DEFAULT_VXLAN_VNI,
+            port: DEFAULT_VXLAN_PORT,
+        }
+    }
+}
+
 /// The cluster's network, as recorded at `init`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterNetwork {
@@ -107,6 +138,10 @@ pub struct ClusterNetwork {
     /// Each node gets one block of this prefix length out of `pod_cidr`.
     pub node_prefix_len: u8,
     pub mode: NetworkMode,
+    /// Used in `vxlan` mode only. A record made before it existed reads as
+    /// the defaults.
+    #[serde(default)]
+    pub vxlan: VxlanConfig,
 }
 
 impl Default for ClusterNetwork {
@@ -116,6 +151,7 @@ impl Default for ClusterNetwork {
             pod_cidr: DEFAULT_POD_CIDR,
             node_prefix_len: DEFAULT_NODE_PREFIX_LEN,
             mode: NetworkMode::Routed,
+            vxlan: VxlanConfig::default(),
         }
     }
 }
@@ -125,6 +161,14 @@ impl ClusterNetwork {
     pub fn validate(&self) -> Result<(), NetworkConfigError> {
         if !self.mode.is_implemented() {
             return Err(NetworkConfigError::ModeNotImplemented { mode: self.mode });
+        }
+        if self.vxlan.vni == 0 || self.vxlan.vni > VXLAN_VNI_MAX {
+            return Err(NetworkConfigError::VniOutOfRange {
+                vni: self.vxlan.vni,
+            });
+        }
+        if self.vxlan.port == 0 {
+            return Err(NetworkConfigError::VxlanPortZero);
         }
         let blocks = self
             .block_count()

@@ -7,6 +7,9 @@
 //! address, a removal), and every `ROUTES_TICK` (a route deleted by hand
 //! comes back).
 //!
+//! In `vxlan` mode the same loop keeps the VXLAN device and its entries
+//! instead (`vxlan.rs`).
+//!
 //! Runs on nodes with an agent: a control-plane-only node runs no task
 //! that would send to another node's block.
 
@@ -14,6 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use tracing::{debug, info, warn};
+
+mod vxlan;
 
 use super::Node;
 use crate::cluster::keys;
@@ -77,11 +82,6 @@ impl Node {
         };
         let cluster: ClusterRecord =
             serde_json::from_slice(&cluster_kv.value).map_err(|e| e.to_string())?;
-        match cluster.network().mode {
-            NetworkMode::Routed => {}
-            // Refused at init; a seam for the VXLAN device.
-            NetworkMode::Vxlan => return Ok(()),
-        }
         let blocks: BTreeMap<u64, Ipv4Cidr> = self
             .read_node_records::<NodeBlockRecord>(keys::NODE_BLOCKS_PREFIX)
             .map_err(|e| e.to_string())?
@@ -95,6 +95,15 @@ impl Node {
             .nodes()
             .map(|(id, peer)| (*id, peer.addr.clone()))
             .collect();
+        let network = cluster.network();
+        match network.mode {
+            NetworkMode::Routed => {}
+            NetworkMode::Vxlan => {
+                return self
+                    .sync_vxlan_once(network.vxlan, &blocks, &addresses, last_skipped)
+                    .await
+            }
+        }
         let (desired, skipped) = desired_routes(self.id(), &blocks, &addresses);
         if skipped != *last_skipped {
             for skip in &skipped {

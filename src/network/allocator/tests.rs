@@ -10,6 +10,7 @@ fn network(cidr: &str, node_prefix_len: u8) -> ClusterNetwork {
         pod_cidr: cidr.parse().unwrap(),
         node_prefix_len,
         mode: NetworkMode::Routed,
+        vxlan: Default::default(),
     }
 }
 

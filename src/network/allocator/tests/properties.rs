@@ -16,6 +16,7 @@ fn arb_network() -> impl Strategy<Value = ClusterNetwork> {
                 .expect("aligned"),
             node_prefix_len: cidr_len + extra,
             mode: NetworkMode::Routed,
+            vxlan: Default::default(),
         }
     })
 }
