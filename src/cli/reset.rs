@@ -81,6 +81,14 @@ fn remove_network_state(rt: &runtime::Runtime) {
         Ok(()) => eprintln!("removed nftables table {table}"),
         Err(e) => eprintln!("cannot remove nftables table {table}: {e}"),
     }
+    // The VXLAN device before the routes: its routes, neighbours and FDB
+    // entries go with it.
+    let device = runtime::vxlan::VXLAN_DEVICE;
+    match runtime::vxlan::remove_device() {
+        Ok(true) => eprintln!("removed vxlan device {device}"),
+        Ok(false) => {}
+        Err(e) => eprintln!("cannot remove vxlan device {device}: {e}"),
+    }
     match runtime::routes::list_routes() {
         Ok(routes) => {
             for route in &routes {

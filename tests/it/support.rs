@@ -195,6 +195,66 @@ impl NetnsCluster {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Puts the nodes on two IPv4 subnets joined by a router: node `i` in
+    /// `moved` goes from `A.B.C.i/24` to `A.(B+1).C.i/24`, the bridge
+    /// namespace routes between the two (its br0 gets `.254` on each), and
+    /// every node's default route goes through it. The nodes still share
+    /// the bridge, but no node has the others of the other subnet on a
+    /// connected route: a plain route via such a node is refused, as on
+    /// two real segments. Call before starting anything on the nodes.
+    pub fn split_by_router(&mut self, moved: &[usize]) {
+        let router_ns = format!("{}-br", self.prefix);
+        let run = |command: &[&str]| {
+            let output = Command::new(command[0])
+                .args(&command[1..])
+                .output()
+                .unwrap_or_else(|err| panic!("cannot run {command:?}: {err}"));
+            assert!(
+                output.status.success(),
+                "{command:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        let [a, b, c, _] = self.addr(1).octets();
+        let other_b = b.wrapping_add(1);
+        let gateway = |second: u8| format!("{a}.{second}.{c}.254");
+        for second in [b, other_b] {
+            let address = format!("{}/24", gateway(second));
+            run(&[
+                "ip", "-n", &router_ns, "addr", "add", &address, "dev", "br0",
+            ]);
+        }
+        for setting in [
+            "net.ipv4.ip_forward=1",
+            // Keep the router in the path: no redirect to the shared bridge.
+            "net.ipv4.conf.all.send_redirects=0",
+            "net.ipv4.conf.br0.send_redirects=0",
+        ] {
+            run(&["ip", "netns", "exec", &router_ns, "sysctl", "-qw", setting]);
+        }
+        for i in 1..=self.nodes() {
+            let old = self.addr(i);
+            let second = if moved.contains(&i) { other_b } else { b };
+            if second != b {
+                let [_, _, _, d] = old.octets();
+                let new = Ipv4Addr::new(a, second, c, d);
+                self.exec_ok(
+                    i,
+                    ["ip", "addr", "del", &format!("{old}/24"), "dev", "eth0"],
+                );
+                self.exec_ok(
+                    i,
+                    ["ip", "addr", "add", &format!("{new}/24"), "dev", "eth0"],
+                );
+                self.addrs[i - 1] = new;
+            }
+            self.exec_ok(
+                i,
+                ["ip", "route", "add", "default", "via", &gateway(second)],
+            );
+        }
+    }
+
     /// Starts a command in the background in node `i`'s namespace under
     /// `name` (stdout and stderr to its log); returns its pid. A name can be
     /// started again once its process has ended (the log is appended to).

@@ -1,7 +1,8 @@
 //! The cluster network (issue 12) end to end: the leader gives every node
 //! its own block of the pod CIDR, every node routes the other nodes' blocks
-//! via their addresses (`routed` mode), and a task on one node fetches HTTP
-//! from a task on another by its address. Real nodes, one network namespace
+//! via their addresses (`routed` mode) or through the kernel's VXLAN device
+//! (`vxlan` mode), and a task on one node fetches HTTP from a task on
+//! another by its address. Real nodes, one network namespace
 //! each; traffic stays inside the namespaces the harness made.
 
 use std::collections::BTreeSet;
@@ -18,10 +19,20 @@ const ROUTE_PROTOCOL: &str = "236";
 /// A cluster of `n` nodes, node `i` labelled `slot=n<i>`, with the busybox
 /// and httpd images imported on node 1.
 fn network_cluster(prefix: &str, n: usize, flags: &[&str]) -> EdgeCluster {
-    let mut cluster = EdgeCluster::with_flags(prefix, n, flags);
+    let cluster = EdgeCluster::with_flags(prefix, n, flags);
+    form_labelled(cluster, n, &[])
+}
+
+/// Forms the cluster with node `i` labelled `slot=n<i>` (`init_flags` go
+/// to node 1, which inits), and imports the busybox and httpd images.
+fn form_labelled(mut cluster: EdgeCluster, n: usize, init_flags: &[&str]) -> EdgeCluster {
     for i in 1..=n {
         let label = format!("slot=n{i}");
-        cluster.set_node_flags(i, &["--label", &label]);
+        let mut flags = vec!["--label", label.as_str()];
+        if i == 1 {
+            flags.extend_from_slice(init_flags);
+        }
+        cluster.set_node_flags(i, &flags);
     }
     cluster.form(n);
     let images = test_images_dir(env!("CARGO_TARGET_TMPDIR"));
@@ -290,11 +301,14 @@ fn a_removed_node_s_block_is_reclaimed_and_its_route_goes() {
 }
 
 #[test]
-fn init_refuses_vxlan_and_a_cidr_too_small_for_a_block() {
+fn init_refuses_a_bad_vni_and_a_cidr_too_small_for_a_block() {
     let cluster = EdgeCluster::new("nin", 1);
     let dir = cluster.dirs.path().join("refused");
     for (flags, expected) in [
-        (vec!["--network", "vxlan"], "not implemented yet"),
+        (
+            vec!["--network", "vxlan", "--vxlan-vni", "16777216"],
+            "VXLAN network identifier 16777216 is out of range",
+        ),
         (
             vec!["--pod-cidr", "10.1.0.0/24", "--node-prefix", "24"],
             "do not fit pod CIDR 10.1.0.0/24",
@@ -319,4 +333,103 @@ fn init_refuses_vxlan_and_a_cidr_too_small_for_a_block() {
         assert!(stderr.contains(expected), "{flags:?}: {stderr}");
         assert!(!dir.join("node.json").exists(), "{flags:?} left a data dir");
     }
+}
+
+/// edgectl's VXLAN device in node `i`'s namespace, as `ip -d link` shows it.
+fn vxlan_device(cluster: &EdgeCluster, i: usize) -> String {
+    let out = cluster
+        .net
+        .exec(i, ["ip", "-d", "link", "show", "edgectl.vx"]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn vxlan_a_task_reaches_a_task_on_a_node_behind_a_router() {
+    let mut cluster = EdgeCluster::new("nvx", 3);
+    // Node 3 on another subnet, reached through a router: a plain route
+    // via its address is refused, so only the tunnel can carry the blocks.
+    cluster.net.split_by_router(&[3]);
+    let refused = cluster.net.exec(
+        1,
+        [
+            "ip",
+            "route",
+            "add",
+            "10.99.0.0/24",
+            "via",
+            &cluster.net.addr(3).to_string(),
+        ],
+    );
+    assert!(!refused.status.success(), "node 3 is on node 1's segment");
+    let cluster = form_labelled(
+        cluster,
+        3,
+        &[
+            "--network",
+            "vxlan",
+            "--vxlan-vni",
+            "4242",
+            "--vxlan-port",
+            "4790",
+        ],
+    );
+    run_on(&cluster, "web", "httpd:latest", 3, "");
+    run_on(&cluster, "client", "busybox:latest", 1, SLEEP);
+    let web = running_task(&cluster, "web");
+    let client = running_task(&cluster, "client");
+    let web_ip = web.ip.clone().expect("address");
+
+    // Node 1's tunnel: the recorded VNI and port, its own address as
+    // source; node 3's block via node 3's VTEP, whose MAC goes to node 3's
+    // address.
+    let web_block = block_of(&web_ip);
+    let vtep3 = web_block.trim_end_matches("/24").to_string();
+    wait_until(CONVERGE, "node 1's tunnel to node 3", || {
+        let device = vxlan_device(&cluster, 1);
+        let routes = edgectl_routes(&cluster, 1);
+        let fdb = cluster
+            .net
+            .exec_ok(1, ["bridge", "fdb", "show", "dev", "edgectl.vx"]);
+        let neighbours = cluster
+            .net
+            .exec_ok(1, ["ip", "neigh", "show", "dev", "edgectl.vx"]);
+        let wanted_device = format!("vxlan id 4242 local {}", cluster.net.addr(1));
+        if device.contains(&wanted_device)
+            && device.contains("dstport 4790")
+            && routes.contains(&format!("{web_block} via {vtep3}"))
+            && fdb.contains(&format!("dst {} ", cluster.net.addr(3)))
+            && neighbours.contains(&format!("{vtep3} lladdr"))
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "device {device}\nroutes {routes:?}\nfdb {fdb}\nneighbours {neighbours}"
+            ))
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+
+    let page = wait_until(
+        CONVERGE,
+        "the client fetches the page through the tunnel",
+        || fetch(&cluster, &client, &web_ip),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+    assert!(!page.is_empty());
+
+    // reset, in node 1's namespace, removes the device and so its entries.
+    cluster.kill(1);
+    let data_dir = cluster.data_dir(1);
+    cluster.net.exec_ok(
+        1,
+        [
+            env!("CARGO_BIN_EXE_edgectl"),
+            "--data-dir",
+            data_dir.to_str().expect("utf-8 path"),
+            "reset",
+            "--keep-data",
+        ],
+    );
+    assert_eq!(vxlan_device(&cluster, 1), "", "no vxlan device left");
+    assert!(edgectl_routes(&cluster, 1).is_empty(), "no route left");
 }
