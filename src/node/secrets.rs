@@ -66,9 +66,9 @@ impl Node {
     fn object_record(&self, kind: ObjectKind, name: &str) -> Result<(ObjectRecord, u64), ApiError> {
         self.record_at(&object_key(kind, name), || {
             ApiError::NotFound(format!(
-                "{} {name:?}; `edgectl {} ls` lists them",
+                "{} {name:?}; {} lists them",
                 kind.noun(),
-                kind.noun()
+                kind.list_command()
             ))
         })
     }
@@ -87,14 +87,16 @@ impl Node {
         let (version, created_unix, mod_revision) = match (&existing, create) {
             (Some(_), true) => {
                 return Err(ApiError::Invalid(format!(
-                    "{noun} {name:?} already exists; `edgectl {noun} update {name} FILE` makes a new version of it",
-                    noun = kind.noun()
+                    "{noun} {name:?} already exists; {update} makes a new version of it",
+                    noun = kind.noun(),
+                    update = kind.update_command()
                 )))
             }
             (None, false) => {
                 return Err(ApiError::NotFound(format!(
-                    "{noun} {name:?}; `edgectl {noun} create {name} FILE` makes it",
-                    noun = kind.noun()
+                    "{noun} {name:?}; {create} makes it",
+                    noun = kind.noun(),
+                    create = kind.create_command()
                 )))
             }
             (None, true) => (1, now, 0),

@@ -40,6 +40,31 @@ impl ObjectKind {
         }
     }
 
+    /// The command that creates one, as an error message suggests it
+    /// (spelled out per kind, so that tests/it/local_cli.rs can run it).
+    pub fn create_command(self) -> &'static str {
+        match self {
+            ObjectKind::Secret => "`edgectl secret create NAME FILE`",
+            ObjectKind::Config => "`edgectl config create NAME FILE`",
+        }
+    }
+
+    /// The command that lists them.
+    pub fn list_command(self) -> &'static str {
+        match self {
+            ObjectKind::Secret => "`edgectl secret ls`",
+            ObjectKind::Config => "`edgectl config ls`",
+        }
+    }
+
+    /// The command that makes a new version of one.
+    pub fn update_command(self) -> &'static str {
+        match self {
+            ObjectKind::Secret => "`edgectl secret update NAME FILE`",
+            ObjectKind::Config => "`edgectl config update NAME FILE`",
+        }
+    }
+
     pub fn bytes_max(self) -> usize {
         match self {
             ObjectKind::Secret => SECRET_BYTES_MAX,
