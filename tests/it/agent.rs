@@ -456,6 +456,8 @@ fn nix_is_root() -> bool {
 
 /// A cluster of in-process nodes in a temp dir, each with the busybox image.
 struct Fixture {
+    /// Held for the fixture's life: see `support::IN_PROCESS_AGENTS`.
+    _exclusive: tokio::sync::MutexGuard<'static, ()>,
     nodes: Vec<Node>,
     prefix: String,
     guards: Vec<Cleanup>,
@@ -471,6 +473,7 @@ impl Fixture {
             .tempdir()
             .unwrap();
         let mut fixture = Fixture {
+            _exclusive: support::IN_PROCESS_AGENTS.lock().await,
             nodes: Vec::new(),
             prefix: format!("agt{}{tag}", std::process::id()),
             guards: Vec::new(),

@@ -19,10 +19,6 @@ use runtime::Digest;
 const CONVERGE: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(50);
 
-/// One cluster at a time: two cores, and each cluster runs two nodes with
-/// their runtimes, Raft and QUIC.
-static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// Runs `scenario` against a fresh two-node cluster, then stops both nodes
 /// and removes their dirs and cgroup parents whatever the scenario did.
 async fn with_cluster<F, Fut>(name: &str, scenario: F)
@@ -57,7 +53,7 @@ async fn with_configured_nodes<F, Fut>(
     F: FnOnce(Cluster) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let _one = support::IN_PROCESS_AGENTS.lock().await;
     let cluster = Cluster::start(name, count, configure).await;
     let nodes = cluster.nodes();
     let guard = cluster.guard.clone();

@@ -607,3 +607,12 @@ pub async fn join_token(node: &edgectl::node::Node) -> String {
         }
     }
 }
+
+/// One in-process cluster with agents at a time, across the test modules
+/// (`agent`, `images`). Their nodes share this process's network namespace
+/// (one `edgectl0` bridge for every node's block): as separate test
+/// binaries they never overlapped, and the first CI run of the one binary
+/// saw a crashing task on an in-process worker never restart while the
+/// images tests ran (cause not pinned down). Two cores, too, and each
+/// cluster runs runtimes, Raft and QUIC.
+pub static IN_PROCESS_AGENTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
