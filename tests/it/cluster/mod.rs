@@ -311,3 +311,41 @@ impl EdgeCluster {
         }
     }
 }
+
+/// The running task of `service`, once it runs and has an address (asked
+/// of node 1); panics with the nodes' last log lines after [`CONVERGE`].
+pub fn running_task(cluster: &EdgeCluster, service: &str) -> edgectl::api::TaskView {
+    use edgectl::orchestrator::records::{DesiredState, TaskState};
+    wait_until(
+        CONVERGE,
+        &format!("{service} running with an address"),
+        || {
+            let tasks: Vec<edgectl::api::TaskView> =
+                cluster.cli_json(1, &["get", "tasks", service])?;
+            tasks
+                .into_iter()
+                .find(|t| {
+                    t.desired == DesiredState::Running
+                        && t.state == Some(TaskState::Running)
+                        && t.ip.is_some()
+                })
+                .ok_or_else(|| format!("not running yet ({service})"))
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(cluster)))
+}
+
+/// The last 12 lines of every node's log, for a failure message.
+pub fn node_logs(cluster: &EdgeCluster) -> String {
+    (1..=cluster.net.nodes())
+        .map(|i| {
+            let log = cluster.net.log(&EdgeCluster::name(i));
+            let tail: Vec<&str> = log.lines().rev().take(12).collect();
+            format!(
+                "--- node{i}\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -8,9 +8,8 @@
 use std::collections::BTreeSet;
 
 use edgectl::api::TaskView;
-use edgectl::orchestrator::records::{DesiredState, TaskState};
 
-use super::{EdgeCluster, CONVERGE, PORT};
+use super::{node_logs, running_task, EdgeCluster, CONVERGE, PORT};
 use crate::support::{test_images_dir, wait_until};
 
 /// `ip route show proto 236`: edgectl's routes (runtime::routes::ROUTE_PROTOCOL).
@@ -56,40 +55,6 @@ fn run_on(cluster: &EdgeCluster, name: &str, image: &str, on: usize, command: &s
     let file = cluster.dirs.path().join(format!("{name}.yaml"));
     std::fs::write(&file, yaml).expect("write spec");
     cluster.cli_ok(1, &["apply", "-f", file.to_str().expect("utf-8 path")]);
-}
-
-/// The running task of `service`, once it runs and has an address.
-fn running_task(cluster: &EdgeCluster, service: &str) -> TaskView {
-    wait_until(
-        CONVERGE,
-        &format!("{service} running with an address"),
-        || {
-            let tasks: Vec<TaskView> = cluster.cli_json(1, &["get", "tasks", service])?;
-            tasks
-                .into_iter()
-                .find(|t| {
-                    t.desired == DesiredState::Running
-                        && t.state == Some(TaskState::Running)
-                        && t.ip.is_some()
-                })
-                .ok_or_else(|| format!("not running yet ({service})"))
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(cluster)))
-}
-
-fn node_logs(cluster: &EdgeCluster) -> String {
-    (1..=cluster.net.nodes())
-        .map(|i| {
-            let log = cluster.net.log(&EdgeCluster::name(i));
-            let tail: Vec<&str> = log.lines().rev().take(12).collect();
-            format!(
-                "--- node{i}\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// edgectl's routes in node `i`'s namespace, as `ip route` prints them.

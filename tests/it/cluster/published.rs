@@ -9,10 +9,7 @@
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use edgectl::api::TaskView;
-use edgectl::orchestrator::records::{DesiredState, TaskState};
-
-use super::{EdgeCluster, CONVERGE};
+use super::{node_logs, running_task, EdgeCluster, CONVERGE};
 use crate::support::{test_images_dir, wait_until};
 
 /// The last octet of the outside namespace's address on the harness's
@@ -195,35 +192,6 @@ fn run_on(cluster: &EdgeCluster, name: &str, image: &str, on: usize, extra: &str
 /// busybox httpd logging each client's address to the task's log.
 const LOGGING_HTTPD: &str =
     "  command: [\"httpd\", \"-f\", \"-vv\", \"-p\", \"8080\", \"-h\", \"/www\"]\n";
-
-fn running_task(cluster: &EdgeCluster, service: &str) -> TaskView {
-    wait_until(CONVERGE, &format!("{service} running"), || {
-        let tasks: Vec<TaskView> = cluster.cli_json(1, &["get", "tasks", service])?;
-        tasks
-            .into_iter()
-            .find(|t| {
-                t.desired == DesiredState::Running
-                    && t.state == Some(TaskState::Running)
-                    && t.ip.is_some()
-            })
-            .ok_or_else(|| format!("not running yet ({service})"))
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(cluster)))
-}
-
-fn node_logs(cluster: &EdgeCluster) -> String {
-    (1..=cluster.net.nodes())
-        .map(|i| {
-            let log = cluster.net.log(&EdgeCluster::name(i));
-            let tail: Vec<&str> = log.lines().rev().take(12).collect();
-            format!(
-                "--- node{i}\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 /// A task's log, both streams (httpd logs its clients on stderr, which
 /// `edgectl logs` prints on its own stderr).
