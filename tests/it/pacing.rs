@@ -6,14 +6,16 @@ use std::time::Duration;
 
 use crate::support;
 use edgectl::api::client::{AdminConfig, Client, ClientError};
-use edgectl::api::{ApiError, ApiRequest, ApiResponse, KvRequest};
+use edgectl::api::{ApiError, ApiRequest, ApiResponse, ReadConsistency};
 use edgectl::paths::DataDir;
-use raft::Txn;
 
-/// More refusals at once than the budget holds, so that the script's next
-/// request waits for seconds, not milliseconds: the operator's request
-/// must overtake it by far more than any scheduling delay.
+/// More refusals at once than the budget holds.
 const REFUSALS_AT_ONCE: usize = 40;
+/// Refusals sent one after the other once the budget is spent.
+const PACED: usize = 6;
+/// They consume PACED tokens from a budget that starts below 3 and
+/// refills at 5 a second: at least (6 - 3) / 5 s.
+const PACED_AT_LEAST: Duration = Duration::from_millis(600);
 
 fn invalid_apply() -> ApiRequest {
     ApiRequest::Apply {
@@ -46,30 +48,49 @@ async fn a_client_refused_again_and_again_is_paced_and_others_are_not() {
     let script = Client::connect(&config).await.expect("a connection");
     let operator = Client::connect(&config).await.expect("a second connection");
 
-    // Sent at once, before any was refused: all are read and refused,
-    // and the identity's budget is spent far into debt.
+    // Sent at once: the identity's budget is spent, and into debt as far as
+    // the node read them before the first refusal marked the connection.
     let burst = (0..REFUSALS_AT_ONCE).map(|_| script.call(invalid_apply()));
     for result in futures::future::join_all(burst).await {
         assert_refused(result);
     }
 
+    // Then, side by side: the script goes on being refused, the operator
+    // reads. The script's budget holds less than one refusal when it starts
+    // (a little more if the node was slow), and refills at REFILL_PER_SEC:
+    // PACED refusals cannot take less than PACED_AT_LEAST, however loaded
+    // the machine. The operator's connection was never refused: its reads
+    // are not held and end first.
     {
-        let mut paced = Box::pin(script.call(invalid_apply()));
-        let operators_write = operator.call(ApiRequest::Write(KvRequest::Txn(Txn::put(
-            b"/kv/pacing",
-            b"still served".to_vec(),
-        ))));
-        tokio::select! {
-            written = operators_write => {
-                assert!(matches!(written, Ok(ApiResponse::Written(_))), "{written:?}");
+        let scripts_refusals = async {
+            let started = std::time::Instant::now();
+            for _ in 0..PACED {
+                assert_refused(script.call(invalid_apply()).await);
             }
-            result = &mut paced => panic!("the refused client was not held back: {result:?}"),
+            started.elapsed()
+        };
+        let operators_reads = async {
+            for _ in 0..PACED {
+                let read = operator
+                    .call(ApiRequest::Get {
+                        key: b"/kv/pacing".to_vec(),
+                        consistency: ReadConsistency::Stale,
+                    })
+                    .await;
+                assert!(matches!(read, Ok(ApiResponse::Value { .. })), "{read:?}");
+            }
+        };
+        tokio::pin!(scripts_refusals);
+        tokio::select! {
+            () = operators_reads => {}
+            took = &mut scripts_refusals => panic!(
+                "the refused client ({took:?} for {PACED} refusals) was served before the operator"
+            ),
         }
-        // Held, not dropped: it is answered once its budget allows.
-        assert_refused(
-            tokio::time::timeout(Duration::from_secs(30), paced)
-                .await
-                .expect("answered within 30 s"),
+        let took = scripts_refusals.await;
+        assert!(
+            took >= PACED_AT_LEAST,
+            "{PACED} refusals in {took:?}: the client was not paced"
         );
     }
     script.close().await;
