@@ -204,13 +204,14 @@ impl Netlink {
         .map(drop)
     }
 
-    /// The IPv4 routes of the main table that carry `protocol`, as
-    /// (destination, prefix length, gateway); routes without a gateway are
+    /// The IPv4 routes of the main table that carry `protocol` (and go out
+    /// of device `via_device`, when given); routes without a gateway are
     /// left out (edgectl adds none).
     pub(crate) fn ipv4_routes_of_protocol(
         &mut self,
         protocol: u8,
-    ) -> io::Result<Vec<(Ipv4Addr, u8, Ipv4Addr)>> {
+        via_device: Option<u32>,
+    ) -> io::Result<Vec<super::routes::GatewayRoute>> {
         let mut message = RouteMessage::default();
         message.header.address_family = AddressFamily::Inet;
         let replies = self.request(RouteNetlinkMessage::GetRoute(message), NLM_F_DUMP)?;
@@ -224,6 +225,8 @@ impl Netlink {
                 route.header.address_family == AddressFamily::Inet
                     && route.header.table == RouteHeader::RT_TABLE_MAIN
                     && u8::from(route.header.protocol) == protocol
+                    && via_device
+                        .is_none_or(|index| route.attributes.contains(&RouteAttribute::Oif(index)))
             })
             .filter_map(|route| {
                 let mut destination = Ipv4Addr::UNSPECIFIED;
@@ -239,11 +242,11 @@ impl Netlink {
                         _ => {}
                     }
                 }
-                Some((
+                Some(super::routes::GatewayRoute {
                     destination,
-                    route.header.destination_prefix_length,
-                    gateway?,
-                ))
+                    prefix_len: route.header.destination_prefix_length,
+                    gateway: gateway?,
+                })
             })
             .collect())
     }

@@ -52,17 +52,9 @@ fn route_error(action: &'static str, route: impl ToString) -> impl FnOnce(io::Er
 /// The routes edgectl made (those carrying [`ROUTE_PROTOCOL`]).
 pub fn list_routes() -> Result<Vec<GatewayRoute>> {
     let mut netlink = Netlink::open().map_err(route_error("open netlink for", "routes"))?;
-    let routes = netlink
-        .ipv4_routes_of_protocol(ROUTE_PROTOCOL)
-        .map_err(route_error("list", "edgectl routes"))?;
-    Ok(routes
-        .into_iter()
-        .map(|(destination, prefix_len, gateway)| GatewayRoute {
-            destination,
-            prefix_len,
-            gateway,
-        })
-        .collect())
+    netlink
+        .ipv4_routes_of_protocol(ROUTE_PROTOCOL, None)
+        .map_err(route_error("list", "edgectl routes"))
 }
 
 /// Adds `route`; one already there is fine.

@@ -202,44 +202,9 @@ fn read_device(netlink: &mut Netlink, index: u32) -> Result<Option<VxlanDevice>>
 }
 
 fn read_routes(netlink: &mut Netlink, index: u32) -> Result<Vec<GatewayRoute>> {
-    let mut query = RouteMessage::default();
-    query.header.address_family = AddressFamily::Inet;
-    let replies = netlink
-        .request(RouteNetlinkMessage::GetRoute(query), NLM_F_DUMP)
-        .map_err(vxlan_error("list the routes via", VXLAN_DEVICE))?;
-    Ok(replies
-        .into_iter()
-        .filter_map(|reply| match reply {
-            RouteNetlinkMessage::NewRoute(route) => Some(route),
-            _ => None,
-        })
-        .filter(|route| {
-            route.header.address_family == AddressFamily::Inet
-                && route.header.table == RouteHeader::RT_TABLE_MAIN
-                && u8::from(route.header.protocol) == ROUTE_PROTOCOL
-                && route.attributes.contains(&RouteAttribute::Oif(index))
-        })
-        .filter_map(|route| {
-            let mut destination = Ipv4Addr::UNSPECIFIED;
-            let mut gateway = None;
-            for attribute in &route.attributes {
-                match attribute {
-                    RouteAttribute::Destination(RouteAddress::Inet(address)) => {
-                        destination = *address
-                    }
-                    RouteAttribute::Gateway(RouteAddress::Inet(address)) => {
-                        gateway = Some(*address)
-                    }
-                    _ => {}
-                }
-            }
-            Some(GatewayRoute {
-                destination,
-                prefix_len: route.header.destination_prefix_length,
-                gateway: gateway?,
-            })
-        })
-        .collect())
+    netlink
+        .ipv4_routes_of_protocol(ROUTE_PROTOCOL, Some(index))
+        .map_err(vxlan_error("list the routes via", VXLAN_DEVICE))
 }
 
 /// The permanent entries of `family` (Inet: neighbours, Bridge: FDB) on the
