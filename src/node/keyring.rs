@@ -215,13 +215,7 @@ impl Node {
 
     fn keyring_view(&self) -> Result<(KeyringView, u64), ApiError> {
         let (current, mod_revision) = self.keyring_current()?;
-        let members: BTreeSet<u64> = self
-            .metrics()
-            .membership_config
-            .membership()
-            .nodes()
-            .map(|(id, _)| *id)
-            .collect();
+        let members: BTreeSet<u64> = self.member_ids();
         let node_keys: BTreeMap<u64, [u8; NODE_KEY_BYTES]> = self
             .read_records::<NodeKeyRecord>(keyring_records::NODE_KEYS_PREFIX)?
             .into_iter()

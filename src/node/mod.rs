@@ -403,6 +403,16 @@ impl Node {
         }
     }
 
+    /// The ids of the current members (voters and learners).
+    fn member_ids(&self) -> std::collections::BTreeSet<NodeId> {
+        self.metrics()
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     fn metrics(&self) -> typ::RaftMetrics {
         self.inner.raft.metrics().borrow().clone()
     }

@@ -48,13 +48,7 @@ impl Node {
             .into_iter()
             .map(|(node, record)| (node, record.block))
             .collect();
-        let members: BTreeSet<u64> = self
-            .metrics()
-            .membership_config
-            .membership()
-            .nodes()
-            .map(|(id, _)| *id)
-            .collect();
+        let members: BTreeSet<u64> = self.member_ids();
         let wanted = self.blocks_nodes_ask_for(&members, cluster.network.is_none())?;
         let plan = plan_blocks(&AllocationInput {
             network: &network,
