@@ -349,3 +349,38 @@ pub fn node_logs(cluster: &EdgeCluster) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Forms the cluster with node `i` labelled `slot=n<i>` (`init_flags` go
+/// to node 1, which inits), and imports the busybox and httpd images.
+pub fn form_labelled(mut cluster: EdgeCluster, n: usize, init_flags: &[&str]) -> EdgeCluster {
+    for i in 1..=n {
+        let label = format!("slot=n{i}");
+        let mut flags = vec!["--label", label.as_str()];
+        if i == 1 {
+            flags.extend_from_slice(init_flags);
+        }
+        cluster.set_node_flags(i, &flags);
+    }
+    cluster.form(n);
+    let images = crate::support::test_images_dir(env!("CARGO_TARGET_TMPDIR"));
+    for image in ["busybox.tar", "httpd.tar"] {
+        let archive = images.join(image);
+        cluster.cli_ok(
+            1,
+            &["image", "import", archive.to_str().expect("utf-8 path")],
+        );
+    }
+    cluster
+}
+
+/// Runs one replica of `image` on node `on` (by its label).
+pub fn run_on(cluster: &EdgeCluster, name: &str, image: &str, on: usize, command: &str) {
+    let yaml = format!(
+        "apiVersion: edgectl/v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  \
+         image: {image}\n  replicas: 1\n{command}  placement:\n    constraints:\n      \
+         - node.labels.slot == n{on}\n"
+    );
+    let file = cluster.dirs.path().join(format!("{name}.yaml"));
+    std::fs::write(&file, yaml).expect("write spec");
+    cluster.cli_ok(1, &["apply", "-f", file.to_str().expect("utf-8 path")]);
+}

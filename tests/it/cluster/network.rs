@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 
 use edgectl::api::TaskView;
 
-use super::{node_logs, running_task, EdgeCluster, CONVERGE, PORT};
-use crate::support::{test_images_dir, wait_until};
+use super::{form_labelled, node_logs, run_on, running_task, EdgeCluster, CONVERGE, PORT};
+use crate::support::wait_until;
 
 /// `ip route show proto 236`: edgectl's routes (runtime::routes::ROUTE_PROTOCOL).
 const ROUTE_PROTOCOL: &str = "236";
@@ -20,41 +20,6 @@ const ROUTE_PROTOCOL: &str = "236";
 fn network_cluster(prefix: &str, n: usize, flags: &[&str]) -> EdgeCluster {
     let cluster = EdgeCluster::with_flags(prefix, n, flags);
     form_labelled(cluster, n, &[])
-}
-
-/// Forms the cluster with node `i` labelled `slot=n<i>` (`init_flags` go
-/// to node 1, which inits), and imports the busybox and httpd images.
-fn form_labelled(mut cluster: EdgeCluster, n: usize, init_flags: &[&str]) -> EdgeCluster {
-    for i in 1..=n {
-        let label = format!("slot=n{i}");
-        let mut flags = vec!["--label", label.as_str()];
-        if i == 1 {
-            flags.extend_from_slice(init_flags);
-        }
-        cluster.set_node_flags(i, &flags);
-    }
-    cluster.form(n);
-    let images = test_images_dir(env!("CARGO_TARGET_TMPDIR"));
-    for image in ["busybox.tar", "httpd.tar"] {
-        let archive = images.join(image);
-        cluster.cli_ok(
-            1,
-            &["image", "import", archive.to_str().expect("utf-8 path")],
-        );
-    }
-    cluster
-}
-
-/// Runs one replica of `image` on node `on` (by its label).
-fn run_on(cluster: &EdgeCluster, name: &str, image: &str, on: usize, command: &str) {
-    let yaml = format!(
-        "apiVersion: edgectl/v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  \
-         image: {image}\n  replicas: 1\n{command}  placement:\n    constraints:\n      \
-         - node.labels.slot == n{on}\n"
-    );
-    let file = cluster.dirs.path().join(format!("{name}.yaml"));
-    std::fs::write(&file, yaml).expect("write spec");
-    cluster.cli_ok(1, &["apply", "-f", file.to_str().expect("utf-8 path")]);
 }
 
 /// edgectl's routes in node `i`'s namespace, as `ip route` prints them.

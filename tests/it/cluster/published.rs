@@ -9,8 +9,8 @@
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use super::{node_logs, running_task, EdgeCluster, CONVERGE};
-use crate::support::{test_images_dir, wait_until};
+use super::{form_labelled, node_logs, run_on, running_task, EdgeCluster, CONVERGE};
+use crate::support::wait_until;
 
 /// The last octet of the outside namespace's address on the harness's
 /// bridge (nodes are .1 to .N).
@@ -156,39 +156,6 @@ fn run(args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// A cluster of `n` nodes, node `i` labelled `slot=n<i>`, with the
-/// busybox and httpd images imported on node 1.
-fn labelled_cluster(prefix: &str, n: usize) -> EdgeCluster {
-    let mut cluster = EdgeCluster::new(prefix, n);
-    for i in 1..=n {
-        let label = format!("slot=n{i}");
-        cluster.set_node_flags(i, &["--label", &label]);
-    }
-    cluster.form(n);
-    let images = test_images_dir(env!("CARGO_TARGET_TMPDIR"));
-    for image in ["busybox.tar", "httpd.tar"] {
-        let archive = images.join(image);
-        cluster.cli_ok(
-            1,
-            &["image", "import", archive.to_str().expect("utf-8 path")],
-        );
-    }
-    cluster
-}
-
-/// Applies a service of one replica of `image` on node `on`; `extra` is
-/// more of the spec's body (indented by two spaces).
-fn run_on(cluster: &EdgeCluster, name: &str, image: &str, on: usize, extra: &str) {
-    let yaml = format!(
-        "apiVersion: edgectl/v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  \
-         image: {image}\n  replicas: 1\n{extra}  placement:\n    constraints:\n      \
-         - node.labels.slot == n{on}\n"
-    );
-    let file = cluster.dirs.path().join(format!("{name}.yaml"));
-    std::fs::write(&file, yaml).expect("write spec");
-    cluster.cli_ok(1, &["apply", "-f", file.to_str().expect("utf-8 path")]);
-}
-
 /// busybox httpd logging each client's address to the task's log.
 const LOGGING_HTTPD: &str =
     "  command: [\"httpd\", \"-f\", \"-vv\", \"-p\", \"8080\", \"-h\", \"/www\"]\n";
@@ -214,7 +181,7 @@ fn nat_table(cluster: &EdgeCluster, i: usize) -> String {
 
 #[test]
 fn published_ports_answer_from_outside_and_follow_their_tasks() {
-    let mut cluster = labelled_cluster("npub", 3);
+    let mut cluster = form_labelled(EdgeCluster::new("npub", 3), 3, &[]);
     let outside = OutsideHost::new(&cluster);
     let host_port = "{container: 8080, host: 18080}";
     run_on(
@@ -340,7 +307,7 @@ fn published_ports_answer_from_outside_and_follow_their_tasks() {
 
 #[test]
 fn a_task_reaches_the_outside_as_its_node_and_tasks_see_each_other() {
-    let cluster = labelled_cluster("nout", 2);
+    let cluster = form_labelled(EdgeCluster::new("nout", 2), 2, &[]);
     let outside = OutsideHost::new(&cluster);
     run_on(
         &cluster,
