@@ -372,6 +372,7 @@ impl Driver {
                     container_id: report.container_id,
                     ip: report.ip,
                     updated_unix: 0,
+                    not_ready: None,
                 };
                 (task, status)
             })

@@ -228,6 +228,7 @@ fn same_status(a: &TaskStatus, b: &TaskStatus) -> bool {
         && a.restarts == b.restarts
         && a.container_id == b.container_id
         && a.ip == b.ip
+        && a.not_ready == b.not_ready
 }
 
 #[cfg(test)]
@@ -245,6 +246,7 @@ mod tests {
             container_id: "web.0.1".into(),
             ip: None,
             updated_unix: 10,
+            not_ready: None,
         };
         let later = TaskStatus {
             updated_unix: 99,

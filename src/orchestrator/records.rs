@@ -156,6 +156,20 @@ pub struct TaskStatus {
     #[serde(default)]
     pub ip: Option<String>,
     pub updated_unix: u64,
+    /// Why a running task is out of rotation (its readiness probe has not
+    /// passed, or fails): None when it is ready or not running. Read it
+    /// through [`TaskStatus::is_ready`]. Defaults to None so that statuses
+    /// written before readiness existed read as ready while running.
+    #[serde(default)]
+    pub not_ready: Option<String>,
+}
+
+impl TaskStatus {
+    /// Whether the task takes traffic: running, and its readiness probe
+    /// (if any) passing. What service VIPs, DNS and rollouts count.
+    pub fn is_ready(&self) -> bool {
+        self.state == TaskState::Running && self.not_ready.is_none()
+    }
 }
 
 /// What operators set on a node.
@@ -300,6 +314,7 @@ mod tests {
             container_id: "web.0.7".into(),
             ip: None,
             updated_unix: 10,
+            not_ready: None,
         };
         let json = serde_json::to_string(&status).unwrap();
         assert!(json.contains(r#""state":{"exited":{"code":3}}"#), "{json}");

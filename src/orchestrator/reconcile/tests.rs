@@ -187,6 +187,7 @@ impl Cluster {
             container_id: task_id.to_string(),
             ip: None,
             updated_unix: 100,
+            not_ready: None,
         };
         self.write(KvOp::Put {
             key: records::task_status_key(task_id).into_bytes(),
