@@ -138,6 +138,10 @@ pub struct InitArgs {
     /// UDP port of --network vxlan's tunnel, on every node.
     #[arg(long, default_value_t = edgectl::network::config::DEFAULT_VXLAN_PORT)]
     pub vxlan_port: u16,
+    /// Every service's virtual IP comes from this IPv4 block (outside
+    /// --pod-cidr, /12 to /30). Fixed for the life of the cluster.
+    #[arg(long, default_value = "10.96.0.0/16")]
+    pub service_cidr: edgectl::network::Ipv4Cidr,
     #[command(flatten)]
     pub tuning: TuningArgs,
 }

@@ -85,6 +85,7 @@ pub async fn init(data_dir: &Path, args: InitArgs) -> anyhow::Result<()> {
             vni: args.vxlan_vni,
             port: args.vxlan_port,
         },
+        service_cidr: args.service_cidr,
     };
     network.validate().context("cannot initialize a cluster")?;
     let outcome = node::init_data_dir_with_network(

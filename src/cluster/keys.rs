@@ -20,6 +20,17 @@ pub const NODE_BLOCKS_PREFIX: &str = "/sys/network/blocks/";
 /// stale view of the blocks writes nothing.
 pub const BLOCK_ALLOCATION: &str = "/sys/network/allocation";
 
+/// Each service's virtual IP (`ServiceVipRecord`). One writer: the
+/// leader's VIP allocator (`node::vips`).
+pub const SERVICE_VIPS_PREFIX: &str = "/sys/network/vips/";
+/// The VIP allocator's own record (`VipAllocationRecord`), its CAS guard
+/// like [`BLOCK_ALLOCATION`].
+pub const VIP_ALLOCATION: &str = "/sys/network/vip-allocation";
+
+pub fn service_vip(service: &str) -> String {
+    format!("{SERVICE_VIPS_PREFIX}{service}")
+}
+
 pub fn token(id: &str) -> String {
     format!("{TOKENS_PREFIX}{id}")
 }

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use core::net::Ipv4Addr;
+
 use serde::{Deserialize, Serialize};
 
 use crate::network::{ClusterNetwork, Ipv4Cidr};
@@ -64,4 +66,20 @@ pub struct TokenRecord {
 /// fail, and if it ever did that would be a bug, not an operating error.
 pub fn to_json<T: Serialize>(record: &T) -> Vec<u8> {
     serde_json::to_vec(record).expect("plain record serializes to JSON")
+}
+
+/// A service's virtual IP (`/sys/network/vips/<service>`): stable for the
+/// service's life, answered by every node's DNS and nftables table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceVipRecord {
+    pub service: String,
+    pub vip: Ipv4Addr,
+}
+
+/// The VIP allocator's record (`/sys/network/vip-allocation`): its CAS
+/// guard, and why services have no VIP.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VipAllocationRecord {
+    #[serde(default)]
+    pub unassigned: BTreeMap<String, String>,
 }

@@ -15,7 +15,7 @@ pub use quantity::{CpuMillis, MemoryBytes, QuantityError};
 pub use service::{
     parse_service, parse_service_document, validate, Backoff, Constraint, ConstraintOperator,
     HealthCheck, Location, Metadata, NetworkMode, Placement, Port, Protocol, Publish, ResourceList,
-    Resources, RestartCondition, RestartPolicy, ServiceBody, ServiceSpec, SpecError, Spread,
-    UpdatePolicy, Volume, VolumeMount, VolumeType, API_VERSION, KIND_SERVICE, REPLICAS_MAX,
-    SPEC_BYTES_MAX,
+    Resources, RestartCondition, RestartPolicy, ServiceBody, ServiceSpec, SessionAffinity,
+    SpecError, Spread, UpdatePolicy, Volume, VolumeMount, VolumeType, API_VERSION, KIND_SERVICE,
+    REPLICAS_MAX, SPEC_BYTES_MAX,
 };

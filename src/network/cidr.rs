@@ -84,6 +84,27 @@ impl Ipv4Cidr {
         })
     }
 
+    /// How many addresses the block spans (network and broadcast included).
+    pub fn address_count(&self) -> u64 {
+        1u64 << (32 - u32::from(self.prefix_len))
+    }
+
+    /// The `index`-th address of the block (0 is the network address); None
+    /// past the last.
+    pub fn address(&self, index: u64) -> Option<Ipv4Addr> {
+        if index >= self.address_count() {
+            return None;
+        }
+        let offset = u32::try_from(index).ok()?;
+        Some(Ipv4Addr::from(self.network | offset))
+    }
+
+    /// Where `address` sits in the block; None when it lies outside.
+    pub fn address_index(&self, address: Ipv4Addr) -> Option<u64> {
+        let bits = u32::from(address);
+        (bits & mask(self.prefix_len) == self.network).then(|| u64::from(bits - self.network))
+    }
+
     /// Where `block` sits among this block's `/block.prefix_len` blocks;
     /// None when it is not one of them.
     pub fn subblock_index(&self, block: &Ipv4Cidr) -> Option<u64> {

@@ -16,6 +16,17 @@ pub const DEFAULT_POD_CIDR: Ipv4Cidr = match Ipv4Cidr::from_octets([10, 88, 0, 0
     Some(cidr) => cidr,
     None => panic!("10.88.0.0/16 is a valid block"),
 };
+/// The service CIDR (service VIPs) of a cluster made before it was
+/// recorded, and `init`'s default (Kubernetes' default range).
+pub const DEFAULT_SERVICE_CIDR: Ipv4Cidr = match Ipv4Cidr::from_octets([10, 96, 0, 0], 16) {
+    Some(cidr) => cidr,
+    None => panic!("10.96.0.0/16 is a valid block"),
+};
+/// The widest service CIDR: more services than a cluster of edge devices
+/// runs (Kubernetes allows /12 too).
+pub const SERVICE_PREFIX_LEN_MIN: u8 = 12;
+/// The narrowest: a /30 holds two VIPs.
+pub const SERVICE_PREFIX_LEN_MAX: u8 = 30;
 /// The prefix length of each node's block, likewise.
 pub const DEFAULT_NODE_PREFIX_LEN: u8 = 24;
 /// The longest node block: a /30 leaves the bridge's address and one task.
@@ -82,6 +93,19 @@ pub enum NetworkConfigError {
     ModeNotImplemented { mode: NetworkMode },
     #[error("VXLAN network identifier {vni} is out of range: use 1 to {VXLAN_VNI_MAX}")]
     VniOutOfRange { vni: u32 },
+    #[error(
+        "service CIDR {service_cidr} overlaps pod CIDR {pod_cidr}: choose a --service-cidr \
+         outside it"
+    )]
+    ServiceCidrOverlapsPods {
+        service_cidr: Ipv4Cidr,
+        pod_cidr: Ipv4Cidr,
+    },
+    #[error(
+        "service CIDR {service_cidr} is not between /{SERVICE_PREFIX_LEN_MIN} and \
+         /{SERVICE_PREFIX_LEN_MAX}"
+    )]
+    ServiceCidrSize { service_cidr: Ipv4Cidr },
     #[error("VXLAN port 0 is not a port")]
     VxlanPortZero,
     #[error(
@@ -142,6 +166,14 @@ pub struct ClusterNetwork {
     /// the defaults.
     #[serde(default)]
     pub vxlan: VxlanConfig,
+    /// Service VIPs lie in here. A record made before it existed reads as
+    /// the default.
+    #[serde(default = "default_service_cidr")]
+    pub service_cidr: Ipv4Cidr,
+}
+
+fn default_service_cidr() -> Ipv4Cidr {
+    DEFAULT_SERVICE_CIDR
 }
 
 impl Default for ClusterNetwork {
@@ -152,6 +184,7 @@ impl Default for ClusterNetwork {
             node_prefix_len: DEFAULT_NODE_PREFIX_LEN,
             mode: NetworkMode::Routed,
             vxlan: VxlanConfig::default(),
+            service_cidr: DEFAULT_SERVICE_CIDR,
         }
     }
 }
@@ -169,6 +202,18 @@ impl ClusterNetwork {
         }
         if self.vxlan.port == 0 {
             return Err(NetworkConfigError::VxlanPortZero);
+        }
+        let service_prefix = self.service_cidr.prefix_len();
+        if !(SERVICE_PREFIX_LEN_MIN..=SERVICE_PREFIX_LEN_MAX).contains(&service_prefix) {
+            return Err(NetworkConfigError::ServiceCidrSize {
+                service_cidr: self.service_cidr,
+            });
+        }
+        if self.service_cidr.overlaps(&self.pod_cidr) {
+            return Err(NetworkConfigError::ServiceCidrOverlapsPods {
+                service_cidr: self.service_cidr,
+                pod_cidr: self.pod_cidr,
+            });
         }
         let blocks = self
             .block_count()

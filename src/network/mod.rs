@@ -14,14 +14,16 @@ pub mod cidr;
 pub mod config;
 pub mod nat;
 pub mod routes;
+pub mod vips;
 pub mod vxlan;
 
 pub use allocator::{plan_blocks, AllocationError, AllocationInput, AllocationPlan};
 pub use cidr::{CidrError, Ipv4Cidr};
 pub use config::{legacy_node_block, ClusterNetwork, NetworkConfigError, NetworkMode};
 pub use nat::{
-    check_published_ports, nat_ruleset, NatView, PortClash, TaskEndpoint, NAT_TABLE_FAMILY,
-    NAT_TABLE_NAME,
+    check_published_ports, nat_ruleset, NatView, PortClash, ServiceVip, TaskEndpoint,
+    NAT_TABLE_FAMILY, NAT_TABLE_NAME,
 };
 pub use routes::{desired_routes, route_changes, PeerRoute, RouteChanges, RouteSkip};
+pub use vips::{plan_vips, VipError, VipInput, VipPlan};
 pub use vxlan::{desired_vxlan, vxlan_changes, NoDevice, VxlanChanges, VxlanSetup};

@@ -1,34 +1,44 @@
-//! A node's nftables table: published ports and the masquerade of its
-//! tasks' outbound traffic, as the text of one `nft -f` transaction. Pure:
-//! the node's IO edge (`node::nat`) builds the [`NatView`] from its replica
-//! (the tasks, their status and address) and hands the text to the runtime
-//! (`runtime::nftables`), which runs `nft`.
+//! A node's nftables table: service VIPs, published ports and the
+//! masquerade of its tasks' outbound traffic, as the text of one `nft -f`
+//! transaction. Pure: the node's IO edge (`node::nat`) builds the
+//! [`NatView`] from its replica (the ready tasks and their address, the
+//! services' VIPs) and hands the text to the runtime (`runtime::nftables`),
+//! which runs `nft`.
 //!
 //! The text deletes and re-creates the whole table in one transaction, so
 //! applying it twice gives the same table (a restarted node rebuilds, never
 //! appends), and a rule whose task is gone vanishes at the next apply.
 //!
 //! What the rules do:
+//! - Service VIPs: a connection to `VIP:port` (a declared port, or any port
+//!   of a service that declares none) is DNATed to one *ready* task of the
+//!   service on any node, picked at random per connection; with
+//!   `sessionAffinity: clientIP`, a dynamic map remembers each client's
+//!   task (for the timeout after its last new connection). A VIP with no
+//!   ready task refuses at once (TCP reset, ICMP unreachable). The kernel
+//!   does it all: no userspace hop.
 //! - `publish: host`: a packet to one of the node's own addresses
 //!   (`fib daddr type local`) on the port is DNATed to the task on this
 //!   node. No SNAT: the task sees the client's address, and its reply goes
 //!   back through this node's conntrack (the task's default route is the
 //!   bridge), which reverses the DNAT.
-//! - `publish: cluster`: the same on every node, to a task of the service
-//!   picked at random per connection among the running ones on any node
-//!   (reached through the routes of `network::routes`). A connection sent
-//!   to a task on *another* node is masqueraded to this node's address:
-//!   the task's reply would otherwise leave that node by its own default
-//!   route, bypassing the conntrack entry that holds the DNAT. A task on
-//!   this node keeps the client's address.
+//! - `publish: cluster`: the same on every node, to a ready task of the
+//!   service picked at random per connection on any node (reached through
+//!   the routes of `network::routes`). A connection from outside the pod
+//!   CIDR sent to a task on *another* node is masqueraded to this node's
+//!   address: the task's reply would otherwise leave that node by its own
+//!   default route, bypassing the conntrack entry that holds the DNAT.
+//! - Hairpin: a task whose connection is DNATed to a task on its own
+//!   bridge is masqueraded to the bridge's address (the reply would
+//!   otherwise come straight over the bridge from an address it never
+//!   dialled).
 //! - Outbound: a packet from the pod CIDR to an address outside it is
 //!   masqueraded (the outside world has no route back to the pod CIDR).
 //!   Between tasks (pod CIDR to pod CIDR) nothing is rewritten: a task sees
-//!   its peer's real address.
+//!   its peer's real address, also through a VIP.
 //!
 //! Not here: publishing to the node itself through a loopback address
-//! (`127.0.0.1:port` on the node; `route_localnet` would be needed), and
-//! a task reaching a published port on its own node (hairpin NAT).
+//! (`127.0.0.1:port` on the node; `route_localnet` would be needed).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -44,7 +54,7 @@ use crate::model::{Port, Protocol, Publish};
 pub const NAT_TABLE_FAMILY: &str = "ip";
 pub const NAT_TABLE_NAME: &str = "edgectl";
 
-/// A running task with an address, as the replica shows it.
+/// A ready task with an address, as the replica shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskEndpoint {
     pub service: String,
@@ -61,8 +71,23 @@ pub struct NatView {
     pub pod_cidr: Ipv4Cidr,
     /// This node's block (None: it has none yet, so every task is remote).
     pub own_block: Option<Ipv4Cidr>,
-    /// Every running task with an address, on any node.
+    /// Every ready task with an address, on any node.
     pub tasks: Vec<TaskEndpoint>,
+    /// Every service with a VIP, ordered by name.
+    pub services: Vec<ServiceVip>,
+}
+
+/// A service's virtual IP, as the replica shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceVip {
+    pub name: String,
+    pub vip: Ipv4Addr,
+    /// The ports the VIP forwards (to the same container port); none:
+    /// every TCP and UDP port.
+    pub ports: Vec<Port>,
+    /// `sessionAffinity: clientIP`: a client keeps its task for this long
+    /// after its last new connection.
+    pub affinity_timeout_secs: Option<u64>,
 }
 
 /// One DNAT rule: a node port to one or more task addresses, all on the
@@ -121,33 +146,103 @@ fn protocol_name(protocol: Protocol) -> &'static str {
 /// The `dnat` statement of one forward: one target, or one picked at
 /// random per connection.
 fn dnat_statement(forward: &Forward) -> String {
-    let port = forward.container_port;
-    match forward.targets.len() {
-        1 => {
-            let target = forward.targets.iter().next().expect("one target");
-            format!("dnat to {target}:{port}")
-        }
-        count => {
-            let entries: Vec<String> = forward
-                .targets
-                .iter()
-                .enumerate()
-                .map(|(index, target)| format!("{index} : {target}"))
-                .collect();
-            format!(
-                "dnat to numgen random mod {count} map {{ {} }}:{port}",
-                entries.join(", ")
-            )
+    pick_statement(&forward.targets, Some(forward.container_port))
+}
+
+/// `dnat to` one of `targets` (one picked at random per connection when
+/// there are several), on `port`, or on the port the client asked for.
+fn pick_statement(targets: &BTreeSet<Ipv4Addr>, port: Option<u16>) -> String {
+    let port = port.map(|port| format!(":{port}")).unwrap_or_default();
+    if targets.len() == 1 {
+        if let Some(target) = targets.iter().next() {
+            return format!("dnat to {target}{port}");
         }
     }
+    let entries: Vec<String> = targets
+        .iter()
+        .enumerate()
+        .map(|(index, target)| format!("{index} : {target}"))
+        .collect();
+    format!(
+        "dnat to numgen random mod {} map {{ {} }}{port}",
+        targets.len(),
+        entries.join(", ")
+    )
+}
+
+/// The nft name of the chain that balances the `index`-th VIP service:
+/// service names may hold `-`, which nft identifiers may not.
+fn service_chain(index: usize) -> String {
+    format!("svc_{index}")
+}
+
+fn affinity_map(index: usize) -> String {
+    format!("svc_{index}_affinity")
+}
+
+/// The match of a VIP rule: the service's declared ports, or every TCP and
+/// UDP port when it declares none.
+fn vip_matches(service: &ServiceVip) -> Vec<String> {
+    let vip = service.vip;
+    if service.ports.is_empty() {
+        return vec![format!("ip daddr {vip} meta l4proto {{ tcp, udp }}")];
+    }
+    let mut by_protocol: BTreeMap<Protocol, BTreeSet<u16>> = BTreeMap::new();
+    for port in &service.ports {
+        by_protocol
+            .entry(port.protocol)
+            .or_default()
+            .insert(port.container);
+    }
+    by_protocol
+        .into_iter()
+        .map(|(protocol, ports)| {
+            let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+            format!(
+                "ip daddr {vip} {} dport {{ {} }}",
+                protocol_name(protocol),
+                ports.join(", ")
+            )
+        })
+        .collect()
+}
+
+/// The ready tasks' addresses of each VIP service, in `view.services`'
+/// order.
+fn vip_targets(view: &NatView) -> Vec<BTreeSet<Ipv4Addr>> {
+    view.services
+        .iter()
+        .map(|service| {
+            view.tasks
+                .iter()
+                .filter(|task| task.service == service.name)
+                .map(|task| task.address)
+                .collect()
+        })
+        .collect()
 }
 
 /// The whole table as one `nft -f` transaction: create (so the delete
 /// cannot fail on a first run), delete, create with every chain and rule.
+/// Deleting the table also forgets every client's affinity: a rebuild
+/// happens when the ready tasks change, and an affinity to a task that left
+/// must not outlive it.
 pub fn nat_ruleset(view: &NatView) -> String {
     let table = format!("{NAT_TABLE_FAMILY} {NAT_TABLE_NAME}");
     let pod_cidr = view.pod_cidr;
+    let targets = vip_targets(view);
     let mut dnat_rules = Vec::new();
+    let mut no_endpoints = Vec::new();
+    for (index, service) in view.services.iter().enumerate() {
+        let chain = service_chain(index);
+        for matches in vip_matches(service) {
+            if targets[index].is_empty() {
+                no_endpoints.push(matches);
+            } else {
+                dnat_rules.push(format!("{matches} goto {chain}"));
+            }
+        }
+    }
     for forward in forwards(view) {
         if forward.targets.is_empty() {
             continue;
@@ -159,17 +254,51 @@ pub fn nat_ruleset(view: &NatView) -> String {
             dnat_statement(&forward)
         ));
     }
+    // Connections DNATed to a task on another node from outside the pod
+    // CIDR (published ports) are masqueraded: the task's reply would
+    // otherwise leave that node by its own default route, bypassing the
+    // conntrack entry that holds the DNAT. A task's own connection to a VIP
+    // keeps its address: the reply is routed back through its node.
     let remote_dnat = match view.own_block {
-        Some(block) => format!("ct status dnat ip daddr {pod_cidr} ip daddr != {block} masquerade"),
-        None => format!("ct status dnat ip daddr {pod_cidr} masquerade"),
+        Some(block) => format!(
+            "ct status dnat ip saddr != {pod_cidr} ip daddr {pod_cidr} ip daddr != {block} masquerade"
+        ),
+        None => format!("ct status dnat ip saddr != {pod_cidr} ip daddr {pod_cidr} masquerade"),
     };
+    // A task whose connection lands on a task of the same bridge would get
+    // the reply straight over the bridge, from the task's address rather
+    // than the one it dialled: hairpin connections are masqueraded to the
+    // bridge's address.
+    let hairpin = view
+        .own_block
+        .map(|block| format!("ct status dnat ip saddr {block} ip daddr {block} masquerade"));
 
     let mut text = String::new();
     let _ = writeln!(text, "table {table}");
     let _ = writeln!(text, "delete table {table}");
     let _ = writeln!(text, "table {table} {{");
+    for (index, service) in view.services.iter().enumerate() {
+        if targets[index].is_empty() {
+            continue;
+        }
+        if let Some(timeout) = service.affinity_timeout_secs {
+            let _ = writeln!(text, "\tmap {} {{", affinity_map(index));
+            let _ = writeln!(text, "\t\ttype ipv4_addr : ipv4_addr;");
+            let _ = writeln!(text, "\t\tflags dynamic, timeout;");
+            let _ = writeln!(text, "\t\ttimeout {timeout}s;");
+            let _ = writeln!(text, "\t}}");
+        }
+        let _ = writeln!(text, "\tchain {} {{", service_chain(index));
+        let _ = writeln!(text, "\t\tcomment {:?}", service.name);
+        if service.affinity_timeout_secs.is_some() {
+            let map = affinity_map(index);
+            let _ = writeln!(text, "\t\tip saddr @{map} dnat to ip saddr map @{map}");
+        }
+        let _ = writeln!(text, "\t\t{}", pick_statement(&targets[index], None));
+        let _ = writeln!(text, "\t}}");
+    }
     // Packets from outside the node, and the node's own (output), both
-    // reach published ports.
+    // reach VIPs and published ports.
     for (chain, hook, priority) in [
         ("prerouting", "prerouting", "dstnat"),
         ("output", "output", "-100"),
@@ -189,12 +318,64 @@ pub fn nat_ruleset(view: &NatView) -> String {
         text,
         "\t\ttype nat hook postrouting priority srcnat; policy accept;"
     );
+    if let Some(hairpin) = &hairpin {
+        let _ = writeln!(text, "\t\t{hairpin}");
+    }
     let _ = writeln!(text, "\t\t{remote_dnat}");
     let _ = writeln!(
         text,
         "\t\tip saddr {pod_cidr} ip daddr != {pod_cidr} masquerade"
     );
     let _ = writeln!(text, "\t}}");
+    // A client's first connection to a VIP with affinity records the task
+    // it was sent to (the packet's destination after the DNAT).
+    let affinity_rules: Vec<String> = view
+        .services
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| !targets[*index].is_empty())
+        .filter_map(|(index, service)| {
+            let timeout = service.affinity_timeout_secs?;
+            Some(format!(
+                "ct state new ct status dnat ct original ip daddr {} update @{} {{ ip saddr timeout {timeout}s : ip daddr }}",
+                service.vip,
+                affinity_map(index)
+            ))
+        })
+        .collect();
+    if !affinity_rules.is_empty() {
+        for (chain, hook, priority) in [
+            ("affinity_prerouting", "prerouting", "dstnat + 1"),
+            ("affinity_output", "output", "-99"),
+        ] {
+            let _ = writeln!(text, "\tchain {chain} {{");
+            let _ = writeln!(
+                text,
+                "\t\ttype filter hook {hook} priority {priority}; policy accept;"
+            );
+            for rule in &affinity_rules {
+                let _ = writeln!(text, "\t\t{rule}");
+            }
+            let _ = writeln!(text, "\t}}");
+        }
+    }
+    // A VIP with no ready task refuses at once (a TCP reset, an ICMP port
+    // unreachable) rather than letting its packets leave by the default
+    // route and the client hang until its timeout.
+    if !no_endpoints.is_empty() {
+        for (chain, hook) in [("refuse_forward", "forward"), ("refuse_output", "output")] {
+            let _ = writeln!(text, "\tchain {chain} {{");
+            let _ = writeln!(
+                text,
+                "\t\ttype filter hook {hook} priority filter; policy accept;"
+            );
+            for matches in &no_endpoints {
+                let _ = writeln!(text, "\t\t{matches} meta l4proto tcp reject with tcp reset");
+                let _ = writeln!(text, "\t\t{matches} reject");
+            }
+            let _ = writeln!(text, "\t}}");
+        }
+    }
     let _ = writeln!(text, "}}");
     text
 }

@@ -59,6 +59,9 @@ impl Node {
             if let Err(e) = self.assign_blocks_once().await {
                 warn!("block allocation pass failed: {e}");
             }
+            if let Err(e) = self.assign_vips_once().await {
+                warn!("VIP allocation pass failed: {e}");
+            }
         }
     }
 

@@ -25,6 +25,7 @@ mod secrets;
 mod status;
 mod subnets;
 mod tasks;
+mod vips;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

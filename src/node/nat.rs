@@ -1,10 +1,10 @@
 //! Every node's IO edge of `network::nat`: from its own replica (the
-//! running tasks with their addresses and ports, the pod CIDR, its own
-//! block) the text of its nftables table; applied whole through the
+//! ready tasks with their addresses and ports, the services' VIPs, the pod
+//! CIDR, its own block) the text of its nftables table; applied whole through the
 //! runtime's `nftables` when it differs from what this process last
 //! applied, or when the table is missing from the kernel (deleted by hand,
 //! or a fresh process after a restart: the table is rebuilt, not appended
-//! to). Wakes when a task or a task status changes, and every `NAT_TICK`
+//! to). Wakes when a task, a task status, a service or a VIP changes, and every `NAT_TICK`
 //! (the cluster record and the blocks change rarely).
 //!
 //! Runs on nodes with an agent, like the route loop. The table stays when
@@ -19,10 +19,13 @@ use tracing::{info, warn};
 
 use super::Node;
 use crate::cluster::keys;
-use crate::cluster::records::{ClusterRecord, NodeBlockRecord};
-use crate::network::{nat_ruleset, NatView, TaskEndpoint, NAT_TABLE_FAMILY, NAT_TABLE_NAME};
+use crate::cluster::records::{ClusterRecord, NodeBlockRecord, ServiceVipRecord};
+use crate::network::{
+    nat_ruleset, NatView, ServiceVip, TaskEndpoint, NAT_TABLE_FAMILY, NAT_TABLE_NAME,
+};
 use crate::orchestrator::records::{
-    DesiredState, TaskRecord, TaskState, TaskStatus, TASKS_PREFIX, TASK_STATUS_PREFIX,
+    DesiredState, ServiceRecord, TaskRecord, TaskStatus, SERVICES_PREFIX, TASKS_PREFIX,
+    TASK_STATUS_PREFIX,
 };
 
 /// The longest a table deleted by hand (or a change the watches missed)
@@ -55,6 +58,8 @@ impl Node {
         };
         let mut tasks_watcher = watch(TASKS_PREFIX);
         let mut status_watcher = watch(TASK_STATUS_PREFIX);
+        let mut vips_watcher = watch(keys::SERVICE_VIPS_PREFIX);
+        let mut services_watcher = watch(SERVICES_PREFIX);
         let mut state = NatState::default();
         loop {
             if let Err(e) = self.sync_nat_once(&mut state).await {
@@ -71,6 +76,16 @@ impl Node {
                 event = next_event(&mut status_watcher) => {
                     if event.is_err() {
                         status_watcher = watch(TASK_STATUS_PREFIX);
+                    }
+                }
+                event = next_event(&mut vips_watcher) => {
+                    if event.is_err() {
+                        vips_watcher = watch(keys::SERVICE_VIPS_PREFIX);
+                    }
+                }
+                event = next_event(&mut services_watcher) => {
+                    if event.is_err() {
+                        services_watcher = watch(SERVICES_PREFIX);
                     }
                 }
                 _ = tokio::time::sleep(NAT_TICK) => {}
@@ -165,7 +180,7 @@ impl Node {
                     return None;
                 }
                 let status = statuses.get(&task.id)?;
-                if status.node != node || status.state != TaskState::Running {
+                if status.node != node || !status.is_ready() {
                     return None;
                 }
                 let address: Ipv4Addr = status.ip.as_deref()?.parse().ok()?;
@@ -177,12 +192,35 @@ impl Node {
                 })
             })
             .collect();
+        let services = self.service_vips().map_err(|e| e.to_string())?;
         Ok(Some(NatView {
             me,
             pod_cidr: cluster.network().pod_cidr,
             own_block,
             tasks: endpoints,
+            services,
         }))
+    }
+
+    /// Every service with a VIP, ordered by name, with what its rules need.
+    pub(super) fn service_vips(&self) -> Result<Vec<ServiceVip>, crate::api::ApiError> {
+        let specs: std::collections::BTreeMap<String, ServiceRecord> = self
+            .read_keyed_records::<ServiceRecord>(SERVICES_PREFIX)?
+            .into_iter()
+            .collect();
+        Ok(self
+            .read_keyed_records::<ServiceVipRecord>(keys::SERVICE_VIPS_PREFIX)?
+            .into_iter()
+            .filter_map(|(name, record)| {
+                let body = &specs.get(&name)?.spec.spec;
+                Some(ServiceVip {
+                    vip: record.vip,
+                    ports: body.ports.clone(),
+                    affinity_timeout_secs: body.affinity_timeout().map(|t| t.as_secs().max(1)),
+                    name,
+                })
+            })
+            .collect())
     }
 }
 

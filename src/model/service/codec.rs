@@ -48,6 +48,30 @@ pub(super) mod humantime_serde_duration {
     }
 }
 
+/// Optional durations, as [`humantime_serde_duration`] reads and prints
+/// them (a field left out reads as None).
+pub(super) mod humantime_serde_option {
+    use std::time::Duration;
+
+    use serde::{Deserializer, Serializer};
+
+    pub(in crate::model::service) fn serialize<S: Serializer>(
+        duration: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match duration {
+            Some(duration) => super::humantime_serde_duration::serialize(duration, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub(in crate::model::service) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        super::humantime_serde_duration::deserialize(deserializer).map(Some)
+    }
+}
+
 /// The prefix that names a node label, in constraints and in `spread`.
 const NODE_LABEL_PREFIX: &str = "node.labels.";
 

@@ -148,6 +148,8 @@ fn web_expected() -> ServiceSpec {
                 start_period: Duration::from_secs(30),
             }),
             update: UpdatePolicy { parallelism: 2 },
+            session_affinity: SessionAffinity::None,
+            session_affinity_timeout: None,
         },
     }
 }
@@ -683,4 +685,42 @@ fn publish_cluster_needs_a_host_port_and_a_bridged_task() {
     check_field_error(&source, "spec.ports[0].publish", 11, "network: host");
     let source = format!("{MINIMAL}  ports:\n    - container: 80\n      publish: mesh\n");
     check_field_error(&source, "spec.ports[0].publish", 9, "`host` or `cluster`");
+}
+
+#[test]
+fn session_affinity_reads_with_its_default_timeout_and_refuses_a_stray_timeout() {
+    let spec = parse_service(&format!("{MINIMAL}  sessionAffinity: clientIP\n")).unwrap();
+    assert_eq!(spec.spec.session_affinity, SessionAffinity::ClientIp);
+    assert_eq!(
+        spec.spec.affinity_timeout(),
+        Some(SESSION_AFFINITY_TIMEOUT_DEFAULT)
+    );
+    let spec = parse_service(&format!(
+        "{MINIMAL}  sessionAffinity: clientIP\n  sessionAffinityTimeout: 10m\n"
+    ))
+    .unwrap();
+    assert_eq!(spec.spec.affinity_timeout(), Some(Duration::from_secs(600)));
+    assert_eq!(
+        parse_service(MINIMAL).unwrap().spec.affinity_timeout(),
+        None
+    );
+
+    check_field_error(
+        &format!("{MINIMAL}  sessionAffinityTimeout: 10m\n"),
+        "spec.sessionAffinityTimeout",
+        7,
+        "without `sessionAffinity: clientIP`",
+    );
+    check_field_error(
+        &format!("{MINIMAL}  sessionAffinity: clientIP\n  sessionAffinityTimeout: 2d\n"),
+        "spec.sessionAffinityTimeout",
+        8,
+        "out of range",
+    );
+    check_field_error(
+        &format!("{MINIMAL}  sessionAffinity: sticky\n"),
+        "spec.sessionAffinity",
+        7,
+        "clientIP",
+    );
 }

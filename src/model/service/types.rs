@@ -113,6 +113,55 @@ pub struct ServiceBody {
     /// How a changed spec replaces the running tasks.
     #[serde(default)]
     pub update: UpdatePolicy,
+    /// `clientIP`: connections to the service's VIP from one client address
+    /// go to the same task (for protocols that open several connections);
+    /// `none` (default): each connection picks a ready task.
+    #[serde(default, skip_serializing_if = "SessionAffinity::is_none")]
+    pub session_affinity: SessionAffinity,
+    /// How long a client keeps its task after its last new connection
+    /// (default 3h, Kubernetes' default; at most 24h). Only with
+    /// `sessionAffinity: clientIP`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "super::codec::humantime_serde_option"
+    )]
+    pub session_affinity_timeout: Option<Duration>,
+}
+
+/// `sessionAffinity:`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SessionAffinity {
+    #[default]
+    None,
+    #[serde(rename = "clientIP")]
+    ClientIp,
+}
+
+impl SessionAffinity {
+    /// Whether this is the default (kept out of the stored form).
+    pub fn is_none(&self) -> bool {
+        *self == SessionAffinity::None
+    }
+}
+
+/// `sessionAffinityTimeout`'s default.
+pub const SESSION_AFFINITY_TIMEOUT_DEFAULT: Duration = Duration::from_secs(3 * 60 * 60);
+/// The longest `sessionAffinityTimeout` (Kubernetes' limit too).
+pub const SESSION_AFFINITY_TIMEOUT_MAX: Duration = Duration::from_secs(24 * 60 * 60);
+
+impl ServiceBody {
+    /// How long a client keeps its task; None without client affinity.
+    pub fn affinity_timeout(&self) -> Option<Duration> {
+        match self.session_affinity {
+            SessionAffinity::None => None,
+            SessionAffinity::ClientIp => Some(
+                self.session_affinity_timeout
+                    .unwrap_or(SESSION_AFFINITY_TIMEOUT_DEFAULT),
+            ),
+        }
+    }
 }
 
 /// `update:`: a changed spec replaces the tasks of the old generation a few

@@ -272,6 +272,7 @@ fn check_body(body: &ServiceBody) -> Result<(), Invalid> {
     check_backoff(&body.restart_policy.backoff)?;
     check_volumes(body)?;
     check_ports(body)?;
+    check_affinity(body)?;
     if body.update.parallelism == 0 || body.update.parallelism > REPLICAS_MAX {
         return Err(invalid(
             spec_path(&[key("update"), key("parallelism")]),
@@ -285,6 +286,32 @@ fn check_body(body: &ServiceBody) -> Result<(), Invalid> {
         Some(health_check) => check_health(health_check),
         None => Ok(()),
     }
+}
+
+fn check_affinity(body: &ServiceBody) -> Result<(), Invalid> {
+    let Some(timeout) = body.session_affinity_timeout else {
+        return Ok(());
+    };
+    let path = spec_path(&[key("sessionAffinityTimeout")]);
+    if body.session_affinity == SessionAffinity::None {
+        return Err(invalid(
+            path,
+            "sessionAffinityTimeout is set without `sessionAffinity: clientIP`; set both, or \
+             leave the timeout out"
+                .to_string(),
+        ));
+    }
+    if timeout < Duration::from_secs(1) || timeout > SESSION_AFFINITY_TIMEOUT_MAX {
+        return Err(invalid(
+            path,
+            format!(
+                "sessionAffinityTimeout {} is out of range; expected 1s to {}",
+                humantime::format_duration(timeout),
+                humantime::format_duration(SESSION_AFFINITY_TIMEOUT_MAX)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn check_health(health: &HealthCheck) -> Result<(), Invalid> {

@@ -11,6 +11,7 @@ fn network(cidr: &str, node_prefix_len: u8) -> ClusterNetwork {
         node_prefix_len,
         mode: NetworkMode::Routed,
         vxlan: Default::default(),
+        service_cidr: crate::network::config::DEFAULT_SERVICE_CIDR,
     }
 }
 

@@ -24,6 +24,7 @@ fn view(me: NodeId, tasks: Vec<TaskEndpoint>) -> NatView {
         pod_cidr: "10.88.0.0/16".parse().unwrap(),
         own_block: Some(format!("10.88.{me}.0/24").parse().unwrap()),
         tasks,
+        services: vec![],
     }
 }
 
@@ -63,7 +64,8 @@ fn the_whole_table_is_replaced_in_one_transaction() {
          \t}\n\
          \tchain postrouting {\n\
          \t\ttype nat hook postrouting priority srcnat; policy accept;\n\
-         \t\tct status dnat ip daddr 10.88.0.0/16 ip daddr != 10.88.1.0/24 masquerade\n\
+         \t\tct status dnat ip saddr 10.88.1.0/24 ip daddr 10.88.1.0/24 masquerade\n\
+         \t\tct status dnat ip saddr != 10.88.0.0/16 ip daddr 10.88.0.0/16 ip daddr != 10.88.1.0/24 masquerade\n\
          \t\tip saddr 10.88.0.0/16 ip daddr != 10.88.0.0/16 masquerade\n\
          \t}\n\
          }\n"
@@ -135,9 +137,9 @@ fn cluster_ports_on_every_node_to_every_task() {
 fn remote_targets_are_masqueraded_even_without_a_block() {
     let mut no_block = view(4, vec![]);
     no_block.own_block = None;
-    assert!(
-        nat_ruleset(&no_block).contains("\t\tct status dnat ip daddr 10.88.0.0/16 masquerade\n")
-    );
+    assert!(nat_ruleset(&no_block).contains(
+        "\t\tct status dnat ip saddr != 10.88.0.0/16 ip daddr 10.88.0.0/16 masquerade\n"
+    ));
 }
 
 #[test]
@@ -198,4 +200,136 @@ fn a_cluster_port_holds_its_number_against_every_other_service() {
         message.contains("tcp port 9000 is already published by service other (publish: host)"),
         "{message}"
     );
+}
+
+fn vip(name: &str, address: &str, ports: Vec<Port>, affinity: Option<u64>) -> ServiceVip {
+    ServiceVip {
+        name: name.to_string(),
+        vip: address.parse().unwrap(),
+        ports,
+        affinity_timeout_secs: affinity,
+    }
+}
+
+fn container_port(container: u16, protocol: Protocol) -> Port {
+    Port {
+        container,
+        host: None,
+        protocol,
+        publish: Publish::Host,
+    }
+}
+
+/// The lines of chain `name`, trimmed, without its `type` line.
+fn chain(text: &str, name: &str) -> Vec<String> {
+    text.lines()
+        .skip_while(|line| line.trim() != format!("chain {name} {{"))
+        .skip(1)
+        .take_while(|line| line.trim() != "}")
+        .map(|line| line.trim().to_string())
+        .filter(|line| !line.starts_with("type "))
+        .collect()
+}
+
+#[test]
+fn a_vip_balances_over_the_ready_tasks_of_its_service_only() {
+    let mut view = view(
+        1,
+        vec![
+            task("web", 2, "10.88.2.5", vec![]),
+            task("web", 3, "10.88.3.7", vec![]),
+            task("db", 3, "10.88.3.9", vec![]),
+        ],
+    );
+    view.services = vec![
+        vip("db", "10.96.0.9", vec![], None),
+        vip(
+            "web",
+            "10.96.0.5",
+            vec![container_port(8080, Protocol::Tcp)],
+            None,
+        ),
+    ];
+    let text = nat_ruleset(&view);
+    assert_eq!(
+        chain(&text, "prerouting"),
+        [
+            "ip daddr 10.96.0.9 meta l4proto { tcp, udp } goto svc_0",
+            "ip daddr 10.96.0.5 tcp dport { 8080 } goto svc_1",
+        ],
+        "{text}"
+    );
+    assert_eq!(chain(&text, "output"), chain(&text, "prerouting"));
+    assert_eq!(
+        chain(&text, "svc_1"),
+        [
+            "comment \"web\"",
+            "dnat to numgen random mod 2 map { 0 : 10.88.2.5, 1 : 10.88.3.7 }",
+        ]
+    );
+    assert_eq!(
+        chain(&text, "svc_0"),
+        ["comment \"db\"", "dnat to 10.88.3.9"]
+    );
+    assert!(!text.contains("affinity"), "{text}");
+    assert!(!text.contains("reject"), "{text}");
+}
+
+#[test]
+fn a_vip_with_no_ready_task_refuses_at_once() {
+    let mut view = view(1, vec![]);
+    view.services = vec![vip(
+        "web",
+        "10.96.0.5",
+        vec![
+            container_port(8080, Protocol::Tcp),
+            container_port(53, Protocol::Udp),
+        ],
+        None,
+    )];
+    let text = nat_ruleset(&view);
+    assert!(chain(&text, "prerouting").is_empty(), "{text}");
+    assert!(!text.contains("chain svc_0"), "{text}");
+    let refuse = chain(&text, "refuse_forward");
+    assert_eq!(
+        refuse,
+        [
+            "ip daddr 10.96.0.5 tcp dport { 8080 } meta l4proto tcp reject with tcp reset",
+            "ip daddr 10.96.0.5 tcp dport { 8080 } reject",
+            "ip daddr 10.96.0.5 udp dport { 53 } meta l4proto tcp reject with tcp reset",
+            "ip daddr 10.96.0.5 udp dport { 53 } reject",
+        ],
+        "{text}"
+    );
+    assert_eq!(chain(&text, "refuse_output"), refuse);
+}
+
+#[test]
+fn client_affinity_remembers_each_client_s_task_for_the_timeout() {
+    let mut view = view(
+        1,
+        vec![
+            task("web", 2, "10.88.2.5", vec![]),
+            task("web", 3, "10.88.3.7", vec![]),
+        ],
+    );
+    view.services = vec![vip("web", "10.96.0.5", vec![], Some(600))];
+    let text = nat_ruleset(&view);
+    assert!(
+        text.contains("\tmap svc_0_affinity {\n\t\ttype ipv4_addr : ipv4_addr;\n\t\tflags dynamic, timeout;\n\t\ttimeout 600s;\n\t}\n"),
+        "{text}"
+    );
+    assert_eq!(
+        chain(&text, "svc_0"),
+        [
+            "comment \"web\"",
+            "ip saddr @svc_0_affinity dnat to ip saddr map @svc_0_affinity",
+            "dnat to numgen random mod 2 map { 0 : 10.88.2.5, 1 : 10.88.3.7 }",
+        ]
+    );
+    let remember = [
+        "ct state new ct status dnat ct original ip daddr 10.96.0.5 update @svc_0_affinity { ip saddr timeout 600s : ip daddr }",
+    ];
+    assert_eq!(chain(&text, "affinity_prerouting"), remember, "{text}");
+    assert_eq!(chain(&text, "affinity_output"), remember, "{text}");
 }

@@ -17,6 +17,7 @@ fn arb_network() -> impl Strategy<Value = ClusterNetwork> {
             node_prefix_len: cidr_len + extra,
             mode: NetworkMode::Routed,
             vxlan: Default::default(),
+            service_cidr: crate::network::config::DEFAULT_SERVICE_CIDR,
         }
     })
 }
