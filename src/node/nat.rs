@@ -164,15 +164,26 @@ impl Node {
             Ok(None) => None,
             Err(e) => return Err(e.to_string()),
         };
-        let tasks = self
-            .read_keyed_records::<TaskRecord>(TASKS_PREFIX)
-            .map_err(|e| e.to_string())?;
+        let endpoints = self.ready_endpoints().map_err(|e| e.to_string())?;
+        let services = self.service_vips().map_err(|e| e.to_string())?;
+        Ok(Some(NatView {
+            me,
+            pod_cidr: cluster.network().pod_cidr,
+            own_block,
+            tasks: endpoints,
+            services,
+        }))
+    }
+
+    /// Every ready task with an address, on any node, as the replica shows
+    /// it: what VIPs, published ports and DNS send traffic to.
+    pub(super) fn ready_endpoints(&self) -> Result<Vec<TaskEndpoint>, crate::api::ApiError> {
+        let tasks = self.read_keyed_records::<TaskRecord>(TASKS_PREFIX)?;
         let statuses: std::collections::BTreeMap<String, TaskStatus> = self
-            .read_keyed_records::<TaskStatus>(TASK_STATUS_PREFIX)
-            .map_err(|e| e.to_string())?
+            .read_keyed_records::<TaskStatus>(TASK_STATUS_PREFIX)?
             .into_iter()
             .collect();
-        let endpoints = tasks
+        Ok(tasks
             .into_iter()
             .filter_map(|(_, task)| {
                 let node = task.node?;
@@ -191,15 +202,7 @@ impl Node {
                     ports: task.spec.spec.ports,
                 })
             })
-            .collect();
-        let services = self.service_vips().map_err(|e| e.to_string())?;
-        Ok(Some(NatView {
-            me,
-            pod_cidr: cluster.network().pod_cidr,
-            own_block,
-            tasks: endpoints,
-            services,
-        }))
+            .collect())
     }
 
     /// Every service with a VIP, ordered by name, with what its rules need.
