@@ -8,7 +8,8 @@ pub mod orchestration;
 pub mod system;
 
 pub use orchestration::{
-    ApplyChange, ApplyOutcome, NodeChange, NodeView, ServiceDescription, ServiceSummary, TaskView,
+    ApplyChange, ApplyOutcome, EndpointView, NodeChange, NodeView, ServiceDescription,
+    ServiceSummary, TaskView,
 };
 
 pub use system::{MemberDialer, SystemWriter};
@@ -134,6 +135,11 @@ pub enum ApiRequest {
     },
     /// A new keyring data key, every secret re-encrypted under it.
     SecretRotateKey,
+    /// Every service's tasks as its VIP and DNS see them (one service's
+    /// with `service`).
+    GetEndpoints {
+        service: Option<String>,
+    },
 }
 
 /// Where a request is executed.
@@ -207,6 +213,7 @@ impl ApiRequest {
             | ApiRequest::GetTasks { .. }
             | ApiRequest::DescribeService { .. }
             | ApiRequest::GetNodes
+            | ApiRequest::GetEndpoints { .. }
             | ApiRequest::ObjectList { .. }
             | ApiRequest::ObjectInspect { .. } => RequestClass::new(Leader, READ, REPEATABLE),
             // A second create is refused, a second update makes one more
@@ -256,6 +263,7 @@ pub enum ApiResponse {
     Objects(Vec<ObjectMeta>),
     ObjectRemoved,
     KeyRotated { generation: u64, secrets: u64 },
+    Endpoints(Vec<EndpointView>),
 }
 
 /// A secret's or config's metadata, and a config's value when asked.

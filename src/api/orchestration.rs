@@ -52,6 +52,26 @@ pub struct ServiceSummary {
     /// Tasks no node can take right now.
     pub pending: u32,
     pub updated_unix: u64,
+    /// The service's virtual IP (None until the leader assigns it).
+    pub vip: Option<String>,
+    /// Tasks (of any generation) that take traffic: the VIP's and DNS's
+    /// endpoints.
+    pub ready: u32,
+}
+
+/// One line of `edgectl get endpoints`: a task of a service that runs or
+/// is meant to, and whether it takes traffic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointView {
+    pub service: String,
+    pub vip: Option<String>,
+    pub task: String,
+    pub node: Option<String>,
+    pub address: Option<String>,
+    /// In rotation: running, its readiness probe passing.
+    pub ready: bool,
+    /// Why not, when it is not.
+    pub reason: Option<String>,
 }
 
 /// One line of `edgectl get tasks`.
@@ -109,6 +129,8 @@ pub struct ServiceDescription {
     /// Where a rollout stands while tasks of an older generation still run
     /// (None when every task is of the current generation).
     pub rollout: Option<String>,
+    /// Its tasks as the VIP and DNS see them.
+    pub endpoints: Vec<EndpointView>,
 }
 
 /// One line of `edgectl get nodes`.
@@ -165,6 +187,8 @@ mod tests {
                 running: 0,
                 pending: 0,
                 updated_unix: 5,
+                vip: Some("10.96.0.5".into()),
+                ready: 0,
             },
             spec_yaml: "spec: {}".into(),
             tasks: vec![task],
@@ -173,6 +197,15 @@ mod tests {
                 message: "placed".into(),
             }],
             rollout: Some("to generation 2: 0 of 1 replicas updated".into()),
+            endpoints: vec![EndpointView {
+                service: "web".into(),
+                vip: Some("10.96.0.5".into()),
+                task: "web.0.7".into(),
+                node: Some("n2".into()),
+                address: None,
+                ready: false,
+                reason: Some("exited".into()),
+            }],
         }));
         let config = bincode::config::standard();
         let bytes = bincode::serde::encode_to_vec(&description, config).unwrap();

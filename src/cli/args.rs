@@ -358,6 +358,13 @@ pub enum GetCommand {
     /// Nodes: readiness, capacity, what is allocated.
     #[command(alias = "node")]
     Nodes,
+    /// Endpoints: each service's VIP and its tasks, ready (in rotation) or
+    /// not and why.
+    #[command(alias = "endpoint", alias = "ep")]
+    Endpoints {
+        /// Only this service's endpoints.
+        service: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

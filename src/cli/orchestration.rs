@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use edgectl::api::{
-    ApiRequest, ApiResponse, ApplyChange, ApplyOutcome, LogStream, NodeChange, NodeView,
-    ServiceSummary, TaskView,
+    ApiRequest, ApiResponse, ApplyChange, ApplyOutcome, EndpointView, LogStream, NodeChange,
+    NodeView, ServiceSummary, TaskView,
 };
 use edgectl::orchestrator::records::DesiredState;
 use edgectl::scheduler::{format_bytes, format_cpu};
@@ -251,7 +251,9 @@ pub async fn get(cli: &Cli, command: &GetCommand) -> anyhow::Result<()> {
                 let mut t = table(&[
                     "NAME",
                     "IMAGE",
+                    "VIP",
                     "REPLICAS",
+                    "READY",
                     "PENDING",
                     "GENERATION",
                     "UPDATED",
@@ -260,7 +262,9 @@ pub async fn get(cli: &Cli, command: &GetCommand) -> anyhow::Result<()> {
                     t.add_row(vec![
                         s.name.clone(),
                         s.image.clone(),
+                        s.vip.clone().unwrap_or_else(|| "-".into()),
                         format!("{}/{}", s.running, s.replicas),
+                        format!("{}/{}", s.ready, s.replicas),
                         s.pending.to_string(),
                         s.generation.to_string(),
                         unix_time(s.updated_unix),
@@ -284,7 +288,36 @@ pub async fn get(cli: &Cli, command: &GetCommand) -> anyhow::Result<()> {
             };
             output::print(cli.output, &nodes, |nodes| nodes_table(nodes))
         }
+        GetCommand::Endpoints { service } => {
+            let request = ApiRequest::GetEndpoints {
+                service: service.clone(),
+            };
+            let ApiResponse::Endpoints(endpoints) = call(cli, request).await? else {
+                bail!("unexpected answer")
+            };
+            output::print(cli.output, &endpoints, |endpoints| {
+                endpoints_table(endpoints)
+            })
+        }
     }
+}
+
+fn endpoints_table(endpoints: &[EndpointView]) -> comfy_table::Table {
+    let mut t = table(&[
+        "SERVICE", "VIP", "TASK", "NODE", "ADDRESS", "READY", "WHY NOT",
+    ]);
+    for e in endpoints {
+        t.add_row(vec![
+            e.service.clone(),
+            e.vip.clone().unwrap_or_else(|| "-".into()),
+            e.task.clone(),
+            e.node.clone().unwrap_or_else(|| "-".into()),
+            e.address.clone().unwrap_or_else(|| "-".into()),
+            if e.ready { "yes" } else { "no" }.into(),
+            e.reason.clone().unwrap_or_default(),
+        ]);
+    }
+    t
 }
 
 fn tasks_table(tasks: &[TaskView]) -> comfy_table::Table {
@@ -367,8 +400,12 @@ pub async fn describe(cli: &Cli, command: &DescribeCommand) -> anyhow::Result<()
     println!("Name:        {}", s.name);
     println!("Image:       {}", s.image);
     println!(
-        "Replicas:    {} wanted, {} running, {} pending",
-        s.replicas, s.running, s.pending
+        "Replicas:    {} wanted, {} running, {} ready, {} pending",
+        s.replicas, s.running, s.ready, s.pending
+    );
+    println!(
+        "VIP:         {}",
+        s.vip.as_deref().unwrap_or("(not assigned yet)")
     );
     println!("Generation:  {}", s.generation);
     if let Some(rollout) = &description.rollout {
@@ -381,6 +418,8 @@ pub async fn describe(cli: &Cli, command: &DescribeCommand) -> anyhow::Result<()
     }
     println!("\nTasks:");
     println!("{}", tasks_table(&description.tasks));
+    println!("\nEndpoints:");
+    println!("{}", endpoints_table(&description.endpoints));
     println!("\nEvents:");
     if description.events.is_empty() {
         println!("  (none)");

@@ -361,13 +361,17 @@ pub fn nat_ruleset(view: &NatView) -> String {
     }
     // A VIP with no ready task refuses at once (a TCP reset, an ICMP port
     // unreachable) rather than letting its packets leave by the default
-    // route and the client hang until its timeout.
+    // route (or die for want of one) and the client hang until its
+    // timeout. In prerouting, before any route is looked up.
     if !no_endpoints.is_empty() {
-        for (chain, hook) in [("refuse_forward", "forward"), ("refuse_output", "output")] {
+        for (chain, hook, priority) in [
+            ("refuse_prerouting", "prerouting", "dstnat + 1"),
+            ("refuse_output", "output", "-99"),
+        ] {
             let _ = writeln!(text, "\tchain {chain} {{");
             let _ = writeln!(
                 text,
-                "\t\ttype filter hook {hook} priority filter; policy accept;"
+                "\t\ttype filter hook {hook} priority {priority}; policy accept;"
             );
             for matches in &no_endpoints {
                 let _ = writeln!(text, "\t\t{matches} meta l4proto tcp reject with tcp reset");

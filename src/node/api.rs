@@ -187,6 +187,7 @@ impl Node {
             | ApiRequest::GetTasks { .. }
             | ApiRequest::DescribeService { .. }
             | ApiRequest::GetNodes
+            | ApiRequest::GetEndpoints { .. }
             | ApiRequest::UpdateNode { .. }
             | ApiRequest::ImageImport { .. }
             | ApiRequest::ImageList => self.execute_orchestration(request).await,

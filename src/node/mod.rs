@@ -12,6 +12,7 @@ mod bootstrap;
 mod certs;
 mod controller;
 pub mod disk;
+mod endpoints;
 mod join;
 mod keyring;
 mod members;

@@ -8,8 +8,8 @@ use raft::{Compare, KvOp, KvRequest, Txn};
 use super::api::internal;
 use super::Node;
 use crate::api::{
-    ApiError, ApiRequest, ApiResponse, ApiResult, ApplyChange, ApplyOutcome, NodeChange, NodeView,
-    ReadConsistency, ServiceDescription, ServiceSummary, TaskView,
+    ApiError, ApiRequest, ApiResponse, ApiResult, ApplyChange, ApplyOutcome, EndpointView,
+    NodeChange, NodeView, ReadConsistency, ServiceDescription, ServiceSummary, TaskView,
 };
 use crate::clock::now_unix;
 use crate::cluster::records::to_json;
@@ -44,6 +44,14 @@ impl Node {
                     }
                     ApiRequest::DescribeService { name } => self.describe_service(&name),
                     ApiRequest::GetNodes => Ok(ApiResponse::NodeViews(self.node_views()?)),
+                    ApiRequest::GetEndpoints { service } => {
+                        if let Some(name) = &service {
+                            self.service_record(name)?;
+                        }
+                        Ok(ApiResponse::Endpoints(
+                            self.endpoint_views(service.as_deref())?,
+                        ))
+                    }
                     ApiRequest::UpdateNode { node, change } => {
                         self.update_node(&node, change).await
                     }
@@ -251,7 +259,15 @@ impl Node {
     fn service_summaries(&self) -> Result<Vec<ServiceSummary>, ApiError> {
         let services = self.read_records::<ServiceRecord>(records::SERVICES_PREFIX)?;
         let tasks = self.task_views(None)?;
-        Ok(services.iter().map(|s| summarize(s, &tasks)).collect())
+        let endpoints = self.endpoint_views(None)?;
+        let vips = self.vips_by_service()?;
+        Ok(services
+            .iter()
+            .map(|s| {
+                let vip = vips.get(&s.spec.metadata.name).cloned();
+                summarize(s, &tasks, &endpoints, vip)
+            })
+            .collect())
     }
 
     fn task_views(&self, service: Option<&str>) -> Result<Vec<TaskView>, ApiError> {
@@ -294,6 +310,7 @@ impl Node {
     fn describe_service(&self, name: &str) -> ApiResult {
         let (record, _) = self.service_record(name)?;
         let tasks = self.task_views(Some(name))?;
+        let endpoints = self.endpoint_views(Some(name))?;
         let events: Vec<ServiceEvent> = match self
             .inner
             .kv
@@ -304,15 +321,21 @@ impl Node {
             None => Vec::new(),
         };
         Ok(ApiResponse::Service(Box::new(ServiceDescription {
-            summary: summarize(&record, &tasks),
+            summary: summarize(
+                &record,
+                &tasks,
+                &endpoints,
+                self.vips_by_service()?.remove(name),
+            ),
             spec_yaml: serde_yaml::to_string(&record.spec).map_err(internal)?,
             rollout: rollout_status(&record, &tasks),
             tasks,
             events,
+            endpoints,
         })))
     }
 
-    fn member_names(&self) -> BTreeMap<u64, String> {
+    pub(super) fn member_names(&self) -> BTreeMap<u64, String> {
         self.metrics()
             .membership_config
             .membership()
@@ -530,8 +553,18 @@ fn rollout_status(record: &ServiceRecord, tasks: &[TaskView]) -> Option<String> 
     Some(status)
 }
 
-fn summarize(record: &ServiceRecord, tasks: &[TaskView]) -> ServiceSummary {
+fn summarize(
+    record: &ServiceRecord,
+    tasks: &[TaskView],
+    endpoints: &[EndpointView],
+    vip: Option<String>,
+) -> ServiceSummary {
     let name = &record.spec.metadata.name;
+    let ready = endpoints
+        .iter()
+        .filter(|e| e.service == *name && e.ready)
+        .count();
+    let ready = u32::try_from(ready).unwrap_or(u32::MAX);
     let current = tasks.iter().filter(|t| {
         t.service == *name
             && t.generation == record.generation
@@ -553,6 +586,8 @@ fn summarize(record: &ServiceRecord, tasks: &[TaskView]) -> ServiceSummary {
         running,
         pending,
         updated_unix: record.updated_unix,
+        vip,
+        ready,
     }
 }
 

@@ -290,7 +290,7 @@ fn a_vip_with_no_ready_task_refuses_at_once() {
     let text = nat_ruleset(&view);
     assert!(chain(&text, "prerouting").is_empty(), "{text}");
     assert!(!text.contains("chain svc_0"), "{text}");
-    let refuse = chain(&text, "refuse_forward");
+    let refuse = chain(&text, "refuse_prerouting");
     assert_eq!(
         refuse,
         [

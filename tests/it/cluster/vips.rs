@@ -1,0 +1,170 @@
+//! Service VIPs (issue 13, deliverable 2) end to end: real nodes in
+//! namespaces, real containers, the kernel's nftables. A client task on
+//! node 1 reaches a service whose replicas run on nodes 2 and 3 through the
+//! service's VIP, and its requests spread over every replica; with
+//! `sessionAffinity: clientIP` they stay on one; a replica that stops
+//! leaves rotation; a VIP with no ready task refuses at once.
+
+use std::collections::BTreeMap;
+
+use edgectl::api::{EndpointView, ServiceSummary};
+
+use super::{form_labelled, node_logs, run_on, running_task, EdgeCluster, CONVERGE};
+use crate::support::wait_until;
+
+/// Each replica serves its own container's host name, so that a client
+/// can tell which one answered.
+const WHOAMI_HTTPD: &str = "  command: [\"sh\", \"-c\", \"mkdir -p /tmp/w && hostname > \
+                            /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w\"]\n";
+
+/// Applies `name`: `replicas` of the whoami server on nodes 2 and 3 only.
+fn apply_backend(cluster: &EdgeCluster, name: &str, replicas: u32, extra: &str) {
+    let yaml = format!(
+        "apiVersion: edgectl/v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  \
+         image: httpd:latest\n  replicas: {replicas}\n{WHOAMI_HTTPD}  ports:\n    \
+         - {{container: 8080}}\n{extra}  placement:\n    constraints:\n      \
+         - node.labels.slot != n1\n"
+    );
+    let file = cluster.dirs.path().join(format!("{name}.yaml"));
+    std::fs::write(&file, yaml).expect("write spec");
+    cluster.cli_ok(1, &["apply", "-f", file.to_str().expect("utf-8 path")]);
+}
+
+/// The service's VIP once every one of its `replicas` is ready.
+fn vip_with_ready(cluster: &EdgeCluster, service: &str, replicas: u32) -> String {
+    wait_until(
+        CONVERGE,
+        &format!("{service} has a VIP and {replicas} ready"),
+        || {
+            let services: Vec<ServiceSummary> = cluster.cli_json(1, &["get", "services"])?;
+            let summary = services
+                .into_iter()
+                .find(|s| s.name == service)
+                .ok_or("no such service")?;
+            match summary.vip {
+                Some(vip) if summary.ready == replicas => Ok(vip),
+                _ => Err(format!("{summary:?}")),
+            }
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(cluster)))
+}
+
+/// `wget` from inside the client task; the body, or why not.
+fn fetch(cluster: &EdgeCluster, client: &str, url: &str) -> Result<String, String> {
+    let out = cluster.cli(
+        1,
+        &[
+            "exec", client, "--", "timeout", "5", "wget", "-q", "-O", "-", url,
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if out.status.success() && !stdout.is_empty() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "wget {url}: {:?} {}{}",
+            out.status.code(),
+            stdout,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// How many of `requests` each replica answered.
+fn spread(
+    cluster: &EdgeCluster,
+    client: &str,
+    url: &str,
+    requests: usize,
+) -> BTreeMap<String, usize> {
+    let mut answered: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..requests {
+        let body = fetch(cluster, client, url).unwrap_or_else(|e| panic!("{e}"));
+        *answered.entry(body).or_default() += 1;
+    }
+    answered
+}
+
+#[test]
+fn a_vip_spreads_over_ready_replicas_on_other_nodes_and_follows_them() {
+    let cluster = form_labelled(EdgeCluster::new("nvip", 3), 3, &[]);
+    run_on(
+        &cluster,
+        "client",
+        "busybox:latest",
+        1,
+        "  command: [\"sleep\", \"100000\"]\n",
+    );
+    apply_backend(&cluster, "web", 3, "");
+    apply_backend(
+        &cluster,
+        "sticky",
+        3,
+        "  sessionAffinity: clientIP\n  sessionAffinityTimeout: 10m\n",
+    );
+    let client = running_task(&cluster, "client").id;
+    let web_vip = vip_with_ready(&cluster, "web", 3);
+    let sticky_vip = vip_with_ready(&cluster, "sticky", 3);
+    assert_ne!(web_vip, sticky_vip);
+    assert!(web_vip.starts_with("10.96."), "{web_vip}");
+
+    // Every node's table answers (the client's node runs no replica): 30
+    // requests reach all 3 replicas.
+    let url = format!("http://{web_vip}:8080/");
+    wait_until(CONVERGE, "the VIP answers on node 1", || {
+        fetch(&cluster, &client, &url)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+    let answered = spread(&cluster, &client, &url, 30);
+    assert_eq!(answered.len(), 3, "30 requests reached {answered:?}");
+
+    // A port the service does not declare is not forwarded.
+    assert!(fetch(&cluster, &client, &format!("http://{web_vip}:8081/")).is_err());
+
+    // Client affinity: one client, one replica.
+    let sticky_url = format!("http://{sticky_vip}:8080/");
+    wait_until(CONVERGE, "the sticky VIP answers", || {
+        fetch(&cluster, &client, &sticky_url)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let answered = spread(&cluster, &client, &sticky_url, 10);
+    assert_eq!(answered.len(), 1, "affinity broke: {answered:?}");
+
+    // A replica that goes leaves rotation: scaled to 2, every answer comes
+    // from the 2 that are left.
+    cluster.cli_ok(1, &["scale", "web", "2"]);
+    let endpoints = wait_until(CONVERGE, "web has 2 endpoints", || {
+        let endpoints: Vec<EndpointView> = cluster.cli_json(1, &["get", "endpoints", "web"])?;
+        (endpoints.len() == 2 && endpoints.iter().all(|e| e.ready))
+            .then_some(endpoints.clone())
+            .ok_or(format!("{endpoints:?}"))
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(endpoints
+        .iter()
+        .all(|e| e.vip.as_deref() == Some(&*web_vip)));
+    wait_until(CONVERGE, "only the 2 left answer", || {
+        let answered = spread(&cluster, &client, &url, 12);
+        (answered.len() == 2)
+            .then_some(())
+            .ok_or(format!("{answered:?}"))
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    // No ready task: the VIP refuses at once rather than hanging.
+    cluster.cli_ok(1, &["scale", "web", "0"]);
+    wait_until(CONVERGE, "the empty VIP refuses", || {
+        match fetch(&cluster, &client, &url) {
+            Err(e) if e.contains("refused") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+    let services: Vec<ServiceSummary> = cluster
+        .cli_json(1, &["get", "services"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let web = services.iter().find(|s| s.name == "web").expect("web");
+    assert_eq!(web.vip.as_deref(), Some(&*web_vip), "a VIP is stable");
+    assert_eq!(web.ready, 0);
+}
