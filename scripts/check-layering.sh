@@ -44,6 +44,7 @@ PURE_MODULES=(
     src/model
     src/orchestrator/reconcile
     src/agent/plan
+    src/agent/probe/tracker
     src/cluster
     src/network
     src/secrets

@@ -28,6 +28,7 @@ use super::container::{
 };
 use super::host::{cgroup_memory_bytes, node_capacity};
 use super::plan::{Action, Exit, Observed, ObservedState, Planner, RemoveReason, Report};
+use super::probe;
 use super::publish::{self, Wanted};
 use super::{AgentConfig, AgentHandles};
 use crate::cluster::keys;
@@ -57,17 +58,23 @@ pub(super) async fn run(handles: AgentHandles, config: AgentConfig) {
     // Every action sends exactly one outcome, so the queue holds at most
     // one per busy task.
     let (outcome_sender, mut outcomes) = mpsc::unbounded_channel();
-    let unhealthy_kills = super::health::UnhealthyKills::default();
-    let (health_targets, targets) = watch::channel(Vec::new());
-    tokio::spawn(super::health::run(
+    let unhealthy_kills = probe::UnhealthyKills::default();
+    let (probe_targets, targets) = watch::channel(Vec::new());
+    // The prober's readiness verdicts: a change starts a pass at once, so
+    // it reaches the task's status within a pass and a write.
+    let (readiness_sender, readiness) = watch::channel(probe::ReadinessMap::new());
+    let mut readiness_changes = readiness.clone();
+    tokio::spawn(probe::run(
         runtime.clone(),
         handles.shutdown.clone(),
         targets,
         unhealthy_kills.clone(),
+        readiness_sender,
     ));
     let mut agent = Driver {
         unhealthy_kills,
-        health_targets,
+        probe_targets,
+        readiness,
         publisher: publish::spawn(publish::Store {
             me: handles.node_id,
             replica: handles.replica.clone(),
@@ -118,6 +125,12 @@ pub(super) async fn run(handles: AgentHandles, config: AgentConfig) {
                 }
             }
             _ = exited.notified() => {}
+            changed = readiness_changes.changed() => {
+                if changed.is_err() {
+                    // The prober is gone (only at shutdown): stop listening.
+                    readiness_changes = watch::channel(probe::ReadinessMap::new()).1;
+                }
+            }
             _ = tokio::time::sleep(sleep) => {}
         }
     }
@@ -163,10 +176,12 @@ struct Driver {
     outcome_sender: mpsc::UnboundedSender<Outcome>,
     /// Where each pass's statuses and capacity go (latest wins).
     publisher: watch::Sender<Option<Arc<Wanted>>>,
-    /// Containers the health prober killed, and why (health.rs).
-    unhealthy_kills: super::health::UnhealthyKills,
-    /// What the health prober checks: sent after every pass.
-    health_targets: watch::Sender<super::health::Targets>,
+    /// Containers the prober killed, and why (probe/).
+    unhealthy_kills: probe::UnhealthyKills,
+    /// What the prober probes: sent after every pass.
+    probe_targets: watch::Sender<Vec<probe::Target>>,
+    /// The prober's readiness verdicts, read by every pass.
+    readiness: watch::Receiver<probe::ReadinessMap>,
     seeded: bool,
     epoch: Instant,
 }
@@ -200,7 +215,7 @@ impl Driver {
         self.epoch.elapsed()
     }
 
-    /// Exits the health prober caused are reported as unhealthy; kills of
+    /// Exits the prober caused are reported as unhealthy; kills of
     /// containers that are gone (restarted, removed) are forgotten.
     fn mark_unhealthy_kills(&self, observed: &mut [Observed]) {
         let mut kills = self
@@ -261,8 +276,8 @@ impl Driver {
         };
         let mut observed: Vec<Observed> = containers.iter().filter_map(observe).collect();
         self.mark_unhealthy_kills(&mut observed);
-        self.health_targets
-            .send_replace(super::health::targets(&mine, &observed));
+        self.probe_targets
+            .send_replace(probe::targets(&mine, &observed));
         // An empty replica (revision 0) knows no task yet: removing
         // "extra" containers then would kill adopted work.
         let now = self.now();
@@ -324,7 +339,35 @@ impl Driver {
         }
         self.last_reports = reports.clone();
         self.handles.usage.send_replace(self.usage(&reports));
-        self.publish(me, reports, all_tasks);
+        let not_ready = self.not_ready(&mine, &observed, &reports);
+        self.publish(me, reports, not_ready, all_tasks);
+    }
+
+    /// Why each running task that is out of rotation is: its probes gate
+    /// readiness and the prober has not judged its container ready.
+    fn not_ready(
+        &self,
+        mine: &[TaskRecord],
+        observed: &[Observed],
+        reports: &BTreeMap<String, Report>,
+    ) -> BTreeMap<String, String> {
+        let judged = self.readiness.borrow();
+        mine.iter()
+            .filter(|task| {
+                reports
+                    .get(&task.id)
+                    .is_some_and(|report| report.state == TaskState::Running)
+            })
+            .filter_map(|task| {
+                let instance = observed
+                    .iter()
+                    .find(|container| container.task == task.id)
+                    .map(|container| (container.container_id.clone(), container.created_unix_ms));
+                let verdict = instance.as_ref().and_then(|instance| judged.get(instance));
+                let reason = probe::not_ready(&task.spec.spec.effective_probes(), verdict)?;
+                Some((task.id.clone(), reason))
+            })
+            .collect()
     }
 
     fn handle_outcome(&mut self, outcome: Outcome) {
@@ -360,11 +403,18 @@ impl Driver {
         }
     }
 
-    fn publish(&self, me: u64, reports: BTreeMap<String, Report>, all_tasks: Vec<TaskRecord>) {
+    fn publish(
+        &self,
+        me: u64,
+        reports: BTreeMap<String, Report>,
+        mut not_ready: BTreeMap<String, String>,
+        all_tasks: Vec<TaskRecord>,
+    ) {
         let statuses = reports
             .into_iter()
             .map(|(task, report)| {
                 let status = TaskStatus {
+                    not_ready: not_ready.remove(&task),
                     task: task.clone(),
                     node: me,
                     state: report.state,
@@ -372,7 +422,6 @@ impl Driver {
                     container_id: report.container_id,
                     ip: report.ip,
                     updated_unix: 0,
-                    not_ready: None,
                 };
                 (task, status)
             })

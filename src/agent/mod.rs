@@ -11,7 +11,9 @@
 //!   background (a task with an action in progress is left alone);
 //! - `publish`: writes statuses and capacity on its own task, so passes
 //!   (and restarts) never wait for a leader;
-//! - `host`: what the node offers and uses (capacity, cgroup memory).
+//! - `host`: what the node offers and uses (capacity, cgroup memory);
+//! - [`probe`]: startup, liveness and readiness probes (a pure tracker and
+//!   the loop that runs them), readiness published through the driver.
 //!
 //! The agent never reads the leader's state: only its local replica. It
 //! writes only task statuses and its node's capacity (see
@@ -19,9 +21,9 @@
 
 pub mod container;
 mod driver;
-pub mod health;
 mod host;
 pub mod plan;
+pub mod probe;
 mod publish;
 
 use std::collections::BTreeMap;

@@ -91,6 +91,13 @@ pub struct TaskView {
     pub pending_reason: Option<String>,
     pub shutdown_reason: Option<String>,
     pub created_unix: u64,
+    /// Running and in rotation (`TaskStatus::is_ready`): its readiness
+    /// probe, if any, passes.
+    #[serde(default)]
+    pub ready: bool,
+    /// Why a running task is out of rotation (`TaskStatus::not_ready`).
+    #[serde(default)]
+    pub not_ready: Option<String>,
 }
 
 impl TaskView {
@@ -104,6 +111,15 @@ impl TaskView {
         }
     }
 
+    /// The READY column: `yes`/`no` for a running task, `-` otherwise.
+    pub fn ready_word(&self) -> &'static str {
+        match (&self.state, self.ready) {
+            (Some(TaskState::Running), true) => "yes",
+            (Some(TaskState::Running), false) => "no",
+            _ => "-",
+        }
+    }
+
     /// Why it is in that state, if there is something to say.
     pub fn message(&self) -> String {
         if let Some(reason) = &self.pending_reason {
@@ -113,6 +129,7 @@ impl TaskView {
             Some(TaskState::Pending { reason }) | Some(TaskState::Failed { reason }) => {
                 reason.clone()
             }
+            Some(TaskState::Running) => self.not_ready.clone().unwrap_or_default(),
             _ => self.shutdown_reason.clone().unwrap_or_default(),
         }
     }
@@ -177,6 +194,8 @@ mod tests {
             pending_reason: None,
             shutdown_reason: None,
             created_unix: 5,
+            ready: false,
+            not_ready: Some("readiness probe failed 3 times in a row: status 503".into()),
         };
         let description = crate::api::ApiResponse::Service(Box::new(ServiceDescription {
             summary: ServiceSummary {

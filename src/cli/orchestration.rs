@@ -322,7 +322,7 @@ fn endpoints_table(endpoints: &[EndpointView]) -> comfy_table::Table {
 
 fn tasks_table(tasks: &[TaskView]) -> comfy_table::Table {
     let mut t = table(&[
-        "TASK", "SERVICE", "NODE", "DESIRED", "STATE", "RESTARTS", "IP", "MESSAGE",
+        "TASK", "SERVICE", "NODE", "DESIRED", "STATE", "READY", "RESTARTS", "IP", "MESSAGE",
     ]);
     for task in tasks {
         t.add_row(vec![
@@ -334,6 +334,7 @@ fn tasks_table(tasks: &[TaskView]) -> comfy_table::Table {
                 DesiredState::Shutdown => "shutdown".to_string(),
             },
             task.state_word(),
+            task.ready_word().to_string(),
             task.restarts.to_string(),
             task.ip.clone().unwrap_or_default(),
             task.message(),

@@ -14,8 +14,9 @@ pub use limits::{DocumentLimit, SpecLimits};
 pub use quantity::{CpuMillis, MemoryBytes, QuantityError};
 pub use service::{
     parse_service, parse_service_document, validate, Backoff, Constraint, ConstraintOperator,
-    HealthCheck, Location, Metadata, NetworkMode, Placement, Port, Protocol, Publish, ResourceList,
+    EffectiveProbes, HealthCheck, HttpProbe, HttpScheme, Location, Metadata, NetworkMode,
+    Placement, Port, Probe, ProbeAction, ProbeCheck, Probes, Protocol, Publish, ResourceList,
     Resources, RestartCondition, RestartPolicy, ServiceBody, ServiceSpec, SessionAffinity,
-    SpecError, Spread, UpdatePolicy, Volume, VolumeMount, VolumeType, API_VERSION, KIND_SERVICE,
-    REPLICAS_MAX, SPEC_BYTES_MAX,
+    SpecError, Spread, TcpProbe, UpdatePolicy, Volume, VolumeMount, VolumeType, API_VERSION,
+    KIND_SERVICE, REPLICAS_MAX, SPEC_BYTES_MAX,
 };

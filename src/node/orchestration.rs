@@ -292,6 +292,8 @@ impl Node {
                     state: status.map(|s| s.state.clone()),
                     restarts: status.map_or(0, |s| s.restarts),
                     ip: status.and_then(|s| s.ip.clone()),
+                    ready: status.is_some_and(TaskStatus::is_ready),
+                    not_ready: status.and_then(|s| s.not_ready.clone()),
                     id: task.id,
                     service: task.service,
                     slot: task.slot,

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::support;
 use edgectl::agent::{LABEL_SERVICE, LABEL_TASK};
 use edgectl::api::{ApiRequest, ApiResponse};
-use edgectl::model::parse_service;
+use edgectl::model::{parse_service, HttpProbe, HttpScheme, Probe};
 use edgectl::node::{init_data_dir, Node, NodeConfig};
 use edgectl::orchestrator::records::{
     node_capacity_key, service_key, task_key, task_status_key, DesiredState, NodeCapacity,
@@ -63,6 +63,170 @@ async fn a_node_cut_off_from_the_leader_keeps_restarting_its_tasks() {
     if let Err(error) = outcome {
         std::panic::resume_unwind(error.into_panic());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readiness_flips_reach_the_status_at_once_and_never_restart() {
+    assert!(
+        nix_is_root(),
+        "the agent test needs root: it runs real containers"
+    );
+    init_logs();
+    let fixture = Fixture::start("r").await;
+    let scenario = tokio::spawn(readiness_flips(
+        fixture.nodes[0].clone(),
+        fixture.prefix.clone(),
+    ));
+    let outcome = scenario.await;
+    fixture.finish().await;
+    if let Err(error) = outcome {
+        std::panic::resume_unwind(error.into_panic());
+    }
+}
+
+/// What the test's HTTP endpoint answers, and when it first answered each
+/// way since the last flip: the moment the probe's verdict changed.
+#[derive(Default)]
+struct Endpoint {
+    healthy: bool,
+    first_answer_since_flip: Option<Instant>,
+}
+
+/// Answers every GET with 200 or 503 as `endpoint` says, on loopback.
+async fn serve_readiness(
+    listener: tokio::net::TcpListener,
+    endpoint: Arc<std::sync::Mutex<Endpoint>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            return;
+        };
+        let endpoint = endpoint.clone();
+        tokio::spawn(async move {
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request).await;
+            let answer: &[u8] = {
+                let mut endpoint = endpoint.lock().unwrap();
+                endpoint
+                    .first_answer_since_flip
+                    .get_or_insert_with(Instant::now);
+                if endpoint.healthy {
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+                } else {
+                    b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n"
+                }
+            };
+            let _ = stream.write_all(answer).await;
+        });
+    }
+}
+
+/// A host-network task whose readiness probe asks the test itself (on
+/// loopback): every flip of the answer must reach the task's status within
+/// a pass and a write — measured from the first answer after the flip,
+/// which is the probe's verdict (thresholds 1) — and never restart it.
+async fn readiness_flips(node: Node, prefix: String) {
+    let runtime = node.runtime().expect("agent enabled").clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let endpoint = Arc::new(std::sync::Mutex::new(Endpoint {
+        healthy: true,
+        first_answer_since_flip: None,
+    }));
+    let server = tokio::spawn(serve_readiness(listener, endpoint.clone()));
+
+    let name = format!("{prefix}-ready");
+    let mut record = service(
+        &name,
+        1,
+        "always",
+        r#"[/bin/sh, -c, "trap 'exit 0' TERM; while true; do sleep 1; done"]"#,
+    );
+    record.spec.spec.probes.readiness = Some(Probe {
+        exec: None,
+        http: Some(HttpProbe {
+            path: "/ready".into(),
+            port,
+            scheme: HttpScheme::Http,
+        }),
+        tcp: None,
+        initial_delay: Duration::ZERO,
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_secs(1),
+        success_threshold: 1,
+        failure_threshold: 1,
+    });
+    edgectl::model::validate(&record.spec).unwrap();
+    let task0 = task(&record, 0, node.id());
+    let mut txn = Txn::default();
+    put_json(&mut txn, &service_key(&name), &record);
+    put_json(&mut txn, &task_key(&task0.id), &task0);
+    node.write_system(txn).await.expect("write the task");
+
+    let ready = wait_for("the probed task running and ready", || {
+        status(&node, &task0.id).filter(TaskStatus::is_ready)
+    })
+    .await;
+    let created = |runtime: &Arc<runtime::Runtime>| {
+        runtime
+            .list()
+            .unwrap()
+            .into_iter()
+            .find(|info| info.id == ready.container_id)
+            .map(|info| info.created_unix_ms)
+    };
+    let first_incarnation = created(&runtime).expect("the task's container");
+
+    let mut latencies = Vec::new();
+    for round in 0..20 {
+        let healthy = round % 2 == 1;
+        {
+            let mut endpoint = endpoint.lock().unwrap();
+            endpoint.healthy = healthy;
+            endpoint.first_answer_since_flip = None;
+        }
+        let deadline = Instant::now() + CONVERGE;
+        let seen = loop {
+            let now = status(&node, &task0.id).expect("the task's status");
+            if now.is_ready() == healthy {
+                break (Instant::now(), now);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: readiness never became {healthy}: {now:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        let verdict = endpoint
+            .lock()
+            .unwrap()
+            .first_answer_since_flip
+            .expect("the probe asked");
+        latencies.push(seen.0.saturating_duration_since(verdict));
+        let status = seen.1;
+        assert_eq!(status.state, TaskState::Running, "{status:?}");
+        assert_eq!(status.restarts, 0, "a readiness failure restarted it");
+        if !healthy {
+            let reason = status.not_ready.clone().unwrap_or_default();
+            assert!(
+                reason.contains("readiness probe failed 1 times in a row")
+                    && reason.contains(&format!("http GET :{port}/ready: status 503")),
+                "{reason}"
+            );
+        }
+    }
+    // The same container all along: never killed for readiness.
+    assert_eq!(created(&runtime), Some(first_incarnation));
+    server.abort();
+
+    latencies.sort();
+    let p50 = latencies[latencies.len() / 2];
+    let max = latencies[latencies.len() - 1];
+    eprintln!(
+        "readiness verdict -> status on the replica, {} flips: p50 {p50:?}, max {max:?}",
+        latencies.len()
+    );
 }
 
 /// A task bound to `worker` restarts there by policy; then the leader (the

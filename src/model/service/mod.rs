@@ -49,12 +49,21 @@
 //!   network: bridge                  # bridge (default) | host
 //!   update:
 //!     parallelism: 1                 # old tasks replaced at once (default 1)
-//!   healthCheck:                     # killed and restarted by policy when it fails
-//!     exec: ["wget", "-q", "-O-", "localhost:8080/health"]
-//!     interval: 10s                  # defaults: 10s, 5s, 3, 0s
-//!     timeout: 5s
-//!     retries: 3
-//!     startPeriod: 30s
+//!   probes:                          # each exactly one of exec | http | tcp
+//!     readiness:                     # out of rotation until it passes, and while it fails
+//!       http: {path: /ready, port: 8080}   # 2xx/3xx passes
+//!       initialDelay: 0s             # defaults: 0s, 10s, 3s, 1, 3
+//!       interval: 10s
+//!       timeout: 3s
+//!       successThreshold: 1
+//!       failureThreshold: 3
+//!     liveness:                      # killed and restarted by policy when it fails
+//!       exec: ["wget", "-q", "-O-", "localhost:8080/health"]
+//!     startup:                       # readiness and liveness wait until it passes
+//!       tcp: {port: 8080}
+//!       failureThreshold: 30
+//!   # healthCheck: {exec, interval, timeout, retries, startPeriod} is the older
+//!   # form of probes.liveness (exec only), still read; not both at once.
 //!   ports:
 //!     - {container: 8080, host: 80}  # protocol tcp (default) | udp; on the task's node
 //!     - {container: 8443, host: 8443, publish: cluster}  # on every node, to any task
@@ -71,11 +80,13 @@
 mod codec;
 mod error;
 mod parse;
+mod probes;
 mod types;
 mod validate;
 
 pub use error::{Location, SpecError};
 pub use parse::{parse_service, parse_service_document};
+pub use probes::*;
 pub use types::*;
 pub use validate::{valid_dns_label, valid_label_key, valid_label_value, validate};
 

@@ -140,13 +140,35 @@ fn web_expected() -> ServiceSpec {
                     publish: Publish::Host,
                 },
             ],
-            health_check: Some(HealthCheck {
-                exec: strings(&["wget", "-q", "-O-", "http://localhost:8080/health"]),
-                interval: Duration::from_secs(10),
-                timeout: Duration::from_secs(2),
-                retries: 3,
-                start_period: Duration::from_secs(30),
-            }),
+            health_check: None,
+            probes: Probes {
+                readiness: Some(Probe {
+                    http: Some(HttpProbe {
+                        path: "/ready".into(),
+                        port: 8080,
+                        scheme: HttpScheme::Http,
+                    }),
+                    interval: Duration::from_secs(5),
+                    failure_threshold: 2,
+                    ..probe_defaults()
+                }),
+                liveness: Some(Probe {
+                    exec: Some(strings(&[
+                        "wget",
+                        "-q",
+                        "-O-",
+                        "http://localhost:8080/health",
+                    ])),
+                    timeout: Duration::from_secs(2),
+                    ..probe_defaults()
+                }),
+                startup: Some(Probe {
+                    tcp: Some(TcpProbe { port: 8080 }),
+                    interval: Duration::from_secs(1),
+                    failure_threshold: 30,
+                    ..probe_defaults()
+                }),
+            },
             update: UpdatePolicy { parallelism: 2 },
             session_affinity: SessionAffinity::None,
             session_affinity_timeout: None,
@@ -723,4 +745,264 @@ fn session_affinity_reads_with_its_default_timeout_and_refuses_a_stray_timeout()
         7,
         "clientIP",
     );
+}
+/// A probe with every default and no action (cases set one).
+fn probe_defaults() -> Probe {
+    Probe {
+        exec: None,
+        http: None,
+        tcp: None,
+        initial_delay: Duration::ZERO,
+        interval: PROBE_INTERVAL_DEFAULT,
+        timeout: PROBE_TIMEOUT_DEFAULT,
+        success_threshold: 1,
+        failure_threshold: 3,
+    }
+}
+
+#[test]
+fn probes_take_the_documented_defaults() {
+    let spec = parse_service(&format!(
+        "{MINIMAL}  probes:\n    readiness:\n      http: {{port: 8080}}\n    liveness:\n      tcp: {{port: 9090}}\n"
+    ))
+    .unwrap();
+    let readiness = spec.spec.probes.readiness.clone().unwrap();
+    assert_eq!(
+        readiness,
+        Probe {
+            http: Some(HttpProbe {
+                path: "/".into(),
+                port: 8080,
+                scheme: HttpScheme::Http,
+            }),
+            ..probe_defaults()
+        }
+    );
+    assert_eq!(
+        (
+            readiness.initial_delay,
+            readiness.interval,
+            readiness.timeout,
+            readiness.success_threshold,
+            readiness.failure_threshold
+        ),
+        (
+            Duration::ZERO,
+            Duration::from_secs(10),
+            Duration::from_secs(3),
+            1,
+            3
+        )
+    );
+    let probes = spec.spec.effective_probes();
+    assert_eq!(
+        probes.liveness.as_ref().map(|check| check.action.clone()),
+        Some(ProbeAction::Tcp { port: 9090 })
+    );
+    assert!(probes.gates_readiness() && !probes.liveness_from_health_check);
+    assert_eq!(probes.startup, None);
+}
+
+#[test]
+fn a_spec_without_probes_stores_and_reads_as_before() {
+    // A spec stored before probes existed has no `probes` key, and one
+    // without probes must not grow one when stored again.
+    let spec = parse_service(&format!("{MINIMAL}  healthCheck:\n    exec: [\"true\"]\n")).unwrap();
+    let stored = serde_json::to_string(&spec).unwrap();
+    assert!(!stored.contains("probes"), "{stored}");
+    let back: ServiceSpec = serde_json::from_str(&stored).unwrap();
+    assert_eq!(back, spec);
+    assert!(spec.spec.probes.is_empty());
+    // And probes round-trip through the stored form.
+    let probed = parse_service(&format!(
+        "{MINIMAL}  probes:\n    readiness:\n      http: {{path: /ready, port: 80}}\n      successThreshold: 2\n"
+    ))
+    .unwrap();
+    let back: ServiceSpec = serde_json::from_str(&serde_json::to_string(&probed).unwrap()).unwrap();
+    assert_eq!(back, probed);
+    validate(&back).unwrap();
+}
+
+#[test]
+fn health_check_is_a_liveness_exec_probe() {
+    let spec = parse_service(&format!(
+        "{MINIMAL}  healthCheck:\n    exec: [\"test\", \"-f\", \"/ok\"]\n    interval: 2s\n    timeout: 1s\n    retries: 4\n    startPeriod: 30s\n"
+    ))
+    .unwrap();
+    let probes = spec.spec.effective_probes();
+    assert!(probes.liveness_from_health_check);
+    assert!(!probes.gates_readiness());
+    assert_eq!(
+        probes.liveness,
+        Some(ProbeCheck {
+            action: ProbeAction::Exec(vec!["test".into(), "-f".into(), "/ok".into()]),
+            initial_delay: Duration::from_secs(30),
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            success_threshold: 1,
+            failure_threshold: 4,
+        })
+    );
+    // With no start period the first run is one interval in, as before.
+    let quick = parse_service(&format!("{MINIMAL}  healthCheck:\n    exec: [\"true\"]\n")).unwrap();
+    assert_eq!(
+        quick
+            .spec
+            .effective_probes()
+            .liveness
+            .unwrap()
+            .initial_delay,
+        Duration::from_secs(10)
+    );
+}
+
+#[test]
+fn health_check_and_a_liveness_probe_together_are_refused_naming_both() {
+    check_field_error(
+        &format!(
+            "{MINIMAL}  healthCheck:\n    exec: [\"true\"]\n  probes:\n    liveness:\n      exec: [\"true\"]\n"
+        ),
+        "spec.probes.liveness",
+        10,
+        "spec.healthCheck and spec.probes.liveness are both set",
+    );
+    // A health check beside a readiness probe is fine: different jobs.
+    parse_service(&format!(
+        "{MINIMAL}  healthCheck:\n    exec: [\"true\"]\n  probes:\n    readiness:\n      tcp: {{port: 80}}\n"
+    ))
+    .unwrap();
+}
+
+#[test]
+fn a_probe_runs_exactly_one_action() {
+    check_field_error(
+        &format!("{MINIMAL}  probes:\n    readiness:\n      interval: 5s\n"),
+        "spec.probes.readiness",
+        8,
+        "set exactly one of exec",
+    );
+    check_field_error(
+        &format!(
+            "{MINIMAL}  probes:\n    startup:\n      exec: [\"true\"]\n      tcp: {{port: 80}}\n"
+        ),
+        "spec.probes.startup.tcp",
+        10,
+        "sets both exec and tcp",
+    );
+    check_field_error(
+        &format!("{MINIMAL}  probes:\n    liveness:\n      exec: []\n"),
+        "spec.probes.liveness.exec",
+        9,
+        "exec is empty",
+    );
+}
+
+#[test]
+fn probe_ports_paths_and_schemes_are_checked() {
+    check_field_error(
+        &format!("{MINIMAL}  probes:\n    readiness:\n      http:\n        port: 0\n"),
+        "spec.probes.readiness.http.port",
+        10,
+        "expected the container's port, 1-65535",
+    );
+    check_field_error(
+        &format!("{MINIMAL}  probes:\n    readiness:\n      tcp:\n        port: 0\n"),
+        "spec.probes.readiness.tcp.port",
+        10,
+        "1-65535",
+    );
+    check_field_error(
+        &format!(
+            "{MINIMAL}  probes:\n    readiness:\n      http:\n        port: 80\n        path: healthz\n"
+        ),
+        "spec.probes.readiness.http.path",
+        11,
+        "expected an absolute path",
+    );
+    check_field_error(
+        &format!(
+            "{MINIMAL}  probes:\n    readiness:\n      http:\n        port: 80\n        path: \"/a b\"\n"
+        ),
+        "spec.probes.readiness.http.path",
+        11,
+        "no spaces",
+    );
+    let https = parse_service(&format!(
+        "{MINIMAL}  probes:\n    readiness:\n      http:\n        port: 443\n        scheme: https\n"
+    ))
+    .unwrap_err();
+    assert_eq!(
+        https.field(),
+        Some("spec.probes.readiness.http.scheme"),
+        "{https}"
+    );
+    assert!(https.to_string().contains("http"), "{https}");
+    let too_big = parse_service(&format!(
+        "{MINIMAL}  probes:\n    readiness:\n      tcp: {{port: 70000}}\n"
+    ))
+    .unwrap_err();
+    assert!(
+        too_big
+            .field()
+            .is_some_and(|f| f.starts_with("spec.probes.readiness.tcp")),
+        "{too_big}"
+    );
+    let unknown = parse_service(&format!(
+        "{MINIMAL}  probes:\n    readiness:\n      tcp: {{port: 80}}\n      periodSeconds: 5\n"
+    ))
+    .unwrap_err();
+    assert_eq!(
+        unknown.field(),
+        Some("spec.probes.readiness.periodSeconds"),
+        "{unknown}"
+    );
+}
+
+#[test]
+fn probe_timing_and_thresholds_are_bounded() {
+    let probe = |fields: &str| {
+        format!("{MINIMAL}  probes:\n    readiness:\n      tcp: {{port: 80}}\n{fields}")
+    };
+    check_field_error(
+        &probe("      interval: 10ms\n"),
+        "spec.probes.readiness.interval",
+        10,
+        "expected 100ms to 10m",
+    );
+    check_field_error(
+        &probe("      timeout: 11m\n"),
+        "spec.probes.readiness.timeout",
+        10,
+        "expected 100ms to 10m",
+    );
+    check_field_error(
+        &probe("      initialDelay: 1h\n"),
+        "spec.probes.readiness.initialDelay",
+        10,
+        "at most 10m",
+    );
+    check_field_error(
+        &probe("      failureThreshold: 0\n"),
+        "spec.probes.readiness.failureThreshold",
+        10,
+        "expected 1 to 100",
+    );
+    check_field_error(
+        &probe("      successThreshold: 101\n"),
+        "spec.probes.readiness.successThreshold",
+        10,
+        "expected 1 to 100",
+    );
+    // Readiness may ask for several passes; liveness and startup may not.
+    parse_service(&probe("      successThreshold: 3\n")).unwrap();
+    for name in ["liveness", "startup"] {
+        check_field_error(
+            &format!(
+                "{MINIMAL}  probes:\n    {name}:\n      tcp: {{port: 80}}\n      successThreshold: 2\n"
+            ),
+            &format!("spec.probes.{name}.successThreshold"),
+            10,
+            "expected 1",
+        );
+    }
 }

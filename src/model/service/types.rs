@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::model::limits::SpecLimits;
 use crate::model::quantity::{CpuMillis, MemoryBytes};
 
+use super::probes::Probes;
+
 /// The only `apiVersion` this build reads.
 pub const API_VERSION: &str = "edgectl/v1";
 
@@ -107,9 +109,14 @@ pub struct ServiceBody {
     pub ports: Vec<Port>,
     /// A command run inside the container now and then: after `retries`
     /// failures in a row the container is killed and the restart policy
-    /// applies (Kubernetes' liveness probe, Docker's HEALTHCHECK).
+    /// applies (Docker's HEALTHCHECK). It is a liveness exec probe
+    /// (`HealthCheck::as_liveness`), kept so that stored specs and old
+    /// files still read; a spec may not also set `probes.liveness`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
+    /// Readiness, liveness and startup probes.
+    #[serde(default, skip_serializing_if = "Probes::is_empty")]
+    pub probes: Probes,
     /// How a changed spec replaces the running tasks.
     #[serde(default)]
     pub update: UpdatePolicy,

@@ -10,6 +10,7 @@ use crate::model::locate::{self, Segment};
 use crate::model::quantity::MemoryBytes;
 
 use super::error::SpecError;
+use super::probes::{Probe, PROBE_HTTP_PATH_BYTES_MAX};
 use super::types::*;
 
 /// Longest service name: a DNS label.
@@ -282,10 +283,167 @@ fn check_body(body: &ServiceBody) -> Result<(), Invalid> {
             ),
         ));
     }
-    match &body.health_check {
-        Some(health_check) => check_health(health_check),
-        None => Ok(()),
+    if let Some(health_check) = &body.health_check {
+        check_health(health_check)?;
     }
+    check_probes(body)
+}
+
+/// The probes: exactly one action each, ports and paths that can be asked
+/// for, timing within the health check's limits, and Kubernetes' rule that
+/// liveness and startup pass on one success.
+fn check_probes(body: &ServiceBody) -> Result<(), Invalid> {
+    if body.health_check.is_some() && body.probes.liveness.is_some() {
+        return Err(invalid(
+            spec_path(&[key("probes"), key("liveness")]),
+            "spec.healthCheck and spec.probes.liveness are both set, and healthCheck is a \
+             liveness probe; keep one (e.g. move healthCheck's exec into probes.liveness)"
+                .to_string(),
+        ));
+    }
+    for (name, probe) in [
+        ("readiness", &body.probes.readiness),
+        ("liveness", &body.probes.liveness),
+        ("startup", &body.probes.startup),
+    ] {
+        if let Some(probe) = probe {
+            check_probe(name, probe)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_probe(name: &str, probe: &Probe) -> Result<(), Invalid> {
+    let path = |rest: &[&str]| {
+        let mut path = spec_path(&[key("probes"), key(name)]);
+        path.extend(rest.iter().map(|field| key(field)));
+        path
+    };
+    let format = |duration: Duration| humantime::format_duration(duration).to_string();
+    let set: Vec<&str> = [
+        ("exec", probe.exec.is_some()),
+        ("http", probe.http.is_some()),
+        ("tcp", probe.tcp.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(field, is_set)| is_set.then_some(field))
+    .collect();
+    match set.as_slice() {
+        [_] => {}
+        [] => {
+            return Err(invalid(
+                path(&[]),
+                format!(
+                    "the {name} probe has nothing to run; set exactly one of exec: [cmd, ...], \
+                     http: {{path, port}} or tcp: {{port}}"
+                ),
+            ))
+        }
+        [first, second, ..] => {
+            return Err(invalid(
+                path(&[second]),
+                format!(
+                    "the {name} probe sets both {first} and {second}; set exactly one of exec, \
+                     http or tcp"
+                ),
+            ))
+        }
+    }
+    if let Some(exec) = &probe.exec {
+        check_argv(path(&["exec"]), exec.iter())?;
+        if exec.first().is_none_or(|program| program.trim().is_empty()) {
+            return Err(invalid(
+                path(&["exec"]),
+                "exec is empty; give the command to run, e.g. [\"test\", \"-f\", \"/tmp/ready\"]"
+                    .to_string(),
+            ));
+        }
+    }
+    if let Some(http) = &probe.http {
+        if http.port == 0 {
+            return Err(invalid(
+                path(&["http", "port"]),
+                "port 0 is not a port; expected the container's port, 1-65535".to_string(),
+            ));
+        }
+        if !http.path.starts_with('/')
+            || http.path.len() > PROBE_HTTP_PATH_BYTES_MAX
+            || http
+                .path
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid(
+                path(&["http", "path"]),
+                format!(
+                    "path {:?} cannot be asked for; expected an absolute path of at most \
+                     {PROBE_HTTP_PATH_BYTES_MAX} bytes with no spaces or control characters, \
+                     e.g. /healthz",
+                    truncated(&http.path)
+                ),
+            ));
+        }
+    }
+    if let Some(tcp) = &probe.tcp {
+        if tcp.port == 0 {
+            return Err(invalid(
+                path(&["tcp", "port"]),
+                "port 0 is not a port; expected the container's port, 1-65535".to_string(),
+            ));
+        }
+    }
+    for (field, value) in [("interval", probe.interval), ("timeout", probe.timeout)] {
+        if value < HEALTH_INTERVAL_MIN || value > HEALTH_DURATION_MAX {
+            return Err(invalid(
+                path(&[field]),
+                format!(
+                    "{field} {} is out of range; expected {} to {}",
+                    format(value),
+                    format(HEALTH_INTERVAL_MIN),
+                    format(HEALTH_DURATION_MAX)
+                ),
+            ));
+        }
+    }
+    if probe.initial_delay > HEALTH_DURATION_MAX {
+        return Err(invalid(
+            path(&["initialDelay"]),
+            format!(
+                "initialDelay {} is too long; expected at most {}",
+                format(probe.initial_delay),
+                format(HEALTH_DURATION_MAX)
+            ),
+        ));
+    }
+    if probe.success_threshold == 0 || probe.success_threshold > HEALTH_RETRIES_MAX {
+        return Err(invalid(
+            path(&["successThreshold"]),
+            format!(
+                "successThreshold {} is out of range; expected 1 to {HEALTH_RETRIES_MAX}",
+                probe.success_threshold
+            ),
+        ));
+    }
+    if name != "readiness" && probe.success_threshold != 1 {
+        return Err(invalid(
+            path(&["successThreshold"]),
+            format!(
+                "successThreshold {} is refused for a {name} probe: one pass decides it (as in \
+                 Kubernetes); expected 1, or leave it out",
+                probe.success_threshold
+            ),
+        ));
+    }
+    if probe.failure_threshold == 0 || probe.failure_threshold > HEALTH_RETRIES_MAX {
+        return Err(invalid(
+            path(&["failureThreshold"]),
+            format!(
+                "failureThreshold {} is out of range; expected 1 to {HEALTH_RETRIES_MAX}",
+                probe.failure_threshold
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn check_affinity(body: &ServiceBody) -> Result<(), Invalid> {

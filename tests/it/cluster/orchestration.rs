@@ -624,6 +624,131 @@ fn failing_health_checks_restart_the_container_by_policy() {
     assert_eq!(ended.restarts, 0);
 }
 
+/// Runs `command` in `task`'s container through the CLI; panics if it fails.
+fn exec_ok(cluster: &EdgeCluster, task: &str, command: &[&str]) {
+    let mut args = vec!["exec", task, "--"];
+    args.extend_from_slice(command);
+    let ran = cluster.cli(1, &args);
+    assert!(
+        ran.status.success(),
+        "exec {command:?}: {}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+}
+
+/// Waits until `service`'s one task runs with readiness `ready`, and
+/// returns it.
+fn wait_ready(cluster: &EdgeCluster, service: &str, ready: bool) -> TaskView {
+    wait_until(
+        CONVERGE,
+        &format!("{service} running with ready = {ready}"),
+        || {
+            let tasks = tasks(cluster, 1, service)?;
+            tasks
+                .first()
+                .filter(|t| is_running(t) && t.ready == ready)
+                .cloned()
+                .ok_or_else(|| summarize(&tasks))
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs(cluster)))
+}
+
+#[test]
+fn a_failing_readiness_probe_takes_a_task_out_of_rotation_without_a_restart() {
+    let cluster = cluster_with_image("crd", 1);
+    let images = test_images_dir(env!("CARGO_TARGET_TMPDIR"));
+    let httpd = images.join("httpd.tar");
+    cluster.cli_ok(1, &["image", "import", httpd.to_str().expect("utf-8 path")]);
+    // busybox httpd on the bridge answers 404 until /www/ready exists; the
+    // agent asks it at the task's address. A passing liveness probe beside
+    // it must change nothing.
+    let yaml = "apiVersion: edgectl/v1\nkind: Service\nmetadata:\n  name: gated\nspec:\n  \
+                image: httpd:latest\n  probes:\n    readiness:\n      \
+                http: {path: /ready, port: 8080}\n      interval: 200ms\n      \
+                failureThreshold: 2\n    liveness:\n      tcp: {port: 8080}\n      \
+                interval: 200ms\n";
+    apply_ok(&cluster, 1, yaml);
+    // Running but never ready yet: out of rotation, saying why.
+    let waiting = wait_until(CONVERGE, "gated running, failing readiness", || {
+        let tasks = tasks(&cluster, 1, "gated")?;
+        tasks
+            .first()
+            .filter(|t| {
+                is_running(t)
+                    && !t.ready
+                    && t.not_ready
+                        .as_deref()
+                        .is_some_and(|r| r.contains("status 404"))
+            })
+            .cloned()
+            .ok_or_else(|| summarize(&tasks))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs(&cluster)));
+    let table = cluster.cli_ok(1, &["get", "tasks", "gated"]);
+    assert!(
+        table.contains("READY") && table.contains(" no ") && table.contains("status 404"),
+        "{table}"
+    );
+
+    exec_ok(
+        &cluster,
+        &waiting.id,
+        &["touch", "/www/ready", "/tmp/marker"],
+    );
+    let ready = wait_ready(&cluster, "gated", true);
+    assert_eq!((ready.restarts, ready.not_ready.clone()), (0, None));
+
+    // Readiness fails: out of rotation again, with the reason, and kept so
+    // (never restarted for it) for as long as it fails.
+    exec_ok(&cluster, &ready.id, &["rm", "/www/ready"]);
+    let failing = wait_ready(&cluster, "gated", false);
+    assert_eq!(
+        failing.not_ready.as_deref(),
+        Some("readiness probe failed 2 times in a row: http GET :8080/ready: status 404")
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let still = tasks(&cluster, 1, "gated").unwrap().remove(0);
+    assert!(is_running(&still) && !still.ready, "{still:?}");
+    assert_eq!(still.restarts, 0, "{still:?}");
+    let described = cluster.cli_ok(1, &["describe", "service", "gated"]);
+    assert!(
+        described.contains("readiness probe failed 2 times in a row"),
+        "{described}"
+    );
+    // The same container: what was written into it is still there.
+    exec_ok(&cluster, &still.id, &["test", "-f", "/tmp/marker"]);
+
+    // It passes again: back in rotation, still never restarted.
+    exec_ok(&cluster, &still.id, &["touch", "/www/ready"]);
+    let back = wait_ready(&cluster, "gated", true);
+    assert_eq!(back.restarts, 0, "{back:?}");
+    exec_ok(&cluster, &back.id, &["test", "-f", "/tmp/marker"]);
+}
+
+#[test]
+fn a_failing_liveness_probe_restarts_the_container_by_policy() {
+    let cluster = cluster_with_image("clv", 1);
+    let live = "  command: [\"sh\", \"-c\", \"touch /tmp/ok; trap 'exit 0' TERM; sleep 100000 & wait\"]\n  \
+                probes:\n    liveness:\n      exec: [\"test\", \"-f\", \"/tmp/ok\"]\n      \
+                interval: 200ms\n      failureThreshold: 2\n  restartPolicy:\n    \
+                condition: always\n    backoff: {initial: 100ms, max: 200ms}\n";
+    apply_ok(&cluster, 1, &service_yaml("live", 1, live));
+    let first = wait_converged(&cluster, 1, "live", 1).remove(0);
+    // No readiness or startup probe: ready as soon as it runs.
+    assert!(first.ready, "{first:?}");
+    exec_ok(&cluster, &first.id, &["rm", "/tmp/ok"]);
+    wait_until(CONVERGE, "the container failing liveness restarted", || {
+        let tasks = tasks(&cluster, 1, "live")?;
+        tasks
+            .first()
+            .filter(|t| t.restarts >= 1 && is_running(t))
+            .cloned()
+            .ok_or_else(|| summarize(&tasks))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs(&cluster)));
+}
+
 #[test]
 fn a_rollout_pauses_on_a_broken_generation_and_rollback_restores_the_last_spec() {
     let cluster = cluster_with_image("cro", 1);
