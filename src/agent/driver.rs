@@ -343,8 +343,9 @@ impl Driver {
         self.publish(me, reports, not_ready, all_tasks);
     }
 
-    /// Why each running task that is out of rotation is: its probes gate
-    /// readiness and the prober has not judged its container ready.
+    /// Why each running task that is out of rotation is: it is draining
+    /// before its stop, or its probes gate readiness and the prober has not
+    /// judged its container ready.
     fn not_ready(
         &self,
         mine: &[TaskRecord],
@@ -359,6 +360,13 @@ impl Driver {
                     .is_some_and(|report| report.state == TaskState::Running)
             })
             .filter_map(|task| {
+                if reports.get(&task.id).is_some_and(|report| report.draining) {
+                    let period = humantime::format_duration(task.spec.spec.drain_period());
+                    return Some((
+                        task.id.clone(),
+                        format!("draining: shut down, stops {period} after it left rotation"),
+                    ));
+                }
                 let instance = observed
                     .iter()
                     .find(|container| container.task == task.id)

@@ -128,6 +128,9 @@ pub struct Report {
     pub restarts: u32,
     pub container_id: String,
     pub ip: Option<String>,
+    /// Shut down, out of rotation, and left running until its drain period
+    /// ends.
+    pub draining: bool,
 }
 
 /// One pass's decisions.
@@ -147,6 +150,9 @@ struct TaskMemory {
     /// The last create/start failed (there is no container to look at).
     start_failure: Option<String>,
     backoff: Option<PendingRestart>,
+    /// When a shut-down task's drain period ends (first seen shut down
+    /// plus `drainPeriod`).
+    drain_until: Option<Duration>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -180,7 +186,10 @@ impl Planner {
     pub fn next_due(&self) -> Option<Duration> {
         self.tasks
             .values()
-            .filter_map(|memory| memory.backoff.as_ref().map(|pending| pending.due))
+            .flat_map(|memory| {
+                let backoff = memory.backoff.as_ref().map(|pending| pending.due);
+                backoff.into_iter().chain(memory.drain_until)
+            })
             .min()
     }
 
@@ -217,16 +226,7 @@ impl Planner {
             }
             let container = by_task.get(task.id.as_str()).copied();
             let report = match task.desired {
-                DesiredState::Shutdown => {
-                    if let Some(container) = container {
-                        plan.actions.push(Action::Remove {
-                            container_id: container.container_id.clone(),
-                            task: task.id.clone(),
-                            reason: RemoveReason::Shutdown,
-                        });
-                    }
-                    self.report(task, TaskState::Stopped, None)
-                }
+                DesiredState::Shutdown => self.plan_shutdown(task, container, now, &mut plan),
                 DesiredState::Running => self.plan_running(task, container, now, &mut plan),
             };
             plan.reports.insert(task.id.clone(), report);
@@ -244,6 +244,38 @@ impl Planner {
             }
         }
         plan
+    }
+
+    /// A shut-down task: a running container drains first (it is out of
+    /// rotation everywhere once the shutdown is replicated; connections in
+    /// flight get `drainPeriod` to finish), then is stopped.
+    fn plan_shutdown(
+        &mut self,
+        task: &TaskRecord,
+        container: Option<&Observed>,
+        now: Duration,
+        plan: &mut Plan,
+    ) -> Report {
+        let Some(container) = container else {
+            return self.report(task, TaskState::Stopped, None);
+        };
+        if container.state == ObservedState::Running {
+            let period = task.spec.spec.drain_period();
+            let memory = self.tasks.entry(task.id.clone()).or_default();
+            let until = *memory.drain_until.get_or_insert(now.saturating_add(period));
+            if now < until {
+                plan.wake_at = Some(plan.wake_at.map_or(until, |at| at.min(until)));
+                let mut report = self.report(task, TaskState::Running, container.ip.clone());
+                report.draining = true;
+                return report;
+            }
+        }
+        plan.actions.push(Action::Remove {
+            container_id: container.container_id.clone(),
+            task: task.id.clone(),
+            reason: RemoveReason::Shutdown,
+        });
+        self.report(task, TaskState::Stopped, None)
     }
 
     fn plan_running(
@@ -399,6 +431,7 @@ impl Planner {
             restarts: self.restarts(&task.id),
             container_id: container_id(&task.id),
             ip,
+            draining: false,
         }
     }
 }

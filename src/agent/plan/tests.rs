@@ -355,10 +355,79 @@ fn a_failed_start_is_retried_after_backoff_unless_never() {
     assert_eq!(state_of(&later, "once.0.5"), failed);
 }
 
+fn remove(task: &str) -> Action {
+    Action::Remove {
+        container_id: task.into(),
+        task: task.into(),
+        reason: RemoveReason::Shutdown,
+    }
+}
+
 #[test]
-fn shutdown_removes_the_container_and_reports_stopped() {
+fn a_shut_down_running_task_drains_for_its_period_then_is_removed() {
     let mut web = task("web.0.5", "always");
     web.desired = DesiredState::Shutdown;
+    let running = [container("web.0.5", ObservedState::Running, 1)];
+    let mut planner = Planner::new();
+
+    // First seen shut down at 10 s: it keeps running, reported draining,
+    // and the planner wakes when the default 2 s are over.
+    let plan = planner.plan(
+        std::slice::from_ref(&web),
+        &running,
+        &none(),
+        true,
+        secs(10),
+    );
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert_eq!(state_of(&plan, "web.0.5"), TaskState::Running);
+    assert!(plan.reports["web.0.5"].draining);
+    assert_eq!(plan.wake_at, Some(secs(12)));
+    assert_eq!(planner.next_due(), Some(secs(12)));
+
+    // Later passes inside the period do not push the deadline out.
+    let plan = planner.plan(
+        std::slice::from_ref(&web),
+        &running,
+        &none(),
+        true,
+        secs(11),
+    );
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.wake_at, Some(secs(12)));
+
+    let plan = planner.plan(
+        std::slice::from_ref(&web),
+        &running,
+        &none(),
+        true,
+        secs(12),
+    );
+    assert_eq!(plan.actions, vec![remove("web.0.5")]);
+    assert_eq!(state_of(&plan, "web.0.5"), TaskState::Stopped);
+    assert!(!plan.reports["web.0.5"].draining);
+
+    // Nothing left to remove: still Stopped, nothing to do.
+    let plan = planner.plan(&[web], &[], &none(), true, secs(13));
+    assert!(plan.actions.is_empty());
+    assert_eq!(state_of(&plan, "web.0.5"), TaskState::Stopped);
+}
+
+#[test]
+fn a_shut_down_task_not_running_or_without_drain_is_removed_at_once() {
+    let mut web = task("web.0.5", "always");
+    web.desired = DesiredState::Shutdown;
+    let plan = Planner::new().plan(
+        std::slice::from_ref(&web),
+        &[container("web.0.5", exited(1), 1)],
+        &none(),
+        true,
+        secs(0),
+    );
+    assert_eq!(plan.actions, vec![remove("web.0.5")]);
+    assert_eq!(state_of(&plan, "web.0.5"), TaskState::Stopped);
+
+    web.spec.spec.drain_period = Some(Duration::ZERO);
     let plan = Planner::new().plan(
         std::slice::from_ref(&web),
         &[container("web.0.5", ObservedState::Running, 1)],
@@ -366,20 +435,7 @@ fn shutdown_removes_the_container_and_reports_stopped() {
         true,
         secs(0),
     );
-    assert_eq!(
-        plan.actions,
-        vec![Action::Remove {
-            container_id: "web.0.5".into(),
-            task: "web.0.5".into(),
-            reason: RemoveReason::Shutdown,
-        }]
-    );
-    assert_eq!(state_of(&plan, "web.0.5"), TaskState::Stopped);
-
-    // Nothing left to remove: still Stopped, nothing to do.
-    let plan = Planner::new().plan(&[web], &[], &none(), true, secs(0));
-    assert!(plan.actions.is_empty());
-    assert_eq!(state_of(&plan, "web.0.5"), TaskState::Stopped);
+    assert_eq!(plan.actions, vec![remove("web.0.5")]);
 }
 
 #[test]

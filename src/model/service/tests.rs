@@ -172,6 +172,7 @@ fn web_expected() -> ServiceSpec {
             update: UpdatePolicy { parallelism: 2 },
             session_affinity: SessionAffinity::None,
             session_affinity_timeout: None,
+            drain_period: None,
         },
     }
 }
@@ -746,6 +747,36 @@ fn session_affinity_reads_with_its_default_timeout_and_refuses_a_stray_timeout()
         "clientIP",
     );
 }
+
+#[test]
+fn drain_period_defaults_to_two_seconds_reads_zero_and_refuses_too_long() {
+    assert_eq!(
+        parse_service(MINIMAL).unwrap().spec.drain_period(),
+        DRAIN_PERIOD_DEFAULT
+    );
+    let spec = parse_service(&format!(
+        "{MINIMAL}  drainPeriod: 0s
+"
+    ))
+    .unwrap();
+    assert_eq!(spec.spec.drain_period(), Duration::ZERO);
+    let spec = parse_service(&format!(
+        "{MINIMAL}  drainPeriod: 500ms
+"
+    ))
+    .unwrap();
+    assert_eq!(spec.spec.drain_period(), Duration::from_millis(500));
+    check_field_error(
+        &format!(
+            "{MINIMAL}  drainPeriod: 1h
+"
+        ),
+        "spec.drainPeriod",
+        7,
+        "out of range",
+    );
+}
+
 /// A probe with every default and no action (cases set one).
 fn probe_defaults() -> Probe {
     Probe {

@@ -134,6 +134,17 @@ pub struct ServiceBody {
         with = "super::codec::humantime_serde_option"
     )]
     pub session_affinity_timeout: Option<Duration>,
+    /// How long a task that is being shut down stays up after it has left
+    /// rotation (VIPs, published ports, DNS), before SIGTERM: every node
+    /// drops it from its rules within the propagation target, and
+    /// connections in flight finish (default 2s; 0 stops at once; at most
+    /// 5m). Kubernetes users get this with a `preStop: sleep` hook.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "super::codec::humantime_serde_option"
+    )]
+    pub drain_period: Option<Duration>,
 }
 
 /// `sessionAffinity:`.
@@ -158,7 +169,19 @@ pub const SESSION_AFFINITY_TIMEOUT_DEFAULT: Duration = Duration::from_secs(3 * 6
 /// The longest `sessionAffinityTimeout` (Kubernetes' limit too).
 pub const SESSION_AFFINITY_TIMEOUT_MAX: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// `drainPeriod`'s default: above the p99 of the time every node takes to
+/// drop a task from its rules, so no new connection reaches a task that is
+/// about to stop.
+pub const DRAIN_PERIOD_DEFAULT: Duration = Duration::from_secs(2);
+/// The longest `drainPeriod`.
+pub const DRAIN_PERIOD_MAX: Duration = Duration::from_secs(5 * 60);
+
 impl ServiceBody {
+    /// How long a task stays up out of rotation before it is stopped.
+    pub fn drain_period(&self) -> Duration {
+        self.drain_period.unwrap_or(DRAIN_PERIOD_DEFAULT)
+    }
+
     /// How long a client keeps its task; None without client affinity.
     pub fn affinity_timeout(&self) -> Option<Duration> {
         match self.session_affinity {

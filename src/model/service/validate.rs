@@ -274,6 +274,7 @@ fn check_body(body: &ServiceBody) -> Result<(), Invalid> {
     check_volumes(body)?;
     check_ports(body)?;
     check_affinity(body)?;
+    check_drain(body)?;
     if body.update.parallelism == 0 || body.update.parallelism > REPLICAS_MAX {
         return Err(invalid(
             spec_path(&[key("update"), key("parallelism")]),
@@ -444,6 +445,20 @@ fn check_probe(name: &str, probe: &Probe) -> Result<(), Invalid> {
         ));
     }
     Ok(())
+}
+
+fn check_drain(body: &ServiceBody) -> Result<(), Invalid> {
+    match body.drain_period {
+        Some(period) if period > DRAIN_PERIOD_MAX => Err(invalid(
+            spec_path(&[key("drainPeriod")]),
+            format!(
+                "drainPeriod {} is out of range; expected 0s to {}",
+                humantime::format_duration(period),
+                humantime::format_duration(DRAIN_PERIOD_MAX)
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn check_affinity(body: &ServiceBody) -> Result<(), Invalid> {

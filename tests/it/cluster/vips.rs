@@ -3,11 +3,13 @@
 //! node 1 reaches a service whose replicas run on nodes 2 and 3 through the
 //! service's VIP, and its requests spread over every replica; with
 //! `sessionAffinity: clientIP` they stay on one; a replica that stops
-//! leaves rotation; a VIP with no ready task refuses at once.
+//! leaves rotation; a VIP with no ready task refuses at once; a replica
+//! that is shut down leaves rotation first and finishes the request in
+//! flight before it is stopped.
 
 use std::collections::BTreeMap;
 
-use edgectl::api::{EndpointView, ServiceSummary};
+use edgectl::api::{EndpointView, ServiceSummary, TaskView};
 
 use super::{form_labelled, node_logs, run_on, running_task, EdgeCluster, CONVERGE};
 use crate::support::wait_until;
@@ -167,4 +169,88 @@ fn a_vip_spreads_over_ready_replicas_on_other_nodes_and_follows_them() {
     let web = services.iter().find(|s| s.name == "web").expect("web");
     assert_eq!(web.vip.as_deref(), Some(&*web_vip), "a VIP is stable");
     assert_eq!(web.ready, 0);
+}
+
+/// A whoami server whose `/cgi-bin/slow` marks that it was asked, then
+/// answers after 4 s: a request in flight when the task is shut down.
+const SLOW_HTTPD: &str = "  command:\n    - sh\n    - -c\n    - |\n      \
+     mkdir -p /tmp/w/cgi-bin\n      hostname > /tmp/w/index.html\n      \
+     printf '#!/bin/sh\\ntouch /tmp/w/started\\nsleep 4\\necho Content-Type: text/plain\\necho\\nhostname\\n' > /tmp/w/cgi-bin/slow\n      \
+     chmod +x /tmp/w/cgi-bin/slow\n      \
+     exec httpd -f -p 8080 -h /tmp/w\n";
+
+#[test]
+fn a_shut_down_replica_leaves_rotation_then_drains_the_request_in_flight() {
+    let cluster = form_labelled(EdgeCluster::new("ndrn", 2), 2, &[]);
+    run_on(
+        &cluster,
+        "client",
+        "busybox:latest",
+        1,
+        "  command: [\"sleep\", \"100000\"]\n",
+    );
+    let yaml = format!(
+        "apiVersion: edgectl/v1\nkind: Service\nmetadata:\n  name: slow\nspec:\n  \
+         image: httpd:latest\n  replicas: 1\n{SLOW_HTTPD}  ports:\n    \
+         - {{container: 8080}}\n  drainPeriod: 10s\n  placement:\n    constraints:\n      \
+         - node.labels.slot == n2\n"
+    );
+    let file = cluster.dirs.path().join("slow.yaml");
+    std::fs::write(&file, yaml).expect("write spec");
+    cluster.cli_ok(1, &["apply", "-f", file.to_str().expect("utf-8 path")]);
+    let client = running_task(&cluster, "client").id;
+    let backend = running_task(&cluster, "slow");
+    let vip = vip_with_ready(&cluster, "slow", 1);
+    let index = format!("http://{vip}:8080/");
+    let replica_name = wait_until(CONVERGE, "the VIP answers on node 1", || {
+        fetch(&cluster, &client, &index)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+
+    let slow_url = format!("http://{vip}:8080/cgi-bin/slow");
+    std::thread::scope(|scope| {
+        let in_flight = scope.spawn(|| fetch(&cluster, &client, &slow_url));
+        wait_until(CONVERGE, "the slow request reached the replica", || {
+            let out = cluster.cli(1, &["exec", &backend.id, "--", "cat", "/tmp/w/started"]);
+            out.status.success().then_some(()).ok_or("not yet")
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+
+        cluster.cli_ok(1, &["scale", "slow", "0"]);
+        // Out of rotation at once, and still running: its status says why.
+        let draining = wait_until(CONVERGE, "the replica draining", || {
+            let tasks: Vec<TaskView> = cluster.cli_json(1, &["get", "tasks"])?;
+            let task = tasks
+                .into_iter()
+                .find(|t| t.id == backend.id)
+                .ok_or("the task is gone")?;
+            let reason = task.not_ready.clone().unwrap_or_default();
+            reason
+                .contains("draining")
+                .then_some(task.clone())
+                .ok_or(format!("{task:?}"))
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+        assert!(!draining.ready, "{draining:?}");
+        match fetch(&cluster, &client, &index) {
+            Err(e) if e.contains("refused") => {}
+            other => panic!("a new connection during the drain: {other:?}"),
+        }
+
+        // The request in flight finishes, answered by the draining replica.
+        let body = in_flight
+            .join()
+            .expect("the client thread")
+            .unwrap_or_else(|e| panic!("the request in flight was cut: {e}"));
+        assert_eq!(body, replica_name);
+    });
+
+    // Then it stops: the task is deleted once its agent reports it.
+    wait_until(CONVERGE, "the drained task gone", || {
+        let tasks: Vec<TaskView> = cluster.cli_json(1, &["get", "tasks"])?;
+        (!tasks.iter().any(|t| t.id == backend.id))
+            .then_some(())
+            .ok_or(format!("{tasks:?}"))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
 }
