@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use raft::store::KvReader;
 use raft::{KvOp, Txn};
 use tokio::sync::watch;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::api::SystemWriter;
 use crate::orchestrator::records::{
@@ -193,6 +193,7 @@ impl Publisher {
             "agent published"
         );
         for status in puts {
+            self.log_rotation_change(&status);
             self.statuses.insert(status.task.clone(), status);
         }
         for task in deletes {
@@ -205,6 +206,25 @@ impl Publisher {
     }
 
     /// The store already holds this capacity (an earlier agent wrote it).
+    /// Says when a task enters or leaves rotation, once the status that
+    /// says so is committed: what an operator reads to see why traffic
+    /// moved (and what the VIP benchmark times propagation from).
+    fn log_rotation_change(&self, status: &TaskStatus) {
+        let was_ready = self
+            .statuses
+            .get(&status.task)
+            .is_some_and(TaskStatus::is_ready);
+        match (was_ready, status.is_ready()) {
+            (false, true) => info!(task = %status.task, "task in rotation"),
+            (true, false) => info!(
+                task = %status.task,
+                reason = status.not_ready.as_deref().unwrap_or(status.state.name()),
+                "task out of rotation"
+            ),
+            _ => {}
+        }
+    }
+
     fn store_has_capacity(&mut self, store: &Store, capacity: &NodeCapacity) -> bool {
         let stored = store
             .replica

@@ -9,6 +9,11 @@
 //! - `client --target IP:P`: one TCP stream's throughput, then the HTTP
 //!   request rate over keep-alive connections and with a new connection per
 //!   request; prints one `key=value` line.
+//! - `steady --target IP:P --until FILE`: HTTP/1.0 requests, a new
+//!   connection each, from `--concurrency` threads until FILE exists;
+//!   prints how many succeeded (status 200, whole body) and how many failed,
+//!   with the first failures' reasons. Any HTTP server will do (busybox
+//!   httpd in the rolling-restart measurement).
 //! - `join-routes --netns PATH... --log FILE`: polls, by netlink in each
 //!   given network namespace, for an edgectl route (protocol 236) that was
 //!   not there at start, and the node log FILE for the join's
@@ -52,6 +57,15 @@ enum Verb {
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
     },
+    Steady {
+        #[arg(long)]
+        target: SocketAddr,
+        /// Stop once this file exists.
+        #[arg(long)]
+        until: PathBuf,
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+    },
     JoinRoutes {
         /// Network namespace files (/run/netns/NAME) of the nodes watched.
         #[arg(long, num_args = 1..)]
@@ -80,6 +94,11 @@ fn main() -> anyhow::Result<()> {
             seconds,
             concurrency,
         } => client(target, Duration::from_secs_f64(seconds), concurrency),
+        Verb::Steady {
+            target,
+            until,
+            concurrency,
+        } => steady(target, &until, concurrency),
         Verb::JoinRoutes {
             netns,
             log,
@@ -218,6 +237,77 @@ fn request_rate(
         }
     }
     Ok(count.load(Ordering::Relaxed) as f64 / seconds)
+}
+
+/// A request that gives up rather than hang: a connection that neither
+/// answers nor refuses is a failure too.
+const STEADY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many failure reasons are printed.
+const FAILURES_SHOWN: usize = 5;
+
+fn steady(target: SocketAddr, until: &std::path::Path, concurrency: usize) -> anyhow::Result<()> {
+    let ok = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (ok, failures, until) = (ok.clone(), failures.clone(), until.to_path_buf());
+            std::thread::spawn(move || {
+                while !until.exists() {
+                    match one_request(target) {
+                        Ok(()) => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(why) => {
+                            if let Ok(mut failures) = failures.lock() {
+                                failures.push(why);
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        if worker.join().is_err() {
+            bail!("a request thread panicked");
+        }
+    }
+    let failures = failures
+        .lock()
+        .map_err(|_| anyhow::anyhow!("a request thread panicked"))?;
+    let shown: Vec<&str> = failures
+        .iter()
+        .take(FAILURES_SHOWN)
+        .map(String::as_str)
+        .collect();
+    println!(
+        "ok={} failed={} first_failures={:?}",
+        ok.load(Ordering::Relaxed),
+        failures.len(),
+        shown
+    );
+    Ok(())
+}
+
+/// One GET on a new connection, read to its end.
+fn one_request(target: SocketAddr) -> Result<(), String> {
+    let mut stream =
+        TcpStream::connect_timeout(&target, STEADY_TIMEOUT).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(STEADY_TIMEOUT))
+        .map_err(|e| format!("set timeout: {e}"))?;
+    stream
+        .write_all(b"GET / HTTP/1.0\r\nHost: bench\r\n\r\n")
+        .map_err(|e| format!("send: {e}"))?;
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .map_err(|e| format!("read: {e}"))?;
+    let head = String::from_utf8_lossy(&response[..response.len().min(64)]).into_owned();
+    if !head.starts_with("HTTP/1.") || !head.contains(" 200 ") {
+        return Err(format!("answer: {head:?}"));
+    }
+    Ok(())
 }
 
 fn read_response(reader: &mut BufReader<TcpStream>) -> std::io::Result<()> {

@@ -1,0 +1,277 @@
+#!/usr/bin/env bash
+# Service VIPs on namespaced nodes (scripts/netns-harness.sh), in one run:
+#   - the HTTP request rate, with keep-alive and with a new connection per
+#     request, from a task on node 1 through the VIP of a 3-replica service
+#     on nodes 2 and 3, next to the same client talking to one replica's
+#     address directly (target >= 0.9x). Client and servers are
+#     benches/src/bin/net_load.rs, run in the tasks' network namespaces
+#     (nsenter), so the packets take the tasks' own path.
+#   - propagation: a replica's readiness flips (its exec probe's file) ->
+#     every node's nftables table applied. Timed from the commit of the
+#     task's status (the agent logs "task out of rotation"/"task in
+#     rotation" once the write is acknowledged) to each node's "nftables
+#     table applied" line; all namespaces share one clock. A table applied
+#     before the acknowledgement reached the agent counts as 0 ms. Then a
+#     node is killed: from the leader's committed shutdown of its tasks
+#     ("lease lapsed") to every surviving node's table. Targets: p50 <=
+#     200 ms, p99 <= 1 s.
+#   - a rolling restart of a 6-replica busybox httpd service (readiness: a
+#     tcp probe) under constant load through its VIP, a new connection per
+#     request (net_load steady): failed requests (target 0).
+# Usage: scripts/bench-vips.sh [--smoke] [--seconds S] [--flips N]
+#   --smoke   half-second rates, two flips, 3 replicas restarted, a debug
+#             build: proves the bench still works; figures mean nothing
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+# shellcheck source=scripts/lib/bench.sh
+source scripts/lib/bench.sh
+bench_init vips "$@"
+set -- "${BENCH_ARGS[@]}"
+
+seconds=5
+flips=20
+concurrency=4
+rolling_replicas=6
+if ((BENCH_SMOKE)); then
+    seconds=0.5
+    flips=2
+    concurrency=1
+    rolling_replicas=3
+fi
+while (($#)); do
+    case $1 in
+    --seconds) seconds=$2 && shift 2 ;;
+    --flips) flips=$2 && shift 2 ;;
+    *) bench_log "unknown argument $1" && exit 2 ;;
+    esac
+done
+
+images="$CARGO_TARGET_DIR/images"
+bash scripts/build-images.sh "$images" >/dev/null
+bench_build -p edgectl --bin edgectl --bin net_load
+edgectl="$BENCH_BIN/edgectl"
+load="$BENCH_BIN/net_load"
+harness=(bash scripts/netns-harness.sh)
+port=7440
+prefix=bvip
+work=$(mktemp -d /var/tmp/edgectl-bench-vips.XXXXXX)
+teardown() {
+    "${harness[@]}" down "$prefix" >/dev/null 2>&1 || true
+    # Containers outlive their nodes: reset each data dir, in an empty
+    # network namespace (the node's is gone).
+    for dir in "$work"/n*; do
+        [[ -f $dir/node.json ]] && unshare --net -- "$edgectl" --data-dir "$dir" reset >/dev/null 2>&1 || true
+    done
+}
+cleanup() {
+    teardown
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+logs=/run/edgectl-harness/$prefix
+# wait_for SECONDS WHAT COMMAND...: until COMMAND succeeds.
+wait_for() {
+    local limit=$1 what=$2 deadline
+    shift 2
+    deadline=$((SECONDS + limit))
+    until "$@" >/dev/null 2>&1; do
+        if ((SECONDS >= deadline)); then
+            bench_log "gave up waiting for $what"
+            for log in "$logs"/*.log; do
+                echo "--- $log" >&2 && tail -n 15 "$log" >&2
+            done
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+node_start() { # I VERB...
+    local i=$1
+    shift
+    "${harness[@]}" start "$prefix" "$i" "node$i" -- env HOME="$work" "$edgectl" \
+        --data-dir "$work/n$i" "$@" --listen "$(addr "$i"):$port" --name "node$i" >/dev/null
+}
+addr() { "${harness[@]}" addr "$prefix" "$1"; }
+logged() { grep -q "$2" "$logs/$1.log"; }
+cli() { "${harness[@]}" exec "$prefix" 1 -- "$edgectl" --data-dir "$work/n1" "$@"; }
+# The JSON of every task; then fields of the running ones of SERVICE.
+tasks_of() { # SERVICE FIELD...: "id ip node" lines of its running tasks
+    cli get tasks -o json | jq -r --arg s "$1" \
+        '.[] | select(.service == $s and .desired == "running" and .ready) | "\(.id) \(.ip) \(.node_id)"'
+}
+ready_count() { tasks_of "$1" | wc -l; }
+has_ready() { [[ $(ready_count "$1") -ge $2 ]]; }
+vip_of() {
+    cli get services -o json | jq -r --arg s "$1" '.[] | select(.name == $s and .vip) | .vip'
+}
+# The pinned network namespace of a task's container on node I.
+task_netns() { echo "$work/n$1/runtime/containers/$2/netns"; }
+# Seconds since midnight of each log line matching PATTERN in node I's log,
+# one a line (the logs are UTC; a run does not span midnight).
+stamps() { # I PATTERN
+    sed 's/\x1b\[[0-9;]*m//g' "$logs/node$1.log" | { grep -- "$2" || true; } |
+        awk '{ t = substr($1, 12, 15); split(t, p, ":"); printf "%.6f\n", p[1] * 3600 + p[2] * 60 + p[3] }'
+}
+count_lines() { stamps "$1" "$2" | wc -l; }
+applied="nftables table applied"
+
+results="$work/results"
+: >"$results"
+
+bench_log "forming three nodes"
+"${harness[@]}" up "$prefix" 3 >/dev/null
+node_start 1 init --label slot=n1
+wait_for 60 "node 1's token" logged node1 "join token: "
+token=$(sed -n 's/^join token: //p' "$logs/node1.log" | head -n 1)
+for i in 2 3; do
+    node_start "$i" join "$(addr 1):$port" --token "$token" --label "slot=n$i"
+    wait_for 60 "node $i's join" logged "node$i" "joined cluster"
+done
+for image in busybox httpd; do
+    cli image import "$images/$image.tar" >/dev/null
+done
+
+spec() { # NAME IMAGE REPLICAS PLACEMENT BODY
+    # $(...) drops the body's last newline; put one back.
+    set -- "$1" "$2" "$3" "$4" "${5%$'\n'}"$'\n'
+    printf 'apiVersion: edgectl/v1\nkind: Service\nmetadata:\n  name: %s\nspec:\n  image: %s\n  replicas: %s\n%s  placement:\n    constraints:\n      - %s\n' \
+        "$1" "$2" "$3" "$5" "$4" >"$work/$1.yaml"
+    cli apply -f "$work/$1.yaml" >/dev/null
+}
+spec client busybox:latest 1 "node.labels.slot == n1" '  command: ["sleep", "100000"]
+'
+spec web httpd:latest 3 "node.labels.slot != n1" '  ports:
+    - container: 5201
+  probes:
+    readiness:
+      exec: ["sh", "-c", "test ! -e /tmp/unready"]
+      interval: 100ms
+      failureThreshold: 1
+'
+wait_for 120 "3 ready replicas of web" has_ready web 3
+wait_for 60 "the client task" has_ready client 1
+vip=$(vip_of web)
+read -r client_id _ _ < <(tasks_of client)
+mapfile -t replicas < <(tasks_of web)
+
+bench_log "starting a net_load server in each replica's network namespace"
+for replica in "${replicas[@]}"; do
+    read -r id _ node <<<"$replica"
+    "${harness[@]}" start "$prefix" "$node" "server-$id" -- \
+        nsenter --net="$(task_netns "$node" "$id")" "$load" serve --port 5201 >/dev/null
+done
+read -r _ first_ip _ <<<"${replicas[0]}"
+task_client=(nsenter --net="$(task_netns 1 "$client_id")" "$load" client)
+wait_for 60 "the VIP" "${task_client[@]}" --target "$vip:5201" --seconds 0.05 --concurrency 1
+wait_for 60 "a replica's address" "${task_client[@]}" --target "$first_ip:5201" --seconds 0.05 --concurrency 1
+bench_log "request rates through the VIP, then to one replica directly ($seconds s each)"
+echo "vip $("${task_client[@]}" --target "$vip:5201" --seconds "$seconds" --concurrency "$concurrency")" >>"$results"
+echo "direct $("${task_client[@]}" --target "$first_ip:5201" --seconds "$seconds" --concurrency "$concurrency")" >>"$results"
+
+bench_log "$flips readiness flips, each timed to every node's table"
+: >"$work/flip_ms"
+for ((f = 0; f < flips; f++)); do
+    read -r id _ node <<<"${replicas[$((f / 2 % ${#replicas[@]}))]}"
+    if ((f % 2 == 0)); then
+        change="touch /tmp/unready" pattern="task out of rotation.*task=$id"
+    else
+        change="rm -f /tmp/unready" pattern="task in rotation.*task=$id"
+    fi
+    before_commit=$(count_lines "$node" "$pattern")
+    declare -A before_applied=()
+    for i in 1 2 3; do before_applied[$i]=$(count_lines "$i" "$applied"); done
+    cli exec "$id" -- sh -c "$change" </dev/null >/dev/null
+    everywhere() {
+        [[ $(count_lines "$node" "$pattern") -gt $before_commit ]] || return 1
+        for i in 1 2 3; do
+            [[ $(count_lines "$i" "$applied") -gt ${before_applied[$i]} ]] || return 1
+        done
+    }
+    wait_for 30 "flip $f on every node" everywhere
+    committed=$(stamps "$node" "$pattern" | sed -n "$((before_commit + 1))p")
+    for i in 1 2 3; do
+        at=$(stamps "$i" "$applied" | sed -n "$((before_applied[$i] + 1))p")
+        awk -v a="$at" -v c="$committed" 'BEGIN { d = (a - c) * 1000; printf "%.1f\n", (d < 0 ? 0 : d) }' >>"$work/flip_ms"
+    done
+done
+mapfile -t sorted < <(sort -g "$work/flip_ms")
+n=${#sorted[@]}
+echo "flip p50=${sorted[$(((n - 1) / 2))]} p99=${sorted[$(((n * 99 + 99) / 100 - 1))]} max=${sorted[$((n - 1))]} n=$n" >>"$results"
+
+bench_log "a rolling restart of $rolling_replicas httpd replicas under load through the VIP"
+rolling_body() { # GENERATION
+    printf '  command: ["sh", "-c", "mkdir -p /tmp/w && echo ok > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w"]\n  env:\n    GENERATION: "%s"\n  ports:\n    - container: 8080\n  probes:\n    readiness:\n      tcp: {port: 8080}\n      interval: 100ms\n      failureThreshold: 1\n' "$1"
+}
+spec rolling httpd:latest "$rolling_replicas" "node.labels.slot != n1" "$(rolling_body 1)"
+wait_for 120 "$rolling_replicas ready replicas of rolling" has_ready rolling "$rolling_replicas"
+rolling_vip=$(vip_of rolling)
+steady=(nsenter --net="$(task_netns 1 "$client_id")" "$load" steady --target "$rolling_vip:8080" --until "$work/stop")
+wait_for 60 "the rolling VIP" test -n "$rolling_vip"
+"${steady[@]}" >"$work/steady" &
+steady_pid=$!
+old_generation=$(cli get tasks -o json | jq '[.[] | select(.service == "rolling") | .generation] | max')
+sleep 1
+spec rolling httpd:latest "$rolling_replicas" "node.labels.slot != n1" "$(rolling_body 2)"
+all_new() {
+    local ids
+    ids=$(tasks_of rolling | awk '{print $1}')
+    [[ $(wc -l <<<"$ids") -eq $rolling_replicas ]] || return 1
+    # Only the new generation left running, and no shut-down task still there.
+    cli get tasks -o json | jq -e --argjson old "$old_generation" \
+        '[.[] | select(.service == "rolling")] | ([.[] | select(.desired == "running") | .generation] | unique | . != [$old] and length == 1) and all(.desired == "running")' >/dev/null
+}
+wait_for 300 "the rollout to finish" all_new
+sleep 1
+touch "$work/stop"
+wait "$steady_pid"
+echo "rolling $(cat "$work/steady")" >>"$results"
+
+bench_log "killing node 3: its lease lapses, its tasks leave every table"
+before1=$(count_lines 1 "$applied")
+before2=$(count_lines 2 "$applied")
+before_lapse=$(count_lines 1 "lease lapsed")
+"${harness[@]}" kill "$prefix" node3 >/dev/null
+lapsed_everywhere() {
+    [[ $(count_lines 1 "lease lapsed") -gt $before_lapse ]] || return 1
+    local committed
+    committed=$(stamps 1 "lease lapsed" | sed -n "$((before_lapse + 1))p")
+    for i in 1 2; do
+        local before_var=before$i
+        stamps "$i" "$applied" | tail -n +"$((${!before_var} + 1))" |
+            awk -v c="$committed" '$1 >= c { found = 1 } END { exit !found }' || return 1
+    done
+}
+wait_for 60 "node 3's tasks out of every table" lapsed_everywhere
+committed=$(stamps 1 "lease lapsed" | sed -n "$((before_lapse + 1))p")
+lapse=""
+for i in 1 2; do
+    before_var=before$i
+    at=$(stamps "$i" "$applied" | tail -n +"$((${!before_var} + 1))" | awk -v c="$committed" '$1 >= c { print; exit }')
+    lapse+="node$i=$(awk -v a="$at" -v c="$committed" 'BEGIN { printf "%.1f", (a - c) * 1000 }') "
+done
+echo "lapse $lapse" >>"$results"
+
+awk '
+function field(line, key,    n, parts, i, kv) {
+    n = split(line, parts, " ")
+    for (i = 1; i <= n; i++) { split(parts[i], kv, "="); if (kv[1] == key) return kv[2] }
+    return ""
+}
+$1 == "vip" { vip = $0 } $1 == "direct" { direct = $0 }
+$1 == "flip" { flip = $0 } $1 == "rolling" { rolling = $0 } $1 == "lapse" { lapse = $0 }
+END {
+    printf "%-26s %12s %12s %7s %7s\n", "measure", "via VIP", "direct", "ratio", "target"
+    split("keepalive_rps newconn_rps", keys, " ")
+    split("HTTP keep-alive (req/s)|HTTP new conn. (req/s)", names, "|")
+    for (k = 1; k <= 2; k++) {
+        v = field(vip, keys[k]); d = field(direct, keys[k])
+        printf "%-26s %12s %12s %6.2fx %6.1fx\n", names[k], v, d, (d > 0 ? v / d : 0), 0.9
+    }
+    printf "readiness commit -> every node'"'"'s table: p50 %s ms, p99 %s ms, max %s ms over %s (target p50 <= 200 ms, p99 <= 1000 ms)\n", field(flip, "p50"), field(flip, "p99"), field(flip, "max"), field(flip, "n")
+    sub(/^lapse /, "", lapse)
+    printf "lease lapsed (committed shutdown) -> surviving nodes'"'"' tables, ms: %s\n", lapse
+    sub(/^rolling /, "", rolling)
+    printf "rolling restart under load through the VIP: %s (target failed=0)\n", rolling
+}' "$results"
