@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::support;
 use edgectl::agent::{LABEL_SERVICE, LABEL_TASK};
 use edgectl::api::{ApiRequest, ApiResponse};
-use edgectl::model::{parse_service, HttpProbe, HttpScheme, Probe};
+use edgectl::model::{parse_service, HttpProbe, HttpScheme, Port, Probe, Protocol, Publish};
 use edgectl::node::{init_data_dir, Node, NodeConfig};
 use edgectl::orchestrator::records::{
     node_capacity_key, service_key, task_key, task_status_key, DesiredState, NodeCapacity,
@@ -143,6 +143,13 @@ async fn readiness_flips(node: Node, prefix: String) {
         "always",
         r#"[/bin/sh, -c, "trap 'exit 0' TERM; while true; do sleep 1; done"]"#,
     );
+    // A probe may only ask a port the service declares.
+    record.spec.spec.ports = vec![Port {
+        container: port,
+        host: None,
+        protocol: Protocol::Tcp,
+        publish: Publish::Host,
+    }];
     record.spec.spec.probes.readiness = Some(Probe {
         exec: None,
         http: Some(HttpProbe {

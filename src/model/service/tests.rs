@@ -777,6 +777,10 @@ fn drain_period_defaults_to_two_seconds_reads_zero_and_refuses_too_long() {
     );
 }
 
+/// The ports the probe cases ask, declared (a probe may only reach one).
+const PROBED_PORTS: &str =
+    "  ports:\n    - container: 80\n    - container: 8080\n    - container: 9090\n";
+
 /// A probe with every default and no action (cases set one).
 fn probe_defaults() -> Probe {
     Probe {
@@ -794,7 +798,7 @@ fn probe_defaults() -> Probe {
 #[test]
 fn probes_take_the_documented_defaults() {
     let spec = parse_service(&format!(
-        "{MINIMAL}  probes:\n    readiness:\n      http: {{port: 8080}}\n    liveness:\n      tcp: {{port: 9090}}\n"
+        "{MINIMAL}{PROBED_PORTS}  probes:\n    readiness:\n      http: {{port: 8080}}\n    liveness:\n      tcp: {{port: 9090}}\n"
     ))
     .unwrap();
     let readiness = spec.spec.probes.readiness.clone().unwrap();
@@ -846,7 +850,7 @@ fn a_spec_without_probes_stores_and_reads_as_before() {
     assert!(spec.spec.probes.is_empty());
     // And probes round-trip through the stored form.
     let probed = parse_service(&format!(
-        "{MINIMAL}  probes:\n    readiness:\n      http: {{path: /ready, port: 80}}\n      successThreshold: 2\n"
+        "{MINIMAL}{PROBED_PORTS}  probes:\n    readiness:\n      http: {{path: /ready, port: 80}}\n      successThreshold: 2\n"
     ))
     .unwrap();
     let back: ServiceSpec = serde_json::from_str(&serde_json::to_string(&probed).unwrap()).unwrap();
@@ -899,7 +903,7 @@ fn health_check_and_a_liveness_probe_together_are_refused_naming_both() {
     );
     // A health check beside a readiness probe is fine: different jobs.
     parse_service(&format!(
-        "{MINIMAL}  healthCheck:\n    exec: [\"true\"]\n  probes:\n    readiness:\n      tcp: {{port: 80}}\n"
+        "{MINIMAL}{PROBED_PORTS}  healthCheck:\n    exec: [\"true\"]\n  probes:\n    readiness:\n      tcp: {{port: 80}}\n"
     ))
     .unwrap();
 }
@@ -914,10 +918,10 @@ fn a_probe_runs_exactly_one_action() {
     );
     check_field_error(
         &format!(
-            "{MINIMAL}  probes:\n    startup:\n      exec: [\"true\"]\n      tcp: {{port: 80}}\n"
+            "{MINIMAL}{PROBED_PORTS}  probes:\n    startup:\n      exec: [\"true\"]\n      tcp: {{port: 80}}\n"
         ),
         "spec.probes.startup.tcp",
-        10,
+        14,
         "sets both exec and tcp",
     );
     check_field_error(
@@ -969,7 +973,7 @@ fn probe_ports_paths_and_schemes_are_checked() {
     );
     assert!(https.to_string().contains("http"), "{https}");
     let too_big = parse_service(&format!(
-        "{MINIMAL}  probes:\n    readiness:\n      tcp: {{port: 70000}}\n"
+        "{MINIMAL}{PROBED_PORTS}  probes:\n    readiness:\n      tcp: {{port: 70000}}\n"
     ))
     .unwrap_err();
     assert!(
@@ -979,7 +983,7 @@ fn probe_ports_paths_and_schemes_are_checked() {
         "{too_big}"
     );
     let unknown = parse_service(&format!(
-        "{MINIMAL}  probes:\n    readiness:\n      tcp: {{port: 80}}\n      periodSeconds: 5\n"
+        "{MINIMAL}{PROBED_PORTS}  probes:\n    readiness:\n      tcp: {{port: 80}}\n      periodSeconds: 5\n"
     ))
     .unwrap_err();
     assert_eq!(
@@ -990,38 +994,57 @@ fn probe_ports_paths_and_schemes_are_checked() {
 }
 
 #[test]
+fn a_probe_on_a_port_the_service_does_not_declare_is_refused() {
+    check_field_error(
+        &format!("{MINIMAL}  probes:\n    readiness:\n      http: {{port: 8080}}\n"),
+        "spec.probes.readiness.http.port",
+        9,
+        "add `- container: 8080` under spec.ports",
+    );
+    let udp_only = "  ports:\n    - {container: 53, protocol: udp}\n";
+    check_field_error(
+        &format!("{MINIMAL}{udp_only}  probes:\n    liveness:\n      tcp: {{port: 53}}\n"),
+        "spec.probes.liveness.tcp.port",
+        11,
+        "does not declare",
+    );
+}
+
+#[test]
 fn probe_timing_and_thresholds_are_bounded() {
     let probe = |fields: &str| {
-        format!("{MINIMAL}  probes:\n    readiness:\n      tcp: {{port: 80}}\n{fields}")
+        format!(
+            "{MINIMAL}{PROBED_PORTS}  probes:\n    readiness:\n      tcp: {{port: 80}}\n{fields}"
+        )
     };
     check_field_error(
         &probe("      interval: 10ms\n"),
         "spec.probes.readiness.interval",
-        10,
+        14,
         "expected 100ms to 10m",
     );
     check_field_error(
         &probe("      timeout: 11m\n"),
         "spec.probes.readiness.timeout",
-        10,
+        14,
         "expected 100ms to 10m",
     );
     check_field_error(
         &probe("      initialDelay: 1h\n"),
         "spec.probes.readiness.initialDelay",
-        10,
+        14,
         "at most 10m",
     );
     check_field_error(
         &probe("      failureThreshold: 0\n"),
         "spec.probes.readiness.failureThreshold",
-        10,
+        14,
         "expected 1 to 100",
     );
     check_field_error(
         &probe("      successThreshold: 101\n"),
         "spec.probes.readiness.successThreshold",
-        10,
+        14,
         "expected 1 to 100",
     );
     // Readiness may ask for several passes; liveness and startup may not.
@@ -1029,10 +1052,10 @@ fn probe_timing_and_thresholds_are_bounded() {
     for name in ["liveness", "startup"] {
         check_field_error(
             &format!(
-                "{MINIMAL}  probes:\n    {name}:\n      tcp: {{port: 80}}\n      successThreshold: 2\n"
+                "{MINIMAL}{PROBED_PORTS}  probes:\n    {name}:\n      tcp: {{port: 80}}\n      successThreshold: 2\n"
             ),
             &format!("spec.probes.{name}.successThreshold"),
-            10,
+            14,
             "expected 1",
         );
     }

@@ -309,9 +309,34 @@ fn check_probes(body: &ServiceBody) -> Result<(), Invalid> {
     ] {
         if let Some(probe) = probe {
             check_probe(name, probe)?;
+            check_probe_port(name, probe, &body.ports)?;
         }
     }
     Ok(())
+}
+
+/// An http or tcp probe reaches a port the service declares (TCP), so that
+/// a typo in the probe's port is caught at `apply`, not by a task that
+/// never becomes ready.
+fn check_probe_port(name: &str, probe: &Probe, ports: &[Port]) -> Result<(), Invalid> {
+    let (field, port) = match (&probe.http, &probe.tcp) {
+        (Some(http), _) => ("http", http.port),
+        (None, Some(tcp)) => ("tcp", tcp.port),
+        (None, None) => return Ok(()),
+    };
+    let declared = ports
+        .iter()
+        .any(|declared| declared.container == port && declared.protocol == Protocol::Tcp);
+    if declared || port == 0 {
+        return Ok(());
+    }
+    Err(invalid(
+        spec_path(&[key("probes"), key(name), key(field), key("port")]),
+        format!(
+            "the {name} probe asks port {port}, which the service does not declare; add \
+             `- container: {port}` under spec.ports (a probe reaches only a declared TCP port)"
+        ),
+    ))
 }
 
 fn check_probe(name: &str, probe: &Probe) -> Result<(), Invalid> {

@@ -664,7 +664,7 @@ fn a_failing_readiness_probe_takes_a_task_out_of_rotation_without_a_restart() {
     // agent asks it at the task's address. A passing liveness probe beside
     // it must change nothing.
     let yaml = "apiVersion: edgectl/v1\nkind: Service\nmetadata:\n  name: gated\nspec:\n  \
-                image: httpd:latest\n  probes:\n    readiness:\n      \
+                image: httpd:latest\n  ports:\n    - container: 8080\n  probes:\n    readiness:\n      \
                 http: {path: /ready, port: 8080}\n      interval: 200ms\n      \
                 failureThreshold: 2\n    liveness:\n      tcp: {port: 8080}\n      \
                 interval: 200ms\n";
