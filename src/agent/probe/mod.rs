@@ -134,8 +134,9 @@ mod tests {
     #[test]
     fn only_running_containers_of_running_tasks_with_probes_are_targets() {
         let checked = "  healthCheck:\n    exec: [\"true\"]\n";
-        let ready = "  probes:\n    readiness:\n      http: {port: 80}\n";
-        let on_host = "  network: host\n  probes:\n    readiness:\n      tcp: {port: 80}\n";
+        let ready =
+            "  ports:\n    - container: 80\n  probes:\n    readiness:\n      http: {port: 80}\n";
+        let on_host = "  network: host\n  ports:\n    - {container: 80, host: 80}\n  probes:\n    readiness:\n      tcp: {port: 80}\n";
         let mut stopping = task("web.2.1", checked);
         stopping.desired = DesiredState::Shutdown;
         let tasks = [
@@ -175,10 +176,13 @@ mod tests {
             .spec
             .effective_probes();
         assert_eq!(not_ready(&liveness_only, None), None);
-        let readiness = task("a", "  probes:\n    readiness:\n      tcp: {port: 80}\n")
-            .spec
-            .spec
-            .effective_probes();
+        let readiness = task(
+            "a",
+            "  ports:\n    - container: 80\n  probes:\n    readiness:\n      tcp: {port: 80}\n",
+        )
+        .spec
+        .spec
+        .effective_probes();
         assert_eq!(
             not_ready(&readiness, None).as_deref(),
             Some(WAITING_FOR_READINESS)
@@ -188,10 +192,13 @@ mod tests {
             not_ready(&readiness, Some(&Some("failed".into()))).as_deref(),
             Some("failed")
         );
-        let startup = task("a", "  probes:\n    startup:\n      tcp: {port: 80}\n")
-            .spec
-            .spec
-            .effective_probes();
+        let startup = task(
+            "a",
+            "  ports:\n    - container: 80\n  probes:\n    startup:\n      tcp: {port: 80}\n",
+        )
+        .spec
+        .spec
+        .effective_probes();
         assert_eq!(
             not_ready(&startup, None).as_deref(),
             Some(WAITING_FOR_STARTUP)
