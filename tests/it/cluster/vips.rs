@@ -5,7 +5,9 @@
 //! `sessionAffinity: clientIP` they stay on one; a replica that stops
 //! leaves rotation; a VIP with no ready task refuses at once; a replica
 //! that is shut down leaves rotation first and finishes the request in
-//! flight before it is stopped.
+//! flight before it is stopped; a replica failing readiness leaves the
+//! VIP without a restart, and a killed node's replica leaves it within the
+//! propagation target.
 
 use std::collections::BTreeMap;
 
@@ -253,4 +255,99 @@ fn a_shut_down_replica_leaves_rotation_then_drains_the_request_in_flight() {
             .ok_or(format!("{tasks:?}"))
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+}
+
+#[test]
+fn readiness_and_a_killed_node_take_replicas_out_of_the_vip_without_restarts() {
+    let cluster = form_labelled(EdgeCluster::new("nvrd", 3), 3, &[]);
+    run_on(
+        &cluster,
+        "client",
+        "busybox:latest",
+        1,
+        "  command: [\"sleep\", \"100000\"]\n",
+    );
+    // Ready while /tmp/w/down does not exist; the default spread puts one
+    // replica on node 2 and one on node 3.
+    apply_backend(
+        &cluster,
+        "web",
+        2,
+        "  probes:\n    readiness:\n      exec: [\"sh\", \"-c\", \"test ! -e /tmp/w/down\"]\n      \
+         interval: 200ms\n      failureThreshold: 1\n",
+    );
+    let client = running_task(&cluster, "client").id;
+    let vip = vip_with_ready(&cluster, "web", 2);
+    let url = format!("http://{vip}:8080/");
+    wait_until(CONVERGE, "both replicas answer", || {
+        let answered = spread(&cluster, &client, &url, 12);
+        (answered.len() == 2)
+            .then_some(())
+            .ok_or(format!("{answered:?}"))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+    let tasks: Vec<TaskView> = cluster
+        .cli_json(1, &["get", "tasks"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let replicas: Vec<TaskView> = tasks.into_iter().filter(|t| t.service == "web").collect();
+    assert_eq!(replicas.len(), 2, "{replicas:?}");
+    assert_ne!(replicas[0].node_id, replicas[1].node_id, "{replicas:?}");
+    let (unready, other) = (&replicas[0], &replicas[1]);
+    let other_name = fetch_from(&cluster, other);
+
+    // A failing readiness probe: out of the VIP, not restarted.
+    cluster.cli_ok(1, &["exec", &unready.id, "--", "touch", "/tmp/w/down"]);
+    wait_until(CONVERGE, "only the ready replica answers", || {
+        let answered = spread(&cluster, &client, &url, 12);
+        (answered.len() == 1 && answered.contains_key(&other_name))
+            .then_some(())
+            .ok_or(format!("{answered:?}"))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+    // Back in rotation once it passes again.
+    cluster.cli_ok(1, &["exec", &unready.id, "--", "rm", "/tmp/w/down"]);
+    wait_until(CONVERGE, "both replicas answer again", || {
+        let answered = spread(&cluster, &client, &url, 12);
+        (answered.len() == 2)
+            .then_some(())
+            .ok_or(format!("{answered:?}"))
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let tasks: Vec<TaskView> = cluster
+        .cli_json(1, &["get", "tasks"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let again = tasks.iter().find(|t| t.id == unready.id).expect("the task");
+    assert_eq!(again.restarts, 0, "restarted for readiness: {again:?}");
+
+    // SIGKILL the node of one replica: once its lease lapsed and the
+    // shutdown is committed, within the propagation target (1 s) no
+    // request fails.
+    let killed = (1..=3)
+        .find(|i| other.node.as_deref() == Some(EdgeCluster::name(*i).as_str()))
+        .unwrap_or_else(|| panic!("no node named {:?}", other.node));
+    cluster.kill(killed);
+    wait_until(
+        CONVERGE,
+        "the killed node's replica out of the endpoints",
+        || {
+            let endpoints: Vec<EndpointView> = cluster.cli_json(1, &["get", "endpoints", "web"])?;
+            (!endpoints.iter().any(|e| e.task == other.id && e.ready))
+                .then_some(())
+                .ok_or(format!("{endpoints:?}"))
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    for request in 0..20 {
+        if let Err(e) = fetch(&cluster, &client, &url) {
+            panic!("request {request} after the propagation target failed: {e}");
+        }
+    }
+}
+
+/// The name a replica answers with, asked at its own address.
+fn fetch_from(cluster: &EdgeCluster, task: &TaskView) -> String {
+    let out = cluster.cli(1, &["exec", &task.id, "--", "cat", "/tmp/w/index.html"]);
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
