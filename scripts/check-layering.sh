@@ -43,6 +43,8 @@ PURE_MODULES=(
     src/scheduler
     src/model
     src/orchestrator/reconcile
+    src/orchestrator/rollout
+    src/orchestrator/revisions
     src/agent/plan
     src/agent/probe/tracker
     src/cluster

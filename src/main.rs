@@ -104,6 +104,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Command::Delete(command) => cli::orchestration::delete(&cli, command).await?,
             Command::Rollback(command) => cli::orchestration::rollback(&cli, command).await?,
+            Command::Rollout(command) => cli::rollout::rollout(&cli, command).await?,
             Command::Secret(command) => cli::objects::secret(&cli, command).await?,
             Command::Config(command) => cli::objects::config(&cli, command).await?,
             Command::Image(_) | Command::Run(_) | Command::Reset { .. } => {

@@ -8,8 +8,8 @@ pub mod orchestration;
 pub mod system;
 
 pub use orchestration::{
-    ApplyChange, ApplyOutcome, EndpointView, NodeChange, NodeView, ServiceDescription,
-    ServiceSummary, TaskView,
+    ApplyChange, ApplyOutcome, EndpointView, NodeChange, NodeView, RevisionView, RolloutView,
+    ServiceDescription, ServiceSummary, TaskView,
 };
 
 pub use system::{MemberDialer, SystemWriter};
@@ -140,6 +140,26 @@ pub enum ApiRequest {
     GetEndpoints {
         service: Option<String>,
     },
+    /// Where a service's rollout stands.
+    RolloutStatus {
+        service: String,
+    },
+    /// A service's kept generations, oldest first.
+    RolloutHistory {
+        service: String,
+    },
+    /// Back to a kept generation's spec (without `to_revision`, the one
+    /// before the current), as a new generation.
+    RolloutUndo {
+        service: String,
+        to_revision: Option<u64>,
+    },
+    /// Stop replacing tasks (`pause: true`), or go on (`false`; a rollout
+    /// the controller paused after a failure tries again).
+    RolloutPause {
+        service: String,
+        pause: bool,
+    },
 }
 
 /// Where a request is executed.
@@ -214,6 +234,8 @@ impl ApiRequest {
             | ApiRequest::DescribeService { .. }
             | ApiRequest::GetNodes
             | ApiRequest::GetEndpoints { .. }
+            | ApiRequest::RolloutStatus { .. }
+            | ApiRequest::RolloutHistory { .. }
             | ApiRequest::ObjectList { .. }
             | ApiRequest::ObjectInspect { .. } => RequestClass::new(Leader, READ, REPEATABLE),
             // A second create is refused, a second update makes one more
@@ -225,7 +247,11 @@ impl ApiRequest {
             // Each makes something new: a second token, one more step back.
             ApiRequest::TokenCreate { .. }
             | ApiRequest::TokenRevoke { .. }
-            | ApiRequest::RollbackService { .. } => RequestClass::new(Leader, WRITE, ONCE_ONLY),
+            | ApiRequest::RollbackService { .. }
+            | ApiRequest::RolloutUndo { .. } => RequestClass::new(Leader, WRITE, ONCE_ONLY),
+            // Pausing twice is pausing; resuming a rollout that is not
+            // paused changes nothing.
+            ApiRequest::RolloutPause { .. } => RequestClass::new(Leader, WRITE, REPEATABLE),
             ApiRequest::Apply { .. }
             | ApiRequest::Scale { .. }
             | ApiRequest::DeleteService { .. }
@@ -264,6 +290,8 @@ pub enum ApiResponse {
     ObjectRemoved,
     KeyRotated { generation: u64, secrets: u64 },
     Endpoints(Vec<EndpointView>),
+    Rollout(Box<RolloutView>),
+    Revisions(Vec<RevisionView>),
 }
 
 /// A secret's or config's metadata, and a config's value when asked.

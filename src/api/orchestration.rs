@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::orchestrator::records::{DesiredState, ServiceEvent, TaskState};
+use crate::orchestrator::records::{DesiredState, RolloutState, ServiceEvent, TaskState};
 
 /// How `apply` changed a service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,4 +232,59 @@ mod tests {
             bincode::serde::decode_from_slice(&bytes, config).unwrap();
         assert_eq!(back, description);
     }
+}
+
+/// `edgectl rollout status`: where a service's rollout stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutView {
+    pub service: String,
+    /// The service's newest generation.
+    pub generation: u64,
+    /// The generation the controller deploys (the stable one after a
+    /// rollback).
+    pub target: u64,
+    pub state: RolloutState,
+    pub stable: Option<u64>,
+    pub replicas: u32,
+    /// Tasks of the target desired running.
+    pub updated: u32,
+    /// Of those, ready.
+    pub ready: u32,
+    /// Tasks of other generations still desired running.
+    pub old: u32,
+    /// Paused by `rollout pause`.
+    pub paused: bool,
+    pub started_unix: u64,
+    pub updated_unix: u64,
+}
+
+impl RolloutView {
+    /// Where the rollout stands, in one line.
+    pub fn summary(&self) -> String {
+        let state = match &self.state {
+            RolloutState::Paused { reason } => format!("paused: {reason}"),
+            RolloutState::RollingBack { from, reason } => {
+                format!("rolling back from generation {from} ({reason})")
+            }
+            RolloutState::RolledBack { from, reason } => {
+                format!("rolled back from generation {from} ({reason})")
+            }
+            other => other.name().to_string(),
+        };
+        let by_hand = if self.paused { ", paused by hand" } else { "" };
+        format!(
+            "generation {} {state}{by_hand}: {}/{} updated, {} ready, {} on other generations",
+            self.target, self.updated, self.replicas, self.ready, self.old
+        )
+    }
+}
+
+/// One line of `edgectl rollout history`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevisionView {
+    pub generation: u64,
+    pub created_unix: u64,
+    pub change: String,
+    /// `deployed`, `stable`, `failed: ...`, or empty.
+    pub outcome: String,
 }

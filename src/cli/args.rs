@@ -80,9 +80,13 @@ pub enum Command {
     /// Delete a service.
     #[command(subcommand)]
     Delete(DeleteCommand),
-    /// Go back to a service's previous spec (rolled out like an update).
+    /// Go back to a service's previous spec (rolled out like an update);
+    /// the same as `rollout undo`.
     #[command(subcommand)]
     Rollback(RollbackCommand),
+    /// Follow, list, undo, pause and resume a service's rollouts.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
     /// Manage secrets (encrypted at rest).
     #[command(subcommand)]
     Secret(SecretCommand),
@@ -390,6 +394,37 @@ pub enum RollbackCommand {
         #[command(flatten)]
         wait: WaitArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Follow a rollout until it completes (exit 0), rolls back or pauses
+    /// (exit 1), showing progress.
+    Status {
+        service: String,
+        /// Print where it stands now and return.
+        #[arg(long)]
+        no_follow: bool,
+        /// Give up following after this long (exit 1).
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
+        timeout: Duration,
+    },
+    /// The service's kept generations: when, what changed, what became of it.
+    History { service: String },
+    /// Go back to a kept generation (default: the one before the current)
+    /// as a new generation, rolled out like an update.
+    Undo {
+        service: String,
+        /// The generation to go back to (`rollout history` lists them).
+        #[arg(long)]
+        to_revision: Option<u64>,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Replace no more tasks until `rollout resume`.
+    Pause { service: String },
+    /// Go on replacing tasks; a rollout paused after a failure tries again.
+    Resume { service: String },
 }
 
 #[derive(Debug, Args)]

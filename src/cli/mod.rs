@@ -11,3 +11,4 @@ pub mod objects;
 pub mod orchestration;
 pub mod output;
 pub mod reset;
+pub mod rollout;

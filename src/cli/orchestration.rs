@@ -118,7 +118,7 @@ pub async fn scale(cli: &Cli, args: &ScaleArgs) -> anyhow::Result<()> {
     wait_if_asked(cli, &outcome.name, &args.wait).await
 }
 
-fn report_outcome(cli: &Cli, outcome: &ApplyOutcome) -> anyhow::Result<()> {
+pub(super) fn report_outcome(cli: &Cli, outcome: &ApplyOutcome) -> anyhow::Result<()> {
     match cli.output {
         OutputFormat::Table => {
             let what = match outcome.change {
@@ -140,7 +140,7 @@ fn report_outcome(cli: &Cli, outcome: &ApplyOutcome) -> anyhow::Result<()> {
     }
 }
 
-async fn wait_if_asked(cli: &Cli, service: &str, wait: &WaitArgs) -> anyhow::Result<()> {
+pub(super) async fn wait_if_asked(cli: &Cli, service: &str, wait: &WaitArgs) -> anyhow::Result<()> {
     if !wait.wait {
         return Ok(());
     }

@@ -188,6 +188,10 @@ impl Node {
             | ApiRequest::DescribeService { .. }
             | ApiRequest::GetNodes
             | ApiRequest::GetEndpoints { .. }
+            | ApiRequest::RolloutStatus { .. }
+            | ApiRequest::RolloutHistory { .. }
+            | ApiRequest::RolloutUndo { .. }
+            | ApiRequest::RolloutPause { .. }
             | ApiRequest::UpdateNode { .. }
             | ApiRequest::ImageImport { .. }
             | ApiRequest::ImageList => self.execute_orchestration(request).await,

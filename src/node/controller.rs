@@ -19,7 +19,8 @@ use crate::cluster::keys::SYSTEM_PREFIX;
 use crate::cluster::records::to_json;
 use crate::orchestrator::reconcile::{reconcile, Decision, NodeState, Snapshot};
 use crate::orchestrator::records::{
-    self, NodeCapacity, NodeSettings, ServiceEvent, ServiceRecord, TaskRecord, TaskStatus,
+    self, NodeCapacity, NodeSettings, RolloutRecord, ServiceEvent, ServiceRecord, TaskRecord,
+    TaskStatus,
 };
 
 /// The longest a lapsed lease waits to be noticed.
@@ -94,7 +95,7 @@ impl Node {
     pub(crate) async fn reconcile_once(&self) -> Result<usize, ApiError> {
         let snapshot = self.orchestration_snapshot()?;
         let decision = reconcile(&snapshot);
-        if decision.changes.is_empty() {
+        if decision.is_empty() {
             return Ok(0);
         }
         let txn = self.decision_txn(&decision, snapshot.now_unix)?;
@@ -155,10 +156,24 @@ impl Node {
                 (*id, state)
             })
             .collect();
+        let (rollout_kvs, _) = self
+            .inner
+            .kv
+            .range(records::ROLLOUTS_PREFIX.as_bytes())
+            .map_err(super::api::internal)?;
+        let rollouts = rollout_kvs
+            .iter()
+            .filter_map(|kv| {
+                let name = String::from_utf8_lossy(&kv.key[records::ROLLOUTS_PREFIX.len()..]);
+                let record = decode::<RolloutRecord>(&kv.key, &kv.value)?;
+                Some((name.into_owned(), (record, kv.mod_revision)))
+            })
+            .collect();
         Ok(Snapshot {
             services,
             tasks,
             statuses,
+            rollouts,
             nodes,
             revision,
             now_unix: now_unix(),

@@ -21,6 +21,7 @@ mod orchestration;
 mod pacing;
 pub mod peer;
 mod proposer;
+mod rollouts;
 mod routes;
 mod secrets;
 mod status;

@@ -19,6 +19,7 @@ use crate::orchestrator::records::{
     self, DesiredState, NodeSettings, ServiceEvent, ServiceRecord, TaskRecord, TaskState,
     TaskStatus,
 };
+use crate::orchestrator::revisions;
 
 impl Node {
     pub(super) async fn execute_orchestration(&self, request: ApiRequest) -> ApiResult {
@@ -55,6 +56,15 @@ impl Node {
                     ApiRequest::UpdateNode { node, change } => {
                         self.update_node(&node, change).await
                     }
+                    ApiRequest::RolloutStatus { service } => self.rollout_view(&service),
+                    ApiRequest::RolloutHistory { service } => self.rollout_history(&service),
+                    ApiRequest::RolloutUndo {
+                        service,
+                        to_revision,
+                    } => self.undo_rollout(&service, to_revision).await,
+                    ApiRequest::RolloutPause { service, pause } => {
+                        self.pause_rollout(&service, pause).await
+                    }
                     other => Err(ApiError::Internal(format!(
                         "{other:?} is not an orchestration request"
                     ))),
@@ -72,36 +82,39 @@ impl Node {
         let current = self.inner.kv.get(key.as_bytes()).map_err(internal)?;
         let now = now_unix();
         let (record, change, mod_revision) = match current {
-            None => (
-                ServiceRecord {
+            None => {
+                let mut record = ServiceRecord {
                     spec,
                     generation: 1,
                     created_unix: now,
                     updated_unix: now,
                     previous: None,
-                },
-                ApplyChange::Created,
-                0,
-            ),
+                    revisions: Vec::new(),
+                    paused: false,
+                    resumes: 0,
+                };
+                revisions::push_revision(&mut record, None, "created".to_string(), now);
+                (record, ApplyChange::Created, 0)
+            }
             Some(kv) => {
                 let old: ServiceRecord = serde_json::from_slice(&kv.value).map_err(internal)?;
                 let change = classify_change(&old.spec, &spec);
-                let updated = change == ApplyChange::Updated;
-                let record = ServiceRecord {
-                    generation: old.generation + u64::from(updated),
+                let mut record = ServiceRecord {
+                    spec,
                     updated_unix: if change == ApplyChange::Unchanged {
                         old.updated_unix
                     } else {
                         now
                     },
-                    spec,
-                    created_unix: old.created_unix,
-                    previous: if updated {
-                        Some(old.spec)
-                    } else {
-                        old.previous
-                    },
+                    ..old.clone()
                 };
+                if change == ApplyChange::Updated {
+                    record.generation = old.generation + 1;
+                    record.previous = Some(old.spec.clone());
+                    let what = revisions::describe_change(&old.spec, &record.spec);
+                    let before = (old.generation, &old.spec, old.updated_unix);
+                    revisions::push_revision(&mut record, Some(before), what, now);
+                }
                 (record, change, kv.mod_revision)
             }
         };
@@ -120,7 +133,7 @@ impl Node {
     /// published ports clash with another service's (read on the leader).
     /// Two applies racing on different services could both pass; the
     /// rarer loss is a port forwarded to one of the two services.
-    fn check_published_ports(&self, spec: &ServiceSpec) -> Result<(), ApiError> {
+    pub(super) fn check_published_ports(&self, spec: &ServiceSpec) -> Result<(), ApiError> {
         let services = self.read_keyed_records::<ServiceRecord>(records::SERVICES_PREFIX)?;
         crate::network::check_published_ports(
             &spec.metadata.name,
@@ -155,33 +168,11 @@ impl Node {
         }))
     }
 
-    /// Back to the spec of the generation before, as a new generation (a
-    /// rollout like any other), keeping today's replica count and rollout
-    /// settings. Rolling back twice returns to where it started.
+    /// Back to the spec of the generation before (`rollout undo` without
+    /// a revision), as a new generation: `edgectl rollback service`, kept
+    /// as an alias.
     async fn rollback_service(&self, name: &str) -> ApiResult {
-        let (record, mod_revision) = self.service_record(name)?;
-        let Some(mut spec) = record.previous.clone() else {
-            return Err(ApiError::Invalid(format!(
-                "service {name} has no earlier spec to roll back to: it was never updated"
-            )));
-        };
-        spec.spec.replicas = record.spec.spec.replicas;
-        spec.spec.update = record.spec.spec.update;
-        self.check_published_ports(&spec)?;
-        let rolled = ServiceRecord {
-            generation: record.generation + 1,
-            updated_unix: now_unix(),
-            previous: Some(record.spec.clone()),
-            spec,
-            created_unix: record.created_unix,
-        };
-        self.put_service(&rolled, mod_revision).await?;
-        Ok(ApiResponse::Applied(ApplyOutcome {
-            name: name.to_string(),
-            generation: rolled.generation,
-            replicas: rolled.spec.spec.replicas,
-            change: ApplyChange::Updated,
-        }))
+        self.undo_rollout(name, None).await
     }
 
     async fn delete_service(&self, name: &str) -> ApiResult {
@@ -204,7 +195,11 @@ impl Node {
         Ok(ApiResponse::ServiceDeleted)
     }
 
-    async fn put_service(&self, record: &ServiceRecord, mod_revision: u64) -> Result<(), ApiError> {
+    pub(super) async fn put_service(
+        &self,
+        record: &ServiceRecord,
+        mod_revision: u64,
+    ) -> Result<(), ApiError> {
         let key = records::service_key(&record.spec.metadata.name).into_bytes();
         let txn = Txn {
             compares: vec![Compare {
@@ -231,7 +226,7 @@ impl Node {
         }
     }
 
-    fn service_record(&self, name: &str) -> Result<(ServiceRecord, u64), ApiError> {
+    pub(super) fn service_record(&self, name: &str) -> Result<(ServiceRecord, u64), ApiError> {
         self.record_at(&records::service_key(name), || {
             ApiError::NotFound(format!(
                 "service {name:?}; `edgectl get services` lists them"
@@ -270,7 +265,7 @@ impl Node {
             .collect())
     }
 
-    fn task_views(&self, service: Option<&str>) -> Result<Vec<TaskView>, ApiError> {
+    pub(super) fn task_views(&self, service: Option<&str>) -> Result<Vec<TaskView>, ApiError> {
         let statuses: BTreeMap<String, TaskStatus> = self
             .read_records::<TaskStatus>(records::TASK_STATUS_PREFIX)?
             .into_iter()
@@ -330,7 +325,10 @@ impl Node {
                 self.vips_by_service()?.remove(name),
             ),
             spec_yaml: serde_yaml::to_string(&record.spec).map_err(internal)?,
-            rollout: rollout_status(&record, &tasks),
+            rollout: match self.rollout_view(name)? {
+                ApiResponse::Rollout(view) => Some(view.summary()),
+                _ => None,
+            },
             tasks,
             events,
             endpoints,
@@ -502,6 +500,8 @@ fn classify_change(old: &ServiceSpec, new: &ServiceSpec) -> ApplyChange {
     let mut same_tasks = old.clone();
     same_tasks.spec.replicas = new.spec.replicas;
     same_tasks.spec.update = new.spec.update;
+    same_tasks.spec.rollback = new.spec.rollback;
+    same_tasks.spec.revision_history = new.spec.revision_history;
     if same_tasks != *new {
         ApplyChange::Updated
     } else if old.spec.replicas != new.spec.replicas {
@@ -509,50 +509,6 @@ fn classify_change(old: &ServiceSpec, new: &ServiceSpec) -> ApplyChange {
     } else {
         ApplyChange::Reconfigured
     }
-}
-
-/// Where a rollout stands, while tasks of an older generation still run:
-/// how many slots run the new generation, and, when a new task failed, that
-/// the rollout is paused and what to do.
-fn rollout_status(record: &ServiceRecord, tasks: &[TaskView]) -> Option<String> {
-    let name = &record.spec.metadata.name;
-    let wanted = |t: &&TaskView| t.service == *name && t.desired == DesiredState::Running;
-    let old = tasks
-        .iter()
-        .filter(wanted)
-        .filter(|t| t.generation != record.generation)
-        .count();
-    if old == 0 {
-        return None;
-    }
-    let new: Vec<&TaskView> = tasks
-        .iter()
-        .filter(wanted)
-        .filter(|t| t.generation == record.generation)
-        .collect();
-    let running = new
-        .iter()
-        .filter(|t| t.state == Some(TaskState::Running))
-        .count();
-    let mut status = format!(
-        "to generation {}: {running} of {} replicas updated and running, {old} on older generations",
-        record.generation, record.spec.spec.replicas
-    );
-    if let Some(failed) = new
-        .iter()
-        .find(|t| t.state.as_ref().is_some_and(TaskState::is_terminal))
-    {
-        let why = match &failed.state {
-            Some(TaskState::Failed { reason }) => format!("failed: {reason}"),
-            Some(TaskState::Exited { code }) => format!("exited with code {code}"),
-            _ => "stopped".to_string(),
-        };
-        status.push_str(&format!(
-            "; paused: new task {} {why}. Apply a fixed spec, or `edgectl rollback service {name}`",
-            failed.id
-        ));
-    }
-    Some(status)
 }
 
 fn summarize(

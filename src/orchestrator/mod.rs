@@ -5,5 +5,11 @@
 //! - [`reconcile`]: the controller's decision: from a snapshot of services,
 //!   tasks, statuses and node liveness to the task changes to write.
 
+//! - [`revisions`]: the generations a service keeps, and what changed.
+//! - [`rollout`]: one service's rollout: which generation to deploy, how
+//!   many tasks to replace now, what failed, when to roll back.
+
 pub mod reconcile;
 pub mod records;
+pub mod revisions;
+pub mod rollout;

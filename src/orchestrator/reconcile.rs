@@ -2,18 +2,24 @@
 //! tasks, task statuses and node liveness to the task records to write.
 //!
 //! Rules, applied in this order:
+//! 0. Each service's rollout is decided first (`super::rollout`): the
+//!    generation to deploy (the newest, or the stable one after a failed
+//!    rollout), how many tasks may be replaced in this pass, and the rollout
+//!    record to write.
 //! 1. A task whose service is gone, whose slot is beyond the replica count,
 //!    or whose node lapsed, left the cluster or is draining, is shut down
-//!    (desired `Shutdown`). A task of an old generation is shut down too, but
-//!    as a rollout: a running one only while fewer than `update.parallelism`
-//!    tasks of the new generation are still on their way up (not yet
-//!    running), so a new generation that never comes up stops the rollout
-//!    with the rest still serving. A shut-down task is deleted once its
-//!    node's agent reports it stopped, or when its node is no longer a
-//!    member, or when it was never placed.
+//!    (desired `Shutdown`). A task of another generation than the target is
+//!    shut down too, but as a rollout: under `stop-first` a running one only
+//!    within the rollout's budget (so a new generation that never becomes
+//!    ready stops the rollout with the rest still serving); under
+//!    `start-first` once its slot has a ready task of the target. A
+//!    shut-down task is deleted once its node's agent reports it stopped,
+//!    or when its node is no longer a member, or when it was never placed.
 //! 2. Every slot `0..replicas` of a service without a running task gets a new
-//!    task (`<service>.<slot>.<revision>`). A slot whose task exited and is
-//!    not restarted by policy counts as served: the task is not replaced.
+//!    task of the target (`<service>.<slot>.<revision>`); under
+//!    `start-first`, a slot still served by another generation gets one too,
+//!    within the budget. A slot whose task exited and is not restarted by
+//!    policy counts as served: the task is not replaced.
 //! 3. Unplaced tasks go through the scheduler; those that fit nowhere keep
 //!    their reason and are tried again on every pass.
 //!
@@ -24,11 +30,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use raft::{Compare, KvOp, Txn};
 
 use crate::cluster::records::to_json;
-use crate::model::{ConstraintOperator, Publish, ServiceSpec, Spread, VolumeType};
+use crate::model::{ConstraintOperator, Publish, ServiceSpec, Spread, UpdateOrder, VolumeType};
 use crate::orchestrator::records::{
-    self, DesiredState, NodeCapacity, NodeSettings, ServiceRecord, TaskRecord, TaskState,
-    TaskStatus,
+    self, DesiredState, NodeCapacity, NodeSettings, RolloutRecord, ServiceRecord, TaskRecord,
+    TaskState, TaskStatus,
 };
+use crate::orchestrator::rollout::{plan_rollout, RolloutPlan};
 use crate::scheduler::{self, ExistingReplicas, NodeView, Resources, TaskRequest};
 
 /// A node as the controller sees it.
@@ -51,6 +58,8 @@ pub struct Snapshot {
     /// Task records with their mod revision in the store.
     pub tasks: BTreeMap<String, (TaskRecord, u64)>,
     pub statuses: BTreeMap<String, TaskStatus>,
+    /// Rollout records with their mod revision in the store.
+    pub rollouts: BTreeMap<String, (RolloutRecord, u64)>,
     pub nodes: BTreeMap<u64, NodeState>,
     /// The store's revision the snapshot was read at: names new tasks.
     pub revision: u64,
@@ -76,17 +85,36 @@ pub enum TaskChange {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Decision {
     pub changes: Vec<TaskChange>,
+    /// Rollout records that changed: (service, record, expected mod
+    /// revision; 0 for a new one).
+    pub rollouts: Vec<(String, RolloutRecord, u64)>,
     /// (service, message) lines for the services' event logs.
     pub events: Vec<(String, String)>,
 }
 
 impl Decision {
-    /// The decision's task writes as one transaction, each guarded by the
-    /// task key's mod revision: a pass computed from a stale view writes
-    /// nothing. Deleting a task deletes its status too. (The controller adds
-    /// the service events to it.)
+    /// Whether the pass writes anything.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.rollouts.is_empty()
+    }
+
+    /// The decision's task and rollout writes as one transaction, each
+    /// guarded by its key's mod revision: a pass computed from a stale view
+    /// writes nothing. Deleting a task deletes its status too. (The
+    /// controller adds the service events to it.)
     pub fn task_txn(&self) -> Txn {
         let mut txn = Txn::default();
+        for (service, record, expected_mod_revision) in &self.rollouts {
+            let key = records::rollout_key(service).into_bytes();
+            txn.compares.push(Compare {
+                key: key.clone(),
+                mod_revision: *expected_mod_revision,
+            });
+            txn.success.push(KvOp::Put {
+                key,
+                value: to_json(record),
+            });
+        }
         for change in &self.changes {
             let (id, expected_mod_revision) = match change {
                 TaskChange::Put {
@@ -122,15 +150,62 @@ impl Decision {
 
 /// The controller's pass. See the module doc for the rules.
 pub fn reconcile(snapshot: &Snapshot) -> Decision {
+    let plans = rollout_plans(snapshot);
     let mut pass = Pass {
         tasks: snapshot.tasks.clone(),
         touched: BTreeSet::new(),
         decision: Decision::default(),
+        budgets: plans
+            .iter()
+            .map(|(name, plan)| (name.clone(), plan.budget))
+            .collect(),
     };
-    pass.shut_down_and_delete(snapshot);
-    pass.fill_empty_slots(snapshot);
+    for (name, plan) in &plans {
+        let current = snapshot.rollouts.get(name);
+        if current.map(|(record, _)| record) != Some(&plan.record) {
+            pass.decision.rollouts.push((
+                name.clone(),
+                plan.record.clone(),
+                current.map_or(0, |(_, revision)| *revision),
+            ));
+            pass.decision.events.extend(
+                plan.events
+                    .iter()
+                    .map(|event| (name.clone(), event.clone())),
+            );
+        }
+    }
+    pass.shut_down_and_delete(snapshot, &plans);
+    pass.fill_empty_slots(snapshot, &plans);
     place_pending(snapshot, &mut pass);
     pass.finish()
+}
+
+/// Rule 0: every service's rollout.
+fn rollout_plans(snapshot: &Snapshot) -> BTreeMap<String, RolloutPlan> {
+    let mut by_service: BTreeMap<&str, Vec<&TaskRecord>> = BTreeMap::new();
+    for (task, _) in snapshot.tasks.values() {
+        by_service
+            .entry(task.service.as_str())
+            .or_default()
+            .push(task);
+    }
+    snapshot
+        .services
+        .iter()
+        .map(|(name, service)| {
+            let tasks = by_service.remove(name.as_str()).unwrap_or_default();
+            let current = snapshot.rollouts.get(name).map(|(record, _)| record);
+            let plan = plan_rollout(
+                service,
+                current,
+                &tasks,
+                &snapshot.statuses,
+                snapshot.now_unix,
+            );
+            (name.clone(), plan)
+        })
+        .collect()
 }
 
 /// The tasks as one pass leaves them, and what it has decided so far.
@@ -140,16 +215,25 @@ struct Pass {
     /// Tasks whose record this pass changes (written as `Put`s at the end).
     touched: BTreeSet<String>,
     decision: Decision,
+    /// What each service's rollout may still replace in this pass.
+    budgets: BTreeMap<String, u32>,
 }
 
 impl Pass {
     /// Rule 1: shut down what should not run, delete what has stopped.
-    fn shut_down_and_delete(&mut self, snapshot: &Snapshot) {
-        let mut rollout_budget = rollout_budgets(snapshot);
+    fn shut_down_and_delete(&mut self, snapshot: &Snapshot, plans: &BTreeMap<String, RolloutPlan>) {
         let mut deleted: BTreeSet<String> = BTreeSet::new();
+        let ready_target_slots = ready_target_slots(snapshot, plans);
         for (id, (task, _)) in self.tasks.iter_mut() {
             if task.desired == DesiredState::Running {
-                if let Some(reason) = stop_reason(task, snapshot, &mut rollout_budget) {
+                let reason = stop_reason(
+                    task,
+                    snapshot,
+                    plans,
+                    &ready_target_slots,
+                    &mut self.budgets,
+                );
+                if let Some(reason) = reason {
                     self.decision.events.push((
                         task.service.clone(),
                         format!("task {id} shut down: {reason}"),
@@ -175,21 +259,31 @@ impl Pass {
         }
     }
 
-    /// Rule 2: one running task per slot.
-    fn fill_empty_slots(&mut self, snapshot: &Snapshot) {
-        for (name, service) in &snapshot.services {
-            let served = self.served_slots(name);
-            for slot in 0..service.spec.spec.replicas {
-                if served.contains(&slot) {
-                    continue;
+    /// Rule 2: one running task of the target per slot.
+    fn fill_empty_slots(&mut self, snapshot: &Snapshot, plans: &BTreeMap<String, RolloutPlan>) {
+        for (name, plan) in plans {
+            let served = self.served_slots(name, plan.target);
+            for slot in 0..plan.spec.spec.replicas {
+                match served.get(&slot) {
+                    Some(Served::Target) => continue,
+                    Some(Served::Other) if plan.order == UpdateOrder::StopFirst => continue,
+                    Some(Served::Other) => {
+                        // start-first: the new task before the old one goes.
+                        let budget = self.budgets.entry(name.clone()).or_insert(0);
+                        if *budget == 0 {
+                            continue;
+                        }
+                        *budget -= 1;
+                    }
+                    None => {}
                 }
                 let id = format!("{name}.{slot}.{}", snapshot.revision);
                 let task = TaskRecord {
                     id: id.clone(),
                     service: name.clone(),
                     slot,
-                    generation: service.generation,
-                    spec: service.spec.clone(),
+                    generation: plan.target,
+                    spec: plan.spec.clone(),
                     node: None,
                     desired: DesiredState::Running,
                     pending_reason: None,
@@ -202,14 +296,20 @@ impl Pass {
         }
     }
 
-    /// The slots of `service` with a task desired running. Two such tasks for
-    /// one slot cannot come from this module, but a hand-edited store could
-    /// hold them: the placed, oldest one is kept and the others shut down.
-    fn served_slots(&mut self, service: &str) -> BTreeSet<u32> {
-        let mut served: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    /// The slots of `service` with a task desired running, and whether one
+    /// of them runs the target. A slot holds at most one task of the target
+    /// and one of another generation (start-first, for a moment); more
+    /// cannot come from this module, but a hand-edited store could hold
+    /// them: the placed, oldest one of each kind is kept and the others
+    /// shut down.
+    fn served_slots(&mut self, service: &str, target: u64) -> BTreeMap<u32, Served> {
+        let mut served: BTreeMap<(u32, bool), Vec<String>> = BTreeMap::new();
         for (id, (task, _)) in &self.tasks {
             if task.service == service && task.desired == DesiredState::Running {
-                served.entry(task.slot).or_default().push(id.clone());
+                served
+                    .entry((task.slot, task.generation == target))
+                    .or_default()
+                    .push(id.clone());
             }
         }
         for ids in served.values() {
@@ -227,7 +327,14 @@ impl Pass {
                 }
             }
         }
-        served.into_keys().collect()
+        let mut slots = BTreeMap::new();
+        for (slot, is_target) in served.into_keys() {
+            let entry = slots.entry(slot).or_insert(Served::Other);
+            if is_target {
+                *entry = Served::Target;
+            }
+        }
+        slots
     }
 
     /// Every touched task becomes a `Put` after the deletes.
@@ -244,17 +351,60 @@ impl Pass {
     }
 }
 
-/// Why a task desired running is shut down in this pass, if it is. A running
-/// task of an old generation takes a place in its service's rollout budget
-/// and waits when there is none; one that is not serving anyway goes now.
+/// How a slot is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Served {
+    /// By a task of the rollout's target generation.
+    Target,
+    /// Only by a task of another generation.
+    Other,
+}
+
+/// The (service, slot) pairs with a ready task of the service's target
+/// generation: under start-first, the old task of such a slot may go.
+fn ready_target_slots(
+    snapshot: &Snapshot,
+    plans: &BTreeMap<String, RolloutPlan>,
+) -> BTreeSet<(String, u32)> {
+    snapshot
+        .tasks
+        .values()
+        .map(|(task, _)| task)
+        .filter(|task| {
+            task.desired == DesiredState::Running
+                && plans
+                    .get(&task.service)
+                    .is_some_and(|plan| plan.target == task.generation)
+                && is_ready(task, snapshot)
+        })
+        .map(|task| (task.service.clone(), task.slot))
+        .collect()
+}
+
+/// Why a task desired running is shut down in this pass, if it is. Under
+/// stop-first a running task of another generation takes a place in its
+/// service's rollout budget and waits when there is none; under
+/// start-first it waits for a ready task of the target in its slot. One
+/// that is not serving anyway goes now.
 fn stop_reason(
     task: &TaskRecord,
     snapshot: &Snapshot,
+    plans: &BTreeMap<String, RolloutPlan>,
+    ready_target_slots: &BTreeSet<(String, u32)>,
     rollout_budget: &mut BTreeMap<String, u32>,
 ) -> Option<String> {
-    match shutdown_reason(task, snapshot)? {
+    match shutdown_reason(task, snapshot, plans)? {
         Shutdown::Now(reason) => Some(reason),
         Shutdown::Rollout(reason) if !is_running(task, snapshot) => Some(reason),
+        Shutdown::Rollout(reason)
+            if plans
+                .get(&task.service)
+                .is_some_and(|plan| plan.order == UpdateOrder::StartFirst) =>
+        {
+            ready_target_slots
+                .contains(&(task.service.clone(), task.slot))
+                .then_some(reason)
+        }
         Shutdown::Rollout(reason) => {
             let budget = rollout_budget.entry(task.service.clone()).or_insert(0);
             if *budget == 0 {
@@ -275,7 +425,11 @@ enum Shutdown {
 }
 
 /// Why a task that should be running must stop, if it must.
-fn shutdown_reason(task: &TaskRecord, snapshot: &Snapshot) -> Option<Shutdown> {
+fn shutdown_reason(
+    task: &TaskRecord,
+    snapshot: &Snapshot,
+    plans: &BTreeMap<String, RolloutPlan>,
+) -> Option<Shutdown> {
     let Some(service) = snapshot.services.get(&task.service) else {
         return Some(Shutdown::Now(format!(
             "service {} was deleted",
@@ -300,10 +454,12 @@ fn shutdown_reason(task: &TaskRecord, snapshot: &Snapshot) -> Option<Shutdown> {
             Some(_) => {}
         }
     }
-    if task.generation != service.generation {
+    let target = plans
+        .get(&task.service)
+        .map_or(service.generation, |plan| plan.target);
+    if task.generation != target {
         return Some(Shutdown::Rollout(format!(
-            "replaced by generation {} of the service",
-            service.generation
+            "replaced by generation {target} of the service"
         )));
     }
     None
@@ -319,36 +475,14 @@ fn is_running(task: &TaskRecord, snapshot: &Snapshot) -> bool {
     })
 }
 
-/// How many running tasks of an old generation each service may stop in
-/// this pass: its `update.parallelism` less the tasks of its current
-/// generation that are not running yet (placed or not).
-fn rollout_budgets(snapshot: &Snapshot) -> BTreeMap<String, u32> {
-    // One pass over the tasks (the controller runs every 100 ms on clusters
-    // of thousands of tasks), counting per service.
-    let mut coming_up: BTreeMap<&str, u32> = BTreeMap::new();
-    for (task, _) in snapshot.tasks.values() {
-        let Some(service) = snapshot.services.get(&task.service) else {
-            continue;
-        };
-        if task.desired == DesiredState::Running
-            && task.generation == service.generation
-            && task.slot < service.spec.spec.replicas
-            && !is_running(task, snapshot)
-        {
-            *coming_up.entry(task.service.as_str()).or_insert(0) += 1;
-        }
-    }
-    snapshot
-        .services
-        .iter()
-        .map(|(name, service)| {
-            let busy = coming_up.get(name.as_str()).copied().unwrap_or(0);
-            (
-                name.clone(),
-                service.spec.spec.update.parallelism.saturating_sub(busy),
-            )
-        })
-        .collect()
+/// Whether the task's agent reports it ready on the node it is bound to.
+fn is_ready(task: &TaskRecord, snapshot: &Snapshot) -> bool {
+    task.node.is_some_and(|node| {
+        snapshot
+            .statuses
+            .get(&task.id)
+            .is_some_and(|status| status.node == node && status.is_ready())
+    })
 }
 
 /// Whether a shut-down task's record can go: nothing of it runs any more, or
@@ -374,6 +508,7 @@ fn place_pending(snapshot: &Snapshot, pass: &mut Pass) {
         tasks,
         touched,
         decision,
+        ..
     } = pass;
     let events = &mut decision.events;
     let pending: Vec<&TaskRecord> = tasks

@@ -8,6 +8,8 @@
 //! - node settings (`/sys/node-settings/<id>`): the API (`node label|cordon|drain`);
 //! - node capacity (`/sys/node-capacity/<id>`): that node's agent only;
 //! - service events (`/sys/service-events/<name>`): the leader's controller;
+//! - rollouts (`/sys/rollouts/<name>`): the leader's controller (which
+//!   generation it deploys, where the rollout stands, what failed);
 //! - images (`/sys/images/<manifest hex>`): the nodes that hold them
 //!   (`crate::images`), each adding itself as a holder.
 //!
@@ -29,6 +31,11 @@ pub const NODE_SETTINGS_PREFIX: &str = "/sys/node-settings/";
 pub const NODE_CAPACITY_PREFIX: &str = "/sys/node-capacity/";
 pub const SERVICE_EVENTS_PREFIX: &str = "/sys/service-events/";
 pub const IMAGES_PREFIX: &str = "/sys/images/";
+pub const ROLLOUTS_PREFIX: &str = "/sys/rollouts/";
+
+pub fn rollout_key(service: &str) -> String {
+    format!("{ROLLOUTS_PREFIX}{service}")
+}
 
 pub fn service_key(name: &str) -> String {
     format!("{SERVICES_PREFIX}{name}")
@@ -62,6 +69,122 @@ pub struct ServiceRecord {
     /// goes back to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<ServiceSpec>,
+    /// The last `revisionHistory` generations, oldest first, the current one
+    /// last: what the controller rolls back to, `rollout history` lists and
+    /// `rollout undo --to-revision` goes back to. Empty in records written
+    /// before revisions were kept (the current spec stands alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revisions: Vec<Revision>,
+    /// `rollout pause`: no more tasks are replaced until `rollout resume`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+    /// Bumped by `rollout resume`: a rollout the controller paused after a
+    /// failure goes on once it sees a new value.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resumes: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+impl ServiceRecord {
+    /// The spec of `generation`, as a task of it runs it: today's replica
+    /// count and rollout settings over that generation's spec. None when
+    /// the generation is no longer kept.
+    pub fn spec_of(&self, generation: u64) -> Option<ServiceSpec> {
+        if generation == self.generation {
+            return Some(self.spec.clone());
+        }
+        let revision = self.revisions.iter().find(|r| r.generation == generation)?;
+        let mut spec = revision.spec.clone();
+        spec.spec.replicas = self.spec.spec.replicas;
+        spec.spec.update = self.spec.spec.update;
+        spec.spec.rollback = self.spec.spec.rollback;
+        spec.spec.revision_history = self.spec.spec.revision_history;
+        Some(spec)
+    }
+}
+
+/// One generation of a service, as `apply` (or `rollout undo`) made it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revision {
+    pub generation: u64,
+    pub spec: ServiceSpec,
+    pub created_unix: u64,
+    /// What changed from the generation before, in a few words.
+    pub change: String,
+}
+
+/// Where a service's rollout stands: written by the leader's controller
+/// only, in the transaction of the pass that decided it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutRecord {
+    /// The generation the controller deploys: the service's newest, or the
+    /// stable one it rolled back to.
+    pub target: u64,
+    /// The service's newest generation when this record was decided: a
+    /// newer one starts a new rollout.
+    pub latest: u64,
+    pub state: RolloutState,
+    /// The newest generation whose tasks all became healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable: Option<u64>,
+    /// Generations whose rollout failed, with why: the controller never
+    /// deploys them again by itself.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failed: BTreeMap<u64, String>,
+    /// The service's `resumes` this record has answered.
+    #[serde(default)]
+    pub resumes: u64,
+    /// Tasks of the target ready when last decided, and when that count
+    /// last grew (or the rollout started): `progressDeadline` runs from
+    /// there, so time spent waiting for old tasks to stop is not held
+    /// against the new ones.
+    #[serde(default)]
+    pub ready: u32,
+    #[serde(default)]
+    pub progress_unix: u64,
+    pub started_unix: u64,
+    pub updated_unix: u64,
+}
+
+/// A rollout's state. Externally tagged: the API carries it in bincode.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RolloutState {
+    /// Replacing tasks with the target generation.
+    Progressing,
+    /// Every replica runs the target generation and stayed ready through
+    /// `monitor`.
+    Complete,
+    /// Stopped replacing: after a failure (`failureAction: pause`, a failed
+    /// rollback, or no stable generation to go back to).
+    Paused { reason: String },
+    /// Going back to the stable generation after `from` failed.
+    RollingBack { from: u64, reason: String },
+    /// Back on the stable generation after `from` failed.
+    RolledBack { from: u64, reason: String },
+}
+
+impl RolloutState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            RolloutState::Progressing => "progressing",
+            RolloutState::Complete => "complete",
+            RolloutState::Paused { .. } => "paused",
+            RolloutState::RollingBack { .. } => "rolling back",
+            RolloutState::RolledBack { .. } => "rolled back",
+        }
+    }
+
+    /// Nothing more will change until someone applies, undoes or resumes.
+    pub fn is_settled(&self) -> bool {
+        matches!(
+            self,
+            RolloutState::Complete | RolloutState::Paused { .. } | RolloutState::RolledBack { .. }
+        )
+    }
 }
 
 /// What the controller wants of a task.

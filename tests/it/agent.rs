@@ -566,6 +566,9 @@ fn service(name: &str, replicas: u32, restart: &str, command: &str) -> ServiceRe
         created_unix: 1,
         updated_unix: 1,
         previous: None,
+        revisions: Vec::new(),
+        paused: false,
+        resumes: 0,
     }
 }
 

@@ -169,7 +169,12 @@ fn web_expected() -> ServiceSpec {
                     ..probe_defaults()
                 }),
             },
-            update: UpdatePolicy { parallelism: 2 },
+            update: UpdatePolicy {
+                parallelism: 2,
+                ..UpdatePolicy::default()
+            },
+            rollback: RollbackPolicy::default(),
+            revision_history: REVISION_HISTORY_DEFAULT,
             session_affinity: SessionAffinity::None,
             session_affinity_timeout: None,
             drain_period: None,

@@ -12,6 +12,7 @@ use crate::model::limits::SpecLimits;
 use crate::model::quantity::{CpuMillis, MemoryBytes};
 
 use super::probes::Probes;
+use super::rollout::{RollbackPolicy, UpdatePolicy};
 
 /// The only `apiVersion` this build reads.
 pub const API_VERSION: &str = "edgectl/v1";
@@ -120,6 +121,13 @@ pub struct ServiceBody {
     /// How a changed spec replaces the running tasks.
     #[serde(default)]
     pub update: UpdatePolicy,
+    /// How a failed rollout goes back to the last stable generation.
+    #[serde(default)]
+    pub rollback: RollbackPolicy,
+    /// Generations kept for `rollout history` and `rollout undo` (default
+    /// 10, at most 100).
+    #[serde(default = "super::rollout::default_revision_history")]
+    pub revision_history: u32,
     /// `clientIP`: connections to the service's VIP from one client address
     /// go to the same task (for protocols that open several connections);
     /// `none` (default): each connection picks a ready task.
@@ -190,31 +198,6 @@ impl ServiceBody {
                 self.session_affinity_timeout
                     .unwrap_or(SESSION_AFFINITY_TIMEOUT_DEFAULT),
             ),
-        }
-    }
-}
-
-/// `update:`: a changed spec replaces the tasks of the old generation a few
-/// at a time, each batch only once the new tasks before it are running; a
-/// new generation that does not come up stops the rollout with the rest of
-/// the service still running the old one (Docker Swarm's `pause`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct UpdatePolicy {
-    /// Old tasks stopped at once, that is replicas out of service at most
-    /// during a rollout (default 1).
-    #[serde(default = "default_parallelism")]
-    pub parallelism: u32,
-}
-
-fn default_parallelism() -> u32 {
-    1
-}
-
-impl Default for UpdatePolicy {
-    fn default() -> Self {
-        UpdatePolicy {
-            parallelism: default_parallelism(),
         }
     }
 }

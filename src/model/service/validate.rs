@@ -11,6 +11,7 @@ use crate::model::quantity::MemoryBytes;
 
 use super::error::SpecError;
 use super::probes::{Probe, PROBE_HTTP_PATH_BYTES_MAX};
+use super::rollout::{REVISION_HISTORY_MAX, ROLLOUT_DURATION_MAX};
 use super::types::*;
 
 /// Longest service name: a DNS label.
@@ -275,15 +276,7 @@ fn check_body(body: &ServiceBody) -> Result<(), Invalid> {
     check_ports(body)?;
     check_affinity(body)?;
     check_drain(body)?;
-    if body.update.parallelism == 0 || body.update.parallelism > REPLICAS_MAX {
-        return Err(invalid(
-            spec_path(&[key("update"), key("parallelism")]),
-            format!(
-                "parallelism {} is out of range; expected 1 to {REPLICAS_MAX}",
-                body.update.parallelism
-            ),
-        ));
-    }
+    check_rollout_policies(body)?;
     if let Some(health_check) = &body.health_check {
         check_health(health_check)?;
     }
@@ -466,6 +459,68 @@ fn check_probe(name: &str, probe: &Probe) -> Result<(), Invalid> {
             format!(
                 "failureThreshold {} is out of range; expected 1 to {HEALTH_RETRIES_MAX}",
                 probe.failure_threshold
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_rollout_policies(body: &ServiceBody) -> Result<(), Invalid> {
+    let update = &body.update;
+    if update.parallelism == 0 || update.parallelism > REPLICAS_MAX {
+        return Err(invalid(
+            spec_path(&[key("update"), key("parallelism")]),
+            format!(
+                "parallelism {} is out of range; expected 1 to {REPLICAS_MAX}",
+                update.parallelism
+            ),
+        ));
+    }
+    if body.rollback.parallelism > REPLICAS_MAX {
+        return Err(invalid(
+            spec_path(&[key("rollback"), key("parallelism")]),
+            format!(
+                "parallelism {} is out of range; expected 0 (all at once) to {REPLICAS_MAX}",
+                body.rollback.parallelism
+            ),
+        ));
+    }
+    let durations = [
+        ("update", "delay", update.delay),
+        ("update", "monitor", update.monitor),
+        ("update", "progressDeadline", update.progress_deadline),
+        ("rollback", "delay", body.rollback.delay),
+        ("rollback", "monitor", body.rollback.monitor),
+    ];
+    for (block, field, value) in durations {
+        if value > ROLLOUT_DURATION_MAX {
+            return Err(invalid(
+                spec_path(&[key(block), key(field)]),
+                format!(
+                    "{field} {} is out of range; expected at most {}",
+                    humantime::format_duration(value),
+                    humantime::format_duration(ROLLOUT_DURATION_MAX)
+                ),
+            ));
+        }
+    }
+    if update.progress_deadline < update.monitor.max(Duration::from_secs(1)) {
+        return Err(invalid(
+            spec_path(&[key("update"), key("progressDeadline")]),
+            format!(
+                "progressDeadline {} leaves a new task no time to become ready; expected at \
+                 least 1s and at least monitor ({})",
+                humantime::format_duration(update.progress_deadline),
+                humantime::format_duration(update.monitor)
+            ),
+        ));
+    }
+    if body.revision_history == 0 || body.revision_history > REVISION_HISTORY_MAX {
+        return Err(invalid(
+            spec_path(&[key("revisionHistory")]),
+            format!(
+                "revisionHistory {} is out of range; expected 1 to {REVISION_HISTORY_MAX}",
+                body.revision_history
             ),
         ));
     }

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use super::*;
 use crate::cluster::records::to_json;
 use crate::model::parse_service;
-use crate::orchestrator::records::TaskState;
+use crate::orchestrator::records::{RolloutState, TaskState};
 
 mod properties;
 
@@ -30,6 +30,9 @@ fn service(name: &str, replicas: u32, extra: &str) -> ServiceRecord {
         created_unix: 1,
         updated_unix: 1,
         previous: None,
+        revisions: Vec::new(),
+        paused: false,
+        resumes: 0,
     }
 }
 
@@ -53,12 +56,15 @@ fn node(id: u64, cpu_millis: u64, memory_bytes: u64) -> NodeState {
 struct Cluster {
     kv: MemKv,
     nodes: BTreeMap<u64, NodeState>,
+    /// The controller's clock.
+    now_unix: u64,
 }
 
 fn cluster(nodes: Vec<NodeState>, services: Vec<ServiceRecord>) -> Cluster {
     let mut cluster = Cluster {
         kv: MemKv::new(HISTORY_RETENTION),
         nodes: nodes.into_iter().map(|n| (n.id, n)).collect(),
+        now_unix: 100,
     };
     for service in services {
         cluster.put_service(&service);
@@ -126,9 +132,22 @@ impl Cluster {
                 .into_iter()
                 .map(|(s, _)| (s.task.clone(), s))
                 .collect(),
+            rollouts: {
+                let (kvs, _) = self.kv.range(records::ROLLOUTS_PREFIX.as_bytes());
+                kvs.iter()
+                    .map(|kv| {
+                        let name =
+                            String::from_utf8_lossy(&kv.key[records::ROLLOUTS_PREFIX.len()..])
+                                .into_owned();
+                        let record: RolloutRecord =
+                            serde_json::from_slice(&kv.value).expect("a rollout record");
+                        (name, (record, kv.mod_revision))
+                    })
+                    .collect()
+            },
             nodes: self.nodes.clone(),
             revision: self.kv.revision(),
-            now_unix: 100,
+            now_unix: self.now_unix,
         }
     }
 
@@ -691,4 +710,95 @@ fn old_tasks_that_do_not_serve_or_sit_on_a_lapsed_node_go_at_once() {
         shut.iter().filter(|t| t.node == Some(2)).count() >= 2,
         "{shut:?}"
     );
+}
+
+/// A new generation as `apply` makes it: the spec changed, kept as a
+/// revision, so that the controller can roll back to the one before.
+fn apply_generation(c: &mut Cluster, version: &str) {
+    c.update_service("web", |web| {
+        let before = web.spec.clone();
+        let (generation, updated) = (web.generation, web.updated_unix);
+        web.generation += 1;
+        web.spec.spec.env.insert("VERSION".into(), version.into());
+        crate::orchestrator::revisions::push_revision(
+            web,
+            Some((generation, &before, updated)),
+            "env".into(),
+            APPLIED_AT,
+        );
+    });
+}
+
+/// When `apply_generation` applies (the clock of the API, not the
+/// controller's).
+const APPLIED_AT: u64 = 100;
+
+fn rollout(c: &Cluster) -> RolloutRecord {
+    c.snapshot().rollouts["web"].0.clone()
+}
+
+#[test]
+fn a_failed_generation_rolls_back_to_the_stable_one_by_itself() {
+    let mut c = running_service(3, "");
+    // Ready through monitor: generation 1 is stable.
+    c.now_unix = 200;
+    c.pass();
+    assert_eq!(rollout(&c).state, RolloutState::Complete);
+    assert_eq!(rollout(&c).stable, Some(1));
+
+    apply_generation(&mut c, "2");
+    c.pass();
+    assert_eq!(old_and_new(&c), (2, 1));
+    let new_task = running(&c, "web")
+        .into_iter()
+        .find(|t| t.generation == 2)
+        .expect("a new task")
+        .id;
+    c.report(&new_task, TaskState::Exited { code: 1 });
+    c.pass();
+    let record = rollout(&c);
+    assert!(
+        matches!(record.state, RolloutState::RollingBack { from: 2, .. }),
+        "{record:?}"
+    );
+    assert_eq!(record.target, 1);
+    // The failed task goes, its slot runs generation 1 again.
+    c.pass();
+    assert_eq!(old_and_new(&c), (3, 0));
+    report_all_running(&mut c);
+    c.now_unix = 300;
+    c.pass();
+    let record = rollout(&c);
+    assert!(
+        matches!(record.state, RolloutState::RolledBack { from: 2, .. }),
+        "{record:?}"
+    );
+    assert!(record.failed[&2].contains("exited with code 1"));
+    // Nothing more happens: generation 2 is not tried again.
+    for _ in 0..3 {
+        c.pass();
+    }
+    assert_eq!(old_and_new(&c), (3, 0));
+}
+
+#[test]
+fn start_first_starts_the_new_task_before_the_old_one_stops() {
+    let mut c = running_service(2, "  update:\n    order: start-first\n");
+    c.now_unix = 200;
+    c.pass();
+    apply_generation(&mut c, "2");
+    c.pass();
+    // Both old tasks still serve; one slot has its new task beside.
+    assert_eq!(old_and_new(&c), (2, 1));
+    for _ in 0..3 {
+        c.pass();
+    }
+    assert_eq!(old_and_new(&c), (2, 1), "the new task is not ready yet");
+    report_all_running(&mut c);
+    c.pass();
+    // Its old task goes once it is ready, and the next slot starts.
+    assert_eq!(old_and_new(&c), (1, 2));
+    report_all_running(&mut c);
+    c.pass();
+    assert_eq!(old_and_new(&c), (0, 2));
 }
