@@ -81,12 +81,14 @@ mod codec;
 mod error;
 mod parse;
 mod probes;
+mod references;
 mod types;
 mod validate;
 
 pub use error::{Location, SpecError};
 pub use parse::{parse_service, parse_service_document};
 pub use probes::*;
+pub use references::check_references;
 pub use types::*;
 pub use validate::{valid_dns_label, valid_label_key, valid_label_value, validate};
 
