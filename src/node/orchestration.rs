@@ -65,6 +65,7 @@ impl Node {
 
     async fn apply_service(&self, yaml: &str) -> ApiResult {
         let spec = parse_service_off_workers(yaml).await?;
+        self.check_object_references(&spec, yaml)?;
         let name = spec.metadata.name.clone();
         self.check_disk_room(&format!("applying service {name}"))?;
         self.check_published_ports(&spec)?;
@@ -114,6 +115,33 @@ impl Node {
             replicas: record.spec.spec.replicas,
             change,
         }))
+    }
+
+    /// Every secret and config the spec names exists (read on the leader).
+    /// One removed right after still cannot run unnoticed: its tasks wait,
+    /// saying which object is missing.
+    fn check_object_references(&self, spec: &ServiceSpec, yaml: &str) -> Result<(), ApiError> {
+        if spec.spec.secrets.is_empty()
+            && spec.spec.configs.is_empty()
+            && spec.spec.env_from.is_empty()
+        {
+            return Ok(());
+        }
+        let names = |kind| -> Result<std::collections::BTreeSet<String>, ApiError> {
+            let prefix = crate::secrets::records::object_prefix(kind);
+            let (kvs, _) = self.inner.kv.range(prefix.as_bytes()).map_err(internal)?;
+            Ok(kvs
+                .iter()
+                .map(|kv| String::from_utf8_lossy(&kv.key[prefix.len()..]).into_owned())
+                .collect())
+        };
+        model::check_references(
+            spec,
+            Some(yaml),
+            &names(crate::secrets::ObjectKind::Secret)?,
+            &names(crate::secrets::ObjectKind::Config)?,
+        )
+        .map_err(|e| ApiError::Invalid(e.to_string()))
     }
 
     /// A `publish: cluster` port is open on every node: refuses a spec whose

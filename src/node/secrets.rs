@@ -11,9 +11,12 @@ use super::Node;
 use crate::api::{ApiError, ApiRequest, ApiResponse, ApiResult, ObjectView, ReadConsistency};
 use crate::clock::now_unix;
 use crate::cluster::records::to_json;
+use crate::model::ServiceBody;
+use crate::orchestrator::records::{self, ServiceRecord};
 use crate::secrets::records::{
     object_key, object_prefix, ObjectMeta, ObjectRecord, StoredValue, KEYRING_CURRENT,
 };
+use crate::secrets::usage::used_by;
 use crate::secrets::{check_object, crypto, ObjectKind, ObjectValue};
 
 impl Node {
@@ -37,10 +40,11 @@ impl Node {
             } => self.put_object(kind, &name, value, create).await,
             ApiRequest::ObjectRemove { kind, name } => self.remove_object(kind, &name).await,
             ApiRequest::ObjectList { kind } => {
+                let services = self.service_bodies()?;
                 let mut metas: Vec<ObjectMeta> = self
                     .read_records::<ObjectRecord>(object_prefix(kind))?
                     .into_iter()
-                    .map(|record| record.meta)
+                    .map(|record| with_users(record.meta, &services))
                     .collect();
                 metas.sort_by(|a, b| a.name.cmp(&b.name));
                 Ok(ApiResponse::Objects(metas))
@@ -140,6 +144,7 @@ impl Node {
             digest,
             created_unix,
             updated_unix: now,
+            // Filled in from the services whenever it is read.
             used_by: Vec::new(),
         };
         let record = ObjectRecord {
@@ -155,11 +160,39 @@ impl Node {
             failure: vec![],
         };
         self.write_object(txn, kind, name).await?;
+        let meta = with_users(meta, &self.service_bodies()?);
         Ok(ApiResponse::Object(ObjectView { meta, value: None }))
     }
 
+    /// Every service's name and spec body, for who-uses-what.
+    fn service_bodies(&self) -> Result<Vec<(String, ServiceBody)>, ApiError> {
+        Ok(self
+            .read_keyed_records::<ServiceRecord>(records::SERVICES_PREFIX)?
+            .into_iter()
+            .map(|(name, record)| (name, record.spec.spec))
+            .collect())
+    }
+
+    /// Refused while a service's spec names it: its tasks could not be
+    /// started again (a restart, a new node) without it.
     async fn remove_object(&self, kind: ObjectKind, name: &str) -> ApiResult {
         let (_, mod_revision) = self.object_record(kind, name)?;
+        let services = self.service_bodies()?;
+        let users = used_by(
+            kind,
+            name,
+            services
+                .iter()
+                .map(|(service, body)| (service.as_str(), body)),
+        );
+        if !users.is_empty() {
+            return Err(ApiError::Invalid(format!(
+                "{noun} {name:?} is used by service(s) {users}; remove it from their specs \
+                 (or delete them) first",
+                noun = kind.noun(),
+                users = users.join(", ")
+            )));
+        }
         let key = object_key(kind, name).into_bytes();
         let txn = Txn {
             compares: vec![Compare {
@@ -180,6 +213,7 @@ impl Node {
             ));
         }
         let (record, _) = self.object_record(kind, name)?;
+        let meta = with_users(record.meta, &self.service_bodies()?);
         let value = match (&record.value, show_value) {
             (StoredValue::Plain { bytes }, true) => {
                 Some(ObjectValue(hex::decode(bytes).map_err(|e| {
@@ -188,10 +222,7 @@ impl Node {
             }
             _ => None,
         };
-        Ok(ApiResponse::Object(ObjectView {
-            meta: record.meta,
-            value,
-        }))
+        Ok(ApiResponse::Object(ObjectView { meta, value }))
     }
 
     async fn write_object(&self, txn: Txn, kind: ObjectKind, name: &str) -> Result<(), ApiError> {
@@ -205,4 +236,15 @@ impl Node {
             )))
         }
     }
+}
+
+fn with_users(mut meta: ObjectMeta, services: &[(String, ServiceBody)]) -> ObjectMeta {
+    meta.used_by = used_by(
+        meta.kind,
+        &meta.name,
+        services
+            .iter()
+            .map(|(service, body)| (service.as_str(), body)),
+    );
+    meta
 }

@@ -7,8 +7,10 @@
 //! config's value is stored as it is. Both are versioned the same way.
 
 pub mod crypto;
+pub mod deliver;
 pub mod plan;
 pub mod records;
+pub mod usage;
 
 #[cfg(test)]
 mod tests;
