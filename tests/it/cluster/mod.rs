@@ -17,6 +17,7 @@ mod partition;
 mod partition_memory;
 mod published;
 mod restart;
+mod secrets_delivery;
 mod vips;
 
 use std::path::PathBuf;
