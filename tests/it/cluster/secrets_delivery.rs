@@ -278,3 +278,127 @@ fn a_task_reads_its_secret_and_config_as_non_root_and_the_plaintext_stays_in_its
         tmpfs.display()
     );
 }
+
+/// Lines of `file` that hold `needle` (0 if it is not there yet).
+fn count_lines(file: &Path, needle: &str) -> usize {
+    std::fs::read_to_string(file)
+        .map(|text| text.lines().filter(|l| l.contains(needle)).count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_cut_off_node_restarts_its_task_with_its_secret_and_a_corrupt_keyring_holds_only_those_tasks() {
+    crate::support::require_root("secrets delivery");
+    let mut cluster = form_labelled(EdgeCluster::new("sdr", 2), 2, &[]);
+    let marker = marker();
+    let needles = vec![marker.clone(), hex::encode(&marker).into_bytes()];
+    let marker_file = cluster.dirs.path().join("marker");
+    std::fs::write(&marker_file, &marker).expect("marker file");
+    wait_until(CONVERGE, "the keyring's first data key", || {
+        let out = cluster.cli(
+            1,
+            &[
+                "secret",
+                "create",
+                "pw",
+                marker_file.to_str().expect("utf-8"),
+            ],
+        );
+        out.status.success().then_some(()).ok_or_else(|| text(&out))
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(&marker_file).expect("marker file removed");
+
+    // Each run of the looper appends its secret's digest to a host file,
+    // then fails: every restart is a new delivery.
+    let out_dir = cluster.dirs.path().join("looper-out");
+    std::fs::create_dir_all(&out_dir).expect("out dir");
+    let out_file = out_dir.join("log");
+    let yaml = format!(
+        "apiVersion: edgectl/v1\nkind: Service\nmetadata:\n  name: looper\nspec:\n  \
+         image: busybox:latest\n  command: [\"sh\", \"-c\", \"sha256sum /run/secrets/pw >> /out/log; sleep 1; exit 1\"]\n  \
+         secrets:\n    - name: pw\n  volumes:\n    - {{name: out, type: hostPath, path: {}}}\n  \
+         mounts:\n    - {{volume: out, path: /out}}\n  restartPolicy:\n    backoff: {{initial: 100ms, max: 500ms}}\n  \
+         placement:\n    constraints:\n      - node.labels.slot == n2\n",
+        out_dir.display()
+    );
+    let applied = apply(&cluster, "looper", &yaml);
+    assert!(applied.status.success(), "{}", text(&applied));
+    super::run_on(
+        &cluster,
+        "plain",
+        "busybox:latest",
+        2,
+        "  command: [\"sleep\", \"100000\"]\n",
+    );
+    running_task(&cluster, "plain");
+    let digest = hex::encode(Sha256::digest(&marker));
+    wait_until(CONVERGE, "the looper restarted with its secret", || {
+        let runs = count_lines(&out_file, &digest);
+        (runs >= 2).then_some(()).ok_or(runs)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+
+    // Cut off from the leader, node 2 still restarts it with its secret,
+    // from its own replica and keyring key.
+    cluster.net.partition(2);
+    let before = count_lines(&out_file, &digest);
+    let cut_off = wait_until(CONVERGE, "restarts while cut off", || {
+        let runs = count_lines(&out_file, &digest);
+        (runs >= before + 2).then_some(runs).ok_or(runs)
+    });
+    cluster.net.heal(2);
+    let runs = cut_off.unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+    println!("looper runs: {before} before the partition, {runs} at its end");
+
+    // A corrupt keyring key: node 2 says so, tasks that need a secret do
+    // not start, the others run.
+    // Back in touch (its tasks may have been replaced meanwhile): wait
+    // until plain runs again before breaking the key.
+    let plain_before = running_task(&cluster, "plain").id;
+    cluster.kill(2);
+    std::fs::write(cluster.data_dir(2).join("keyring/node.key"), "not a key\n")
+        .expect("corrupt the keyring key");
+    cluster.serve(2);
+    let held = wait_until(CONVERGE, "the looper held for the keyring", || {
+        let tasks: Vec<edgectl::api::TaskView> =
+            cluster.cli_json(1, &["get", "tasks", "looper"])?;
+        tasks
+            .into_iter()
+            .find_map(|t| match &t.state {
+                Some(edgectl::orchestrator::records::TaskState::Pending { reason })
+                    if reason.contains("corrupt") && t.node.as_deref() == Some("node2") =>
+                {
+                    Some(reason.clone())
+                }
+                _ => None,
+            })
+            .ok_or_else(|| format!("{tasks:?}", tasks = cluster.cli(1, &["get", "tasks"])))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+    assert!(held.contains("secret \"pw\""), "{held}");
+    let log = cluster.net.log(&EdgeCluster::name(2));
+    assert!(log.contains("is corrupt"), "node2 does not say why:\n{log}");
+    let plain = running_task(&cluster, "plain");
+    println!(
+        "held: {held}; plain runs as {} (was {plain_before})",
+        plain.id
+    );
+    // The looper does not run again while the key is broken.
+    let stalled = count_lines(&out_file, &digest);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(count_lines(&out_file, &digest), stalled);
+
+    let skip: Vec<PathBuf> = [cluster.data_dir(1), cluster.data_dir(2)]
+        .iter()
+        .flat_map(|dir| mounts_under(dir))
+        .filter(|(_, fstype)| fstype == "tmpfs")
+        .map(|(point, _)| point)
+        .collect();
+    for i in 1..=2 {
+        let holders = files_holding(&cluster.data_dir(i), &needles, &skip);
+        assert!(holders.is_empty(), "plaintext in {holders:?}");
+        let log = cluster.net.log(&EdgeCluster::name(i));
+        assert!(!holds(&log, &needles), "plaintext in node{i}'s log");
+    }
+}
