@@ -98,6 +98,10 @@ pub struct TaskView {
     /// Why a running task is out of rotation (`TaskStatus::not_ready`).
     #[serde(default)]
     pub not_ready: Option<String>,
+    /// The version of each secret and config its generation was made with
+    /// (`secret/NAME`, `config/NAME`).
+    #[serde(default)]
+    pub objects: BTreeMap<String, u64>,
 }
 
 impl TaskView {
@@ -196,6 +200,7 @@ mod tests {
             created_unix: 5,
             ready: false,
             not_ready: Some("readiness probe failed 3 times in a row: status 503".into()),
+            objects: BTreeMap::from([("secret/pw".to_string(), 2)]),
         };
         let description = crate::api::ApiResponse::Service(Box::new(ServiceDescription {
             summary: ServiceSummary {

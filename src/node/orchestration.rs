@@ -75,6 +75,7 @@ impl Node {
         let (record, change, mod_revision) = match current {
             None => (
                 ServiceRecord {
+                    objects: self.object_versions(&spec)?,
                     spec,
                     generation: 1,
                     created_unix: now,
@@ -89,6 +90,11 @@ impl Node {
                 let change = classify_change(&old.spec, &spec);
                 let updated = change == ApplyChange::Updated;
                 let record = ServiceRecord {
+                    objects: if updated {
+                        self.object_versions(&spec)?
+                    } else {
+                        old.objects
+                    },
                     generation: old.generation + u64::from(updated),
                     updated_unix: if change == ApplyChange::Unchanged {
                         old.updated_unix
@@ -115,6 +121,39 @@ impl Node {
             replicas: record.spec.spec.replicas,
             change,
         }))
+    }
+
+    /// The current version of each secret and config `spec` names (one
+    /// that is gone is left out: its tasks wait for it, saying so).
+    fn object_versions(&self, spec: &ServiceSpec) -> Result<BTreeMap<String, u64>, ApiError> {
+        use crate::secrets::records::{object_key, ObjectRecord};
+        use crate::secrets::ObjectKind;
+        let body = &spec.spec;
+        let wanted = body
+            .secret_names()
+            .into_iter()
+            .map(|name| (ObjectKind::Secret, name))
+            .chain(
+                body.config_names()
+                    .into_iter()
+                    .map(|name| (ObjectKind::Config, name)),
+            );
+        let mut versions = BTreeMap::new();
+        for (kind, name) in wanted {
+            if let Some(kv) = self
+                .inner
+                .kv
+                .get(object_key(kind, name).as_bytes())
+                .map_err(internal)?
+            {
+                let record: ObjectRecord = serde_json::from_slice(&kv.value).map_err(internal)?;
+                versions.insert(
+                    crate::secrets::usage::version_key(kind, name),
+                    record.meta.version,
+                );
+            }
+        }
+        Ok(versions)
     }
 
     /// Every secret and config the spec names exists (read on the leader).
@@ -197,6 +236,7 @@ impl Node {
         spec.spec.update = record.spec.spec.update;
         self.check_published_ports(&spec)?;
         let rolled = ServiceRecord {
+            objects: self.object_versions(&spec)?,
             generation: record.generation + 1,
             updated_unix: now_unix(),
             previous: Some(record.spec.clone()),
@@ -330,6 +370,7 @@ impl Node {
                     pending_reason: task.pending_reason,
                     shutdown_reason: task.shutdown_reason,
                     created_unix: task.created_unix,
+                    objects: task.objects,
                 }
             })
             .collect();

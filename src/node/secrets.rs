@@ -16,7 +16,7 @@ use crate::orchestrator::records::{self, ServiceRecord};
 use crate::secrets::records::{
     object_key, object_prefix, ObjectMeta, ObjectRecord, StoredValue, KEYRING_CURRENT,
 };
-use crate::secrets::usage::used_by;
+use crate::secrets::usage::{used_by, version_key};
 use crate::secrets::{check_object, crypto, ObjectKind, ObjectValue};
 
 impl Node {
@@ -151,17 +151,64 @@ impl Node {
             meta: meta.clone(),
             value: stored,
         };
+        let mut success = vec![KvOp::Put {
+            key: key.into_bytes(),
+            value: to_json(&record),
+        }];
+        if !create {
+            self.roll_users(kind, name, version, now, &mut compares, &mut success)?;
+        }
         let txn = Txn {
             compares,
-            success: vec![KvOp::Put {
-                key: key.into_bytes(),
-                value: to_json(&record),
-            }],
+            success,
             failure: vec![],
         };
         self.write_object(txn, kind, name).await?;
         let meta = with_users(meta, &self.service_bodies()?);
         Ok(ApiResponse::Object(ObjectView { meta, value: None }))
+    }
+
+    /// A new version of an object makes a new generation of every service
+    /// that uses it (in the object's own transaction, each service guarded
+    /// by its mod revision), so their tasks roll by their update policy and
+    /// the new tasks read the new version.
+    fn roll_users(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        version: u64,
+        now: u64,
+        compares: &mut Vec<Compare>,
+        success: &mut Vec<KvOp>,
+    ) -> Result<(), ApiError> {
+        let (kvs, _) = self
+            .inner
+            .kv
+            .range(records::SERVICES_PREFIX.as_bytes())
+            .map_err(internal)?;
+        for kv in kvs {
+            let mut service: ServiceRecord = serde_json::from_slice(&kv.value).map_err(internal)?;
+            let body = &service.spec.spec;
+            let uses = match kind {
+                ObjectKind::Secret => body.secret_names().contains(name),
+                ObjectKind::Config => body.config_names().contains(name),
+            };
+            if !uses {
+                continue;
+            }
+            service.generation += 1;
+            service.updated_unix = now;
+            service.objects.insert(version_key(kind, name), version);
+            compares.push(Compare {
+                key: kv.key.clone(),
+                mod_revision: kv.mod_revision,
+            });
+            success.push(KvOp::Put {
+                key: kv.key,
+                value: to_json(&service),
+            });
+        }
+        Ok(())
     }
 
     /// Every service's name and spec body, for who-uses-what.

@@ -195,6 +195,7 @@ impl Pass {
                     pending_reason: None,
                     shutdown_reason: None,
                     created_unix: snapshot.now_unix,
+                    objects: service.objects.clone(),
                 };
                 self.tasks.insert(id.clone(), (task, 0));
                 self.touched.insert(id);

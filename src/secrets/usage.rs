@@ -6,6 +6,12 @@ use crate::model::ServiceBody;
 
 use super::ObjectKind;
 
+/// How a service and its tasks name an object's version: `secret/NAME`,
+/// `config/NAME`.
+pub fn version_key(kind: ObjectKind, name: &str) -> String {
+    format!("{}/{name}", kind.noun())
+}
+
 /// The services (by name, sorted) whose spec names `kind` `name`.
 pub fn used_by<'a>(
     kind: ObjectKind,

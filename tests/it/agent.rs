@@ -557,6 +557,7 @@ fn service(name: &str, replicas: u32, restart: &str, command: &str) -> ServiceRe
         spec: parse_service(&yaml).unwrap(),
         generation: 1,
         created_unix: 1,
+        objects: Default::default(),
         updated_unix: 1,
         previous: None,
     }
@@ -581,6 +582,7 @@ fn task(service: &ServiceRecord, slot: u32, node: u64) -> TaskRecord {
         pending_reason: None,
         shutdown_reason: None,
         created_unix: 1,
+        objects: Default::default(),
     }
 }
 

@@ -30,6 +30,7 @@ fn service(name: &str, replicas: u32, extra: &str) -> ServiceRecord {
         created_unix: 1,
         updated_unix: 1,
         previous: None,
+        objects: Default::default(),
     }
 }
 

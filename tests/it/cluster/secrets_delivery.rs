@@ -96,8 +96,14 @@ fn text(output: &std::process::Output) -> String {
 fn a_task_reads_its_secret_and_config_as_non_root_and_the_plaintext_stays_in_its_tmpfs() {
     crate::support::require_root("secrets delivery");
     let cluster = form_labelled(EdgeCluster::new("sdl", 2), 2, &[]);
+    let updated_marker = marker();
     let marker = marker();
-    let needles = vec![marker.clone(), hex::encode(&marker).into_bytes()];
+    let needles = vec![
+        marker.clone(),
+        hex::encode(&marker).into_bytes(),
+        updated_marker.clone(),
+        hex::encode(&updated_marker).into_bytes(),
+    ];
     let mut outputs = Vec::new();
 
     // Outside every data dir, and gone once the secret is made.
@@ -249,6 +255,62 @@ fn a_task_reads_its_secret_and_config_as_non_root_and_the_plaintext_stays_in_its
         }
     };
     scan("while the task runs", &outputs);
+
+    // A new version rolls the service: a task of the next generation reads
+    // it, and the old task's tmpfs goes with its container.
+    std::fs::write(&marker_file, &updated_marker).expect("marker file");
+    let updated = cluster.cli(
+        1,
+        &[
+            "secret",
+            "update",
+            "pw",
+            marker_file.to_str().expect("utf-8"),
+        ],
+    );
+    std::fs::remove_file(&marker_file).expect("marker file removed");
+    assert!(updated.status.success(), "{}", text(&updated));
+    outputs.push(text(&updated));
+    let rolled = wait_until(CONVERGE, "a reader of generation 2 running", || {
+        let tasks: Vec<edgectl::api::TaskView> =
+            cluster.cli_json(1, &["get", "tasks", "reader"])?;
+        tasks
+            .into_iter()
+            .find(|t| {
+                t.generation == 2
+                    && t.state == Some(edgectl::orchestrator::records::TaskState::Running)
+            })
+            .ok_or("not yet".to_string())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+    assert_eq!(rolled.objects.get("secret/pw"), Some(&2), "{rolled:?}");
+    assert_eq!(
+        rolled.objects.get("config/app.conf"),
+        Some(&1),
+        "{rolled:?}"
+    );
+    let table = cluster.cli_ok(1, &["get", "tasks", "reader"]);
+    assert!(table.contains("secret/pw@2"), "{table}");
+    outputs.push(table);
+    let updated_digest = hex::encode(Sha256::digest(&updated_marker));
+    let log = wait_until(CONVERGE, "the new reader's report", || {
+        let out = cluster.cli(1, &["logs", rolled.id.as_str()]);
+        let log = String::from_utf8_lossy(&out.stdout).into_owned();
+        log.contains(&updated_digest)
+            .then_some(log)
+            .ok_or_else(|| text(&out))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+    outputs.push(log);
+    wait_until(CONVERGE, "the old task's tmpfs removed", || {
+        (!tmpfs.exists()).then_some(()).ok_or(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+    let tmpfs = mounts_under(&n2.join("run/secrets"))
+        .first()
+        .map(|(point, _)| point.clone())
+        .expect("the new task's tmpfs");
+    scan("after the update", &outputs);
 
     // Stopping the task unmounts and removes its tmpfs.
     cluster.cli_ok(1, &["delete", "service", "reader"]);
