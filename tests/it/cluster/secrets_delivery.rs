@@ -259,6 +259,7 @@ fn a_task_reads_its_secret_and_config_as_non_root_and_the_plaintext_stays_in_its
     // A new version rolls the service: a task of the next generation reads
     // it, and the old task's tmpfs goes with its container.
     std::fs::write(&marker_file, &updated_marker).expect("marker file");
+    let update_started = std::time::Instant::now();
     let updated = cluster.cli(
         1,
         &[
@@ -301,6 +302,11 @@ fn a_task_reads_its_secret_and_config_as_non_root_and_the_plaintext_stays_in_its
             .ok_or_else(|| text(&out))
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+    println!(
+        "secret update -> the rolled task printed the new value's digest: {:?} \
+         (1 replica, parallelism 1)",
+        update_started.elapsed()
+    );
     outputs.push(log);
     wait_until(CONVERGE, "the old task's tmpfs removed", || {
         (!tmpfs.exists()).then_some(()).ok_or(())
