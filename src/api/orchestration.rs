@@ -57,6 +57,10 @@ pub struct ServiceSummary {
     /// Tasks (of any generation) that take traffic: the VIP's and DNS's
     /// endpoints.
     pub ready: u32,
+    /// The secret and config versions of the current generation
+    /// (`secret/NAME`, `config/NAME`).
+    #[serde(default)]
+    pub objects: BTreeMap<String, u64>,
 }
 
 /// One line of `edgectl get endpoints`: a task of a service that runs or
@@ -213,6 +217,7 @@ mod tests {
                 updated_unix: 5,
                 vip: Some("10.96.0.5".into()),
                 ready: 0,
+                objects: BTreeMap::from([("config/app.conf".to_string(), 1)]),
             },
             spec_yaml: "spec: {}".into(),
             tasks: vec![task],

@@ -659,6 +659,7 @@ fn summarize(
         updated_unix: record.updated_unix,
         vip,
         ready,
+        objects: record.objects.clone(),
     }
 }
 

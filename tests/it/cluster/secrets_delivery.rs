@@ -290,6 +290,14 @@ fn a_task_reads_its_secret_and_config_as_non_root_and_the_plaintext_stays_in_its
         Some(&1),
         "{rolled:?}"
     );
+    let services: Vec<edgectl::api::ServiceSummary> = cluster
+        .cli_json(1, &["get", "services"])
+        .expect("get services");
+    assert_eq!(
+        services[0].objects.get("secret/pw"),
+        Some(&2),
+        "{services:?}"
+    );
     let table = cluster.cli_ok(1, &["get", "tasks", "reader"]);
     assert!(table.contains("secret/pw@2"), "{table}");
     outputs.push(table);
