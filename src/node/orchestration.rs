@@ -113,7 +113,8 @@ impl Node {
             }
         };
         if change != ApplyChange::Unchanged {
-            self.put_service(&record, mod_revision).await?;
+            self.put_service_naming_objects(&record, mod_revision)
+                .await?;
         }
         Ok(ApiResponse::Applied(ApplyOutcome {
             name,
@@ -272,13 +273,60 @@ impl Node {
         Ok(ApiResponse::ServiceDeleted)
     }
 
+    /// `put_service`, also guarded by the mod revision of every object the
+    /// spec names as read now: one removed since `check_object_references`
+    /// makes the apply fail rather than name a missing object.
+    async fn put_service_naming_objects(
+        &self,
+        record: &ServiceRecord,
+        mod_revision: u64,
+    ) -> Result<(), ApiError> {
+        use crate::secrets::records::object_key;
+        use crate::secrets::ObjectKind;
+        let body = &record.spec.spec;
+        let mut compares = Vec::new();
+        let named = body
+            .secret_names()
+            .into_iter()
+            .map(|name| object_key(ObjectKind::Secret, name))
+            .chain(
+                body.config_names()
+                    .into_iter()
+                    .map(|name| object_key(ObjectKind::Config, name)),
+            );
+        for key in named {
+            let Some(read) = self.inner.kv.get(key.as_bytes()).map_err(internal)? else {
+                return Err(ApiError::Invalid(format!(
+                    "{key} was removed while the spec was checked; nothing was written: retry"
+                )));
+            };
+            compares.push(Compare {
+                key: key.into_bytes(),
+                mod_revision: read.mod_revision,
+            });
+        }
+        self.put_service_with(record, mod_revision, compares).await
+    }
+
     async fn put_service(&self, record: &ServiceRecord, mod_revision: u64) -> Result<(), ApiError> {
+        self.put_service_with(record, mod_revision, Vec::new())
+            .await
+    }
+
+    async fn put_service_with(
+        &self,
+        record: &ServiceRecord,
+        mod_revision: u64,
+        extra: Vec<Compare>,
+    ) -> Result<(), ApiError> {
         let key = records::service_key(&record.spec.metadata.name).into_bytes();
+        let mut compares = vec![Compare {
+            key: key.clone(),
+            mod_revision,
+        }];
+        compares.extend(extra);
         let txn = Txn {
-            compares: vec![Compare {
-                key: key.clone(),
-                mod_revision,
-            }],
+            compares,
             success: vec![KvOp::Put {
                 key,
                 value: to_json(record),
