@@ -25,6 +25,7 @@ mod janitor;
 mod logs;
 mod monitor;
 mod network;
+pub mod private_tmpfs;
 mod spec;
 
 use std::collections::HashSet;

@@ -148,7 +148,7 @@ pub fn container_spec(
         command: body.args.clone(),
         env: body.env.clone(),
         workdir: None,
-        user: None,
+        user: body.user.clone(),
         hostname: Some(hostname),
         resources,
         mounts,

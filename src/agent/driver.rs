@@ -27,6 +27,7 @@ use super::container::{
     container_spec, NodeBlock, SpecError, BRIDGE, LABEL_GENERATION, LABEL_TASK,
 };
 use super::host::{cgroup_memory_bytes, node_capacity};
+use super::objects::{Deliverer, Delivery};
 use super::plan::{Action, Exit, Observed, ObservedState, Planner, RemoveReason, Report};
 use super::probe;
 use super::publish::{self, Wanted};
@@ -71,7 +72,14 @@ pub(super) async fn run(handles: AgentHandles, config: AgentConfig) {
         unhealthy_kills.clone(),
         readiness_sender,
     ));
+    let deliverer = Deliverer {
+        node_id: handles.node_id,
+        replica: handles.replica.clone(),
+        node_key: handles.node_key.clone(),
+        run_dir: handles.run_dir.clone(),
+    };
     let mut agent = Driver {
+        deliverer,
         unhealthy_kills,
         probe_targets,
         readiness,
@@ -163,6 +171,8 @@ async fn next_event(watcher: &mut Option<Watcher>) -> Result<(), WatchError> {
 
 struct Driver {
     handles: AgentHandles,
+    /// Secrets and configs into containers (objects.rs).
+    deliverer: Deliverer,
     config: AgentConfig,
     planner: Planner,
     /// Tasks with an action in progress.
@@ -263,7 +273,20 @@ impl Driver {
             .cloned()
             .collect();
         let runtime = self.handles.runtime.clone();
-        let containers = match tokio::task::spawn_blocking(move || runtime.list()).await {
+        // Deliveries of busy tasks may exist before their container does.
+        let mut keep: BTreeSet<String> = self
+            .busy
+            .iter()
+            .map(|task| records::container_id(task))
+            .collect();
+        let deliverer = self.deliverer.clone();
+        let listed = tokio::task::spawn_blocking(move || {
+            let list = runtime.list()?;
+            keep.extend(list.iter().map(|info| info.id.clone()));
+            deliverer.sweep(&keep);
+            Ok::<_, runtime::Error>(list)
+        });
+        let containers = match listed.await {
             Ok(Ok(list)) => list,
             Ok(Err(error)) => {
                 warn!("cannot list containers: {error}");
@@ -322,8 +345,9 @@ impl Driver {
             let runtime = self.handles.runtime.clone();
             let outcomes = self.outcome_sender.clone();
             let block = block.clone();
+            let deliverer = self.deliverer.clone();
             tokio::spawn(async move {
-                let outcome = execute(&images, runtime, &block, action).await;
+                let outcome = execute(&images, runtime, &deliverer, &block, action).await;
                 // The receiver is gone only when the agent stopped.
                 let _ = outcomes.send(outcome);
             });
@@ -572,6 +596,7 @@ fn read_node_block(replica: &KvReader, me: u64) -> NodeBlock {
 async fn execute(
     images: &ImageHost,
     runtime: Arc<runtime::Runtime>,
+    deliverer: &Deliverer,
     block: &NodeBlock,
     action: Action,
 ) -> Outcome {
@@ -602,9 +627,23 @@ async fn execute(
                     }
                 }
             };
+            // Read from this node's replica and opened with its own key:
+            // a task that cannot have its objects here waits, saying why.
+            let delivery = match deliverer.gather(&task.spec.spec) {
+                Ok(delivery) => delivery,
+                Err(error) => {
+                    return Outcome::Waiting {
+                        task: task.id.clone(),
+                        reason: error.to_string(),
+                    }
+                }
+            };
             info!(task = %task.id, restart, "starting container");
-            let started =
-                tokio::task::spawn_blocking(move || start_blocking(&runtime, spec, replace)).await;
+            let deliverer = deliverer.clone();
+            let started = tokio::task::spawn_blocking(move || {
+                start_blocking(&runtime, &deliverer, spec, replace, delivery)
+            })
+            .await;
             match started {
                 Ok(Ok(ip)) => Outcome::Started {
                     task: task.id.clone(),
@@ -624,7 +663,10 @@ async fn execute(
         } => {
             info!(task = %task, container = %container_id, ?reason, "removing container");
             let id = container_id.clone();
-            let removed = tokio::task::spawn_blocking(move || remove_blocking(&runtime, &id)).await;
+            let deliverer = deliverer.clone();
+            let removed =
+                tokio::task::spawn_blocking(move || remove_blocking(&runtime, &deliverer, &id))
+                    .await;
             match removed {
                 Ok(Ok(())) => Outcome::Removed { task },
                 Ok(Err(error)) => {
@@ -654,26 +696,47 @@ async fn ensure_image(images: &ImageHost, reference: &str) -> Result<(), String>
 /// failed start the new container is deleted again. Returns its address.
 fn start_blocking(
     runtime: &runtime::Runtime,
-    spec: runtime::ContainerSpec,
+    deliverer: &Deliverer,
+    mut spec: runtime::ContainerSpec,
     replace: Option<String>,
+    delivery: Delivery,
 ) -> Result<Option<std::net::Ipv4Addr>, String> {
     if let Some(old) = replace {
-        remove_blocking(runtime, &old)
+        remove_blocking(runtime, deliverer, &old)
             .map_err(|error| format!("cannot remove the previous container {old}: {error}"))?;
     }
-    let id = runtime.create(spec).map_err(|error| error.to_string())?;
+    deliverer.install(delivery, &mut spec)?;
+    let container_id = spec.id.clone();
+    let undeliver = |error: String| {
+        if let Err(cleanup) = deliverer.remove(&container_id) {
+            return format!("{error} (and after it: {cleanup})");
+        }
+        error
+    };
+    let id = runtime
+        .create(spec)
+        .map_err(|error| undeliver(error.to_string()))?;
     if let Err(error) = runtime.start(&id) {
         if let Err(cleanup) = runtime.delete(&id) {
             return Err(format!("start: {error} (and delete after it: {cleanup})"));
         }
-        return Err(format!("start: {error}"));
+        return Err(undeliver(format!("start: {error}")));
     }
     Ok(runtime.info(&id).ok().and_then(|info| info.ip))
 }
 
-/// Stops (TERM, grace, KILL) and deletes a container; a missing one is
-/// already removed.
-fn remove_blocking(runtime: &runtime::Runtime, id: &str) -> Result<(), runtime::Error> {
+/// Stops (TERM, grace, KILL) and deletes a container, then its secrets
+/// and configs; a missing one is already removed.
+fn remove_blocking(
+    runtime: &runtime::Runtime,
+    deliverer: &Deliverer,
+    id: &str,
+) -> Result<(), String> {
+    remove_container(runtime, id).map_err(|error| error.to_string())?;
+    deliverer.remove(id)
+}
+
+fn remove_container(runtime: &runtime::Runtime, id: &str) -> Result<(), runtime::Error> {
     match runtime.info(id) {
         Err(runtime::Error::ContainerNotFound { .. }) => return Ok(()),
         Err(error) => return Err(error),

@@ -22,12 +22,14 @@
 pub mod container;
 mod driver;
 mod host;
+mod objects;
 pub mod plan;
 pub mod probe;
 mod publish;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
 use raft::store::KvReader;
 use raft::NodeId;
@@ -68,7 +70,15 @@ pub struct AgentHandles {
     pub usage: watch::Sender<NodeUsage>,
     /// Fires when the node shuts down.
     pub shutdown: watch::Receiver<bool>,
+    /// This node's keyring key, once the node has loaded it (the error
+    /// says why it could not): what opens the secrets its tasks use.
+    pub node_key: NodeKeySlot,
+    /// `<data dir>/run`: each task's secrets tmpfs and config files.
+    pub run_dir: PathBuf,
 }
+
+/// Where the node puts its keyring key for the agent to read.
+pub type NodeKeySlot = Arc<OnceLock<Result<Arc<crate::secrets::crypto::NodeKey>, String>>>;
 
 /// Runs the agent until the node shuts down. Containers are left running
 /// when it stops: the next agent on this data dir adopts them.

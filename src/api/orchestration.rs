@@ -57,6 +57,10 @@ pub struct ServiceSummary {
     /// Tasks (of any generation) that take traffic: the VIP's and DNS's
     /// endpoints.
     pub ready: u32,
+    /// The secret and config versions of the current generation
+    /// (`secret/NAME`, `config/NAME`).
+    #[serde(default)]
+    pub objects: BTreeMap<String, u64>,
 }
 
 /// One line of `edgectl get endpoints`: a task of a service that runs or
@@ -98,6 +102,10 @@ pub struct TaskView {
     /// Why a running task is out of rotation (`TaskStatus::not_ready`).
     #[serde(default)]
     pub not_ready: Option<String>,
+    /// The version of each secret and config its generation was made with
+    /// (`secret/NAME`, `config/NAME`).
+    #[serde(default)]
+    pub objects: BTreeMap<String, u64>,
 }
 
 impl TaskView {
@@ -196,6 +204,7 @@ mod tests {
             created_unix: 5,
             ready: false,
             not_ready: Some("readiness probe failed 3 times in a row: status 503".into()),
+            objects: BTreeMap::from([("secret/pw".to_string(), 2)]),
         };
         let description = crate::api::ApiResponse::Service(Box::new(ServiceDescription {
             summary: ServiceSummary {
@@ -208,6 +217,7 @@ mod tests {
                 updated_unix: 5,
                 vip: Some("10.96.0.5".into()),
                 ready: 0,
+                objects: BTreeMap::from([("config/app.conf".to_string(), 1)]),
             },
             spec_yaml: "spec: {}".into(),
             tasks: vec![task],

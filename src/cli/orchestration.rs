@@ -321,11 +321,24 @@ fn endpoints_table(endpoints: &[EndpointView]) -> comfy_table::Table {
 }
 
 fn tasks_table(tasks: &[TaskView]) -> comfy_table::Table {
-    let mut t = table(&[
-        "TASK", "SERVICE", "NODE", "DESIRED", "STATE", "READY", "RESTARTS", "IP", "MESSAGE",
-    ]);
+    // The column only when some task uses a secret or config.
+    let objects = tasks.iter().any(|task| !task.objects.is_empty());
+    let mut headers = vec![
+        "TASK", "SERVICE", "NODE", "DESIRED", "STATE", "READY", "RESTARTS", "IP",
+    ];
+    if objects {
+        headers.push("OBJECTS");
+    }
+    headers.push("MESSAGE");
+    let mut t = table(&headers);
     for task in tasks {
-        t.add_row(vec![
+        let versions = task
+            .objects
+            .iter()
+            .map(|(object, version)| format!("{object}@{version}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut row = vec![
             task.id.clone(),
             task.service.clone(),
             task.node.clone().unwrap_or_else(|| "-".into()),
@@ -337,8 +350,16 @@ fn tasks_table(tasks: &[TaskView]) -> comfy_table::Table {
             task.ready_word().to_string(),
             task.restarts.to_string(),
             task.ip.clone().unwrap_or_default(),
-            task.message(),
-        ]);
+        ];
+        if objects {
+            row.push(if versions.is_empty() {
+                "-".into()
+            } else {
+                versions
+            });
+        }
+        row.push(task.message());
+        t.add_row(row);
     }
     t
 }

@@ -56,12 +56,28 @@ pub fn reset(data_dir: &Path, keep_data: bool) -> anyhow::Result<()> {
             remove_network_state(&rt);
         }
     }
+    remove_deliveries(&root.join("run"))?;
     if !keep_data {
         std::fs::remove_dir_all(&root)
             .with_context(|| format!("cannot remove {}", root.display()))?;
         eprintln!("removed {}", root.display());
     }
     Ok(())
+}
+
+/// The tasks' secrets (a tmpfs each) and configs: their containers are
+/// gone, and a mounted tmpfs would stop the data dir's removal.
+fn remove_deliveries(run: &Path) -> anyhow::Result<()> {
+    if let Ok(entries) = std::fs::read_dir(run.join("secrets")) {
+        for entry in entries.flatten() {
+            runtime::private_tmpfs::remove(&entry.path())?;
+        }
+    }
+    match std::fs::remove_dir_all(run) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot remove {}", run.display())),
+    }
 }
 
 /// A node listening on a loopback address shares the host's namespace (and

@@ -13,11 +13,11 @@ pub mod service;
 pub use limits::{DocumentLimit, SpecLimits};
 pub use quantity::{CpuMillis, MemoryBytes, QuantityError};
 pub use service::{
-    parse_service, parse_service_document, validate, Backoff, Constraint, ConstraintOperator,
-    EffectiveProbes, FailureAction, FailureRatio, HealthCheck, HttpProbe, HttpScheme, Location,
-    Metadata, NetworkMode, Placement, Port, Probe, ProbeAction, ProbeCheck, Probes, Protocol,
-    Publish, ResourceList, Resources, RestartCondition, RestartPolicy, RollbackPolicy, ServiceBody,
-    ServiceSpec, SessionAffinity, SpecError, Spread, TcpProbe, UpdateOrder, UpdatePolicy, Volume,
-    VolumeMount, VolumeType, API_VERSION, KIND_SERVICE, REPLICAS_MAX, REVISION_HISTORY_DEFAULT,
-    SPEC_BYTES_MAX,
+    check_references, parse_service, parse_service_document, validate, Backoff, Constraint,
+    ConstraintOperator, EffectiveProbes, EnvFrom, FailureAction, FailureRatio, HealthCheck,
+    HttpProbe, HttpScheme, Location, Metadata, NetworkMode, ObjectFile, Placement, Port, Probe,
+    ProbeAction, ProbeCheck, Probes, Protocol, Publish, ResourceList, Resources, RestartCondition,
+    RestartPolicy, RollbackPolicy, ServiceBody, ServiceSpec, SessionAffinity, SpecError, Spread,
+    TcpProbe, UpdateOrder, UpdatePolicy, Volume, VolumeMount, VolumeType, API_VERSION,
+    KIND_SERVICE, REPLICAS_MAX, REVISION_HISTORY_DEFAULT, SPEC_BYTES_MAX,
 };

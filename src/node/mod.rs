@@ -205,7 +205,7 @@ struct NodeInner {
     proposals: tokio::sync::mpsc::Sender<proposer::Proposal>,
     /// This node's keyring key (keyring.rs), loaded once at start; the
     /// error says why secrets cannot be read here.
-    node_key: std::sync::OnceLock<Result<Arc<crate::secrets::crypto::NodeKey>, String>>,
+    node_key: crate::agent::NodeKeySlot,
     shutdown: watch::Sender<bool>,
 }
 
@@ -278,7 +278,7 @@ impl Node {
                 dedup_swept_to_minute: Mutex::new(0),
                 refusals: pacing::RefusalPacer::default(),
                 proposals,
-                node_key: std::sync::OnceLock::new(),
+                node_key: Arc::new(std::sync::OnceLock::new()),
                 shutdown,
             }),
         };
@@ -348,6 +348,8 @@ impl Node {
             images: self.images(),
             usage: self.inner.own_usage.clone(),
             shutdown: self.shutdown_signal(),
+            node_key: self.inner.node_key.clone(),
+            run_dir: self.inner.config.data_dir.root().join("run"),
         })
     }
 

@@ -75,6 +75,7 @@ impl Node {
 
     async fn apply_service(&self, yaml: &str) -> ApiResult {
         let spec = parse_service_off_workers(yaml).await?;
+        self.check_object_references(&spec, yaml)?;
         let name = spec.metadata.name.clone();
         self.check_disk_room(&format!("applying service {name}"))?;
         self.check_published_ports(&spec)?;
@@ -84,6 +85,7 @@ impl Node {
         let (record, change, mod_revision) = match current {
             None => {
                 let mut record = ServiceRecord {
+                    objects: self.object_versions(&spec)?,
                     spec,
                     generation: 1,
                     created_unix: now,
@@ -99,7 +101,13 @@ impl Node {
             Some(kv) => {
                 let old: ServiceRecord = serde_json::from_slice(&kv.value).map_err(internal)?;
                 let change = classify_change(&old.spec, &spec);
+                let updated = change == ApplyChange::Updated;
                 let mut record = ServiceRecord {
+                    objects: if updated {
+                        self.object_versions(&spec)?
+                    } else {
+                        old.objects.clone()
+                    },
                     spec,
                     updated_unix: if change == ApplyChange::Unchanged {
                         old.updated_unix
@@ -119,7 +127,8 @@ impl Node {
             }
         };
         if change != ApplyChange::Unchanged {
-            self.put_service(&record, mod_revision).await?;
+            self.put_service_naming_objects(&record, mod_revision)
+                .await?;
         }
         Ok(ApiResponse::Applied(ApplyOutcome {
             name,
@@ -127,6 +136,69 @@ impl Node {
             replicas: record.spec.spec.replicas,
             change,
         }))
+    }
+
+    /// The current version of each secret and config `spec` names (one
+    /// that is gone is left out: its tasks wait for it, saying so).
+    pub(super) fn object_versions(
+        &self,
+        spec: &ServiceSpec,
+    ) -> Result<BTreeMap<String, u64>, ApiError> {
+        use crate::secrets::records::{object_key, ObjectRecord};
+        use crate::secrets::ObjectKind;
+        let body = &spec.spec;
+        let wanted = body
+            .secret_names()
+            .into_iter()
+            .map(|name| (ObjectKind::Secret, name))
+            .chain(
+                body.config_names()
+                    .into_iter()
+                    .map(|name| (ObjectKind::Config, name)),
+            );
+        let mut versions = BTreeMap::new();
+        for (kind, name) in wanted {
+            if let Some(kv) = self
+                .inner
+                .kv
+                .get(object_key(kind, name).as_bytes())
+                .map_err(internal)?
+            {
+                let record: ObjectRecord = serde_json::from_slice(&kv.value).map_err(internal)?;
+                versions.insert(
+                    crate::secrets::usage::version_key(kind, name),
+                    record.meta.version,
+                );
+            }
+        }
+        Ok(versions)
+    }
+
+    /// Every secret and config the spec names exists (read on the leader).
+    /// One removed right after still cannot run unnoticed: its tasks wait,
+    /// saying which object is missing.
+    fn check_object_references(&self, spec: &ServiceSpec, yaml: &str) -> Result<(), ApiError> {
+        if spec.spec.secrets.is_empty()
+            && spec.spec.configs.is_empty()
+            && spec.spec.env_from.is_empty()
+        {
+            return Ok(());
+        }
+        let names = |kind| -> Result<std::collections::BTreeSet<String>, ApiError> {
+            let prefix = crate::secrets::records::object_prefix(kind);
+            let (kvs, _) = self.inner.kv.range(prefix.as_bytes()).map_err(internal)?;
+            Ok(kvs
+                .iter()
+                .map(|kv| String::from_utf8_lossy(&kv.key[prefix.len()..]).into_owned())
+                .collect())
+        };
+        model::check_references(
+            spec,
+            Some(yaml),
+            &names(crate::secrets::ObjectKind::Secret)?,
+            &names(crate::secrets::ObjectKind::Config)?,
+        )
+        .map_err(|e| ApiError::Invalid(e.to_string()))
     }
 
     /// A `publish: cluster` port is open on every node: refuses a spec whose
@@ -195,17 +267,64 @@ impl Node {
         Ok(ApiResponse::ServiceDeleted)
     }
 
+    /// `put_service`, also guarded by the mod revision of every object the
+    /// spec names as read now: one removed since `check_object_references`
+    /// makes the apply fail rather than name a missing object.
+    pub(super) async fn put_service_naming_objects(
+        &self,
+        record: &ServiceRecord,
+        mod_revision: u64,
+    ) -> Result<(), ApiError> {
+        use crate::secrets::records::object_key;
+        use crate::secrets::ObjectKind;
+        let body = &record.spec.spec;
+        let mut compares = Vec::new();
+        let named = body
+            .secret_names()
+            .into_iter()
+            .map(|name| object_key(ObjectKind::Secret, name))
+            .chain(
+                body.config_names()
+                    .into_iter()
+                    .map(|name| object_key(ObjectKind::Config, name)),
+            );
+        for key in named {
+            let Some(read) = self.inner.kv.get(key.as_bytes()).map_err(internal)? else {
+                return Err(ApiError::Invalid(format!(
+                    "{key} was removed while the spec was checked; nothing was written: retry"
+                )));
+            };
+            compares.push(Compare {
+                key: key.into_bytes(),
+                mod_revision: read.mod_revision,
+            });
+        }
+        self.put_service_with(record, mod_revision, compares).await
+    }
+
     pub(super) async fn put_service(
         &self,
         record: &ServiceRecord,
         mod_revision: u64,
     ) -> Result<(), ApiError> {
+        self.put_service_with(record, mod_revision, Vec::new())
+            .await
+    }
+
+    async fn put_service_with(
+        &self,
+        record: &ServiceRecord,
+        mod_revision: u64,
+        extra: Vec<Compare>,
+    ) -> Result<(), ApiError> {
         let key = records::service_key(&record.spec.metadata.name).into_bytes();
+        let mut compares = vec![Compare {
+            key: key.clone(),
+            mod_revision,
+        }];
+        compares.extend(extra);
         let txn = Txn {
-            compares: vec![Compare {
-                key: key.clone(),
-                mod_revision,
-            }],
+            compares,
             success: vec![KvOp::Put {
                 key,
                 value: to_json(record),
@@ -297,6 +416,7 @@ impl Node {
                     pending_reason: task.pending_reason,
                     shutdown_reason: task.shutdown_reason,
                     created_unix: task.created_unix,
+                    objects: task.objects,
                 }
             })
             .collect();
@@ -546,6 +666,7 @@ fn summarize(
         updated_unix: record.updated_unix,
         vip,
         ready,
+        objects: record.objects.clone(),
     }
 }
 

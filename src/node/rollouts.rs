@@ -137,6 +137,7 @@ impl Node {
         self.check_published_ports(&spec)?;
         let now = now_unix();
         let mut undone = ServiceRecord {
+            objects: self.object_versions(&spec)?,
             generation: service.generation + 1,
             updated_unix: now,
             previous: Some(service.spec.clone()),
@@ -150,7 +151,8 @@ impl Node {
             format!("undo to generation {goal}"),
             now,
         );
-        self.put_service(&undone, mod_revision).await?;
+        self.put_service_naming_objects(&undone, mod_revision)
+            .await?;
         Ok(ApiResponse::Applied(ApplyOutcome {
             name: name.to_string(),
             generation: undone.generation,

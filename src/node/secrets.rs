@@ -11,9 +11,12 @@ use super::Node;
 use crate::api::{ApiError, ApiRequest, ApiResponse, ApiResult, ObjectView, ReadConsistency};
 use crate::clock::now_unix;
 use crate::cluster::records::to_json;
+use crate::model::ServiceBody;
+use crate::orchestrator::records::{self, ServiceRecord};
 use crate::secrets::records::{
     object_key, object_prefix, ObjectMeta, ObjectRecord, StoredValue, KEYRING_CURRENT,
 };
+use crate::secrets::usage::{used_by, version_key};
 use crate::secrets::{check_object, crypto, ObjectKind, ObjectValue};
 
 impl Node {
@@ -37,10 +40,11 @@ impl Node {
             } => self.put_object(kind, &name, value, create).await,
             ApiRequest::ObjectRemove { kind, name } => self.remove_object(kind, &name).await,
             ApiRequest::ObjectList { kind } => {
+                let services = self.service_bodies()?;
                 let mut metas: Vec<ObjectMeta> = self
                     .read_records::<ObjectRecord>(object_prefix(kind))?
                     .into_iter()
-                    .map(|record| record.meta)
+                    .map(|record| with_users(record.meta, &services))
                     .collect();
                 metas.sort_by(|a, b| a.name.cmp(&b.name));
                 Ok(ApiResponse::Objects(metas))
@@ -140,26 +144,113 @@ impl Node {
             digest,
             created_unix,
             updated_unix: now,
+            // Filled in from the services whenever it is read.
             used_by: Vec::new(),
         };
         let record = ObjectRecord {
             meta: meta.clone(),
             value: stored,
         };
+        let mut success = vec![KvOp::Put {
+            key: key.into_bytes(),
+            value: to_json(&record),
+        }];
+        if !create {
+            self.roll_users(kind, name, version, now, &mut compares, &mut success)?;
+        }
         let txn = Txn {
             compares,
-            success: vec![KvOp::Put {
-                key: key.into_bytes(),
-                value: to_json(&record),
-            }],
+            success,
             failure: vec![],
         };
         self.write_object(txn, kind, name).await?;
+        let meta = with_users(meta, &self.service_bodies()?);
         Ok(ApiResponse::Object(ObjectView { meta, value: None }))
     }
 
+    /// A new version of an object makes a new generation of every service
+    /// that uses it (in the object's own transaction, each service guarded
+    /// by its mod revision), so their tasks roll by their update policy and
+    /// the new tasks read the new version.
+    fn roll_users(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        version: u64,
+        now: u64,
+        compares: &mut Vec<Compare>,
+        success: &mut Vec<KvOp>,
+    ) -> Result<(), ApiError> {
+        let (kvs, _) = self
+            .inner
+            .kv
+            .range(records::SERVICES_PREFIX.as_bytes())
+            .map_err(internal)?;
+        for kv in kvs {
+            let mut service: ServiceRecord = serde_json::from_slice(&kv.value).map_err(internal)?;
+            let body = &service.spec.spec;
+            let uses = match kind {
+                ObjectKind::Secret => body.secret_names().contains(name),
+                ObjectKind::Config => body.config_names().contains(name),
+            };
+            if !uses {
+                continue;
+            }
+            let before = (
+                service.generation,
+                service.spec.clone(),
+                service.updated_unix,
+            );
+            service.generation += 1;
+            service.updated_unix = now;
+            service.objects.insert(version_key(kind, name), version);
+            crate::orchestrator::revisions::push_revision(
+                &mut service,
+                Some((before.0, &before.1, before.2)),
+                format!("{} {name} updated to version {version}", kind.noun()),
+                now,
+            );
+            compares.push(Compare {
+                key: kv.key.clone(),
+                mod_revision: kv.mod_revision,
+            });
+            success.push(KvOp::Put {
+                key: kv.key,
+                value: to_json(&service),
+            });
+        }
+        Ok(())
+    }
+
+    /// Every service's name and spec body, for who-uses-what.
+    fn service_bodies(&self) -> Result<Vec<(String, ServiceBody)>, ApiError> {
+        Ok(self
+            .read_keyed_records::<ServiceRecord>(records::SERVICES_PREFIX)?
+            .into_iter()
+            .map(|(name, record)| (name, record.spec.spec))
+            .collect())
+    }
+
+    /// Refused while a service's spec names it: its tasks could not be
+    /// started again (a restart, a new node) without it.
     async fn remove_object(&self, kind: ObjectKind, name: &str) -> ApiResult {
         let (_, mod_revision) = self.object_record(kind, name)?;
+        let services = self.service_bodies()?;
+        let users = used_by(
+            kind,
+            name,
+            services
+                .iter()
+                .map(|(service, body)| (service.as_str(), body)),
+        );
+        if !users.is_empty() {
+            return Err(ApiError::Invalid(format!(
+                "{noun} {name:?} is used by service(s) {users}; remove it from their specs \
+                 (or delete them) first",
+                noun = kind.noun(),
+                users = users.join(", ")
+            )));
+        }
         let key = object_key(kind, name).into_bytes();
         let txn = Txn {
             compares: vec![Compare {
@@ -180,6 +271,7 @@ impl Node {
             ));
         }
         let (record, _) = self.object_record(kind, name)?;
+        let meta = with_users(record.meta, &self.service_bodies()?);
         let value = match (&record.value, show_value) {
             (StoredValue::Plain { bytes }, true) => {
                 Some(ObjectValue(hex::decode(bytes).map_err(|e| {
@@ -188,10 +280,7 @@ impl Node {
             }
             _ => None,
         };
-        Ok(ApiResponse::Object(ObjectView {
-            meta: record.meta,
-            value,
-        }))
+        Ok(ApiResponse::Object(ObjectView { meta, value }))
     }
 
     async fn write_object(&self, txn: Txn, kind: ObjectKind, name: &str) -> Result<(), ApiError> {
@@ -205,4 +294,15 @@ impl Node {
             )))
         }
     }
+}
+
+fn with_users(mut meta: ObjectMeta, services: &[(String, ServiceBody)]) -> ObjectMeta {
+    meta.used_by = used_by(
+        meta.kind,
+        &meta.name,
+        services
+            .iter()
+            .map(|(service, body)| (service.as_str(), body)),
+    );
+    meta
 }

@@ -289,6 +289,11 @@ impl Pass {
                     pending_reason: None,
                     shutdown_reason: None,
                     created_unix: snapshot.now_unix,
+                    objects: snapshot
+                        .services
+                        .get(name)
+                        .map(|service| service.objects.clone())
+                        .unwrap_or_default(),
                 };
                 self.tasks.insert(id.clone(), (task, 0));
                 self.touched.insert(id);

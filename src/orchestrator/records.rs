@@ -69,6 +69,12 @@ pub struct ServiceRecord {
     /// goes back to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<ServiceSpec>,
+    /// The version of each secret and config the spec names, as of this
+    /// generation (`secret/NAME`, `config/NAME`): `secret update` and
+    /// `config update` make a new generation of every service using the
+    /// object, so its tasks roll by the update policy.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub objects: BTreeMap<String, u64>,
     /// The last `revisionHistory` generations, oldest first, the current one
     /// last: what the controller rolls back to, `rollout history` lists and
     /// `rollout undo --to-revision` goes back to. Empty in records written
@@ -220,6 +226,9 @@ pub struct TaskRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shutdown_reason: Option<String>,
     pub created_unix: u64,
+    /// The service's object versions at this task's generation.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub objects: BTreeMap<String, u64>,
 }
 
 /// What a node's agent last saw of a task. Externally tagged (no serde

@@ -7,8 +7,10 @@
 //! config's value is stored as it is. Both are versioned the same way.
 
 pub mod crypto;
+pub mod deliver;
 pub mod plan;
 pub mod records;
+pub mod usage;
 
 #[cfg(test)]
 mod tests;
@@ -93,8 +95,9 @@ pub enum ObjectError {
     },
 }
 
-/// Checks a name and a value's size before any work is done on them.
-pub fn check_object(kind: ObjectKind, name: &str, size: usize) -> Result<(), ObjectError> {
+/// A secret's or config's name: 1 to [`NAME_BYTES_MAX`] of `a-z0-9-_.`,
+/// starting with a letter or digit (so never `.` or `..`).
+pub fn valid_name(name: &str) -> bool {
     let first_ok = name
         .bytes()
         .next()
@@ -102,7 +105,12 @@ pub fn check_object(kind: ObjectKind, name: &str, size: usize) -> Result<(), Obj
     let rest_ok = name
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'));
-    if !first_ok || !rest_ok || name.len() > NAME_BYTES_MAX {
+    first_ok && rest_ok && name.len() <= NAME_BYTES_MAX
+}
+
+/// Checks a name and a value's size before any work is done on them.
+pub fn check_object(kind: ObjectKind, name: &str, size: usize) -> Result<(), ObjectError> {
+    if !valid_name(name) {
         return Err(ObjectError::BadName {
             kind: kind.noun(),
             name: name.to_string(),

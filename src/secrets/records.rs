@@ -106,7 +106,8 @@ pub struct ObjectMeta {
     pub digest: String,
     pub created_unix: u64,
     pub updated_unix: u64,
-    /// The services whose specs reference it (none until specs can).
+    /// The services whose specs reference it, as of the read (not stored:
+    /// filled in from the services by whoever reads it).
     pub used_by: Vec<String>,
 }
 

@@ -263,3 +263,145 @@ fn a_value_never_shows_in_debug_output() {
     )
     .contains("0123"));
 }
+
+mod deliver {
+    use super::*;
+    use crate::secrets::deliver::{
+        config_bytes, env_lines, files, merged_env, open_secret, tmpfs_size_bytes, DeliveryError,
+    };
+    use crate::secrets::records::StoredWrap;
+
+    fn record(name: &str, version: u64, value: StoredValue) -> ObjectRecord {
+        ObjectRecord {
+            meta: ObjectMeta {
+                kind: ObjectKind::Secret,
+                name: name.into(),
+                version,
+                size_bytes: 0,
+                digest: String::new(),
+                created_unix: 0,
+                updated_unix: 0,
+                used_by: vec![],
+            },
+            value,
+        }
+    }
+
+    #[test]
+    fn files_are_named_by_position_with_their_defaults() {
+        let body = crate::model::parse_service(
+            "apiVersion: edgectl/v1\nkind: Service\nmetadata:\n  name: x\nspec:\n  image: b\n  secrets:\n    - name: pw\n    - {name: ../etc, target: /k, uid: 7, gid: 8, mode: 0400}\n  configs:\n    - name: app.conf\n",
+        );
+        // `../etc` is not a valid name: it never reaches a host path.
+        assert!(body.is_err());
+        let body = crate::model::parse_service(
+            "apiVersion: edgectl/v1\nkind: Service\nmetadata:\n  name: x\nspec:\n  image: b\n  secrets:\n    - name: pw\n    - {name: key, target: /k, uid: 7, gid: 8, mode: 0400}\n  configs:\n    - name: app.conf\n",
+        )
+        .unwrap()
+        .spec;
+        let plans = files(&body);
+        let summary: Vec<(ObjectKind, &str, &str, &str, u32, u32, u32)> = plans
+            .iter()
+            .map(|p| {
+                (
+                    p.kind,
+                    p.name.as_str(),
+                    p.file_name.as_str(),
+                    p.target.as_str(),
+                    p.uid,
+                    p.gid,
+                    p.mode,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (
+                    ObjectKind::Secret,
+                    "pw",
+                    "secret-0",
+                    "/run/secrets/pw",
+                    0,
+                    0,
+                    0o444
+                ),
+                (ObjectKind::Secret, "key", "secret-1", "/k", 7, 8, 0o400),
+                (
+                    ObjectKind::Config,
+                    "app.conf",
+                    "config-0",
+                    "/run/configs/app.conf",
+                    0,
+                    0,
+                    0o444
+                ),
+            ]
+        );
+        assert_eq!(tmpfs_size_bytes([]), 4 * 4096);
+        assert_eq!(tmpfs_size_bytes([1, 4096, 4097]), (2 + 2 + 3 + 4) * 4096);
+    }
+
+    #[test]
+    fn a_secret_opens_only_with_this_nodes_wrap_of_its_generation() {
+        let data_key = DataKey::new(2, bytes(1));
+        let node = NodeKey::from_bytes(bytes(2));
+        let other = NodeKey::from_bytes(bytes(3));
+        let sealed = crypto::seal(&data_key, "pw", 3, b"hunter2", nonce(1));
+        let secret = record("pw", 3, StoredValue::from_sealed(&sealed));
+        let wrap = StoredWrap::from(
+            &crypto::wrap_data_key(&data_key, 5, node.public_key(), bytes(4)).unwrap(),
+        );
+        assert_eq!(
+            open_secret(&secret, Some(&wrap), 5, &node).unwrap(),
+            b"hunter2"
+        );
+        assert!(matches!(
+            open_secret(&secret, Some(&wrap), 5, &other),
+            Err(DeliveryError::Crypto { .. })
+        ));
+        assert!(matches!(
+            open_secret(&secret, None, 5, &node),
+            Err(DeliveryError::NoKey { .. })
+        ));
+        let newer = DataKey::new(3, bytes(5));
+        let newer_wrap = StoredWrap::from(
+            &crypto::wrap_data_key(&newer, 5, node.public_key(), bytes(4)).unwrap(),
+        );
+        let error = open_secret(&secret, Some(&newer_wrap), 5, &node).unwrap_err();
+        assert!(error.to_string().contains("generation 2"), "{error}");
+        // No reason ever carries the value.
+        assert!(!format!("{error:?}").contains("hunter2"));
+        let plain = record("pw", 3, StoredValue::Plain { bytes: "00".into() });
+        assert!(matches!(
+            open_secret(&plain, Some(&wrap), 5, &node),
+            Err(DeliveryError::Corrupt { .. })
+        ));
+        assert_eq!(config_bytes(&plain).unwrap(), vec![0]);
+    }
+
+    #[test]
+    fn env_lines_are_key_value_and_env_wins() {
+        let lines = env_lines("app.env", b"# comment\n\nA=1\nB=x=y\r\nC=\n").unwrap();
+        assert_eq!(
+            lines,
+            vec![
+                ("A".into(), "1".into()),
+                ("B".into(), "x=y".into()),
+                ("C".into(), String::new())
+            ]
+        );
+        assert_eq!(
+            env_lines("app.env", b"A=1\nnot a pair\n"),
+            Err(DeliveryError::EnvLine {
+                config: "app.env".into(),
+                line: 2
+            })
+        );
+        let env = BTreeMap::from([("A".to_string(), "explicit".to_string())]);
+        let merged = merged_env(vec![lines, vec![("B".into(), "later".into())]], &env);
+        assert_eq!(merged["A"], "explicit");
+        assert_eq!(merged["B"], "later");
+        assert_eq!(merged["C"], "");
+    }
+}

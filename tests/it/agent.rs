@@ -564,6 +564,7 @@ fn service(name: &str, replicas: u32, restart: &str, command: &str) -> ServiceRe
         spec: parse_service(&yaml).unwrap(),
         generation: 1,
         created_unix: 1,
+        objects: Default::default(),
         updated_unix: 1,
         previous: None,
         revisions: Vec::new(),
@@ -591,6 +592,7 @@ fn task(service: &ServiceRecord, slot: u32, node: u64) -> TaskRecord {
         pending_reason: None,
         shutdown_reason: None,
         created_unix: 1,
+        objects: Default::default(),
     }
 }
 

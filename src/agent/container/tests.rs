@@ -24,6 +24,7 @@ fn task(spec_body: &str) -> TaskRecord {
         pending_reason: None,
         shutdown_reason: None,
         created_unix: 0,
+        objects: Default::default(),
     }
 }
 

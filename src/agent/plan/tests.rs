@@ -24,6 +24,7 @@ fn task_with(id: &str, restart: &str, generation: u64) -> TaskRecord {
         pending_reason: None,
         shutdown_reason: None,
         created_unix: 0,
+        objects: Default::default(),
     }
 }
 

@@ -117,6 +117,7 @@ mod tests {
             pending_reason: None,
             shutdown_reason: None,
             created_unix: 0,
+            objects: Default::default(),
         }
     }
 

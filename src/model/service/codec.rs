@@ -194,3 +194,56 @@ impl<'de> Deserialize<'de> for Spread {
         deserializer.deserialize_any(SpreadVisitor)
     }
 }
+
+/// File modes in octal. YAML 1.2 (serde_yaml) reads an unquoted `0440` as
+/// the decimal 440, so an integer is read digit by digit as octal (and one
+/// with an 8 or a 9 is refused); a string may be `0440`, `440` or `0o440`.
+/// Printed as a string (`"0440"`), which reads back the same.
+pub(super) mod octal_mode {
+    use std::fmt;
+
+    use serde::de::{self, Deserializer, Visitor};
+    use serde::Serializer;
+
+    pub(in crate::model::service) fn serialize<S: Serializer>(
+        mode: &u32,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format!("{mode:04o}"))
+    }
+
+    fn from_octal_text<E: de::Error>(text: &str) -> Result<u32, E> {
+        let digits = text.strip_prefix("0o").unwrap_or(text);
+        if digits.is_empty()
+            || digits.len() > 6
+            || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+        {
+            return Err(E::custom(format!(
+                "{text:?} is not an octal file mode; expected e.g. `0440` or `0o600`"
+            )));
+        }
+        u32::from_str_radix(digits, 8).map_err(|e| E::custom(e.to_string()))
+    }
+
+    pub(in crate::model::service) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<u32, D::Error> {
+        struct ModeVisitor;
+        impl Visitor<'_> for ModeVisitor {
+            type Value = u32;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("an octal file mode such as `0440`")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<u32, E> {
+                from_octal_text(text)
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<u32, E> {
+                from_octal_text(&value.to_string())
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<u32, E> {
+                from_octal_text(&value.to_string())
+            }
+        }
+        deserializer.deserialize_any(ModeVisitor)
+    }
+}

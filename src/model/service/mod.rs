@@ -47,6 +47,14 @@
 //!     - {volume: scratch, path: /tmp}
 //!     - {volume: serial, path: /dev/ttyUSB0}
 //!   network: bridge                  # bridge (default) | host
+//!   user: "1000:1000"                # uid[:gid] or a name (default: the image's)
+//!   secrets:                         # read-only files, in a tmpfs on the task's node
+//!     - name: db-password            # /run/secrets/db-password, 0:0, 0444
+//!     - {name: tls-key, target: /etc/tls/key.pem, uid: 1000, gid: 1000, mode: 0400}
+//!   configs:                         # read-only files; default /run/configs/<name>
+//!     - {name: web.conf, target: /etc/web/web.conf}
+//!   envFrom:                         # KEY=VALUE lines of a config; env wins
+//!     - config: web.env
 //!   update:
 //!     parallelism: 1                 # old tasks replaced at once (default 1)
 //!   probes:                          # each exactly one of exec | http | tcp
@@ -81,6 +89,7 @@ mod codec;
 mod error;
 mod parse;
 mod probes;
+mod references;
 mod rollout;
 mod types;
 mod validate;
@@ -88,6 +97,7 @@ mod validate;
 pub use error::{Location, SpecError};
 pub use parse::{parse_service, parse_service_document};
 pub use probes::*;
+pub use references::check_references;
 pub use rollout::*;
 pub use types::*;
 pub use validate::{valid_dns_label, valid_label_key, valid_label_value, validate};

@@ -178,6 +178,10 @@ fn web_expected() -> ServiceSpec {
             session_affinity: SessionAffinity::None,
             session_affinity_timeout: None,
             drain_period: None,
+            user: None,
+            secrets: Vec::new(),
+            configs: Vec::new(),
+            env_from: Vec::new(),
         },
     }
 }
@@ -1064,4 +1068,118 @@ fn probe_timing_and_thresholds_are_bounded() {
             "expected 1",
         );
     }
+}
+
+#[test]
+fn secrets_configs_and_env_from_take_their_defaults_and_octal_modes() {
+    let spec = parse_service(&format!(
+        "{MINIMAL}  user: \"1000:1000\"\n  secrets:\n    - name: db-password\n    - {{name: tls.key, target: /etc/tls/key.pem, uid: 1000, gid: 1000, mode: 0400}}\n  configs:\n    - {{name: app.conf, mode: \"0o640\"}}\n  envFrom:\n    - config: app.env\n"
+    ))
+    .expect("valid");
+    let body = &spec.spec;
+    assert_eq!(body.user.as_deref(), Some("1000:1000"));
+    let secrets: Vec<(String, u32, u32, u32)> = body
+        .secret_files()
+        .map(|(file, target)| (target, file.uid, file.gid, file.mode))
+        .collect();
+    assert_eq!(
+        secrets,
+        vec![
+            ("/run/secrets/db-password".to_string(), 0, 0, 0o444),
+            ("/etc/tls/key.pem".to_string(), 1000, 1000, 0o400),
+        ]
+    );
+    let configs: Vec<(String, u32)> = body
+        .config_files()
+        .map(|(file, target)| (target, file.mode))
+        .collect();
+    assert_eq!(configs, vec![("/run/configs/app.conf".to_string(), 0o640)]);
+    assert_eq!(
+        body.config_names().into_iter().collect::<Vec<_>>(),
+        vec!["app.conf", "app.env"]
+    );
+    // The stored form (JSON) reads back the same, modes included.
+    let json = serde_json::to_string(&spec).unwrap();
+    assert!(json.contains("\"mode\":\"0400\""), "{json}");
+    assert_eq!(serde_json::from_str::<ServiceSpec>(&json).unwrap(), spec);
+}
+
+#[test]
+fn bad_secret_and_config_references_are_refused_with_field_and_line() {
+    check_field_error(
+        &format!("{MINIMAL}  secrets:\n    - {{name: a, target: relative/path}}\n"),
+        "spec.secrets[0].target",
+        8,
+        "not an absolute path",
+    );
+    check_field_error(
+        &format!("{MINIMAL}  secrets:\n    - name: a\n      target: /x/../y\n"),
+        "spec.secrets[0].target",
+        9,
+        "not an absolute path",
+    );
+    check_field_error(
+        &format!("{MINIMAL}  secrets:\n    - name: a\n  configs:\n    - name: b\n      target: /run/secrets/a\n"),
+        "spec.configs[0].target",
+        11,
+        "used twice",
+    );
+    check_field_error(
+        &format!("{MINIMAL}  secrets:\n    - name: a\n      mode: 4755\n"),
+        "spec.secrets[0].mode",
+        9,
+        "more than 0777",
+    );
+    check_field_error(
+        &format!("{MINIMAL}  secrets:\n    - name: a\n      mode: 0489\n"),
+        "spec.secrets[0].mode",
+        9,
+        "not an octal file mode",
+    );
+    check_field_error(
+        &format!("{MINIMAL}  secrets:\n    - name: A_Bad\n"),
+        "spec.secrets[0].name",
+        8,
+        "invalid",
+    );
+    check_field_error(
+        &format!("{MINIMAL}  configs:\n    - name: a\n      owner: me\n"),
+        "spec.configs[0].owner",
+        9,
+        "unknown field",
+    );
+    check_field_error(
+        &format!("{MINIMAL}  envFrom:\n    - config: a\n    - config: a\n"),
+        "spec.envFrom[1].config",
+        9,
+        "twice",
+    );
+    check_field_error(
+        &format!("{MINIMAL}  user: \"a b\"\n"),
+        "spec.user",
+        7,
+        "invalid",
+    );
+}
+
+#[test]
+fn names_that_do_not_exist_are_refused_with_field_and_line() {
+    let source = format!(
+        "{MINIMAL}  secrets:\n    - name: here\n    - name: gone\n  envFrom:\n    - config: nope\n"
+    );
+    let spec = parse_service(&source).unwrap();
+    let names = |items: &[&str]| items.iter().map(|s| s.to_string()).collect();
+    let error = check_references(&spec, Some(&source), &names(&["here"]), &names(&[]))
+        .expect_err("gone is missing");
+    assert_eq!(error.field(), Some("spec.secrets[1].name"));
+    assert_eq!(error.line(), Some(9));
+    assert!(
+        error.to_string().contains("secret \"gone\" does not exist"),
+        "{error}"
+    );
+    let error = check_references(&spec, Some(&source), &names(&["here", "gone"]), &names(&[]))
+        .expect_err("nope is missing");
+    assert_eq!(error.field(), Some("spec.envFrom[0].config"));
+    assert_eq!(error.line(), Some(11));
+    check_references(&spec, None, &names(&["here", "gone"]), &names(&["nope"])).unwrap();
 }

@@ -153,6 +153,104 @@ pub struct ServiceBody {
         with = "super::codec::humantime_serde_option"
     )]
     pub drain_period: Option<Duration>,
+    /// The user the container's process runs as: `uid[:gid]` or a name
+    /// from the image's `/etc/passwd` (default: the image's user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Secrets delivered as files (memory only, read-only) into each task.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<ObjectFile>,
+    /// Configs delivered as files (read-only) into each task.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<ObjectFile>,
+    /// Environment variables read from configs holding `KEY=VALUE` lines;
+    /// a key in `env` wins over the same key here, and a later entry over
+    /// an earlier one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_from: Vec<EnvFrom>,
+}
+
+/// Where a secret's or config's file lands in the container, as whom.
+pub const OBJECT_FILE_MODE_DEFAULT: u32 = 0o444;
+
+/// `secrets:` and `configs:` items: the object `name`, delivered as a
+/// read-only file at `target` (default `/run/secrets/<name>` for a secret,
+/// `/run/configs/<name>` for a config), owned by `uid`:`gid` (default 0:0)
+/// with `mode` (octal, default `0444`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ObjectFile {
+    /// The secret's or config's name (`edgectl secret ls`).
+    pub name: String,
+    /// Absolute path of the file in the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Owner of the file.
+    #[serde(default)]
+    pub uid: u32,
+    /// Group of the file.
+    #[serde(default)]
+    pub gid: u32,
+    /// Permission bits, written in octal (`0440`, `"0440"`, `0o440`).
+    #[serde(default = "default_object_mode", with = "super::codec::octal_mode")]
+    pub mode: u32,
+}
+
+fn default_object_mode() -> u32 {
+    OBJECT_FILE_MODE_DEFAULT
+}
+
+impl ObjectFile {
+    /// The path in the container: `target`, or `<default_dir>/<name>`.
+    pub fn target_or(&self, default_dir: &str) -> String {
+        self.target
+            .clone()
+            .unwrap_or_else(|| format!("{default_dir}/{}", self.name))
+    }
+}
+
+/// Where a secret lands when its `target` is left out.
+pub const SECRETS_TARGET_DIR: &str = "/run/secrets";
+/// Where a config lands when its `target` is left out.
+pub const CONFIGS_TARGET_DIR: &str = "/run/configs";
+
+/// `envFrom:` items: `{config: NAME}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EnvFrom {
+    /// A config whose lines are `KEY=VALUE` (blank lines and `#` comments
+    /// skipped).
+    pub config: String,
+}
+
+impl ServiceBody {
+    /// Every secret file with its effective target.
+    pub fn secret_files(&self) -> impl Iterator<Item = (&ObjectFile, String)> {
+        self.secrets
+            .iter()
+            .map(|file| (file, file.target_or(SECRETS_TARGET_DIR)))
+    }
+
+    /// Every config file with its effective target.
+    pub fn config_files(&self) -> impl Iterator<Item = (&ObjectFile, String)> {
+        self.configs
+            .iter()
+            .map(|file| (file, file.target_or(CONFIGS_TARGET_DIR)))
+    }
+
+    /// The names of the secrets it references.
+    pub fn secret_names(&self) -> std::collections::BTreeSet<&str> {
+        self.secrets.iter().map(|file| file.name.as_str()).collect()
+    }
+
+    /// The names of the configs it references (files and `envFrom`).
+    pub fn config_names(&self) -> std::collections::BTreeSet<&str> {
+        self.configs
+            .iter()
+            .map(|file| file.name.as_str())
+            .chain(self.env_from.iter().map(|from| from.config.as_str()))
+            .collect()
+    }
 }
 
 /// `sessionAffinity:`.

@@ -273,6 +273,8 @@ fn check_body(body: &ServiceBody) -> Result<(), Invalid> {
     check_resources(&body.resources)?;
     check_backoff(&body.restart_policy.backoff)?;
     check_volumes(body)?;
+    check_user(body)?;
+    check_object_files(body)?;
     check_ports(body)?;
     check_affinity(body)?;
     check_drain(body)?;
@@ -790,6 +792,141 @@ fn check_volumes(body: &ServiceBody) -> Result<(), Invalid> {
                     "two mounts use the path {:?}; expected one mount per path",
                     mount.path
                 ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Longest `user`: a name or `uid:gid` (32-character names, as useradd).
+const USER_BYTES_MAX: usize = 65;
+
+fn check_user(body: &ServiceBody) -> Result<(), Invalid> {
+    let Some(user) = &body.user else {
+        return Ok(());
+    };
+    let parts: Vec<&str> = user.split(':').collect();
+    let part_ok = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    };
+    if user.len() > USER_BYTES_MAX || parts.len() > 2 || !parts.iter().all(|part| part_ok(part)) {
+        return Err(invalid(
+            spec_path(&[key("user")]),
+            format!(
+                "user {:?} is invalid; expected `uid`, `uid:gid` or a user name from the \
+                 image's /etc/passwd (e.g. `1000:1000` or `nobody`)",
+                truncated(user)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Secrets, configs and envFrom: names an object can have, absolute
+/// targets that no other file or mount uses, modes within 0777.
+fn check_object_files(body: &ServiceBody) -> Result<(), Invalid> {
+    check_count(
+        spec_path(&[key("secrets")]),
+        "secrets",
+        body.secrets.len(),
+        SpecLimits::VOLUMES_MAX,
+    )?;
+    check_count(
+        spec_path(&[key("configs")]),
+        "configs",
+        body.configs.len(),
+        SpecLimits::VOLUMES_MAX,
+    )?;
+    check_count(
+        spec_path(&[key("envFrom")]),
+        "envFrom entries",
+        body.env_from.len(),
+        SpecLimits::VOLUMES_MAX,
+    )?;
+    let mut targets: BTreeSet<String> = body
+        .mounts
+        .iter()
+        .map(|mount| mount.path.trim_end_matches('/').to_string())
+        .collect();
+    let files = body
+        .secret_files()
+        .map(|file| ("secrets", "secret", file))
+        .enumerate()
+        .chain(
+            body.config_files()
+                .map(|file| ("configs", "config", file))
+                .enumerate(),
+        );
+    for (index, (field, noun, (file, target))) in files {
+        let path = |name: &str| spec_path(&[key(field), Segment::Index(index), key(name)]);
+        if !crate::secrets::valid_name(&file.name) {
+            return Err(invalid(
+                path("name"),
+                format!(
+                    "{noun} name {:?} is invalid; expected 1-{} of `a-z0-9-_.`, starting with a \
+                     letter or digit",
+                    truncated(&file.name),
+                    crate::secrets::NAME_BYTES_MAX
+                ),
+            ));
+        }
+        let target_path = if file.target.is_some() {
+            path("target")
+        } else {
+            path("name")
+        };
+        check_path_len(target_path.clone(), &target)?;
+        let normal = target.starts_with('/')
+            && !target.ends_with('/')
+            && target
+                .split('/')
+                .skip(1)
+                .all(|part| !part.is_empty() && part != "." && part != "..");
+        if !normal {
+            return Err(invalid(
+                target_path,
+                format!(
+                    "target {:?} is not an absolute path to a file (no `.`, `..`, `//` or \
+                     trailing `/`); expected e.g. `/run/secrets/db-password`",
+                    truncated(&target)
+                ),
+            ));
+        }
+        if !targets.insert(target.clone()) {
+            return Err(invalid(
+                target_path,
+                format!(
+                    "target {target:?} is used twice (by another secret, config or mount); \
+                     expected one file per path"
+                ),
+            ));
+        }
+        if file.mode > 0o777 {
+            return Err(invalid(
+                path("mode"),
+                format!(
+                    "mode {:o} is more than 0777; setuid, setgid and sticky bits are refused",
+                    file.mode
+                ),
+            ));
+        }
+    }
+    let mut sources = BTreeSet::new();
+    for (index, from) in body.env_from.iter().enumerate() {
+        let path = spec_path(&[key("envFrom"), Segment::Index(index), key("config")]);
+        if !crate::secrets::valid_name(&from.config) {
+            return Err(invalid(
+                path,
+                format!("config name {:?} is invalid", truncated(&from.config)),
+            ));
+        }
+        if !sources.insert(from.config.as_str()) {
+            return Err(invalid(
+                path,
+                format!("config {:?} is listed twice in envFrom", from.config),
             ));
         }
     }

@@ -33,6 +33,7 @@ fn service(name: &str, replicas: u32, extra: &str) -> ServiceRecord {
         revisions: Vec::new(),
         paused: false,
         resumes: 0,
+        objects: Default::default(),
     }
 }
 

@@ -29,6 +29,7 @@ fn service(images: &[&str], extra: &str) -> ServiceRecord {
         revisions: Vec::new(),
         paused: false,
         resumes: 0,
+        objects: Default::default(),
     };
     push_revision(&mut record, None, "created".into(), 0);
     for image in &images[1..] {
@@ -51,6 +52,7 @@ fn task(service: &ServiceRecord, generation: u64, slot: u32, created_unix: u64) 
         pending_reason: None,
         shutdown_reason: None,
         created_unix,
+        objects: Default::default(),
     }
 }
 

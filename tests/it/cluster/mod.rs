@@ -18,6 +18,7 @@ mod partition_memory;
 mod published;
 mod restart;
 mod rollouts;
+mod secrets_delivery;
 mod vips;
 
 use std::path::PathBuf;
