@@ -3,13 +3,14 @@
 //! readiness never passes) goes back to the last stable generation by
 //! itself and `rollout history` says why; the failed spec applied again is
 //! not retried; `rollout pause` holds the old tasks, `resume` goes on;
-//! `rollout undo --to-revision` goes back two generations.
+//! `rollout undo --to-revision` goes back two generations; a leader killed
+//! mid-rollout leaves the new leader to finish it.
 
 use edgectl::api::{RevisionView, RolloutView};
 use edgectl::orchestrator::records::RolloutState;
 
 use super::orchestration::{apply_ok, cluster_with_image, service_yaml, tasks, wait_converged};
-use super::{EdgeCluster, CONVERGE};
+use super::{form_labelled, node_logs, EdgeCluster, CONVERGE};
 use crate::support::wait_until;
 
 /// Requests like SLEEPER's, so that every generation fits where the first
@@ -21,9 +22,13 @@ const FAST: &str = "  update:\n    monitor: 1s\n    progressDeadline: 8s\n";
 /// Stops at SIGTERM (a plain `sleep` as PID 1 ignores it and waits out the
 /// 10 s grace), so that a rollout's steps take a drain, not a grace.
 fn sleeper(version: &str) -> String {
+    sleeper_with(version, FAST)
+}
+
+fn sleeper_with(version: &str, update: &str) -> String {
     format!(
         "  command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 1; done\"]\n  \
-         env:\n    VERSION: \"{version}\"\n{REQUESTS}{FAST}"
+         env:\n    VERSION: \"{version}\"\n{REQUESTS}{update}"
     )
 }
 
@@ -155,4 +160,52 @@ fn pause_holds_the_old_tasks_resume_goes_on_and_undo_goes_back_two() {
             .ok_or(format!("{now:?}"))
     })
     .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn a_new_leader_finishes_a_rollout_the_old_one_started() {
+    let cluster = form_labelled(EdgeCluster::new("crl", 3), 3, &[]);
+    let leader = cluster.leader_index(1).unwrap_or_else(|e| panic!("{e}"));
+    let via = if leader == 1 { 2 } else { 1 };
+    // Four replicas off the leader, replaced one at a time with 2 s between
+    // batches: the rollout takes long enough to lose its leader midway.
+    let slow = "  update:\n    delay: 2s\n    monitor: 1s\n    progressDeadline: 60s\n";
+    let spec = |version: &str| {
+        format!(
+            "{}  placement:\n    constraints:\n      - node.labels.slot != n{leader}\n",
+            sleeper_with(version, slow)
+        )
+    };
+    apply_ok(&cluster, via, &service_yaml("roll", 4, &spec("1")));
+    wait_until(CONVERGE, "generation 1 complete", || {
+        let view: RolloutView =
+            cluster.cli_json(via, &["rollout", "status", "roll", "--no-follow"])?;
+        (view.state == RolloutState::Complete)
+            .then_some(())
+            .ok_or(format!("{view:?}"))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+
+    apply_ok(&cluster, via, &service_yaml("roll", 4, &spec("2")));
+    wait_until(CONVERGE, "the rollout under way", || {
+        let now = tasks(&cluster, via, "roll")?;
+        let new_ready = now.iter().filter(|t| t.generation == 2 && t.ready).count();
+        let old = now.iter().filter(|t| t.generation == 1).count();
+        (new_ready >= 1 && old >= 2)
+            .then_some(())
+            .ok_or(format!("{now:?}"))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+    cluster.kill(leader);
+
+    let out = cluster.cli(via, &["rollout", "status", "roll", "--timeout", "120s"]);
+    assert!(
+        out.status.success(),
+        "{}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        node_logs(&cluster)
+    );
+    let done = wait_converged(&cluster, via, "roll", 4);
+    assert!(done.iter().all(|t| t.generation == 2), "{done:?}");
 }
