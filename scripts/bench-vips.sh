@@ -52,97 +52,26 @@ bash scripts/build-images.sh "$images" >/dev/null
 bench_build -p edgectl --bin edgectl --bin net_load
 edgectl="$BENCH_BIN/edgectl"
 load="$BENCH_BIN/net_load"
-harness=(bash scripts/netns-harness.sh)
-port=7440
 prefix=bvip
 work=$(mktemp -d /var/tmp/edgectl-bench-vips.XXXXXX)
-teardown() {
-    "${harness[@]}" down "$prefix" >/dev/null 2>&1 || true
-    # Containers outlive their nodes: reset each data dir, in an empty
-    # network namespace (the node's is gone).
-    for dir in "$work"/n*; do
-        [[ -f $dir/node.json ]] && unshare --net -- "$edgectl" --data-dir "$dir" reset >/dev/null 2>&1 || true
-    done
-}
+# shellcheck source=scripts/lib/netns-cluster.sh
+source scripts/lib/netns-cluster.sh
 cleanup() {
-    teardown
+    cluster_teardown
     rm -rf "$work"
 }
 trap cleanup EXIT
-
-logs=/run/edgectl-harness/$prefix
-# wait_for SECONDS WHAT COMMAND...: until COMMAND succeeds.
-wait_for() {
-    local limit=$1 what=$2 deadline
-    shift 2
-    deadline=$((SECONDS + limit))
-    until "$@" >/dev/null 2>&1; do
-        if ((SECONDS >= deadline)); then
-            bench_log "gave up waiting for $what"
-            for log in "$logs"/*.log; do
-                echo "--- $log" >&2 && tail -n 15 "$log" >&2
-            done
-            return 1
-        fi
-        sleep 0.1
-    done
-}
-node_start() { # I VERB...
-    local i=$1
-    shift
-    "${harness[@]}" start "$prefix" "$i" "node$i" -- env HOME="$work" "$edgectl" \
-        --data-dir "$work/n$i" "$@" --listen "$(addr "$i"):$port" --name "node$i" >/dev/null
-}
-addr() { "${harness[@]}" addr "$prefix" "$1"; }
-logged() { grep -q "$2" "$logs/$1.log"; }
-cli() { "${harness[@]}" exec "$prefix" 1 -- "$edgectl" --data-dir "$work/n1" "$@"; }
-# The JSON of every task; then fields of the running ones of SERVICE.
-tasks_of() { # SERVICE FIELD...: "id ip node" lines of its running tasks
-    cli get tasks -o json | jq -r --arg s "$1" \
-        '.[] | select(.service == $s and .desired == "running" and .ready) | "\(.id) \(.ip) \(.node_id)"'
-}
-ready_count() { tasks_of "$1" | wc -l; }
-has_ready() { [[ $(ready_count "$1") -ge $2 ]]; }
-vip_of() {
-    cli get services -o json | jq -r --arg s "$1" '.[] | select(.name == $s and .vip) | .vip'
-}
-# The pinned network namespace of a task's container on node I.
-task_netns() { echo "$work/n$1/runtime/containers/$2/netns"; }
-# Seconds since midnight of each log line matching PATTERN in node I's log,
-# one a line (the logs are UTC; a run does not span midnight).
-stamps() { # I PATTERN
-    sed 's/\x1b\[[0-9;]*m//g' "$logs/node$1.log" | { grep -- "$2" || true; } |
-        awk '{ t = substr($1, 12, 15); split(t, p, ":"); printf "%.6f\n", p[1] * 3600 + p[2] * 60 + p[3] }'
-}
-count_lines() { stamps "$1" "$2" | wc -l; }
 applied="nftables table applied"
 
 results="$work/results"
 : >"$results"
 
 bench_log "forming three nodes"
-"${harness[@]}" up "$prefix" 3 >/dev/null
-node_start 1 init --label slot=n1
-wait_for 60 "node 1's token" logged node1 "join token: "
-token=$(sed -n 's/^join token: //p' "$logs/node1.log" | head -n 1)
-for i in 2 3; do
-    node_start "$i" join "$(addr 1):$port" --token "$token" --label "slot=n$i"
-    wait_for 60 "node $i's join" logged "node$i" "joined cluster"
-done
-for image in busybox httpd; do
-    cli image import "$images/$image.tar" >/dev/null
-done
+cluster_form 3
 
-spec() { # NAME IMAGE REPLICAS PLACEMENT BODY
-    # $(...) drops the body's last newline; put one back.
-    set -- "$1" "$2" "$3" "$4" "${5%$'\n'}"$'\n'
-    printf 'apiVersion: edgectl/v1\nkind: Service\nmetadata:\n  name: %s\nspec:\n  image: %s\n  replicas: %s\n%s  placement:\n    constraints:\n      - %s\n' \
-        "$1" "$2" "$3" "$5" "$4" >"$work/$1.yaml"
-    cli apply -f "$work/$1.yaml" >/dev/null
-}
-spec client busybox:latest 1 "node.labels.slot == n1" '  command: ["sleep", "100000"]
+apply_spec client busybox:latest 1 "node.labels.slot == n1" '  command: ["sleep", "100000"]
 '
-spec web httpd:latest 3 "node.labels.slot != n1" '  ports:
+apply_spec web httpd:latest 3 "node.labels.slot != n1" '  ports:
     - container: 5201
   probes:
     readiness:
@@ -182,7 +111,7 @@ for ((f = 0; f < flips; f++)); do
     before_commit=$(count_lines "$node" "$pattern")
     declare -A before_applied=()
     for i in 1 2 3; do before_applied[$i]=$(count_lines "$i" "$applied"); done
-    cli exec "$id" -- sh -c "$change" </dev/null >/dev/null
+    cli exec "$id" -- sh -c "$change" >/dev/null
     everywhere() {
         [[ $(count_lines "$node" "$pattern") -gt $before_commit ]] || return 1
         for i in 1 2 3; do
@@ -204,7 +133,7 @@ bench_log "a rolling restart of $rolling_replicas httpd replicas under load thro
 rolling_body() { # GENERATION
     printf '  command: ["sh", "-c", "mkdir -p /tmp/w && echo ok > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w"]\n  env:\n    GENERATION: "%s"\n  ports:\n    - container: 8080\n  probes:\n    readiness:\n      tcp: {port: 8080}\n      interval: 100ms\n      failureThreshold: 1\n' "$1"
 }
-spec rolling httpd:latest "$rolling_replicas" "node.labels.slot != n1" "$(rolling_body 1)"
+apply_spec rolling httpd:latest "$rolling_replicas" "node.labels.slot != n1" "$(rolling_body 1)"
 wait_for 120 "$rolling_replicas ready replicas of rolling" has_ready rolling "$rolling_replicas"
 rolling_vip=$(vip_of rolling)
 steady=(nsenter --net="$(task_netns 1 "$client_id")" "$load" steady --target "$rolling_vip:8080" --until "$work/stop")
@@ -213,7 +142,7 @@ wait_for 60 "the rolling VIP" test -n "$rolling_vip"
 steady_pid=$!
 old_generation=$(cli get tasks -o json | jq '[.[] | select(.service == "rolling") | .generation] | max')
 sleep 1
-spec rolling httpd:latest "$rolling_replicas" "node.labels.slot != n1" "$(rolling_body 2)"
+apply_spec rolling httpd:latest "$rolling_replicas" "node.labels.slot != n1" "$(rolling_body 2)"
 all_new() {
     local ids
     ids=$(tasks_of rolling | awk '{print $1}')
@@ -229,27 +158,30 @@ wait "$steady_pid"
 echo "rolling $(cat "$work/steady")" >>"$results"
 
 bench_log "killing node 3: its lease lapses, its tasks leave every table"
+# Whichever node leads when the lease lapses logs the shutdown it commits.
+lapse_lines() { { stamps 1 "lease lapsed" && stamps 2 "lease lapsed"; } | sort -g; }
 before1=$(count_lines 1 "$applied")
 before2=$(count_lines 2 "$applied")
-before_lapse=$(count_lines 1 "lease lapsed")
+before_lapse=$(lapse_lines | wc -l)
 "${harness[@]}" kill "$prefix" node3 >/dev/null
+# The first shutdown committed for the lapse, once there is one.
+lapse_committed() { lapse_lines | sed -n "$((before_lapse + 1))p"; }
+# The first table each surviving node applied after it.
+applied_after() { # I COMMITTED
+    local before_var=before$1
+    stamps "$1" "$applied" | tail -n +"$((${!before_var} + 1))" | awk -v c="$2" '$1 >= c { print; exit }'
+}
 lapsed_everywhere() {
-    [[ $(count_lines 1 "lease lapsed") -gt $before_lapse ]] || return 1
     local committed
-    committed=$(stamps 1 "lease lapsed" | sed -n "$((before_lapse + 1))p")
-    for i in 1 2; do
-        local before_var=before$i
-        stamps "$i" "$applied" | tail -n +"$((${!before_var} + 1))" |
-            awk -v c="$committed" '$1 >= c { found = 1 } END { exit !found }' || return 1
-    done
+    committed=$(lapse_committed)
+    [[ -n $committed ]] || return 1
+    [[ -n $(applied_after 1 "$committed") && -n $(applied_after 2 "$committed") ]]
 }
 wait_for 60 "node 3's tasks out of every table" lapsed_everywhere
-committed=$(stamps 1 "lease lapsed" | sed -n "$((before_lapse + 1))p")
+committed=$(lapse_committed)
 lapse=""
 for i in 1 2; do
-    before_var=before$i
-    at=$(stamps "$i" "$applied" | tail -n +"$((${!before_var} + 1))" | awk -v c="$committed" '$1 >= c { print; exit }')
-    lapse+="node$i=$(awk -v a="$at" -v c="$committed" 'BEGIN { printf "%.1f", (a - c) * 1000 }') "
+    lapse+="node$i=$(awk -v a="$(applied_after "$i" "$committed")" -v c="$committed" 'BEGIN { printf "%.1f", (a - c) * 1000 }') "
 done
 echo "lapse $lapse" >>"$results"
 
