@@ -160,6 +160,10 @@ pub enum ApiRequest {
         service: String,
         pause: bool,
     },
+    /// Promote a rollout's healthy canaries: it goes on replacing tasks.
+    RolloutPromote {
+        service: String,
+    },
 }
 
 /// Where a request is executed.
@@ -248,7 +252,8 @@ impl ApiRequest {
             ApiRequest::TokenCreate { .. }
             | ApiRequest::TokenRevoke { .. }
             | ApiRequest::RollbackService { .. }
-            | ApiRequest::RolloutUndo { .. } => RequestClass::new(Leader, WRITE, ONCE_ONLY),
+            | ApiRequest::RolloutUndo { .. }
+            | ApiRequest::RolloutPromote { .. } => RequestClass::new(Leader, WRITE, ONCE_ONLY),
             // Pausing twice is pausing; resuming a rollout that is not
             // paused changes nothing.
             ApiRequest::RolloutPause { .. } => RequestClass::new(Leader, WRITE, REPEATABLE),

@@ -264,6 +264,9 @@ pub struct RolloutView {
     pub old: u32,
     /// Paused by `rollout pause`.
     pub paused: bool,
+    /// Canaries run and wait for `edgectl rollout promote`.
+    #[serde(default)]
+    pub awaiting_promotion: bool,
     pub started_unix: u64,
     pub updated_unix: u64,
 }
@@ -281,7 +284,11 @@ impl RolloutView {
             }
             other => other.name().to_string(),
         };
-        let by_hand = if self.paused { ", paused by hand" } else { "" };
+        let by_hand = match (self.paused, self.awaiting_promotion) {
+            (true, _) => ", paused by hand",
+            (false, true) => ", waiting for `rollout promote`",
+            _ => "",
+        };
         format!(
             "generation {} {state}{by_hand}: {}/{} updated, {} ready, {} on other generations",
             self.target, self.updated, self.replicas, self.ready, self.old

@@ -423,6 +423,8 @@ pub enum RolloutCommand {
     },
     /// Replace no more tasks until `rollout resume`.
     Pause { service: String },
+    /// Promote a rollout's canaries (`update.canary`) once they are healthy.
+    Promote { service: String },
     /// Go on replacing tasks; a rollout paused after a failure tries again.
     Resume { service: String },
 }

@@ -46,6 +46,22 @@ pub async fn rollout(cli: &Cli, command: &RolloutCommand) -> anyhow::Result<()> 
             report_outcome(cli, &outcome)?;
             wait_if_asked(cli, service, wait).await
         }
+        RolloutCommand::Promote { service } => {
+            let request = ApiRequest::RolloutPromote {
+                service: service.clone(),
+            };
+            let ApiResponse::Rollout(view) = call(cli, request).await? else {
+                bail!("unexpected answer")
+            };
+            match cli.output {
+                OutputFormat::Table => println!(
+                    "service/{service} canaries promoted once healthy: {}",
+                    view.summary()
+                ),
+                format => output::print(format, &*view, |_| table(&[]))?,
+            }
+            Ok(())
+        }
         RolloutCommand::Pause { service } | RolloutCommand::Resume { service } => {
             let pause = matches!(command, RolloutCommand::Pause { .. });
             let request = ApiRequest::RolloutPause {
@@ -99,7 +115,7 @@ async fn status(
             bail!("unexpected answer")
         };
         let now = view.summary();
-        let settled = view.state.is_settled() || view.paused;
+        let settled = view.state.is_settled() || view.paused || view.awaiting_promotion;
         if no_follow || settled || Instant::now() >= deadline {
             if let Some(bar) = &bar {
                 bar.finish_and_clear();
@@ -112,6 +128,9 @@ async fn status(
                 _ if no_follow => Ok(()),
                 (RolloutState::Complete, false) => Ok(()),
                 (_, true) => bail!("the rollout of {service} is paused by hand; `edgectl rollout resume {service}` goes on"),
+                _ if view.awaiting_promotion => bail!(
+                    "the canaries of {service} wait to be promoted: `edgectl rollout promote {service}` goes on, `edgectl rollout undo {service}` goes back"
+                ),
                 (RolloutState::RolledBack { .. }, _) => bail!(
                     "the rollout of {service} failed and was rolled back; `edgectl rollout history {service}` says why"
                 ),

@@ -192,6 +192,7 @@ impl Node {
             | ApiRequest::RolloutHistory { .. }
             | ApiRequest::RolloutUndo { .. }
             | ApiRequest::RolloutPause { .. }
+            | ApiRequest::RolloutPromote { .. }
             | ApiRequest::UpdateNode { .. }
             | ApiRequest::ImageImport { .. }
             | ApiRequest::ImageList => self.execute_orchestration(request).await,

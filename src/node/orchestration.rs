@@ -65,6 +65,7 @@ impl Node {
                     ApiRequest::RolloutPause { service, pause } => {
                         self.pause_rollout(&service, pause).await
                     }
+                    ApiRequest::RolloutPromote { service } => self.promote_rollout(&service).await,
                     other => Err(ApiError::Internal(format!(
                         "{other:?} is not an orchestration request"
                     ))),
@@ -94,6 +95,7 @@ impl Node {
                     revisions: Vec::new(),
                     paused: false,
                     resumes: 0,
+                    promotes: 0,
                 };
                 revisions::push_revision(&mut record, None, "created".to_string(), now);
                 (record, ApplyChange::Created, 0)

@@ -57,6 +57,11 @@ impl Node {
             ready,
             old,
             paused: service.paused,
+            awaiting_promotion: record.as_ref().is_some_and(|r| {
+                r.state == RolloutState::Canary
+                    && !service.spec.spec.update.auto_promote
+                    && r.promotes == service.promotes
+            }),
             started_unix: record
                 .as_ref()
                 .map_or(service.updated_unix, |r| r.started_unix),
@@ -159,6 +164,22 @@ impl Node {
             replicas: undone.spec.spec.replicas,
             change: ApplyChange::Updated,
         }))
+    }
+
+    pub(super) async fn promote_rollout(&self, name: &str) -> ApiResult {
+        let (mut service, mod_revision) = self.service_record(name)?;
+        let state = self.rollout_record(name)?.map(|r| r.state);
+        if state != Some(RolloutState::Canary) {
+            let now = state.map_or("not started yet", |s| s.name());
+            return Err(ApiError::Invalid(format!(
+                "the rollout of {name} has no canary to promote (it is {now}); `update.canary` \
+                 in the spec starts one"
+            )));
+        }
+        service.promotes += 1;
+        service.updated_unix = now_unix();
+        self.put_service(&service, mod_revision).await?;
+        self.rollout_view(name)
     }
 
     pub(super) async fn pause_rollout(&self, name: &str, pause: bool) -> ApiResult {

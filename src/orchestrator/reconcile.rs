@@ -263,7 +263,8 @@ impl Pass {
     fn fill_empty_slots(&mut self, snapshot: &Snapshot, plans: &BTreeMap<String, RolloutPlan>) {
         for (name, plan) in plans {
             let served = self.served_slots(name, plan.target);
-            for slot in 0..plan.spec.spec.replicas {
+            // Canaries take the slots beyond the replica count.
+            for slot in 0..plan.spec.spec.replicas + plan.canaries {
                 match served.get(&slot) {
                     Some(Served::Target) => continue,
                     Some(Served::Other) if plan.order == UpdateOrder::StopFirst => continue,
@@ -441,7 +442,12 @@ fn shutdown_reason(
             task.service
         )));
     };
-    if task.slot >= service.spec.spec.replicas {
+    let plan = plans.get(&task.service);
+    let canary_slots = plan.map_or(0, |plan| plan.canaries);
+    let is_canary = plan.is_some_and(|plan| plan.target == task.generation)
+        && task.slot < service.spec.spec.replicas + canary_slots;
+    if task.slot >= service.spec.spec.replicas && !is_canary {
+        // Scaled down, or a canary that is no longer needed.
         return Some(Shutdown::Now(format!(
             "scaled down to {} replicas",
             service.spec.spec.replicas

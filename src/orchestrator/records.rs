@@ -88,6 +88,9 @@ pub struct ServiceRecord {
     /// failure goes on once it sees a new value.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub resumes: u64,
+    /// Bumped by `rollout promote`: healthy canaries are promoted.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub promotes: u64,
 }
 
 fn is_zero(value: &u64) -> bool {
@@ -143,6 +146,10 @@ pub struct RolloutRecord {
     /// The service's `resumes` this record has answered.
     #[serde(default)]
     pub resumes: u64,
+    /// The service's `promotes` when this rollout started: a newer value
+    /// promotes its canaries.
+    #[serde(default)]
+    pub promotes: u64,
     /// Tasks of the target ready when last decided, and when that count
     /// last grew (or the rollout started): `progressDeadline` runs from
     /// there, so time spent waiting for old tasks to stop is not held
@@ -159,6 +166,9 @@ pub struct RolloutRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RolloutState {
+    /// `update.canary` tasks of the target run beside every old one,
+    /// waiting to be healthy and promoted.
+    Canary,
     /// Replacing tasks with the target generation.
     Progressing,
     /// Every replica runs the target generation and stayed ready through
@@ -176,6 +186,7 @@ pub enum RolloutState {
 impl RolloutState {
     pub fn name(&self) -> &'static str {
         match self {
+            RolloutState::Canary => "canary",
             RolloutState::Progressing => "progressing",
             RolloutState::Complete => "complete",
             RolloutState::Paused { .. } => "paused",

@@ -95,6 +95,7 @@ mod tests {
             revisions: Vec::new(),
             paused: false,
             resumes: 0,
+            promotes: 0,
             objects: Default::default(),
         }
     }

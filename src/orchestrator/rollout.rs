@@ -18,6 +18,12 @@
 //!    pauses; so does a failure with no stable generation to go back to.
 //! 4. Every replica healthy on the target generation completes the rollout
 //!    (or the rollback): that generation is stable.
+//! 4a. With `update.canary: N` (and a stable generation to compare with), a
+//!    new rollout starts as a canary: N tasks of the target in extra slots
+//!    beside every old task, nothing else replaced. Once they have all been
+//!    healthy, `autoPromote` or `rollout promote` turns it into a normal
+//!    rollout (the canaries make way for the replaced slots); a failing
+//!    canary fails the rollout with nothing else changed.
 //! 5. The budget: `parallelism` (all replicas for a rollback's 0) less the
 //!    target's tasks not ready yet, and none while paused, or while the last
 //!    batch has been ready for less than `delay`.
@@ -41,6 +47,9 @@ pub struct RolloutPlan {
     pub spec: ServiceSpec,
     /// Tasks of other generations that may be replaced in this pass.
     pub budget: u32,
+    /// Canary tasks to run in slots `replicas..replicas + canaries` (only
+    /// while the rollout is a canary).
+    pub canaries: u32,
     pub order: UpdateOrder,
     /// The record as this pass leaves it.
     pub record: RolloutRecord,
@@ -76,6 +85,7 @@ pub fn plan_rollout(
             stable: None,
             failed: BTreeMap::new(),
             resumes: service.resumes,
+            promotes: service.promotes,
             ready: 0,
             progress_unix: now_unix,
             started_unix: now_unix,
@@ -86,11 +96,20 @@ pub fn plan_rollout(
         // Rule 1.
         record.latest = latest;
         record.target = latest;
-        record.state = RolloutState::Progressing;
         record.started_unix = now_unix;
         record.ready = 0;
         record.progress_unix = now_unix;
-        events.push(format!("rollout to generation {latest} started"));
+        record.promotes = service.promotes;
+        let canary = service.spec.spec.update.canary;
+        if canary > 0 && record.stable.is_some() {
+            record.state = RolloutState::Canary;
+            events.push(format!(
+                "rollout to generation {latest} started with {canary} canaries"
+            ));
+        } else {
+            record.state = RolloutState::Progressing;
+            events.push(format!("rollout to generation {latest} started"));
+        }
     }
     if record.resumes != service.resumes {
         record.resumes = service.resumes;
@@ -117,7 +136,19 @@ pub fn plan_rollout(
     };
     let policy = policy(&spec, &record.state);
     let replicas = spec.spec.replicas;
-    let mut view = TargetView::new(record.target, &spec, tasks, statuses, now_unix, &policy);
+    let canaries = match record.state {
+        RolloutState::Canary => spec.spec.update.canary,
+        _ => 0,
+    };
+    let mut view = TargetView::new(
+        record.target,
+        &spec,
+        replicas + canaries,
+        tasks,
+        statuses,
+        now_unix,
+        &policy,
+    );
     if view.ready > record.ready {
         record.progress_unix = now_unix;
     }
@@ -125,7 +156,7 @@ pub fn plan_rollout(
     let deadline = spec.spec.update.progress_deadline;
     let rolling = matches!(
         record.state,
-        RolloutState::Progressing | RolloutState::RollingBack { .. }
+        RolloutState::Canary | RolloutState::Progressing | RolloutState::RollingBack { .. }
     );
     if rolling
         && view.coming_up > 0
@@ -140,7 +171,7 @@ pub fn plan_rollout(
 
     let before = record.clone();
     match record.state.clone() {
-        RolloutState::Progressing | RolloutState::RollingBack { .. }
+        RolloutState::Canary | RolloutState::Progressing | RolloutState::RollingBack { .. }
             if !view.failures.is_empty()
                 && spec.spec.update.max_failure_ratio.exceeded(
                     u32::try_from(view.failures.len()).unwrap_or(u32::MAX),
@@ -149,6 +180,19 @@ pub fn plan_rollout(
         {
             let reason = view.failures[0].clone();
             fail(&mut record, service, &spec, reason, &mut events);
+        }
+        RolloutState::Canary if view.canaries_healthy(canaries) => {
+            let auto = spec.spec.update.auto_promote;
+            if auto || service.promotes != record.promotes {
+                record.promotes = service.promotes;
+                record.state = RolloutState::Progressing;
+                record.progress_unix = now_unix;
+                events.push(format!(
+                    "{canaries} canaries of generation {} healthy; promoted{}",
+                    record.target,
+                    if auto { " (autoPromote)" } else { "" }
+                ));
+            }
         }
         RolloutState::Progressing if view.complete(tasks, replicas) => {
             record.state = RolloutState::Complete;
@@ -182,16 +226,21 @@ pub fn plan_rollout(
         && view
             .last_ready_unix
             .is_some_and(|at| now_unix.saturating_sub(at) < policy.delay.as_secs().max(1));
-    let budget = if paused || waiting_out_delay {
+    let budget = if paused || waiting_out_delay || record.state == RolloutState::Canary {
         0
     } else {
         parallelism.saturating_sub(view.coming_up)
+    };
+    let canaries = match record.state {
+        RolloutState::Canary => spec.spec.update.canary,
+        _ => 0,
     };
     RolloutPlan {
         target: record.target,
         // The target may have moved to the stable generation above.
         spec: service.spec_of(record.target).unwrap_or(spec),
         budget,
+        canaries,
         order: policy.order,
         record,
         events,
@@ -282,6 +331,8 @@ struct TargetView {
     failures: Vec<String>,
     /// Slots with a healthy target task.
     healthy_slots: u32,
+    /// Of those, canary slots (beyond the replica count).
+    healthy_canaries: u32,
     /// Target tasks desired running that are not ready yet.
     coming_up: u32,
     /// When the most recently ready target task became ready.
@@ -296,6 +347,7 @@ impl TargetView {
     fn new(
         target: u64,
         spec: &ServiceSpec,
+        slots: u32,
         tasks: &[&TaskRecord],
         statuses: &BTreeMap<String, TaskStatus>,
         now_unix: u64,
@@ -306,6 +358,7 @@ impl TargetView {
             target,
             failures: Vec::new(),
             healthy_slots: 0,
+            healthy_canaries: 0,
             coming_up: 0,
             last_ready_unix: None,
             ready: 0,
@@ -314,7 +367,7 @@ impl TargetView {
         for task in tasks {
             if task.generation != target
                 || task.desired != DesiredState::Running
-                || task.slot >= spec.spec.replicas
+                || task.slot >= slots
             {
                 continue;
             }
@@ -351,9 +404,17 @@ impl TargetView {
             view.last_ready_unix = Some(view.last_ready_unix.map_or(since, |at| at.max(since)));
             if now_unix.saturating_sub(since) >= monitor {
                 view.healthy_slots += 1;
+                if task.slot >= spec.spec.replicas {
+                    view.healthy_canaries += 1;
+                }
             }
         }
         view
+    }
+
+    /// Rule 4a: every canary healthy.
+    fn canaries_healthy(&self, canaries: u32) -> bool {
+        canaries > 0 && self.healthy_canaries >= canaries
     }
 
     /// Rule 4: every slot healthy on the target, nothing else running.

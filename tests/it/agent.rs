@@ -570,6 +570,7 @@ fn service(name: &str, replicas: u32, restart: &str, command: &str) -> ServiceRe
         revisions: Vec::new(),
         paused: false,
         resumes: 0,
+        promotes: 0,
     }
 }
 

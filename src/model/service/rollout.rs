@@ -55,6 +55,19 @@ pub struct UpdatePolicy {
     /// generation, `pause` where it stands, or `continue`.
     #[serde(default)]
     pub failure_action: FailureAction,
+    /// Tasks of a new generation started first, beside every old one; the
+    /// rollout waits until they have stayed ready through `monitor`, then
+    /// goes on once promoted (default 0: no canary). A failing canary
+    /// fails the rollout, and nothing else has changed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub canary: u32,
+    /// Promote healthy canaries without `edgectl rollout promote`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_promote: bool,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 /// `rollback:`: how an automatic rollback (or `rollout undo`) replaces
@@ -154,6 +167,8 @@ impl Default for UpdatePolicy {
             max_failure_ratio: FailureRatio::default(),
             progress_deadline: default_progress_deadline(),
             failure_action: FailureAction::default(),
+            canary: 0,
+            auto_promote: false,
         }
     }
 }

@@ -478,6 +478,21 @@ fn check_rollout_policies(body: &ServiceBody) -> Result<(), Invalid> {
             ),
         ));
     }
+    if update.canary > REPLICAS_MAX {
+        return Err(invalid(
+            spec_path(&[key("update"), key("canary")]),
+            format!(
+                "canary {} is out of range; expected 0 (none) to {REPLICAS_MAX}",
+                update.canary
+            ),
+        ));
+    }
+    if update.auto_promote && update.canary == 0 {
+        return Err(invalid(
+            spec_path(&[key("update"), key("autoPromote")]),
+            "autoPromote is set without update.canary; set both, or leave it out".to_string(),
+        ));
+    }
     if body.rollback.parallelism > REPLICAS_MAX {
         return Err(invalid(
             spec_path(&[key("rollback"), key("parallelism")]),

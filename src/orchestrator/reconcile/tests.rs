@@ -33,6 +33,7 @@ fn service(name: &str, replicas: u32, extra: &str) -> ServiceRecord {
         revisions: Vec::new(),
         paused: false,
         resumes: 0,
+        promotes: 0,
         objects: Default::default(),
     }
 }
@@ -802,4 +803,59 @@ fn start_first_starts_the_new_task_before_the_old_one_stops() {
     report_all_running(&mut c);
     c.pass();
     assert_eq!(old_and_new(&c), (0, 2));
+}
+
+#[test]
+fn a_failing_canary_is_removed_and_nothing_else_changes() {
+    let mut c = running_service(3, "  update:\n    canary: 1\n");
+    c.now_unix = 200;
+    c.pass();
+    apply_generation(&mut c, "2");
+    c.pass();
+    // The three old tasks all still serve; one canary beside them.
+    assert_eq!(old_and_new(&c), (3, 1));
+    let canary = running(&c, "web")
+        .into_iter()
+        .find(|t| t.generation == 2)
+        .expect("a canary");
+    assert_eq!(canary.slot, 3);
+    for _ in 0..3 {
+        c.pass();
+    }
+    assert_eq!(old_and_new(&c), (3, 1), "a canary replaces nothing");
+    let before: Vec<String> = running(&c, "web")
+        .into_iter()
+        .filter(|t| t.generation == 1)
+        .map(|t| t.id)
+        .collect();
+
+    c.report(&canary.id, TaskState::Exited { code: 1 });
+    c.pass();
+    c.pass();
+    assert_eq!(old_and_new(&c), (3, 0));
+    let after: Vec<String> = running(&c, "web").into_iter().map(|t| t.id).collect();
+    assert_eq!(after, before, "the old tasks are the same ones");
+    assert!(matches!(
+        rollout(&c).state,
+        RolloutState::RollingBack { from: 2, .. } | RolloutState::RolledBack { from: 2, .. }
+    ));
+}
+
+#[test]
+fn a_promoted_canary_goes_on_as_a_rollout_to_the_replica_count() {
+    let mut c = running_service(2, "  update:\n    canary: 1\n    autoPromote: true\n");
+    c.now_unix = 200;
+    c.pass();
+    apply_generation(&mut c, "2");
+    c.pass();
+    assert_eq!(old_and_new(&c), (2, 1));
+    report_all_running(&mut c);
+    // Healthy through monitor: promoted, and the rollout replaces the rest.
+    c.now_unix = 300;
+    for _ in 0..6 {
+        c.pass();
+        report_all_running(&mut c);
+    }
+    assert_eq!(old_and_new(&c), (0, 2));
+    assert!(running(&c, "web").iter().all(|t| t.slot < 2));
 }

@@ -29,6 +29,7 @@ fn service(images: &[&str], extra: &str) -> ServiceRecord {
         revisions: Vec::new(),
         paused: false,
         resumes: 0,
+        promotes: 0,
         objects: Default::default(),
     };
     push_revision(&mut record, None, "created".into(), 0);
@@ -82,6 +83,7 @@ fn completed(target: u64) -> RolloutRecord {
         stable: Some(target),
         failed: BTreeMap::new(),
         resumes: 0,
+        promotes: 0,
         ready: 0,
         progress_unix: NOW,
         started_unix: 0,
@@ -417,4 +419,84 @@ fn a_task_becoming_ready_is_progress_and_restarts_the_deadline() {
     let plan = plan_rollout(&web, Some(&record), &[&a, &b], &seen, NOW);
     assert_eq!(plan.record.state, RolloutState::Progressing);
     assert_eq!((plan.record.ready, plan.record.progress_unix), (1, NOW));
+}
+
+#[test]
+fn a_canary_waits_to_be_healthy_and_promoted_and_replaces_nothing_meanwhile() {
+    let mut web = service(&["web:1", "web:2"], "  update:\n    canary: 1\n");
+    let old = [task(&web, 1, 0, 0), task(&web, 1, 1, 0)];
+    let plan = plan_rollout(
+        &web,
+        Some(&completed(1)),
+        &[&old[0], &old[1]],
+        &BTreeMap::new(),
+        NOW,
+    );
+    assert_eq!(plan.record.state, RolloutState::Canary);
+    assert_eq!((plan.canaries, plan.budget), (1, 0));
+    assert!(
+        plan.events[0].contains("with 1 canaries"),
+        "{:?}",
+        plan.events
+    );
+
+    // The canary (slot 2, beyond the 2 replicas) healthy: still waiting to
+    // be promoted by hand.
+    let canary = task(&web, 2, 2, NOW - 10);
+    let seen = statuses(vec![status(&canary, TaskState::Running, 0, NOW - 6)]);
+    let tasks = [&old[0], &old[1], &canary];
+    let waiting = plan_rollout(&web, Some(&plan.record), &tasks, &seen, NOW);
+    assert_eq!(waiting.record.state, RolloutState::Canary);
+    assert_eq!(waiting.budget, 0);
+
+    web.promotes = 1;
+    let promoted = plan_rollout(&web, Some(&waiting.record), &tasks, &seen, NOW);
+    assert_eq!(promoted.record.state, RolloutState::Progressing);
+    assert_eq!((promoted.canaries, promoted.budget), (0, 1));
+    assert!(
+        promoted.events[0].contains("promoted"),
+        "{:?}",
+        promoted.events
+    );
+}
+
+#[test]
+fn auto_promote_and_a_failing_canary() {
+    let web = service(
+        &["web:1", "web:2"],
+        "  update:\n    canary: 1\n    autoPromote: true\n",
+    );
+    let canary = task(&web, 2, 2, NOW - 10);
+    let record = RolloutRecord {
+        latest: 2,
+        target: 2,
+        state: RolloutState::Canary,
+        ..completed(1)
+    };
+    let healthy = statuses(vec![status(&canary, TaskState::Running, 0, NOW - 6)]);
+    let plan = plan_rollout(&web, Some(&record), &[&canary], &healthy, NOW);
+    assert_eq!(plan.record.state, RolloutState::Progressing);
+    assert!(plan.events[0].contains("(autoPromote)"));
+
+    let failing = statuses(vec![status(
+        &canary,
+        TaskState::Exited { code: 2 },
+        0,
+        NOW - 1,
+    )]);
+    let plan = plan_rollout(&web, Some(&record), &[&canary], &failing, NOW);
+    assert!(
+        matches!(plan.record.state, RolloutState::RollingBack { from: 2, .. }),
+        "{:?}",
+        plan.record.state
+    );
+    assert_eq!((plan.target, plan.canaries), (1, 0));
+}
+
+#[test]
+fn a_first_generation_has_nothing_to_canary_against() {
+    let web = service(&["web:1"], "  update:\n    canary: 1\n");
+    let plan = plan_rollout(&web, None, &[], &BTreeMap::new(), NOW);
+    assert_eq!(plan.record.state, RolloutState::Progressing);
+    assert_eq!(plan.canaries, 0);
 }

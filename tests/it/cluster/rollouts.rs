@@ -209,3 +209,47 @@ fn a_new_leader_finishes_a_rollout_the_old_one_started() {
     let done = wait_converged(&cluster, via, "roll", 4);
     assert!(done.iter().all(|t| t.generation == 2), "{done:?}");
 }
+
+#[test]
+fn a_canary_waits_for_promotion_and_a_failing_one_changes_nothing_else() {
+    let cluster = cluster_with_image("crc", 1);
+    let canary = "  update:\n    monitor: 1s\n    progressDeadline: 8s\n    canary: 1\n";
+    apply_ok(
+        &cluster,
+        1,
+        &service_yaml("roll", 3, &sleeper_with("1", canary)),
+    );
+    follow(&cluster, "roll").unwrap_or_else(|e| panic!("the first rollout: {e}"));
+
+    // Generation 2 starts as one canary beside the three old tasks.
+    apply_ok(
+        &cluster,
+        1,
+        &service_yaml("roll", 3, &sleeper_with("2", canary)),
+    );
+    let printed = follow(&cluster, "roll").expect_err("waits for a promotion");
+    assert!(printed.contains("rollout promote"), "{printed}");
+    let now = tasks(&cluster, 1, "roll").unwrap_or_else(|e| panic!("{e}"));
+    let old = now.iter().filter(|t| t.generation == 1).count();
+    let canaries: Vec<_> = now.iter().filter(|t| t.generation == 2).collect();
+    assert_eq!((old, canaries.len()), (3, 1), "{now:?}");
+    assert_eq!(canaries[0].slot, 3);
+    cluster.cli_ok(1, &["rollout", "promote", "roll"]);
+    follow(&cluster, "roll").unwrap_or_else(|e| panic!("promoted: {e}"));
+    let done = wait_converged(&cluster, 1, "roll", 3);
+    assert!(done.iter().all(|t| t.generation == 2), "{done:?}");
+
+    // A canary that exits: removed, and the three tasks of generation 2
+    // are the same ones.
+    let before: Vec<String> = done.iter().map(|t| t.id.clone()).collect();
+    let exits = format!("  command: [\"sh\", \"-c\", \"exit 1\"]\n{REQUESTS}{canary}");
+    apply_ok(&cluster, 1, &service_yaml("roll", 3, &exits));
+    let printed = follow(&cluster, "roll").expect_err("rolled back");
+    assert!(printed.contains("rolled back"), "{printed}");
+    let after = wait_converged(&cluster, 1, "roll", 3);
+    let mut ids: Vec<String> = after.iter().map(|t| t.id.clone()).collect();
+    ids.sort();
+    let mut before = before;
+    before.sort();
+    assert_eq!(ids, before, "a failed canary changed other tasks");
+}
