@@ -18,13 +18,13 @@
 //!    pauses; so does a failure with no stable generation to go back to.
 //! 4. Every replica healthy on the target generation completes the rollout
 //!    (or the rollback): that generation is stable.
-//! 4a. With `update.canary: N` (and a stable generation to compare with), a
+//! 5. With `update.canary: N` (and a stable generation to compare with), a
 //!    new rollout starts as a canary: N tasks of the target in extra slots
 //!    beside every old task, nothing else replaced. Once they have all been
 //!    healthy, `autoPromote` or `rollout promote` turns it into a normal
 //!    rollout (the canaries make way for the replaced slots); a failing
 //!    canary fails the rollout with nothing else changed.
-//! 5. The budget: `parallelism` (all replicas for a rollback's 0) less the
+//! 6. The budget: `parallelism` (all replicas for a rollback's 0) less the
 //!    target's tasks not ready yet, and none while paused, or while the last
 //!    batch has been ready for less than `delay`.
 //!
@@ -215,7 +215,7 @@ pub fn plan_rollout(
         record.updated_unix = now_unix;
     }
 
-    // Rule 5.
+    // Rule 6.
     let paused = service.paused || matches!(record.state, RolloutState::Paused { .. });
     let policy = self::policy(&spec, &record.state);
     let parallelism = match policy.parallelism {
@@ -412,7 +412,7 @@ impl TargetView {
         view
     }
 
-    /// Rule 4a: every canary healthy.
+    /// Rule 5: every canary healthy.
     fn canaries_healthy(&self, canaries: u32) -> bool {
         canaries > 0 && self.healthy_canaries >= canaries
     }
