@@ -322,8 +322,9 @@ impl Driver {
             let runtime = self.handles.runtime.clone();
             let outcomes = self.outcome_sender.clone();
             let block = block.clone();
+            let node_dns = self.config.dns;
             tokio::spawn(async move {
-                let outcome = execute(&images, runtime, &block, action).await;
+                let outcome = execute(&images, runtime, &block, node_dns, action).await;
                 // The receiver is gone only when the agent stopped.
                 let _ = outcomes.send(outcome);
             });
@@ -565,6 +566,7 @@ async fn execute(
     images: &ImageHost,
     runtime: Arc<runtime::Runtime>,
     block: &NodeBlock,
+    node_dns: bool,
     action: Action,
 ) -> Outcome {
     match action {
@@ -579,7 +581,7 @@ async fn execute(
                     reason,
                 };
             }
-            let spec = match container_spec(&task, block) {
+            let spec = match container_spec(&task, block, node_dns) {
                 Ok(spec) => spec,
                 Err(error @ SpecError::NoNodeBlock { .. }) => {
                     return Outcome::Waiting {

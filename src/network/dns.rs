@@ -21,7 +21,7 @@
 
 use std::collections::BTreeMap;
 
-use core::net::Ipv4Addr;
+use core::net::{IpAddr, Ipv4Addr};
 
 use super::nat::TaskEndpoint;
 use crate::model::{Port, Protocol};
@@ -278,6 +278,22 @@ fn lookup_srv(
             data: RecordData::A(vip),
         }],
     })
+}
+
+/// The `nameserver` addresses of a resolv.conf, in order (what glibc
+/// reads: the first word of the line, comments after `#` or `;`). An
+/// address with a zone (`fe80::1%eth0`) is left out: it names a link of
+/// the host that the forwarder does not track.
+pub fn resolv_conf_nameservers(text: &str) -> Vec<IpAddr> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            if words.next()? != "nameserver" {
+                return None;
+            }
+            words.next()?.parse().ok()
+        })
+        .collect()
 }
 
 /// `name` relative to `domain` ("" for the domain itself), or None when

@@ -23,8 +23,8 @@ pub use allocator::{plan_blocks, AllocationError, AllocationInput, AllocationPla
 pub use cidr::{CidrError, Ipv4Cidr};
 pub use config::{legacy_node_block, ClusterNetwork, NetworkConfigError, NetworkMode};
 pub use dns::{
-    answer as dns_answer, DnsAnswer, DnsRecord, DnsServiceInput, DnsSnapshot, QueryType,
-    RecordData, CLUSTER_DOMAIN,
+    answer as dns_answer, resolv_conf_nameservers, DnsAnswer, DnsRecord, DnsServiceInput,
+    DnsSnapshot, QueryType, RecordData, CLUSTER_DOMAIN,
 };
 pub use nat::{
     check_published_ports, nat_ruleset, NatView, PortClash, ServiceVip, TaskEndpoint,

@@ -268,3 +268,15 @@ fn the_snapshot_follows_readiness() {
         vec![Ipv4Addr::new(10, 42, 0, 2)]
     );
 }
+
+#[test]
+fn resolv_conf_gives_its_nameservers_in_order() {
+    let text = "# generated\nsearch example.org\nnameserver 192.0.2.53\n  nameserver   2001:db8::1 # v6\n;nameserver 198.51.100.1\nnameserver fe80::1%eth0\nnameserver bogus\noptions ndots:2\n";
+    assert_eq!(
+        resolv_conf_nameservers(text),
+        vec![
+            "192.0.2.53".parse::<IpAddr>().unwrap(),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        ]
+    );
+}
