@@ -314,6 +314,10 @@ pub enum TokenCommand {
 pub enum NodeCommand {
     /// List nodes: name, address, raft role, leader, last heartbeat, health.
     Ls,
+    /// This node's own view, answered without the leader: the leader it
+    /// knows, the last entry applied, how long since it heard from the
+    /// leader (how stale its replica may be), where its DNS answers.
+    Status,
     /// Set (KEY=VALUE) or remove (KEY-) labels of a node.
     Label {
         /// Node name or id.
