@@ -539,3 +539,6 @@ async fn upstreams(config: &DnsConfig) -> Vec<SocketAddr> {
         .map(|address: IpAddr| SocketAddr::new(address, DNS_PORT))
         .collect()
 }
+
+#[cfg(test)]
+mod tests;
