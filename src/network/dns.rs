@@ -18,6 +18,8 @@
 //! A name of a known service asked for another type (AAAA, TXT, ...) gets
 //! an empty NOERROR answer: NXDOMAIN would tell a resolver that asks A and
 //! AAAA in parallel (glibc, musl) that the name does not exist at all.
+//! Negative answers carry no SOA, so resolvers do not cache them (RFC 2308
+//! section 5): a service applied a moment after a miss resolves at once.
 
 use std::collections::BTreeMap;
 
