@@ -277,6 +277,22 @@ fn every_node_answers_service_names_from_its_replica_and_forwards_the_rest() {
     assert_eq!(ready.len(), 3, "{tasks:?}");
     wait_tasks_answer(&cluster, &server, &ready, "tasks.web lists the 3 ready");
 
+    // The declared port, as SRV: the target is the service's name.
+    let srv = cluster.net.exec_ok(
+        1,
+        [
+            "busybox",
+            "nslookup",
+            "-type=srv",
+            "_8080._tcp.web",
+            &server,
+        ],
+    );
+    assert!(
+        srv.contains("service = 0 0 8080 web.edgectl.internal"),
+        "{srv}"
+    );
+
     // A name inside the domain that names nothing: NXDOMAIN, not forwarded.
     let missing = cluster.net.exec(
         1,
