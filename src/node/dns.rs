@@ -437,16 +437,19 @@ impl Node {
                 }
                 Err(e) => warn!("cannot read the replica for dns: {e}"),
             }
-            let upstreams = upstreams(&config).await;
+            let mut wanted = config.extra_listen.clone();
+            if let Some(gateway) = self.bridge_gateway() {
+                wanted.push(SocketAddr::from((gateway, DNS_PORT)));
+            }
+            let mut upstreams = upstreams(&config).await;
+            // A resolv.conf naming this server itself would make every
+            // forwarded query come back here, again and again.
+            upstreams.retain(|upstream| !wanted.contains(upstream));
             *handler
                 .shared
                 .upstreams
                 .write()
                 .unwrap_or_else(|e| e.into_inner()) = Arc::new(upstreams);
-            let mut wanted = config.extra_listen.clone();
-            if let Some(gateway) = self.bridge_gateway() {
-                wanted.push(SocketAddr::from((gateway, DNS_PORT)));
-            }
             listeners.reconcile(&wanted, &handler);
             *self
                 .inner
