@@ -16,12 +16,14 @@ set -euo pipefail
 # iproute2 + iptables (namespace clusters), procps (ps, pgrep). Run:
 # nftables (the `nft` binary applies a node's table of published ports and
 # outbound masquerade in one transaction); curl (tests: clients outside
-# the cluster); jq (benchmark scripts read `-o json`).
+# the cluster); jq (benchmark scripts read `-o json`); dnsmasq-base
+# (dnsmasq without its system service: in tests the upstream resolver a
+# node forwards to, in benches the DNS server a node's is measured against).
 BUILD_PACKAGES=(
     build-essential pkg-config clang libclang-dev
     librocksdb-dev libzstd-dev liblz4-dev libsnappy-dev zlib1g-dev libbz2-dev
     libseccomp-dev
-    busybox-static iproute2 iptables procps nftables curl jq
+    busybox-static iproute2 iptables procps nftables curl jq dnsmasq-base
 )
 # Bench: the peers measured against (etcd, runc, crun), and protoc with the
 # well-known .proto files (google/protobuf/*.proto) that etcd's client crate

@@ -47,7 +47,7 @@ pub use network::nftables;
 pub use network::routes::{self, GatewayRoute};
 pub use network::vxlan;
 pub use spec::{
-    valid_id, validate, ContainerSpec, Mount, NetworkMode, Resources, MEMORY_BYTES_MIN,
+    valid_id, validate, ContainerSpec, DnsConfig, Mount, NetworkMode, Resources, MEMORY_BYTES_MIN,
 };
 pub use {libcontainer, oci_spec};
 

@@ -57,6 +57,40 @@ pub struct ContainerSpec {
     /// Free-form labels, kept with the container.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// The container's resolv.conf, in bridge mode only (None: the host's
+    /// resolvers, less those on loopback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsConfig>,
+}
+
+/// What a bridge-mode container's /etc/resolv.conf says.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsConfig {
+    /// `nameserver` lines, in order (glibc reads at most 3).
+    pub nameservers: Vec<std::net::IpAddr>,
+    /// The `search` domains.
+    #[serde(default)]
+    pub search: Vec<String>,
+    /// The `options` words, e.g. `ndots:2`.
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+impl DnsConfig {
+    /// The resolv.conf text.
+    pub fn resolv_conf(&self) -> String {
+        let mut text = String::new();
+        for nameserver in &self.nameservers {
+            text.push_str(&format!("nameserver {nameserver}\n"));
+        }
+        if !self.search.is_empty() {
+            text.push_str(&format!("search {}\n", self.search.join(" ")));
+        }
+        if !self.options.is_empty() {
+            text.push_str(&format!("options {}\n", self.options.join(" ")));
+        }
+        text
+    }
 }
 
 /// cgroup limits; `None` means unlimited.
@@ -166,6 +200,25 @@ pub fn validate(spec: &ContainerSpec) -> Result<()> {
         if pids < 1 {
             return Err(Error::InvalidSpec(format!(
                 "pids_max {pids} must be at least 1"
+            )));
+        }
+    }
+    if let Some(dns) = &spec.dns {
+        if !matches!(spec.network, NetworkMode::Bridge { .. }) {
+            return Err(Error::InvalidSpec(
+                "dns applies to bridge mode only: a host-network container keeps the \
+                 host's resolv.conf"
+                    .into(),
+            ));
+        }
+        if dns.nameservers.is_empty() {
+            return Err(Error::InvalidSpec("dns names no nameserver".into()));
+        }
+        // One word each: anything else would write lines of its own.
+        let word = |w: &String| !w.is_empty() && !w.chars().any(|c| c.is_whitespace() || c == '#');
+        if let Some(bad) = dns.search.iter().chain(&dns.options).find(|w| !word(w)) {
+            return Err(Error::InvalidSpec(format!(
+                "dns search domain or option {bad:?} is not one word"
             )));
         }
     }

@@ -56,10 +56,12 @@ pub enum NodeBlock {
     Missing { reason: String },
 }
 
-/// The container spec for `task` on a node whose block is `block`.
+/// The container spec for `task` on a node whose block is `block`;
+/// `node_dns`: the node runs its DNS server on the bridge's address.
 pub fn container_spec(
     task: &TaskRecord,
     block: &NodeBlock,
+    node_dns: bool,
 ) -> Result<runtime::ContainerSpec, SpecError> {
     let body = &task.spec.spec;
     let id = container_id(&task.id);
@@ -122,12 +124,18 @@ pub fn container_spec(
             },
         });
     }
+    let mut dns = None;
     let network = match body.network {
         NetworkMode::Bridge => match block {
-            NodeBlock::Assigned(block) => runtime::NetworkMode::Bridge {
-                bridge: BRIDGE.to_string(),
-                subnet: block.to_string(),
-            },
+            NodeBlock::Assigned(block) => {
+                if node_dns {
+                    dns = Some(bridge_dns(block));
+                }
+                runtime::NetworkMode::Bridge {
+                    bridge: BRIDGE.to_string(),
+                    subnet: block.to_string(),
+                }
+            }
             NodeBlock::Missing { reason } => {
                 return Err(SpecError::NoNodeBlock {
                     reason: reason.clone(),
@@ -154,7 +162,23 @@ pub fn container_spec(
         mounts,
         network,
         labels,
+        dns,
     })
+}
+
+/// A bridged task's resolvers: the node's own DNS server on the bridge's
+/// address (the first of the block, where the runtime puts it). The
+/// search domain lets `web` resolve as `web.<domain>`; `ndots:1` (glibc's
+/// default, written out) sends any dotted name as it is first, so an
+/// outside name costs no query of the cluster domain: the server answers
+/// `tasks.web` and `_8080._tcp.web` as they are.
+fn bridge_dns(block: &Ipv4Cidr) -> runtime::DnsConfig {
+    let gateway = core::net::Ipv4Addr::from(u32::from(block.network()) + 1);
+    runtime::DnsConfig {
+        nameservers: vec![gateway.into()],
+        search: vec![crate::network::CLUSTER_DOMAIN.to_string()],
+        options: vec!["ndots:1".to_string()],
+    }
 }
 
 #[cfg(test)]

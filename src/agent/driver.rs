@@ -346,8 +346,9 @@ impl Driver {
             let outcomes = self.outcome_sender.clone();
             let block = block.clone();
             let deliverer = self.deliverer.clone();
+            let node_dns = self.config.dns;
             tokio::spawn(async move {
-                let outcome = execute(&images, runtime, &deliverer, &block, action).await;
+                let outcome = execute(&images, runtime, &deliverer, &block, node_dns, action).await;
                 // The receiver is gone only when the agent stopped.
                 let _ = outcomes.send(outcome);
             });
@@ -598,6 +599,7 @@ async fn execute(
     runtime: Arc<runtime::Runtime>,
     deliverer: &Deliverer,
     block: &NodeBlock,
+    node_dns: bool,
     action: Action,
 ) -> Outcome {
     match action {
@@ -612,7 +614,7 @@ async fn execute(
                     reason,
                 };
             }
-            let spec = match container_spec(&task, block) {
+            let spec = match container_spec(&task, block, node_dns) {
                 Ok(spec) => spec,
                 Err(error @ SpecError::NoNodeBlock { .. }) => {
                     return Outcome::Waiting {

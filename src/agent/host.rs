@@ -87,6 +87,7 @@ mod tests {
             cpu_millis: Some(1500),
             memory_bytes: Some(1 << 30),
             labels: [("zone".to_string(), "north".to_string())].into(),
+            dns: true,
         };
         let capacity = node_capacity(&config, root.path());
         assert_eq!(capacity.cpu_millis, 1500);

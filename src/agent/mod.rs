@@ -53,6 +53,9 @@ pub struct AgentConfig {
     pub memory_bytes: Option<u64>,
     /// Labels this node starts with (`--label k=v`).
     pub labels: BTreeMap<String, String>,
+    /// The node runs a DNS server on its bridge's address: containers in
+    /// bridge mode get it as their nameserver.
+    pub dns: bool,
 }
 
 /// What the agent uses of its node, and nothing more.

@@ -62,6 +62,8 @@ pub enum ApiRequest {
         id: String,
     },
     NodeList,
+    /// This node's own view: answered by the node asked, leader or not.
+    NodeSelf,
     ClusterStatus,
     /// Create or update a service from its YAML document.
     Apply {
@@ -228,7 +230,7 @@ impl ApiRequest {
                 };
                 RequestClass::new(route, READ, REPEATABLE)
             }
-            ApiRequest::TokenList | ApiRequest::ImageList => {
+            ApiRequest::TokenList | ApiRequest::ImageList | ApiRequest::NodeSelf => {
                 RequestClass::new(Here, READ, REPEATABLE)
             }
             ApiRequest::NodeList
@@ -279,6 +281,7 @@ pub enum ApiResponse {
     Tokens(Vec<TokenInfo>),
     TokenRevoked,
     Nodes(Vec<NodeStatus>),
+    NodeSelf(NodeSelfStatus),
     Status(ClusterStatus),
     Applied(ApplyOutcome),
     ServiceDeleted,
@@ -360,6 +363,27 @@ pub struct NodeStatus {
     pub last_heartbeat_ms: Option<u64>,
     pub healthy: bool,
     pub matched_index: Option<u64>,
+}
+
+/// One node's own view of the cluster (`edgectl node status`): what its
+/// replica holds and how stale it may be. A node cut off from the leader
+/// keeps answering DNS and running its tasks from this replica.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSelfStatus {
+    pub id: u64,
+    pub name: String,
+    /// The leader this node knows of (None: none right now).
+    pub leader_id: Option<u64>,
+    pub term: u64,
+    /// The last log entry applied to this node's replica.
+    pub last_applied_index: u64,
+    /// Milliseconds since this node last heard from the leader (its
+    /// heartbeat answered; on the leader, since a quorum last acknowledged
+    /// it). None: never since this process started. Nothing newer than
+    /// this can be in the replica.
+    pub leader_contact_ms: Option<u64>,
+    /// Where this node's DNS server answers.
+    pub dns_listen: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -83,6 +83,7 @@ fn every_request_is_classified() {
         false,
     );
     check(ApiRequest::NodeList, Leader, false, true);
+    check(ApiRequest::NodeSelf, Here, false, true);
     check(ApiRequest::ClusterStatus, Leader, false, true);
     check(ApiRequest::Apply { yaml: "".into() }, Leader, true, true);
     check(

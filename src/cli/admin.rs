@@ -122,6 +122,33 @@ pub async fn node(cli: &Cli, command: &NodeCommand) -> anyhow::Result<()> {
                 t
             })?;
         }
+        NodeCommand::Status => {
+            let ApiResponse::NodeSelf(status) = call(cli, ApiRequest::NodeSelf).await? else {
+                bail!("unexpected answer")
+            };
+            output::print(cli.output, &status, |s| {
+                let mut t = table(&["FIELD", "VALUE"]);
+                let leader = s
+                    .leader_id
+                    .map_or_else(|| "none".to_string(), |id| id.to_string());
+                let dns = if s.dns_listen.is_empty() {
+                    "-".to_string()
+                } else {
+                    s.dns_listen.join(" ")
+                };
+                for (field, value) in [
+                    ("node", format!("{} ({})", s.id, s.name)),
+                    ("leader", leader),
+                    ("term", s.term.to_string()),
+                    ("last applied", s.last_applied_index.to_string()),
+                    ("leader contact", ago_ms(s.leader_contact_ms)),
+                    ("dns", dns),
+                ] {
+                    t.add_row(vec![field.to_string(), value]);
+                }
+                t
+            })?;
+        }
         change => super::orchestration::node_change(cli, change).await?,
     }
     Ok(())

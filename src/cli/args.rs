@@ -236,6 +236,19 @@ pub struct TuningArgs {
     pub cert_validity: Option<Duration>,
     #[command(flatten)]
     pub import: ImportLimitArgs,
+    /// A resolver this node's DNS server forwards names outside the
+    /// cluster to, IP or IP:PORT (repeatable; default: the nameservers of
+    /// /etc/resolv.conf).
+    #[arg(long = "dns-upstream", value_parser = parse_dns_address)]
+    pub dns_upstreams: Vec<std::net::SocketAddr>,
+    /// Also answer DNS queries on this address, IP or IP:PORT (repeatable;
+    /// e.g. 127.0.0.1:5353 for the host's own clients). The bridge's
+    /// address, port 53, is always served.
+    #[arg(long = "dns-listen", value_parser = parse_dns_address)]
+    pub dns_listen: Vec<std::net::SocketAddr>,
+    /// Run no DNS server: containers keep the host's resolvers.
+    #[arg(long)]
+    pub no_dns: bool,
 }
 
 /// Bounds of an image import on this node (defaults suit small flash
@@ -305,6 +318,10 @@ pub enum TokenCommand {
 pub enum NodeCommand {
     /// List nodes: name, address, raft role, leader, last heartbeat, health.
     Ls,
+    /// This node's own view, answered without the leader: the leader it
+    /// knows, the last entry applied, how long since it heard from the
+    /// leader (how stale its replica may be), where its DNS answers.
+    Status,
     /// Set (KEY=VALUE) or remove (KEY-) labels of a node.
     Label {
         /// Node name or id.
@@ -497,6 +514,16 @@ fn parse_cpu(text: &str) -> Result<u64, String> {
 
 fn parse_memory(text: &str) -> Result<u64, String> {
     edgectl::model::quantity::parse_memory_bytes(text).map_err(|e| e.to_string())
+}
+
+/// `IP:PORT`, or a bare IP on port 53.
+fn parse_dns_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(address) = text.parse::<std::net::SocketAddr>() {
+        return Ok(address);
+    }
+    text.parse::<std::net::IpAddr>()
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
+        .map_err(|_| format!("{text:?}: expected IP or IP:PORT"))
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {

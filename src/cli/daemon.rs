@@ -40,6 +40,12 @@ fn node_config(data_dir: &Path, tuning: &TuningArgs) -> NodeConfig {
         cpu_millis: tuning.cpu,
         memory_bytes: tuning.memory,
         labels: tuning.labels.iter().cloned().collect(),
+        dns: !tuning.no_dns,
+    };
+    config.dns = edgectl::node::dns::DnsConfig {
+        disabled: tuning.no_dns,
+        upstreams: tuning.dns_upstreams.clone(),
+        extra_listen: tuning.dns_listen.clone(),
     };
     config
 }

@@ -484,7 +484,7 @@ pub async fn delete(cli: &Cli, command: &DeleteCommand) -> anyhow::Result<()> {
 /// `node label | cordon | uncordon | drain`.
 pub async fn node_change(cli: &Cli, command: &NodeCommand) -> anyhow::Result<()> {
     let (node, change) = match command {
-        NodeCommand::Ls => bail!("`node ls` is not a change"),
+        NodeCommand::Ls | NodeCommand::Status => bail!("`node ls`/`node status` is not a change"),
         NodeCommand::Label { node, labels } => (node, parse_label_changes(labels)?),
         NodeCommand::Cordon { node } => (node, NodeChange::Cordon),
         NodeCommand::Uncordon { node } => (node, NodeChange::Uncordon),

@@ -175,6 +175,7 @@ impl Node {
                 self.ensure_leader()?;
                 Ok(ApiResponse::Nodes(self.node_statuses()))
             }
+            ApiRequest::NodeSelf => Ok(ApiResponse::NodeSelf(self.node_self_status())),
             ApiRequest::ClusterStatus => {
                 self.ensure_leader()?;
                 self.cluster_status().map(ApiResponse::Status)

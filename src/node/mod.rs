@@ -12,6 +12,7 @@ mod bootstrap;
 mod certs;
 mod controller;
 pub mod disk;
+pub mod dns;
 mod endpoints;
 mod join;
 mod keyring;
@@ -140,6 +141,8 @@ pub struct NodeConfig {
     /// Bounds of image imports and fetches (the runtime keeps
     /// `disk_reserve` free whatever this says).
     pub import_limits: runtime::ImportLimits,
+    /// The node's DNS server (dns.rs).
+    pub dns: dns::DnsConfig,
 }
 
 impl NodeConfig {
@@ -153,12 +156,14 @@ impl NodeConfig {
             listen_override: None,
             agent: crate::agent::AgentConfig {
                 enabled: true,
+                dns: true,
                 ..Default::default()
             },
             lease: DEFAULT_LEASE,
             disk_reserve: disk::DEFAULT_DISK_RESERVE_BYTES,
             cert_validity: raft::transport::pki::LEAF_VALIDITY,
             import_limits: runtime::ImportLimits::default(),
+            dns: dns::DnsConfig::default(),
         }
     }
 }
@@ -207,6 +212,11 @@ struct NodeInner {
     /// error says why secrets cannot be read here.
     node_key: crate::agent::NodeKeySlot,
     shutdown: watch::Sender<bool>,
+    /// The addresses the DNS server answers on (dns.rs).
+    dns_listening: Mutex<Vec<SocketAddr>>,
+    /// When this node last heard the leader answer its heartbeat: how
+    /// stale its replica may be when cut off (`edgectl node status`).
+    leader_contact: Mutex<Option<Instant>>,
 }
 
 impl Node {
@@ -280,6 +290,8 @@ impl Node {
                 proposals,
                 node_key: Arc::new(std::sync::OnceLock::new()),
                 shutdown,
+                dns_listening: Mutex::default(),
+                leader_contact: Mutex::default(),
             }),
         };
         (node, proposals_rx)
@@ -302,6 +314,7 @@ impl Node {
             tokio::spawn(self.clone().routes_loop());
             tokio::spawn(self.clone().nat_loop());
         }
+        tokio::spawn(self.clone().dns_loop());
     }
 
     pub fn id(&self) -> NodeId {
@@ -606,11 +619,18 @@ impl Node {
                 Some(leader) if leader == self.id() => self.record_heartbeat(&heartbeat),
                 Some(leader) => {
                     let request = peer::PeerRequest::Heartbeat(heartbeat);
-                    if let Err(e) = self
+                    match self
                         .call_member(leader, &request, peer::HEARTBEAT_TIMEOUT)
                         .await
                     {
-                        debug!("heartbeat to leader {leader}: {}", e.message);
+                        Ok(_) => {
+                            *self
+                                .inner
+                                .leader_contact
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                        }
+                        Err(e) => debug!("heartbeat to leader {leader}: {}", e.message),
                     }
                 }
                 None => {}

@@ -227,7 +227,7 @@ impl Node {
     }
 }
 
-async fn next_event(watcher: &mut Option<raft::store::Watcher>) -> Result<(), ()> {
+pub(super) async fn next_event(watcher: &mut Option<raft::store::Watcher>) -> Result<(), ()> {
     match watcher.as_mut() {
         Some(watcher) => watcher.next().await.map(drop).map_err(drop),
         None => std::future::pending().await,

@@ -37,6 +37,34 @@ impl Node {
         matched
     }
 
+    /// This node's own view, from its replica and its last contact with
+    /// the leader: what `node status` shows, leader or not.
+    pub(crate) fn node_self_status(&self) -> crate::api::NodeSelfStatus {
+        let metrics = self.metrics();
+        let leader_contact_ms = if metrics.current_leader == Some(self.id()) {
+            metrics.millis_since_quorum_ack
+        } else {
+            self.inner
+                .leader_contact
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .map(|at| at.elapsed().as_millis() as u64)
+        };
+        crate::api::NodeSelfStatus {
+            id: self.id(),
+            name: self.inner.identity.name.clone(),
+            leader_id: metrics.current_leader,
+            term: metrics.current_term,
+            last_applied_index: metrics.last_applied.map_or(0, |log_id| log_id.index),
+            leader_contact_ms,
+            dns_listen: self
+                .dns_listening()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        }
+    }
+
     pub(crate) fn node_statuses(&self) -> Vec<NodeStatus> {
         let metrics = self.metrics();
         let membership = metrics.membership_config.membership();

@@ -227,6 +227,11 @@ impl Runtime {
             NetworkMode::Host => fs::read("/etc/resolv.conf").unwrap_or_default(),
             // A loopback resolver (systemd-resolved's 127.0.0.53) is not
             // reachable from the container's namespace: keep the others.
+            NetworkMode::Bridge { .. } if spec.dns.is_some() => spec
+                .dns
+                .as_ref()
+                .map(|dns| dns.resolv_conf().into_bytes())
+                .unwrap_or_default(),
             NetworkMode::Bridge { .. } => fs::read_to_string("/etc/resolv.conf")
                 .unwrap_or_default()
                 .lines()

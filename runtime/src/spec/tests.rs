@@ -153,3 +153,45 @@ fn oci_spec_carries_limits_and_mounts() {
             .unwrap()
             .contains(&serde_json::json!("ro"))));
 }
+
+#[test]
+fn dns_config_writes_resolv_conf_and_is_refused_outside_bridge_mode() {
+    let dns = DnsConfig {
+        nameservers: vec!["10.42.1.1".parse().unwrap()],
+        search: vec!["edgectl.internal".into()],
+        options: vec!["ndots:2".into()],
+    };
+    assert_eq!(
+        dns.resolv_conf(),
+        "nameserver 10.42.1.1\nsearch edgectl.internal\noptions ndots:2\n"
+    );
+    let bridge = ContainerSpec {
+        id: "c".into(),
+        image: "i".into(),
+        network: NetworkMode::Bridge {
+            bridge: "edgectl0".into(),
+            subnet: "10.42.1.0/24".into(),
+        },
+        dns: Some(dns.clone()),
+        ..Default::default()
+    };
+    assert!(validate(&bridge).is_ok());
+    let host = ContainerSpec {
+        network: NetworkMode::Host,
+        ..bridge.clone()
+    };
+    assert!(matches!(validate(&host), Err(Error::InvalidSpec(_))));
+    let injected = ContainerSpec {
+        dns: Some(DnsConfig {
+            options: vec!["ndots:1\nnameserver 192.0.2.1".into()],
+            ..dns.clone()
+        }),
+        ..bridge.clone()
+    };
+    assert!(matches!(validate(&injected), Err(Error::InvalidSpec(_))));
+    let empty = ContainerSpec {
+        dns: Some(DnsConfig::default()),
+        ..bridge
+    };
+    assert!(matches!(validate(&empty), Err(Error::InvalidSpec(_))));
+}

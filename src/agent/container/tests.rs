@@ -36,6 +36,7 @@ fn process_identity_and_labels() {
              env: {A: one, PORT: 8080}\n",
         ),
         &block(),
+        false,
     )
     .unwrap();
     assert_eq!(spec.id, "web.2.17");
@@ -56,7 +57,7 @@ fn process_identity_and_labels() {
 
 #[test]
 fn unset_command_and_args_keep_the_image_defaults() {
-    let spec = container_spec(&task("  image: busybox:latest\n"), &block()).unwrap();
+    let spec = container_spec(&task("  image: busybox:latest\n"), &block(), false).unwrap();
     assert_eq!(spec.entrypoint, None);
     assert_eq!(spec.command, None);
     assert_eq!(spec.resources, runtime::Resources::default());
@@ -70,6 +71,7 @@ fn resources_map_to_cgroup_limits() {
              limits: {cpu: 1500m, memory: 128Mi}\n",
         ),
         &block(),
+        false,
     )
     .unwrap();
     assert_eq!(
@@ -90,6 +92,7 @@ fn tiny_cpu_request_keeps_the_minimum_share_and_a_limit_alone_also_requests() {
     let spec = container_spec(
         &task("  image: busybox:latest\n  resources:\n    requests: {cpu: 1m}\n"),
         &block(),
+        false,
     )
     .unwrap();
     assert_eq!(spec.resources.cpu_shares, Some(2));
@@ -98,6 +101,7 @@ fn tiny_cpu_request_keeps_the_minimum_share_and_a_limit_alone_also_requests() {
     let spec = container_spec(
         &task("  image: busybox:latest\n  resources:\n    limits: {cpu: \"2\"}\n"),
         &block(),
+        false,
     )
     .unwrap();
     assert_eq!(spec.resources.cpu_shares, Some(2048));
@@ -119,6 +123,7 @@ fn volumes_map_to_runtime_mounts() {
              - {volume: serial, path: /dev/serial0}\n",
         ),
         &block(),
+        false,
     )
     .unwrap();
     assert_eq!(
@@ -156,7 +161,7 @@ fn a_mount_of_an_undeclared_volume_is_an_error() {
         read_only: false,
     });
     assert_eq!(
-        container_spec(&web, &block()),
+        container_spec(&web, &block(), false),
         Err(SpecError::UndeclaredVolume {
             volume: "ghost".into(),
             path: "/x".into()
@@ -166,7 +171,7 @@ fn a_mount_of_an_undeclared_volume_is_an_error() {
 
 #[test]
 fn network_bridge_uses_the_node_block_and_host_is_host() {
-    let spec = container_spec(&task("  image: busybox:latest\n"), &block()).unwrap();
+    let spec = container_spec(&task("  image: busybox:latest\n"), &block(), false).unwrap();
     assert_eq!(
         spec.network,
         runtime::NetworkMode::Bridge {
@@ -177,6 +182,7 @@ fn network_bridge_uses_the_node_block_and_host_is_host() {
     let spec = container_spec(
         &task("  image: busybox:latest\n  network: host\n"),
         &block(),
+        false,
     )
     .unwrap();
     assert_eq!(spec.network, runtime::NetworkMode::Host);
@@ -186,7 +192,7 @@ fn network_bridge_uses_the_node_block_and_host_is_host() {
 fn long_task_ids_use_the_short_container_id_as_hostname() {
     let mut web = task("  image: busybox:latest\n");
     web.id = format!("{}.0.1", "a".repeat(63));
-    let spec = container_spec(&web, &block()).unwrap();
+    let spec = container_spec(&web, &block(), false).unwrap();
     assert_eq!(spec.hostname.as_deref(), Some(spec.id.as_str()));
     assert!(spec.id.len() <= 64);
     assert_eq!(spec.labels[LABEL_TASK], web.id);
@@ -197,7 +203,7 @@ fn a_bridged_task_without_a_node_block_says_why_and_a_host_task_runs() {
     let missing = NodeBlock::Missing {
         reason: "pod CIDR 10.1.0.0/23 is full".into(),
     };
-    let error = container_spec(&task("  image: busybox:latest\n"), &missing).unwrap_err();
+    let error = container_spec(&task("  image: busybox:latest\n"), &missing, true).unwrap_err();
     assert_eq!(
         error.to_string(),
         "this node has no block of the pod CIDR yet, so it runs no bridged task: \
@@ -206,6 +212,35 @@ fn a_bridged_task_without_a_node_block_says_why_and_a_host_task_runs() {
     let host = container_spec(
         &task("  image: busybox:latest\n  network: host\n"),
         &missing,
+        true,
     );
     assert_eq!(host.unwrap().network, runtime::NetworkMode::Host);
+}
+
+#[test]
+fn a_bridged_task_on_a_node_with_dns_resolves_through_the_bridge_address() {
+    let spec = container_spec(&task("  image: busybox:latest\n"), &block(), true).unwrap();
+    let dns = spec.dns.expect("a bridged task gets the node's resolver");
+    let runtime::NetworkMode::Bridge { subnet, .. } = &spec.network else {
+        panic!("bridge mode expected")
+    };
+    let gateway = subnet
+        .split('/')
+        .next()
+        .unwrap()
+        .parse::<std::net::Ipv4Addr>()
+        .unwrap();
+    let gateway = std::net::Ipv4Addr::from(u32::from(gateway) + 1);
+    assert_eq!(dns.nameservers, vec![std::net::IpAddr::from(gateway)]);
+    assert_eq!(dns.search, vec![crate::network::CLUSTER_DOMAIN.to_string()]);
+    let host = container_spec(
+        &task("  image: busybox:latest\n  network: host\n"),
+        &block(),
+        true,
+    )
+    .unwrap();
+    assert_eq!(
+        host.dns, None,
+        "a host-network task keeps the host's resolv.conf"
+    );
 }

@@ -5,6 +5,7 @@
 mod bad_input;
 mod certs;
 mod disk;
+mod dns;
 mod failover;
 mod failover_tail;
 mod formation;
