@@ -6,7 +6,8 @@
 #     address directly (target >= 0.9x). Client and servers are
 #     benches/src/bin/net_load.rs, run in the tasks' network namespaces
 #     (nsenter), so the packets take the tasks' own path.
-#   - propagation: a replica's readiness flips (its exec probe's file) ->
+#   - propagation: a replica's readiness flips (its tcp probe's server is
+#     stopped, then started again) ->
 #     every node's nftables table applied. Timed from the commit of the
 #     task's status (the agent logs "task out of rotation"/"task in
 #     rotation" once the write is acknowledged) to each node's "nftables
@@ -75,22 +76,27 @@ apply_spec web httpd:latest 3 "node.labels.slot != n1" '  ports:
     - container: 5201
   probes:
     readiness:
-      exec: ["sh", "-c", "test ! -e /tmp/unready"]
+      tcp: {port: 5201}
       interval: 100ms
       failureThreshold: 1
 '
-wait_for 120 "3 ready replicas of web" has_ready web 3
+# Ready once the net_load server runs in its network namespace.
+wait_for 120 "3 running replicas of web" has_running web 3
 wait_for 60 "the client task" has_ready client 1
 vip=$(vip_of web)
 read -r client_id _ _ < <(tasks_of client)
-mapfile -t replicas < <(tasks_of web)
+mapfile -t replicas < <(running_of web)
+serve() { # NODE TASK
+    "${harness[@]}" start "$prefix" "$1" "server-$2" -- \
+        nsenter --net="$(task_netns "$1" "$2")" "$load" serve --port 5201 >/dev/null
+}
 
 bench_log "starting a net_load server in each replica's network namespace"
 for replica in "${replicas[@]}"; do
     read -r id _ node <<<"$replica"
-    "${harness[@]}" start "$prefix" "$node" "server-$id" -- \
-        nsenter --net="$(task_netns "$node" "$id")" "$load" serve --port 5201 >/dev/null
+    serve "$node" "$id"
 done
+wait_for 60 "3 ready replicas of web" has_ready web 3
 read -r _ first_ip _ <<<"${replicas[0]}"
 task_client=(nsenter --net="$(task_netns 1 "$client_id")" "$load" client)
 wait_for 60 "the VIP" "${task_client[@]}" --target "$vip:5201" --seconds 0.05 --concurrency 1
@@ -104,14 +110,18 @@ bench_log "$flips readiness flips, each timed to every node's table"
 for ((f = 0; f < flips; f++)); do
     read -r id _ node <<<"${replicas[$((f / 2 % ${#replicas[@]}))]}"
     if ((f % 2 == 0)); then
-        change="touch /tmp/unready" pattern="task out of rotation.*task=$id"
+        pattern="task out of rotation.*task=$id"
     else
-        change="rm -f /tmp/unready" pattern="task in rotation.*task=$id"
+        pattern="task in rotation.*task=$id"
     fi
     before_commit=$(count_lines "$node" "$pattern")
     declare -A before_applied=()
     for i in 1 2 3; do before_applied[$i]=$(count_lines "$i" "$applied"); done
-    cli exec "$id" -- sh -c "$change" >/dev/null
+    if ((f % 2 == 0)); then
+        "${harness[@]}" kill "$prefix" "server-$id" >/dev/null
+    else
+        serve "$node" "$id"
+    fi
     everywhere() {
         [[ $(count_lines "$node" "$pattern") -gt $before_commit ]] || return 1
         for i in 1 2 3; do

@@ -14,6 +14,7 @@
 #   apply_spec NAME IMAGE REPLICAS PLACEMENT BODY   write and apply a service
 #   tasks_of SERVICE                "id ip node_id" of its ready running tasks
 #   has_ready SERVICE N             at least N of them
+#   running_of SERVICE, has_running SERVICE N   the same, ready or not
 #   vip_of SERVICE
 #   task_netns NODE TASK            the pinned netns of a task's container
 #   stamps I PATTERN                seconds since midnight (UTC) of each line
@@ -91,6 +92,11 @@ tasks_of() { # SERVICE: "id ip node_id" of its ready running tasks
         '.[] | select(.service == $s and .desired == "running" and .ready) | "\(.id) \(.ip) \(.node_id)"'
 }
 has_ready() { [[ $(tasks_of "$1" | wc -l) -ge $2 ]]; }
+running_of() { # SERVICE: "id ip node_id" of its running tasks, ready or not
+    cli get tasks -o json | jq -r --arg s "$1" \
+        '.[] | select(.service == $s and .desired == "running" and .state == "running" and .ip) | "\(.id) \(.ip) \(.node_id)"'
+}
+has_running() { [[ $(running_of "$1" | wc -l) -ge $2 ]]; }
 vip_of() {
     cli get services -o json | jq -r --arg s "$1" '.[] | select(.name == $s and .vip) | .vip'
 }
