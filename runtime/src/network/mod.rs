@@ -87,6 +87,9 @@ pub(crate) struct Attachment {
 struct IpamTable {
     subnet: String,
     leases: BTreeMap<String, Ipv4Addr>,
+    /// The address leased last: the next lease starts after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last: Option<Ipv4Addr>,
 }
 
 fn net_err(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
@@ -134,6 +137,7 @@ fn lease(
         Err(e) if e.kind() == io::ErrorKind::NotFound => IpamTable {
             subnet: subnet_text.to_owned(),
             leases: BTreeMap::new(),
+            last: None,
         },
         Err(e) => return Err(e).ctx("read", &path),
     };
@@ -142,6 +146,7 @@ fn lease(
         // The node was given another block and nothing uses the old one:
         // the bridge moves to the new block (its caller re-creates it).
         table.subnet = subnet_text.to_owned();
+        table.last = None;
         readdressed = true;
     }
     if Subnet::parse(&table.subnet)? != *subnet {
@@ -153,14 +158,25 @@ fn lease(
     if let Some(ip) = table.leases.get(id) {
         return Ok((*ip, readdressed));
     }
-    // .1 is the gateway; hand out the lowest free address after it.
-    let ip = (2..=subnet.hosts_max())
-        .map(|n| subnet.host(n))
+    // .1 is the gateway. Hand out the first free address after the one
+    // leased last, wrapping (CNI host-local's order): an address just freed
+    // is reused last, so the bridge's and the peers' neighbour entries for
+    // it have expired by then. Reused at once, the old container's MAC
+    // stays in the host's ARP cache and the new task is unreachable from
+    // its node (probes, VIPs) for up to ~30 s.
+    let hosts = subnet.hosts_max().saturating_sub(1);
+    let start = table
+        .last
+        .and_then(|last| (2..=subnet.hosts_max()).position(|n| subnet.host(n) == last))
+        .map_or(0, |index| index + 1);
+    let ip = (0..hosts as usize)
+        .map(|offset| subnet.host(2 + ((start + offset) % hosts as usize) as u32))
         .find(|ip| !table.leases.values().any(|taken| taken == ip))
         .ok_or_else(|| {
             Error::InvalidSpec(format!("subnet {subnet_text} of bridge {bridge} is full"))
         })?;
     table.leases.insert(id.to_owned(), ip);
+    table.last = Some(ip);
     let bytes = serde_json::to_vec_pretty(&table).map_err(|source| Error::Json {
         what: "ipam table".to_owned(),
         source,
@@ -439,7 +455,8 @@ mod tests {
         release(dir.path(), "br", "a").unwrap();
         assert_eq!(
             lease(dir.path(), "br", &subnet, "10.9.0.0/29", "g").unwrap(),
-            (a, false)
+            (a, false),
+            "the only free address, after wrapping"
         );
         let other = Subnet::parse("10.10.0.0/24").unwrap();
         assert!(
@@ -454,6 +471,28 @@ mod tests {
             (Ipv4Addr::new(10, 10, 0, 2), true),
             "an unused bridge moves to the new subnet"
         );
+    }
+
+    #[test]
+    fn an_address_just_released_is_the_last_to_be_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let subnet = Subnet::parse("10.9.0.0/29").unwrap();
+        let lease_for = |id: &str| {
+            lease(dir.path(), "br", &subnet, "10.9.0.0/29", id)
+                .unwrap()
+                .0
+        };
+        let a = lease_for("a");
+        let b = lease_for("b");
+        release(dir.path(), "br", "a").unwrap();
+        // a's address is free, but the next lease goes on after b's.
+        assert_eq!(lease_for("c"), Ipv4Addr::new(10, 9, 0, 4));
+        release(dir.path(), "br", "b").unwrap();
+        assert_eq!(lease_for("d"), Ipv4Addr::new(10, 9, 0, 5));
+        assert_eq!(lease_for("e"), Ipv4Addr::new(10, 9, 0, 6));
+        // Wrapped: the oldest free address first.
+        assert_eq!(lease_for("f"), a);
+        assert_eq!(lease_for("g"), b);
     }
 
     #[test]
