@@ -330,8 +330,37 @@ fn a_value_never_shows_in_debug_output() {
 mod deliver {
     use super::*;
     use crate::secrets::deliver::{
-        config_bytes, env_lines, files, merged_env, open_secret, tmpfs_size_bytes, DeliveryError,
+        config_bytes, env_lines, files, merged_env, open_secret, swaps_due, tmpfs_size_bytes,
+        DeliveryError,
     };
+
+    #[test]
+    fn only_in_place_files_behind_the_replica_are_swapped_each_signal_once() {
+        let spec = crate::model::parse_service(
+            "apiVersion: edgectl/v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  image: busybox\n  secrets:\n    - {name: a, onChange: {signal: SIGHUP}}\n    - {name: b}\n    - {name: c, onChange: {signal: hup}}\n  configs:\n    - name: d\n      onChange:\n        signal: USR1\n",
+        )
+        .expect("valid");
+        let plans = files(&spec.spec);
+        let signals: Vec<Option<&str>> = plans.iter().map(|p| p.signal).collect();
+        assert_eq!(
+            signals,
+            vec![Some("SIGHUP"), None, Some("SIGHUP"), Some("SIGUSR1")]
+        );
+        assert_eq!(plans[0].versioned_file_name(3), "secret-0.v3");
+        // a: behind; b: not in place; c: up to date; d: not noted yet.
+        let (due, signals) = swaps_due(&plans, &[Some(1), Some(1), Some(2), None], &[2, 2, 2, 1]);
+        assert_eq!(due, vec![0, 3]);
+        assert_eq!(signals, vec!["SIGHUP", "SIGUSR1"]);
+        let (due, signals) =
+            swaps_due(&plans, &[Some(2), Some(1), Some(1), Some(1)], &[2, 2, 2, 1]);
+        assert_eq!(due, vec![2]);
+        assert_eq!(signals, vec!["SIGHUP"]);
+        assert!(
+            swaps_due(&plans, &[Some(2), Some(1), Some(2), Some(1)], &[2, 2, 2, 1])
+                .0
+                .is_empty()
+        );
+    }
     use crate::secrets::records::StoredWrap;
 
     fn record(name: &str, version: u64, value: StoredValue) -> ObjectRecord {
