@@ -19,7 +19,9 @@
 //! the target inside the running container (`runtime::Runtime::
 //! rebind_file`: the first bind pins the old inode, so renaming over the
 //! source would change nothing the container sees), then the signal goes
-//! to the container's init. No restart, same container.
+//! to the container's init. No restart, same container. Every version's
+//! file stays until the container goes (unlinking one would detach the
+//! mount stacked on it); a secret's tmpfs grows by each new version.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -188,31 +190,24 @@ impl Deliverer {
         if plan.kind == ObjectKind::Secret {
             runtime::private_tmpfs::grow(&dir, bytes.len() as u64).map_err(|e| what(&e))?;
         }
-        let path = dir.join(plan.versioned_file_name(version));
-        // A swap cut short before its note was written: start it over.
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(what(&e)),
+        // A swap cut short before its note was written left its file (maybe
+        // mounted): a fresh name, never a delete (below).
+        let mut path = dir.join(plan.versioned_file_name(version));
+        for attempt in 1.. {
+            if !path.exists() {
+                break;
+            }
+            path = dir.join(format!("{}.{attempt}", plan.versioned_file_name(version)));
         }
         write_file(&path, bytes, plan).map_err(|e| what(&e))?;
         runtime
             .rebind_file(container_id, &path, &plan.target)
             .map_err(|e| what(&e))?;
-        write_version_note(&dir, plan, version).map_err(|e| what(&e))?;
-        // The older names go: their inodes live on, pinned by the mounts
-        // beneath, only until the container stops.
-        for name in dir_names(&dir) {
-            let older = name == plan.file_name
-                || name
-                    .strip_prefix(&format!("{}.v", plan.file_name))
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .is_some_and(|v| v != version);
-            if older {
-                let _ = std::fs::remove_file(dir.join(name));
-            }
-        }
-        Ok(())
+        // Older versions stay until the container goes: each is the
+        // mountpoint of the next one's mount in the container, and the
+        // kernel detaches every mount on a dentry that is unlinked (seen:
+        // deleting the first file silently undid the swap on top of it).
+        write_version_note(&dir, plan, version).map_err(|e| what(&e))
     }
 
     fn open_secret(&self, record: &ObjectRecord) -> Result<Vec<u8>, DeliveryError> {
