@@ -310,3 +310,86 @@ fn ca_key_needles(pem: &[u8]) -> Vec<Vec<u8>> {
     assert!(needles.len() > 1, "the CA key is not PEM: {text}");
     needles
 }
+
+/// A cluster made before the CA key was sealed holds it in plain text at
+/// `/sys/ca/key`: the leader's next keyring pass seals it and deletes the
+/// plain record, and joins are signed with the sealed key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_plain_ca_key_from_an_older_cluster_is_sealed_and_its_copy_deleted() {
+    use edgectl::cluster::keys;
+    use raft::{KvOp, Txn};
+
+    let dir = tempfile::Builder::new()
+        .prefix("edgectl-it-ca-migrate-")
+        .tempdir()
+        .expect("a temp dir");
+    let data = dir.path().join("first");
+    let addr = support::free_udp_addr();
+    edgectl::node::init_data_dir(
+        &edgectl::paths::DataDir::new(&data),
+        "first",
+        &addr,
+        &addr,
+        raft::transport::pki::LEAF_VALIDITY,
+    )
+    .expect("init");
+    let ca_key_pem = std::fs::read(data.join("tls/ca.key")).expect("the CA key before start");
+    let mut config = edgectl::node::NodeConfig::new(edgectl::paths::DataDir::new(&data));
+    config.agent.enabled = false;
+    let node = edgectl::node::Node::start(config).await.expect("start");
+    support::join_token(&node).await;
+    let sealed = node
+        .kv()
+        .get(keys::CA_KEY_SEALED.as_bytes())
+        .expect("read")
+        .expect("init's first records hold the CA key sealed");
+    assert!(node
+        .kv()
+        .get(keys::CA_KEY.as_bytes())
+        .expect("read")
+        .is_none());
+    let needles = ca_key_needles(&ca_key_pem);
+    assert!(
+        !needles
+            .iter()
+            .any(|n| sealed.value.windows(n.len()).any(|w| w == n.as_slice())),
+        "the sealed record holds the PEM"
+    );
+
+    // What an older cluster's replica holds: the plain key only.
+    let older = Txn {
+        success: vec![
+            KvOp::Put {
+                key: keys::CA_KEY.as_bytes().to_vec(),
+                value: ca_key_pem.clone(),
+            },
+            KvOp::Delete {
+                key: keys::CA_KEY_SEALED.as_bytes().to_vec(),
+            },
+        ],
+        ..Txn::default()
+    };
+    node.write_system(older).await.expect("written");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let plain = node.kv().get(keys::CA_KEY.as_bytes()).expect("read");
+        let sealed = node.kv().get(keys::CA_KEY_SEALED.as_bytes()).expect("read");
+        if plain.is_none() && sealed.is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the plain CA key was not sealed and deleted within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let token = support::join_token(&node).await;
+    let second = edgectl::paths::DataDir::new(dir.path().join("second"));
+    let listen = support::free_udp_addr();
+    let joined = edgectl::node::join_data_dir(&second, &addr, &token, "second", &listen, &listen)
+        .await
+        .expect("a join signed with the migrated key");
+    assert_eq!(joined.node_id, 2);
+    node.shutdown().await;
+}
