@@ -74,3 +74,30 @@ pub fn remove(dir: &Path) -> Result<()> {
         Err(error) => Err(error).ctx("remove directory", dir),
     }
 }
+
+/// Raises the size cap of the tmpfs at `dir` so that `extra_bytes` more
+/// fit beside what it holds now (a file swapped into a running task: the
+/// old version stays pinned by the container's mount until it stops).
+pub fn grow(dir: &Path, extra_bytes: u64) -> Result<()> {
+    const PAGE: u64 = 4096;
+    let stats = nix::sys::statvfs::statvfs(dir).map_err(|source| Error::Sys {
+        action: format!("read the size of the tmpfs at {}", dir.display()),
+        source,
+    })?;
+    let block = stats.fragment_size().max(1);
+    let used = (stats.blocks() - stats.blocks_free()) * block;
+    // Two pages for the new file's inode and its version note, four spare.
+    let size = used + extra_bytes.div_ceil(PAGE) * PAGE + 6 * PAGE;
+    let options = format!("size={size}");
+    nix::mount::mount(
+        None::<&str>,
+        dir,
+        None::<&str>,
+        MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some(options.as_str()),
+    )
+    .map_err(|source| Error::Sys {
+        action: format!("grow the tmpfs at {} to {size} bytes", dir.display()),
+        source,
+    })
+}

@@ -35,6 +35,7 @@ use super::{AgentConfig, AgentHandles};
 use crate::cluster::keys;
 use crate::cluster::records::{AllocationRecord, NodeBlockRecord};
 use crate::orchestrator::records::NodeUsage;
+use crate::secrets::records::{CONFIGS_PREFIX, SECRETS_PREFIX};
 
 /// Passes run at least this often (the level-triggered safety net for
 /// container exits, which the runtime does not push to us).
@@ -49,6 +50,8 @@ pub(super) async fn run(handles: AgentHandles, config: AgentConfig) {
     let runtime = handles.runtime.clone();
     let mut shutdown = handles.shutdown.clone();
     let mut watcher = open_watch(&handles.replica);
+    let mut secrets_watcher = open_objects_watch(&handles.replica, SECRETS_PREFIX);
+    let mut configs_watcher = open_objects_watch(&handles.replica, CONFIGS_PREFIX);
     // A container's exit starts a pass at once (restart policies), rather
     // than on the next tick.
     let exited = Arc::new(tokio::sync::Notify::new());
@@ -117,6 +120,12 @@ pub(super) async fn run(handles: AgentHandles, config: AgentConfig) {
                     agent.handle_outcome(outcome);
                 }
             }
+            event = next_event(&mut secrets_watcher) => {
+                settle_objects_watch(&mut secrets_watcher, event, &agent.handles.replica, SECRETS_PREFIX);
+            }
+            event = next_event(&mut configs_watcher) => {
+                settle_objects_watch(&mut configs_watcher, event, &agent.handles.replica, CONFIGS_PREFIX);
+            }
             event = next_event(&mut watcher) => {
                 match event {
                     Ok(()) => {
@@ -153,7 +162,39 @@ pub(super) async fn run(handles: AgentHandles, config: AgentConfig) {
 /// A watch on the tasks from the next write on (a pass re-reads everything,
 /// so history is not needed).
 fn open_watch(replica: &KvReader) -> Option<Watcher> {
-    match replica.watch(records::TASKS_PREFIX.as_bytes(), 0) {
+    open_prefix_watch(replica, records::TASKS_PREFIX)
+}
+
+/// Secrets and configs: a new version is swapped into the running
+/// containers whose files follow it in place (`onChange`) on the next pass.
+fn open_objects_watch(replica: &KvReader, prefix: &'static str) -> Option<Watcher> {
+    open_prefix_watch(replica, prefix)
+}
+
+/// After an event on a watch of `prefix`: drains the burst, or reopens it
+/// after a compaction, or gives it up.
+fn settle_objects_watch(
+    watcher: &mut Option<Watcher>,
+    event: Result<(), WatchError>,
+    replica: &KvReader,
+    prefix: &'static str,
+) {
+    match event {
+        Ok(()) => {
+            if let Some(watcher) = watcher.as_mut() {
+                while let Some(Ok(_)) = watcher.next().now_or_never() {}
+            }
+        }
+        Err(WatchError::Compacted { .. }) => *watcher = open_objects_watch(replica, prefix),
+        Err(error) => {
+            warn!("watch of {prefix} ended ({error}); in-place swaps run on the tick only");
+            *watcher = None;
+        }
+    }
+}
+
+fn open_prefix_watch(replica: &KvReader, prefix: &str) -> Option<Watcher> {
+    match replica.watch(prefix.as_bytes(), 0) {
         Ok(watcher) => Some(watcher),
         Err(error) => {
             warn!("cannot watch tasks ({error}); the agent runs on its tick only");
@@ -354,6 +395,8 @@ impl Driver {
             });
         }
 
+        self.swap_in_place(&mine, &observed, &left_alone).await;
+
         // Busy and cooling tasks keep their last report.
         for task in &mine {
             if left_alone.contains(&task.id) && !reports.contains_key(&task.id) {
@@ -366,6 +409,55 @@ impl Driver {
         self.handles.usage.send_replace(self.usage(&reports));
         let not_ready = self.not_ready(&mine, &observed, &reports);
         self.publish(me, reports, not_ready, all_tasks);
+    }
+
+    /// Files with `onChange: {signal}` follow their object's new versions
+    /// inside running containers (objects.rs). A failure is logged and
+    /// retried on the next pass; the task keeps running either way.
+    async fn swap_in_place(
+        &self,
+        mine: &[TaskRecord],
+        observed: &[Observed],
+        left_alone: &BTreeSet<String>,
+    ) {
+        let targets: Vec<(String, crate::model::ServiceBody)> = mine
+            .iter()
+            .filter(|task| !left_alone.contains(&task.id))
+            .filter(|task| {
+                let body = &task.spec.spec;
+                body.secrets
+                    .iter()
+                    .chain(&body.configs)
+                    .any(|file| file.on_change.is_some())
+            })
+            .filter_map(|task| {
+                let container = observed.iter().find(|c| {
+                    c.task == task.id
+                        && c.state == ObservedState::Running
+                        && c.generation == Some(task.generation)
+                })?;
+                Some((container.container_id.clone(), task.spec.spec.clone()))
+            })
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let runtime = self.handles.runtime.clone();
+        let deliverer = self.deliverer.clone();
+        let swapped = tokio::task::spawn_blocking(move || {
+            for (container_id, body) in targets {
+                match deliverer.swap_in_place(&runtime, &container_id, &body) {
+                    Ok(0) => {}
+                    Ok(files) => {
+                        info!(container = %container_id, files, "swapped new object versions in place and signalled")
+                    }
+                    Err(error) => warn!(container = %container_id, "{error}"),
+                }
+            }
+        });
+        if let Err(error) = swapped.await {
+            warn!("in-place swap task failed: {error}");
+        }
     }
 
     /// Why each running task that is out of rotation is: it is draining

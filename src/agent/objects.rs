@@ -12,6 +12,16 @@
 //! Each file is bound read-only at its target. Both directories go when
 //! the container is deleted, and a pass removes any left by a container
 //! that no longer exists (a crash between the two).
+//!
+//! A file with `onChange: {signal}` has its delivered version noted beside
+//! it (`<file>.version`). When the replica holds a newer version, the new
+//! file is written under a new name (`<file>.v<version>`) and bound over
+//! the target inside the running container (`runtime::Runtime::
+//! rebind_file`: the first bind pins the old inode, so renaming over the
+//! source would change nothing the container sees), then the signal goes
+//! to the container's init. No restart, same container. Every version's
+//! file stays until the container goes (unlinking one would detach the
+//! mount stacked on it); a secret's tmpfs grows by each new version.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -40,7 +50,8 @@ pub(super) struct Deliverer {
 /// A task's objects, read and opened, waiting to be written. Holds
 /// plaintext: no `Debug`, and dropped as soon as the files are written.
 pub(super) struct Delivery {
-    files: Vec<(FilePlan, Vec<u8>)>,
+    /// Each file with its object's version and its bytes.
+    files: Vec<(FilePlan, u64, Vec<u8>)>,
     env_from: Vec<Vec<(String, String)>>,
 }
 
@@ -79,11 +90,8 @@ impl Deliverer {
         let mut files = Vec::new();
         for plan in deliver::files(body) {
             let record = self.record(plan.kind, &plan.name)?;
-            let bytes = match plan.kind {
-                ObjectKind::Config => deliver::config_bytes(&record)?,
-                ObjectKind::Secret => self.open_secret(&record)?,
-            };
-            files.push((plan, bytes));
+            let bytes = self.bytes_of(plan.kind, &record)?;
+            files.push((plan, record.meta.version, bytes));
         }
         let mut env_from = Vec::new();
         for from in &body.env_from {
@@ -94,6 +102,112 @@ impl Deliverer {
             )?);
         }
         Ok(Delivery { files, env_from })
+    }
+
+    fn bytes_of(&self, kind: ObjectKind, record: &ObjectRecord) -> Result<Vec<u8>, DeliveryError> {
+        match kind {
+            ObjectKind::Config => deliver::config_bytes(record),
+            ObjectKind::Secret => self.open_secret(record),
+        }
+    }
+
+    fn file_dir(&self, kind: ObjectKind, container_id: &str) -> PathBuf {
+        match kind {
+            ObjectKind::Secret => self.secrets_dir(container_id),
+            ObjectKind::Config => self.configs_dir(container_id),
+        }
+    }
+
+    /// Swaps into running container `container_id` every `onChange` file of
+    /// `body` whose object has a newer version than the one delivered, then
+    /// sends the signals. Blocking. Returns how many files were swapped.
+    pub(super) fn swap_in_place(
+        &self,
+        runtime: &runtime::Runtime,
+        container_id: &str,
+        body: &ServiceBody,
+    ) -> Result<usize, String> {
+        let plans: Vec<FilePlan> = deliver::files(body)
+            .into_iter()
+            .filter(|plan| plan.signal.is_some())
+            .collect();
+        if plans.is_empty() {
+            return Ok(0);
+        }
+        let mut delivered = Vec::with_capacity(plans.len());
+        let mut records = Vec::with_capacity(plans.len());
+        for plan in &plans {
+            let dir = self.file_dir(plan.kind, container_id);
+            delivered.push(
+                std::fs::read_to_string(dir.join(plan.version_file_name()))
+                    .ok()
+                    .and_then(|text| text.trim().parse::<u64>().ok()),
+            );
+            records.push(
+                self.record(plan.kind, &plan.name)
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        let current: Vec<u64> = records.iter().map(|r| r.meta.version).collect();
+        let (due, signals) = deliver::swaps_due(&plans, &delivered, &current);
+        if due.is_empty() {
+            return Ok(0);
+        }
+        for &index in &due {
+            let (plan, record) = (&plans[index], &records[index]);
+            let bytes = self
+                .bytes_of(plan.kind, record)
+                .map_err(|e| e.to_string())?;
+            self.swap_one(runtime, container_id, plan, record.meta.version, &bytes)?;
+        }
+        for signal in signals {
+            let signal: nix::sys::signal::Signal = signal
+                .parse()
+                .map_err(|e| format!("signal {signal}: {e}"))?;
+            runtime
+                .kill(container_id, signal)
+                .map_err(|e| format!("cannot send {signal} to {container_id}: {e}"))?;
+        }
+        Ok(due.len())
+    }
+
+    fn swap_one(
+        &self,
+        runtime: &runtime::Runtime,
+        container_id: &str,
+        plan: &FilePlan,
+        version: u64,
+        bytes: &[u8],
+    ) -> Result<(), String> {
+        let dir = self.file_dir(plan.kind, container_id);
+        let what = |e: &dyn std::fmt::Display| {
+            format!(
+                "cannot swap {} {:?} (version {version}) into {container_id}: {e}",
+                plan.kind.noun(),
+                plan.name
+            )
+        };
+        if plan.kind == ObjectKind::Secret {
+            runtime::private_tmpfs::grow(&dir, bytes.len() as u64).map_err(|e| what(&e))?;
+        }
+        // A swap cut short before its note was written left its file (maybe
+        // mounted): a fresh name, never a delete (below).
+        let mut path = dir.join(plan.versioned_file_name(version));
+        for attempt in 1.. {
+            if !path.exists() {
+                break;
+            }
+            path = dir.join(format!("{}.{attempt}", plan.versioned_file_name(version)));
+        }
+        write_file(&path, bytes, plan).map_err(|e| what(&e))?;
+        runtime
+            .rebind_file(container_id, &path, &plan.target)
+            .map_err(|e| what(&e))?;
+        // Older versions stay until the container goes: each is the
+        // mountpoint of the next one's mount in the container, and the
+        // kernel detaches every mount on a dentry that is unlinked (seen:
+        // deleting the first file silently undid the swap on top of it).
+        write_version_note(&dir, plan, version).map_err(|e| what(&e))
     }
 
     fn open_secret(&self, record: &ObjectRecord) -> Result<Vec<u8>, DeliveryError> {
@@ -138,17 +252,21 @@ impl Deliverer {
     ) -> Result<(), String> {
         let Delivery { files, env_from } = delivery;
         spec.env = deliver::merged_env(env_from, &spec.env);
+        // An in-place secret's version note is one more (small) file.
         let secret_sizes: Vec<usize> = files
             .iter()
-            .filter(|(plan, _)| plan.kind == ObjectKind::Secret)
-            .map(|(_, bytes)| bytes.len())
+            .filter(|(plan, _, _)| plan.kind == ObjectKind::Secret)
+            .flat_map(|(plan, _, bytes)| {
+                let note = plan.signal.map(|_| 0);
+                std::iter::once(bytes.len()).chain(note)
+            })
             .collect();
         if !secret_sizes.is_empty() {
             let dir = self.secrets_dir(&spec.id);
             runtime::private_tmpfs::mount(&dir, deliver::tmpfs_size_bytes(secret_sizes))
                 .map_err(|e| format!("cannot mount the secrets tmpfs: {e}"))?;
         }
-        for (plan, bytes) in files {
+        for (plan, version, bytes) in files {
             let dir = match plan.kind {
                 ObjectKind::Secret => self.secrets_dir(&spec.id),
                 ObjectKind::Config => {
@@ -165,6 +283,10 @@ impl Deliverer {
                     plan.name
                 )
             })?;
+            if plan.signal.is_some() {
+                write_version_note(&dir, &plan, version)
+                    .map_err(|e| format!("cannot note the version of {:?}: {e}", plan.name))?;
+            }
             spec.mounts.push(runtime::Mount::Bind {
                 source: path,
                 target: plan.target.clone(),
@@ -215,6 +337,14 @@ fn create_private_dir(dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir)
         .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
         .map_err(|e| format!("cannot create {}: {e}", dir.display()))
+}
+
+/// Notes `version` as the delivered one of `plan`'s file (write, rename).
+fn write_version_note(dir: &Path, plan: &FilePlan, version: u64) -> std::io::Result<()> {
+    let note = dir.join(plan.version_file_name());
+    let partial = dir.join(format!("{}.partial", plan.version_file_name()));
+    std::fs::write(&partial, version.to_string())?;
+    std::fs::rename(&partial, &note)
 }
 
 /// A new file with the plan's owner and mode (set after the write, so the

@@ -4,9 +4,15 @@
 
 pub const SYSTEM_PREFIX: &str = "/sys/";
 pub const CLUSTER: &str = "/sys/cluster";
-/// The CA's private key. Every member holds the whole state, so any leader can
-/// sign joining nodes' certificates; see README "Security" for the trade-off.
+/// The CA's private key in plain text, as clusters made before it was
+/// sealed hold it: the leader's next keyring pass seals it into
+/// [`CA_KEY_SEALED`] and deletes this one. Nothing writes it any more.
 pub const CA_KEY: &str = "/sys/ca/key";
+/// The CA's private key sealed under the keyring's data key (a
+/// `StoredValue::Sealed`): every member can open it with its own wrap, so
+/// any leader signs joins and any node renews its certificate; a copy of
+/// the state without a member's `keyring/node.key` cannot.
+pub const CA_KEY_SEALED: &str = "/sys/ca/sealed-key";
 pub const NEXT_NODE_ID: &str = "/sys/next-node-id";
 pub const TOKENS_PREFIX: &str = "/sys/tokens/";
 pub const NODES_PREFIX: &str = "/sys/nodes/";

@@ -15,9 +15,9 @@ pub use quantity::{CpuMillis, MemoryBytes, QuantityError};
 pub use service::{
     check_references, parse_service, parse_service_document, validate, Backoff, Constraint,
     ConstraintOperator, EffectiveProbes, EnvFrom, FailureAction, FailureRatio, HealthCheck,
-    HttpProbe, HttpScheme, Location, Metadata, NetworkMode, ObjectFile, Placement, Port, Probe,
-    ProbeAction, ProbeCheck, Probes, Protocol, Publish, ResourceList, Resources, RestartCondition,
-    RestartPolicy, RollbackPolicy, ServiceBody, ServiceSpec, SessionAffinity, SpecError, Spread,
-    TcpProbe, UpdateOrder, UpdatePolicy, Volume, VolumeMount, VolumeType, API_VERSION,
-    KIND_SERVICE, REPLICAS_MAX, REVISION_HISTORY_DEFAULT, SPEC_BYTES_MAX,
+    HttpProbe, HttpScheme, Location, Metadata, NetworkMode, ObjectFile, OnChange, Placement, Port,
+    Probe, ProbeAction, ProbeCheck, Probes, Protocol, Publish, ResourceList, Resources,
+    RestartCondition, RestartPolicy, RollbackPolicy, ServiceBody, ServiceSpec, SessionAffinity,
+    SpecError, Spread, TcpProbe, UpdateOrder, UpdatePolicy, Volume, VolumeMount, VolumeType,
+    API_VERSION, KIND_SERVICE, REPLICAS_MAX, REVISION_HISTORY_DEFAULT, SPEC_BYTES_MAX,
 };

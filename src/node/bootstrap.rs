@@ -11,6 +11,7 @@ use rand::RngCore;
 use tracing::info;
 
 use super::certs::ADMIN_CLIENT_NAME;
+use super::keyring::fresh_nonce;
 use super::{Node, NodeError};
 use crate::api::client::{AdminConfig, ADMIN_CONFIG_FILE};
 use crate::clock::now_unix;
@@ -18,10 +19,15 @@ use crate::cluster::keys;
 use crate::cluster::records::{to_json, ClusterRecord, NodeRecord};
 use crate::network::ClusterNetwork;
 use crate::paths::{write_file_atomic, DataDir, NodeIdentity, DATA_DIR_FORMAT};
+use crate::secrets::crypto;
+use crate::secrets::records::{StoredValue, KEYRING_CURRENT};
 
 /// The first node's id; later ones are handed out by the leader.
 pub const FIRST_NODE_ID: u64 = 1;
 const LEADERSHIP_WAIT: Duration = Duration::from_secs(10);
+/// How long the first records wait for the keyring's first data key (the
+/// keyring loop makes it within a tick or two of the node leading).
+const KEYRING_WAIT: Duration = Duration::from_secs(30);
 
 pub struct InitOutcome {
     pub identity: NodeIdentity,
@@ -163,6 +169,16 @@ pub(super) async fn finish(node: &Node) -> Result<(), NodeError> {
         } else {
             ClusterNetwork::default()
         };
+        // The CA key enters the replicated state only sealed: the plain
+        // PEM must reach no Raft log, snapshot or RocksDB file, so the
+        // first records wait for the keyring's first data key.
+        let (sealed_ca_key, keyring_revision) =
+            wait_for_data_key(node).await.map(|(key, revision)| {
+                (
+                    crypto::seal_ca_key(&key, ca_key_pem.as_bytes(), fresh_nonce()),
+                    revision,
+                )
+            })?;
         let cluster = ClusterRecord {
             cluster_id: identity.cluster_id.clone(),
             created_unix: now_unix(),
@@ -175,18 +191,24 @@ pub(super) async fn finish(node: &Node) -> Result<(), NodeError> {
             joined_unix: now_unix(),
         };
         let txn = Txn {
-            compares: vec![Compare {
-                key: keys::CLUSTER.as_bytes().to_vec(),
-                mod_revision: 0,
-            }],
+            compares: vec![
+                Compare {
+                    key: keys::CLUSTER.as_bytes().to_vec(),
+                    mod_revision: 0,
+                },
+                Compare {
+                    key: KEYRING_CURRENT.as_bytes().to_vec(),
+                    mod_revision: keyring_revision,
+                },
+            ],
             success: vec![
                 KvOp::Put {
                     key: keys::CLUSTER.into(),
                     value: to_json(&cluster),
                 },
                 KvOp::Put {
-                    key: keys::CA_KEY.into(),
-                    value: ca_key_pem.into_bytes(),
+                    key: keys::CA_KEY_SEALED.into(),
+                    value: to_json(&StoredValue::from_sealed(&sealed_ca_key)),
                 },
                 KvOp::Put {
                     key: keys::NEXT_NODE_ID.into(),
@@ -199,9 +221,24 @@ pub(super) async fn finish(node: &Node) -> Result<(), NodeError> {
             ],
             failure: vec![],
         };
-        node.write(KvRequest::Txn(txn)).await.map_err(|e| {
+        let written = node.write(KvRequest::Txn(txn)).await.map_err(|e| {
             NodeError::Bootstrap(format!("cannot write the cluster's first records: {e}"))
         })?;
+        // Failed compares: the records exist already (a crash after this
+        // write, before the files went), or the keyring moved on meanwhile.
+        if !written.succeeded
+            && node
+                .inner
+                .kv
+                .get(keys::CLUSTER.as_bytes())
+                .ok()
+                .flatten()
+                .is_none()
+        {
+            return Err(NodeError::Bootstrap(
+                "the keyring changed while the cluster's first records were written; start the node again to retry".into(),
+            ));
+        }
         // The network file goes first: once the key is gone this branch
         // never runs again, and the file would stay behind.
         for path in [&network_path, &ca_key_path] {
@@ -218,4 +255,19 @@ pub(super) async fn finish(node: &Node) -> Result<(), NodeError> {
     data_dir.write_identity(&done)?;
     info!(cluster = %identity.cluster_id, "cluster bootstrapped");
     Ok(())
+}
+
+async fn wait_for_data_key(node: &Node) -> Result<(crypto::DataKey, u64), NodeError> {
+    let deadline = tokio::time::Instant::now() + KEYRING_WAIT;
+    loop {
+        match node.current_data_key() {
+            Ok(found) => return Ok(found),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(NodeError::Bootstrap(format!(
+                    "the keyring's first data key did not come within {KEYRING_WAIT:?} ({e}); the CA key is stored only sealed under it"
+                )))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! Node certificate renewal, so that a device never locks itself out.
 //!
-//! Every member holds the cluster CA's key in its replica (`/sys/ca/key`),
-//! so a node re-issues its own certificate with no one's help: while it runs,
+//! Every member holds the cluster CA's key in its replica, sealed under the
+//! keyring's data key (`/sys/ca/sealed-key`), and opens it with its own
+//! keyring key, so a node re-issues its own certificate with no one's help: while it runs,
 //! once less than half of its validity is left, and at start when it comes
 //! back from a drawer with a certificate that ran out meanwhile — before it
 //! dials anyone, since its peers would refuse the expired one. A running
@@ -20,9 +21,9 @@ use raft::store::KvReader;
 use raft::transport::{pki, TlsIdentity};
 use tracing::{info, warn};
 
-use super::{Node, NodeError};
-use crate::cluster::keys;
+use super::{keyring, Node, NodeError};
 use crate::paths::{write_file_atomic, DataDir, NodeIdentity};
+use crate::secrets::crypto::NodeKey;
 
 /// Longest pause between two checks of the certificate's expiry.
 const CHECK_EVERY_MAX: Duration = Duration::from_secs(3600);
@@ -46,19 +47,24 @@ pub fn check_interval(validity: Duration) -> Duration {
     (validity / 10).clamp(Duration::from_millis(200), CHECK_EVERY_MAX)
 }
 
-/// The cluster CA, with its key from the replica `kv` (every member holds
-/// it), issuing node certificates valid for `validity`.
+/// Where a node finds the CA's key: its replica, opened with its keyring key.
+pub struct CaKeySource<'a> {
+    pub kv: &'a KvReader,
+    pub node_id: u64,
+    /// None when this node's keyring key cannot be read: only a cluster
+    /// whose CA key is not sealed yet can sign then.
+    pub node_key: Option<&'a NodeKey>,
+}
+
+/// The cluster CA, with its key from the replica (every member holds it,
+/// sealed), issuing node certificates valid for `validity`.
 pub(super) fn ca_from_replica(
-    kv: &KvReader,
+    source: &CaKeySource<'_>,
     ca_cert_pem: &str,
     validity: Duration,
 ) -> Result<pki::ClusterCa, String> {
-    let ca_key = kv
-        .get(keys::CA_KEY.as_bytes())
-        .map_err(|e| format!("cannot read the CA key from the local replica: {e}"))?
-        .ok_or("the local replica holds no CA key (yet)")?;
-    let ca_key_pem = String::from_utf8(ca_key.value)
-        .map_err(|_| "the CA key in the replica is not PEM text".to_string())?;
+    let ca_key_pem = keyring::ca_key_pem(source.kv, source.node_id, source.node_key)
+        .map_err(|e| format!("cannot open the CA key in the local replica: {e}"))?;
     Ok(pki::ClusterCa::from_pem(ca_cert_pem, &ca_key_pem)
         .map_err(|e| format!("the CA in the replica is unusable: {e}"))?
         .with_leaf_validity(validity))
@@ -77,7 +83,7 @@ struct Renewable<'a> {
 fn reissue_if_due(
     renewable: Renewable<'_>,
     cert_pem: &str,
-    kv: &KvReader,
+    source: &CaKeySource<'_>,
     ca_cert_pem: &str,
     validity: Duration,
 ) -> Result<Option<pki::CertifiedKey>, NodeError> {
@@ -89,7 +95,7 @@ fn reissue_if_due(
     if !renewal_due(not_after, validity, SystemTime::now()) {
         return Ok(None);
     }
-    let ca = ca_from_replica(kv, ca_cert_pem, validity).map_err(tls_error)?;
+    let ca = ca_from_replica(source, ca_cert_pem, validity).map_err(tls_error)?;
     let renewed = (renewable.issue)(&ca).map_err(|e| tls_error(e.to_string()))?;
     // Key first: a crash between the two writes leaves the old certificate
     // with a key it does not match, which the next check renews again.
@@ -110,7 +116,7 @@ fn reissue_if_due(
 pub fn renew_if_due(
     data_dir: &DataDir,
     identity: &NodeIdentity,
-    kv: &KvReader,
+    source: &CaKeySource<'_>,
     current: TlsIdentity,
     validity: Duration,
 ) -> Result<TlsIdentity, NodeError> {
@@ -120,7 +126,13 @@ pub fn renew_if_due(
         key_path: data_dir.node_key(),
         issue: &|ca| ca.issue_node(identity.node_id, &identity.name),
     };
-    match reissue_if_due(node, &current.cert_pem, kv, &current.ca_cert_pem, validity)? {
+    match reissue_if_due(
+        node,
+        &current.cert_pem,
+        source,
+        &current.ca_cert_pem,
+        validity,
+    )? {
         None => Ok(current),
         Some(renewed) => Ok(TlsIdentity {
             ca_cert_pem: current.ca_cert_pem,
@@ -134,7 +146,7 @@ pub fn renew_if_due(
 /// ran `init` has one) if it is due. Returns whether it was renewed.
 pub fn renew_admin_if_due(
     data_dir: &DataDir,
-    kv: &KvReader,
+    source: &CaKeySource<'_>,
     ca_cert_pem: &str,
     validity: Duration,
 ) -> Result<bool, NodeError> {
@@ -154,7 +166,7 @@ pub fn renew_admin_if_due(
             })
         }
     };
-    Ok(reissue_if_due(admin, &cert_pem, kv, ca_cert_pem, validity)?.is_some())
+    Ok(reissue_if_due(admin, &cert_pem, source, ca_cert_pem, validity)?.is_some())
 }
 
 impl Node {
@@ -178,13 +190,13 @@ impl Node {
             };
             let before = current.cert_pem.clone();
             let ca_cert_pem = current.ca_cert_pem.clone();
-            match renew_if_due(
-                &data_dir,
-                &self.inner.identity,
-                &self.inner.kv,
-                current,
-                validity,
-            ) {
+            let node_key = self.loaded_node_key();
+            let source = CaKeySource {
+                kv: &self.inner.kv,
+                node_id: self.id(),
+                node_key: node_key.as_deref(),
+            };
+            match renew_if_due(&data_dir, &self.inner.identity, &source, current, validity) {
                 Ok(tls) if tls.cert_pem != before => {
                     if let Err(error) = self.inner.endpoint.set_identity(tls) {
                         warn!(%error, "cannot present the renewed certificate");
@@ -193,9 +205,7 @@ impl Node {
                 Ok(_) => {}
                 Err(error) => warn!(%error, "certificate renewal failed; retrying later"),
             }
-            if let Err(error) =
-                renew_admin_if_due(&data_dir, &self.inner.kv, &ca_cert_pem, validity)
-            {
+            if let Err(error) = renew_admin_if_due(&data_dir, &source, &ca_cert_pem, validity) {
                 warn!(%error, "admin certificate renewal failed; retrying later");
             }
         }

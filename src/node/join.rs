@@ -199,8 +199,14 @@ impl Node {
             Some(kv) => serde_json::from_slice(&kv.value).map_err(internal)?,
             None => return Err(ApiError::Internal("the cluster record is missing".into())),
         };
-        let ca = super::certs::ca_from_replica(
+        let node_key = self.loaded_node_key();
+        let source = super::certs::CaKeySource {
             kv,
+            node_id: self.id(),
+            node_key: node_key.as_deref(),
+        };
+        let ca = super::certs::ca_from_replica(
+            &source,
             &cluster.ca_cert_pem,
             self.inner.config.cert_validity,
         )

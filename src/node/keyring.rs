@@ -5,13 +5,16 @@
 //! it makes the first data key, wraps the current one for members that
 //! joined, and rotates it (re-encrypting every secret) when a holder left
 //! the membership. Every keyring write compares `/sys/keyring/current`'s
-//! mod revision, so two leaders never split the keyring.
+//! mod revision, so two leaders never split the keyring. The CA's private
+//! key rides along: sealed under every new data key in the same write, and
+//! a plain copy left by an older cluster sealed on a quiet pass.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use raft::store::KvReader;
 use raft::{Compare, KvOp, KvRequest, Txn};
 use ring::rand::{SecureRandom, SystemRandom};
 use tracing::{debug, info, warn};
@@ -20,12 +23,13 @@ use super::api::internal;
 use super::Node;
 use crate::api::ApiError;
 use crate::clock::now_unix;
+use crate::cluster::keys;
 use crate::cluster::records::to_json;
 use crate::paths::write_file_atomic;
 use crate::secrets::crypto::{self, DataKey, NodeKey, DATA_KEY_BYTES, NODE_KEY_BYTES};
-use crate::secrets::plan::{self, KeyringAction, KeyringView};
+use crate::secrets::plan::{self, CaKeyChange, CaKeyStored, KeyringAction, KeyringView};
 use crate::secrets::records::{
-    self as keyring_records, KeyringRecord, NodeKeyRecord, ObjectRecord, StoredWrap,
+    self as keyring_records, KeyringRecord, NodeKeyRecord, ObjectRecord, StoredValue, StoredWrap,
 };
 
 /// How often the leader looks at the keyring (a member that left is
@@ -72,6 +76,123 @@ fn load_or_create_node_key(data_root: &Path, published: bool) -> Result<NodeKey,
         }
         Err(source) => Err(KeyringFileError::Read { path, source }),
     }
+}
+
+/// The node's keyring key as it is on disk, never made: for reads before
+/// the keyring loop has loaded it (the certificate check at start).
+pub(crate) fn read_node_key(data_root: &Path) -> Result<NodeKey, KeyringFileError> {
+    load_or_create_node_key(data_root, true)
+}
+
+/// The current data key in `kv`, opened with node `node_id`'s wrap, and the
+/// keyring record's mod revision to guard a write with.
+pub(super) fn data_key_in(
+    kv: &KvReader,
+    node_id: u64,
+    node_key: &NodeKey,
+) -> Result<(DataKey, u64), ApiError> {
+    let (current, mod_revision) = match kv
+        .get(keyring_records::KEYRING_CURRENT.as_bytes())
+        .map_err(internal)?
+    {
+        None => (None, 0),
+        Some(kv) => (
+            Some(serde_json::from_slice::<KeyringRecord>(&kv.value).map_err(internal)?),
+            kv.mod_revision,
+        ),
+    };
+    let Some(current) = current else {
+        return Err(ApiError::Unavailable(
+            "the cluster's keyring has no data key yet (the leader makes one once it has published its keyring key): retry in a second".into(),
+        ));
+    };
+    let wrap: StoredWrap = match kv
+        .get(keyring_records::wrap_key(node_id).as_bytes())
+        .map_err(internal)?
+    {
+        Some(kv) => serde_json::from_slice(&kv.value).map_err(internal)?,
+        None => {
+            return Err(ApiError::Unavailable(format!(
+                "node {node_id} holds no wrap of keyring generation {} yet: retry in a second",
+                current.generation
+            )))
+        }
+    };
+    let wrapped = wrap
+        .to_wrapped()
+        .filter(|w| w.generation == current.generation)
+        .ok_or_else(|| {
+            ApiError::Unavailable(format!(
+                "node {node_id}'s wrap is not of the current keyring generation {}: retry in a second",
+                current.generation
+            ))
+        })?;
+    let data_key = crypto::unwrap_data_key(&wrapped, node_id, node_key)
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok((data_key, mod_revision))
+}
+
+/// The CA key's records in `kv`, and compares that guard a write on them
+/// not having changed since.
+fn ca_key_stored(kv: &KvReader) -> Result<(CaKeyStored, Vec<Compare>), ApiError> {
+    let mut compares = Vec::with_capacity(2);
+    let mut stored = CaKeyStored::default();
+    for key in [keys::CA_KEY, keys::CA_KEY_SEALED] {
+        let found = kv.get(key.as_bytes()).map_err(internal)?;
+        compares.push(Compare {
+            key: key.as_bytes().to_vec(),
+            mod_revision: found.as_ref().map_or(0, |kv| kv.mod_revision),
+        });
+        let Some(found) = found else { continue };
+        if key == keys::CA_KEY {
+            stored.plain = Some(found.value);
+        } else {
+            let value: StoredValue = serde_json::from_slice(&found.value).map_err(internal)?;
+            stored.sealed = Some(value.to_sealed().ok_or_else(|| {
+                ApiError::Internal(format!("{} is not a sealed value", keys::CA_KEY_SEALED))
+            })?);
+        }
+    }
+    Ok((stored, compares))
+}
+
+/// The writes that bring the CA key's records to `change`.
+fn ca_key_ops(change: &CaKeyChange) -> Vec<KvOp> {
+    let mut ops = Vec::with_capacity(2);
+    if let Some(sealed) = &change.put_sealed {
+        ops.push(KvOp::Put {
+            key: keys::CA_KEY_SEALED.as_bytes().to_vec(),
+            value: to_json(&StoredValue::from_sealed(sealed)),
+        });
+    }
+    if change.delete_plain {
+        ops.push(KvOp::Delete {
+            key: keys::CA_KEY.as_bytes().to_vec(),
+        });
+    }
+    ops
+}
+
+/// The cluster CA's private key (PEM) from `kv`: opened with this node's
+/// wrap, or in plain text on a cluster whose leader has not sealed it yet.
+pub(super) fn ca_key_pem(
+    kv: &KvReader,
+    node_id: u64,
+    node_key: Option<&NodeKey>,
+) -> Result<String, String> {
+    let (stored, _) = ca_key_stored(kv).map_err(|e| e.to_string())?;
+    let pem = match (stored.sealed, stored.plain) {
+        (Some(sealed), _) => {
+            let node_key = node_key.ok_or(
+                "this node's keyring key is not loaded, and the CA key opens only with it",
+            )?;
+            let (data_key, _) = data_key_in(kv, node_id, node_key).map_err(|e| e.to_string())?;
+            crypto::open_ca_key(&data_key, &sealed).map_err(|e| e.to_string())?
+        }
+        (None, Some(plain)) => plain,
+        (None, None) => return Err("the local replica holds no CA key (yet)".into()),
+    };
+    String::from_utf8(pem).map_err(|_| "the CA key in the replica is not PEM text".into())
 }
 
 fn random_bytes<const N: usize>() -> [u8; N] {
@@ -184,33 +305,12 @@ impl Node {
     /// The current data key, opened with this node's own wrap, and the
     /// keyring record's mod revision to guard a write with.
     pub(super) fn current_data_key(&self) -> Result<(DataKey, u64), ApiError> {
-        let (current, mod_revision) = self.keyring_current()?;
-        let Some(current) = current else {
-            return Err(ApiError::Unavailable(
-                "the cluster's keyring has no data key yet (the leader makes one once it has published its keyring key): retry in a second".into(),
-            ));
-        };
-        let (wrap, _): (StoredWrap, u64) =
-            self.record_at(&keyring_records::wrap_key(self.id()), || {
-                ApiError::Unavailable(format!(
-                    "node {} holds no wrap of keyring generation {} yet: retry in a second",
-                    self.id(),
-                    current.generation
-                ))
-            })?;
-        let wrapped = wrap
-            .to_wrapped()
-            .filter(|w| w.generation == current.generation)
-            .ok_or_else(|| {
-                ApiError::Unavailable(format!(
-                    "node {}'s wrap is not of the current keyring generation {}: retry in a second",
-                    self.id(),
-                    current.generation
-                ))
-            })?;
-        let data_key = crypto::unwrap_data_key(&wrapped, self.id(), self.node_key()?.as_ref())
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-        Ok((data_key, mod_revision))
+        data_key_in(&self.inner.kv, self.id(), self.node_key()?.as_ref())
+    }
+
+    /// This node's keyring key, if the keyring loop has loaded it.
+    pub(super) fn loaded_node_key(&self) -> Option<Arc<NodeKey>> {
+        self.node_key().ok()
     }
 
     fn keyring_view(&self) -> Result<(KeyringView, u64), ApiError> {
@@ -235,7 +335,7 @@ impl Node {
     pub(super) async fn keyring_pass_once(&self) -> Result<(), ApiError> {
         let (view, mod_revision) = self.keyring_view()?;
         match plan::plan(&view, self.id()) {
-            KeyringAction::Nothing => Ok(()),
+            KeyringAction::Nothing => self.seal_plain_ca_key(mod_revision).await,
             KeyringAction::Wait { why } => {
                 debug!("keyring waits: {why}");
                 Ok(())
@@ -245,6 +345,9 @@ impl Node {
                 let mut txn = self.wraps_txn(&data_key, &holders, &view, mod_revision)?;
                 txn.success
                     .push(current_put(&data_key, holders, "first data key"));
+                // A cluster from before the keyring: its CA key is sealed
+                // under the first data key in the same write.
+                self.reseal_ca_key_into(&mut txn, None, &data_key)?;
                 self.write_keyring(txn, "made keyring generation 1").await
             }
             KeyringAction::Wrap { for_nodes } => {
@@ -310,6 +413,7 @@ impl Node {
         txn.compares.extend(compares);
         txn.success.extend(wraps.success);
         txn.success.push(current_put(&new_key, holders, reason));
+        self.reseal_ca_key_into(&mut txn, Some(&old_key), &new_key)?;
         for (kv, record) in secret_kvs.iter().zip(&resealed) {
             txn.success.push(KvOp::Put {
                 key: kv.key.clone(),
@@ -323,6 +427,45 @@ impl Node {
         );
         self.write_keyring(txn, &what).await?;
         Ok((new_key.generation, resealed.len() as u64))
+    }
+
+    /// Adds to `txn` the CA key sealed under `new` (from `old`, or from a
+    /// plain copy), with compares on its records.
+    fn reseal_ca_key_into(
+        &self,
+        txn: &mut Txn,
+        old: Option<&DataKey>,
+        new: &DataKey,
+    ) -> Result<(), ApiError> {
+        let (stored, compares) = ca_key_stored(&self.inner.kv)?;
+        let change = plan::reseal_ca_key(old, new, &stored, fresh_nonce())
+            .map_err(|e| ApiError::Internal(format!("keyring write stopped: {e}")))?;
+        txn.compares.extend(compares);
+        txn.success.extend(ca_key_ops(&change));
+        Ok(())
+    }
+
+    /// Migration: a plain CA key (a cluster made before it was sealed) is
+    /// sealed under the current data key and its plain copy deleted.
+    async fn seal_plain_ca_key(&self, keyring_revision: u64) -> Result<(), ApiError> {
+        let (stored, _) = ca_key_stored(&self.inner.kv)?;
+        if stored.plain.is_none() {
+            return Ok(());
+        }
+        let (data_key, _) = self.current_data_key()?;
+        let mut txn = Txn {
+            compares: vec![Compare {
+                key: keyring_records::KEYRING_CURRENT.as_bytes().to_vec(),
+                mod_revision: keyring_revision,
+            }],
+            ..Txn::default()
+        };
+        self.reseal_ca_key_into(&mut txn, Some(&data_key), &data_key)?;
+        self.write_keyring(
+            txn,
+            "sealed the CA key under the data key and deleted its plain copy",
+        )
+        .await
     }
 
     /// `edgectl secret rotate-key`, on the leader.

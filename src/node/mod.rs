@@ -807,14 +807,21 @@ fn renew_certificates_at_start(
     tls: TlsIdentity,
     validity: Duration,
 ) -> TlsIdentity {
-    let tls = match certs::renew_if_due(data_dir, identity, kv, tls.clone(), validity) {
+    // The keyring loop has not loaded the key yet: read it from its file.
+    let node_key = keyring::read_node_key(data_dir.root()).ok();
+    let source = certs::CaKeySource {
+        kv,
+        node_id: identity.node_id,
+        node_key: node_key.as_ref(),
+    };
+    let tls = match certs::renew_if_due(data_dir, identity, &source, tls.clone(), validity) {
         Ok(tls) => tls,
         Err(error) => {
             warn!(%error, "cannot renew the node certificate at start; using the current one");
             tls
         }
     };
-    if let Err(error) = certs::renew_admin_if_due(data_dir, kv, &tls.ca_cert_pem, validity) {
+    if let Err(error) = certs::renew_admin_if_due(data_dir, &source, &tls.ca_cert_pem, validity) {
         warn!(%error, "cannot renew the admin certificate at start");
     }
     tls

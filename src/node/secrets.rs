@@ -171,7 +171,9 @@ impl Node {
     /// A new version of an object makes a new generation of every service
     /// that uses it (in the object's own transaction, each service guarded
     /// by its mod revision), so their tasks roll by their update policy and
-    /// the new tasks read the new version.
+    /// the new tasks read the new version. A service whose every use of it
+    /// is `onChange: {signal}` is left as it is: the agents running its
+    /// tasks swap the file in place and signal them.
     fn roll_users(
         &self,
         kind: ObjectKind,
@@ -193,7 +195,7 @@ impl Node {
                 ObjectKind::Secret => body.secret_names().contains(name),
                 ObjectKind::Config => body.config_names().contains(name),
             };
-            if !uses {
+            if !uses || body.follows_in_place(kind == ObjectKind::Secret, name) {
                 continue;
             }
             let before = (

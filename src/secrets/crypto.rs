@@ -29,6 +29,9 @@ pub const NONCE_BYTES: usize = NONCE_LEN;
 const WRAP_SALT: &[u8] = b"edgectl keyring wrap v1";
 const SECRET_AAD_LABEL: &[u8] = b"edgectl secret v1";
 const DIGEST_LABEL: &[u8] = b"edgectl secret digest v1";
+/// Its own label, so that no secret's ciphertext (whatever its name) can
+/// be passed off as the CA key's, nor the other way round.
+const CA_KEY_AAD_LABEL: &[u8] = b"edgectl ca key v1";
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum CryptoError {
@@ -45,6 +48,9 @@ pub enum CryptoError {
         version: u64,
         generation: u64,
     },
+    /// Wrong key, or the sealed CA key or its generation changed.
+    #[error("the cluster CA's key does not decrypt with the data key of generation {generation}: wrong key or tampered")]
+    CaKeyOpenFailed { generation: u64 },
     #[error("a wrapped data key holds {found} bytes, not {DATA_KEY_BYTES}")]
     BadDataKeyLength { found: usize },
 }
@@ -244,6 +250,44 @@ pub fn open(data_key: &DataKey, name: &str, version: u64, sealed: &Sealed) -> Re
     Ok(plain.to_vec())
 }
 
+/// Encrypts the cluster CA's private key (its PEM) under `data_key`, the
+/// associated data naming it as the CA key of that generation.
+pub fn seal_ca_key(data_key: &DataKey, key_pem: &[u8], nonce: [u8; NONCE_BYTES]) -> Sealed {
+    let mut ciphertext = key_pem.to_vec();
+    let sealed = data_key.aead().seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(ca_key_aad(data_key.generation)),
+        &mut ciphertext,
+    );
+    // AES-GCM refuses only messages above 64 GiB; a PEM key is a few hundred bytes.
+    assert!(sealed.is_ok(), "AES-GCM refused a CA key");
+    Sealed {
+        generation: data_key.generation,
+        nonce,
+        ciphertext,
+    }
+}
+
+/// Decrypts what [`seal_ca_key`] made.
+pub fn open_ca_key(data_key: &DataKey, sealed: &Sealed) -> Result<Vec<u8>> {
+    let failed = || CryptoError::CaKeyOpenFailed {
+        generation: sealed.generation,
+    };
+    if sealed.generation != data_key.generation {
+        return Err(failed());
+    }
+    let mut buffer = sealed.ciphertext.clone();
+    let plain = data_key
+        .aead()
+        .open_in_place(
+            Nonce::assume_unique_for_key(sealed.nonce),
+            Aad::from(ca_key_aad(sealed.generation)),
+            &mut buffer,
+        )
+        .map_err(|_| failed())?;
+    Ok(plain.to_vec())
+}
+
 /// A digest of a secret's value that is safe to show: an HMAC under a key
 /// derived from the data key, so that nobody without the key can test
 /// guesses of a short password against it. It changes when the key rotates.
@@ -304,6 +348,12 @@ fn secret_aad(name: &str, version: u64, generation: u64) -> Vec<u8> {
     aad.extend_from_slice(&(name.len() as u64).to_be_bytes());
     aad.extend_from_slice(name.as_bytes());
     aad.extend_from_slice(&version.to_be_bytes());
+    aad.extend_from_slice(&generation.to_be_bytes());
+    aad
+}
+
+fn ca_key_aad(generation: u64) -> Vec<u8> {
+    let mut aad = CA_KEY_AAD_LABEL.to_vec();
     aad.extend_from_slice(&generation.to_be_bytes());
     aad
 }

@@ -27,6 +27,50 @@ pub struct FilePlan {
     pub uid: u32,
     pub gid: u32,
     pub mode: u32,
+    /// `onChange: {signal}`: a new version is swapped into the running
+    /// container and this signal (canonical name) sent to its init.
+    pub signal: Option<&'static str>,
+}
+
+impl FilePlan {
+    /// Where the delivered version of an in-place file is noted, next to it.
+    pub fn version_file_name(&self) -> String {
+        format!("{}.version", self.file_name)
+    }
+
+    /// The name a swapped-in version is written under (the bind made at
+    /// start pins the first file's inode: a new one needs a new name).
+    pub fn versioned_file_name(&self, version: u64) -> String {
+        format!("{}.v{version}", self.file_name)
+    }
+}
+
+/// The positions in `plans` of the in-place files whose object is at a
+/// newer version than the one delivered, given the delivered versions
+/// (None: not noted) and the current ones from the replica, in the order
+/// of `plans`; and the signals to send once they are in, each once.
+pub fn swaps_due(
+    plans: &[FilePlan],
+    delivered: &[Option<u64>],
+    current: &[u64],
+) -> (Vec<usize>, Vec<&'static str>) {
+    let mut due = Vec::new();
+    let mut signals: Vec<&'static str> = Vec::new();
+    for (index, ((plan, delivered), current)) in
+        plans.iter().zip(delivered).zip(current).enumerate()
+    {
+        let Some(signal) = plan.signal else { continue };
+        // Not noted: delivered by a version of the agent that did not note
+        // it, or lost; one swap (to the current version) settles it.
+        if delivered.is_some_and(|d| d >= *current) {
+            continue;
+        }
+        due.push(index);
+        if !signals.contains(&signal) {
+            signals.push(signal);
+        }
+    }
+    (due, signals)
 }
 
 /// Every file a task of `body` needs: secrets first, then configs.
@@ -49,12 +93,15 @@ pub fn files(body: &ServiceBody) -> Vec<FilePlan> {
             uid: file.uid,
             gid: file.gid,
             mode: file.mode,
+            signal: file.on_change.as_ref().and_then(|c| c.signal_name()),
         })
         .collect()
 }
 
 /// Room for the files and their metadata on a task's tmpfs: what they
-/// hold rounded up to pages, plus a page per file and a small margin.
+/// hold rounded up to pages, plus a page per file (and one for each
+/// in-place file's version note, counted by the caller as a file) and a
+/// small margin. A swap grows the tmpfs by what it writes.
 pub fn tmpfs_size_bytes(secret_sizes: impl IntoIterator<Item = usize>) -> u64 {
     const PAGE: u64 = 4096;
     let pages: u64 = secret_sizes

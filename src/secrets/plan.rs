@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::crypto::{self, CryptoError, DataKey, NODE_KEY_BYTES, NONCE_BYTES};
+use super::crypto::{self, CryptoError, DataKey, Sealed, NODE_KEY_BYTES, NONCE_BYTES};
 use super::records::{KeyringRecord, ObjectRecord, StoredValue};
 
 /// What the leader sees of the keyring in its replica.
@@ -123,4 +123,55 @@ pub fn reseal_all(
             Ok(record)
         })
         .collect()
+}
+
+/// What the replica holds of the cluster CA's private key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CaKeyStored {
+    /// The PEM in plain text: a cluster made before the key was sealed
+    /// (`/sys/ca/key`), until the leader's next keyring pass.
+    pub plain: Option<Vec<u8>>,
+    /// The PEM sealed under the data key of its generation.
+    pub sealed: Option<Sealed>,
+}
+
+/// What a keyring write does to the CA key's records.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CaKeyChange {
+    /// The sealed record to put, if it changes.
+    pub put_sealed: Option<Sealed>,
+    /// Whether the plain copy goes.
+    pub delete_plain: bool,
+}
+
+/// The CA key under `new`, from what the replica holds: a sealed key of
+/// another generation is opened with `old` and sealed again; a plain one
+/// (only when no sealed one exists) is sealed and its copy deleted. A
+/// sealed key that `old` does not open stops the whole keyring write: a
+/// rotation that lost the CA key would leave nobody able to sign a join.
+pub fn reseal_ca_key(
+    old: Option<&DataKey>,
+    new: &DataKey,
+    stored: &CaKeyStored,
+    nonce: [u8; NONCE_BYTES],
+) -> Result<CaKeyChange, CryptoError> {
+    let delete_plain = stored.plain.is_some();
+    let put_sealed = match (&stored.sealed, &stored.plain) {
+        (Some(sealed), _) if sealed.generation == new.generation => None,
+        (Some(sealed), _) => {
+            let old = old
+                .filter(|old| old.generation == sealed.generation)
+                .ok_or(CryptoError::CaKeyOpenFailed {
+                    generation: sealed.generation,
+                })?;
+            let pem = crypto::open_ca_key(old, sealed)?;
+            Some(crypto::seal_ca_key(new, &pem, nonce))
+        }
+        (None, Some(pem)) => Some(crypto::seal_ca_key(new, pem, nonce)),
+        (None, None) => None,
+    };
+    Ok(CaKeyChange {
+        put_sealed,
+        delete_plain,
+    })
 }

@@ -1,7 +1,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::crypto::{self, CryptoError, DataKey, NodeKey};
-use super::plan::{plan, reseal_all, KeyringAction, KeyringView};
+use super::plan::{plan, reseal_all, reseal_ca_key, CaKeyStored, KeyringAction, KeyringView};
 use super::records::{KeyringRecord, ObjectMeta, ObjectRecord, StoredValue};
 use super::{check_object, ObjectError, ObjectKind, ObjectValue};
 
@@ -170,6 +170,69 @@ fn a_rotation_re_encrypts_every_secret_and_the_old_key_opens_none() {
     assert!(reseal_all(&old, &new, &[foreign], || nonce(0)).is_err());
 }
 
+#[test]
+fn the_ca_key_is_sealed_apart_from_secrets_and_follows_every_rotation() {
+    let pem = b"-----BEGIN PRIVATE KEY-----\nca\n-----END PRIVATE KEY-----\n";
+    let first = DataKey::new(1, bytes(1));
+    let second = DataKey::new(2, bytes(2));
+
+    // A plain key (a cluster from before sealing) is sealed and deleted.
+    let migrated = reseal_ca_key(
+        None,
+        &first,
+        &CaKeyStored {
+            plain: Some(pem.to_vec()),
+            sealed: None,
+        },
+        nonce(1),
+    )
+    .unwrap();
+    assert!(migrated.delete_plain);
+    let sealed = migrated.put_sealed.unwrap();
+    assert_eq!(sealed.generation, 1);
+    assert!(!sealed.ciphertext.windows(pem.len()).any(|w| w == pem));
+    assert_eq!(crypto::open_ca_key(&first, &sealed).unwrap(), pem);
+    // Its associated data names it: it does not open as a secret of any
+    // name, nor under another key.
+    assert!(crypto::open(&first, "ca", 0, &sealed).is_err());
+    assert_eq!(
+        crypto::open_ca_key(&DataKey::new(1, bytes(9)), &sealed),
+        Err(CryptoError::CaKeyOpenFailed { generation: 1 })
+    );
+
+    // Already under the current key: nothing to write.
+    let stored = CaKeyStored {
+        plain: None,
+        sealed: Some(sealed.clone()),
+    };
+    assert_eq!(
+        reseal_ca_key(Some(&first), &first, &stored, nonce(2)).unwrap(),
+        Default::default()
+    );
+
+    // A rotation seals it again under the new key; the old opens it no more.
+    let rotated = reseal_ca_key(Some(&first), &second, &stored, nonce(3))
+        .unwrap()
+        .put_sealed
+        .unwrap();
+    assert_eq!(crypto::open_ca_key(&second, &rotated).unwrap(), pem);
+    assert!(crypto::open_ca_key(&first, &rotated).is_err());
+
+    // Without the key it was sealed under, the rotation stops.
+    assert!(reseal_ca_key(None, &second, &stored, nonce(4)).is_err());
+    let stale = CaKeyStored {
+        plain: Some(b"stale".to_vec()),
+        sealed: Some(sealed),
+    };
+    let both = reseal_ca_key(Some(&first), &second, &stale, nonce(5)).unwrap();
+    assert!(both.delete_plain);
+    assert_eq!(
+        crypto::open_ca_key(&second, &both.put_sealed.unwrap()).unwrap(),
+        pem,
+        "the sealed copy wins over a stale plain one"
+    );
+}
+
 fn view(current: Option<(u64, &[u64])>, members: &[u64], published: &[u64]) -> KeyringView {
     KeyringView {
         current: current.map(|(generation, holders)| KeyringRecord {
@@ -267,8 +330,37 @@ fn a_value_never_shows_in_debug_output() {
 mod deliver {
     use super::*;
     use crate::secrets::deliver::{
-        config_bytes, env_lines, files, merged_env, open_secret, tmpfs_size_bytes, DeliveryError,
+        config_bytes, env_lines, files, merged_env, open_secret, swaps_due, tmpfs_size_bytes,
+        DeliveryError,
     };
+
+    #[test]
+    fn only_in_place_files_behind_the_replica_are_swapped_each_signal_once() {
+        let spec = crate::model::parse_service(
+            "apiVersion: edgectl/v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  image: busybox\n  secrets:\n    - {name: a, onChange: {signal: SIGHUP}}\n    - {name: b}\n    - {name: c, onChange: {signal: hup}}\n  configs:\n    - name: d\n      onChange:\n        signal: USR1\n",
+        )
+        .expect("valid");
+        let plans = files(&spec.spec);
+        let signals: Vec<Option<&str>> = plans.iter().map(|p| p.signal).collect();
+        assert_eq!(
+            signals,
+            vec![Some("SIGHUP"), None, Some("SIGHUP"), Some("SIGUSR1")]
+        );
+        assert_eq!(plans[0].versioned_file_name(3), "secret-0.v3");
+        // a: behind; b: not in place; c: up to date; d: not noted yet.
+        let (due, signals) = swaps_due(&plans, &[Some(1), Some(1), Some(2), None], &[2, 2, 2, 1]);
+        assert_eq!(due, vec![0, 3]);
+        assert_eq!(signals, vec!["SIGHUP", "SIGUSR1"]);
+        let (due, signals) =
+            swaps_due(&plans, &[Some(2), Some(1), Some(1), Some(1)], &[2, 2, 2, 1]);
+        assert_eq!(due, vec![2]);
+        assert_eq!(signals, vec!["SIGHUP"]);
+        assert!(
+            swaps_due(&plans, &[Some(2), Some(1), Some(2), Some(1)], &[2, 2, 2, 1])
+                .0
+                .is_empty()
+        );
+    }
     use crate::secrets::records::StoredWrap;
 
     fn record(name: &str, version: u64, value: StoredValue) -> ObjectRecord {

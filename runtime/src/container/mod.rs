@@ -22,6 +22,7 @@ mod exec;
 mod executor;
 mod info;
 mod lifecycle;
+mod rebind;
 mod record;
 mod teardown;
 

@@ -1105,6 +1105,40 @@ fn secrets_configs_and_env_from_take_their_defaults_and_octal_modes() {
 }
 
 #[test]
+fn on_change_takes_reload_signals_and_marks_objects_followed_in_place() {
+    let spec = parse_service(&format!(
+        "{MINIMAL}  secrets:\n    - {{name: pw, onChange: {{signal: SIGHUP}}}}\n    - name: tls\n      onChange:\n        signal: usr2\n    - name: tls\n      target: /etc/tls.pem\n  configs:\n    - {{name: app.env, onChange: {{signal: HUP}}}}\n  envFrom:\n    - config: app.env\n"
+    ))
+    .expect("valid");
+    let body = &spec.spec;
+    assert!(body.follows_in_place(true, "pw"));
+    // One use of tls restarts: a new generation is still needed.
+    assert!(!body.follows_in_place(true, "tls"));
+    // envFrom is read at start only.
+    assert!(!body.follows_in_place(false, "app.env"));
+    assert!(!body.follows_in_place(true, "unused"));
+    let json = serde_json::to_string(&spec).unwrap();
+    assert!(
+        json.contains("\"onChange\":{\"signal\":\"SIGHUP\"}"),
+        "{json}"
+    );
+    assert_eq!(serde_json::from_str::<ServiceSpec>(&json).unwrap(), spec);
+
+    check_field_error(
+        &format!("{MINIMAL}  secrets:\n    - name: a\n      onChange:\n        signal: SIGKILL\n"),
+        "spec.secrets[0].onChange.signal",
+        10,
+        "SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH",
+    );
+    check_field_error(
+        &format!("{MINIMAL}  configs:\n    - name: a\n      onChange: {{restart: true}}\n"),
+        "spec.configs[0].onChange.restart",
+        9,
+        "unknown field",
+    );
+}
+
+#[test]
 fn bad_secret_and_config_references_are_refused_with_field_and_line() {
     check_field_error(
         &format!("{MINIMAL}  secrets:\n    - {{name: a, target: relative/path}}\n"),

@@ -194,6 +194,38 @@ pub struct ObjectFile {
     /// Permission bits, written in octal (`0440`, `"0440"`, `0o440`).
     #[serde(default = "default_object_mode", with = "super::codec::octal_mode")]
     pub mode: u32,
+    /// What a new version of the object does to running tasks: absent, a
+    /// new generation of the service (a rollout); `{signal: SIGHUP}`, the
+    /// file swapped in place and the signal sent to the task's init.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_change: Option<OnChange>,
+}
+
+/// `onChange:` of a secret or config file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OnChange {
+    /// The signal sent once the new file is in place: one of
+    /// [`ON_CHANGE_SIGNALS`] (with or without the `SIG` prefix).
+    pub signal: String,
+}
+
+/// Signals a process conventionally takes as "reload": the ones `onChange`
+/// accepts (one that ends the process would be a restart in disguise).
+pub const ON_CHANGE_SIGNALS: [&str; 4] = ["SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH"];
+
+impl OnChange {
+    /// The signal's canonical name (`SIGHUP`), if it is one of
+    /// [`ON_CHANGE_SIGNALS`].
+    pub fn signal_name(&self) -> Option<&'static str> {
+        let upper = self.signal.trim().to_ascii_uppercase();
+        let full = if upper.starts_with("SIG") {
+            upper
+        } else {
+            format!("SIG{upper}")
+        };
+        ON_CHANGE_SIGNALS.into_iter().find(|name| *name == full)
+    }
 }
 
 fn default_object_mode() -> u32 {
@@ -236,6 +268,19 @@ impl ServiceBody {
         self.configs
             .iter()
             .map(|file| (file, file.target_or(CONFIGS_TARGET_DIR)))
+    }
+
+    /// Whether every file of `kind` object `name` in this spec is swapped
+    /// in place on change (`onChange: {signal}`) and nothing else reads it
+    /// (`envFrom` is read at start only): then a new version needs no new
+    /// generation. False when the spec does not use it at all.
+    pub fn follows_in_place(&self, secret: bool, name: &str) -> bool {
+        let files = if secret { &self.secrets } else { &self.configs };
+        let mut uses = files.iter().filter(|file| file.name == name).peekable();
+        let used = uses.peek().is_some();
+        let all_signal = uses.all(|file| file.on_change.is_some());
+        let env = !secret && self.env_from.iter().any(|from| from.config == name);
+        used && all_signal && !env
     }
 
     /// The names of the secrets it references.

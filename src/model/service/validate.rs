@@ -919,6 +919,24 @@ fn check_object_files(body: &ServiceBody) -> Result<(), Invalid> {
                 ),
             ));
         }
+        if let Some(on_change) = &file.on_change {
+            if on_change.signal_name().is_none() {
+                let on_change_path = spec_path(&[
+                    key(field),
+                    Segment::Index(index),
+                    key("onChange"),
+                    key("signal"),
+                ]);
+                return Err(invalid(
+                    on_change_path,
+                    format!(
+                        "signal {:?} is not one a process reloads on; expected one of {}",
+                        truncated(&on_change.signal),
+                        super::ON_CHANGE_SIGNALS.join(", ")
+                    ),
+                ));
+            }
+        }
         if file.mode > 0o777 {
             return Err(invalid(
                 path("mode"),

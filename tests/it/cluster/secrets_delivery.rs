@@ -484,3 +484,173 @@ fn a_cut_off_node_restarts_its_task_with_its_secret_and_a_corrupt_keyring_holds_
     let left = mounts_under(&root);
     assert!(left.is_empty(), "reset left mounts behind: {left:?}");
 }
+
+/// `onChange: {signal: SIGHUP}`: `secret update` swaps the file into the
+/// running task and sends it SIGHUP; the task reads the new value in the
+/// same container (no restart, same creation time, no new generation). A
+/// config with `onChange: {signal: USR1}` follows `config update` alike.
+#[test]
+fn on_change_signal_swaps_the_secret_in_place_and_the_task_reads_it_on_sighup() {
+    crate::support::require_root("secrets delivery");
+    let cluster = form_labelled(EdgeCluster::new("sdh", 2), 2, &[]);
+    let first = marker();
+    let second = marker();
+    let marker_file = cluster.dirs.path().join("marker");
+    std::fs::write(&marker_file, &first).expect("marker file");
+    wait_until(CONVERGE, "the keyring's first data key", || {
+        let out = cluster.cli(
+            1,
+            &[
+                "secret",
+                "create",
+                "pw",
+                marker_file.to_str().expect("utf-8"),
+            ],
+        );
+        out.status.success().then_some(()).ok_or_else(|| text(&out))
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let conf_file = cluster.dirs.path().join("app.conf");
+    std::fs::write(&conf_file, "level=1\n").expect("config file");
+    cluster.cli_ok(
+        1,
+        &[
+            "config",
+            "create",
+            "app.conf",
+            conf_file.to_str().expect("utf-8"),
+        ],
+    );
+
+    // Digests, not values, go to the log. `wait` returns on the signal, so
+    // the trap runs at once; `sleep` in the background keeps PID 1 an idle
+    // shell that owns its handler.
+    let script = "trap 'echo hup: $(sha256sum < /run/secrets/pw); echo usr1: $(cat /etc/app.conf)' HUP USR1; \
+                  echo started: $(sha256sum < /run/secrets/pw); \
+                  while true; do sleep 1 & wait $!; done";
+    let yaml = format!(
+        "apiVersion: edgectl/v1\nkind: Service\nmetadata:\n  name: hupper\nspec:\n  \
+         image: busybox:latest\n  command: [\"sh\", \"-c\", {script:?}]\n  \
+         secrets:\n    - name: pw\n      onChange:\n        signal: SIGHUP\n  \
+         configs:\n    - {{name: app.conf, target: /etc/app.conf, onChange: {{signal: USR1}}}}\n  \
+         placement:\n    constraints:\n      - node.labels.slot == n2\n"
+    );
+    let applied = apply(&cluster, "hupper", &yaml);
+    assert!(applied.status.success(), "{}", text(&applied));
+    let task = running_task(&cluster, "hupper");
+    let log_of = |task: &str| {
+        let out = cluster.cli(1, &["logs", task]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first_digest = hex::encode(Sha256::digest(&first));
+    let second_digest = hex::encode(Sha256::digest(&second));
+    wait_until(CONVERGE, "the task's first read", || {
+        let log = log_of(&task.id);
+        log.contains(&format!("started: {first_digest}"))
+            .then_some(())
+            .ok_or(log)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+    // The container as the runtime on node 2 made it: its creation time
+    // tells a restart (a new container under the same id) apart.
+    let record = cluster
+        .data_dir(2)
+        .join("runtime/containers")
+        .join(&task.id)
+        .join("record.json");
+    let created = || -> u64 {
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&record).expect("container record"))
+                .expect("json");
+        json["created_unix_ms"].as_u64().expect("created_unix_ms")
+    };
+    let created_before = created();
+
+    std::fs::write(&marker_file, &second).expect("marker file");
+    let update_started = std::time::Instant::now();
+    let updated = cluster.cli(
+        1,
+        &[
+            "secret",
+            "update",
+            "pw",
+            marker_file.to_str().expect("utf-8"),
+        ],
+    );
+    std::fs::remove_file(&marker_file).expect("marker file removed");
+    assert!(updated.status.success(), "{}", text(&updated));
+    wait_until(CONVERGE, "the task's read on SIGHUP", || {
+        let log = log_of(&task.id);
+        log.contains(&format!("hup: {second_digest}"))
+            .then_some(())
+            .ok_or(log)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+    println!(
+        "secret update -> the running task read the new value on SIGHUP: {:?}",
+        update_started.elapsed()
+    );
+
+    // The same incarnation: one start, no restart, the same task and
+    // generation; the service did not roll.
+    let log = log_of(&task.id);
+    assert_eq!(log.matches("started:").count(), 1, "{log}");
+    let tasks: Vec<edgectl::api::TaskView> = cluster
+        .cli_json(1, &["get", "tasks", "hupper"])
+        .expect("get tasks");
+    let running: Vec<_> = tasks
+        .iter()
+        .filter(|t| t.state == Some(edgectl::orchestrator::records::TaskState::Running))
+        .collect();
+    assert_eq!(running.len(), 1, "{tasks:?}");
+    assert_eq!(running[0].id, task.id, "{tasks:?}");
+    assert_eq!(running[0].restarts, 0, "{tasks:?}");
+    assert_eq!(running[0].generation, 1, "{tasks:?}");
+    assert_eq!(created(), created_before, "the container was made again");
+
+    // A config follows the same way, with its own signal.
+    std::fs::write(&conf_file, "level=2\n").expect("config file");
+    cluster.cli_ok(
+        1,
+        &[
+            "config",
+            "update",
+            "app.conf",
+            conf_file.to_str().expect("utf-8"),
+        ],
+    );
+    wait_until(
+        CONVERGE,
+        "the task's read of the new config on SIGUSR1",
+        || {
+            let log = log_of(&task.id);
+            log.contains("usr1: level=2").then_some(()).ok_or(log)
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+
+    // A second update follows the same way (a mount stacked on the last).
+    let third = marker();
+    std::fs::write(&marker_file, &third).expect("marker file");
+    cluster.cli_ok(
+        1,
+        &[
+            "secret",
+            "update",
+            "pw",
+            marker_file.to_str().expect("utf-8"),
+        ],
+    );
+    std::fs::remove_file(&marker_file).expect("marker file removed");
+    let third_digest = hex::encode(Sha256::digest(&third));
+    wait_until(CONVERGE, "the task's read of a third version", || {
+        let log = log_of(&task.id);
+        log.contains(&format!("hup: {third_digest}"))
+            .then_some(())
+            .ok_or(log)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+    assert_eq!(log_of(&task.id).matches("started:").count(), 1);
+    assert_eq!(created(), created_before, "the container was made again");
+}
