@@ -22,7 +22,7 @@ const UPSTREAM_ANSWER: &str = "192.0.2.7";
 
 /// busybox httpd serving /www, ready while /www/ready exists.
 const READY_HTTPD: &str = "  command: [\"sh\", \"-c\", \"mkdir -p /www && touch /www/ready && \
-                           exec httpd -f -p 8080 -h /www\"]\n  probes:\n    readiness:\n      \
+                           hostname > /www/index.html && exec httpd -f -p 8080 -h /www\"]\n  probes:\n    readiness:\n      \
                            http: {path: /ready, port: 8080}\n      interval: 200ms\n      \
                            failureThreshold: 2\n";
 
@@ -326,6 +326,21 @@ fn every_node_answers_service_names_from_its_replica_and_forwards_the_rest() {
     );
     let inside = cluster.cli(1, &["exec", &client.id, "--", "nslookup", "-type=a", "web"]);
     assert_eq!(addresses(&inside).unwrap(), want_vip);
+
+    // A client in the task resolves `web` through the node's DNS and
+    // fetches http://web:8080/ 30 times: every replica answers. (Debian's
+    // busybox-static cannot resolve for wget; its nslookup can. Its
+    // `wget -T` segfaults here even with an address: `timeout` bounds it.)
+    let fetch_by_name = "for i in $(seq 30); do \
+         ip=$(nslookup -type=a web | awk '/^Address/ { last = $NF } END { print last }'); \
+         timeout 5 wget -q -O - \"http://$ip:8080/\"; done";
+    let fetched = cluster.cli_ok(1, &["exec", &client.id, "--", "sh", "-c", fetch_by_name]);
+    let answered: BTreeSet<&str> = fetched.lines().map(str::trim).collect();
+    assert_eq!(
+        (fetched.lines().count(), answered.len()),
+        (30, 3),
+        "30 fetches of http://web:8080/ by name:\n{fetched}"
+    );
 
     // A replica whose readiness fails leaves the answer; back when it passes.
     let gated = tasks
