@@ -42,24 +42,126 @@ fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-fn read_capped(fd: OwnedFd) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut file = File::from(fd);
-        let mut kept = Vec::new();
-        let mut buf = [0u8; 8192];
-        loop {
-            match file.read(&mut buf) {
-                Ok(0) => break,
+/// Output read from the exec'd process, and whether it had to be killed.
+struct Collected {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    timed_out: bool,
+}
+
+/// How long output is still read once the process is gone (or killed):
+/// children it left behind may hold the pipes open.
+const DRAIN_AFTER_EXIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads both pipes and waits for `pid` to end (without reaping it) on the
+/// calling thread, killing it (SIGKILL) at `timeout`. No reader threads:
+/// a thread that starts or exits while libcontainer clones its next child
+/// can leave a lock of std's (its per-thread stack-overflow registry)
+/// held in that child, whose `std::process::exit` then waits on it
+/// forever, and with it every later exec and container start (they share
+/// the clone lock). One exec in a hundred did, with a 100 ms exec probe.
+fn collect(
+    pid: nix::unistd::Pid,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    timeout: Option<std::time::Duration>,
+) -> Collected {
+    use std::os::fd::AsRawFd;
+    use std::time::Instant;
+    let started = Instant::now();
+    let mut streams = [
+        (Some(File::from(stdout)), Vec::new()),
+        (Some(File::from(stderr)), Vec::new()),
+    ];
+    // None once it ended (or cannot be watched).
+    let mut pidfd = crate::monitor::pidfd_open(pid.as_raw()).ok();
+    let mut ended_at: Option<Instant> = None;
+    let mut timed_out = false;
+    let mut buf = [0u8; 8192];
+    loop {
+        if pidfd.is_none() && ended_at.is_none() {
+            ended_at = Some(Instant::now());
+        }
+        let open = streams.iter().any(|(file, _)| file.is_some());
+        if !open && ended_at.is_some() {
+            break;
+        }
+        let now = Instant::now();
+        let limit = match ended_at {
+            Some(at) => Some(at + DRAIN_AFTER_EXIT),
+            None => timeout.map(|t| started + t),
+        };
+        if let Some(limit) = limit {
+            if now >= limit {
+                if ended_at.is_some() {
+                    break;
+                }
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                timed_out = true;
+                pidfd = None;
+                continue;
+            }
+        }
+        let wait_ms = limit.map_or(-1, |limit| {
+            libc::c_int::try_from(limit.saturating_duration_since(now).as_millis().max(1))
+                .unwrap_or(libc::c_int::MAX)
+        });
+        let mut fds: Vec<libc::pollfd> = streams
+            .iter()
+            .filter_map(|(file, _)| file.as_ref())
+            .map(|file| libc::pollfd {
+                fd: file.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        if let Some(pidfd) = &pidfd {
+            fds.push(libc::pollfd {
+                fd: pidfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        // SAFETY: `fds` is a valid array of pollfds owned by this frame.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait_ms) };
+        if ready < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            break;
+        }
+        let fired = |fd: RawFd| {
+            fds.iter().any(|p| {
+                p.fd == fd && p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
+            })
+        };
+        for (file, kept) in streams.iter_mut() {
+            let Some(open_file) = file.as_mut() else {
+                continue;
+            };
+            if !fired(open_file.as_raw_fd()) {
+                continue;
+            }
+            match open_file.read(&mut buf) {
+                Ok(0) => *file = None,
                 Ok(n) => {
                     let room = EXEC_OUTPUT_BYTES_MAX.saturating_sub(kept.len());
                     kept.extend_from_slice(&buf[..n.min(room)]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
+                Err(_) => *file = None,
             }
         }
-        kept
-    })
+        if pidfd.as_ref().is_some_and(|fd| fired(fd.as_raw_fd())) {
+            pidfd = None;
+        }
+    }
+    let [(_, stdout), (_, stderr)] = streams;
+    Collected {
+        stdout,
+        stderr,
+        timed_out,
+    }
 }
 
 impl Runtime {
@@ -108,19 +210,14 @@ impl Runtime {
                     .build()
             })
         });
-        // Readers start only now: the builder owned (and dropped) the write
-        // ends, so EOF arrives when the exec'd process closes its copies.
-        let stdout = read_capped(out_read);
-        let stderr = read_capped(err_read);
         let pid = built.map_err(|source| Error::Libcontainer {
             id: id.to_owned(),
             action: "exec in",
             source: Box::new(source),
         })?;
-        let timed_out = match timeout {
-            Some(timeout) => kill_after(pid, timeout),
-            None => false,
-        };
+        // The builder owned (and dropped) the write ends, so EOF arrives
+        // when the exec'd process closes its copies.
+        let collected = collect(pid, out_read, err_read, timeout);
         let (code, signal) = loop {
             match waitpid(pid, Some(WaitPidFlag::__WALL)) {
                 Ok(WaitStatus::Exited(_, code)) => break (Some(code), None),
@@ -134,57 +231,12 @@ impl Runtime {
                 }
             }
         };
-        // A killed process's children may still hold the pipes open: after
-        // a timeout, take what the readers have within a second, no more.
-        let collect = |reader: std::thread::JoinHandle<Vec<u8>>| {
-            if timed_out {
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
-                while !reader.is_finished() && std::time::Instant::now() < deadline {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                if !reader.is_finished() {
-                    return Vec::new();
-                }
-            }
-            reader.join().unwrap_or_default()
-        };
         Ok(ExecOutput {
             code,
             signal,
-            stdout: collect(stdout),
-            stderr: collect(stderr),
-            timed_out,
+            stdout: collected.stdout,
+            stderr: collected.stderr,
+            timed_out: collected.timed_out,
         })
-    }
-}
-
-/// Waits up to `timeout` for `pid` to exit (without reaping it) and
-/// SIGKILLs it if it has not; true when it had to.
-fn kill_after(pid: nix::unistd::Pid, timeout: std::time::Duration) -> bool {
-    use std::os::fd::AsRawFd;
-    let Ok(pidfd) = crate::monitor::pidfd_open(pid.as_raw()) else {
-        // Already reaped or gone: nothing to wait for.
-        return false;
-    };
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let millis = libc::c_int::try_from(left.as_millis()).unwrap_or(libc::c_int::MAX);
-        let mut fds = [libc::pollfd {
-            fd: pidfd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        // SAFETY: one valid pollfd, owned by this frame, for the call.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 1, millis) };
-        match ready {
-            0 => {
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-                return true;
-            }
-            n if n > 0 => return false,
-            _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => continue,
-            _ => return false,
-        }
     }
 }
