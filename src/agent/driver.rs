@@ -97,6 +97,7 @@ pub(super) async fn run(handles: AgentHandles, config: AgentConfig) {
         busy: BTreeSet::new(),
         cooling: BTreeMap::new(),
         last_reports: BTreeMap::new(),
+        delivered: BTreeMap::new(),
         outcome_sender,
         seeded: false,
         epoch: Instant::now(),
@@ -224,6 +225,9 @@ struct Driver {
     /// The last report of each task of this node: what a busy task keeps
     /// reporting until its action ends.
     last_reports: BTreeMap<String, Report>,
+    /// By task, the object versions delivered in place into its running
+    /// container (objects.rs): published with its status.
+    delivered: BTreeMap<String, BTreeMap<String, u64>>,
     outcome_sender: mpsc::UnboundedSender<Outcome>,
     /// Where each pass's statuses and capacity go (latest wins).
     publisher: watch::Sender<Option<Arc<Wanted>>>,
@@ -395,7 +399,11 @@ impl Driver {
             });
         }
 
-        self.swap_in_place(&mine, &observed, &left_alone).await;
+        let delivered = self.swap_in_place(&mine, &observed, &left_alone).await;
+        // Busy and cooling tasks keep what was last seen, like their reports.
+        self.delivered
+            .retain(|task, _| mine.iter().any(|t| t.id == *task) && left_alone.contains(task));
+        self.delivered.extend(delivered);
 
         // Busy and cooling tasks keep their last report.
         for task in &mine {
@@ -414,13 +422,14 @@ impl Driver {
     /// Files with `onChange: {signal}` follow their object's new versions
     /// inside running containers (objects.rs). A failure is logged and
     /// retried on the next pass; the task keeps running either way.
+    /// Returns, by task, the versions its container then holds.
     async fn swap_in_place(
         &self,
         mine: &[TaskRecord],
         observed: &[Observed],
         left_alone: &BTreeSet<String>,
-    ) {
-        let targets: Vec<(String, crate::model::ServiceBody)> = mine
+    ) -> BTreeMap<String, BTreeMap<String, u64>> {
+        let targets: Vec<(String, String, crate::model::ServiceBody)> = mine
             .iter()
             .filter(|task| !left_alone.contains(&task.id))
             .filter(|task| {
@@ -436,16 +445,21 @@ impl Driver {
                         && c.state == ObservedState::Running
                         && c.generation == Some(task.generation)
                 })?;
-                Some((container.container_id.clone(), task.spec.spec.clone()))
+                Some((
+                    task.id.clone(),
+                    container.container_id.clone(),
+                    task.spec.spec.clone(),
+                ))
             })
             .collect();
         if targets.is_empty() {
-            return;
+            return BTreeMap::new();
         }
         let runtime = self.handles.runtime.clone();
         let deliverer = self.deliverer.clone();
         let swapped = tokio::task::spawn_blocking(move || {
-            for (container_id, body) in targets {
+            let mut delivered = BTreeMap::new();
+            for (task, container_id, body) in targets {
                 match deliverer.swap_in_place(&runtime, &container_id, &body) {
                     Ok(0) => {}
                     Ok(files) => {
@@ -453,11 +467,14 @@ impl Driver {
                     }
                     Err(error) => warn!(container = %container_id, "{error}"),
                 }
+                delivered.insert(task, deliverer.delivered_versions(&container_id, &body));
             }
+            delivered
         });
-        if let Err(error) = swapped.await {
+        swapped.await.unwrap_or_else(|error| {
             warn!("in-place swap task failed: {error}");
-        }
+            BTreeMap::new()
+        })
     }
 
     /// Why each running task that is out of rotation is: it is draining
@@ -540,6 +557,7 @@ impl Driver {
             .map(|(task, report)| {
                 let status = TaskStatus {
                     not_ready: not_ready.remove(&task),
+                    objects: self.delivered.get(&task).cloned().unwrap_or_default(),
                     task: task.clone(),
                     node: me,
                     state: report.state,

@@ -23,7 +23,7 @@
 //! file stays until the container goes (unlinking one would detach the
 //! mount stacked on it); a secret's tmpfs grows by each new version.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -137,12 +137,7 @@ impl Deliverer {
         let mut delivered = Vec::with_capacity(plans.len());
         let mut records = Vec::with_capacity(plans.len());
         for plan in &plans {
-            let dir = self.file_dir(plan.kind, container_id);
-            delivered.push(
-                std::fs::read_to_string(dir.join(plan.version_file_name()))
-                    .ok()
-                    .and_then(|text| text.trim().parse::<u64>().ok()),
-            );
+            delivered.push(self.delivered_note(container_id, plan));
             records.push(
                 self.record(plan.kind, &plan.name)
                     .map_err(|e| e.to_string())?,
@@ -169,6 +164,34 @@ impl Deliverer {
                 .map_err(|e| format!("cannot send {signal} to {container_id}: {e}"))?;
         }
         Ok(due.len())
+    }
+
+    /// The version of each object whose files follow it in place
+    /// (`onChange`), as delivered into running container `container_id`
+    /// (`secret/NAME`, `config/NAME`): what `get tasks` shows, since such
+    /// a change makes no new generation. Blocking.
+    pub(super) fn delivered_versions(
+        &self,
+        container_id: &str,
+        body: &ServiceBody,
+    ) -> BTreeMap<String, u64> {
+        let plans: Vec<FilePlan> = deliver::files(body)
+            .into_iter()
+            .filter(|plan| plan.signal.is_some())
+            .collect();
+        let notes: Vec<Option<u64>> = plans
+            .iter()
+            .map(|plan| self.delivered_note(container_id, plan))
+            .collect();
+        deliver::delivered_versions(&plans, &notes)
+    }
+
+    /// The version noted beside an in-place file (None: not noted).
+    fn delivered_note(&self, container_id: &str, plan: &FilePlan) -> Option<u64> {
+        let dir = self.file_dir(plan.kind, container_id);
+        std::fs::read_to_string(dir.join(plan.version_file_name()))
+            .ok()
+            .and_then(|text| text.trim().parse::<u64>().ok())
     }
 
     fn swap_one(

@@ -249,6 +249,7 @@ fn same_status(a: &TaskStatus, b: &TaskStatus) -> bool {
         && a.container_id == b.container_id
         && a.ip == b.ip
         && a.not_ready == b.not_ready
+        && a.objects == b.objects
 }
 
 #[cfg(test)]
@@ -267,6 +268,7 @@ mod tests {
             ip: None,
             updated_unix: 10,
             not_ready: None,
+            objects: Default::default(),
         };
         let later = TaskStatus {
             updated_unix: 99,
@@ -278,5 +280,10 @@ mod tests {
             ..a.clone()
         };
         assert!(!same_status(&a, &restarted));
+        let swapped = TaskStatus {
+            objects: [("secret/db".to_string(), 2)].into(),
+            ..a.clone()
+        };
+        assert!(!same_status(&a, &swapped));
     }
 }

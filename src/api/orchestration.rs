@@ -57,10 +57,14 @@ pub struct ServiceSummary {
     /// Tasks (of any generation) that take traffic: the VIP's and DNS's
     /// endpoints.
     pub ready: u32,
-    /// The secret and config versions of the current generation
-    /// (`secret/NAME`, `config/NAME`).
+    /// The secret and config versions its tasks should hold
+    /// (`secret/NAME`, `config/NAME`): the current generation's, or the
+    /// object's latest where the service follows it in place (`onChange`).
     #[serde(default)]
     pub objects: BTreeMap<String, u64>,
+    /// For each of those, how many of its running tasks hold that version.
+    #[serde(default)]
+    pub objects_held: BTreeMap<String, u32>,
 }
 
 /// One line of `edgectl get endpoints`: a task of a service that runs or
@@ -102,8 +106,9 @@ pub struct TaskView {
     /// Why a running task is out of rotation (`TaskStatus::not_ready`).
     #[serde(default)]
     pub not_ready: Option<String>,
-    /// The version of each secret and config its generation was made with
-    /// (`secret/NAME`, `config/NAME`).
+    /// The version of each secret and config its container holds
+    /// (`secret/NAME`, `config/NAME`): its generation's, or newer where
+    /// the node swapped a version in place (`onChange`).
     #[serde(default)]
     pub objects: BTreeMap<String, u64>,
 }
@@ -218,6 +223,7 @@ mod tests {
                 vip: Some("10.96.0.5".into()),
                 ready: 0,
                 objects: BTreeMap::from([("config/app.conf".to_string(), 1)]),
+                objects_held: BTreeMap::from([("config/app.conf".to_string(), 1)]),
             },
             spec_yaml: "spec: {}".into(),
             tasks: vec![task],

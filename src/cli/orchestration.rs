@@ -247,31 +247,7 @@ pub async fn get(cli: &Cli, command: &GetCommand) -> anyhow::Result<()> {
             let ApiResponse::Services(services) = call(cli, ApiRequest::GetServices).await? else {
                 bail!("unexpected answer")
             };
-            output::print(cli.output, &services, |services| {
-                let mut t = table(&[
-                    "NAME",
-                    "IMAGE",
-                    "VIP",
-                    "REPLICAS",
-                    "READY",
-                    "PENDING",
-                    "GENERATION",
-                    "UPDATED",
-                ]);
-                for s in services {
-                    t.add_row(vec![
-                        s.name.clone(),
-                        s.image.clone(),
-                        s.vip.clone().unwrap_or_else(|| "-".into()),
-                        format!("{}/{}", s.running, s.replicas),
-                        format!("{}/{}", s.ready, s.replicas),
-                        s.pending.to_string(),
-                        s.generation.to_string(),
-                        unix_time(s.updated_unix),
-                    ]);
-                }
-                t
-            })
+            output::print(cli.output, &services, |services| services_table(services))
         }
         GetCommand::Tasks { service } => {
             let request = ApiRequest::GetTasks {
@@ -300,6 +276,59 @@ pub async fn get(cli: &Cli, command: &GetCommand) -> anyhow::Result<()> {
             })
         }
     }
+}
+
+fn services_table(services: &[ServiceSummary]) -> comfy_table::Table {
+    // The column only when some service uses a secret or config.
+    let objects = services.iter().any(|s| !s.objects.is_empty());
+    let mut headers = vec![
+        "NAME",
+        "IMAGE",
+        "VIP",
+        "REPLICAS",
+        "READY",
+        "PENDING",
+        "GENERATION",
+    ];
+    if objects {
+        headers.push("OBJECTS (TASKS HOLDING)");
+    }
+    headers.push("UPDATED");
+    let mut t = table(&headers);
+    for s in services {
+        let mut row = vec![
+            s.name.clone(),
+            s.image.clone(),
+            s.vip.clone().unwrap_or_else(|| "-".into()),
+            format!("{}/{}", s.running, s.replicas),
+            format!("{}/{}", s.ready, s.replicas),
+            s.pending.to_string(),
+            s.generation.to_string(),
+        ];
+        if objects {
+            row.push(objects_held_word(s));
+        }
+        row.push(unix_time(s.updated_unix));
+        t.add_row(row);
+    }
+    t
+}
+
+/// `secret/db@3 2/3`: the version its tasks should hold, and how many of
+/// its replicas hold it.
+fn objects_held_word(summary: &ServiceSummary) -> String {
+    if summary.objects.is_empty() {
+        return "-".into();
+    }
+    summary
+        .objects
+        .iter()
+        .map(|(object, version)| {
+            let held = summary.objects_held.get(object).copied().unwrap_or(0);
+            format!("{object}@{version} {held}/{}", summary.replicas)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn endpoints_table(endpoints: &[EndpointView]) -> comfy_table::Table {
@@ -430,6 +459,9 @@ pub async fn describe(cli: &Cli, command: &DescribeCommand) -> anyhow::Result<()
         s.vip.as_deref().unwrap_or("(not assigned yet)")
     );
     println!("Generation:  {}", s.generation);
+    if !s.objects.is_empty() {
+        println!("Objects:     {}", objects_held_word(s));
+    }
     if let Some(rollout) = &description.rollout {
         println!("Rollout:     {rollout}");
     }

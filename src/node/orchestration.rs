@@ -377,11 +377,39 @@ impl Node {
         let tasks = self.task_views(None)?;
         let endpoints = self.endpoint_views(None)?;
         let vips = self.vips_by_service()?;
-        Ok(services
+        services
             .iter()
             .map(|s| {
                 let vip = vips.get(&s.spec.metadata.name).cloned();
-                summarize(s, &tasks, &endpoints, vip)
+                let objects = self.wanted_objects(s)?;
+                Ok(summarize(s, &tasks, &endpoints, vip, objects))
+            })
+            .collect()
+    }
+
+    /// The version of each object a service's tasks should hold: its
+    /// generation's, or the object's current one where every use follows it
+    /// in place (such an update makes no new generation).
+    fn wanted_objects(&self, record: &ServiceRecord) -> Result<BTreeMap<String, u64>, ApiError> {
+        let body = &record.spec.spec;
+        let in_place = |key: &str| match key.split_once('/') {
+            Some(("secret", name)) => body.follows_in_place(true, name),
+            Some(("config", name)) => body.follows_in_place(false, name),
+            _ => false,
+        };
+        if !record.objects.keys().any(|key| in_place(key)) {
+            return Ok(record.objects.clone());
+        }
+        let current = self.object_versions(&record.spec)?;
+        Ok(record
+            .objects
+            .iter()
+            .map(|(key, version)| {
+                let wanted = match current.get(key) {
+                    Some(now) if in_place(key) => *now,
+                    _ => *version,
+                };
+                (key.clone(), wanted)
             })
             .collect())
     }
@@ -418,7 +446,15 @@ impl Node {
                     pending_reason: task.pending_reason,
                     shutdown_reason: task.shutdown_reason,
                     created_unix: task.created_unix,
-                    objects: task.objects,
+                    // In-place swaps make no new generation: what the
+                    // container holds wins over what its generation began with.
+                    objects: {
+                        let mut objects = task.objects;
+                        if let Some(status) = status {
+                            objects.extend(status.objects.clone());
+                        }
+                        objects
+                    },
                 }
             })
             .collect();
@@ -445,6 +481,7 @@ impl Node {
                 &tasks,
                 &endpoints,
                 self.vips_by_service()?.remove(name),
+                self.wanted_objects(&record)?,
             ),
             spec_yaml: serde_yaml::to_string(&record.spec).map_err(internal)?,
             rollout: match self.rollout_view(name)? {
@@ -638,6 +675,7 @@ fn summarize(
     tasks: &[TaskView],
     endpoints: &[EndpointView],
     vip: Option<String>,
+    objects: BTreeMap<String, u64>,
 ) -> ServiceSummary {
     let name = &record.spec.metadata.name;
     let ready = endpoints
@@ -668,8 +706,33 @@ fn summarize(
         updated_unix: record.updated_unix,
         vip,
         ready,
-        objects: record.objects.clone(),
+        objects_held: objects_held(name, tasks, &objects),
+        objects,
     }
+}
+
+/// For each object version a service wants, how many of its running
+/// tasks (any generation) hold it.
+fn objects_held(
+    service: &str,
+    tasks: &[TaskView],
+    wanted: &BTreeMap<String, u64>,
+) -> BTreeMap<String, u32> {
+    wanted
+        .iter()
+        .map(|(key, version)| {
+            let holding = tasks
+                .iter()
+                .filter(|t| {
+                    t.service == service
+                        && t.desired == DesiredState::Running
+                        && t.state == Some(TaskState::Running)
+                        && t.objects.get(key) == Some(version)
+                })
+                .count();
+            (key.clone(), u32::try_from(holding).unwrap_or(u32::MAX))
+        })
+        .collect()
 }
 
 /// Node labels follow the rule constraints match against.

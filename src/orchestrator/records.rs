@@ -305,6 +305,12 @@ pub struct TaskStatus {
     /// written before readiness existed read as ready while running.
     #[serde(default)]
     pub not_ready: Option<String>,
+    /// The versions of the objects its container follows in place
+    /// (`onChange`), as delivered (`secret/NAME`, `config/NAME`): newer
+    /// than the task record's, which stay at its generation's. No
+    /// `skip_serializing_if`: statuses also travel in bincode.
+    #[serde(default)]
+    pub objects: BTreeMap<String, u64>,
 }
 
 impl TaskStatus {
@@ -458,6 +464,7 @@ mod tests {
             ip: None,
             updated_unix: 10,
             not_ready: None,
+            objects: Default::default(),
         };
         let json = serde_json::to_string(&status).unwrap();
         assert!(json.contains(r#""state":{"exited":{"code":3}}"#), "{json}");

@@ -73,6 +73,22 @@ pub fn swaps_due(
     (due, signals)
 }
 
+/// The delivered version of each object (`secret/NAME`, `config/NAME`)
+/// from the notes of its in-place files (same order as `plans`; None: not
+/// noted). An object bound at several targets counts at its oldest one;
+/// one with no note at all is left out (the generation's version stands).
+pub fn delivered_versions(plans: &[FilePlan], notes: &[Option<u64>]) -> BTreeMap<String, u64> {
+    let mut versions: BTreeMap<String, u64> = BTreeMap::new();
+    for (plan, note) in plans.iter().zip(notes) {
+        let Some(version) = note else { continue };
+        versions
+            .entry(super::usage::version_key(plan.kind, &plan.name))
+            .and_modify(|oldest| *oldest = (*oldest).min(*version))
+            .or_insert(*version);
+    }
+    versions
+}
+
 /// Every file a task of `body` needs: secrets first, then configs.
 pub fn files(body: &ServiceBody) -> Vec<FilePlan> {
     let secrets = body

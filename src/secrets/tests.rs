@@ -330,8 +330,8 @@ fn a_value_never_shows_in_debug_output() {
 mod deliver {
     use super::*;
     use crate::secrets::deliver::{
-        config_bytes, env_lines, files, merged_env, open_secret, swaps_due, tmpfs_size_bytes,
-        DeliveryError,
+        config_bytes, delivered_versions, env_lines, files, merged_env, open_secret, swaps_due,
+        tmpfs_size_bytes, DeliveryError,
     };
 
     #[test]
@@ -360,6 +360,26 @@ mod deliver {
                 .0
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn delivered_versions_come_from_the_notes_oldest_target_first() {
+        let spec = crate::model::parse_service(
+            "apiVersion: edgectl/v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  image: busybox\n  secrets:\n    - {name: a, onChange: {signal: SIGHUP}}\n    - {name: a, target: /etc/a, onChange: {signal: SIGHUP}}\n  configs:\n    - {name: d, onChange: {signal: USR1}}\n    - {name: e, onChange: {signal: USR1}}\n",
+        )
+        .expect("valid");
+        let plans = files(&spec.spec);
+        // a is noted at 3 at one target and 2 at the other (a swap cut
+        // short): the container holds 2 somewhere. e is not noted.
+        let versions = delivered_versions(&plans, &[Some(3), Some(2), Some(5), None]);
+        assert_eq!(
+            versions,
+            std::collections::BTreeMap::from([
+                ("config/d".to_string(), 5),
+                ("secret/a".to_string(), 2),
+            ])
+        );
+        assert!(delivered_versions(&plans, &[None, None, None, None]).is_empty());
     }
     use crate::secrets::records::StoredWrap;
 

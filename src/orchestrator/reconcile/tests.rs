@@ -209,6 +209,7 @@ impl Cluster {
             ip: None,
             updated_unix: 100,
             not_ready: None,
+            objects: Default::default(),
         };
         self.write(KvOp::Put {
             key: records::task_status_key(task_id).into_bytes(),

@@ -67,6 +67,7 @@ fn status(task: &TaskRecord, state: TaskState, restarts: u32, since: u64) -> Tas
         ip: None,
         updated_unix: since,
         not_ready: None,
+        objects: Default::default(),
     }
 }
 

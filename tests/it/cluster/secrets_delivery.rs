@@ -653,4 +653,36 @@ fn on_change_signal_swaps_the_secret_in_place_and_the_task_reads_it_on_sighup() 
     .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
     assert_eq!(log_of(&task.id).matches("started:").count(), 1);
     assert_eq!(created(), created_before, "the container was made again");
+
+    // No new generation, yet `get tasks` and `get services` show the
+    // versions the container now holds, as its node reports them.
+    let wanted = std::collections::BTreeMap::from([
+        ("config/app.conf".to_string(), 2),
+        ("secret/pw".to_string(), 3),
+    ]);
+    wait_until(CONVERGE, "the swapped versions in get tasks", || {
+        let tasks: Vec<edgectl::api::TaskView> = cluster
+            .cli_json(1, &["get", "tasks", "hupper"])
+            .map_err(|e| e.to_string())?;
+        let shown: Vec<_> = tasks.iter().filter(|t| t.id == task.id).collect();
+        (shown.len() == 1 && shown[0].objects == wanted && shown[0].generation == 1)
+            .then_some(())
+            .ok_or(format!("{tasks:?}"))
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let services: Vec<edgectl::api::ServiceSummary> = cluster
+        .cli_json(1, &["get", "services"])
+        .expect("get services");
+    let hupper = services
+        .iter()
+        .find(|s| s.name == "hupper")
+        .expect("hupper listed");
+    assert_eq!(hupper.objects, wanted, "{hupper:?}");
+    let held = std::collections::BTreeMap::from([
+        ("config/app.conf".to_string(), 1),
+        ("secret/pw".to_string(), 1),
+    ]);
+    assert_eq!(hupper.objects_held, held, "{hupper:?}");
+    let table = text(&cluster.cli(1, &["get", "services"]));
+    assert!(table.contains("secret/pw@3 1/1"), "{table}");
 }
