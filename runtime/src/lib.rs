@@ -10,7 +10,8 @@
 //! Layout under `<data_dir>/runtime/`: `images/` (OCI image layout),
 //! `layers/` (unpacked layers), `containers/<id>/` (our record, bundle,
 //! overlay dirs, log FIFOs and logs), `state/` (libcontainer's state),
-//! `volumes/<name>/` (named volumes), `tmp/` (staging), `trash/` (deleted
+//! `volumes/<name>/` (named volumes; a sized one is the mount of
+//! `volume-images/<name>.img`, see `sized_volume`), `tmp/` (staging), `trash/` (deleted
 //! containers' directories, reclaimed by a background thread).
 
 #![warn(missing_docs, unreachable_pub)]
@@ -26,6 +27,7 @@ mod logs;
 mod monitor;
 mod network;
 pub mod private_tmpfs;
+pub mod sized_volume;
 mod spec;
 
 use std::collections::HashSet;

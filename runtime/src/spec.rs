@@ -136,6 +136,10 @@ pub enum Mount {
         /// Mount read-only.
         #[serde(default)]
         read_only: bool,
+        /// A size limit: the volume is its own filesystem of this size
+        /// (`sized_volume`); None: a plain directory on the node's disk.
+        #[serde(default)]
+        size_bytes: Option<u64>,
     },
     /// A tmpfs.
     Tmpfs {
@@ -501,6 +505,7 @@ fn mounts_and_devices(
                 target,
                 read_only,
                 name,
+                ..
             } => {
                 let dir = volume_dirs
                     .next()

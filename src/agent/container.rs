@@ -108,6 +108,7 @@ pub fn container_spec(
                 name: volume.name.clone(),
                 target: mount.path.clone(),
                 read_only: mount.read_only,
+                size_bytes: volume.size.map(|size| size.0),
             },
             VolumeType::HostPath => runtime::Mount::Bind {
                 source: host_path("hostPath")?,

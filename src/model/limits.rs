@@ -25,6 +25,11 @@ impl SpecLimits {
     /// a mistake and would sit in every replica of the store.
     pub const BYTES_MAX: usize = 1024 * 1024;
 
+    /// The smallest `size` of a local volume: the smallest ext4 with a
+    /// journal the runtime makes (`runtime::sized_volume::MIN_SIZE_BYTES`,
+    /// which checks it again).
+    pub const SIZED_VOLUME_MIN_BYTES: u64 = 8 * 1024 * 1024;
+
     /// Deepest nesting of mappings and sequences (block and flow counted
     /// together). A real spec nests about 6 levels (`spec.healthCheck.exec`
     /// items); parse time grows with the square of the depth.

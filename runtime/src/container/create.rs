@@ -199,9 +199,15 @@ impl Runtime {
     fn volume_dirs(&self, spec: &ContainerSpec) -> Result<Vec<PathBuf>> {
         let mut dirs = Vec::new();
         for mount in &spec.mounts {
-            if let Mount::Volume { name, .. } = mount {
+            if let Mount::Volume {
+                name, size_bytes, ..
+            } = mount
+            {
                 let dir = self.root.join("volumes").join(name);
-                fs::create_dir_all(&dir).ctx("create volume", &dir)?;
+                match size_bytes {
+                    Some(size) => crate::sized_volume::ensure(&self.root, name, &dir, *size)?,
+                    None => fs::create_dir_all(&dir).ctx("create volume", &dir)?,
+                }
                 dirs.push(dir);
             }
         }

@@ -90,6 +90,7 @@ fn validate_refuses_bad_ids_and_tiny_memory() {
         name: "../etc".into(),
         target: "/data".into(),
         read_only: false,
+        size_bytes: None,
     });
     assert!(matches!(validate(&spec), Err(Error::InvalidSpec(_))));
 }
@@ -115,6 +116,7 @@ fn oci_spec_carries_limits_and_mounts() {
                 name: "data".into(),
                 target: "/data".into(),
                 read_only: true,
+                size_bytes: None,
             },
         ],
         network: NetworkMode::Host,

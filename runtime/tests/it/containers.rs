@@ -458,6 +458,7 @@ fn mounts_bind_volume_tmpfs() {
             name: "vol1".into(),
             target: "/data".into(),
             read_only: false,
+            size_bytes: None,
         },
         Mount::Tmpfs {
             target: "/scratch".into(),

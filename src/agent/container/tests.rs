@@ -132,7 +132,8 @@ fn volumes_map_to_runtime_mounts() {
             runtime::Mount::Volume {
                 name: "data".into(),
                 target: "/var/lib/web".into(),
-                read_only: false
+                read_only: false,
+                size_bytes: None,
             },
             runtime::Mount::Bind {
                 source: PathBuf::from("/etc/web"),

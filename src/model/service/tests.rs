@@ -440,8 +440,20 @@ fn volume_checks() {
     let source = format!("{MINIMAL}  volumes:\n    - name: a\n      type: nfs\n");
     check_field_error(&source, "spec.volumes[0].type", 9, "`hostPath`");
     let source =
+        format!("{MINIMAL}  volumes:\n    - name: a\n      type: local\n      size: 1Mi\n");
+    check_field_error(
+        &source,
+        "spec.volumes[0].size",
+        10,
+        "smallest sized local volume",
+    );
+    let source = format!(
+        "{MINIMAL}  volumes:\n    - name: a\n      type: device\n      path: /dev/null\n      size: 1Gi\n"
+    );
+    check_field_error(&source, "spec.volumes[0].size", 11, "only local and tmpfs");
+    let source =
         format!("{MINIMAL}  volumes:\n    - name: a\n      type: local\n      size: 1Gi\n");
-    check_field_error(&source, "spec.volumes[0].size", 10, "only tmpfs");
+    assert!(crate::model::parse_service(&source).is_ok());
 }
 
 #[test]

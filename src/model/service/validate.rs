@@ -762,14 +762,24 @@ fn check_volumes(body: &ServiceBody) -> Result<(), Invalid> {
             }
             _ => {}
         }
-        if volume.size.is_some() && volume.volume_type != VolumeType::Tmpfs {
+        if volume.size.is_some()
+            && !matches!(volume.volume_type, VolumeType::Tmpfs | VolumeType::Local)
+        {
             return Err(invalid(
                 path("size"),
                 format!(
-                    "a {} volume takes no `size`; only tmpfs volumes do",
+                    "a {} volume takes no `size`; only local and tmpfs volumes do",
                     volume_type_name(volume.volume_type)
                 ),
             ));
+        }
+        if let (VolumeType::Local, Some(size)) = (volume.volume_type, volume.size) {
+            if size.0 < crate::model::SpecLimits::SIZED_VOLUME_MIN_BYTES {
+                return Err(invalid(
+                    path("size"),
+                    format!("{} is below the smallest sized local volume (8Mi)", size.0),
+                ));
+            }
         }
     }
     let mut targets = BTreeSet::new();
