@@ -45,6 +45,8 @@ PURE_MODULES=(
     src/orchestrator/reconcile
     src/orchestrator/rollout
     src/orchestrator/revisions
+    src/orchestrator/volume_binding
+    src/volumes
     src/agent/plan
     src/agent/probe/tracker
     src/cluster

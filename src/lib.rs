@@ -35,3 +35,4 @@ pub mod orchestrator;
 pub mod paths;
 pub mod scheduler;
 pub mod secrets;
+pub mod volumes;

@@ -169,12 +169,25 @@ impl Node {
                 Some((name.into_owned(), (record, kv.mod_revision)))
             })
             .collect();
+        let (volume_kvs, _) = self
+            .inner
+            .kv
+            .range(crate::volumes::VOLUMES_PREFIX.as_bytes())
+            .map_err(super::api::internal)?;
+        let volumes = volume_kvs
+            .iter()
+            .filter_map(|kv| {
+                let record = decode::<crate::volumes::VolumeRecord>(&kv.key, &kv.value)?;
+                Some((record.name.clone(), (record, kv.mod_revision)))
+            })
+            .collect();
         Ok(Snapshot {
             services,
             tasks,
             statuses,
             rollouts,
             nodes,
+            volumes,
             revision,
             now_unix: now_unix(),
         })

@@ -36,7 +36,9 @@ use crate::orchestrator::records::{
     TaskState, TaskStatus,
 };
 use crate::orchestrator::rollout::{plan_rollout, RolloutPlan};
+use crate::orchestrator::volume_binding::{self, VolumePlacement};
 use crate::scheduler::{self, ExistingReplicas, NodeView, Resources, TaskRequest};
+use crate::volumes::{volume_key, VolumeRecord};
 
 /// A node as the controller sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +63,8 @@ pub struct Snapshot {
     /// Rollout records with their mod revision in the store.
     pub rollouts: BTreeMap<String, (RolloutRecord, u64)>,
     pub nodes: BTreeMap<u64, NodeState>,
+    /// Volume records with their mod revision in the store.
+    pub volumes: BTreeMap<String, (VolumeRecord, u64)>,
     /// The store's revision the snapshot was read at: names new tasks.
     pub revision: u64,
     pub now_unix: u64,
@@ -90,12 +94,15 @@ pub struct Decision {
     pub rollouts: Vec<(String, RolloutRecord, u64)>,
     /// (service, message) lines for the services' event logs.
     pub events: Vec<(String, String)>,
+    /// Volume records that changed (a local volume bound to the node of its
+    /// first task), with the mod revision they were read at (0: new).
+    pub volumes: Vec<(VolumeRecord, u64)>,
 }
 
 impl Decision {
     /// Whether the pass writes anything.
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty() && self.rollouts.is_empty()
+        self.changes.is_empty() && self.rollouts.is_empty() && self.volumes.is_empty()
     }
 
     /// The decision's task and rollout writes as one transaction, each
@@ -104,6 +111,17 @@ impl Decision {
     /// controller adds the service events to it.)
     pub fn task_txn(&self) -> Txn {
         let mut txn = Txn::default();
+        for (record, expected_mod_revision) in &self.volumes {
+            let key = volume_key(&record.name).into_bytes();
+            txn.compares.push(Compare {
+                key: key.clone(),
+                mod_revision: *expected_mod_revision,
+            });
+            txn.success.push(KvOp::Put {
+                key,
+                value: to_json(record),
+            });
+        }
         for (service, record, expected_mod_revision) in &self.rollouts {
             let key = records::rollout_key(service).into_bytes();
             txn.compares.push(Compare {
@@ -530,17 +548,12 @@ fn place_pending(snapshot: &Snapshot, pass: &mut Pass) {
     if pending.is_empty() {
         return;
     }
-    let volumes_anywhere: BTreeSet<String> = snapshot
-        .nodes
-        .values()
-        .filter_map(|node| node.capacity.as_ref())
-        .flat_map(|capacity| capacity.volumes.iter().cloned())
-        .collect();
+    let holders = volume_binding::holders(&snapshot.volumes, &snapshot.nodes);
     let requests: Vec<TaskRequest> = pending
         .iter()
-        .map(|task| task_request(task, &volumes_anywhere))
+        .map(|task| task_request(task, &holders))
         .collect();
-    let nodes = node_views(snapshot, tasks);
+    let nodes = node_views(snapshot, tasks, &holders);
     let mut existing = ExistingReplicas::new();
     for (task, _) in tasks.values() {
         if let (Some(node), DesiredState::Running) = (task.node, task.desired) {
@@ -560,26 +573,66 @@ fn place_pending(snapshot: &Snapshot, pass: &mut Pass) {
             return;
         }
     };
-    let names: BTreeMap<u64, &str> = snapshot
+    let names: BTreeMap<u64, String> = snapshot
         .nodes
         .values()
-        .map(|node| (node.id, node.name.as_str()))
+        .map(|node| (node.id, node.name.clone()))
+        .collect();
+    let volume_placements: Vec<VolumePlacement> = plan
+        .placements
+        .iter()
+        .filter_map(|placement| {
+            let (task, _) = tasks.get(&placement.task_id)?;
+            let volume = local_volume(&task.spec)?;
+            Some(VolumePlacement {
+                task: task.id.clone(),
+                node: placement.node_id,
+                size_bytes: local_volume_size(&task.spec, &volume),
+                volume,
+                service: task.service.clone(),
+            })
+        })
+        .collect();
+    let binding = volume_binding::bind_placements(
+        &volume_placements,
+        &holders,
+        &snapshot.volumes,
+        &names,
+        snapshot.now_unix,
+    );
+    decision.volumes = binding.records;
+    let undone: BTreeMap<String, String> = binding.undone.into_iter().collect();
+    let mut pending_reasons: Vec<(String, String)> = plan
+        .pending
+        .into_iter()
+        .map(|pending| (pending.task_id, pending.reason.to_string()))
         .collect();
     for placement in plan.placements {
+        if let Some(reason) = undone.get(&placement.task_id) {
+            pending_reasons.push((placement.task_id, reason.clone()));
+            continue;
+        }
         if let Some((task, _)) = tasks.get_mut(&placement.task_id) {
             task.node = Some(placement.node_id);
             task.pending_reason = None;
             touched.insert(task.id.clone());
-            let node_name = names.get(&placement.node_id).copied().unwrap_or("?");
+            let node_name = names.get(&placement.node_id).map_or("?", String::as_str);
             events.push((
                 task.service.clone(),
                 format!("task {} placed on node {node_name}", task.id),
             ));
         }
     }
-    for pending in plan.pending {
-        if let Some((task, _)) = tasks.get_mut(&pending.task_id) {
-            let reason = pending.reason.to_string();
+    for (task_id, reason) in pending_reasons {
+        if let Some((task, _)) = tasks.get_mut(&task_id) {
+            // A volume whose node is down or gone says so, rather than the
+            // scheduler's "lacks volume" on every other node.
+            let reason = local_volume(&task.spec)
+                .and_then(|volume| {
+                    let holder = *holders.get(&volume)?;
+                    volume_binding::waiting_reason(&volume, holder, &snapshot.nodes, &names)
+                })
+                .unwrap_or(reason);
             if task.pending_reason.as_deref() != Some(reason.as_str()) {
                 events.push((
                     task.service.clone(),
@@ -602,10 +655,10 @@ fn spread_key(task: &TaskRecord) -> String {
     }
 }
 
-/// What the scheduler needs of one task. A local volume that exists on some
-/// node ties the task to it; one that exists nowhere yet is created on
-/// demand wherever the task lands.
-pub fn task_request(task: &TaskRecord, volumes_anywhere: &BTreeSet<String>) -> TaskRequest {
+/// What the scheduler needs of one task. A local volume that lives on some
+/// node (`holders`) ties the task to it; one that lives nowhere yet is made
+/// wherever the task lands, and the pass records that node.
+pub fn task_request(task: &TaskRecord, holders: &BTreeMap<String, u64>) -> TaskRequest {
     TaskRequest {
         id: task.id.clone(),
         service: spread_key(task),
@@ -623,7 +676,7 @@ pub fn task_request(task: &TaskRecord, volumes_anywhere: &BTreeSet<String>) -> T
                 }
             })
             .collect(),
-        volume: local_volume(&task.spec).filter(|v| volumes_anywhere.contains(v)),
+        volume: local_volume(&task.spec).filter(|v| holders.contains_key(v)),
         host_ports: host_ports(&task.spec),
     }
 }
@@ -646,6 +699,16 @@ fn local_volume(spec: &ServiceSpec) -> Option<String> {
         .map(|v| v.name.clone())
 }
 
+/// The `size` the spec gives local volume `name`.
+fn local_volume_size(spec: &ServiceSpec, name: &str) -> Option<u64> {
+    spec.spec
+        .volumes
+        .iter()
+        .find(|v| v.name == name)
+        .and_then(|v| v.size)
+        .map(|size| size.0)
+}
+
 /// The node ports a task holds on its own node. A `publish: cluster` port
 /// is open on every node whatever runs where, so it does not steer
 /// placement: the API keeps it apart from every other service's ports.
@@ -661,7 +724,11 @@ fn host_ports(spec: &ServiceSpec) -> Vec<u16> {
 /// The nodes as the scheduler sees them, with what this pass's running tasks
 /// hold. Shut-down tasks still running on a live node hold their share until
 /// their agent reports them stopped.
-fn node_views(snapshot: &Snapshot, tasks: &BTreeMap<String, (TaskRecord, u64)>) -> Vec<NodeView> {
+fn node_views(
+    snapshot: &Snapshot,
+    tasks: &BTreeMap<String, (TaskRecord, u64)>,
+    holders: &BTreeMap<String, u64>,
+) -> Vec<NodeView> {
     let mut allocated: BTreeMap<u64, Resources> = BTreeMap::new();
     let mut ports: BTreeMap<u64, BTreeSet<u16>> = BTreeMap::new();
     for (task, _) in tasks.values() {
@@ -696,7 +763,11 @@ fn node_views(snapshot: &Snapshot, tasks: &BTreeMap<String, (TaskRecord, u64)>) 
                 labels,
                 cordoned: node.settings.cordoned || node.settings.draining,
                 ready: node.alive && node.capacity.is_some(),
-                volumes: capacity.volumes.iter().cloned().collect(),
+                volumes: holders
+                    .iter()
+                    .filter(|(_, holder)| **holder == node.id)
+                    .map(|(volume, _)| volume.clone())
+                    .collect(),
                 used_host_ports: ports.remove(&node.id).unwrap_or_default(),
             }
         })

@@ -148,6 +148,11 @@ impl Cluster {
                     .collect()
             },
             nodes: self.nodes.clone(),
+            volumes: self
+                .records::<crate::volumes::VolumeRecord>(crate::volumes::VOLUMES_PREFIX)
+                .into_iter()
+                .map(|(v, revision)| (v.name.clone(), (v, revision)))
+                .collect(),
             revision: self.kv.revision(),
             now_unix: self.now_unix,
         }
@@ -582,6 +587,47 @@ fn a_local_volume_ties_tasks_to_the_node_that_has_it() {
     let mut c = cluster(vec![node(1, 4000, 4 * GI)], vec![service("db", 1, volume)]);
     c.converge();
     assert_eq!(per_node(&c, "db"), BTreeMap::from([(Some(1), 1)]));
+}
+
+#[test]
+fn a_local_volume_is_recorded_where_it_is_made_and_its_task_waits_for_that_node() {
+    let volume = "  volumes:\n  - name: data\n    type: local\n    size: 64Mi\n  mounts:\n  - volume: data\n    path: /data\n";
+    let mut c = cluster(
+        vec![node(1, 4000, 4 * GI), node(2, 4000, 4 * GI)],
+        vec![service("db", 1, volume)],
+    );
+    c.converge();
+    let records = c.records::<crate::volumes::VolumeRecord>(crate::volumes::VOLUMES_PREFIX);
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record = &records[0].0;
+    let placed_on = running(&c, "db")[0].node;
+    assert_eq!(record.node, placed_on);
+    assert_eq!(record.size_bytes, Some(64 * 1024 * 1024));
+    assert_eq!(record.created_by, "service db");
+    // Its node lapses: the replacement waits, saying why, instead of
+    // starting empty on the other node, which has room.
+    let holder = placed_on.expect("placed");
+    c.nodes.get_mut(&holder).unwrap().alive = false;
+    c.converge();
+    let waiting: Vec<TaskRecord> = running(&c, "db")
+        .into_iter()
+        .filter(|t| t.node.is_none())
+        .collect();
+    assert_eq!(waiting.len(), 1, "{:?}", c.tasks());
+    let reason = waiting[0].pending_reason.clone().unwrap_or_default();
+    assert!(
+        reason.starts_with(&format!(
+            "volume data lives on node n{holder}, which is down"
+        )),
+        "{reason}"
+    );
+    assert!(c.tasks().iter().all(|t| t.node != Some(3 - holder)));
+    // It returns: the task goes back there.
+    c.nodes.get_mut(&holder).unwrap().alive = true;
+    c.converge();
+    assert!(running(&c, "db")
+        .iter()
+        .any(|t| t.node == Some(holder) && t.pending_reason.is_none()));
 }
 
 /// A running service of `replicas` on two nodes, every task reported running.
