@@ -107,6 +107,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Command::Rollout(command) => cli::rollout::rollout(&cli, command).await?,
             Command::Secret(command) => cli::objects::secret(&cli, command).await?,
             Command::Config(command) => cli::objects::config(&cli, command).await?,
+            Command::Volume(command) => cli::volumes::volume(&cli, command).await?,
             Command::Image(_) | Command::Run(_) | Command::Reset { .. } => {
                 unreachable!("handled above")
             }

@@ -23,9 +23,22 @@ pub fn node_capacity(config: &AgentConfig, runtime_root: &Path) -> NodeCapacity 
         memory_bytes,
         labels: config.labels.clone(),
         volumes: volume_names(&runtime_root.join("volumes")),
+        volume_used_bytes: volume_used_bytes(&runtime_root.join("volumes")),
         // Filled in by the driver, which asks the runtime.
         bridge_subnet: None,
     }
+}
+
+/// What each sized volume (its own filesystem) holds, in whole MiB.
+fn volume_used_bytes(dir: &Path) -> std::collections::BTreeMap<String, u64> {
+    const MIB: u64 = 1024 * 1024;
+    volume_names(dir)
+        .into_iter()
+        .filter_map(|name| {
+            let (_, used) = runtime::sized_volume::usage(&dir.join(&name))?;
+            Some((name, used.div_ceil(MIB) * MIB))
+        })
+        .collect()
 }
 
 fn mem_total_bytes() -> Option<u64> {

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod orchestration;
 pub mod system;
+pub mod volumes;
 
 pub use orchestration::{
     ApplyChange, ApplyOutcome, EndpointView, NodeChange, NodeView, RevisionView, RolloutView,
@@ -13,6 +14,7 @@ pub use orchestration::{
 };
 
 pub use system::{MemberDialer, SystemWriter};
+pub use volumes::VolumeView;
 
 use serde::{Deserialize, Serialize};
 
@@ -166,6 +168,21 @@ pub enum ApiRequest {
     RolloutPromote {
         service: String,
     },
+    /// Create a volume (refused if the name exists).
+    VolumeCreate {
+        name: String,
+        driver: crate::volumes::VolumeDriver,
+        size_bytes: Option<u64>,
+    },
+    /// Remove a volume's record (refused while a service names it); its
+    /// node deletes the data.
+    VolumeRemove {
+        name: String,
+    },
+    VolumeList,
+    VolumeInspect {
+        name: String,
+    },
 }
 
 /// Where a request is executed.
@@ -243,7 +260,13 @@ impl ApiRequest {
             | ApiRequest::RolloutStatus { .. }
             | ApiRequest::RolloutHistory { .. }
             | ApiRequest::ObjectList { .. }
-            | ApiRequest::ObjectInspect { .. } => RequestClass::new(Leader, READ, REPEATABLE),
+            | ApiRequest::ObjectInspect { .. }
+            | ApiRequest::VolumeList
+            | ApiRequest::VolumeInspect { .. } => RequestClass::new(Leader, READ, REPEATABLE),
+            // A second create is refused; a second removal finds nothing.
+            ApiRequest::VolumeCreate { .. } | ApiRequest::VolumeRemove { .. } => {
+                RequestClass::new(Leader, WRITE, ONCE_ONLY)
+            }
             // A second create is refused, a second update makes one more
             // version, a second removal finds nothing, a second rotation
             // makes one more key: none is the same as once.
@@ -300,6 +323,11 @@ pub enum ApiResponse {
     Endpoints(Vec<EndpointView>),
     Rollout(Box<RolloutView>),
     Revisions(Vec<RevisionView>),
+    // Appended, not inserted: bincode numbers the variants, and members of
+    // two versions forward responses to each other.
+    Volume(VolumeView),
+    Volumes(Vec<VolumeView>),
+    VolumeRemoved,
 }
 
 /// A secret's or config's metadata, and a config's value when asked.

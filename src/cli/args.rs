@@ -93,6 +93,9 @@ pub enum Command {
     /// Manage configs.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage volumes: data that outlives a task, kept where it was made.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
     /// Retire this node's data dir: stop and delete its containers, then remove the dir (the node must be stopped).
     Reset {
         /// Remove the containers but keep the data dir.
@@ -652,6 +655,36 @@ pub enum ConfigCommand {
         #[arg(long)]
         show: bool,
     },
+}
+
+/// `edgectl volume ...`.
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Create a volume; its node is the one its first task is placed on.
+    Create {
+        /// Name: A-Z, a-z, 0-9, '_', '.', '-'; at most 63 characters.
+        name: String,
+        /// What backs it. `local` only in this version (one node's disk).
+        #[arg(long, value_enum, default_value_t = VolumeDriverArg::Local)]
+        driver: VolumeDriverArg,
+        /// A size limit (e.g. 512Mi, 2Gi; at least 8Mi): the volume gets a
+        /// filesystem of its own and writes past it fail with ENOSPC.
+        #[arg(long)]
+        size: Option<edgectl::model::MemoryBytes>,
+    },
+    /// List the volumes: driver, size, node, users.
+    Ls,
+    /// Show one volume.
+    Inspect { name: String },
+    /// Remove a volume (refused while a service uses it).
+    Rm { name: String },
+}
+
+/// The drivers `volume create --driver` takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum VolumeDriverArg {
+    /// A directory (or, with --size, a filesystem image) on one node.
+    Local,
 }
 
 #[derive(Debug, Args)]

@@ -12,3 +12,4 @@ pub mod orchestration;
 pub mod output;
 pub mod reset;
 pub mod rollout;
+pub mod volumes;

@@ -202,6 +202,10 @@ impl Node {
             | ApiRequest::ObjectList { .. }
             | ApiRequest::ObjectInspect { .. }
             | ApiRequest::SecretRotateKey => self.execute_objects(request).await,
+            ApiRequest::VolumeCreate { .. }
+            | ApiRequest::VolumeRemove { .. }
+            | ApiRequest::VolumeList
+            | ApiRequest::VolumeInspect { .. } => self.execute_volumes(request).await,
             ApiRequest::TaskLogs { .. } | ApiRequest::TaskExec { .. } => {
                 self.on_task_node(request).await
             }

@@ -29,6 +29,7 @@ mod status;
 mod subnets;
 mod tasks;
 mod vips;
+mod volumes;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

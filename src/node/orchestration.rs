@@ -75,8 +75,9 @@ impl Node {
     }
 
     async fn apply_service(&self, yaml: &str) -> ApiResult {
-        let spec = parse_service_off_workers(yaml).await?;
+        let mut spec = parse_service_off_workers(yaml).await?;
         self.check_object_references(&spec, yaml)?;
+        self.settle_volume_sizes(&mut spec)?;
         let name = spec.metadata.name.clone();
         self.check_disk_room(&format!("applying service {name}"))?;
         self.check_published_ports(&spec)?;

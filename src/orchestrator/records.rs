@@ -341,6 +341,10 @@ pub struct NodeCapacity {
     pub labels: BTreeMap<String, String>,
     /// Named local volumes present on the node.
     pub volumes: Vec<String>,
+    /// Bytes used in each sized volume, rounded up to MiB so that a task
+    /// writing does not make a capacity write every pass.
+    #[serde(default)]
+    pub volume_used_bytes: BTreeMap<String, u64>,
     /// The subnet the node's bridge serves while containers hold addresses
     /// on it: the block it asks the leader to keep (network::allocator).
     #[serde(default, skip_serializing_if = "Option::is_none")]

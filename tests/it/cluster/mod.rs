@@ -21,6 +21,7 @@ mod restart;
 mod rollouts;
 mod secrets_delivery;
 mod vips;
+mod volumes;
 
 use std::path::PathBuf;
 use std::process::Output;

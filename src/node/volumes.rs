@@ -1,0 +1,262 @@
+//! The API's volumes, on the leader: create, list, inspect and remove the
+//! records under `/volumes/`. Where a local volume lives is recorded by the
+//! controller's pass (orchestrator::volume_binding), not here.
+
+use raft::{Compare, KvOp, KvRequest, Txn};
+
+use super::api::internal;
+use super::Node;
+use crate::api::{ApiError, ApiRequest, ApiResponse, ApiResult, ReadConsistency, VolumeView};
+use crate::clock::now_unix;
+use crate::cluster::records::to_json;
+use crate::model::{SpecLimits, VolumeType};
+use crate::orchestrator::records::{self, DesiredState, NodeCapacity, ServiceRecord, TaskRecord};
+use crate::volumes::{check_name, volume_key, VolumeDriver, VolumeRecord, VOLUMES_PREFIX};
+
+impl Node {
+    pub(super) async fn execute_volumes(&self, request: ApiRequest) -> ApiResult {
+        self.ensure_leader()?;
+        self.read_barrier(ReadConsistency::Linearizable).await?;
+        match request {
+            ApiRequest::VolumeCreate {
+                name,
+                driver,
+                size_bytes,
+            } => self.create_volume(&name, driver, size_bytes).await,
+            ApiRequest::VolumeRemove { name } => self.remove_volume(&name).await,
+            ApiRequest::VolumeList => Ok(ApiResponse::Volumes(self.volume_views(None)?)),
+            ApiRequest::VolumeInspect { name } => {
+                let mut views = self.volume_views(Some(&name))?;
+                views.pop().map(ApiResponse::Volume).ok_or_else(|| {
+                    ApiError::NotFound(format!(
+                        "volume {name} does not exist (see edgectl volume ls)"
+                    ))
+                })
+            }
+            other => Err(ApiError::Internal(format!(
+                "{other:?} is not a volume request"
+            ))),
+        }
+    }
+
+    async fn create_volume(
+        &self,
+        name: &str,
+        driver: VolumeDriver,
+        size_bytes: Option<u64>,
+    ) -> ApiResult {
+        check_name(name).map_err(ApiError::Invalid)?;
+        if let Some(size) = size_bytes {
+            if size < SpecLimits::SIZED_VOLUME_MIN_BYTES {
+                return Err(ApiError::Invalid(format!(
+                    "volume {name}: --size {size} bytes is below the smallest sized volume (8Mi)"
+                )));
+            }
+        }
+        let key = volume_key(name);
+        if self
+            .inner
+            .kv
+            .get(key.as_bytes())
+            .map_err(internal)?
+            .is_some()
+        {
+            return Err(ApiError::Invalid(format!(
+                "volume {name} exists already (see edgectl volume inspect {name})"
+            )));
+        }
+        let record = VolumeRecord {
+            name: name.to_string(),
+            driver,
+            size_bytes,
+            node: None,
+            created_unix: now_unix(),
+            created_by: "volume create".into(),
+        };
+        self.write_volume_txn(
+            name,
+            Txn {
+                compares: vec![Compare {
+                    key: key.clone().into_bytes(),
+                    mod_revision: 0,
+                }],
+                success: vec![KvOp::Put {
+                    key: key.into_bytes(),
+                    value: to_json(&record),
+                }],
+                failure: vec![],
+            },
+        )
+        .await?;
+        let mut views = self.volume_views(Some(name))?;
+        views
+            .pop()
+            .map(ApiResponse::Volume)
+            .ok_or_else(|| ApiError::Internal(format!("volume {name} vanished after its create")))
+    }
+
+    /// Refused while a service's spec names it: its tasks would start
+    /// again with an empty volume.
+    async fn remove_volume(&self, name: &str) -> ApiResult {
+        let key = volume_key(name);
+        let Some(kv) = self.inner.kv.get(key.as_bytes()).map_err(internal)? else {
+            return Err(ApiError::NotFound(format!(
+                "volume {name} does not exist (see edgectl volume ls)"
+            )));
+        };
+        let users = services_using(
+            &self.read_records::<ServiceRecord>(records::SERVICES_PREFIX)?,
+            name,
+        );
+        if !users.is_empty() {
+            return Err(ApiError::Invalid(format!(
+                "volume {name} is used by service(s) {}: delete them, or remove the volume \
+                 from their specs, first",
+                users.join(", ")
+            )));
+        }
+        self.write_volume_txn(
+            name,
+            Txn {
+                compares: vec![Compare {
+                    key: key.clone().into_bytes(),
+                    mod_revision: kv.mod_revision,
+                }],
+                success: vec![KvOp::Delete {
+                    key: key.into_bytes(),
+                }],
+                failure: vec![],
+            },
+        )
+        .await?;
+        Ok(ApiResponse::VolumeRemoved)
+    }
+
+    async fn write_volume_txn(&self, name: &str, txn: Txn) -> Result<(), ApiError> {
+        let response = self.write(KvRequest::Txn(txn)).await?;
+        if response.succeeded {
+            Ok(())
+        } else {
+            Err(ApiError::Invalid(format!(
+                "volume {name} was changed by someone else meanwhile; nothing was written: retry"
+            )))
+        }
+    }
+
+    fn volume_views(&self, only: Option<&str>) -> Result<Vec<VolumeView>, ApiError> {
+        let services = self.read_records::<ServiceRecord>(records::SERVICES_PREFIX)?;
+        let tasks = self.read_records::<TaskRecord>(records::TASKS_PREFIX)?;
+        let capacities = self.read_node_records::<NodeCapacity>(records::NODE_CAPACITY_PREFIX)?;
+        let snapshot_nodes = self.orchestration_snapshot()?.nodes;
+        let mut views: Vec<VolumeView> = self
+            .read_records::<VolumeRecord>(VOLUMES_PREFIX)?
+            .into_iter()
+            .filter(|record| only.is_none_or(|name| record.name == name))
+            .map(|record| {
+                let node = record.node.and_then(|id| snapshot_nodes.get(&id));
+                let used_bytes = record
+                    .node
+                    .and_then(|id| capacities.get(&id))
+                    .and_then(|c| c.volume_used_bytes.get(&record.name).copied());
+                let tasks: Vec<String> = tasks
+                    .iter()
+                    .filter(|t| t.desired == DesiredState::Running)
+                    .filter(|t| mounts_local(&t.spec.spec, &record.name))
+                    .map(|t| t.id.clone())
+                    .collect();
+                VolumeView {
+                    used_by: services_using(&services, &record.name),
+                    tasks,
+                    node: record.node.map(|id| {
+                        node.map_or_else(|| format!("{id} (left the cluster)"), |n| n.name.clone())
+                    }),
+                    node_up: node.map(|n| n.alive),
+                    used_bytes,
+                    durability: durability(&record, node.map(|n| n.name.as_str())),
+                    driver: record.driver.name().to_string(),
+                    size_bytes: record.size_bytes,
+                    created_unix: record.created_unix,
+                    created_by: record.created_by,
+                    name: record.name,
+                }
+            })
+            .collect();
+        views.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(views)
+    }
+}
+
+impl Node {
+    /// A local volume that exists keeps its size: a spec that leaves `size`
+    /// out gets the volume's (so every node mounts it alike, and `describe`
+    /// shows it); one that asks another size is refused, naming both.
+    pub(super) fn settle_volume_sizes(
+        &self,
+        spec: &mut crate::model::ServiceSpec,
+    ) -> Result<(), ApiError> {
+        for (index, volume) in spec.spec.volumes.iter_mut().enumerate() {
+            if volume.volume_type != VolumeType::Local {
+                continue;
+            }
+            let Some(kv) = self
+                .inner
+                .kv
+                .get(volume_key(&volume.name).as_bytes())
+                .map_err(internal)?
+            else {
+                continue;
+            };
+            let record: VolumeRecord = serde_json::from_slice(&kv.value).map_err(internal)?;
+            let asked = volume.size.map(|size| size.0);
+            match (asked, record.size_bytes) {
+                (None, Some(size)) => volume.size = Some(crate::model::MemoryBytes(size)),
+                (Some(asked), existing) if existing != Some(asked) => {
+                    return Err(ApiError::Invalid(format!(
+                        "spec.volumes[{index}].size: volume {} exists with {}; it cannot be resized: ask {} or leave `size` out",
+                        volume.name,
+                        existing.map_or_else(
+                            || "no size limit".to_string(),
+                            crate::model::quantity::format_memory_bytes
+                        ),
+                        existing.map_or_else(
+                            || "no size".to_string(),
+                            crate::model::quantity::format_memory_bytes
+                        ),
+                    )))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a spec mounts local volume `name`.
+fn mounts_local(body: &crate::model::ServiceBody, name: &str) -> bool {
+    body.volumes
+        .iter()
+        .any(|v| v.name == name && v.volume_type == VolumeType::Local)
+}
+
+/// The services (sorted) whose spec names local volume `name`.
+fn services_using(services: &[ServiceRecord], name: &str) -> Vec<String> {
+    let mut users: Vec<String> = services
+        .iter()
+        .filter(|s| mounts_local(&s.spec.spec, name))
+        .map(|s| s.spec.metadata.name.clone())
+        .collect();
+    users.sort();
+    users
+}
+
+fn durability(record: &VolumeRecord, node: Option<&str>) -> String {
+    match (record.driver, node) {
+        (VolumeDriver::Local, Some(node)) => format!(
+            "one copy, on node {node}: its tasks run there only, and the data is lost with \
+             that device"
+        ),
+        (VolumeDriver::Local, None) => {
+            "one copy, made on the node its first task is placed on".to_string()
+        }
+    }
+}
