@@ -181,6 +181,14 @@ impl Node {
                 Some((record.name.clone(), (record, kv.mod_revision)))
             })
             .collect();
+        let volume_exports = self
+            .read_keyed_records::<crate::volumes::VolumeExport>(crate::volumes::EXPORTS_PREFIX)?
+            .into_iter()
+            .collect();
+        let volume_imports = self
+            .read_keyed_records::<crate::volumes::VolumeImport>(crate::volumes::IMPORTS_PREFIX)?
+            .into_iter()
+            .collect();
         Ok(Snapshot {
             services,
             tasks,
@@ -188,6 +196,8 @@ impl Node {
             rollouts,
             nodes,
             volumes,
+            volume_exports,
+            volume_imports,
             revision,
             now_unix: now_unix(),
         })

@@ -1,5 +1,5 @@
 //! The API's volumes, on the leader: create, list, inspect and remove the
-//! records under `/volumes/`. Where a local volume lives is recorded by the
+//! records under `/sys/volumes/`. Where a local volume lives is recorded by the
 //! controller's pass (orchestrator::volume_binding), not here.
 
 use raft::{Compare, KvOp, KvRequest, Txn};
@@ -72,6 +72,7 @@ impl Node {
             node: None,
             created_unix: now_unix(),
             created_by: "volume create".into(),
+            moving: None,
         };
         self.write_volume_txn(
             name,

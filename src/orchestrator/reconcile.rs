@@ -38,7 +38,7 @@ use crate::orchestrator::records::{
 use crate::orchestrator::rollout::{plan_rollout, RolloutPlan};
 use crate::orchestrator::volume_binding::{self, VolumePlacement};
 use crate::scheduler::{self, ExistingReplicas, NodeView, Resources, TaskRequest};
-use crate::volumes::{volume_key, VolumeRecord};
+use crate::volumes::{volume_key, VolumeExport, VolumeImport, VolumeRecord};
 
 /// A node as the controller sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,6 +65,10 @@ pub struct Snapshot {
     pub nodes: BTreeMap<u64, NodeState>,
     /// Volume records with their mod revision in the store.
     pub volumes: BTreeMap<String, (VolumeRecord, u64)>,
+    /// Packed copies of moving volumes, by volume (written by the holder).
+    pub volume_exports: BTreeMap<String, VolumeExport>,
+    /// Unpacked copies of moving volumes, by volume (written by the target).
+    pub volume_imports: BTreeMap<String, VolumeImport>,
     /// The store's revision the snapshot was read at: names new tasks.
     pub revision: u64,
     pub now_unix: u64,
@@ -195,6 +199,13 @@ pub fn reconcile(snapshot: &Snapshot) -> Decision {
     }
     pass.shut_down_and_delete(snapshot, &plans);
     pass.fill_empty_slots(snapshot, &plans);
+    // A finished move's record is written now; its tasks are placed on the
+    // next pass, from the record this one writes.
+    pass.decision.volumes = volume_binding::finished_moves(
+        &snapshot.volumes,
+        &snapshot.volume_exports,
+        &snapshot.volume_imports,
+    );
     place_pending(snapshot, &mut pass);
     pass.finish()
 }
@@ -483,6 +494,18 @@ fn shutdown_reason(
             Some(_) => {}
         }
     }
+    if let Some(record) = local_volume(&task.spec).and_then(|v| snapshot.volumes.get(&v)) {
+        if let (Some(moving), Some(_)) = (record.0.moving, task.node) {
+            let to = snapshot
+                .nodes
+                .get(&moving.to)
+                .map_or_else(|| moving.to.to_string(), |n| n.name.clone());
+            return Some(Shutdown::Now(format!(
+                "volume {} is moving to node {to}",
+                record.0.name
+            )));
+        }
+    }
     let target = plans
         .get(&task.service)
         .map_or(service.generation, |plan| plan.target);
@@ -540,10 +563,45 @@ fn place_pending(snapshot: &Snapshot, pass: &mut Pass) {
         ..
     } = pass;
     let events = &mut decision.events;
+    let names: BTreeMap<u64, String> = snapshot
+        .nodes
+        .values()
+        .map(|node| (node.id, node.name.clone()))
+        .collect();
+    // Tasks of a moving volume (or one whose move this pass completes)
+    // wait for the move, saying so; the rest go to the scheduler.
+    let mut moving_reasons: Vec<(String, String)> = Vec::new();
+    let mut schedulable: BTreeSet<String> = BTreeSet::new();
+    for (task, _) in tasks.values() {
+        if task.desired != DesiredState::Running || task.node.is_some() {
+            continue;
+        }
+        let moving = local_volume(&task.spec)
+            .and_then(|volume| snapshot.volumes.get(&volume))
+            .and_then(|(record, _)| volume_binding::moving_reason(record, &names));
+        match moving {
+            Some(reason) => moving_reasons.push((task.id.clone(), reason)),
+            None => {
+                schedulable.insert(task.id.clone());
+            }
+        }
+    }
+    for (task_id, reason) in moving_reasons {
+        if let Some((task, _)) = tasks.get_mut(&task_id) {
+            if task.pending_reason.as_deref() != Some(reason.as_str()) {
+                events.push((
+                    task.service.clone(),
+                    format!("task {} pending: {reason}", task.id),
+                ));
+                task.pending_reason = Some(reason);
+                touched.insert(task.id.clone());
+            }
+        }
+    }
     let pending: Vec<&TaskRecord> = tasks
         .values()
         .map(|(task, _)| task)
-        .filter(|task| task.desired == DesiredState::Running && task.node.is_none())
+        .filter(|task| schedulable.contains(&task.id))
         .collect();
     if pending.is_empty() {
         return;
@@ -573,11 +631,6 @@ fn place_pending(snapshot: &Snapshot, pass: &mut Pass) {
             return;
         }
     };
-    let names: BTreeMap<u64, String> = snapshot
-        .nodes
-        .values()
-        .map(|node| (node.id, node.name.clone()))
-        .collect();
     let volume_placements: Vec<VolumePlacement> = plan
         .placements
         .iter()
@@ -600,7 +653,7 @@ fn place_pending(snapshot: &Snapshot, pass: &mut Pass) {
         &names,
         snapshot.now_unix,
     );
-    decision.volumes = binding.records;
+    decision.volumes.extend(binding.records);
     let undone: BTreeMap<String, String> = binding.undone.into_iter().collect();
     let mut pending_reasons: Vec<(String, String)> = plan
         .pending

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::orchestrator::reconcile::NodeState;
-use crate::volumes::{VolumeDriver, VolumeRecord};
+use crate::volumes::{VolumeDriver, VolumeExport, VolumeImport, VolumeRecord};
 
 /// The node holding each local volume: its record's node, else (a volume
 /// made before volume records existed) the lowest-id node whose agent
@@ -105,6 +105,7 @@ pub fn bind_placements(
                             node: Some(placement.node),
                             created_unix: now_unix,
                             created_by: format!("service {}", placement.service),
+                            moving: None,
                         },
                         0,
                     ),
@@ -138,6 +139,43 @@ pub fn waiting_reason(
             name_of(node_names, holder)
         )),
     }
+}
+
+/// The records of moves that are done (the target unpacked the holder's
+/// copy): the target holds the volume now.
+pub fn finished_moves(
+    volumes: &BTreeMap<String, (VolumeRecord, u64)>,
+    exports: &BTreeMap<String, VolumeExport>,
+    imports: &BTreeMap<String, VolumeImport>,
+) -> Vec<(VolumeRecord, u64)> {
+    volumes
+        .iter()
+        .filter(|(name, (record, _))| record.move_done(exports.get(*name), imports.get(*name)))
+        .filter_map(|(_, (record, revision))| {
+            let moving = record.moving?;
+            Some((
+                VolumeRecord {
+                    node: Some(moving.to),
+                    moving: None,
+                    ..record.clone()
+                },
+                *revision,
+            ))
+        })
+        .collect()
+}
+
+/// Why a task of `record`'s volume does not run now: the volume is moving.
+pub fn moving_reason(record: &VolumeRecord, node_names: &BTreeMap<u64, String>) -> Option<String> {
+    let moving = record.moving?;
+    Some(format!(
+        "volume {} is moving from node {} to node {}; its tasks start there once it is copied",
+        record.name,
+        record
+            .node
+            .map_or_else(|| "-".to_string(), |n| name_of(node_names, n)),
+        name_of(node_names, moving.to)
+    ))
 }
 
 fn name_of(names: &BTreeMap<u64, String>, node: u64) -> String {
@@ -179,6 +217,7 @@ mod tests {
                     node,
                     created_unix: 1,
                     created_by: "volume create".into(),
+                    moving: None,
                 },
                 9,
             ),

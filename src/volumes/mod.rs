@@ -1,4 +1,4 @@
-//! Volumes as cluster objects (`/volumes/<name>`): what a volume is, where
+//! Volumes as cluster objects (`/sys/volumes/<name>`): what a volume is, where
 //! it lives, and the pure rules that tie tasks to it. Written by the API on
 //! the leader (`volume create|rm`, and an `apply` that names a volume that
 //! does not exist yet) and by the controller's pass, which records the node
@@ -12,11 +12,57 @@
 use serde::{Deserialize, Serialize};
 
 /// Where the records live.
-pub const VOLUMES_PREFIX: &str = "/volumes/";
+pub const VOLUMES_PREFIX: &str = "/sys/volumes/";
 
 /// The key of volume `name`'s record.
 pub fn volume_key(name: &str) -> String {
     format!("{VOLUMES_PREFIX}{name}")
+}
+
+/// Written by the node a volume moves from, once its copy is packed.
+pub const EXPORTS_PREFIX: &str = "/sys/volume-exports/";
+/// Written by the node a volume moves to, once the copy is in place.
+pub const IMPORTS_PREFIX: &str = "/sys/volume-imports/";
+
+/// The key of volume `name`'s export record.
+pub fn export_key(name: &str) -> String {
+    format!("{EXPORTS_PREFIX}{name}")
+}
+
+/// The key of volume `name`'s import record.
+pub fn import_key(name: &str) -> String {
+    format!("{IMPORTS_PREFIX}{name}")
+}
+
+/// A move under way (`volume move`): the volume's tasks are stopped, the
+/// holder packs the data into a blob, the target fetches it over the blob
+/// path (resumable, digest-checked, under the upload cap) and unpacks it,
+/// and the controller then records the target as the holder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeMove {
+    pub to: u64,
+    /// Names this move in the export and import records: a stale record of
+    /// an earlier move of the same volume never completes this one.
+    pub started_unix_ms: u64,
+}
+
+/// The packed copy of a moving volume, as its holder made it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeExport {
+    pub from: u64,
+    /// The move it belongs to (`VolumeMove::started_unix_ms`).
+    pub move_started_unix_ms: u64,
+    /// The tar of the volume's files, as a blob in the holder's store.
+    pub digest: String,
+    pub size_bytes: u64,
+}
+
+/// The copy unpacked on the target.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeImport {
+    pub node: u64,
+    pub move_started_unix_ms: u64,
+    pub digest: String,
 }
 
 /// What backs a volume. Only `local` is built; the CLI and the spec refuse
@@ -51,6 +97,22 @@ pub struct VolumeRecord {
     pub created_unix: u64,
     /// `volume create`, or the service whose spec first named it.
     pub created_by: String,
+    /// A move under way.
+    #[serde(default)]
+    pub moving: Option<VolumeMove>,
+}
+
+impl VolumeRecord {
+    /// Whether `export` and `import` complete this record's move.
+    pub fn move_done(&self, export: Option<&VolumeExport>, import: Option<&VolumeImport>) -> bool {
+        let (Some(moving), Some(export), Some(import)) = (self.moving, export, import) else {
+            return false;
+        };
+        export.move_started_unix_ms == moving.started_unix_ms
+            && import.move_started_unix_ms == moving.started_unix_ms
+            && import.node == moving.to
+            && import.digest == export.digest
+    }
 }
 
 /// Why a volume name is refused: the runtime's rule for directory names.
@@ -76,6 +138,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_move_is_done_only_by_its_own_export_and_a_matching_import() {
+        let record = VolumeRecord {
+            name: "data".into(),
+            driver: VolumeDriver::Local,
+            size_bytes: None,
+            node: Some(1),
+            created_unix: 0,
+            created_by: "volume create".into(),
+            moving: Some(VolumeMove {
+                to: 2,
+                started_unix_ms: 500,
+            }),
+        };
+        let export = VolumeExport {
+            from: 1,
+            move_started_unix_ms: 500,
+            digest: "sha256:aa".into(),
+            size_bytes: 10,
+        };
+        let import = VolumeImport {
+            node: 2,
+            move_started_unix_ms: 500,
+            digest: "sha256:aa".into(),
+        };
+        assert!(record.move_done(Some(&export), Some(&import)));
+        assert!(!record.move_done(Some(&export), None));
+        let stale = VolumeImport {
+            move_started_unix_ms: 400,
+            ..import.clone()
+        };
+        assert!(!record.move_done(Some(&export), Some(&stale)));
+        let other_copy = VolumeImport {
+            digest: "sha256:bb".into(),
+            ..import.clone()
+        };
+        assert!(!record.move_done(Some(&export), Some(&other_copy)));
+        let elsewhere = VolumeImport { node: 3, ..import };
+        assert!(!record.move_done(Some(&export), Some(&elsewhere)));
+    }
+
+    #[test]
     fn names_follow_the_runtime_rule() {
         assert!(check_name("pg-data_1.x").is_ok());
         for bad in ["", ".", "..", "a/b", "a b", &"x".repeat(64)] {
@@ -92,6 +195,7 @@ mod tests {
             node: Some(2),
             created_unix: 7,
             created_by: "service db".into(),
+            moving: None,
         };
         let json = serde_json::to_string(&record).expect("json");
         assert!(json.contains(r#""driver":"local""#), "{json}");

@@ -116,6 +116,19 @@ impl Cluster {
             .collect()
     }
 
+    /// The records under `prefix`, by the rest of their key.
+    fn keyed<T: DeserializeOwned>(&self, prefix: &str) -> BTreeMap<String, T> {
+        let (kvs, _) = self.kv.range(prefix.as_bytes());
+        kvs.iter()
+            .map(|kv| {
+                let name = String::from_utf8_lossy(&kv.key[prefix.len()..]).into_owned();
+                let record = serde_json::from_slice(&kv.value)
+                    .unwrap_or_else(|e| panic!("record {:?}: {e}", kv.key));
+                (name, record)
+            })
+            .collect()
+    }
+
     /// What the controller reads for one pass.
     fn snapshot(&self) -> Snapshot {
         Snapshot {
@@ -153,6 +166,8 @@ impl Cluster {
                 .into_iter()
                 .map(|(v, revision)| (v.name.clone(), (v, revision)))
                 .collect(),
+            volume_exports: self.keyed(crate::volumes::EXPORTS_PREFIX),
+            volume_imports: self.keyed(crate::volumes::IMPORTS_PREFIX),
             revision: self.kv.revision(),
             now_unix: self.now_unix,
         }
@@ -179,7 +194,7 @@ impl Cluster {
     /// Runs passes until nothing changes (at most 5).
     fn converge(&mut self) {
         for _ in 0..5 {
-            if self.pass().changes.is_empty() {
+            if self.pass().is_empty() {
                 return;
             }
         }
@@ -628,6 +643,89 @@ fn a_local_volume_is_recorded_where_it_is_made_and_its_task_waits_for_that_node(
     assert!(running(&c, "db")
         .iter()
         .any(|t| t.node == Some(holder) && t.pending_reason.is_none()));
+}
+
+#[test]
+fn a_moving_volume_stops_its_task_and_the_task_follows_it_once_copied() {
+    use crate::volumes::{
+        export_key, import_key, volume_key, VolumeExport, VolumeImport, VolumeMove, VolumeRecord,
+    };
+    let volume = "  volumes:\n  - name: data\n    type: local\n  mounts:\n  - volume: data\n    path: /data\n";
+    let mut c = cluster(
+        vec![node(1, 4000, 4 * GI), node(2, 4000, 4 * GI)],
+        vec![service("db", 1, volume)],
+    );
+    c.converge();
+    let task = running(&c, "db")[0].clone();
+    c.report(&task.id, TaskState::Running);
+    let from = task.node.expect("placed");
+    let to = 3 - from;
+    let (mut record, _) = c
+        .records::<VolumeRecord>(crate::volumes::VOLUMES_PREFIX)
+        .pop()
+        .expect("bound");
+    record.moving = Some(VolumeMove {
+        to,
+        started_unix_ms: 42,
+    });
+    c.write(KvOp::Put {
+        key: volume_key("data").into_bytes(),
+        value: to_json(&record),
+    });
+    let decision = c.pass();
+    assert!(
+        decision
+            .events
+            .iter()
+            .any(|(_, m)| m.contains(&format!("volume data is moving to node n{to}"))),
+        "{:?}",
+        decision.events
+    );
+    c.report(&task.id, TaskState::Exited { code: 0 });
+    c.converge();
+    let waiting = running(&c, "db");
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].node, None);
+    let reason = waiting[0].pending_reason.clone().unwrap_or_default();
+    assert!(
+        reason.starts_with("volume data is moving from node"),
+        "{reason}"
+    );
+    // A stale import (another move) changes nothing; the matching one ends
+    // the move and the task goes to the new holder.
+    let export = VolumeExport {
+        from,
+        move_started_unix_ms: 42,
+        digest: "sha256:ab".into(),
+        size_bytes: 10,
+    };
+    c.write(KvOp::Put {
+        key: export_key("data").into_bytes(),
+        value: to_json(&export),
+    });
+    let mut import = VolumeImport {
+        node: to,
+        move_started_unix_ms: 41,
+        digest: "sha256:ab".into(),
+    };
+    c.write(KvOp::Put {
+        key: import_key("data").into_bytes(),
+        value: to_json(&import),
+    });
+    c.converge();
+    assert_eq!(running(&c, "db")[0].node, None);
+    import.move_started_unix_ms = 42;
+    c.write(KvOp::Put {
+        key: import_key("data").into_bytes(),
+        value: to_json(&import),
+    });
+    c.converge();
+    let (record, _) = c
+        .records::<VolumeRecord>(crate::volumes::VOLUMES_PREFIX)
+        .pop()
+        .expect("record");
+    assert_eq!((record.node, record.moving), (Some(to), None));
+    assert_eq!(running(&c, "db")[0].node, Some(to), "{:?}", c.tasks());
 }
 
 /// A running service of `replicas` on two nodes, every task reported running.
