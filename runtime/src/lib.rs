@@ -29,6 +29,7 @@ mod network;
 pub mod private_tmpfs;
 pub mod sized_volume;
 mod spec;
+mod volume_transfer;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

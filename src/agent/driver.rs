@@ -75,6 +75,7 @@ pub(super) async fn run(handles: AgentHandles, config: AgentConfig) {
         unhealthy_kills.clone(),
         readiness_sender,
     ));
+    tokio::spawn(super::volumes::run(handles.clone()));
     let deliverer = Deliverer {
         node_id: handles.node_id,
         replica: handles.replica.clone(),

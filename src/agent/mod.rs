@@ -26,6 +26,7 @@ mod objects;
 pub mod plan;
 pub mod probe;
 mod publish;
+mod volumes;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

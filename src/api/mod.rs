@@ -183,6 +183,12 @@ pub enum ApiRequest {
     VolumeInspect {
         name: String,
     },
+    /// Move a local volume to node `to` (a member's name or id): its tasks
+    /// stop, the data is copied, they start again there.
+    VolumeMove {
+        name: String,
+        to: String,
+    },
 }
 
 /// Where a request is executed.
@@ -264,6 +270,8 @@ impl ApiRequest {
             | ApiRequest::VolumeList
             | ApiRequest::VolumeInspect { .. } => RequestClass::new(Leader, READ, REPEATABLE),
             // A second create is refused; a second removal finds nothing.
+            // Moving to where it is going already changes nothing.
+            ApiRequest::VolumeMove { .. } => RequestClass::new(Leader, WRITE, REPEATABLE),
             ApiRequest::VolumeCreate { .. } | ApiRequest::VolumeRemove { .. } => {
                 RequestClass::new(Leader, WRITE, ONCE_ONLY)
             }

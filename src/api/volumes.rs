@@ -25,4 +25,7 @@ pub struct VolumeView {
     pub created_by: String,
     /// What is lost with the holding device, in words.
     pub durability: String,
+    /// Where a move under way stands, in words (None: not moving).
+    #[serde(default)]
+    pub moving: Option<String>,
 }

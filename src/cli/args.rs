@@ -678,6 +678,21 @@ pub enum VolumeCommand {
     Inspect { name: String },
     /// Remove a volume (refused while a service uses it).
     Rm { name: String },
+    /// Move a local volume to another node: its tasks stop, the data is
+    /// copied over the cluster's blob path (resumable, digest-checked,
+    /// under the upload cap), and the tasks start again there.
+    Move {
+        name: String,
+        /// The node to move it to (name or id).
+        #[arg(long)]
+        to: String,
+        /// Follow the move until it is done, with a progress display.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this long (e.g. 90s, 10m).
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 /// The drivers `volume create --driver` takes.

@@ -79,6 +79,33 @@ pub async fn volume(cli: &Cli, command: &VolumeCommand) -> anyhow::Result<()> {
                 t
             })
         }
+        VolumeCommand::Move {
+            name,
+            to,
+            wait,
+            timeout,
+        } => {
+            let request = ApiRequest::VolumeMove {
+                name: name.clone(),
+                to: to.clone(),
+            };
+            let response = call(cli, request)
+                .await
+                .with_context(|| format!("volume {name} was not moved"))?;
+            let ApiResponse::Volume(view) = response else {
+                bail!("unexpected answer")
+            };
+            if !*wait {
+                println!(
+                    "volume {name}: {}",
+                    view.moving
+                        .clone()
+                        .unwrap_or_else(|| format!("on node {}", node_word(&view)))
+                );
+                return Ok(());
+            }
+            follow_move(cli, name, to, *timeout).await
+        }
         VolumeCommand::Rm { name } => {
             let request = ApiRequest::VolumeRemove { name: name.clone() };
             let ApiResponse::VolumeRemoved = call(cli, request)
@@ -93,6 +120,63 @@ pub async fn volume(cli: &Cli, command: &VolumeCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// Polls the volume until its move is done: a spinner with the phase on a
+/// terminal, a line per phase otherwise.
+async fn follow_move(
+    cli: &Cli,
+    name: &str,
+    to: &str,
+    timeout: std::time::Duration,
+) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let started = std::time::Instant::now();
+    let spinner = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_prefix(format!("volume {name}"));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{prefix}: {spinner} {msg} ({elapsed})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        bar
+    });
+    let mut last = String::new();
+    loop {
+        let request = ApiRequest::VolumeInspect {
+            name: name.to_string(),
+        };
+        let ApiResponse::Volume(view) = call(cli, request).await? else {
+            bail!("unexpected answer")
+        };
+        match &view.moving {
+            None => {
+                if let Some(bar) = &spinner {
+                    bar.finish_and_clear();
+                }
+                println!("volume {name} is on node {}", node_word(&view));
+                return Ok(());
+            }
+            Some(phase) => {
+                if let Some(bar) = &spinner {
+                    bar.set_message(phase.clone());
+                } else if *phase != last {
+                    eprintln!("volume {name}: {phase}");
+                }
+                last = phase.clone();
+            }
+        }
+        if started.elapsed() > timeout {
+            if let Some(bar) = &spinner {
+                bar.abandon();
+            }
+            bail!(
+                "volume {name} is still moving to {to} after {timeout:?} ({last}); it goes on: follow it with edgectl volume inspect {name}, and see the nodes' logs"
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
 }
 

@@ -205,7 +205,8 @@ impl Node {
             ApiRequest::VolumeCreate { .. }
             | ApiRequest::VolumeRemove { .. }
             | ApiRequest::VolumeList
-            | ApiRequest::VolumeInspect { .. } => self.execute_volumes(request).await,
+            | ApiRequest::VolumeInspect { .. }
+            | ApiRequest::VolumeMove { .. } => self.execute_volumes(request).await,
             ApiRequest::TaskLogs { .. } | ApiRequest::TaskExec { .. } => {
                 self.on_task_node(request).await
             }

@@ -24,6 +24,7 @@ impl Node {
                 size_bytes,
             } => self.create_volume(&name, driver, size_bytes).await,
             ApiRequest::VolumeRemove { name } => self.remove_volume(&name).await,
+            ApiRequest::VolumeMove { name, to } => self.move_volume(&name, &to).await,
             ApiRequest::VolumeList => Ok(ApiResponse::Volumes(self.volume_views(None)?)),
             ApiRequest::VolumeInspect { name } => {
                 let mut views = self.volume_views(Some(&name))?;
@@ -133,6 +134,69 @@ impl Node {
         Ok(ApiResponse::VolumeRemoved)
     }
 
+    /// Starts a move (the controller and the two agents carry it out), or
+    /// records the target at once for a volume no task has made yet.
+    async fn move_volume(&self, name: &str, to: &str) -> ApiResult {
+        let key = volume_key(name);
+        let Some(kv) = self.inner.kv.get(key.as_bytes()).map_err(internal)? else {
+            return Err(ApiError::NotFound(format!(
+                "volume {name} does not exist (see edgectl volume ls)"
+            )));
+        };
+        let mut record: VolumeRecord = serde_json::from_slice(&kv.value).map_err(internal)?;
+        let members = self.member_names();
+        let target = members
+            .iter()
+            .find(|(id, member)| member.as_str() == to || id.to_string() == to)
+            .map(|(id, _)| *id)
+            .ok_or_else(|| {
+                ApiError::Invalid(format!(
+                    "node {to} is not a member; the members are {}",
+                    members.values().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+        match (record.node, record.moving) {
+            (_, Some(moving)) if moving.to == target => {}
+            (_, Some(moving)) => {
+                return Err(ApiError::Invalid(format!(
+                    "volume {name} is moving to node {} already; wait for that move                      (edgectl volume inspect {name})",
+                    members.get(&moving.to).cloned().unwrap_or_else(|| moving.to.to_string())
+                )))
+            }
+            (Some(holder), None) if holder == target => {}
+            (None, None) => record.node = Some(target),
+            (Some(_), None) => {
+                let started_unix_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                record.moving = Some(crate::volumes::VolumeMove {
+                    to: target,
+                    started_unix_ms,
+                });
+            }
+        }
+        self.write_volume_txn(
+            name,
+            Txn {
+                compares: vec![Compare {
+                    key: key.clone().into_bytes(),
+                    mod_revision: kv.mod_revision,
+                }],
+                success: vec![KvOp::Put {
+                    key: key.into_bytes(),
+                    value: to_json(&record),
+                }],
+                failure: vec![],
+            },
+        )
+        .await?;
+        let mut views = self.volume_views(Some(name))?;
+        views
+            .pop()
+            .map(ApiResponse::Volume)
+            .ok_or_else(|| ApiError::Internal(format!("volume {name} vanished during its move")))
+    }
+
     async fn write_volume_txn(&self, name: &str, txn: Txn) -> Result<(), ApiError> {
         let response = self.write(KvRequest::Txn(txn)).await?;
         if response.succeeded {
@@ -148,7 +212,9 @@ impl Node {
         let services = self.read_records::<ServiceRecord>(records::SERVICES_PREFIX)?;
         let tasks = self.read_records::<TaskRecord>(records::TASKS_PREFIX)?;
         let capacities = self.read_node_records::<NodeCapacity>(records::NODE_CAPACITY_PREFIX)?;
-        let snapshot_nodes = self.orchestration_snapshot()?.nodes;
+        let snapshot = self.orchestration_snapshot()?;
+        let snapshot_nodes = snapshot.nodes;
+        let (exports, imports) = (snapshot.volume_exports, snapshot.volume_imports);
         let mut views: Vec<VolumeView> = self
             .read_records::<VolumeRecord>(VOLUMES_PREFIX)?
             .into_iter()
@@ -174,6 +240,12 @@ impl Node {
                     node_up: node.map(|n| n.alive),
                     used_bytes,
                     durability: durability(&record, node.map(|n| n.name.as_str())),
+                    moving: move_phase(
+                        &record,
+                        exports.get(&record.name),
+                        imports.get(&record.name),
+                        &snapshot_nodes,
+                    ),
                     driver: record.driver.name().to_string(),
                     size_bytes: record.size_bytes,
                     created_unix: record.created_unix,
@@ -248,6 +320,32 @@ fn services_using(services: &[ServiceRecord], name: &str) -> Vec<String> {
         .collect();
     users.sort();
     users
+}
+
+/// Where a move stands, in words.
+fn move_phase(
+    record: &VolumeRecord,
+    export: Option<&crate::volumes::VolumeExport>,
+    import: Option<&crate::volumes::VolumeImport>,
+    nodes: &std::collections::BTreeMap<u64, crate::orchestrator::reconcile::NodeState>,
+) -> Option<String> {
+    let moving = record.moving?;
+    let name = |id: u64| {
+        nodes
+            .get(&id)
+            .map_or_else(|| id.to_string(), |n| n.name.clone())
+    };
+    let from = record.node.map_or_else(|| "-".to_string(), name);
+    let to = name(moving.to);
+    let export = export.filter(|e| e.move_started_unix_ms == moving.started_unix_ms);
+    Some(match export {
+        None => format!("stopping its tasks and packing it on node {from}"),
+        Some(export) if !record.move_done(Some(export), import) => format!(
+            "copying {} bytes from node {from} to node {to}",
+            export.size_bytes
+        ),
+        Some(_) => format!("copied; recording node {to} as its node"),
+    })
 }
 
 fn durability(record: &VolumeRecord, node: Option<&str>) -> String {

@@ -43,7 +43,7 @@ const KEEPER: &str = "  command: [\"sh\", \"-c\", \"[ -f /data/marker ] || echo 
 fn a_local_volume_s_task_waits_for_its_node_and_finds_its_data_there() {
     crate::support::require_root("volumes");
     let mut cluster = form_labelled(EdgeCluster::new("vlo", 3), 3, &[]);
-    let created = cluster.cli(1, &["volume", "create", "keep"]);
+    let created = cluster.cli(1, &["volume", "create", "keep", "--size", "16Mi"]);
     assert!(created.status.success(), "{}", text(&created));
     apply_ok(&cluster, 1, &service_yaml("keeper", 1, KEEPER));
     let first = running(&cluster, "keeper");
@@ -103,6 +103,56 @@ fn a_local_volume_s_task_waits_for_its_node_and_finds_its_data_there() {
             .ok_or(log)
     })
     .unwrap_or_else(|e| panic!("{e}"));
+
+    // `volume move` to the other node: the task stops, the data is copied,
+    // the task starts there with it, and the old copy goes.
+    let target = EdgeCluster::name(other);
+    let moved = cluster.cli(1, &["volume", "move", "keep", "--to", &target, "--wait"]);
+    assert!(
+        moved.status.success(),
+        "{}\n{}",
+        text(&moved),
+        node_logs(&cluster)
+    );
+    assert!(
+        text(&moved).contains(&format!("volume keep is on node {target}")),
+        "{}",
+        text(&moved)
+    );
+    let after = wait_until(CONVERGE, "the keeper on the new node", || {
+        let task = running(&cluster, "keeper");
+        (node_index(&task) == other)
+            .then_some(task)
+            .ok_or("not yet".to_string())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+    wait_until(CONVERGE, "the same marker after the move", || {
+        let log = text(&cluster.cli(1, &["logs", &after.id]));
+        log.contains(&format!("found: {found}"))
+            .then_some(())
+            .ok_or(log)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let old_copy = cluster.data_dir(holder).join("runtime/volumes/keep");
+    wait_until(CONVERGE, "the old copy deleted", || {
+        (!old_copy.exists())
+            .then_some(())
+            .ok_or(format!("{} is still there", old_copy.display()))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+    let volume: VolumeView = cluster
+        .cli_json(1, &["volume", "inspect", "keep"])
+        .expect("volume inspect");
+    assert_eq!(volume.node.as_deref(), Some(target.as_str()));
+    assert_eq!(volume.moving, None);
+    // A node that is not a member is refused, naming the members.
+    let refused = cluster.cli(1, &["volume", "move", "keep", "--to", "nowhere"]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("not a member"),
+        "{}",
+        text(&refused)
+    );
 }
 
 #[test]
