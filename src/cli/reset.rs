@@ -46,6 +46,7 @@ pub fn reset(data_dir: &Path, keep_data: bool) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot delete container {}", container.id))?;
         }
         eprintln!("removed {} containers", containers.len());
+        release_sized_volumes(rt.root())?;
         if shares_the_host_namespace(&identity.listen) {
             eprintln!(
                 "{} is a loopback address: the bridge, routes and nftables table of this \
@@ -61,6 +62,24 @@ pub fn reset(data_dir: &Path, keep_data: bool) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&root)
             .with_context(|| format!("cannot remove {}", root.display()))?;
         eprintln!("removed {}", root.display());
+    }
+    Ok(())
+}
+
+/// Unmounts every sized volume here and detaches its loop device (one
+/// still mounted in the stopped node's namespace detaches as that goes):
+/// loop devices are global, and would outlive the data dir otherwise.
+fn release_sized_volumes(runtime_root: &Path) -> anyhow::Result<()> {
+    let Ok(entries) = std::fs::read_dir(runtime_root.join("volume-images")) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(".img")) else {
+            continue;
+        };
+        runtime::sized_volume::release(runtime_root, name)
+            .with_context(|| format!("cannot release volume {name}"))?;
     }
     Ok(())
 }

@@ -228,4 +228,37 @@ fn a_sized_volume_stops_writes_at_its_size_and_is_not_removed_while_used() {
     cluster.cli_ok(1, &["volume", "rm", "small"]);
     let listed: Vec<VolumeView> = cluster.cli_json(1, &["volume", "ls"]).expect("ls");
     assert!(listed.iter().all(|v| v.name != "small"), "{listed:?}");
+
+    // A second sized volume still in use when the node goes: the
+    // teardown's `edgectl reset` leaves no loop device behind.
+    cluster.cli_ok(1, &["volume", "create", "left", "--size", "8Mi"]);
+    let user = filler
+        .replace("small", "left")
+        .replace("count=32", "count=1");
+    apply_ok(&cluster, 1, &service_yaml("user", 1, &user));
+    running(&cluster, "user");
+    let root = cluster.dirs.path().to_path_buf();
+    drop(cluster);
+    let attached = wait_until(CONVERGE, "no loop device for the test's images", || {
+        let attached = loop_devices_under(&root);
+        attached.is_empty().then_some(()).ok_or(attached)
+    });
+    assert!(attached.is_ok(), "reset left loop devices: {attached:?}");
+}
+
+/// Loop devices whose backing file is under `root`.
+fn loop_devices_under(root: &std::path::Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let backing = std::fs::read_to_string(entry.path().join("loop/backing_file")).ok()?;
+            backing
+                .trim()
+                .starts_with(root.to_str()?)
+                .then(|| format!("{:?} -> {}", entry.file_name(), backing.trim()))
+        })
+        .collect()
 }
