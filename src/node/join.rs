@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use raft::transport::{pki, rpc, Endpoint};
 use raft::{Compare, KvOp, KvRequest, PeerNode, Txn};
-use tracing::info;
+use tracing::{debug, info};
 
 use super::api::internal;
 use super::peer::{JoinRequest, JoinResponse, PeerRequest, PeerResponse, FORWARD_TIMEOUT};
@@ -19,6 +19,9 @@ use crate::paths::{write_file_atomic, DataDir, NodeIdentity, DATA_DIR_FORMAT};
 
 const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
 const ID_ALLOCATION_ATTEMPTS: usize = 16;
+/// How long a join waits for a membership change under way to finish
+/// (well within `JOIN_TIMEOUT`).
+const MEMBERSHIP_BUSY_WAIT_MAX: Duration = Duration::from_secs(10);
 
 /// The new node's side: checks the cluster's CA against the token before it
 /// sends the secret, has its CSR signed, and writes its identity. The caller
@@ -220,13 +223,7 @@ impl Node {
             name: request.name.clone(),
             addr: request.advertise.clone(),
         };
-        self.inner
-            .raft
-            .add_learner(node_id, peer, false)
-            .await
-            .map_err(|e| {
-                ApiError::Internal(format!("cannot add node {node_id} as a learner: {e}"))
-            })?;
+        self.add_learner_when_free(node_id, peer).await?;
         info!(node_id, name = %request.name, addr = %request.advertise, "node joined as a learner");
         Ok(JoinResponse {
             cluster_id: cluster.cluster_id,
@@ -234,6 +231,41 @@ impl Node {
             cert_pem,
             ca_cert_pem: cluster.ca_cert_pem,
         })
+    }
+
+    /// Adds the learner, waiting out a membership change already under way
+    /// (autopilot promoting or removing a voter): openraft takes one at a
+    /// time, and the joiner would otherwise be refused for a race it cannot
+    /// see (seen in 1 run of 5 of the autopilot test).
+    async fn add_learner_when_free(&self, node_id: u64, peer: PeerNode) -> Result<(), ApiError> {
+        use raft::openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
+        let deadline = tokio::time::Instant::now() + MEMBERSHIP_BUSY_WAIT_MAX;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self
+                .inner
+                .raft
+                .add_learner(node_id, peer.clone(), false)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    ChangeMembershipError::InProgress(busy),
+                ))) if tokio::time::Instant::now() < deadline => {
+                    debug!(
+                        node_id,
+                        "membership change under way ({busy}); join retries"
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                Err(e) => {
+                    return Err(ApiError::Internal(format!(
+                        "cannot add node {node_id} as a learner: {e}"
+                    )))
+                }
+            }
+        }
     }
 
     /// Takes the next node id with a compare-and-swap, and records the node.
