@@ -197,7 +197,7 @@ if ((with_swarm)); then
         --entrypoint "/bin/sh -c 'exit 1'"
 fi
 
-awk -v replicas="$replicas" '
+awk -v replicas="$replicas" -v swarm="$with_swarm" '
 function field(line, key,    n, parts, i, kv) {
     n = split(line, parts, " ")
     for (i = 1; i <= n; i++) { split(parts[i], kv, "="); if (kv[1] == key) return kv[2] }
@@ -226,7 +226,9 @@ END {
     print "  spec expected (the new one; the old one after a bad update); settled: edgectl rollout complete (monitor"
     print "  passed) or rolled back, Swarm UpdateStatus completed or rollback_completed; ratio: edgectl / Swarm"
     print "load: 2 clients, a new connection per request, from a task on node 1; edgectl: through the service VIP"
-    print "  (net_load steady); Swarm: dnsrr, no VIP: DNS round robin, web resolved through 127.0.0.11 per request"
+    print "  (net_load steady)" (swarm ? "; Swarm: dnsrr, no VIP: DNS round robin, web resolved through 127.0.0.11" : "")
+    if (swarm) print "  per request, the next address of each answer (scripts/lib/swarm.sh swarm_steady)"
+    else print "Swarm not run (--smoke or --no-swarm)"
     for (i = 1; i <= 3; i++) {
         s = row["swarm-" names[i]]
         if (s != "" && field(s, "state") != (names[i] == "bad" ? "rollback_completed" : "completed"))
