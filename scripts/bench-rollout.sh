@@ -197,6 +197,8 @@ if ((with_swarm)); then
         --entrypoint "/bin/sh -c 'exit 1'"
 fi
 
+# The raw lines (every failure reason shown) on stderr, the table on stdout.
+sed 's/^/bench-rollout: raw: /' "$results" >&2
 awk -v replicas="$replicas" -v swarm="$with_swarm" '
 function field(line, key,    n, parts, i, kv) {
     n = split(line, parts, " ")
