@@ -1,9 +1,11 @@
+# shellcheck shell=bash disable=SC2154 # prefix and work: set by the caller
 # Sourced by scripts/bench-rollout.sh: Docker Swarm on namespaced nodes, the
 # peer a bench measures edgectl against on the same machine in the same run.
 # Before sourcing, set:
 #   prefix    the edgectl cluster's harness prefix (Swarm's is "${prefix}sw")
 #   work      a scratch dir (each dockerd's data root goes under it)
-# and have scripts/lib/bench.sh sourced (bench_log).
+# and have scripts/lib/bench.sh (bench_log, CARGO_TARGET_DIR) and
+# scripts/lib/netns-cluster.sh (wait_for) sourced.
 #
 # How it runs here (../shared/FACTS.md, "Peers to measure against"): one
 # dockerd per node network namespace (scripts/netns-harness.sh, linked by
