@@ -9,12 +9,19 @@
 #   - the same with parallelism 5;
 #   - a bad update (the command exits 1) with the default policy: apply ->
 #     every replica ready on the old spec again (target <= 5 s).
-# Swarm's figures for the same counts are printed beside them as measured
-# earlier on this machine (../shared/FACTS.md: 39-42 s, 14-15 s with
-# parallelism 5, 7.5-8.4 s to roll back), not in this run.
-# Usage: scripts/bench-rollout.sh [--smoke] [--replicas N]
-#   --smoke   4 replicas, a debug build: proves the bench still works;
-#             figures mean nothing
+# Then, once edgectl's nodes are gone, the same for Docker Swarm
+# (scripts/lib/swarm.sh: 1 manager + 2 workers on namespaced nodes linked
+# the same way, the same image, 20 replicas, `--endpoint-mode dnsrr`):
+# Swarm's defaults (no healthcheck: a task counts once it runs), then
+# `--update-parallelism 5 --update-delay 0s`, then the bad update with
+# `--update-failure-action rollback` (Swarm's default is to pause). Swarm
+# has no VIP here (no IPVS): its client, a task on node 1, resolves the
+# service through Docker's DNS before each request (DNS round robin).
+# Prints each measure for edgectl and Swarm, and edgectl / Swarm.
+# Usage: scripts/bench-rollout.sh [--smoke] [--replicas N] [--no-swarm]
+#   --smoke     4 replicas, a debug build, no Swarm: proves the bench still
+#               works; figures mean nothing
+#   --no-swarm  edgectl only (no docker needed)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -24,10 +31,12 @@ bench_init rollout "$@"
 set -- "${BENCH_ARGS[@]}"
 
 replicas=20
-((BENCH_SMOKE)) && replicas=4
+with_swarm=1
+((BENCH_SMOKE)) && replicas=4 && with_swarm=0
 while (($#)); do
     case $1 in
     --replicas) replicas=$2 && shift 2 ;;
+    --no-swarm) with_swarm=0 && shift ;;
     *) bench_log "unknown argument $1" && exit 2 ;;
     esac
 done
@@ -40,11 +49,15 @@ prefix=brol
 work=$(mktemp -d /var/tmp/edgectl-bench-rollout.XXXXXX)
 # shellcheck source=scripts/lib/netns-cluster.sh
 source scripts/lib/netns-cluster.sh
+# shellcheck source=scripts/lib/swarm.sh
+source scripts/lib/swarm.sh
 cleanup() {
     cluster_teardown
+    ((with_swarm)) && swarm_down
     rm -rf "$work"
 }
 trap cleanup EXIT
+((with_swarm)) && swarm_install
 
 bench_log "forming three nodes"
 cluster_form 3
@@ -120,21 +133,110 @@ measure good5 3 "$serve" $'  update:\n    parallelism: 5\n'
 bench_log "a bad update of $replicas replicas (exit 1), default policy"
 measure bad 4 "exit 1"
 
-awk -v replicas="$replicas" '
+# The same three updates on Swarm, once edgectl's nodes are gone.
+# swarm_all_on VERSION: every replica desired running runs with that VERSION.
+swarm_all_on() {
+    swarm_tasks web | jq -e --arg v "VERSION=$1" --argjson n "$replicas" \
+        'length == $n and all(.Status.State == "running" and (.Spec.ContainerSpec.Env | index($v)))' >/dev/null
+}
+swarm_failed_over() { [[ $(swarm_update_state web) == rollback_* ]]; }
+swarm_running() { [[ $(swarm_tasks "$1" | jq '[.[] | select(.Status.State == "running")] | length') -ge $2 ]]; }
+# measure_swarm NAME VERSION [UPDATE FLAGS...]: as measure, for `docker
+# service update --env-add VERSION=...`; settled is Swarm's UpdateStatus
+# completed (the last task's 5 s monitor passed) or rollback_completed.
+measure_swarm() {
+    local name=$1 version=$2 before expect started ready_ms settled_ms
+    shift 2
+    before=$swarm_version
+    rm -f "$work/stop"
+    swarm_steady "$swarm_client_pid" web 8080 "$work/stop" >"$work/steady-swarm-$name" &
+    local client=$!
+    sleep 1
+    started=$(now_ms)
+    swarm_cli service update --detach --quiet --no-resolve-image --env-add "VERSION=$version" "$@" web >/dev/null
+    if [[ $name == bad ]]; then
+        expect=$before
+        wait_for 300 "Swarm $name: the update failed" swarm_failed_over
+    else
+        expect=$version
+    fi
+    wait_for 300 "Swarm $name: every replica on VERSION=$expect" swarm_all_on "$expect"
+    ready_ms=$(($(now_ms) - started))
+    local deadline=$((SECONDS + 300)) state
+    while state=$(swarm_update_state web) && [[ $state == updating || $state == rollback_started ]]; do
+        ((SECONDS < deadline)) || { bench_log "Swarm $name: the update did not settle" && return 1; }
+        sleep 0.1
+    done
+    settled_ms=$(($(now_ms) - started))
+    swarm_version=$expect
+    touch "$work/stop"
+    wait "$client"
+    echo "swarm-$name ready_ms=$ready_ms settled_ms=$settled_ms state=$state $(cat "$work/steady-swarm-$name")" >>"$results"
+}
+
+if ((with_swarm)); then
+    cluster_teardown
+    bench_log "forming a Swarm of three nodes"
+    swarm_up 3
+    swarm_cli service create --detach --quiet --no-resolve-image --name client --endpoint-mode dnsrr --network bench \
+        --constraint node.role==manager busybox:latest sleep 100000 >/dev/null
+    # The image's own entrypoint: busybox httpd on 8080 under a shell that
+    # exits on SIGTERM (scripts/build-images.sh); the same reservations.
+    swarm_cli service create --detach --quiet --no-resolve-image --name web --replicas "$replicas" --endpoint-mode dnsrr \
+        --network bench --env VERSION=1 --reserve-cpu 0.01 --reserve-memory 8M httpd:latest >/dev/null
+    swarm_version=1
+    wait_for 180 "Swarm: $replicas running replicas" swarm_all_on 1
+    wait_for 60 "Swarm: the client task" swarm_running client 1
+    swarm_client_pid=$(swarm_container_pid client)
+    bench_log "Swarm: a good update of $replicas replicas, default policy"
+    measure_swarm good 2
+    bench_log "Swarm: a good update of $replicas replicas, parallelism 5, delay 0s"
+    measure_swarm good5 3 --update-parallelism 5 --update-delay 0s
+    bench_log "Swarm: a bad update of $replicas replicas (exit 1), default policy but rollback on failure"
+    measure_swarm bad 4 --update-parallelism 1 --update-failure-action rollback \
+        --entrypoint "/bin/sh -c 'exit 1'"
+fi
+
+# The raw lines (every failure reason shown) on stderr, the table on stdout.
+sed 's/^/bench-rollout: raw: /' "$results" >&2
+awk -v replicas="$replicas" -v swarm="$with_swarm" '
 function field(line, key,    n, parts, i, kv) {
     n = split(line, parts, " ")
     for (i = 1; i <= n; i++) { split(parts[i], kv, "="); if (kv[1] == key) return kv[2] }
     return ""
 }
+function seconds(line, key) { return line == "" ? "-" : sprintf("%.1f", field(line, key) / 1000) }
+function count(line, key) { return line == "" ? "-" : field(line, key) }
+function ratio(a, b) { return (a == "-" || b == "-" || b + 0 == 0) ? "-" : sprintf("%.2f", a / b) }
+function show(label, e, s, with_ratio) {
+    printf "%-58s %9s %9s %7s\n", label, e, s, with_ratio ? ratio(e, s) : "-"
+}
 { row[$1] = $0 }
 END {
-    printf "%-44s %10s %10s %8s %8s %s\n", "measure (" replicas " replicas)", "ready s", "settled s", "ok req", "failed", "Swarm here (FACTS.md)"
+    printf "%-58s %9s %9s %7s\n", "measure (" replicas " replicas)", "edgectl", "Swarm", "ratio"
     split("good good5 bad", names, " ")
-    split("good update, default policy|good update, parallelism 5|bad update (exit 1) -> back on the old spec", labels, "|")
-    split("39-42 s|14-15 s|7.5-8.4 s (target <= 5 s)", swarm, "|")
+    split("good update, default policy|good update, parallelism 5|bad update (exit 1)", labels, "|")
     for (i = 1; i <= 3; i++) {
-        r = row[names[i]]
-        printf "%-44s %10.1f %10.1f %8s %8s %s\n", labels[i], field(r, "ready_ms") / 1000, field(r, "settled_ms") / 1000, field(r, "ok"), field(r, "failed"), swarm[i]
+        e = row[names[i]]
+        s = row["swarm-" names[i]]
+        show(labels[i] ": all ready, s", seconds(e, "ready_ms"), seconds(s, "ready_ms"), 1)
+        show(labels[i] ": settled, s", seconds(e, "settled_ms"), seconds(s, "settled_ms"), 1)
+        show(labels[i] ": requests ok", count(e, "ok"), count(s, "ok"), 0)
+        show(labels[i] ": requests failed", count(e, "failed"), count(s, "failed"), 0)
     }
-    print "ready: every replica ready on the generation expected; settled: the rollout complete (monitor passed) or rolled back"
+    print "all ready: from the update to every replica ready (Swarm: running; it has no readiness by default) on the"
+    print "  spec expected (the new one; the old one after a bad update); settled: edgectl rollout complete (monitor"
+    print "  passed) or rolled back, Swarm UpdateStatus completed or rollback_completed; ratio: edgectl / Swarm"
+    print "load: 2 clients, a new connection per request, from a task on node 1; edgectl: through the service VIP"
+    print "  (net_load steady)" (swarm ? "; Swarm: dnsrr, no VIP: DNS round robin, web resolved through 127.0.0.11" : "")
+    if (swarm) print "  per request, the next address of each answer (scripts/lib/swarm.sh swarm_steady)"
+    else print "Swarm not run (--smoke or --no-swarm)"
+    for (i = 1; i <= 3; i++) {
+        s = row["swarm-" names[i]]
+        if (s != "" && field(s, "state") != (names[i] == "bad" ? "rollback_completed" : "completed"))
+            print "Swarm " names[i] ": the update ended " field(s, "state")
+    }
+    for (name in row) if (field(row[name], "failed") + 0 > 0) {
+        line = row[name]; sub(/.*first_failures=/, "", line); print name " first failures: " line
+    }
 }' "$results"
