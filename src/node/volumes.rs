@@ -75,26 +75,7 @@ impl Node {
             created_by: "volume create".into(),
             moving: None,
         };
-        self.write_volume_txn(
-            name,
-            Txn {
-                compares: vec![Compare {
-                    key: key.clone().into_bytes(),
-                    mod_revision: 0,
-                }],
-                success: vec![KvOp::Put {
-                    key: key.into_bytes(),
-                    value: to_json(&record),
-                }],
-                failure: vec![],
-            },
-        )
-        .await?;
-        let mut views = self.volume_views(Some(name))?;
-        views
-            .pop()
-            .map(ApiResponse::Volume)
-            .ok_or_else(|| ApiError::Internal(format!("volume {name} vanished after its create")))
+        self.put_volume_and_view(&record, 0).await
     }
 
     /// Refused while a service's spec names it: its tasks would start
@@ -175,16 +156,24 @@ impl Node {
                 });
             }
         }
+        self.put_volume_and_view(&record, kv.mod_revision).await
+    }
+
+    /// Writes `record` if its key is still at `mod_revision` (0: absent),
+    /// and answers with its view.
+    async fn put_volume_and_view(&self, record: &VolumeRecord, mod_revision: u64) -> ApiResult {
+        let name = &record.name;
+        let key = volume_key(name).into_bytes();
         self.write_volume_txn(
             name,
             Txn {
                 compares: vec![Compare {
-                    key: key.clone().into_bytes(),
-                    mod_revision: kv.mod_revision,
+                    key: key.clone(),
+                    mod_revision,
                 }],
                 success: vec![KvOp::Put {
-                    key: key.into_bytes(),
-                    value: to_json(&record),
+                    key,
+                    value: to_json(record),
                 }],
                 failure: vec![],
             },
@@ -194,7 +183,7 @@ impl Node {
         views
             .pop()
             .map(ApiResponse::Volume)
-            .ok_or_else(|| ApiError::Internal(format!("volume {name} vanished during its move")))
+            .ok_or_else(|| ApiError::Internal(format!("volume {name} vanished after its write")))
     }
 
     async fn write_volume_txn(&self, name: &str, txn: Txn) -> Result<(), ApiError> {

@@ -115,27 +115,27 @@ impl Decision {
     /// controller adds the service events to it.)
     pub fn task_txn(&self) -> Txn {
         let mut txn = Txn::default();
-        for (record, expected_mod_revision) in &self.volumes {
-            let key = volume_key(&record.name).into_bytes();
+        let mut guarded_put = |key: String, value: Vec<u8>, mod_revision: u64| {
+            let key = key.into_bytes();
             txn.compares.push(Compare {
                 key: key.clone(),
-                mod_revision: *expected_mod_revision,
+                mod_revision,
             });
-            txn.success.push(KvOp::Put {
-                key,
-                value: to_json(record),
-            });
+            txn.success.push(KvOp::Put { key, value });
+        };
+        for (record, expected_mod_revision) in &self.volumes {
+            guarded_put(
+                volume_key(&record.name),
+                to_json(record),
+                *expected_mod_revision,
+            );
         }
         for (service, record, expected_mod_revision) in &self.rollouts {
-            let key = records::rollout_key(service).into_bytes();
-            txn.compares.push(Compare {
-                key: key.clone(),
-                mod_revision: *expected_mod_revision,
-            });
-            txn.success.push(KvOp::Put {
-                key,
-                value: to_json(record),
-            });
+            guarded_put(
+                records::rollout_key(service),
+                to_json(record),
+                *expected_mod_revision,
+            );
         }
         for change in &self.changes {
             let (id, expected_mod_revision) = match change {
