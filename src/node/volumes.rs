@@ -74,6 +74,10 @@ impl Node {
             created_unix: now_unix(),
             created_by: "volume create".into(),
             moving: None,
+            replicas: 1,
+            sync_interval_secs: 0,
+            replica_nodes: Vec::new(),
+            restoring: None,
         };
         self.put_volume_and_view(&record, 0).await
     }
@@ -346,5 +350,11 @@ fn durability(record: &VolumeRecord, node: Option<&str>) -> String {
         (VolumeDriver::Local, None) => {
             "one copy, made on the node its first task is placed on".to_string()
         }
+        (VolumeDriver::Replicated, _) => format!(
+            "{} copies; a generation every {} s is fsync'd on the other nodes: when the \
+             holder's node is lost, its tasks restart on the node with the newest one, and \
+             at most the last {} s of writes (plus the time to ship them) are lost",
+            record.replicas, record.sync_interval_secs, record.sync_interval_secs
+        ),
     }
 }

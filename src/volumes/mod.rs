@@ -11,6 +11,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod replicated;
+
 /// Where the records live.
 pub const VOLUMES_PREFIX: &str = "/sys/volumes/";
 
@@ -65,13 +67,14 @@ pub struct VolumeImport {
     pub digest: String,
 }
 
-/// What backs a volume. Only `local` is built; the CLI and the spec refuse
-/// the others by name.
+/// What backs a volume.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VolumeDriver {
     /// A directory (or, with a size, its own filesystem) on one node.
     Local,
+    /// Kept on `replicas` nodes, shipped every `syncInterval` (replicated.rs).
+    Replicated,
 }
 
 impl VolumeDriver {
@@ -79,8 +82,20 @@ impl VolumeDriver {
     pub fn name(self) -> &'static str {
         match self {
             VolumeDriver::Local => "local",
+            VolumeDriver::Replicated => "replicated",
         }
     }
+}
+
+/// A replicated volume's size when none is given.
+pub const REPLICATED_SIZE_DEFAULT: u64 = 1 << 30;
+/// Copies of a replicated volume when none is said (the holder's included).
+pub const REPLICAS_DEFAULT: u32 = 2;
+/// How often a replicated volume's primary publishes a generation.
+pub const SYNC_INTERVAL_DEFAULT_SECS: u64 = 10;
+
+fn one() -> u32 {
+    1
 }
 
 /// One volume.
@@ -100,6 +115,18 @@ pub struct VolumeRecord {
     /// A move under way.
     #[serde(default)]
     pub moving: Option<VolumeMove>,
+    /// Copies kept, the holder's included (1 for a local volume).
+    #[serde(default = "one")]
+    pub replicas: u32,
+    /// Replicated: seconds between generations.
+    #[serde(default)]
+    pub sync_interval_secs: u64,
+    /// Replicated: the nodes keeping copies besides the holder.
+    #[serde(default)]
+    pub replica_nodes: Vec<u64>,
+    /// Replicated: a failover's restore under way on the new holder.
+    #[serde(default)]
+    pub restoring: Option<replicated::Restoring>,
 }
 
 impl VolumeRecord {
@@ -150,6 +177,10 @@ mod tests {
                 to: 2,
                 started_unix_ms: 500,
             }),
+            replicas: 1,
+            sync_interval_secs: 0,
+            replica_nodes: Vec::new(),
+            restoring: None,
         };
         let export = VolumeExport {
             from: 1,
@@ -196,6 +227,10 @@ mod tests {
             created_unix: 7,
             created_by: "service db".into(),
             moving: None,
+            replicas: 1,
+            sync_interval_secs: 0,
+            replica_nodes: Vec::new(),
+            restoring: None,
         };
         let json = serde_json::to_string(&record).expect("json");
         assert!(json.contains(r#""driver":"local""#), "{json}");
