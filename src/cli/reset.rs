@@ -97,6 +97,12 @@ fn remove_network_state(rt: &runtime::Runtime) {
         Ok(()) => eprintln!("removed nftables table {table}"),
         Err(e) => eprintln!("cannot remove nftables table {table}: {e}"),
     }
+    let chain = runtime::forward::FORWARD_CHAIN;
+    match runtime::forward::remove_forward_accept() {
+        Ok(true) => eprintln!("removed chain {chain} from the filter table"),
+        Ok(false) => {}
+        Err(e) => eprintln!("cannot remove chain {chain} from the filter table: {e}"),
+    }
     // The VXLAN device before the routes: its routes, neighbours and FDB
     // entries go with it.
     let device = runtime::vxlan::VXLAN_DEVICE;

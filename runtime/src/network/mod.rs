@@ -11,8 +11,12 @@
 //! `nftables`: edgectl's nftables table (published ports, masquerade of
 //! tasks' outbound traffic), applied whole through `nft -f`.
 //!
+//! `forward`: the accept of the pod CIDR's forwarded traffic in a host's
+//! iptables-nft `filter FORWARD` chain (policy drop on Docker hosts).
+//!
 //! Not here (yet): IPv6.
 
+pub mod forward;
 pub(crate) mod netlink;
 pub mod nftables;
 pub mod routes;

@@ -307,7 +307,15 @@ fn published_ports_answer_from_outside_and_follow_their_tasks() {
 
 #[test]
 fn a_task_reaches_the_outside_as_its_node_and_tasks_see_each_other() {
-    let cluster = form_labelled(EdgeCluster::new("nout", 2), 2, &[]);
+    // Both nodes are Docker-like hosts: iptables-nft's filter FORWARD
+    // chain drops what no rule accepts. Forwarded pod traffic (bridge to
+    // eth0, eth0 to bridge) passes only through edgectl's accept rules.
+    let net = EdgeCluster::new("nout", 2);
+    for i in 1..=2 {
+        net.net
+            .exec_ok(i, ["iptables-nft", "-w", "-P", "FORWARD", "DROP"]);
+    }
+    let cluster = form_labelled(net, 2, &[]);
     let outside = OutsideHost::new(&cluster);
     run_on(
         &cluster,
@@ -362,4 +370,15 @@ fn a_task_reaches_the_outside_as_its_node_and_tasks_see_each_other() {
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));
+
+    // The policy is still drop; the accept is one jump to edgectl's chain.
+    let forward = cluster
+        .net
+        .exec_ok(1, ["iptables-nft", "-w", "-S", "FORWARD"]);
+    assert!(forward.contains("-P FORWARD DROP"), "{forward}");
+    assert_eq!(
+        forward.matches("-j EDGECTL-FORWARD").count(),
+        1,
+        "{forward}"
+    );
 }
