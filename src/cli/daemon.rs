@@ -88,7 +88,11 @@ pub async fn init(data_dir: &Path, args: InitArgs) -> anyhow::Result<()> {
         node_prefix_len: args.node_prefix,
         mode: args.network,
         vxlan: edgectl::network::config::VxlanConfig {
-            vni: args.vxlan_vni,
+            // Replaced by one derived from the cluster id unless given
+            // (init_data_dir_with_network); checked here either way.
+            vni: args
+                .vxlan_vni
+                .unwrap_or(edgectl::network::config::DEFAULT_VXLAN_VNI),
             port: args.vxlan_port,
         },
         service_cidr: args.service_cidr,
@@ -101,6 +105,7 @@ pub async fn init(data_dir: &Path, args: InitArgs) -> anyhow::Result<()> {
         &advertise,
         config.cert_validity,
         network,
+        args.vxlan_vni,
     )
     .with_context(|| format!("cannot initialize a cluster in {}", data_dir.display()))?;
     let node = Node::start(config).await.context("cannot start the node")?;
