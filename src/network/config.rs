@@ -237,6 +237,19 @@ impl ClusterNetwork {
         self.pod_cidr.subblock_count(self.node_prefix_len)
     }
 
+    /// The MTU of the bridge and the tasks' interfaces: in `vxlan` mode the
+    /// tunnel's (`UNDERLAY_MTU` less the encapsulation), so that a task
+    /// never sends a full-size packet the tunnel must fragment or drop;
+    /// None (the kernel's 1500) in `routed` mode.
+    pub fn pod_mtu(&self) -> Option<u32> {
+        match self.mode {
+            NetworkMode::Routed => None,
+            NetworkMode::Vxlan => {
+                Some(super::vxlan::UNDERLAY_MTU - super::vxlan::VXLAN_OVERHEAD_BYTES)
+            }
+        }
+    }
+
     /// Whether `block` is one of this network's node blocks.
     pub fn is_node_block(&self, block: &Ipv4Cidr) -> bool {
         block.prefix_len() == self.node_prefix_len && self.pod_cidr.contains(block)

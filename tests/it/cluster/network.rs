@@ -80,6 +80,34 @@ fn fetch(cluster: &EdgeCluster, client: &TaskView, server_ip: &str) -> Result<St
 
 const SLEEP: &str = "  command: [\"sleep\", \"100000\"]\n";
 
+/// The MTU of `eth0` inside `task`'s container, as the container sees it.
+fn task_mtu(cluster: &EdgeCluster, task: &TaskView) -> String {
+    cluster
+        .cli_ok(
+            1,
+            &[
+                "exec",
+                task.id.as_str(),
+                "--",
+                "cat",
+                "/sys/class/net/eth0/mtu",
+            ],
+        )
+        .trim()
+        .to_string()
+}
+
+/// The MTU of link `name` in node `i`'s namespace.
+fn link_mtu(cluster: &EdgeCluster, i: usize, name: &str) -> u64 {
+    let json = cluster
+        .net
+        .exec_ok(i, ["ip", "-j", "link", "show", "dev", name]);
+    let links: serde_json::Value = serde_json::from_str(&json).expect("ip -j output");
+    links[0]["mtu"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no mtu in {json}"))
+}
+
 #[test]
 fn a_task_reaches_a_task_on_another_node_also_after_that_node_moves() {
     let mut cluster = network_cluster("nrt", 3, &[]);
@@ -120,6 +148,8 @@ fn a_task_reaches_a_task_on_another_node_also_after_that_node_moves() {
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
     assert!(!page.is_empty());
+    // Routed mode adds no header: the kernel's MTU stays.
+    assert_eq!(task_mtu(&cluster, &client), "1500");
 
     // Node 3 comes back on a new address (moved.rs): the others route its
     // block there, and its task is reached at the same task address.
@@ -349,6 +379,12 @@ fn vxlan_a_task_reaches_a_task_on_a_node_behind_a_router() {
     )
     .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
     assert!(!page.is_empty());
+
+    // The tunnel takes 50 bytes of the underlay's 1500: the tasks and the
+    // bridge use the tunnel's MTU, so no full-size packet needs fragmenting.
+    assert_eq!(task_mtu(&cluster, &client), "1450", "inside the container");
+    assert_eq!(link_mtu(&cluster, 1, "edgectl.vx"), 1450);
+    assert_eq!(link_mtu(&cluster, 1, "edgectl0"), 1450, "the bridge");
 
     // reset, in node 1's namespace, removes the device and so its entries.
     cluster.kill(1);
