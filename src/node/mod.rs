@@ -21,6 +21,7 @@ pub mod nat;
 mod orchestration;
 mod pacing;
 pub mod peer;
+mod ports;
 mod proposer;
 mod rollouts;
 mod routes;
