@@ -192,13 +192,30 @@ async fn run_until_signal(node: Node) -> anyhow::Result<()> {
         signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?;
     let mut interrupt =
         signal(SignalKind::interrupt()).context("cannot install a SIGINT handler")?;
+    let mut removed = false;
     let fatal = tokio::select! {
         _ = terminate.recv() => None,
         _ = interrupt.recv() => None,
         reason = node.raft_stopped() => Some(reason),
+        _ = node.removed() => {
+            removed = true;
+            None
+        }
     };
     tracing::info!("stopping");
     node.shutdown().await;
+    if removed {
+        // Not a crash: a supervisor that restarts on failure leaves it
+        // stopped (a restart would only learn the same again).
+        node.clean_up_after_removal().await;
+        eprintln!(
+            "node {} was removed from cluster {} while it was away: it stopped its tasks and \
+             removed its network state. To come back: `edgectl reset`, then `edgectl join`",
+            node.identity().node_id,
+            node.identity().cluster_id
+        );
+        return Ok(());
+    }
     match fatal {
         None => Ok(()),
         Some(reason) => anyhow::bail!(

@@ -216,7 +216,7 @@ fn a_task_reaches_a_task_on_another_node_also_after_that_node_moves() {
 #[test]
 fn a_removed_node_s_block_is_reclaimed_and_its_route_goes() {
     // Four nodes, three voters: the learner, once silent for 3 s, leaves.
-    let cluster = network_cluster("nrm", 4, &["--remove-after", "3s"]);
+    let mut cluster = network_cluster("nrm", 4, &["--remove-after", "3s"]);
     let learner = wait_until(CONVERGE, "a learner", || {
         let nodes = cluster.nodes(1)?;
         nodes
@@ -228,6 +228,9 @@ fn a_removed_node_s_block_is_reclaimed_and_its_route_goes() {
     .unwrap();
     let gone: usize = learner.trim_start_matches("node").parse().expect("nodeN");
     let watcher = (1..=4).find(|i| *i != gone).expect("another node");
+    // The learner runs a task: its bridge, routes and table are in use.
+    run_on(&cluster, "lonely", "busybox:latest", gone, SLEEP);
+    running_task(&cluster, "lonely");
     let via_gone = format!(" via {}", cluster.net.addr(gone));
     wait_until(
         CONVERGE,
@@ -261,6 +264,36 @@ fn a_removed_node_s_block_is_reclaimed_and_its_route_goes() {
         3,
         "three blocks left: {blocks}"
     );
+
+    // The learner comes back: the leader tells it it is no longer a
+    // member, and it stops its task, removes its network state and exits.
+    assert!(!edgectl_routes(&cluster, gone).is_empty(), "left as it was");
+    cluster.serve(gone);
+    let name = EdgeCluster::name(gone);
+    wait_until(CONVERGE, "the removed node exits", || {
+        match cluster.net.status(&name) {
+            crate::support::ProcessStatus::Running(_) => Err("running".to_string()),
+            other => Ok(other),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.net.log(&name)));
+    let log = cluster.net.log(&name);
+    assert!(log.contains("was removed from cluster"), "{log}");
+    assert!(edgectl_routes(&cluster, gone).is_empty(), "no route left");
+    assert_eq!(cluster.net.exec_ok(gone, ["nft", "list", "tables"]), "");
+    let links = cluster.net.exec_ok(gone, ["ip", "-o", "link", "show"]);
+    assert!(!links.contains("edgectl0"), "no bridge left: {links}");
+    let containers = cluster.data_dir(gone).join("runtime/containers");
+    let left: Vec<_> = std::fs::read_dir(&containers)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name())
+                .filter(|name| !name.to_string_lossy().starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "containers left: {left:?}");
 }
 
 #[test]
