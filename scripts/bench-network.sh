@@ -50,126 +50,84 @@ bash scripts/build-images.sh "$images" >/dev/null
 bench_build -p edgectl --bin edgectl --bin net_load
 edgectl="$BENCH_BIN/edgectl"
 load="$BENCH_BIN/net_load"
-harness=(bash scripts/netns-harness.sh)
-port=7440
 nodes=$((2 + joins))
 
-work=$(mktemp -d /var/tmp/edgectl-bench-net.XXXXXX)
+# One cluster per mode, each with its own harness prefix and data dirs
+# under $base/PREFIX; scripts/lib/netns-cluster.sh (sourced per mode, as
+# it reads $prefix and $work) forms and tears it down.
+base=$(mktemp -d /var/tmp/edgectl-bench-net.XXXXXX)
 prefix=""
-teardown() {
-    [[ -n $prefix ]] || return 0
-    "${harness[@]}" down "$prefix" >/dev/null 2>&1 || true
-    # Containers outlive their nodes: reset each data dir, in an empty
-    # network namespace (the node's is gone).
-    for dir in "$work/$prefix"/n*; do
-        [[ -f $dir/node.json ]] && unshare --net -- "$edgectl" --data-dir "$dir" reset >/dev/null 2>&1 || true
-    done
-    prefix=""
-}
 cleanup() {
-    teardown
-    rm -rf "$work"
+    if [[ -n $prefix ]] && declare -F cluster_teardown >/dev/null; then
+        cluster_teardown
+    fi
+    rm -rf "$base"
 }
 trap cleanup EXIT
 
-# wait_for SECONDS WHAT COMMAND...: until COMMAND succeeds.
-wait_for() {
-    local limit=$1 what=$2 deadline
-    shift 2
-    deadline=$((SECONDS + limit))
-    until "$@" >/dev/null 2>&1; do
-        if ((SECONDS >= deadline)); then
-            bench_log "gave up waiting for $what"
-            for log in /run/edgectl-harness/"$prefix"/*.log; do
-                echo "--- $log" >&2 && tail -n 15 "$log" >&2
-            done
-            return 1
-        fi
-        sleep 0.1
-    done
-}
-
-node_start() { # I VERB...
-    local i=$1
-    shift
-    "${harness[@]}" start "$prefix" "$i" "node$i" -- env HOME="$work" "$edgectl" \
-        --data-dir "$work/$prefix/n$i" "$@" --listen "$(addr "$i"):$port" --name "node$i" >/dev/null
-}
-addr() { "${harness[@]}" addr "$prefix" "$1"; }
-logged() { grep -q "$2" "/run/edgectl-harness/$prefix/$1.log"; }
-cli() { "${harness[@]}" exec "$prefix" 1 -- "$edgectl" --data-dir "$work/$prefix/n1" "$@"; }
 # The pinned network namespace of node I's one container.
-task_netns() {
-    local found=("$work/$prefix/n$1"/runtime/containers/*/netns)
+sole_task_netns() {
+    local found=("$work/n$1"/runtime/containers/*/netns)
     [[ -e ${found[0]} ]] && echo "${found[0]}"
 }
 task_ip() {
-    nsenter --net="$(task_netns "$1")" ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1
+    nsenter --net="$(sole_task_netns "$1")" ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1
 }
 
 # Figures, one line per mode and path: "MODE PATH key=value...".
-results="$work/results"
+results="$base/results"
 : >"$results"
 
 run_mode() {
     local mode=$1
     prefix=bnet${mode:0:1}
-    mkdir -p "$work/$prefix"
-    "${harness[@]}" up "$prefix" "$nodes" >/dev/null
+    work=$base/$prefix
+    mkdir -p "$work"
+    # shellcheck source=scripts/lib/netns-cluster.sh
+    source scripts/lib/netns-cluster.sh
     bench_log "$mode: forming two nodes"
-    node_start 1 init --label slot=n1 --network "$mode"
-    wait_for 60 "node 1's token" logged node1 "join token: "
+    cluster_spare=$joins
+    cluster_form 2 --network "$mode"
     local token
-    token=$(sed -n 's/^join token: //p' "/run/edgectl-harness/$prefix/node1.log" | head -n 1)
-    node_start 2 join "$(addr 1):$port" --token "$token" --label slot=n2
-    wait_for 60 "node 2's join" logged node2 "joined cluster"
-    for image in busybox httpd; do
-        cli image import "$images/$image.tar" >/dev/null
-    done
-    local spec
-    for spec in "server httpd:latest n2" "client busybox:latest n1"; do
-        set -- $spec
-        local command=""
-        [[ $1 == client ]] && command='  command: ["sleep", "100000"]'
-        printf 'apiVersion: edgectl/v1\nkind: Service\nmetadata:\n  name: %s\nspec:\n  image: %s\n  replicas: 1\n%s\n  placement:\n    constraints:\n      - node.labels.slot == %s\n' \
-            "$1" "$2" "$command" "$3" >"$work/$prefix/$1.yaml"
-        cli apply -f "$work/$prefix/$1.yaml" >/dev/null
-    done
-    wait_for 60 "the server task" task_netns 2
-    wait_for 60 "the client task" task_netns 1
+    token=$(sed -n 's/^join token: //p' "$logs/node1.log" | head -n 1)
+    apply_spec server httpd:latest 1 "node.labels.slot == n2" ""
+    apply_spec client busybox:latest 1 "node.labels.slot == n1" '  command: ["sleep", "100000"]'
+    wait_for 60 "the server task" sole_task_netns 2
+    wait_for 60 "the client task" sole_task_netns 1
     local server_ip
     server_ip=$(task_ip 2)
-    "${harness[@]}" start "$prefix" 2 task-server -- nsenter --net="$(task_netns 2)" "$load" serve --port 5201 >/dev/null
+    "${harness[@]}" start "$prefix" 2 task-server -- nsenter --net="$(sole_task_netns 2)" "$load" serve --port 5201 >/dev/null
     "${harness[@]}" start "$prefix" 2 direct-server -- "$load" serve --port 5202 >/dev/null
-    local task_client=(nsenter --net="$(task_netns 1)" "$load" client)
+    local task_client=(nsenter --net="$(sole_task_netns 1)" "$load" client)
     wait_for 60 "task-to-task connectivity" "${task_client[@]}" --target "$server_ip:5201" --seconds 0.05 --concurrency 1
     bench_log "$mode: task to task, then direct ($seconds s each)"
     echo "$mode task $("${task_client[@]}" --target "$server_ip:5201" --seconds "$seconds" --concurrency "$concurrency")" >>"$results"
-    echo "$mode direct $("${harness[@]}" exec "$prefix" 1 -- "$load" client --target "$(addr 2):5202" --seconds "$seconds" --concurrency "$concurrency")" >>"$results"
+    echo "$mode direct $("${harness[@]}" exec "$prefix" 1 -- "$load" client --target "$(node_addr 2):5202" --seconds "$seconds" --concurrency "$concurrency")" >>"$results"
 
     bench_log "$mode: $joins joins, each timed to its route on every other node"
     local j k watched figures figure
     for ((j = 3; j <= nodes; j++)); do
         watched=()
         for ((k = 1; k < j; k++)); do watched+=("/run/netns/$prefix-n$k"); done
-        "$load" join-routes --netns "${watched[@]}" --log "/run/edgectl-harness/$prefix/node$j.log" \
-            >"$work/$prefix/join$j" &
+        "$load" join-routes --netns "${watched[@]}" --log "$logs/node$j.log" \
+            >"$work/join$j" &
         local watcher=$!
         sleep 0.3
-        node_start "$j" join "$(addr 1):$port" --token "$token"
+        node_start "$j" join "$(node_addr 1):$cluster_port" --token "$token"
         wait "$watcher"
         for figure in join_route launch_route; do
-            figures=$(sed -n "s/^${figure}_ms=//p" "$work/$prefix/join$j")
-            tr ',' '\n' <<<"$figures" >>"$work/$prefix/$figure"
+            figures=$(sed -n "s/^${figure}_ms=//p" "$work/join$j")
+            tr ',' '\n' <<<"$figures" >>"$work/$figure"
         done
     done
     local sorted count
     for figure in join_route launch_route; do
-        mapfile -t sorted < <(grep . "$work/$prefix/$figure" | sort -g)
+        mapfile -t sorted < <(grep . "$work/$figure" | sort -g)
         count=${#sorted[@]}
         echo "$mode $figure p50=${sorted[$(((count - 1) / 2))]} max=${sorted[$((count - 1))]} n=$count" >>"$results"
     done
-    teardown
+    cluster_teardown
+    prefix=""
 }
 
 for mode in $modes; do

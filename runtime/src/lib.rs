@@ -45,6 +45,7 @@ pub use image::{
 };
 pub use logs::{LogLine, Stream};
 pub use monitor::ExitStatus;
+pub use network::forward;
 pub use network::host_veth_name;
 pub use network::nftables;
 pub use network::routes::{self, GatewayRoute};

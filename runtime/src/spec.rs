@@ -175,6 +175,11 @@ pub enum NetworkMode {
         bridge: String,
         /// IPv4 subnet in CIDR form, e.g. `10.88.0.0/24`.
         subnet: String,
+        /// MTU of the container's `eth0`, its host-side veth and the bridge
+        /// (the bridge is set to it on every attach); None: the kernel's
+        /// default (1500). Lower when the node's traffic is tunnelled.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mtu: Option<u32>,
     },
 }
 

@@ -3,6 +3,8 @@
 #   prefix    the harness prefix (a short lowercase name)
 #   work      a scratch dir (node data dirs go under it)
 #   edgectl   the edgectl binary
+#   cluster_spare  (optional) namespaces beyond N that cluster_form makes
+#             for nodes the caller starts later with node_start
 # and have scripts/lib/bench.sh sourced (bench_log).
 #
 #   cluster_form N [INIT_FLAGS...]  node 1 inits (label slot=n1), 2..N join
@@ -10,6 +12,8 @@
 #   cluster_teardown                kill the nodes, reset their data dirs
 #                                   (BENCH_KEEP_LOGS=DIR: copy their logs first)
 #   wait_for SECONDS WHAT CMD...    until CMD succeeds (node logs on failure)
+#   node_start I VERB...            edgectl VERB on node I (--listen, --name added)
+#   node_addr I                     node I's address
 #   cli ARGS...                     edgectl on node 1
 #   apply_spec NAME IMAGE REPLICAS PLACEMENT BODY   write and apply a service
 #   tasks_of SERVICE                "id ip node_id" of its ready running tasks
@@ -65,7 +69,7 @@ cli() { "${harness[@]}" exec "$prefix" 1 -- "$edgectl" --data-dir "$work/n1" "$@
 cluster_form() { # N [INIT_FLAGS...]
     local nodes=$1 i token
     shift
-    "${harness[@]}" up "$prefix" "$nodes" >/dev/null
+    "${harness[@]}" up "$prefix" "$((nodes + ${cluster_spare:-0}))" >/dev/null
     node_start 1 init --label slot=n1 "$@"
     wait_for 60 "node 1's token" logged node1 "join token: "
     token=$(sed -n 's/^join token: //p' "$logs/node1.log" | head -n 1)

@@ -50,10 +50,23 @@ pub enum SpecError {
 /// This node's block of the pod CIDR, as the agent found it on its replica.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NodeBlock {
-    /// The bridge serves this block.
-    Assigned(Ipv4Cidr),
+    /// The bridge serves this block; its interfaces have this MTU (None:
+    /// the kernel's default; `ClusterNetwork::pod_mtu`).
+    Assigned { block: Ipv4Cidr, mtu: Option<u32> },
     /// None yet; why (the allocator's reason, or that it has not run).
     Missing { reason: String },
+}
+
+/// The MTU of the bridge and the tasks' interfaces, from the cluster
+/// record on `replica` (None: no record yet, or routed mode).
+pub fn pod_mtu(replica: &raft::store::KvReader) -> Option<u32> {
+    let record = replica
+        .get(crate::cluster::keys::CLUSTER.as_bytes())
+        .ok()??;
+    serde_json::from_slice::<crate::cluster::records::ClusterRecord>(&record.value)
+        .ok()?
+        .network()
+        .pod_mtu()
 }
 
 /// The container spec for `task` on a node whose block is `block`;
@@ -128,13 +141,14 @@ pub fn container_spec(
     let mut dns = None;
     let network = match body.network {
         NetworkMode::Bridge => match block {
-            NodeBlock::Assigned(block) => {
+            NodeBlock::Assigned { block, mtu } => {
                 if node_dns {
                     dns = Some(bridge_dns(block));
                 }
                 runtime::NetworkMode::Bridge {
                     bridge: BRIDGE.to_string(),
                     subnet: block.to_string(),
+                    mtu: *mtu,
                 }
             }
             NodeBlock::Missing { reason } => {

@@ -685,7 +685,12 @@ fn read_node_block(replica: &KvReader, me: u64) -> NodeBlock {
     let read = |key: &str| replica.get(key.as_bytes()).map(|kv| kv.map(|kv| kv.value));
     match read(&keys::node_block(me)) {
         Ok(Some(value)) => match serde_json::from_slice::<NodeBlockRecord>(&value) {
-            Ok(record) => return NodeBlock::Assigned(record.block),
+            Ok(record) => {
+                return NodeBlock::Assigned {
+                    block: record.block,
+                    mtu: super::container::pod_mtu(replica),
+                }
+            }
             Err(error) => warn!("unreadable block record of this node: {error}"),
         },
         Ok(None) => {}

@@ -138,10 +138,11 @@ pub struct InitArgs {
     /// vxlan (the kernel's VXLAN device; nodes on different segments).
     #[arg(long, default_value = "routed")]
     pub network: edgectl::network::NetworkMode,
-    /// VXLAN network identifier of --network vxlan (1 to 16777215); give
-    /// clusters that share a segment different ones.
-    #[arg(long, default_value_t = edgectl::network::config::DEFAULT_VXLAN_VNI)]
-    pub vxlan_vni: u32,
+    /// VXLAN network identifier of --network vxlan (1 to 16777215).
+    /// Default: derived from the new cluster's random id, so clusters that
+    /// share a segment get different ones.
+    #[arg(long)]
+    pub vxlan_vni: Option<u32>,
     /// UDP port of --network vxlan's tunnel, on every node.
     #[arg(long, default_value_t = edgectl::network::config::DEFAULT_VXLAN_PORT)]
     pub vxlan_port: u16,

@@ -88,7 +88,11 @@ pub async fn init(data_dir: &Path, args: InitArgs) -> anyhow::Result<()> {
         node_prefix_len: args.node_prefix,
         mode: args.network,
         vxlan: edgectl::network::config::VxlanConfig {
-            vni: args.vxlan_vni,
+            // Replaced by one derived from the cluster id unless given
+            // (init_data_dir_with_network); checked here either way.
+            vni: args
+                .vxlan_vni
+                .unwrap_or(edgectl::network::config::DEFAULT_VXLAN_VNI),
             port: args.vxlan_port,
         },
         service_cidr: args.service_cidr,
@@ -101,6 +105,7 @@ pub async fn init(data_dir: &Path, args: InitArgs) -> anyhow::Result<()> {
         &advertise,
         config.cert_validity,
         network,
+        args.vxlan_vni,
     )
     .with_context(|| format!("cannot initialize a cluster in {}", data_dir.display()))?;
     let node = Node::start(config).await.context("cannot start the node")?;
@@ -187,13 +192,30 @@ async fn run_until_signal(node: Node) -> anyhow::Result<()> {
         signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?;
     let mut interrupt =
         signal(SignalKind::interrupt()).context("cannot install a SIGINT handler")?;
+    let mut removed = false;
     let fatal = tokio::select! {
         _ = terminate.recv() => None,
         _ = interrupt.recv() => None,
         reason = node.raft_stopped() => Some(reason),
+        _ = node.removed() => {
+            removed = true;
+            None
+        }
     };
     tracing::info!("stopping");
     node.shutdown().await;
+    if removed {
+        // Not a crash: a supervisor that restarts on failure leaves it
+        // stopped (a restart would only learn the same again).
+        node.clean_up_after_removal().await;
+        eprintln!(
+            "node {} was removed from cluster {} while it was away: it stopped its tasks and \
+             removed its network state. To come back: `edgectl reset`, then `edgectl join`",
+            node.identity().node_id,
+            node.identity().cluster_id
+        );
+        return Ok(());
+    }
     match fatal {
         None => Ok(()),
         Some(reason) => anyhow::bail!(

@@ -99,46 +99,12 @@ fn remove_deliveries(run: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// A node listening on a loopback address shares the host's namespace (and
-/// its bridge) with the other nodes of that host.
 fn shares_the_host_namespace(listen: &str) -> bool {
-    listen
-        .parse::<std::net::SocketAddr>()
-        .is_ok_and(|address| address.ip().is_loopback())
+    edgectl::node::removal::shares_the_host_namespace(listen)
 }
 
-/// Deletes the node's nftables table, its routes to other nodes' blocks and
-/// its bridge. Each step is tried even when one before failed, and a
-/// failure is reported, not fatal: the data dir still goes.
 fn remove_network_state(rt: &runtime::Runtime) {
-    let table = edgectl::node::nat::nat_table();
-    match runtime::nftables::delete_table(&table) {
-        Ok(()) => eprintln!("removed nftables table {table}"),
-        Err(e) => eprintln!("cannot remove nftables table {table}: {e}"),
-    }
-    // The VXLAN device before the routes: its routes, neighbours and FDB
-    // entries go with it.
-    let device = runtime::vxlan::VXLAN_DEVICE;
-    match runtime::vxlan::remove_device() {
-        Ok(true) => eprintln!("removed vxlan device {device}"),
-        Ok(false) => {}
-        Err(e) => eprintln!("cannot remove vxlan device {device}: {e}"),
-    }
-    match runtime::routes::list_routes() {
-        Ok(routes) => {
-            for route in &routes {
-                if let Err(e) = runtime::routes::delete_route(route) {
-                    eprintln!("cannot remove route {route}: {e}");
-                }
-            }
-            eprintln!("removed {} routes to other nodes' blocks", routes.len());
-        }
-        Err(e) => eprintln!("cannot list the routes to other nodes' blocks: {e}"),
-    }
-    let bridge = edgectl::agent::container::BRIDGE;
-    match rt.remove_bridge(bridge) {
-        Ok(true) => eprintln!("removed bridge {bridge}"),
-        Ok(false) => eprintln!("bridge {bridge} still has leases; it stays"),
-        Err(e) => eprintln!("cannot remove bridge {bridge}: {e}"),
+    for line in edgectl::node::removal::remove_network_state(rt) {
+        eprintln!("{line}");
     }
 }

@@ -33,6 +33,14 @@ pub const SERVICE_VIPS_PREFIX: &str = "/sys/network/vips/";
 /// like [`BLOCK_ALLOCATION`].
 pub const VIP_ALLOCATION: &str = "/sys/network/vip-allocation";
 
+/// The CAS guard of published ports: every service write that claims a
+/// published port it did not hold compares this key's mod revision (read
+/// before its port check) and rewrites it, so of two writes racing for one
+/// port, checked against the same services, the second fails
+/// (`node::ports`). Outside `/sys/services/` (read as service records) and
+/// `/sys/network/` (the allocators' own).
+pub const PUBLISHED_PORTS_GUARD: &str = "/sys/published-ports";
+
 pub fn service_vip(service: &str) -> String {
     format!("{SERVICE_VIPS_PREFIX}{service}")
 }

@@ -128,9 +128,9 @@ pub enum NetworkConfigError {
     },
 }
 
-/// The VXLAN network identifier `init` records unless told otherwise.
-/// Not 1 (flannel's and many examples' choice), so that a cluster sharing a
-/// segment with another tunnel does not accept its frames by default.
+/// The VXLAN network identifier of a cluster recorded before each cluster
+/// got its own ([`vni_for_cluster`]), and what a record without one reads
+/// as. Not 1 (flannel's and many examples' choice).
 pub const DEFAULT_VXLAN_VNI: u32 = 7440;
 /// The largest VNI: the field is 24 bits wide.
 pub const VXLAN_VNI_MAX: u32 = (1 << 24) - 1;
@@ -237,9 +237,47 @@ impl ClusterNetwork {
         self.pod_cidr.subblock_count(self.node_prefix_len)
     }
 
+    /// The MTU of the bridge and the tasks' interfaces: in `vxlan` mode the
+    /// tunnel's (`UNDERLAY_MTU` less the encapsulation), so that a task
+    /// never sends a full-size packet the tunnel must fragment or drop;
+    /// None (the kernel's 1500) in `routed` mode.
+    pub fn pod_mtu(&self) -> Option<u32> {
+        match self.mode {
+            NetworkMode::Routed => None,
+            NetworkMode::Vxlan => {
+                Some(super::vxlan::UNDERLAY_MTU - super::vxlan::VXLAN_OVERHEAD_BYTES)
+            }
+        }
+    }
+
     /// Whether `block` is one of this network's node blocks.
     pub fn is_node_block(&self, block: &Ipv4Cidr) -> bool {
         block.prefix_len() == self.node_prefix_len && self.pod_cidr.contains(block)
+    }
+}
+
+/// The VNI `init` records unless given one: derived from the cluster's
+/// random id, so that two clusters on one segment differ. A VXLAN device
+/// takes every packet of its VNI and port from any source address, so two
+/// clusters sharing a VNI are one stray FDB entry (a node address reused
+/// by the other cluster) away from each other's bridges; with different
+/// VNIs the receiving kernel drops the other cluster's frames before any
+/// device sees them. Never [`DEFAULT_VXLAN_VNI`], which older clusters use.
+pub fn vni_for_cluster(cluster_id: &str) -> u32 {
+    // FNV-1a: the same on every platform and version (std's hasher is not),
+    // although the VNI is recorded once and never derived again.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in cluster_id.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let vni = u32::try_from(hash % u64::from(VXLAN_VNI_MAX))
+        .map(|v| v + 1)
+        .unwrap_or(DEFAULT_VXLAN_VNI + 1);
+    if vni == DEFAULT_VXLAN_VNI {
+        DEFAULT_VXLAN_VNI + 1
+    } else {
+        vni
     }
 }
 
@@ -250,3 +288,6 @@ pub fn legacy_node_block(node_id: u64) -> Ipv4Cidr {
     let third_octet = u8::try_from(node_id % 250 + 1).unwrap_or(u8::MAX);
     Ipv4Cidr::new(Ipv4Addr::new(10, 88, third_octet, 0), 24).unwrap_or(DEFAULT_POD_CIDR)
 }
+
+#[cfg(test)]
+mod tests;

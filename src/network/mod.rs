@@ -27,8 +27,8 @@ pub use dns::{
     DnsSnapshot, QueryType, RecordData, CLUSTER_DOMAIN,
 };
 pub use nat::{
-    check_published_ports, nat_ruleset, NatView, PortClash, ServiceVip, TaskEndpoint,
-    NAT_TABLE_FAMILY, NAT_TABLE_NAME,
+    adds_published_ports, check_published_ports, nat_ruleset, NatView, PortClash, ServiceVip,
+    TaskEndpoint, NAT_TABLE_FAMILY, NAT_TABLE_NAME,
 };
 pub use routes::{desired_routes, route_changes, PeerRoute, RouteChanges, RouteSkip};
 pub use vips::{plan_vips, VipError, VipInput, VipPlan};

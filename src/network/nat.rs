@@ -405,6 +405,18 @@ fn publish_name(publish: Publish) -> &'static str {
     }
 }
 
+/// Whether `new` publishes a port `old` did not: a (protocol, host port,
+/// publish mode) it did not hold. Only such a write can make a clash, so
+/// only it must take the published-ports guard; a write that keeps or
+/// drops ports (scale, rollout progress, delete) need not.
+pub fn adds_published_ports(new: &[Port], old: &[Port]) -> bool {
+    new.iter().filter(|port| port.host.is_some()).any(|port| {
+        !old.iter().any(|held| {
+            held.host == port.host && held.protocol == port.protocol && held.publish == port.publish
+        })
+    })
+}
+
 /// Checks `ports` of service `service` against the other services' ports:
 /// a `publish: cluster` port holds its number on every node, so no other
 /// service may publish that number, in either mode. (Two `publish: host`

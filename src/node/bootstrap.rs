@@ -17,6 +17,7 @@ use crate::api::client::{AdminConfig, ADMIN_CONFIG_FILE};
 use crate::clock::now_unix;
 use crate::cluster::keys;
 use crate::cluster::records::{to_json, ClusterRecord, NodeRecord};
+use crate::network::config::vni_for_cluster;
 use crate::network::ClusterNetwork;
 use crate::paths::{write_file_atomic, DataDir, NodeIdentity, DATA_DIR_FORMAT};
 use crate::secrets::crypto;
@@ -50,19 +51,23 @@ pub fn init_data_dir(
         advertise,
         cert_validity,
         ClusterNetwork::default(),
+        None,
     )
 }
 
 /// Creates the CA and certificates and writes the node's identity, marked
 /// `bootstrap_pending` until [`finish`] has written the cluster's first
-/// records through Raft (the network among them).
+/// records through Raft (the network among them). `vxlan_vni`: the VNI
+/// `init` was given; without one, the network's VNI is replaced by one
+/// derived from the new cluster id (`network::config::vni_for_cluster`).
 pub fn init_data_dir_with_network(
     data_dir: &DataDir,
     name: &str,
     listen: &str,
     advertise: &str,
     cert_validity: Duration,
-    network: ClusterNetwork,
+    mut network: ClusterNetwork,
+    vxlan_vni: Option<u32>,
 ) -> Result<InitOutcome, NodeError> {
     network
         .validate()
@@ -71,6 +76,10 @@ pub fn init_data_dir_with_network(
     let mut id_bytes = [0u8; 8];
     rand::thread_rng().fill_bytes(&mut id_bytes);
     let cluster_id = hex::encode(id_bytes);
+    network.vxlan.vni = vxlan_vni.unwrap_or_else(|| vni_for_cluster(&cluster_id));
+    network
+        .validate()
+        .map_err(|e| NodeError::Bootstrap(e.to_string()))?;
 
     let tls_error = |e: raft::transport::PkiError| NodeError::Tls {
         path: data_dir.tls_dir(),

@@ -21,7 +21,9 @@ pub mod nat;
 mod orchestration;
 mod pacing;
 pub mod peer;
+mod ports;
 mod proposer;
+pub mod removal;
 mod rollouts;
 mod routes;
 mod secrets;
@@ -218,6 +220,11 @@ struct NodeInner {
     /// When this node last heard the leader answer its heartbeat: how
     /// stale its replica may be when cut off (`edgectl node status`).
     leader_contact: Mutex<Option<Instant>>,
+    /// Set once the leader has said, heartbeat after heartbeat, that this
+    /// node is no longer a member (removal.rs).
+    removed: watch::Sender<bool>,
+    /// The leader's `NotAMember` answers in a row (removal.rs).
+    not_a_member_answers: std::sync::atomic::AtomicU32,
 }
 
 impl Node {
@@ -293,6 +300,8 @@ impl Node {
                 shutdown,
                 dns_listening: Mutex::default(),
                 leader_contact: Mutex::default(),
+                removed: watch::Sender::new(false),
+                not_a_member_answers: Default::default(),
             }),
         };
         (node, proposals_rx)
@@ -583,6 +592,9 @@ impl Node {
                 peer::PeerResponse::Forwarded(self.on_this_task_node(api).await)
             }
             peer::PeerRequest::Heartbeat(hb) => {
+                if hb.node_id == from && self.is_leader_of_a_non_member(from) {
+                    return peer::PeerResponse::NotAMember;
+                }
                 if hb.node_id != from {
                     warn!(
                         from,
@@ -624,7 +636,9 @@ impl Node {
                         .call_member(leader, &request, peer::HEARTBEAT_TIMEOUT)
                         .await
                     {
+                        Ok(peer::PeerResponse::NotAMember) => self.told_not_a_member(),
                         Ok(_) => {
+                            self.told_a_member();
                             *self
                                 .inner
                                 .leader_contact

@@ -39,11 +39,18 @@ pub fn nat_table() -> String {
     format!("{NAT_TABLE_FAMILY} {NAT_TABLE_NAME}")
 }
 
+/// How often the accept rules in the host's `filter FORWARD` chain
+/// (`runtime::forward`) are checked: each check runs `iptables-nft`, and
+/// what removes them (a firewall reload, an operator) is rare.
+const FORWARD_CHECK: Duration = Duration::from_secs(5);
+
 /// What the last pass did, so that an unchanged table is not re-applied.
 #[derive(Default)]
 struct NatState {
     applied: Option<String>,
     skipped_loopback: bool,
+    /// When the forward accept was last checked, and for which pod CIDR.
+    forward_checked: Option<(std::time::Instant, String)>,
 }
 
 impl Node {
@@ -100,6 +107,7 @@ impl Node {
         let Some(view) = self.nat_view(state)? else {
             return Ok(());
         };
+        self.sync_forward_accept(&view, state).await;
         let ruleset = nat_ruleset(&view);
         let unchanged = state.applied.as_deref() == Some(ruleset.as_str());
         let table = nat_table();
@@ -121,6 +129,35 @@ impl Node {
             state.applied = Some(ruleset);
         }
         Ok(())
+    }
+
+    /// Keeps the pod CIDR's forwarded traffic accepted by the host's
+    /// iptables-nft `filter FORWARD` chain, whose policy may be drop
+    /// (Docker's): our own table cannot overrule a drop in another table
+    /// (see `runtime::forward`). Failures are logged: the rest of the table
+    /// does not depend on it.
+    async fn sync_forward_accept(&self, view: &NatView, state: &mut NatState) {
+        let pod_cidr = view.pod_cidr.to_string();
+        let due = match &state.forward_checked {
+            Some((at, cidr)) => at.elapsed() >= FORWARD_CHECK || *cidr != pod_cidr,
+            None => true,
+        };
+        if !due {
+            return;
+        }
+        state.forward_checked = Some((std::time::Instant::now(), pod_cidr.clone()));
+        let result =
+            tokio::task::spawn_blocking(move || runtime::forward::ensure_forward_accept(&pod_cidr))
+                .await;
+        match result {
+            Ok(Ok(runtime::forward::ForwardAccept::Installed)) => info!(
+                chain = runtime::forward::FORWARD_CHAIN,
+                "forwarded pod traffic accepted in the host's filter FORWARD chain"
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!("cannot accept forwarded pod traffic in filter FORWARD: {e}"),
+            Err(e) => warn!("forward accept task failed: {e}"),
+        }
     }
 
     /// The replica as `nat_ruleset` reads it; None when this node keeps no

@@ -206,8 +206,8 @@ impl Node {
 
     /// A `publish: cluster` port is open on every node: refuses a spec whose
     /// published ports clash with another service's (read on the leader).
-    /// Two applies racing on different services could both pass; the
-    /// rarer loss is a port forwarded to one of the two services.
+    /// Two applies racing on different services could both pass it: the
+    /// write checks again under a CAS guard (`claim_published_ports`).
     pub(super) fn check_published_ports(&self, spec: &ServiceSpec) -> Result<(), ApiError> {
         let services = self.read_keyed_records::<ServiceRecord>(records::SERVICES_PREFIX)?;
         crate::network::check_published_ports(
@@ -326,15 +326,27 @@ impl Node {
             mod_revision,
         }];
         compares.extend(extra);
+        let mut success = vec![KvOp::Put {
+            key,
+            value: to_json(record),
+        }];
+        let name = &record.spec.metadata.name;
+        // A port it did not hold: checked again under the ports guard
+        // (node/ports.rs), so that two racing claims cannot both pass.
+        let what = match self.claim_published_ports(record)? {
+            Some(claim) => {
+                compares.push(claim.compare);
+                success.push(claim.put);
+                format!("{name} (or another service's published ports)")
+            }
+            None => name.clone(),
+        };
         let txn = Txn {
             compares,
-            success: vec![KvOp::Put {
-                key,
-                value: to_json(record),
-            }],
+            success,
             failure: vec![],
         };
-        self.write_guarded(txn, &record.spec.metadata.name).await
+        self.write_guarded(txn, &what).await
     }
 
     async fn write_guarded(&self, txn: Txn, what: &str) -> Result<(), ApiError> {

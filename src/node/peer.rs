@@ -28,6 +28,10 @@ pub enum PeerResponse {
     Forwarded(ApiResult),
     HeartbeatAck,
     Joined(Result<JoinResponse, ApiError>),
+    /// The leader's answer to a heartbeat from a node that is not in the
+    /// membership (removed while it was away): see `node::removal`.
+    /// Appended: older nodes decode the variants before it unchanged.
+    NotAMember,
 }
 
 /// A node's periodic sign of life to the leader, carrying the address it can

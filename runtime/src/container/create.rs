@@ -111,9 +111,13 @@ impl Runtime {
         let volume_dirs = self.volume_dirs(spec)?;
         let devices = device_numbers(spec)?;
         let attachment = match &spec.network {
-            NetworkMode::Bridge { bridge, subnet } => {
-                Some(network::attach(&self.root, dir, &spec.id, bridge, subnet)?)
-            }
+            NetworkMode::Bridge {
+                bridge,
+                subnet,
+                mtu,
+            } => Some(network::attach(
+                &self.root, dir, &spec.id, bridge, subnet, *mtu,
+            )?),
             NetworkMode::None | NetworkMode::Host => None,
         };
         let etc_files = self.write_etc_files(spec, dir, attachment.as_ref())?;

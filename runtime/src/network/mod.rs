@@ -11,8 +11,12 @@
 //! `nftables`: edgectl's nftables table (published ports, masquerade of
 //! tasks' outbound traffic), applied whole through `nft -f`.
 //!
+//! `forward`: the accept of the pod CIDR's forwarded traffic in a host's
+//! iptables-nft `filter FORWARD` chain (policy drop on Docker hosts).
+//!
 //! Not here (yet): IPv6.
 
+pub mod forward;
 pub(crate) mod netlink;
 pub mod nftables;
 pub mod routes;
@@ -255,6 +259,7 @@ pub(crate) fn attach(
     id: &str,
     bridge: &str,
     subnet_text: &str,
+    mtu: Option<u32>,
 ) -> Result<Attachment> {
     if !valid_bridge_name(bridge) {
         return Err(Error::InvalidSpec(format!(
@@ -309,11 +314,18 @@ pub(crate) fn attach(
     };
     host.add_address(bridge_index, subnet.gateway(), subnet.prefix)
         .map_err(net_err("address bridge", bridge))?;
+    if let Some(mtu) = mtu {
+        // Set on every attach, not only at creation: a bridge made before
+        // (or by an older version) keeps 1500 otherwise, and a bridge whose
+        // MTU was set by hand no longer follows its ports'.
+        host.set_mtu(bridge_index, mtu)
+            .map_err(net_err("set the MTU of bridge", bridge))?;
+    }
     host.set_up(bridge_index, None)
         .map_err(net_err("bring up bridge", bridge))?;
 
     let netns_file = fs::File::open(&netns).ctx("open netns", &netns)?;
-    host.create_veth(&attachment.host_veth, "eth0", netns_file.as_raw_fd())
+    host.create_veth(&attachment.host_veth, "eth0", netns_file.as_raw_fd(), mtu)
         .map_err(net_err("create veth", attachment.host_veth.clone()))?;
     let veth_index = host
         .link_index(&attachment.host_veth)

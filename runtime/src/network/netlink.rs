@@ -113,12 +113,13 @@ impl Netlink {
     }
 
     /// A veth pair whose peer is created directly inside `peer_netns` under
-    /// the name `peer_name`.
+    /// the name `peer_name`, both ends with `mtu` if given.
     pub(crate) fn create_veth(
         &mut self,
         host_name: &str,
         peer_name: &str,
         peer_netns: RawFd,
+        mtu: Option<u32>,
     ) -> io::Result<()> {
         let mut peer = LinkMessage::default();
         peer.attributes
@@ -128,6 +129,10 @@ impl Netlink {
         message
             .attributes
             .push(LinkAttribute::IfName(host_name.to_owned()));
+        if let Some(mtu) = mtu {
+            peer.attributes.push(LinkAttribute::Mtu(mtu));
+            message.attributes.push(LinkAttribute::Mtu(mtu));
+        }
         message.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
@@ -150,6 +155,14 @@ impl Netlink {
                 .attributes
                 .push(LinkAttribute::Controller(controller));
         }
+        self.request(RouteNetlinkMessage::SetLink(message), 0)
+            .map(drop)
+    }
+
+    pub(crate) fn set_mtu(&mut self, index: u32, mtu: u32) -> io::Result<()> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        message.attributes.push(LinkAttribute::Mtu(mtu));
         self.request(RouteNetlinkMessage::SetLink(message), 0)
             .map(drop)
     }

@@ -173,6 +173,7 @@ fn dns_config_writes_resolv_conf_and_is_refused_outside_bridge_mode() {
         network: NetworkMode::Bridge {
             bridge: "edgectl0".into(),
             subnet: "10.42.1.0/24".into(),
+            mtu: None,
         },
         dns: Some(dns.clone()),
         ..Default::default()

@@ -30,6 +30,7 @@ fn two_containers_reach_each_other_over_the_bridge() {
     let network = NetworkMode::Bridge {
         bridge: bridge.clone(),
         subnet: format!("10.213.{}.0/24", pid % 250),
+        mtu: None,
     };
     let server = ContainerSpec {
         id: "server".into(),

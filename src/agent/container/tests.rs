@@ -6,7 +6,10 @@ use crate::orchestrator::records::DesiredState;
 
 /// The block the node of most tests holds.
 fn block() -> NodeBlock {
-    NodeBlock::Assigned("10.88.8.0/24".parse().unwrap())
+    NodeBlock::Assigned {
+        block: "10.88.8.0/24".parse().unwrap(),
+        mtu: None,
+    }
 }
 
 fn task(spec_body: &str) -> TaskRecord {
@@ -177,7 +180,8 @@ fn network_bridge_uses_the_node_block_and_host_is_host() {
         spec.network,
         runtime::NetworkMode::Bridge {
             bridge: "edgectl0".into(),
-            subnet: "10.88.8.0/24".into()
+            subnet: "10.88.8.0/24".into(),
+            mtu: None,
         }
     );
     let spec = container_spec(

@@ -333,3 +333,36 @@ fn client_affinity_remembers_each_client_s_task_for_the_timeout() {
     assert_eq!(chain(&text, "affinity_prerouting"), remember, "{text}");
     assert_eq!(chain(&text, "affinity_output"), remember, "{text}");
 }
+
+#[test]
+fn only_a_port_not_held_before_needs_the_guard() {
+    let cluster = port(8080, 9000, Publish::Cluster);
+    let host = port(8080, 9000, Publish::Host);
+    let unpublished = Port {
+        host: None,
+        ..port(8080, 9000, Publish::Host)
+    };
+    assert!(adds_published_ports(&[cluster], &[]), "a new service");
+    assert!(!adds_published_ports(&[cluster], &[cluster]), "kept");
+    assert!(!adds_published_ports(&[], &[cluster]), "dropped");
+    assert!(!adds_published_ports(&[unpublished], &[]), "not published");
+    assert!(
+        adds_published_ports(&[cluster], &[host]),
+        "host to cluster claims the number on every node"
+    );
+    let udp = Port {
+        protocol: Protocol::Udp,
+        ..cluster
+    };
+    assert!(adds_published_ports(&[udp], &[cluster]), "another protocol");
+    assert!(
+        !adds_published_ports(
+            &[Port {
+                container: 80,
+                ..cluster
+            }],
+            &[cluster]
+        ),
+        "another container port behind the same node port"
+    );
+}

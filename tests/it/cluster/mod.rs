@@ -320,13 +320,22 @@ impl EdgeCluster {
 /// The running task of `service`, once it runs and has an address (asked
 /// of node 1); panics with the nodes' last log lines after [`CONVERGE`].
 pub fn running_task(cluster: &EdgeCluster, service: &str) -> edgectl::api::TaskView {
+    running_task_via(cluster, 1, service)
+}
+
+/// [`running_task`], asked of node `via` (a node of another cluster).
+pub fn running_task_via(
+    cluster: &EdgeCluster,
+    via: usize,
+    service: &str,
+) -> edgectl::api::TaskView {
     use edgectl::orchestrator::records::{DesiredState, TaskState};
     wait_until(
         CONVERGE,
         &format!("{service} running with an address"),
         || {
             let tasks: Vec<edgectl::api::TaskView> =
-                cluster.cli_json(1, &["get", "tasks", service])?;
+                cluster.cli_json(via, &["get", "tasks", service])?;
             tasks
                 .into_iter()
                 .find(|t| {
@@ -367,19 +376,36 @@ pub fn form_labelled(mut cluster: EdgeCluster, n: usize, init_flags: &[&str]) ->
         cluster.set_node_flags(i, &flags);
     }
     cluster.form(n);
+    import_images(&cluster, 1);
+    cluster
+}
+
+/// Imports the busybox and httpd images through node `via`.
+pub fn import_images(cluster: &EdgeCluster, via: usize) {
     let images = crate::support::test_images_dir(env!("CARGO_TARGET_TMPDIR"));
     for image in ["busybox.tar", "httpd.tar"] {
         let archive = images.join(image);
         cluster.cli_ok(
-            1,
+            via,
             &["image", "import", archive.to_str().expect("utf-8 path")],
         );
     }
-    cluster
 }
 
 /// Runs one replica of `image` on node `on` (by its label).
 pub fn run_on(cluster: &EdgeCluster, name: &str, image: &str, on: usize, command: &str) {
+    run_on_via(cluster, 1, name, image, on, command);
+}
+
+/// [`run_on`], applied through node `via` (a node of another cluster).
+pub fn run_on_via(
+    cluster: &EdgeCluster,
+    via: usize,
+    name: &str,
+    image: &str,
+    on: usize,
+    command: &str,
+) {
     let yaml = format!(
         "apiVersion: edgectl/v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  \
          image: {image}\n  replicas: 1\n{command}  placement:\n    constraints:\n      \
@@ -387,5 +413,5 @@ pub fn run_on(cluster: &EdgeCluster, name: &str, image: &str, on: usize, command
     );
     let file = cluster.dirs.path().join(format!("{name}.yaml"));
     std::fs::write(&file, yaml).expect("write spec");
-    cluster.cli_ok(1, &["apply", "-f", file.to_str().expect("utf-8 path")]);
+    cluster.cli_ok(via, &["apply", "-f", file.to_str().expect("utf-8 path")]);
 }

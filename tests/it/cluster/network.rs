@@ -9,7 +9,10 @@ use std::collections::BTreeSet;
 
 use edgectl::api::TaskView;
 
-use super::{form_labelled, node_logs, run_on, running_task, EdgeCluster, CONVERGE, PORT};
+use super::{
+    form_labelled, import_images, node_logs, run_on, run_on_via, running_task, running_task_via,
+    EdgeCluster, CONVERGE, PORT,
+};
 use crate::support::wait_until;
 
 /// `ip route show proto 236`: edgectl's routes (runtime::routes::ROUTE_PROTOCOL).
@@ -77,6 +80,34 @@ fn fetch(cluster: &EdgeCluster, client: &TaskView, server_ip: &str) -> Result<St
 
 const SLEEP: &str = "  command: [\"sleep\", \"100000\"]\n";
 
+/// The MTU of `eth0` inside `task`'s container, as the container sees it.
+fn task_mtu(cluster: &EdgeCluster, task: &TaskView) -> String {
+    cluster
+        .cli_ok(
+            1,
+            &[
+                "exec",
+                task.id.as_str(),
+                "--",
+                "cat",
+                "/sys/class/net/eth0/mtu",
+            ],
+        )
+        .trim()
+        .to_string()
+}
+
+/// The MTU of link `name` in node `i`'s namespace.
+fn link_mtu(cluster: &EdgeCluster, i: usize, name: &str) -> u64 {
+    let json = cluster
+        .net
+        .exec_ok(i, ["ip", "-j", "link", "show", "dev", name]);
+    let links: serde_json::Value = serde_json::from_str(&json).expect("ip -j output");
+    links[0]["mtu"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no mtu in {json}"))
+}
+
 #[test]
 fn a_task_reaches_a_task_on_another_node_also_after_that_node_moves() {
     let mut cluster = network_cluster("nrt", 3, &[]);
@@ -117,6 +148,8 @@ fn a_task_reaches_a_task_on_another_node_also_after_that_node_moves() {
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
     assert!(!page.is_empty());
+    // Routed mode adds no header: the kernel's MTU stays.
+    assert_eq!(task_mtu(&cluster, &client), "1500");
 
     // Node 3 comes back on a new address (moved.rs): the others route its
     // block there, and its task is reached at the same task address.
@@ -183,7 +216,7 @@ fn a_task_reaches_a_task_on_another_node_also_after_that_node_moves() {
 #[test]
 fn a_removed_node_s_block_is_reclaimed_and_its_route_goes() {
     // Four nodes, three voters: the learner, once silent for 3 s, leaves.
-    let cluster = network_cluster("nrm", 4, &["--remove-after", "3s"]);
+    let mut cluster = network_cluster("nrm", 4, &["--remove-after", "3s"]);
     let learner = wait_until(CONVERGE, "a learner", || {
         let nodes = cluster.nodes(1)?;
         nodes
@@ -195,6 +228,9 @@ fn a_removed_node_s_block_is_reclaimed_and_its_route_goes() {
     .unwrap();
     let gone: usize = learner.trim_start_matches("node").parse().expect("nodeN");
     let watcher = (1..=4).find(|i| *i != gone).expect("another node");
+    // The learner runs a task: its bridge, routes and table are in use.
+    run_on(&cluster, "lonely", "busybox:latest", gone, SLEEP);
+    running_task(&cluster, "lonely");
     let via_gone = format!(" via {}", cluster.net.addr(gone));
     wait_until(
         CONVERGE,
@@ -228,6 +264,36 @@ fn a_removed_node_s_block_is_reclaimed_and_its_route_goes() {
         3,
         "three blocks left: {blocks}"
     );
+
+    // The learner comes back: the leader tells it it is no longer a
+    // member, and it stops its task, removes its network state and exits.
+    assert!(!edgectl_routes(&cluster, gone).is_empty(), "left as it was");
+    cluster.serve(gone);
+    let name = EdgeCluster::name(gone);
+    wait_until(CONVERGE, "the removed node exits", || {
+        match cluster.net.status(&name) {
+            crate::support::ProcessStatus::Running(_) => Err("running".to_string()),
+            other => Ok(other),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.net.log(&name)));
+    let log = cluster.net.log(&name);
+    assert!(log.contains("was removed from cluster"), "{log}");
+    assert!(edgectl_routes(&cluster, gone).is_empty(), "no route left");
+    assert_eq!(cluster.net.exec_ok(gone, ["nft", "list", "tables"]), "");
+    let links = cluster.net.exec_ok(gone, ["ip", "-o", "link", "show"]);
+    assert!(!links.contains("edgectl0"), "no bridge left: {links}");
+    let containers = cluster.data_dir(gone).join("runtime/containers");
+    let left: Vec<_> = std::fs::read_dir(&containers)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name())
+                .filter(|name| !name.to_string_lossy().starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "containers left: {left:?}");
 }
 
 #[test]
@@ -347,6 +413,12 @@ fn vxlan_a_task_reaches_a_task_on_a_node_behind_a_router() {
     .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
     assert!(!page.is_empty());
 
+    // The tunnel takes 50 bytes of the underlay's 1500: the tasks and the
+    // bridge use the tunnel's MTU, so no full-size packet needs fragmenting.
+    assert_eq!(task_mtu(&cluster, &client), "1450", "inside the container");
+    assert_eq!(link_mtu(&cluster, 1, "edgectl.vx"), 1450);
+    assert_eq!(link_mtu(&cluster, 1, "edgectl0"), 1450, "the bridge");
+
     // reset, in node 1's namespace, removes the device and so its entries.
     cluster.kill(1);
     let data_dir = cluster.data_dir(1);
@@ -362,4 +434,154 @@ fn vxlan_a_task_reaches_a_task_on_a_node_behind_a_router() {
     );
     assert_eq!(vxlan_device(&cluster, 1), "", "no vxlan device left");
     assert!(edgectl_routes(&cluster, 1).is_empty(), "no route left");
+}
+
+/// The VNI of node `i`'s VXLAN device (`vxlan id N` in `ip -d link`).
+fn device_vni(cluster: &EdgeCluster, i: usize) -> Result<u32, String> {
+    let device = vxlan_device(cluster, i);
+    device
+        .split_whitespace()
+        .skip_while(|word| *word != "id")
+        .nth(1)
+        .and_then(|vni| vni.parse().ok())
+        .ok_or_else(|| format!("no vxlan id in {device:?}"))
+}
+
+/// The VTEP of the node holding the /24 block of `ip` (its network
+/// address) and that VTEP's MAC (`network::vxlan::vtep_mac`).
+fn vtep_of(ip: &str) -> (String, String) {
+    let vtep = block_of(ip).trim_end_matches("/24").to_string();
+    let octets: Vec<u8> = vtep.split('.').map(|o| o.parse().expect("octet")).collect();
+    let mac = format!(
+        "0e:ed:{:02x}:{:02x}:{:02x}:{:02x}",
+        octets[0], octets[1], octets[2], octets[3]
+    );
+    (vtep, mac)
+}
+
+/// Adds, in node `on`'s namespace, a tunnel path to `block` through
+/// edgectl's device towards `underlay`, the way a stray entry would be
+/// there (a node address the other cluster now uses): a route (protocol
+/// boot, which edgectl's loop leaves alone), a neighbour and a dynamic FDB
+/// entry (edgectl's loop removes only permanent ones).
+fn stray_tunnel(
+    cluster: &EdgeCluster,
+    on: usize,
+    block: &str,
+    vtep: &str,
+    mac: &str,
+    underlay: &str,
+) {
+    for command in [
+        vec![
+            "ip",
+            "route",
+            "replace",
+            block,
+            "via",
+            vtep,
+            "dev",
+            "edgectl.vx",
+            "onlink",
+        ],
+        vec![
+            "ip",
+            "neigh",
+            "replace",
+            vtep,
+            "lladdr",
+            mac,
+            "dev",
+            "edgectl.vx",
+            "nud",
+            "reachable",
+        ],
+        vec![
+            "bridge",
+            "fdb",
+            "replace",
+            mac,
+            "dev",
+            "edgectl.vx",
+            "dst",
+            underlay,
+            "dynamic",
+        ],
+    ] {
+        cluster.net.exec_ok(on, command);
+    }
+}
+
+#[test]
+fn two_vxlan_clusters_on_one_link_do_not_see_each_other() {
+    // Cluster A: nodes 1 and 2; cluster B: node 3 alone; one bridge. Both
+    // vxlan with no VNI given: each derives its own from its cluster id.
+    let mut cluster = EdgeCluster::new("ntwo", 3);
+    cluster.set_node_flags(1, &["--label", "slot=n1", "--network", "vxlan"]);
+    cluster.set_node_flags(2, &["--label", "slot=n2"]);
+    cluster.set_node_flags(
+        3,
+        &[
+            "--label",
+            "slot=n3",
+            "--network",
+            "vxlan",
+            "--pod-cidr",
+            "10.89.0.0/16",
+        ],
+    );
+    cluster.init(1);
+    cluster.join(2, 1);
+    cluster.init(3);
+    import_images(&cluster, 1);
+    import_images(&cluster, 3);
+    run_on(&cluster, "aclient", "busybox:latest", 1, SLEEP);
+    run_on(&cluster, "aweb", "httpd:latest", 2, "");
+    run_on_via(&cluster, 3, "bweb", "httpd:latest", 3, "");
+    let client = running_task(&cluster, "aclient");
+    let a_web = running_task(&cluster, "aweb");
+    let b_web = running_task_via(&cluster, 3, "bweb");
+    let client_ip = client.ip.clone().expect("address");
+    let b_web_ip = b_web.ip.clone().expect("address");
+
+    // Within A the tunnel carries the page.
+    wait_until(CONVERGE, "A's client fetches A's web", || {
+        fetch(&cluster, &client, a_web.ip.as_deref().expect("address"))
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node_logs(&cluster)));
+    let (vni_a, vni_b) = wait_until(CONVERGE, "both devices", || {
+        Ok::<_, String>((device_vni(&cluster, 1)?, device_vni(&cluster, 3)?))
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(vni_a, vni_b, "two clusters, two VNIs");
+    assert_eq!(device_vni(&cluster, 2), Ok(vni_a), "one VNI per cluster");
+
+    // B's task is out of A's reach: A routes none of B's blocks.
+    assert!(fetch(&cluster, &client, &b_web_ip).is_err(), "A reached B");
+
+    // Even with a path both ways through the two devices (each cluster
+    // holding a stray entry for the other's node), B's kernel drops A's
+    // frames: they carry A's VNI, for which B has no device.
+    let (vtep_a, mac_a) = vtep_of(&client_ip);
+    let (vtep_b, mac_b) = vtep_of(&b_web_ip);
+    let node1 = cluster.net.addr(1).to_string();
+    let node3 = cluster.net.addr(3).to_string();
+    stray_tunnel(&cluster, 1, &block_of(&b_web_ip), &vtep_b, &mac_b, &node3);
+    stray_tunnel(&cluster, 3, &block_of(&client_ip), &vtep_a, &mac_a, &node1);
+    // `ip -j -s link`: the harness's exec keeps the host's /sys.
+    let received = || -> u64 {
+        let json = cluster
+            .net
+            .exec_ok(3, ["ip", "-j", "-s", "link", "show", "dev", "edgectl.vx"]);
+        let links: serde_json::Value = serde_json::from_str(&json).expect("ip -j output");
+        links[0]["stats64"]["rx"]["packets"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no rx packet count in {json}"))
+    };
+    let before = received();
+    for _ in 0..3 {
+        let reached = fetch(&cluster, &client, &b_web_ip);
+        assert!(reached.is_err(), "A's task reached B's: {reached:?}");
+    }
+    assert_eq!(received(), before, "B's device took none of A's frames");
 }

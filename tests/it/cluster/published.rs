@@ -307,7 +307,15 @@ fn published_ports_answer_from_outside_and_follow_their_tasks() {
 
 #[test]
 fn a_task_reaches_the_outside_as_its_node_and_tasks_see_each_other() {
-    let cluster = form_labelled(EdgeCluster::new("nout", 2), 2, &[]);
+    // Both nodes are Docker-like hosts: iptables-nft's filter FORWARD
+    // chain drops what no rule accepts. Forwarded pod traffic (bridge to
+    // eth0, eth0 to bridge) passes only through edgectl's accept rules.
+    let net = EdgeCluster::new("nout", 2);
+    for i in 1..=2 {
+        net.net
+            .exec_ok(i, ["iptables-nft", "-w", "-P", "FORWARD", "DROP"]);
+    }
+    let cluster = form_labelled(net, 2, &[]);
     let outside = OutsideHost::new(&cluster);
     run_on(
         &cluster,
@@ -362,4 +370,86 @@ fn a_task_reaches_the_outside_as_its_node_and_tasks_see_each_other() {
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));
+
+    // The policy is still drop; the accept is one jump to edgectl's chain.
+    let forward = cluster
+        .net
+        .exec_ok(1, ["iptables-nft", "-w", "-S", "FORWARD"]);
+    assert!(forward.contains("-P FORWARD DROP"), "{forward}");
+    assert_eq!(
+        forward.matches("-j EDGECTL-FORWARD").count(),
+        1,
+        "{forward}"
+    );
+}
+
+#[test]
+fn concurrent_applies_of_one_cluster_port_let_one_through() {
+    // Several services claim one cluster port at once, from every node,
+    // round after round: the check and the write are separate steps, so
+    // without the ports guard two of a round pass together.
+    const ROUNDS: u16 = 12;
+    const CLAIMANTS: usize = 10;
+    let mut cluster = EdgeCluster::new("nrace", 3);
+    cluster.form(3);
+    for round in 0..ROUNDS {
+        let port = 19000 + round;
+        let files: Vec<PathBuf> = (0..CLAIMANTS)
+            .map(|i| {
+                let file = cluster.dirs.path().join(format!("race{round}-{i}.yaml"));
+                std::fs::write(
+                    &file,
+                    format!(
+                        "apiVersion: edgectl/v1\nkind: Service\nmetadata:\n  name: \
+                         race{round}-{i}\nspec:\n  image: httpd:latest\n  ports:\n    \
+                         - {{container: 8080, host: {port}, publish: cluster}}\n"
+                    ),
+                )
+                .expect("write spec");
+                file
+            })
+            .collect();
+        // Every thread starts its CLI at the same instant.
+        let start = std::sync::Barrier::new(CLAIMANTS);
+        let outcomes: Vec<(bool, String)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = files
+                .iter()
+                .enumerate()
+                .map(|(i, file)| {
+                    let (cluster, start) = (&cluster, &start);
+                    scope.spawn(move || {
+                        start.wait();
+                        let out = cluster.cli(
+                            i % 3 + 1,
+                            &["apply", "-f", file.to_str().expect("utf-8 path")],
+                        );
+                        (
+                            out.status.success(),
+                            String::from_utf8_lossy(&out.stderr).into_owned(),
+                        )
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| handle.join().expect("apply thread"))
+                .collect()
+        });
+        let passed = outcomes.iter().filter(|(ok, _)| *ok).count();
+        assert_eq!(passed, 1, "round {round}: {outcomes:?}");
+        for (ok, stderr) in &outcomes {
+            assert!(
+                *ok || stderr.contains("already published by service race")
+                    || stderr.contains("published ports) was changed by someone else"),
+                "round {round}: {stderr}"
+            );
+        }
+        // And the replica holds one claimant of the port.
+        let services = cluster.cli_ok(1, &["kv", "ls", "/sys/services/"]);
+        let claimants = services
+            .lines()
+            .filter(|line| line.contains(&format!("/sys/services/race{round}-")))
+            .count();
+        assert_eq!(claimants, 1, "round {round}: {services}");
+    }
 }
