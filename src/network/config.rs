@@ -10,6 +10,12 @@ use serde::{Deserialize, Serialize};
 
 use super::cidr::Ipv4Cidr;
 
+/// The VXLAN header, outer UDP, IPv4 and Ethernet headers: what the tunnel
+/// takes from the underlay's MTU.
+pub const VXLAN_OVERHEAD_BYTES: u32 = 50;
+/// The underlay MTU assumed (Ethernet's): nodes do not report theirs.
+pub const UNDERLAY_MTU: u32 = 1500;
+
 /// The pod CIDR of a cluster made before the network was recorded, and
 /// `init`'s default.
 pub const DEFAULT_POD_CIDR: Ipv4Cidr = match Ipv4Cidr::from_octets([10, 88, 0, 0], 16) {
@@ -244,9 +250,7 @@ impl ClusterNetwork {
     pub fn pod_mtu(&self) -> Option<u32> {
         match self.mode {
             NetworkMode::Routed => None,
-            NetworkMode::Vxlan => {
-                Some(super::vxlan::UNDERLAY_MTU - super::vxlan::VXLAN_OVERHEAD_BYTES)
-            }
+            NetworkMode::Vxlan => Some(UNDERLAY_MTU - VXLAN_OVERHEAD_BYTES),
         }
     }
 

@@ -18,17 +18,11 @@ use core::net::{Ipv4Addr, SocketAddr};
 
 use super::allocator::NodeId;
 use super::cidr::Ipv4Cidr;
-use super::config::VxlanConfig;
+use super::config::{VxlanConfig, UNDERLAY_MTU, VXLAN_OVERHEAD_BYTES};
 use super::routes::{desired_routes, RouteSkip};
 
 /// An Ethernet address.
 pub type MacAddress = [u8; 6];
-
-/// The VXLAN header, outer UDP, IPv4 and Ethernet headers: what the tunnel
-/// takes from the underlay's MTU.
-pub const VXLAN_OVERHEAD_BYTES: u32 = 50;
-/// The underlay MTU assumed (Ethernet's): nodes do not report theirs.
-pub const UNDERLAY_MTU: u32 = 1500;
 
 /// A node's own device, as it should be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

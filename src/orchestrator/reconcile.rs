@@ -588,14 +588,7 @@ fn place_pending(snapshot: &Snapshot, pass: &mut Pass) {
     }
     for (task_id, reason) in moving_reasons {
         if let Some((task, _)) = tasks.get_mut(&task_id) {
-            if task.pending_reason.as_deref() != Some(reason.as_str()) {
-                events.push((
-                    task.service.clone(),
-                    format!("task {} pending: {reason}", task.id),
-                ));
-                task.pending_reason = Some(reason);
-                touched.insert(task.id.clone());
-            }
+            note_pending(task, reason, events, touched);
         }
     }
     let pending: Vec<&TaskRecord> = tasks
@@ -686,15 +679,25 @@ fn place_pending(snapshot: &Snapshot, pass: &mut Pass) {
                     volume_binding::waiting_reason(&volume, holder, &snapshot.nodes, &names)
                 })
                 .unwrap_or(reason);
-            if task.pending_reason.as_deref() != Some(reason.as_str()) {
-                events.push((
-                    task.service.clone(),
-                    format!("task {} pending: {reason}", task.id),
-                ));
-                task.pending_reason = Some(reason);
-                touched.insert(task.id.clone());
-            }
+            note_pending(task, reason, events, touched);
         }
+    }
+}
+
+/// Records why `task` waits, with an event, when the reason changed.
+fn note_pending(
+    task: &mut TaskRecord,
+    reason: String,
+    events: &mut Vec<(String, String)>,
+    touched: &mut BTreeSet<String>,
+) {
+    if task.pending_reason.as_deref() != Some(reason.as_str()) {
+        events.push((
+            task.service.clone(),
+            format!("task {} pending: {reason}", task.id),
+        ));
+        task.pending_reason = Some(reason);
+        touched.insert(task.id.clone());
     }
 }
 
